@@ -1,0 +1,81 @@
+"""A small, exact command-line parser for the relay's subcommands.
+
+argparse is not used because SPEC §8 needs two things it does not do reliably: everything after
+a bare `--` is the message verbatim (even words that look like flags), and a flag's value is the
+next argument as given (even `--config=evil`, which the UUID check then refuses by name).
+"""
+
+from dataclasses import dataclass, field
+
+from relay.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One command's shape: its options, named positionals and whether it takes message words."""
+
+    usage: str
+    summary: str
+    values: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    positionals: tuple[str, ...] = ()
+    message: bool = False
+
+
+@dataclass
+class Parsed:
+    """The parsed command line: option values, flags seen, positionals, and message words."""
+
+    options: dict[str, str] = field(default_factory=dict)
+    flags: set[str] = field(default_factory=set)
+    positionals: list[str] = field(default_factory=list)
+    words: list[str] = field(default_factory=list)
+    help: bool = False
+
+    @property
+    def message(self) -> str | None:
+        """The message words joined by single spaces, or None when there are none."""
+        return " ".join(self.words) if self.words else None
+
+
+def parse(command: str, spec: Spec, argv: list[str]) -> Parsed:
+    """Parse `argv` (the words after the command name) against `spec`."""
+    parsed = Parsed()
+    if "--" in argv:
+        cut = argv.index("--")
+        before, after = argv[:cut], argv[cut + 1 :]
+    else:
+        before, after = argv, []
+    extra: list[str] = []
+    index = 0
+    while index < len(before):
+        word = before[index]
+        index += 1
+        if word in ("-h", "--help"):
+            parsed.help = True
+            continue
+        if word.startswith("-") and word != "-":
+            name, has_value, value = word.partition("=")
+            if name in spec.values:
+                if not has_value:
+                    if index >= len(before):
+                        raise UsageError(f"relay {command}: {name} needs a value; usage: {spec.usage}")
+                    value = before[index]
+                    index += 1
+                parsed.options[name] = value
+            elif name in spec.flags and not has_value:
+                parsed.flags.add(name)
+            else:
+                hint = " (put the message after --)" if spec.message else ""
+                raise UsageError(f"relay {command}: unknown option {word}{hint}; usage: {spec.usage}")
+            continue
+        if len(parsed.positionals) < len(spec.positionals):
+            parsed.positionals.append(word)
+        else:
+            extra.append(word)
+    if extra and not spec.message:
+        raise UsageError(f"relay {command}: unexpected argument {extra[0]!r}; usage: {spec.usage}")
+    if after and not spec.message:
+        raise UsageError(f"relay {command}: takes no message; usage: {spec.usage}")
+    parsed.words = extra + after
+    return parsed

@@ -1,0 +1,139 @@
+"""Which Codex session is this MCP server serving?
+
+Codex (0.169) gives its MCP servers no session id in the environment and, for a plugin server, not
+even the project dir (the server starts in the plugin's cache dir and `${...}` values arrive
+literally). Two things do identify the session, and were checked against the real Codex CLI:
+
+1. **Per tool call** (exact): every `tools/call` Codex sends carries `params._meta` =
+   `{"sessionId": <id>, "threadId": <id>, "x-codex-turn-metadata": {"session_id": <id>,
+   "thread_id": <id>, ...}, ...}`. `sessionId` is the id `codex exec` prints, the rollout's id and
+   the hook's `session_id`. One Codex process can host several threads (`/new`, app-server), so
+   this is read on every call, never cached.
+2. **Process ancestry** (fallback, for a call without `_meta`): the server's nearest ancestor named
+   `codex` is the Codex process that spawned it, and that process keeps its session files open:
+   `$CODEX_HOME/sessions/YYYY/MM/DD/rollout-<ts>-<id>.jsonl` and
+   `$CODEX_HOME/thread-writer-locks/<id>.lock` — already when it spawns its MCP servers, and whether
+   or not the user has trusted the plugin's hooks. Linux reads /proc, macOS asks `lsof`
+   (see `relay.procinfo`).
+
+The project dir is the `cwd` in the session's rollout (`session_meta`), else the Codex process's
+current directory.
+"""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from relay import procinfo
+from relay.discover import bounded_lines, codex_meta
+from relay.ids import is_uuid
+
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_ROLLOUT = re.compile(rf"/rollout-[^/]*?({_UUID})\.jsonl$")
+_WRITER_LOCK = re.compile(rf"/thread-writer-locks/({_UUID})\.lock$")
+
+
+@dataclass(frozen=True)
+class CodexSession:
+    """A Codex session id, its project dir when known, and how both were found."""
+
+    session_id: str
+    cwd: str | None
+    source: str
+
+
+def id_from_meta(meta: object) -> str | None:
+    """The session id in a Codex `tools/call` `_meta` object, or None when there is none.
+
+    Looks at `sessionId`, then `threadId`, then `x-codex-turn-metadata.session_id` / `thread_id`;
+    only a UUID is accepted (anything else could be planted text).
+    """
+    if not isinstance(meta, Mapping):
+        return None
+    turn = meta.get("x-codex-turn-metadata")
+    turn = turn if isinstance(turn, Mapping) else {}
+    for value in (
+        meta.get("sessionId"),
+        meta.get("threadId"),
+        turn.get("session_id"),
+        turn.get("thread_id"),
+    ):
+        if is_uuid(value):
+            return str(value)
+    return None
+
+
+def open_sessions(pid: int) -> dict[str, str | None]:
+    """Session ids whose rollout or writer lock `pid` holds open -> the rollout path (or None)."""
+    found: dict[str, str | None] = {}
+    for path in sorted(procinfo.open_files(pid)):
+        rollout = _ROLLOUT.search(path)
+        if rollout:
+            found[rollout.group(1)] = path
+            continue
+        lock = _WRITER_LOCK.search(path)
+        if lock:
+            found.setdefault(lock.group(1), None)
+    return found
+
+
+def _rollout_cwd(path: str | None) -> str | None:
+    if not path:
+        return None
+    _, cwd = codex_meta(path)
+    return cwd
+
+
+def _is_subagent(path: str | None) -> bool:
+    """True when the rollout's session_meta says a sub-agent thread (its `source` is an object)."""
+    if not path:
+        return False
+    for line in bounded_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record: Any = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return False
+        payload = record.get("payload") if isinstance(record, dict) else None
+        return isinstance(payload, dict) and isinstance(payload.get("source"), dict)
+    return False
+
+
+def from_ancestor(pid: int | None = None) -> CodexSession | None:
+    """The session of the nearest Codex ancestor of `pid` (default: this process), if one is clear.
+
+    When the Codex process holds several sessions open (sub-agents), the one that is not a
+    sub-agent wins; if that still leaves more than one, the answer is None rather than a guess.
+    """
+    codex = procinfo.codex_ancestor(pid)
+    if codex is None:
+        return None
+    sessions = open_sessions(codex.pid)
+    if len(sessions) > 1:
+        sessions = {sid: path for sid, path in sessions.items() if not _is_subagent(path)}
+    if len(sessions) != 1:
+        return None
+    [(session_id, path)] = sessions.items()
+    cwd = _rollout_cwd(path) or procinfo.process_cwd(codex.pid)
+    return CodexSession(session_id, cwd, f"session files held open by codex pid {codex.pid}")
+
+
+def resolve(meta: object = None, pid: int | None = None) -> CodexSession | None:
+    """The Codex session this server serves: from the call's `_meta`, else from its ancestry.
+
+    `meta` is the `params._meta` of the current `tools/call` (None outside a call). The cwd is
+    filled from the Codex ancestor when it has that session's rollout open, else its current dir.
+    """
+    session_id = id_from_meta(meta)
+    if session_id is None:
+        return from_ancestor(pid)
+    codex = procinfo.codex_ancestor(pid)
+    cwd = None
+    if codex is not None:
+        path = open_sessions(codex.pid).get(session_id)
+        cwd = _rollout_cwd(path) or procinfo.process_cwd(codex.pid)
+    return CodexSession(session_id, cwd, "Codex tools/call _meta.sessionId")

@@ -1,0 +1,223 @@
+"""The people-facing commands: discover, list, register, send, inbox, peek, wake.
+
+Each is a thin face over the shared core and prints what a person (or an agent without MCP)
+needs. Each takes the parsed command line and returns the exit code.
+"""
+
+import os
+import sys
+from typing import Any
+
+import orjson
+
+from relay.argv import Parsed, Spec
+from relay.errors import UsageError
+from relay.ids import require_uuid
+from relay.store import Store
+
+SPECS: dict[str, Spec] = {
+    "discover": Spec(
+        "relay discover [--within MIN] [--tool claude|codex] [--exclude ID] [--cwd DIR] [--limit N] [--json]",
+        "list sessions running now, from the CLIs' transcripts",
+        values=("--within", "--tool", "--exclude", "--cwd", "--limit"),
+        flags=("--json",),
+    ),
+    "list": Spec("relay list [--json]", "list registered sessions", flags=("--json",)),
+    "register": Spec(
+        "relay register NAME --id UUID [--dir DIR] [--tool claude|codex]",
+        "name a session",
+        values=("--id", "--dir", "--tool"),
+        positionals=("NAME",),
+    ),
+    "send": Spec(
+        "relay send TO [--] MESSAGE... | relay send --id UUID [--] MESSAGE...",
+        "queue a message for a session",
+        values=("--id",),
+        positionals=("TO",),
+        message=True,
+    ),
+    "inbox": Spec("relay inbox WHO", "print and take a session's mail", positionals=("WHO",)),
+    "peek": Spec("relay peek WHO", "print a session's mail without taking it", positionals=("WHO",)),
+    "wake": Spec(
+        "relay wake WHO [--dry] [--] [MESSAGE...] | "
+        "relay wake --id UUID --dir DIR --tool claude|codex [--dry] [--] [MESSAGE...]",
+        "resume an idle session headless so it reads its mail",
+        values=("--id", "--dir", "--tool"),
+        flags=("--dry",),
+        positionals=("WHO",),
+        message=True,
+    ),
+}
+
+
+def _print_json(value: Any, pretty: bool = True) -> None:
+    sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 if pretty else 0) + b"\n")
+    sys.stdout.flush()
+
+
+def _tool_option(parsed: Parsed) -> str | None:
+    tool = parsed.options.get("--tool")
+    if tool is not None and tool not in ("claude", "codex"):
+        raise UsageError(f"--tool must be claude or codex, not {tool!r}")
+    return tool
+
+
+def _number(parsed: Parsed, option: str, default: float) -> float:
+    raw = parsed.options.get(option)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"{option} needs a number, not {raw!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise UsageError(f"{option} must be a positive number, not {raw!r}")
+    return value
+
+
+def _need(parsed: Parsed, what: str, usage: str) -> str:
+    if not parsed.positionals:
+        raise UsageError(f"missing {what}; usage: {usage}")
+    return parsed.positionals[0]
+
+
+def _absolute(directory: str) -> str:
+    return os.path.abspath(os.path.expanduser(directory))
+
+
+def discover_command(store: Store, parsed: Parsed) -> int:
+    """Live sessions, newest first."""
+    from relay.discover import DEFAULT_LIMIT, DEFAULT_WITHIN_MIN, discover
+
+    limit = _number(parsed, "--limit", DEFAULT_LIMIT)
+    if limit != int(limit):
+        raise UsageError("--limit needs a whole number")
+    cwd = parsed.options.get("--cwd")
+    rows = discover(
+        store.registry(),
+        within_min=_number(parsed, "--within", DEFAULT_WITHIN_MIN),
+        tool=_tool_option(parsed),
+        exclude=parsed.options.get("--exclude"),
+        cwd_first=_absolute(cwd) if cwd else None,
+        limit=int(limit),
+    )
+    if "--json" in parsed.flags:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no sessions active in that window (try --within with more minutes)")
+    for row in rows:
+        busy = "  (active now)" if row["active"] else ""
+        name = row["name"] or "-"
+        print(f"{row['tool']:<6}  {row['id']}  {name:<16}  {row['ageSec']:>6}s ago  {row['cwd'] or '?'}{busy}")
+    return 0
+
+
+def list_command(store: Store, parsed: Parsed) -> int:
+    """The registry, one session a line."""
+    entries = store.registry().entries()
+    if "--json" in parsed.flags:
+        _print_json(entries)
+        return 0
+    if not entries:
+        print("no sessions registered yet: sessions register when they start (or: relay register NAME --id UUID)")
+    for entry in entries:
+        print(
+            f"{entry.get('name') or '-':<16}  {entry.get('tool') or '-':<6}  {entry.get('id')}  "
+            f"{entry.get('dir') or '-'}  {entry.get('lastSeen') or '-'}"
+        )
+    return 0
+
+
+def register_command(store: Store, parsed: Parsed) -> int:
+    """Name a session."""
+    spec = SPECS["register"]
+    name = _need(parsed, "NAME", spec.usage)
+    if "--id" not in parsed.options:
+        raise UsageError(f"--id is required; usage: {spec.usage}")
+    fields: dict[str, Any] = {"name": name}
+    if "--dir" in parsed.options:
+        fields["directory"] = _absolute(parsed.options["--dir"])
+    tool = _tool_option(parsed)
+    if tool:
+        fields["tool"] = tool
+    entry = store.register(require_uuid(parsed.options["--id"]), **fields)
+    print(f"registered {entry['name']} -> {entry['id']} ({entry['tool']}, {entry['dir'] or 'no dir'})")
+    return 0
+
+
+def send_command(store: Store, parsed: Parsed) -> int:
+    """Queue a message from the command line."""
+    from relay.mail import send
+
+    spec = SPECS["send"]
+    if "--id" in parsed.options:
+        target = require_uuid(parsed.options["--id"])
+        words = parsed.positionals + parsed.words
+    else:
+        target = _need(parsed, "TO", spec.usage)
+        words = parsed.words
+    if not words:
+        raise UsageError(f"missing MESSAGE; usage: {spec.usage}")
+    recipient, _ = send(store, target, " ".join(words), None, "cli")
+    print(f"queued -> {recipient.get('name') or recipient['id']}")
+    return 0
+
+
+def _mailbox_owner(store: Store, parsed: Parsed, command: str) -> str:
+    from relay.sessions import resolve
+
+    who = _need(parsed, "WHO", SPECS[command].usage)
+    return require_uuid(resolve(store, who)["id"])
+
+
+def inbox_command(store: Store, parsed: Parsed) -> int:
+    """Print a session's mail as JSON and take it (only once it was printed)."""
+    with store.take(_mailbox_owner(store, parsed, "inbox")) as delivery:
+        _print_json({"count": len(delivery.messages), "messages": delivery.messages})
+        delivery.ack()
+    return 0
+
+
+def peek_command(store: Store, parsed: Parsed) -> int:
+    """Print a session's mail without taking it."""
+    messages = store.peek(_mailbox_owner(store, parsed, "peek"))
+    _print_json({"count": len(messages), "messages": messages})
+    return 0
+
+
+def wake_command(store: Store, parsed: Parsed) -> int:
+    """Ring the doorbell of a registered or an explicitly described session."""
+    from relay import doorbell
+    from relay.sessions import resolve
+
+    spec = SPECS["wake"]
+    if "--id" in parsed.options:
+        missing = [o for o in ("--dir", "--tool") if o not in parsed.options]
+        if missing:
+            raise UsageError(f"--id needs {' and '.join(missing)} too; usage: {spec.usage}")
+        session_id = require_uuid(parsed.options["--id"])
+        directory = _absolute(parsed.options["--dir"])
+        tool = _tool_option(parsed) or "claude"
+        words = parsed.positionals + parsed.words
+    else:
+        entry = resolve(store, _need(parsed, "WHO", spec.usage))
+        session_id, directory, tool = entry["id"], entry.get("dir"), entry.get("tool") or "claude"
+        words = parsed.words
+    planned = doorbell.plan(tool, session_id, directory, " ".join(words) if words else None)
+    if "--dry" in parsed.flags:
+        _print_json(planned, pretty=False)
+        return 0
+    doorbell.ring(planned)
+    return 0  # not reached: ring() replaces this process
+
+
+HANDLERS = {
+    "discover": discover_command,
+    "list": list_command,
+    "register": register_command,
+    "send": send_command,
+    "inbox": inbox_command,
+    "peek": peek_command,
+    "wake": wake_command,
+}

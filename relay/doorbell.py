@@ -1,0 +1,86 @@
+"""`relay wake`: resume an idle session headless so it reads its mail.
+
+The command runs with no shell, from the target's project dir, with the message always the
+single last argument after `--`, so no text and no id can become an option of the agent CLI.
+"""
+
+import os
+import shutil
+from typing import Any
+
+from relay.errors import RelayError
+from relay.ids import require_uuid
+from relay.sessions import launcher_command
+
+# Variables that describe the *calling* session; the woken CLI must not inherit them (a nested
+# Claude Code refuses to start while CLAUDECODE is set, and would take the caller's identity).
+_CALLER_SCOPED = (
+    "CLAUDECODE",
+    "CLAUDE_CODE_ENTRYPOINT",
+    "CLAUDE_CODE_SESSION_ID",
+    "CLAUDE_PROJECT_DIR",
+    "RELAY_PROJECT_DIR",
+)
+
+
+def default_nudge(session_id: str) -> str:
+    """The message sent when the caller gives none."""
+    return (
+        "You have session-relay mail. Call the session-relay `inbox` tool (or run "
+        f"`{launcher_command()} inbox {session_id}`) to read it, then act on it as you see fit."
+    )
+
+
+def command(tool: str, session_id: str, message: str) -> list[str]:
+    """The exact argv that resumes `session_id` with `message`."""
+    require_uuid(session_id)
+    if tool == "claude":
+        return ["claude", "-p", "--resume", session_id, "--output-format", "json", "--", message]
+    if tool == "codex":
+        return ["codex", "exec", "resume", session_id, "--json", "--", message]
+    raise RelayError(f"invalid tool {tool!r}: use claude or codex")
+
+
+def plan(tool: str, session_id: str, directory: str | None, message: str | None) -> dict[str, Any]:
+    """What `wake` will run: {tool, cmd, args, cwd}."""
+    argv = command(tool, session_id, message or default_nudge(session_id))
+    if not directory:
+        raise RelayError(
+            f"session {session_id} has no known project dir: wake it with "
+            "--id ID --dir DIR --tool claude|codex (relay discover shows its dir)"
+        )
+    return {"tool": tool, "cmd": argv[0], "args": argv[1:], "cwd": directory}
+
+
+def child_environment(environ: dict[str, str]) -> dict[str, str]:
+    """The caller's environment for the agent CLI, minus caller-scoped variables.
+
+    The frozen binary runs under LC_ALL=C and saves the caller's locale in RELAY_ORIG_LOCALE
+    (newline-separated NAME=VALUE); the agent CLI gets the original locale back.
+    """
+    env = {k: v for k, v in environ.items() if k not in _CALLER_SCOPED}
+    saved = env.pop("RELAY_ORIG_LOCALE", None)
+    if saved is not None:
+        for name in [k for k in env if k in ("LANG", "LANGUAGE") or k.startswith("LC_")]:
+            del env[name]
+        for item in saved.split("\n"):
+            name, sep, value = item.partition("=")
+            if sep and (name in ("LANG", "LANGUAGE") or name.startswith("LC_")):
+                env[name] = value
+    return env
+
+
+def ring(planned: dict[str, Any]) -> None:
+    """Replace this process with the agent CLI, so its output and exit status are the caller's."""
+    directory = planned["cwd"]
+    if not os.path.isdir(directory):
+        raise RelayError(
+            f"the session's dir {directory} does not exist (the session moved or is stale): "
+            "re-register it with `relay register NAME --id ID --dir NEWDIR`, or wake it with --id/--dir/--tool"
+        )
+    env = child_environment(dict(os.environ))
+    program = shutil.which(planned["cmd"], path=env.get("PATH"))
+    if program is None:
+        raise RelayError(f"`{planned['cmd']}` is not on PATH: install it, or add its directory to PATH")
+    os.chdir(directory)
+    os.execve(program, [planned["cmd"], *planned["args"]], env)

@@ -1,0 +1,174 @@
+"""File primitives for the store: private dirs, atomic replace, durable append.
+
+Every write is synced (file, then directory) before it is reported done, a failed write leaves
+nothing half-written behind, and no write ever follows a symlink planted in the store.
+"""
+
+import contextlib
+import errno
+import os
+import stat
+from pathlib import Path
+
+from relay.errors import RelayError
+
+_PRIVATE_DIR = 0o700
+_PRIVATE_FILE = 0o600
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new file inside `directory` survive a power cut."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_private_dir(directory: Path, allow_symlink: bool = False) -> None:
+    """Create `directory` 0700 if missing; refuse a symlink; tighten a looser mode we own.
+
+    Only the store's home may be a symlink (a user's own choice of where the store lives); a
+    symlinked sub-directory would let a planted link redirect writes.
+    """
+    try:
+        os.mkdir(directory, _PRIVATE_DIR)
+        return
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(directory, _PRIVATE_DIR)
+        return
+    info = os.stat(directory) if allow_symlink else os.lstat(directory)
+    if stat.S_ISLNK(info.st_mode):
+        raise RelayError(f"session-relay: {directory} is a symlink; the store will not write through it")
+    if not stat.S_ISDIR(info.st_mode):
+        raise RelayError(f"session-relay: {directory} is not a directory; move it out of the way")
+    if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+        os.chmod(directory, _PRIVATE_DIR)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _explain(err: OSError, path: Path) -> RelayError:
+    if err.errno == errno.ELOOP:
+        return RelayError(f"session-relay: {path} is a symlink; the store will not write through it")
+    if err.errno == errno.ENOSPC:
+        return RelayError(f"session-relay: no space left to write {path}; free some disk space")
+    if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return RelayError(f"session-relay: cannot write {path}: {err.strerror}; check the store's permissions")
+    return RelayError(f"session-relay: cannot write {path}: {err.strerror}")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` all at once: temp file in the same dir, fsync, rename, fsync dir.
+
+    A symlink at `path` is replaced, never followed. On any failure the temp file is removed and
+    the old content stays.
+    """
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _PRIVATE_FILE)
+    except OSError as err:
+        raise _explain(err, path) from None
+    try:
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temp, path)
+    except OSError as err:
+        _unlink_quietly(temp)
+        raise _explain(err, path) from None
+    fsync_dir(path.parent)
+
+
+def append_durably(path: Path, data: bytes) -> None:
+    """Append `data` (whole lines) to `path` and sync it; on failure cut the file back.
+
+    If an earlier writer died mid-line, the file does not end in a newline: one is written first,
+    so the new line never fuses with the torn one (which a reader then quarantines).
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, _PRIVATE_FILE)
+    except OSError as err:
+        raise _explain(err, path) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RelayError(f"session-relay: {path} is not a regular file; move it out of the way")
+        size = info.st_size
+        if size and _last_byte(path, size) != b"\n":
+            data = b"\n" + data
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        except OSError as err:
+            _truncate_quietly(fd, size)
+            raise _explain(err, path) from None
+    finally:
+        os.close(fd)
+    if size == 0:
+        fsync_dir(path.parent)
+
+
+def _last_byte(path: Path, size: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        return os.pread(fd, 1, size - 1)
+    finally:
+        os.close(fd)
+
+
+def _truncate_quietly(fd: int, size: int) -> None:
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def read_file(path: Path) -> bytes | None:
+    """The whole file, or None when it does not exist. Symlinks are not followed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise RelayError(f"session-relay: {path} is a symlink; the store will not read through it") from None
+        raise RelayError(f"session-relay: cannot read {path}: {err.strerror}") from None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def remove(path: Path) -> None:
+    """Delete `path` (gone already is fine) and sync its directory."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    fsync_dir(path.parent)
+
+
+def move_aside(path: Path, new_path: Path) -> None:
+    """Rename `path` to a fresh name chosen by the caller (timestamped, never reused)."""
+    if os.path.lexists(new_path):
+        raise RelayError(f"session-relay: {new_path} already exists; not overwriting it")
+    os.rename(path, new_path)
+    fsync_dir(path.parent)

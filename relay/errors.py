@@ -1,0 +1,25 @@
+"""The error types every face turns into one clear line.
+
+A `RelayError` is a problem the user can fix (unknown session, missing dir, lock busy): exit 1.
+A `UsageError` is a malformed command line: exit 2. Both carry a message that says what is wrong
+and what to do, so the CLI, the hook and the MCP server can show it as-is.
+"""
+
+
+class RelayError(Exception):
+    """A failure the user can act on; `str(err)` is the whole one-line message."""
+
+    exit_code = 1
+
+
+class UsageError(RelayError):
+    """The command line itself is wrong."""
+
+    exit_code = 2
+
+
+class LockBusy(RelayError):
+    """Another process held the store lock past the deadline."""
+
+    def __init__(self) -> None:
+        super().__init__("session-relay: lock busy (held > 3s)")

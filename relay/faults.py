@@ -1,0 +1,16 @@
+"""A test-only switch that kills the process at a named step of a store operation.
+
+Crash-safety tests set RELAY_TEST_KILL_AT=<step> to prove that dying at exactly that point
+loses nothing. When the variable is unset (always, outside tests) `checkpoint` does nothing.
+"""
+
+import os
+import signal
+
+_KILL_AT = os.environ.get("RELAY_TEST_KILL_AT") or None
+
+
+def checkpoint(step: str) -> None:
+    """Die with SIGKILL, as a crash would, when the test switch names this step."""
+    if _KILL_AT is not None and step == _KILL_AT:
+        os.kill(os.getpid(), signal.SIGKILL)

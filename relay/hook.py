@@ -1,0 +1,82 @@
+"""`relay hook [codex]`: run by the agent CLI at every session start.
+
+It registers the session and hands the model its waiting mail, fenced as untrusted data. It must
+never block or break a session: whatever happens it exits 0 and reports problems on stderr as
+`[session-relay/hook] <message>`. Mail is confirmed taken only after it was written to stdout, so
+a hook killed or timed out halfway leaves the mail for the next start.
+"""
+
+import os
+import sys
+from typing import Any, BinaryIO
+
+import orjson
+
+from relay.errors import RelayError
+from relay.fence import render
+from relay.identity import usable_env
+from relay.ids import require_uuid
+from relay.sessions import launcher_command, start_session
+from relay.store import Store
+
+
+def _log(message: str) -> None:
+    sys.stderr.write(f"[session-relay/hook] {message}\n")
+    sys.stderr.flush()
+
+
+def read_event(stdin: BinaryIO) -> dict[str, Any] | None:
+    """The hook event from stdin, or None (with a note on stderr) when there is none usable."""
+    if stdin.isatty():
+        _log("expects the agent CLI's SessionStart event as JSON on stdin; nothing to do")
+        return None
+    raw = stdin.read()
+    if not raw.strip():
+        return None
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        _log(f"stdin is not a JSON hook event ({err}); nothing done")
+        return None
+    if not isinstance(event, dict):
+        _log("the hook event is not a JSON object; nothing done")
+        return None
+    return event
+
+
+def handle(event: dict[str, Any], tool: str, stdout: BinaryIO, store: Store) -> None:
+    """Register the session of `event` and print its mail as SessionStart context."""
+    session_id = event.get("session_id")
+    if not session_id:
+        return
+    require_uuid(session_id)
+    cwd = event.get("cwd")
+    directory = cwd if isinstance(cwd, str) and cwd else usable_env("CLAUDE_PROJECT_DIR") or os.getcwd()
+    start_session(store, session_id, directory, tool)
+    with store.take(session_id) as delivery:
+        if not delivery.messages:
+            return
+        launcher = launcher_command()
+        text, shown = render(
+            delivery.messages,
+            reply_hint=f"Reply with the session-relay `send` tool, or run: {launcher} send <sender> -- <reply>",
+            more_hint=f"call the session-relay `inbox` tool, or run: {launcher} inbox {session_id}",
+        )
+        payload = {"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": text}}
+        stdout.write(orjson.dumps(payload) + b"\n")
+        stdout.flush()
+        delivery.ack(shown)
+
+
+def main(argv: list[str]) -> int:
+    """Entry point; always 0 so the agent CLI's session goes on."""
+    tool = "codex" if argv[:1] == ["codex"] else "claude"
+    try:
+        event = read_event(sys.stdin.buffer)
+        if event is not None:
+            handle(event, tool, sys.stdout.buffer, Store(warn=_log))
+    except RelayError as err:
+        _log(str(err))
+    except Exception as err:  # the hook must never break a session, whatever the cause
+        _log(f"unexpected {type(err).__name__}: {err}")
+    return 0

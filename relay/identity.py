@@ -1,0 +1,48 @@
+"""Which session is this process serving, and from which project dir?
+
+The MCP server has to know "me" to send, take mail and whoami. Claude Code tells its MCP servers
+through CLAUDE_CODE_SESSION_ID. Otherwise the project dir is found from the environment (values
+that are empty or still hold an unexpanded `${...}` are ignored: Codex does not substitute
+variables) and the session is the one whose hook last wrote that dir's marker.
+"""
+
+import os
+from dataclasses import dataclass
+
+from relay.ids import is_uuid
+from relay.paths import env_value
+from relay.store import Store
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The session this process speaks for (None when unknown) and how that was decided."""
+
+    session_id: str | None
+    project_dir: str
+    source: str
+
+
+def usable_env(name: str) -> str | None:
+    """An environment value that was really set: non-empty and with no unexpanded `${`."""
+    value = env_value(name)
+    if value is None or "${" in value:
+        return None
+    return value
+
+
+def project_dir() -> str:
+    """$RELAY_PROJECT_DIR, else $CLAUDE_PROJECT_DIR, else the current directory."""
+    return usable_env("RELAY_PROJECT_DIR") or usable_env("CLAUDE_PROJECT_DIR") or os.getcwd()
+
+
+def current_session(store: Store) -> Identity:
+    """Decide which session this process serves."""
+    directory = project_dir()
+    claimed = usable_env("CLAUDE_CODE_SESSION_ID")
+    if is_uuid(claimed):
+        return Identity(claimed, directory, "CLAUDE_CODE_SESSION_ID")
+    marked = store.marker(directory)
+    if is_uuid(marked):
+        return Identity(marked, directory, f"marker for {directory}")
+    return Identity(None, directory, "none")

@@ -1,0 +1,44 @@
+"""Where the store lives and how session ids and dirs become file names.
+
+Only names are computed here; `relay.store` is the one module that touches the files.
+"""
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
+_NOT_MAILBOX_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+# Most file systems cap a name at 255 bytes; longer encoded dirs are shortened with a hash so
+# that two long dirs never share a marker. Shorter ones keep Claude Code's exact scheme.
+_MAX_FILE_NAME = 200
+
+
+def env_value(name: str) -> str | None:
+    """An environment variable, with an empty value counting as unset."""
+    value = os.environ.get(name)
+    return value or None
+
+
+def relay_home() -> Path:
+    """The store directory: $AGENT_RELAY_HOME, else $SESSION_RELAY_HOME, else ~/.agent-relay."""
+    chosen = env_value("AGENT_RELAY_HOME") or env_value("SESSION_RELAY_HOME")
+    if chosen:
+        return Path(chosen).expanduser()
+    return Path.home() / ".agent-relay"
+
+
+def marker_name(directory: str) -> str:
+    """The marker file name for a project dir: every char outside [A-Za-z0-9] becomes '-'."""
+    encoded = _NOT_ALNUM.sub("-", directory)
+    if len(encoded) <= _MAX_FILE_NAME:
+        return encoded
+    digest = hashlib.sha256(directory.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return f"{encoded[: _MAX_FILE_NAME - 17]}-{digest}"
+
+
+def mailbox_name(session_id: str) -> str:
+    """The mailbox file name for an id: every char outside [A-Za-z0-9._-] becomes '-'."""
+    return _NOT_MAILBOX_SAFE.sub("-", session_id) + ".jsonl"

@@ -1,0 +1,169 @@
+"""Read-only facts about running processes: parent, start time, name, cwd and open files.
+
+session-relay uses them to learn which Codex process started the MCP server (see
+`relay.codex_session`). Linux answers from /proc; macOS (no /proc) from `ps` and `lsof`, which
+ship with the system. Every function answers None or an empty list when it cannot tell (the process
+is gone, belongs to another user, or the tools are missing); none of them raises.
+"""
+
+import contextlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+_PROC = Path("/proc")
+# Ancestry is short in practice (codex -> launcher/stub -> relay); the cap only stops loops.
+MAX_DEPTH = 32
+# `ps`/`lsof` on a busy Mac answer in tens of milliseconds; never let them hang a tool call.
+_TOOL_TIMEOUT = 5.0
+_TRIPLE_ENDINGS = ("-musl", "-gnu", "-darwin")
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    """One process. `start` is an opaque token that differs when a pid is reused."""
+
+    pid: int
+    ppid: int
+    start: str
+    name: str
+
+
+def _has_proc() -> bool:
+    return (_PROC / "self" / "stat").exists()
+
+
+def _run(argv: list[str]) -> str | None:
+    """stdout of a short read-only command in the C locale, or None if it failed."""
+    try:
+        done = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=_TOOL_TIMEOUT,
+            env={**os.environ, "LC_ALL": "C"},
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0:
+        return None
+    return done.stdout.decode("utf-8", "surrogateescape")
+
+
+def _linux_info(pid: int) -> ProcInfo | None:
+    try:
+        raw = (_PROC / str(pid) / "stat").read_bytes().decode("utf-8", "surrogateescape")
+    except OSError:
+        return None
+    # Field 2 is "(comm)" and comm may itself contain spaces or parentheses: split at the last ')'.
+    open_paren, close_paren = raw.find("("), raw.rfind(")")
+    if open_paren < 0 or close_paren < open_paren:
+        return None
+    rest = raw[close_paren + 2 :].split()
+    try:
+        ppid, start = int(rest[1]), rest[19]
+    except (IndexError, ValueError):
+        return None
+    name = raw[open_paren + 1 : close_paren]
+    # comm is cut at 15 bytes; the executable's base name is the full one when readable.
+    with contextlib.suppress(OSError):
+        name = os.path.basename(os.readlink(_PROC / str(pid) / "exe")) or name
+    return ProcInfo(pid=pid, ppid=ppid, start=start, name=name.removesuffix(" (deleted)"))
+
+
+def _ps_info(pid: int) -> ProcInfo | None:
+    # lstart is always 24 characters ("Mon Nov 23 23:33:16 2026") in the C locale.
+    out = _run(["ps", "-o", "ppid=", "-o", "lstart=", "-o", "comm=", "-p", str(pid)])
+    if not out or not out.strip():
+        return None
+    line = out.strip().splitlines()[0]
+    head, _, rest = line.strip().partition(" ")
+    try:
+        ppid = int(head)
+    except ValueError:
+        return None
+    rest = rest.lstrip()
+    start, command = rest[:24], rest[24:].strip()
+    return ProcInfo(pid=pid, ppid=ppid, start=start, name=os.path.basename(command))
+
+
+def process_info(pid: int) -> ProcInfo | None:
+    """Parent, start token and executable name of `pid`, or None if it cannot be read."""
+    if pid <= 0:
+        return None
+    return _linux_info(pid) if _has_proc() else _ps_info(pid)
+
+
+def ancestors(pid: int | None = None, max_depth: int = MAX_DEPTH) -> list[ProcInfo]:
+    """The parent of `pid` (default: this process), its parent, ... up to but excluding pid 1."""
+    current = os.getpid() if pid is None else pid
+    me = process_info(current)
+    next_pid = me.ppid if me else (os.getppid() if pid is None else 0)
+    chain: list[ProcInfo] = []
+    seen = {current}
+    while next_pid > 1 and next_pid not in seen and len(chain) < max_depth:
+        seen.add(next_pid)
+        info = process_info(next_pid)
+        if info is None:
+            break
+        chain.append(info)
+        next_pid = info.ppid
+    return chain
+
+
+def is_codex(info: ProcInfo) -> bool:
+    """True for the Codex CLI's native process (not its `node` npm wrapper).
+
+    The npm and Homebrew installs run a binary named `codex`; a binary taken straight from a
+    GitHub release keeps its target-triple name (`codex-x86_64-unknown-linux-musl`).
+    """
+    name = info.name.lower().removesuffix(".exe")
+    return name == "codex" or (name.startswith("codex-") and name.endswith(_TRIPLE_ENDINGS))
+
+
+def codex_ancestor(pid: int | None = None) -> ProcInfo | None:
+    """The nearest ancestor of `pid` (default: this process) that is a Codex CLI process."""
+    for info in ancestors(pid):
+        if is_codex(info):
+            return info
+    return None
+
+
+def process_cwd(pid: int) -> str | None:
+    """The current directory of `pid`, or None when it cannot be read."""
+    if _has_proc():
+        try:
+            return os.readlink(_PROC / str(pid) / "cwd")
+        except OSError:
+            return None
+    out = _run(["lsof", "-a", "-n", "-P", "-p", str(pid), "-d", "cwd", "-Fn"])
+    for line in (out or "").splitlines():
+        if line.startswith("n/"):
+            return line[1:]
+    return None
+
+
+def open_files(pid: int) -> list[str]:
+    """Paths of the regular files `pid` holds open (best effort; empty when unreadable)."""
+    if _has_proc():
+        fd_dir = _PROC / str(pid) / "fd"
+        try:
+            names = os.listdir(fd_dir)
+        except OSError:
+            return []
+        paths = []
+        for name in names:
+            try:
+                target = os.readlink(fd_dir / name)
+            except OSError:
+                continue
+            if target.startswith("/"):
+                paths.append(target.removesuffix(" (deleted)"))
+        return paths
+    if sys.platform == "win32":
+        return []
+    out = _run(["lsof", "-n", "-P", "-p", str(pid), "-Fn"])
+    return [line[1:] for line in (out or "").splitlines() if line.startswith("n/")]

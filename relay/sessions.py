@@ -1,0 +1,57 @@
+"""Session operations shared by the hook, the MCP server and the CLI."""
+
+import os
+from pathlib import Path
+
+from relay.errors import RelayError
+from relay.identity import usable_env
+from relay.ids import is_uuid
+from relay.store import Entry, Store
+
+
+def start_session(store: Store, session_id: str, directory: str, tool: str) -> Entry:
+    """What a session start records: the dir's marker and the registry entry {id, dir, tool}."""
+    store.set_marker(directory, session_id)
+    return store.register(session_id, directory=directory, tool=tool)
+
+
+def resolve(store: Store, target: str) -> Entry:
+    """A registered id, then a name, then any UUID (a discovered session not yet registered)."""
+    if not isinstance(target, str) or not target:
+        raise RelayError("no recipient given: name a session or give its id (see roster / discover)")
+    entry = store.registry().resolve(target)
+    if entry is not None:
+        return entry
+    if is_uuid(target):
+        return {"id": target, "dir": None, "name": None, "tool": None}
+    raise RelayError(
+        f"no session named {target!r}: call `roster` (CLI: `relay list`) for registered sessions, "
+        "or `discover` (CLI: `relay discover`) for running ones, and use a name or id from it"
+    )
+
+
+def launcher_command() -> str:
+    """How a user or model should invoke relay from a shell, for hints.
+
+    The launcher exports RELAY_LAUNCHER; a plugin host exports CLAUDE_PLUGIN_ROOT; a source
+    checkout has the launcher next to the package.
+    """
+    exported = usable_env("RELAY_LAUNCHER")
+    if exported:
+        return exported
+    for root in (usable_env("CLAUDE_PLUGIN_ROOT"), str(Path(__file__).resolve().parent.parent)):
+        if root and os.access(os.path.join(root, "launcher"), os.X_OK):
+            return os.path.join(root, "launcher")
+    return "relay"
+
+
+def wake_hint(entry: Entry) -> str:
+    """The command that rings the doorbell of `entry`."""
+    launcher = launcher_command()
+    target = entry.get("name") or entry["id"]
+    if entry.get("dir") and entry.get("tool"):
+        return f"If it is idle, wake it so it reads the mail: {launcher} wake {target}"
+    return (
+        f"If it is idle, wake it: {launcher} wake --id {entry['id']} --dir <its project dir> "
+        "--tool <claude|codex> (discover shows both)"
+    )

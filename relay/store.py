@@ -1,0 +1,370 @@
+"""The on-disk store under `<home>`: the only module that reads or writes its files.
+
+Layout (the session-relay 0.1 format, so an upgrade keeps registrations and unread mail):
+
+    registry.json          {"agents": {id: Entry}, "names": {name: id}}
+    mailbox/<id>.jsonl     pending mail, one JSON message per line
+    markers/<encoded-dir>  "<session-id>\\n", the session last registered for that dir
+    .lock                  the lock file every mutation holds
+
+Added by this version, ignored by 0.1 readers:
+
+    inflight/<id>.jsonl    mail a taker has claimed but not yet confirmed as shown
+    inflight/<id>.lock     held by the one live taker of that mailbox
+    quarantine/            unparseable mailbox lines and registries, kept for a human
+
+Delivery is at-least-once: taking mail moves it to `inflight/` under the lock, the caller shows
+it, and only its `ack` removes it. A taker that dies before the ack leaves the mail in flight; the
+next taker delivers it again, first and with the same ids, marked `"redelivered": true`.
+"""
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from relay import durable
+from relay.clock import now_iso
+from relay.errors import RelayError
+from relay.faults import checkpoint
+from relay.ids import check_name, require_uuid
+from relay.lock import FileLock
+from relay.paths import mailbox_name, marker_name, relay_home
+
+Entry = dict[str, Any]
+Message = dict[str, Any]
+
+TOOLS = ("claude", "codex")
+_UNSET: Any = object()
+
+
+def _warn_to_stderr(message: str) -> None:
+    sys.stderr.write(f"session-relay: {message}\n")
+
+
+class Registry:
+    """A read-only view of registry.json."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.agents: dict[str, Entry] = data["agents"]
+        self.names: dict[str, str] = data["names"]
+
+    def resolve(self, target: str) -> Entry | None:
+        """An exact id first, then a name."""
+        if target in self.agents:
+            return self.agents[target]
+        bound = self.names.get(target)
+        if bound is None:
+            return None
+        return self.agents.get(bound) or {"id": bound, "dir": None, "name": target, "tool": "claude"}
+
+    def entries(self) -> list[Entry]:
+        """Every entry, sorted by name, else id."""
+        return sorted(self.agents.values(), key=lambda e: str(e.get("name") or e.get("id")))
+
+
+class Delivery:
+    """Mail claimed by one taker, who holds that mailbox's take lock until `close`.
+
+    `ack(n)` confirms the first n messages were shown; closing without an ack leaves them in
+    flight for the next taker.
+    """
+
+    def __init__(
+        self, store: "Store", recipient: str, lines: list[bytes], messages: list[Message], lock: FileLock
+    ) -> None:
+        self._store = store
+        self._recipient = recipient
+        self._lines = lines
+        self._lock = lock
+        self.messages = messages
+
+    def ack(self, count: int | None = None) -> None:
+        """Remove the first `count` messages (all by default); the rest go back to the queue front."""
+        shown = len(self.messages) if count is None else count
+        checkpoint("take:before-ack")
+        self._store._finish_take(self._recipient, self._lines[shown:])
+        checkpoint("take:acked")
+
+    def close(self) -> None:
+        """Release the mailbox for the next taker."""
+        self._lock.release()
+
+    def __enter__(self) -> "Delivery":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _split_lines(data: bytes) -> tuple[list[bytes], list[Message], list[bytes]]:
+    """Parse mailbox bytes into (good raw lines, their messages, unparseable lines)."""
+    good: list[bytes] = []
+    messages: list[Message] = []
+    bad: list[bytes] = []
+    for raw in data.split(b"\n"):
+        if not raw.strip():
+            continue
+        try:
+            message = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            bad.append(raw)
+            continue
+        if isinstance(message, dict):
+            good.append(raw)
+            messages.append(message)
+        else:
+            bad.append(raw)
+    return good, messages, bad
+
+
+def _check_registry(data: Any) -> dict[str, Any] | None:
+    """The registry with both maps present, or None when its shape is not the store's."""
+    if not isinstance(data, dict):
+        return None
+    agents = data.setdefault("agents", {})
+    names = data.setdefault("names", {})
+    if not isinstance(agents, dict) or not isinstance(names, dict):
+        return None
+    if not all(isinstance(e, dict) for e in agents.values()):
+        return None
+    if not all(isinstance(i, str) for i in names.values()):
+        return None
+    return data
+
+
+class Store:
+    """One store directory. Methods that change anything hold the store lock."""
+
+    def __init__(self, home: Path | None = None, warn: Callable[[str], None] = _warn_to_stderr) -> None:
+        self.home = home if home is not None else relay_home()
+        self.warn = warn
+        self._held = False
+
+    # -- locking and layout -------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        if self._held:
+            yield
+            return
+        self._prepare()
+        with FileLock(self.home / ".lock"):
+            self._held = True
+            try:
+                yield
+            finally:
+                self._held = False
+
+    def _prepare(self) -> None:
+        durable.ensure_private_dir(self.home, allow_symlink=True)
+        for sub in ("mailbox", "markers", "inflight"):
+            durable.ensure_private_dir(self.home / sub)
+
+    def _mailbox(self, session_id: str) -> Path:
+        return self.home / "mailbox" / mailbox_name(session_id)
+
+    def _inflight(self, session_id: str) -> Path:
+        return self.home / "inflight" / mailbox_name(session_id)
+
+    # -- registry -----------------------------------------------------------------------------
+
+    def registry(self) -> Registry:
+        """The current registry (empty when there is none yet)."""
+        data = self._parse_registry()
+        if data is None:
+            with self._locked():
+                data = self._load_registry()
+        return Registry(data)
+
+    def _parse_registry(self) -> dict[str, Any] | None:
+        """The parsed registry, `{}`-shaped when absent, None when it is corrupt."""
+        raw = durable.read_file(self.home / "registry.json")
+        if raw is None:
+            return {"agents": {}, "names": {}}
+        try:
+            return _check_registry(orjson.loads(raw))
+        except orjson.JSONDecodeError:
+            return None
+
+    def _load_registry(self) -> dict[str, Any]:
+        """Under the lock: the registry, moving a corrupt one aside (once) so it is never overwritten."""
+        data = self._parse_registry()
+        if data is not None:
+            return data
+        path = self.home / "registry.json"
+        kept = self._quarantine_path(f"registry.json.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+        durable.move_aside(path, kept)
+        self.warn(
+            f"registry.json did not parse; it was kept as {kept} and a new registry was started. "
+            "Repair that file by hand to recover the old registrations."
+        )
+        return {"agents": {}, "names": {}}
+
+    def _quarantine_path(self, stem: str) -> Path:
+        directory = self.home / "quarantine"
+        durable.ensure_private_dir(directory)
+        return directory / f"{stem}-{time.time_ns()}"
+
+    def register(
+        self,
+        session_id: str,
+        *,
+        directory: str | None = _UNSET,
+        name: str | None = _UNSET,
+        tool: str = _UNSET,
+    ) -> Entry:
+        """Upsert one entry: fields not given keep their value, lastSeen is refreshed.
+
+        A name given is bound to this id, moving it off any other session and dropping any other
+        name this session had.
+        """
+        require_uuid(session_id)
+        if name is not _UNSET and name is not None:
+            check_name(name)
+        if tool is not _UNSET and tool not in TOOLS:
+            raise RelayError(f"invalid tool {tool!r}: use claude or codex")
+        if directory is not _UNSET and directory is not None and not directory.startswith("/"):
+            raise RelayError(f"invalid dir {directory!r}: give an absolute path")
+        with self._locked():
+            data = self._load_registry()
+            agents, names = data["agents"], data["names"]
+            entry = agents.get(session_id) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
+            if directory is not _UNSET:
+                entry["dir"] = directory
+            if tool is not _UNSET:
+                entry["tool"] = tool
+            if name is not _UNSET:
+                self._bind_name(agents, names, session_id, name)
+                entry["name"] = name
+            entry["lastSeen"] = now_iso()
+            agents[session_id] = entry
+            checkpoint("register:before-write")
+            durable.atomic_write(self.home / "registry.json", orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+            return dict(entry)
+
+    @staticmethod
+    def _bind_name(agents: dict[str, Entry], names: dict[str, str], session_id: str, name: str | None) -> None:
+        for old_name, bound in list(names.items()):
+            if bound == session_id and old_name != name:
+                del names[old_name]
+        if name is None:
+            return
+        previous = names.get(name)
+        if previous is not None and previous != session_id and previous in agents:
+            agents[previous]["name"] = None
+        names[name] = session_id
+
+    # -- markers ------------------------------------------------------------------------------
+
+    def set_marker(self, directory: str, session_id: str) -> None:
+        """Record that `session_id` is the session last registered for `directory`."""
+        require_uuid(session_id)
+        content = f"{session_id}\n".encode()
+        path = self.home / "markers" / marker_name(directory)
+        with self._locked():
+            if durable.read_file(path) != content:
+                durable.atomic_write(path, content)
+
+    def marker(self, directory: str) -> str | None:
+        """The session id the marker for `directory` names, if any."""
+        raw = durable.read_file(self.home / "markers" / marker_name(directory))
+        if raw is None:
+            return None
+        return raw.decode("utf-8", "replace").strip() or None
+
+    # -- mail ---------------------------------------------------------------------------------
+
+    def enqueue(self, recipient: str, message: Message) -> None:
+        """Append one message to the recipient's mailbox; synced to disk when this returns."""
+        require_uuid(recipient, "recipient id")
+        line = orjson.dumps(message) + b"\n"
+        with self._locked():
+            checkpoint("send:before-append")
+            durable.append_durably(self._mailbox(recipient), line)
+            checkpoint("send:appended")
+
+    def take(self, recipient: str) -> Delivery:
+        """Claim the recipient's mail; confirm what was shown with `Delivery.ack`, then close.
+
+        Only one taker per mailbox at a time (its own lock, so the store lock is not held while
+        the caller writes to a possibly slow pipe). Mail left in flight by a dead taker comes
+        first, flagged `redelivered`, then the newer pending mail.
+        """
+        require_uuid(recipient, "recipient id")
+        self._prepare()
+        inflight = self._inflight(recipient)
+        take_lock = FileLock(inflight.with_suffix(".lock"))
+        take_lock.acquire()
+        try:
+            checkpoint("take:locked")
+            with self._locked():
+                leftover = durable.read_file(inflight) or b""
+                self._claim_pending(recipient, inflight, bool(leftover))
+            checkpoint("take:claimed")
+            good, messages, bad = _split_lines(durable.read_file(inflight) or b"")
+            if bad:
+                self._quarantine_lines(recipient, bad)
+                durable.atomic_write(inflight, b"".join(line + b"\n" for line in good))
+            for message in messages[: len(_split_lines(leftover)[0])]:
+                message["redelivered"] = True
+        except BaseException:
+            take_lock.release()
+            raise
+        return Delivery(self, recipient, good, messages, take_lock)
+
+    def _claim_pending(self, recipient: str, inflight: Path, has_leftover: bool) -> None:
+        pending = self._mailbox(recipient)
+        if not has_leftover:
+            try:
+                pending.rename(inflight)
+            except FileNotFoundError:
+                return
+            durable.fsync_dir(inflight.parent)
+            durable.fsync_dir(pending.parent)
+            return
+        data = durable.read_file(pending)
+        if data:
+            durable.append_durably(inflight, data if data.endswith(b"\n") else data + b"\n")
+        if data is not None:
+            durable.remove(pending)
+
+    def _finish_take(self, recipient: str, rest: list[bytes]) -> None:
+        """Drop the shown mail from flight; unshown mail goes back in front of newer mail."""
+        inflight = self._inflight(recipient)
+        if rest:
+            with self._locked():
+                pending = self._mailbox(recipient)
+                newer = durable.read_file(pending) or b""
+                durable.atomic_write(pending, b"".join(line + b"\n" for line in rest) + newer)
+        durable.remove(inflight)
+
+    def _quarantine_lines(self, recipient: str, bad: list[bytes]) -> None:
+        path = self._quarantine_path(f"{mailbox_name(recipient)}.unparsed")
+        durable.atomic_write(path, b"".join(line + b"\n" for line in bad))
+        self.warn(
+            f"{len(bad)} unreadable line(s) in the mailbox of {recipient} were kept in {path}; "
+            "the other messages were delivered"
+        )
+
+    def peek(self, recipient: str) -> list[Message]:
+        """Every waiting message without taking any: in flight first, then pending, each marked."""
+        require_uuid(recipient, "recipient id")
+        if not self.home.is_dir():
+            return []
+        with self._locked():
+            inflight = durable.read_file(self._inflight(recipient)) or b""
+            pending = durable.read_file(self._mailbox(recipient)) or b""
+        shown: list[Message] = []
+        for state, data in (("inflight", inflight), ("pending", pending)):
+            _, messages, bad = _split_lines(data)
+            for message in messages:
+                message["state"] = state
+            shown.extend(messages)
+            if bad:
+                self.warn(f"{len(bad)} unreadable line(s) in the {state} mail of {recipient} (left in place)")
+        return shown
