@@ -68,7 +68,7 @@ class Server:
     def _call_tool(self, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         name = params.get("name")
         try:
-            result, finish = tools.call(self.store, name, params.get("arguments", {}))
+            result, finish = tools.call(self.store, name, params.get("arguments", {}), params.get("_meta"))
         except RelayError as err:
             log(f"tool {name}: {err}")
             return {"content": [{"type": "text", "text": str(err)}], "isError": True}, None

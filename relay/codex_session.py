@@ -28,7 +28,6 @@ from typing import Any
 import orjson
 
 from relay import procinfo
-from relay.discover import bounded_lines, codex_meta
 from relay.ids import is_uuid
 
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -83,6 +82,9 @@ def open_sessions(pid: int) -> dict[str, str | None]:
 def _rollout_cwd(path: str | None) -> str | None:
     if not path:
         return None
+    # Imported here: relay.discover imports relay.identity, which calls into this module.
+    from relay.discover import codex_meta
+
     _, cwd = codex_meta(path)
     return cwd
 
@@ -91,6 +93,8 @@ def _is_subagent(path: str | None) -> bool:
     """True when the rollout's session_meta says a sub-agent thread (its `source` is an object)."""
     if not path:
         return False
+    from relay.discover import bounded_lines
+
     for line in bounded_lines(path):
         if not line.strip():
             continue

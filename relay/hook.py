@@ -7,7 +7,9 @@ a hook killed or timed out halfway leaves the mail for the next start.
 """
 
 import os
+import select
 import sys
+import time
 from typing import Any, BinaryIO
 
 import orjson
@@ -19,10 +21,38 @@ from relay.ids import require_uuid
 from relay.sessions import launcher_command, start_session
 from relay.store import Store
 
+# How long the hook waits for its event on stdin before giving up (the session goes on).
+STDIN_DEADLINE_SECONDS = 5.0
+
 
 def _log(message: str) -> None:
     sys.stderr.write(f"[session-relay/hook] {message}\n")
     sys.stderr.flush()
+
+
+def _read_stdin(fd: int, deadline: float) -> bytes:
+    """Everything on stdin until EOF, a complete JSON object, or the deadline.
+
+    The agent CLI is expected to close stdin, but the hook must not hang a session if one does
+    not: it stops as soon as what it has read parses.
+    """
+    data = b""
+    give_up = time.monotonic() + deadline
+    while (left := give_up - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+        if data.rstrip().endswith(b"}"):
+            try:
+                orjson.loads(data)
+                break
+            except orjson.JSONDecodeError:
+                continue
+    return data
 
 
 def read_event(stdin: BinaryIO) -> dict[str, Any] | None:
@@ -30,7 +60,7 @@ def read_event(stdin: BinaryIO) -> dict[str, Any] | None:
     if stdin.isatty():
         _log("expects the agent CLI's SessionStart event as JSON on stdin; nothing to do")
         return None
-    raw = stdin.read()
+    raw = _read_stdin(stdin.fileno(), STDIN_DEADLINE_SECONDS)
     if not raw.strip():
         return None
     try:

@@ -1,9 +1,11 @@
 """Which session is this process serving, and from which project dir?
 
 The MCP server has to know "me" to send, take mail and whoami. Claude Code tells its MCP servers
-through CLAUDE_CODE_SESSION_ID. Otherwise the project dir is found from the environment (values
-that are empty or still hold an unexpanded `${...}` are ignored: Codex does not substitute
-variables) and the session is the one whose hook last wrote that dir's marker.
+through CLAUDE_CODE_SESSION_ID; Codex names it in each tool call's `_meta`, and the Codex process
+that started the server holds that session's rollout file open. Otherwise the project dir is found
+from the environment (values that are empty or still hold an unexpanded `${...}` are ignored:
+Codex does not substitute variables) and the session is the one whose hook last wrote that dir's
+marker.
 """
 
 import os
@@ -21,6 +23,7 @@ class Identity:
     session_id: str | None
     project_dir: str
     source: str
+    tool: str | None = None
 
 
 def usable_env(name: str) -> str | None:
@@ -36,12 +39,21 @@ def project_dir() -> str:
     return usable_env("RELAY_PROJECT_DIR") or usable_env("CLAUDE_PROJECT_DIR") or os.getcwd()
 
 
-def current_session(store: Store) -> Identity:
-    """Decide which session this process serves."""
+def current_session(store: Store, meta: object = None) -> Identity:
+    """Decide which session this process serves.
+
+    `meta` is the `params._meta` of the tool call being answered: Codex names its session there
+    (see `relay.codex_session`), and one Codex process can host several sessions over time.
+    """
+    from relay import codex_session
+
     directory = project_dir()
     claimed = usable_env("CLAUDE_CODE_SESSION_ID")
     if is_uuid(claimed):
-        return Identity(claimed, directory, "CLAUDE_CODE_SESSION_ID")
+        return Identity(claimed, directory, "CLAUDE_CODE_SESSION_ID", "claude")
+    codex = codex_session.resolve(meta)
+    if codex is not None:
+        return Identity(codex.session_id, codex.cwd or directory, codex.source, "codex")
     marked = store.marker(directory)
     if is_uuid(marked):
         return Identity(marked, directory, f"marker for {directory}")

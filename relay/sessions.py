@@ -5,12 +5,15 @@ from pathlib import Path
 
 from relay.errors import RelayError
 from relay.identity import usable_env
-from relay.ids import is_uuid
+from relay.ids import is_uuid, require_uuid
 from relay.store import Entry, Store
 
 
 def start_session(store: Store, session_id: str, directory: str, tool: str) -> Entry:
     """What a session start records: the dir's marker and the registry entry {id, dir, tool}."""
+    if not directory.startswith("/"):
+        raise RelayError(f"invalid session dir {directory!r}: expected an absolute path")
+    require_uuid(session_id)
     store.set_marker(directory, session_id)
     return store.register(session_id, directory=directory, tool=tool)
 

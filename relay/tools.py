@@ -142,6 +142,8 @@ def _register(store: Store, me: Identity, args: dict[str, Any]) -> Result:
         fields["directory"] = args["dir"]
     elif session_id == me.session_id and not (store.registry().agents.get(session_id) or {}).get("dir"):
         fields["directory"] = me.project_dir
+    if session_id == me.session_id and me.tool and session_id not in store.registry().agents:
+        fields["tool"] = me.tool
     entry = store.register(session_id, **fields)
     return {"registered": True, **entry}, None
 
@@ -209,12 +211,15 @@ def known(name: str) -> bool:
     return name in _HANDLERS
 
 
-def call(store: Store, name: str, arguments: Any) -> Result:
-    """Check `arguments` against the tool's schema, then run it; RelayError for any failure."""
+def call(store: Store, name: str, arguments: Any, meta: object = None) -> Result:
+    """Check `arguments` against the tool's schema, then run it; RelayError for any failure.
+
+    `meta` is the call's `params._meta`, which may identify the calling session.
+    """
     problem = violation(_SCHEMAS[name], arguments)
     if problem:
         raise RelayError(f"invalid arguments for {name}: {problem}")
-    return _HANDLERS[name](store, current_session(store), arguments)
+    return _HANDLERS[name](store, current_session(store, meta), arguments)
 
 
 SERVER_INFO = {"name": "session-relay-bus", "version": __version__}

@@ -1,0 +1,113 @@
+"""Shared fixtures: a private store, a scrubbed environment, and the program under test.
+
+Black-box tests run the program the way the agent CLIs do, as a subprocess, through RELAY_CMD
+(a shell-style command line; default `python -m relay` from this checkout). `.ci/run` runs the
+suite again with RELAY_CMD=./launcher, so the same tests check the committed frozen binary.
+"""
+
+import os
+import shlex
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Variables a developer's or an agent's shell may carry that would change what relay does.
+_SCRUBBED = (
+    "AGENT_RELAY_HOME",
+    "SESSION_RELAY_HOME",
+    "CLAUDE_CODE_SESSION_ID",
+    "CLAUDE_PROJECT_DIR",
+    "CLAUDE_PLUGIN_ROOT",
+    "CLAUDE_CONFIG_DIR",
+    "CLAUDECODE",
+    "CODEX_HOME",
+    "RELAY_PROJECT_DIR",
+    "RELAY_CLAUDE_PROJECTS",
+    "RELAY_CODEX_SESSIONS",
+    "RELAY_LAUNCHER",
+    "RELAY_TEST_KILL_AT",
+)
+
+
+def relay_command() -> list[str]:
+    """The program under test as an argv prefix."""
+    configured = os.environ.get("RELAY_CMD")
+    if configured:
+        words = shlex.split(configured)
+        if words and not os.path.isabs(words[0]) and os.sep in words[0]:
+            words[0] = str(REPO / words[0])  # `./launcher` means the checkout's launcher
+        return words
+    return [sys.executable, "-m", "relay"]
+
+
+def new_id() -> str:
+    """A fresh session id."""
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def relay_cmd() -> list[str]:
+    """The program under test as an argv prefix."""
+    return relay_command()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A scrubbed environment with a private store, HOME and empty transcript roots.
+
+    It is also applied to this process (for in-process tests) and is what `run_relay` uses.
+    """
+    for name in _SCRUBBED:
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    values = {
+        "HOME": str(home),
+        "AGENT_RELAY_HOME": str(tmp_path / "store"),
+        "RELAY_CLAUDE_PROJECTS": str(tmp_path / "claude-projects"),
+        "RELAY_CODEX_SESSIONS": str(tmp_path / "codex-sessions"),
+        "PYTHONPATH": str(REPO),
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return dict(os.environ)
+
+
+@pytest.fixture
+def store_home(env: dict[str, str]) -> Path:
+    """The private store directory (not created yet)."""
+    return Path(env["AGENT_RELAY_HOME"])
+
+
+RunRelay = Callable[..., subprocess.CompletedProcess]
+
+
+@pytest.fixture
+def run_relay(relay_cmd: list[str], env: dict[str, str], tmp_path: Path) -> RunRelay:
+    """Run the program under test: run_relay(*args, input=str|bytes, env={...}, cwd=...)."""
+
+    def run(
+        *args: str,
+        input: str | bytes | None = None,
+        extra_env: dict[str, str] | None = None,
+        cwd: str | Path | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess:
+        merged = {**env, **(extra_env or {})}
+        return subprocess.run(
+            [*relay_cmd, *args],
+            input=input.encode() if isinstance(input, str) else input,
+            capture_output=True,
+            env=merged,
+            cwd=str(cwd or tmp_path),
+            timeout=timeout,
+            check=False,
+        )
+
+    return run
