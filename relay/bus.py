@@ -69,9 +69,10 @@ class Server:
         name = params.get("name")
         try:
             result, finish = tools.call(self.store, name, params.get("arguments", {}), params.get("_meta"))
-        except RelayError as err:
-            log(f"tool {name}: {err}")
-            return {"content": [{"type": "text", "text": str(err)}], "isError": True}, None
+        except (RelayError, OSError) as err:
+            text = str(err) if isinstance(err, RelayError) else f"session-relay: {err.strerror or err} ({err.filename})"
+            log(f"tool {name}: {text}")
+            return {"content": [{"type": "text", "text": text}], "isError": True}, None
         text = orjson.dumps(result).decode()
         return {"content": [{"type": "text", "text": text}], "isError": False}, finish
 

@@ -48,14 +48,15 @@ def _run(argv: list[str]) -> int:
     if command in ("-V", "--version"):
         print(f"relay {__version__}")
         return 0
+    if command in _FACES and rest[:1] in (["-h"], ["--help"]):
+        arguments = " [codex]" if command == "hook" else ""
+        print(f"usage: relay {command}{arguments}\n{_FACES[command]}")
+        return 0
     if command == "hook":
         from relay import hook
 
         return hook.main(rest)
     if command in ("bus", "demo"):
-        if rest and rest[0] in ("-h", "--help"):
-            print(f"usage: relay {command}\n{_FACES[command]}")
-            return 0
         if rest:
             return _fail(f"{command} takes no arguments; see relay {command} --help", 2)
         if command == "bus":

@@ -18,8 +18,13 @@ literally). Two things do identify the session, and were checked against the rea
 
 The project dir is the `cwd` in the session's rollout (`session_meta`), else the Codex process's
 current directory.
+
+RELAY_NO_ANCESTRY=1 turns the ancestry lookup off: a test suite run from inside a Codex session
+would otherwise see that session as the one of every bus it starts.
 """
 
+import functools
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -107,13 +112,27 @@ def _is_subagent(path: str | None) -> bool:
     return False
 
 
+@functools.cache
+def _my_codex() -> procinfo.ProcInfo | None:
+    """This process's Codex ancestor, looked up once: a process's ancestry does not change while
+    its parent lives (and an MCP server ends with its client). Saves the `ps` walk per tool call
+    on macOS."""
+    return procinfo.codex_ancestor()
+
+
+def _codex_of(pid: int | None) -> procinfo.ProcInfo | None:
+    if os.environ.get("RELAY_NO_ANCESTRY"):
+        return None
+    return _my_codex() if pid is None else procinfo.codex_ancestor(pid)
+
+
 def from_ancestor(pid: int | None = None) -> CodexSession | None:
     """The session of the nearest Codex ancestor of `pid` (default: this process), if one is clear.
 
     When the Codex process holds several sessions open (sub-agents), the one that is not a
     sub-agent wins; if that still leaves more than one, the answer is None rather than a guess.
     """
-    codex = procinfo.codex_ancestor(pid)
+    codex = _codex_of(pid)
     if codex is None:
         return None
     sessions = open_sessions(codex.pid)
@@ -135,7 +154,7 @@ def resolve(meta: object = None, pid: int | None = None) -> CodexSession | None:
     session_id = id_from_meta(meta)
     if session_id is None:
         return from_ancestor(pid)
-    codex = procinfo.codex_ancestor(pid)
+    codex = _codex_of(pid)
     cwd = None
     if codex is not None:
         path = open_sessions(codex.pid).get(session_id)

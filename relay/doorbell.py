@@ -52,21 +52,48 @@ def plan(tool: str, session_id: str, directory: str | None, message: str | None)
     return {"tool": tool, "cmd": argv[0], "args": argv[1:], "cwd": directory}
 
 
-def child_environment(environ: dict[str, str]) -> dict[str, str]:
-    """The caller's environment for the agent CLI, minus caller-scoped variables.
+def _is_locale_var(name: str) -> bool:
+    return name in ("LANG", "LANGUAGE") or name.startswith("LC_")
 
-    The frozen binary runs under LC_ALL=C and saves the caller's locale in RELAY_ORIG_LOCALE
-    (newline-separated NAME=VALUE); the agent CLI gets the original locale back.
+
+def initial_environment() -> dict[str, str] | None:
+    """The environment this process was started with (Linux), before anything changed it.
+
+    Run from source, CPython may coerce LC_CTYPE at start-up (PEP 538), so os.environ no longer
+    shows the caller's locale; /proc/self/environ still does.
     """
-    env = {k: v for k, v in environ.items() if k not in _CALLER_SCOPED}
-    saved = env.pop("RELAY_ORIG_LOCALE", None)
+    try:
+        with open("/proc/self/environ", "rb") as handle:
+            items = handle.read().split(b"\0")
+    except OSError:
+        return None
+    pairs = (item.decode("utf-8", "surrogateescape").partition("=") for item in items)
+    return {name: value for name, sep, value in pairs if sep}
+
+
+def _original_locale(environ: dict[str, str], initial: dict[str, str] | None) -> dict[str, str] | None:
+    """The caller's locale variables, if this process changed them and their old values are known.
+
+    The frozen binary runs under LC_ALL=C and saves the caller's values in RELAY_ORIG_LOCALE
+    (newline-separated NAME=VALUE); otherwise `initial` is the process's starting environment.
+    """
+    saved = environ.get("RELAY_ORIG_LOCALE")
     if saved is not None:
-        for name in [k for k in env if k in ("LANG", "LANGUAGE") or k.startswith("LC_")]:
+        pairs = (item.partition("=") for item in saved.split("\n"))
+        return {name: value for name, sep, value in pairs if sep and _is_locale_var(name)}
+    if initial is None:
+        return None
+    return {name: value for name, value in initial.items() if _is_locale_var(name)}
+
+
+def child_environment(environ: dict[str, str], initial: dict[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment for the agent CLI: its original locale, no caller-scoped variables."""
+    env = {k: v for k, v in environ.items() if k not in _CALLER_SCOPED and k != "RELAY_ORIG_LOCALE"}
+    original = _original_locale(environ, initial)
+    if original is not None:
+        for name in [k for k in env if _is_locale_var(k)]:
             del env[name]
-        for item in saved.split("\n"):
-            name, sep, value = item.partition("=")
-            if sep and (name in ("LANG", "LANGUAGE") or name.startswith("LC_")):
-                env[name] = value
+        env.update(original)
     return env
 
 
@@ -78,7 +105,7 @@ def ring(planned: dict[str, Any]) -> None:
             f"the session's dir {directory} does not exist (the session moved or is stale): "
             "re-register it with `relay register NAME --id ID --dir NEWDIR`, or wake it with --id/--dir/--tool"
         )
-    env = child_environment(dict(os.environ))
+    env = child_environment(dict(os.environ), initial_environment())
     program = shutil.which(planned["cmd"], path=env.get("PATH"))
     if program is None:
         raise RelayError(f"`{planned['cmd']}` is not on PATH: install it, or add its directory to PATH")

@@ -32,6 +32,16 @@ def ensure_private_dir(directory: Path, allow_symlink: bool = False) -> None:
     symlinked sub-directory would let a planted link redirect writes.
     """
     try:
+        _make_private_dir(directory, allow_symlink)
+    except OSError as err:
+        raise RelayError(
+            f"session-relay: cannot use {directory} as a store directory: {err.strerror}; "
+            "check AGENT_RELAY_HOME and the permissions of its parent"
+        ) from None
+
+
+def _make_private_dir(directory: Path, allow_symlink: bool) -> None:
+    try:
         os.mkdir(directory, _PRIVATE_DIR)
         return
     except FileExistsError:
@@ -47,6 +57,19 @@ def ensure_private_dir(directory: Path, allow_symlink: bool = False) -> None:
         raise RelayError(f"session-relay: {directory} is not a directory; move it out of the way")
     if info.st_mode & 0o077 and info.st_uid == os.geteuid():
         os.chmod(directory, _PRIVATE_DIR)
+
+
+def open_regular(path: Path, flags: int, mode: int = _PRIVATE_FILE) -> int:
+    """Open a store file that must be a regular file, never through a symlink and never blocking.
+
+    O_NONBLOCK keeps a FIFO planted in the store from hanging the open (and the lock holder);
+    it has no effect on regular files. Anything but a regular file is refused.
+    """
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RelayError(f"session-relay: {path} is not a regular file; move it out of the way")
+    return fd
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -97,15 +120,12 @@ def append_durably(path: Path, data: bytes) -> None:
     so the new line never fuses with the torn one (which a reader then quarantines).
     """
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, _PRIVATE_FILE)
+        fd = open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
     except OSError as err:
         raise _explain(err, path) from None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise RelayError(f"session-relay: {path} is not a regular file; move it out of the way")
-        size = info.st_size
-        if size and _last_byte(path, size) != b"\n":
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
             data = b"\n" + data
         try:
             _write_all(fd, data)
@@ -117,14 +137,6 @@ def append_durably(path: Path, data: bytes) -> None:
         os.close(fd)
     if size == 0:
         fsync_dir(path.parent)
-
-
-def _last_byte(path: Path, size: int) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        return os.pread(fd, 1, size - 1)
-    finally:
-        os.close(fd)
 
 
 def _truncate_quietly(fd: int, size: int) -> None:
@@ -141,7 +153,7 @@ def _unlink_quietly(path: Path) -> None:
 def read_file(path: Path) -> bytes | None:
     """The whole file, or None when it does not exist. Symlinks are not followed."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = open_regular(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     except OSError as err:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from relay.durable import open_regular
 from relay.errors import LockBusy, RelayError
 
 DEADLINE_SECONDS = 3.0
@@ -62,10 +63,9 @@ def _open_lock_file(path: Path) -> int:
 
     The 0.1 Node store used a `.lock` *directory* as its mutex; one left behind is removed first.
     """
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
     for _ in range(3):
         try:
-            return os.open(path, flags, 0o600)
+            return open_regular(path, os.O_RDWR | os.O_CREAT)
         except IsADirectoryError:
             _remove_leftover_lock_dir(path)
         except OSError as err:

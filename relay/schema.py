@@ -45,6 +45,11 @@ def violation(schema: Schema, arguments: Any) -> str | None:
     return None
 
 
+def _ecma_anchors(pattern: str) -> str:
+    """A final `$` means end of string in JSON Schema; in Python it also matches before a final newline."""
+    return re.sub(r"(?<!\\)\$$", r"\\Z", pattern)
+
+
 def _field_violation(spec: Schema, value: Any) -> str | None:
     expected = spec.get("type")
     if expected and not _type_ok(value, expected):
@@ -58,7 +63,7 @@ def _field_violation(spec: Schema, value: Any) -> str | None:
             )
         if "maxLength" in spec and len(value) > spec["maxLength"]:
             return f"must be at most {spec['maxLength']} characters"
-        if "pattern" in spec and not re.search(spec["pattern"], value):
+        if "pattern" in spec and not re.search(_ecma_anchors(spec["pattern"]), value):
             return f"does not match {spec['pattern']}"
     if "exclusiveMinimum" in spec and isinstance(value, int | float) and not value > spec["exclusiveMinimum"]:
         return f"must be greater than {spec['exclusiveMinimum']}"

@@ -67,15 +67,21 @@ class Registry:
         return sorted(self.agents.values(), key=lambda e: str(e.get("name") or e.get("id")))
 
 
+# Mailboxes this process is taking right now. fcntl locks do not exclude within one process (and
+# closing any descriptor of a file drops them all), so a second take here must not touch the lock.
+_TAKING: set[Path] = set()
+
+
 class Delivery:
     """Mail claimed by one taker, who holds that mailbox's take lock until `close`.
 
     `ack(n)` confirms the first n messages were shown; closing without an ack leaves them in
-    flight for the next taker.
+    flight for the next taker. A Delivery without a lock claimed nothing (the mailbox is already
+    being taken in this process) and its ack does nothing.
     """
 
     def __init__(
-        self, store: "Store", recipient: str, lines: list[bytes], messages: list[Message], lock: FileLock
+        self, store: "Store", recipient: str, lines: list[bytes], messages: list[Message], lock: FileLock | None
     ) -> None:
         self._store = store
         self._recipient = recipient
@@ -85,6 +91,8 @@ class Delivery:
 
     def ack(self, count: int | None = None) -> None:
         """Remove the first `count` messages (all by default); the rest go back to the queue front."""
+        if self._lock is None:
+            return
         shown = len(self.messages) if count is None else count
         checkpoint("take:before-ack")
         self._store._finish_take(self._recipient, self._lines[shown:])
@@ -92,7 +100,10 @@ class Delivery:
 
     def close(self) -> None:
         """Release the mailbox for the next taker."""
-        self._lock.release()
+        if self._lock is not None:
+            self._lock.release()
+            _TAKING.discard(self._lock.path)
+            self._lock = None
 
     def __enter__(self) -> "Delivery":
         return self
@@ -299,7 +310,10 @@ class Store:
         self._prepare()
         inflight = self._inflight(recipient)
         take_lock = FileLock(inflight.with_suffix(".lock"))
+        if take_lock.path in _TAKING:
+            return Delivery(self, recipient, [], [], None)
         take_lock.acquire()
+        _TAKING.add(take_lock.path)
         try:
             checkpoint("take:locked")
             with self._locked():
@@ -314,6 +328,7 @@ class Store:
                 message["redelivered"] = True
         except BaseException:
             take_lock.release()
+            _TAKING.discard(take_lock.path)
             raise
         return Delivery(self, recipient, good, messages, take_lock)
 
