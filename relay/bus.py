@@ -11,11 +11,10 @@ import sys
 import traceback
 from typing import Any, BinaryIO
 
-import orjson
-
 from relay import tools
 from relay.errors import RelayError
 from relay.identity import current_session
+from relay.jsontext import decode, encode
 from relay.store import Store
 
 SUPPORTED_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
@@ -73,7 +72,7 @@ class Server:
             text = str(err) if isinstance(err, RelayError) else f"session-relay: {err.strerror or err} ({err.filename})"
             log(f"tool {name}: {text}")
             return {"content": [{"type": "text", "text": text}], "isError": True}, None
-        text = orjson.dumps(result).decode()
+        text = encode(result).decode()
         return {"content": [{"type": "text", "text": text}], "isError": False}, finish
 
     def answer(self, message: Any) -> tuple[Frame | None, Any]:
@@ -120,7 +119,7 @@ class Server:
 
     def _send(self, reply: Any) -> bool:
         try:
-            self.out.write(orjson.dumps(reply) + b"\n")
+            self.out.write(encode(reply) + b"\n")
             self.out.flush()
             return True
         except OSError as err:
@@ -132,8 +131,8 @@ class Server:
         if not line.strip():
             return True
         try:
-            message = orjson.loads(line)
-        except orjson.JSONDecodeError as err:
+            message = decode(line)
+        except ValueError as err:
             log(f"skipped a line that is not JSON ({err})")
             return True
         if isinstance(message, list) and message:

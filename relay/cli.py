@@ -98,3 +98,5 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except OSError as err:
         return _fail(f"{err.strerror or err} ({getattr(err, 'filename', '') or 'no file'})", 1)
+    except Exception as err:  # anything else still ends as one line, never a traceback
+        return _fail(f"unexpected {type(err).__name__}: {err} (please report this with the command you ran)", 1)

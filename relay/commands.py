@@ -8,11 +8,10 @@ import os
 import sys
 from typing import Any
 
-import orjson
-
 from relay.argv import Parsed, Spec
 from relay.errors import UsageError
 from relay.ids import require_uuid
+from relay.jsontext import encode
 from relay.store import Store
 
 SPECS: dict[str, Spec] = {
@@ -51,7 +50,7 @@ SPECS: dict[str, Spec] = {
 
 
 def _print_json(value: Any, pretty: bool = True) -> None:
-    sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 if pretty else 0) + b"\n")
+    sys.stdout.buffer.write(encode(value, pretty) + b"\n")
     sys.stdout.flush()
 
 

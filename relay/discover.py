@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 
 from relay.clock import iso_from_epoch
-from relay.identity import usable_env
 from relay.ids import is_uuid
+from relay.paths import usable_env
 from relay.store import Registry
 
 READ_LIMIT_BYTES = 8 * 1024 * 1024

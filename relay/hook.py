@@ -16,8 +16,8 @@ import orjson
 
 from relay.errors import RelayError
 from relay.fence import render
-from relay.identity import usable_env
 from relay.ids import require_uuid
+from relay.paths import usable_env
 from relay.sessions import launcher_command, start_session
 from relay.store import Store
 

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 
 from relay.ids import is_uuid
-from relay.paths import env_value
+from relay.paths import usable_env
 from relay.store import Store
 
 
@@ -24,14 +24,6 @@ class Identity:
     project_dir: str
     source: str
     tool: str | None = None
-
-
-def usable_env(name: str) -> str | None:
-    """An environment value that was really set: non-empty and with no unexpanded `${`."""
-    value = env_value(name)
-    if value is None or "${" in value:
-        return None
-    return value
 
 
 def project_dir() -> str:

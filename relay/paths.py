@@ -22,6 +22,17 @@ def env_value(name: str) -> str | None:
     return value or None
 
 
+def usable_env(name: str) -> str | None:
+    """An environment value that was really set: non-empty and with no unexpanded `${`.
+
+    Codex passes `${VAR}` in a plugin's MCP config through literally, so such a value is unset.
+    """
+    value = env_value(name)
+    if value is None or "${" in value:
+        return None
+    return value
+
+
 def relay_home() -> Path:
     """The store directory: $AGENT_RELAY_HOME, else $SESSION_RELAY_HOME, else ~/.agent-relay."""
     chosen = env_value("AGENT_RELAY_HOME") or env_value("SESSION_RELAY_HOME")

@@ -4,8 +4,8 @@ import os
 from pathlib import Path
 
 from relay.errors import RelayError
-from relay.identity import usable_env
 from relay.ids import is_uuid, require_uuid
+from relay.paths import usable_env
 from relay.store import Entry, Store
 
 

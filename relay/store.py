@@ -112,6 +112,14 @@ class Delivery:
         self.close()
 
 
+def _to_json(value: Any, option: int = 0) -> bytes:
+    """Serialise for the store; text that is not valid Unicode is refused before anything is written."""
+    try:
+        return orjson.dumps(value, option=option)
+    except TypeError:
+        raise RelayError("text is not valid UTF-8 (it holds a lone surrogate); send plain text") from None
+
+
 def _split_lines(data: bytes) -> tuple[list[bytes], list[Message], list[bytes]]:
     """Parse mailbox bytes into (good raw lines, their messages, unparseable lines)."""
     good: list[bytes] = []
@@ -255,7 +263,7 @@ class Store:
             entry["lastSeen"] = now_iso()
             agents[session_id] = entry
             checkpoint("register:before-write")
-            durable.atomic_write(self.home / "registry.json", orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+            durable.atomic_write(self.home / "registry.json", _to_json(data, orjson.OPT_INDENT_2) + b"\n")
             return dict(entry)
 
     @staticmethod
@@ -293,7 +301,7 @@ class Store:
     def enqueue(self, recipient: str, message: Message) -> None:
         """Append one message to the recipient's mailbox; synced to disk when this returns."""
         require_uuid(recipient, "recipient id")
-        line = orjson.dumps(message) + b"\n"
+        line = _to_json(message) + b"\n"
         with self._locked():
             checkpoint("send:before-append")
             durable.append_durably(self._mailbox(recipient), line)
