@@ -15,10 +15,13 @@ def decode(line: bytes) -> Any:
     double range); the standard parser takes those, so such a request still gets its answer."""
     try:
         return orjson.loads(line)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as strict:
         import json
 
-        return json.loads(line)
+        try:
+            return json.loads(line)
+        except RecursionError:
+            raise strict from None  # nesting too deep for either parser: not worth answering
 
 
 def encode(value: Any, pretty: bool = False) -> bytes:
