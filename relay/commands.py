@@ -46,6 +46,7 @@ SPECS: dict[str, Spec] = {
         positionals=("WHO",),
         message=True,
     ),
+    "doctor": Spec("relay doctor", "check the store: permissions, lock, quarantined files, mail in flight"),
 }
 
 
@@ -211,6 +212,14 @@ def wake_command(store: Store, parsed: Parsed) -> int:
     return 0  # not reached: ring() replaces this process
 
 
+def doctor_command(store: Store, parsed: Parsed) -> int:
+    """Report the store's health; exit 1 when something needs attention."""
+    findings = store.health()
+    for status, text in findings:
+        print(f"{'ok     ' if status == 'ok' else 'PROBLEM'}  {text}")
+    return 1 if any(status != "ok" for status, _ in findings) else 0
+
+
 HANDLERS = {
     "discover": discover_command,
     "list": list_command,
@@ -219,4 +228,5 @@ HANDLERS = {
     "inbox": inbox_command,
     "peek": peek_command,
     "wake": wake_command,
+    "doctor": doctor_command,
 }

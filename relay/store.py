@@ -29,7 +29,7 @@ import orjson
 
 from relay import durable
 from relay.clock import now_iso
-from relay.errors import RelayError
+from relay.errors import LockBusy, RelayError
 from relay.faults import checkpoint
 from relay.ids import check_name, require_uuid
 from relay.lock import FileLock
@@ -391,3 +391,36 @@ class Store:
             if bad:
                 self.warn(f"{len(bad)} unreadable line(s) in the {state} mail of {recipient} (left in place)")
         return shown
+
+    def health(self) -> list[tuple[str, str]]:
+        """Read-only findings about the store, as (status, text) pairs; status is "ok" or "problem".
+
+        It takes no lock and changes nothing, so it is safe while sessions run.
+        """
+        if not self.home.is_dir():
+            return [("ok", f"no store yet at {self.home} (it is created by the first session start)")]
+        findings = [("ok", f"store at {self.home}")]
+        mode = self.home.stat().st_mode & 0o777
+        if mode & 0o077:
+            findings.append(("problem", f"the store is readable by others (mode {mode:o}); run: chmod 700 {self.home}"))
+        registry = self._parse_registry()
+        if registry is None:
+            findings.append(("problem", "registry.json does not parse; the next change will move it to quarantine/"))
+        else:
+            findings.append(("ok", f"registry: {len(registry['agents'])} session(s), {len(registry['names'])} name(s)"))
+        probe = FileLock(self.home / ".lock", deadline=0.2)
+        try:
+            with probe:
+                findings.append(("ok", "the store lock is free"))
+        except LockBusy:
+            findings.append(("problem", "the store lock is held by another process right now (normal while one works)"))
+        except RelayError as err:
+            findings.append(("problem", f"the store lock: {err}"))
+        for path in sorted((self.home / "inflight").glob("*.jsonl")):
+            count = len(_split_lines(durable.read_file(path) or b"")[0])
+            findings.append(
+                ("problem", f"{count} message(s) for {path.stem} in flight: the next take delivers them again")
+            )
+        for path in sorted((self.home / "quarantine").glob("*")):
+            findings.append(("problem", f"kept in quarantine, inspect and remove by hand: {path}"))
+        return findings
