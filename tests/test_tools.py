@@ -1,0 +1,452 @@
+"""relay.tools.call in-process: every tool, every error path, what reaches the store."""
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import new_id
+
+from relay import tools
+from relay.errors import LockBusy, RelayError
+from relay.mail import MAX_BODY_BYTES
+from relay.store import Store
+
+
+@pytest.fixture(autouse=True)
+def _no_codex_ancestry(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run from inside a Codex session, the bus would take that session as its own (by process
+    ancestry, relay/codex_session.py); these tests decide the identity themselves."""
+    env["RELAY_NO_ANCESTRY"] = "1"
+    monkeypatch.setenv("RELAY_NO_ANCESTRY", "1")
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = tmp_path / "project"
+    directory.mkdir()
+    monkeypatch.chdir(directory)
+    return directory
+
+
+@pytest.fixture
+def me(env, project, monkeypatch: pytest.MonkeyPatch) -> str:
+    session_id = new_id()
+    monkeypatch.setenv("CLAUDE_CODE_SESSION_ID", session_id)
+    return session_id
+
+
+@pytest.fixture
+def store(env) -> Store:
+    return Store()
+
+
+def ok(store: Store, name: str, arguments: Any = None) -> dict[str, Any]:
+    result, finish = tools.call(store, name, {} if arguments is None else arguments)
+    json.dumps(result)  # it must be JSON for the wire
+    if finish is not None:
+        finish(True)
+    return result
+
+
+def fails(store: Store, name: str, arguments: Any) -> str:
+    with pytest.raises(RelayError) as caught:
+        tools.call(store, name, arguments)
+    return str(caught.value)
+
+
+def stored_mail(store_home: Path) -> list[Path]:
+    found: list[Path] = []
+    for sub in ("mailbox", "inflight"):
+        if (store_home / sub).is_dir():
+            found += [p for p in (store_home / sub).iterdir() if p.suffix == ".jsonl"]
+    return found
+
+
+def test_known_names_exactly_the_six_tools():
+    assert [t["name"] for t in tools.TOOLS] == ["whoami", "register", "roster", "send", "inbox", "discover"]
+    for name in ("whoami", "register", "roster", "send", "inbox", "discover"):
+        assert tools.known(name)
+    for name in ("", "WHOAMI", "peek", "wake", "__init__"):
+        assert not tools.known(name)
+    assert tools.SERVER_INFO["name"] == "session-relay-bus"
+
+
+# -- whoami ----------------------------------------------------------------------------------------
+
+
+def test_whoami_unregistered_with_id(store, me, project):
+    got = ok(store, "whoami")
+    assert got["registered"] is False
+    assert (got["id"], got["dir"]) == (me, str(project))
+    assert "register" in got["note"]
+
+
+def test_whoami_without_any_id(store, env, project):
+    got = ok(store, "whoami")
+    assert got == {"registered": False, "id": None, "dir": str(project), "note": got["note"]}
+    assert "hook" in got["note"]
+
+
+def test_whoami_registered(store, me, project):
+    ok(store, "register", {"name": "api"})
+    got = ok(store, "whoami")
+    assert got["registered"] is True
+    assert (got["id"], got["name"], got["dir"], got["tool"]) == (me, "api", str(project), "claude")
+    assert set(got) == {"registered", "id", "dir", "name", "tool", "lastSeen"}
+
+
+def test_whoami_through_the_marker(store, env, project, tmp_path, monkeypatch):
+    me = new_id()
+    store.set_marker(str(project), me)
+    store.register(me, directory=str(project), tool="codex")
+    assert ok(store, "whoami")["id"] == me  # cwd
+    monkeypatch.chdir(tmp_path)
+    assert ok(store, "whoami")["id"] is None
+    monkeypatch.setenv("CLAUDE_PROJECT_DIR", str(project))
+    got = ok(store, "whoami")
+    assert (got["id"], got["tool"], got["registered"]) == (me, "codex", True)
+    monkeypatch.setenv("RELAY_PROJECT_DIR", "${CLAUDE_PROJECT_DIR}")
+    assert ok(store, "whoami")["id"] == me
+    monkeypatch.setenv("RELAY_PROJECT_DIR", str(tmp_path))
+    assert ok(store, "whoami")["id"] is None
+
+
+# -- register --------------------------------------------------------------------------------------
+
+
+def test_register_self_and_rename(store, me, project, store_home):
+    first = ok(store, "register", {"name": "one"})
+    assert (first["registered"], first["id"], first["name"], first["dir"]) == (True, me, "one", str(project))
+    second = ok(store, "register", {"name": "two"})
+    assert second["name"] == "two"
+    registry = json.loads((store_home / "registry.json").read_text())
+    assert registry["names"] == {"two": me}
+    assert registry["agents"][me]["name"] == "two"
+
+
+def test_register_keeps_an_existing_dir(store, me, tmp_path):
+    store.register(me, directory="/somewhere/else")
+    assert ok(store, "register", {"name": "n"})["dir"] == "/somewhere/else"
+    assert ok(store, "register", {"name": "n", "dir": "/new/dir"})["dir"] == "/new/dir"
+
+
+def test_register_another_session(store, me):
+    other = new_id()
+    got = ok(store, "register", {"name": "other", "id": other})
+    assert (got["id"], got["name"], got["dir"]) == (other, "other", None)
+    got = ok(store, "register", {"name": "other", "id": other, "dir": "/o"})
+    assert got["dir"] == "/o"
+    assert ok(store, "whoami")["registered"] is False  # I am untouched
+
+
+def test_register_moves_a_name_between_sessions(store, me):
+    other = new_id()
+    ok(store, "register", {"name": "shared", "id": other})
+    ok(store, "register", {"name": "shared"})
+    roster = {a["id"]: a["name"] for a in ok(store, "roster")["agents"]}
+    assert roster == {other: None, me: "shared"}
+
+
+def test_register_without_a_known_id(store, env, project, store_home):
+    text = fails(store, "register", {"name": "x"})
+    assert "unknown" in text and "`id`" in text
+    assert not (store_home / "registry.json").exists()
+    # with an explicit id it works
+    assert ok(store, "register", {"name": "x", "id": new_id()})["name"] == "x"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "needle"),
+    [
+        ({}, "`name` is required"),
+        ({"name": ""}, "`name`"),
+        ({"name": 3}, "`name`"),
+        ({"name": True}, "`name`"),
+        ({"name": "x" * 65}, "`name`"),
+        ({"name": "x", "id": "nope"}, "`id`"),
+        ({"name": "x", "id": 5}, "`id`"),
+        ({"name": "x", "dir": ""}, "`dir`"),
+        ({"name": "x", "dir": "relative"}, "absolute"),
+        ({"name": "x", "dir": 1}, "`dir`"),
+        ({"name": "x", "tool": "codex"}, "`tool`"),
+        ({"name": " padded"}, "spaces"),
+        ({"name": "a\nb"}, "control"),
+        ({"name": "-flag"}, "'-'"),
+        ({"name": "123e4567-e89b-12d3-a456-426614174000"}, "UUID"),
+    ],
+)
+def test_register_errors_store_nothing(store, me, store_home, arguments, needle):
+    text = fails(store, "register", arguments)
+    assert needle in text, text
+    assert not (store_home / "registry.json").exists()
+
+
+# -- roster ----------------------------------------------------------------------------------------
+
+
+def test_roster_empty_and_sorted(store, env, project):
+    assert ok(store, "roster") == {"agents": []}
+    ids = [new_id() for _ in range(4)]
+    for session_id, name in zip(ids, ["delta", "Bravo", "alpha", None], strict=True):
+        if name:
+            store.register(session_id, name=name)
+        else:
+            store.register(session_id)
+    names = [a.get("name") or a["id"] for a in ok(store, "roster")["agents"]]
+    assert names == sorted(names)
+    assert set(names) == {"delta", "Bravo", "alpha", ids[3]}
+
+
+def test_roster_refuses_arguments(store, env):
+    assert "unknown argument `all`" in fails(store, "roster", {"all": True})
+
+
+# -- send ------------------------------------------------------------------------------------------
+
+
+def test_send_by_name_and_by_id(store, me, store_home):
+    bob = new_id()
+    store.register(bob, name="bob", directory="/b", tool="codex")
+    ok(store, "register", {"name": "alice"})
+    got = ok(store, "send", {"to": "bob", "body": "one"})
+    assert (got["ok"], got["delivered_to"], got["recipient_dir"]) == (True, "bob", "/b")
+    assert "wake bob" in got["hint"]
+    ok(store, "send", {"to": bob, "body": "two"})
+    lines = (store_home / "mailbox" / f"{bob}.jsonl").read_text().splitlines()
+    messages = [json.loads(line) for line in lines]
+    assert [m["body"] for m in messages] == ["one", "two"]
+    for message in messages:
+        assert set(message) == {"id", "ts", "from", "fromName", "to", "toName", "body"}
+        assert (message["from"], message["fromName"], message["to"], message["toName"]) == (me, "alice", bob, "bob")
+
+
+def test_send_from_an_unknown_session(store, env, project, store_home):
+    target = new_id()
+    got = ok(store, "send", {"to": target, "body": "anon"})
+    assert got["delivered_to"] == target and got["recipient_dir"] is None
+    assert "--id" in got["hint"]
+    (message,) = [json.loads(x) for x in (store_home / "mailbox" / f"{target}.jsonl").read_text().splitlines()]
+    assert (message["from"], message["fromName"]) == (None, None)
+
+
+def test_send_to_myself_is_allowed(store, me):
+    ok(store, "send", {"to": me, "body": "note to self"})
+    assert [m["body"] for m in ok(store, "inbox")["messages"]] == ["note to self"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "needle"),
+    [
+        ({"body": "x"}, "`to` is required"),
+        ({"to": "bob"}, "`body` is required"),
+        ({"to": "bob", "body": 1}, "`body`"),
+        ({"to": ["bob"], "body": "x"}, "`to`"),
+        ({"to": None, "body": "x"}, "`to`"),
+        ({"to": "bob", "body": "x", "cc": "z"}, "`cc`"),
+        ({"to": "nobody", "body": "x"}, "roster"),
+        ({"to": "nobody", "body": "x"}, "discover"),
+        ({"to": "--config=evil", "body": "x"}, "roster"),
+        ({"to": "bob", "body": "   \n\t"}, "empty"),
+        ({"to": "bob", "body": "a\x00b"}, "NUL"),
+        ({"to": "bob", "body": "x" * (MAX_BODY_BYTES + 1)}, "too long"),
+        ({"to": "bob", "body": "é" * (MAX_BODY_BYTES // 2 + 1)}, "too long"),
+        ({"to": "bob", "body": "\ud800"}, "UTF-8"),
+    ],
+)
+def test_send_errors_store_nothing(store, me, store_home, arguments, needle):
+    store.register(new_id(), name="bob")
+    text = fails(store, "send", arguments)
+    assert needle in text, text
+    assert stored_mail(store_home) == []
+
+
+def test_send_largest_body(store, me, store_home):
+    bob = new_id()
+    ok(store, "send", {"to": bob, "body": "x" * MAX_BODY_BYTES})
+    assert len(json.loads((store_home / "mailbox" / f"{bob}.jsonl").read_text())["body"]) == MAX_BODY_BYTES
+
+
+def test_send_when_the_lock_is_busy(store, me, store_home, monkeypatch):
+    import subprocess
+    import sys
+
+    from relay import lock
+
+    monkeypatch.setattr(lock, "DEADLINE_SECONDS", 0.2)
+    monkeypatch.setattr(lock.FileLock.__init__, "__defaults__", (0.2,))
+    store_home.mkdir(mode=0o700, exist_ok=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl,os,sys; fd=os.open(sys.argv[1], os.O_RDWR|os.O_CREAT, 0o600);"
+            "fcntl.lockf(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+            str(store_home / ".lock"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        started = time.monotonic()
+        with pytest.raises(LockBusy) as caught:
+            tools.call(store, "send", {"to": new_id(), "body": "x"})
+        assert "lock busy" in str(caught.value)
+        assert time.monotonic() - started < 2.5
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    assert stored_mail(store_home) == []
+    ok(store, "send", {"to": new_id(), "body": "now it works"})
+
+
+# -- inbox -----------------------------------------------------------------------------------------
+
+
+def test_inbox_takes_the_mail_once(store, me, store_home):
+    ok(store, "send", {"to": me, "body": "a"})
+    ok(store, "send", {"to": me, "body": "b"})
+    result, finish = tools.call(store, "inbox", {})
+    assert result["count"] == 2
+    assert [m["body"] for m in result["messages"]] == ["a", "b"]
+    assert finish is not None
+    finish(True)
+    assert ok(store, "inbox") == {"count": 0, "messages": []}
+    assert stored_mail(store_home) == []
+
+
+def test_inbox_not_written_keeps_the_mail(store, me):
+    ok(store, "send", {"to": me, "body": "keep me"})
+    result, finish = tools.call(store, "inbox", {})
+    assert result["count"] == 1
+    finish(False)
+    again = ok(store, "inbox")
+    assert [m["body"] for m in again["messages"]] == ["keep me"]
+    assert again["messages"][0]["redelivered"] is True
+    assert again["messages"][0]["id"] == result["messages"][0]["id"]
+    assert ok(store, "inbox")["count"] == 0
+
+
+def test_inbox_empty_has_a_finisher_that_is_harmless(store, me, store_home):
+    result, finish = tools.call(store, "inbox", {})
+    assert result == {"count": 0, "messages": []}
+    finish(True)
+    finish_result, finish2 = tools.call(store, "inbox", {})
+    finish2(False)
+    assert finish_result["count"] == 0
+
+
+def test_inbox_without_a_known_id(store, env, project):
+    assert "unknown" in fails(store, "inbox", {})
+
+
+def test_inbox_refuses_arguments(store, me):
+    ok(store, "send", {"to": me, "body": "x"})
+    assert "`peek`" in fails(store, "inbox", {"peek": True})
+    assert ok(store, "inbox")["count"] == 1
+
+
+def test_inbox_only_my_mail(store, me):
+    other = new_id()
+    ok(store, "send", {"to": other, "body": "not yours"})
+    assert ok(store, "inbox")["count"] == 0
+    assert [m["body"] for m in store.peek(other)] == ["not yours"]
+
+
+# -- discover --------------------------------------------------------------------------------------
+
+
+def _claude(env: dict[str, str], session_id: str, cwd: str, age: float, folder: str = "-p") -> None:
+    path = Path(env["RELAY_CLAUDE_PROJECTS"]) / folder / f"{session_id}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"cwd": cwd}) + "\n")
+    when = time.time() - age
+    os.utime(path, (when, when))
+
+
+def test_discover_rows(store, me, env, project):
+    near, far = new_id(), new_id()
+    _claude(env, me, str(project), 1)
+    _claude(env, near, str(project), 1000)
+    _claude(env, far, "/far", 30)
+    got = ok(store, "discover")
+    assert [r["id"] for r in got["sessions"]] == [near, far]
+    assert got["count"] == 2
+    assert "project dir" in got["note"]
+    got = ok(store, "discover", {"activeWithinMin": 1})
+    assert [r["id"] for r in got["sessions"]] == [far]
+    assert ok(store, "discover", {"tool": "codex"})["sessions"] == []
+
+
+def test_discover_accepts_integer_and_float_minutes(store, me, env):
+    _claude(env, new_id(), "/x", 10)
+    assert ok(store, "discover", {"activeWithinMin": 1})["count"] == 1
+    assert ok(store, "discover", {"activeWithinMin": 0.01})["count"] == 0
+    assert ok(store, "discover", {"activeWithinMin": 1e308})["count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "needle"),
+    [
+        ({"activeWithinMin": True}, "`activeWithinMin` must be a number, got bool"),
+        ({"activeWithinMin": "5"}, "`activeWithinMin`"),
+        ({"activeWithinMin": 0}, "greater than 0"),
+        ({"activeWithinMin": -5}, "greater than 0"),
+        ({"tool": "gemini"}, "`tool` must be one of"),
+        ({"tool": None}, "`tool`"),
+        ({"limit": 3}, "unknown argument `limit`"),
+    ],
+)
+def test_discover_errors(store, me, arguments, needle):
+    assert needle in fails(store, "discover", arguments)
+
+
+@pytest.mark.parametrize("arguments", [None, [], "x", 3, [{"name": "x"}]])
+@pytest.mark.parametrize("tool", ["whoami", "register", "roster", "send", "inbox", "discover"])
+def test_non_object_arguments_are_refused(store, me, tool, arguments):
+    assert fails(store, tool, arguments) == f"invalid arguments for {tool}: arguments must be a JSON object"
+
+
+def test_errors_start_with_the_tool_name(store, me):
+    assert fails(store, "send", {}).startswith("invalid arguments for send: ")
+
+
+def test_finisher_is_none_except_for_inbox(store, me):
+    for name, arguments in [
+        ("whoami", {}),
+        ("register", {"name": "n"}),
+        ("roster", {}),
+        ("send", {"to": me, "body": "x"}),
+        ("discover", {}),
+    ]:
+        _, finish = tools.call(store, name, arguments)
+        assert finish is None, name
+    _, finish = tools.call(store, "inbox", {})
+    assert callable(finish)
+    finish(True)
+
+
+# -- the caller named in params._meta (Codex) ------------------------------------------------------
+
+
+def test_meta_names_the_session(store, env, project):
+    codex_id = new_id()
+    result, _ = tools.call(store, "register", {"name": "cx"}, {"sessionId": codex_id})
+    assert (result["id"], result["tool"], result["dir"]) == (codex_id, "codex", str(project))
+    result, _ = tools.call(store, "whoami", {}, {"threadId": codex_id})
+    assert (result["registered"], result["id"]) == (True, codex_id)
+    assert ok(store, "whoami")["id"] is None  # nothing is cached between calls
+
+
+@pytest.mark.parametrize("meta", [None, {}, "x", [], {"sessionId": "not-a-uuid"}, {"sessionId": 5}])
+def test_meta_without_a_uuid_names_nobody(store, env, project, meta):
+    result, _ = tools.call(store, "whoami", {}, meta)
+    assert result["id"] is None
+
+
+def test_env_session_id_wins_over_meta(store, me):
+    result, _ = tools.call(store, "whoami", {}, {"sessionId": new_id()})
+    assert result["id"] == me
