@@ -132,6 +132,8 @@ def append_durably(path: Path, data: bytes) -> None:
             os.fsync(fd)
         except OSError as err:
             _truncate_quietly(fd, size)
+            if size == 0:
+                _unlink_quietly(path)  # a mailbox this failed write created: leave no empty file
             raise _explain(err, path) from None
     finally:
         os.close(fd)
