@@ -9,7 +9,6 @@ its holder dies, so a crashed process never blocks anyone.
 import errno
 import fcntl
 import os
-import shutil
 import stat
 import time
 from pathlib import Path
@@ -83,6 +82,8 @@ def _remove_leftover_lock_dir(path: Path) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(info.st_mode):
+        import shutil  # only ever needed once per store, after a 0.1 upgrade
+
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -3,7 +3,6 @@
 Only names are computed here; `relay.store` is the one module that touches the files.
 """
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -46,6 +45,8 @@ def marker_name(directory: str) -> str:
     encoded = _NOT_ALNUM.sub("-", directory)
     if len(encoded) <= _MAX_FILE_NAME:
         return encoded
+    import hashlib  # rare: only for very long dirs
+
     digest = hashlib.sha256(directory.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     return f"{encoded[: _MAX_FILE_NAME - 17]}-{digest}"
 
