@@ -8,7 +8,6 @@ import contextlib
 import errno
 import os
 import stat
-from pathlib import Path
 
 from relay.errors import RelayError
 
@@ -16,7 +15,7 @@ _PRIVATE_DIR = 0o700
 _PRIVATE_FILE = 0o600
 
 
-def fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: str) -> None:
     """Make a rename or a new file inside `directory` survive a power cut."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -25,7 +24,7 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def ensure_private_dir(directory: Path, allow_symlink: bool = False) -> None:
+def ensure_private_dir(directory: str, allow_symlink: bool = False) -> None:
     """Create `directory` 0700 if missing; refuse a symlink; tighten a looser mode we own.
 
     Only the store's home may be a symlink (a user's own choice of where the store lives); a
@@ -40,14 +39,14 @@ def ensure_private_dir(directory: Path, allow_symlink: bool = False) -> None:
         ) from None
 
 
-def _make_private_dir(directory: Path, allow_symlink: bool) -> None:
+def _make_private_dir(directory: str, allow_symlink: bool) -> None:
     try:
         os.mkdir(directory, _PRIVATE_DIR)
         return
     except FileExistsError:
         pass
     except FileNotFoundError:
-        directory.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(directory), exist_ok=True)
         os.mkdir(directory, _PRIVATE_DIR)
         return
     info = os.stat(directory) if allow_symlink else os.lstat(directory)
@@ -59,7 +58,7 @@ def _make_private_dir(directory: Path, allow_symlink: bool) -> None:
         os.chmod(directory, _PRIVATE_DIR)
 
 
-def open_regular(path: Path, flags: int, mode: int = _PRIVATE_FILE) -> int:
+def open_regular(path: str, flags: int, mode: int = _PRIVATE_FILE) -> int:
     """Open a store file that must be a regular file, never through a symlink and never blocking.
 
     O_NONBLOCK keeps a FIFO planted in the store from hanging the open (and the lock holder);
@@ -79,7 +78,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _explain(err: OSError, path: Path) -> RelayError:
+def _explain(err: OSError, path: str) -> RelayError:
     if err.errno == errno.ELOOP:
         return RelayError(f"session-relay: {path} is a symlink; the store will not write through it")
     if err.errno == errno.ENOSPC:
@@ -89,13 +88,14 @@ def _explain(err: OSError, path: Path) -> RelayError:
     return RelayError(f"session-relay: cannot write {path}: {err.strerror}")
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: str, data: bytes) -> None:
     """Replace `path` with `data` all at once: temp file in the same dir, fsync, rename, fsync dir.
 
     A symlink at `path` is replaced, never followed. On any failure the temp file is removed and
     the old content stays.
     """
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    folder, name = os.path.split(path)
+    temp = os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _PRIVATE_FILE)
     except OSError as err:
@@ -110,10 +110,10 @@ def atomic_write(path: Path, data: bytes) -> None:
     except OSError as err:
         _unlink_quietly(temp)
         raise _explain(err, path) from None
-    fsync_dir(path.parent)
+    fsync_dir(os.path.dirname(path))
 
 
-def append_durably(path: Path, data: bytes) -> None:
+def append_durably(path: str, data: bytes) -> None:
     """Append `data` (whole lines) to `path` and sync it; on failure cut the file back.
 
     If an earlier writer died mid-line, the file does not end in a newline: one is written first,
@@ -138,7 +138,7 @@ def append_durably(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     if size == 0:
-        fsync_dir(path.parent)
+        fsync_dir(os.path.dirname(path))
 
 
 def _truncate_quietly(fd: int, size: int) -> None:
@@ -147,12 +147,12 @@ def _truncate_quietly(fd: int, size: int) -> None:
         os.fsync(fd)
 
 
-def _unlink_quietly(path: Path) -> None:
+def _unlink_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
 
 
-def read_file(path: Path) -> bytes | None:
+def read_file(path: str) -> bytes | None:
     """The whole file, or None when it does not exist. Symlinks are not followed."""
     try:
         fd = open_regular(path, os.O_RDONLY)
@@ -171,18 +171,18 @@ def read_file(path: Path) -> bytes | None:
         os.close(fd)
 
 
-def remove(path: Path) -> None:
+def remove(path: str) -> None:
     """Delete `path` (gone already is fine) and sync its directory."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         return
-    fsync_dir(path.parent)
+    fsync_dir(os.path.dirname(path))
 
 
-def move_aside(path: Path, new_path: Path) -> None:
+def move_aside(path: str, new_path: str) -> None:
     """Rename `path` to a fresh name chosen by the caller (timestamped, never reused)."""
     if os.path.lexists(new_path):
         raise RelayError(f"session-relay: {new_path} already exists; not overwriting it")
     os.rename(path, new_path)
-    fsync_dir(path.parent)
+    fsync_dir(os.path.dirname(path))

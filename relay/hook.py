@@ -6,13 +6,12 @@ never block or break a session: whatever happens it exits 0 and reports problems
 a hook killed or timed out halfway leaves the mail for the next start.
 """
 
+import json
 import os
 import select
 import sys
 import time
-from typing import Any, BinaryIO
-
-import orjson
+from io import BufferedIOBase
 
 from relay.errors import RelayError
 from relay.fence import render
@@ -48,14 +47,14 @@ def _read_stdin(fd: int, deadline: float) -> bytes:
         data += chunk
         if data.rstrip().endswith(b"}"):
             try:
-                orjson.loads(data)
+                json.loads(data)
                 break
-            except orjson.JSONDecodeError:
+            except ValueError:
                 continue
     return data
 
 
-def read_event(stdin: BinaryIO) -> dict[str, Any] | None:
+def read_event(stdin: BufferedIOBase) -> dict | None:
     """The hook event from stdin, or None (with a note on stderr) when there is none usable."""
     if stdin.isatty():
         _log("expects the agent CLI's SessionStart event as JSON on stdin; nothing to do")
@@ -64,8 +63,8 @@ def read_event(stdin: BinaryIO) -> dict[str, Any] | None:
     if not raw.strip():
         return None
     try:
-        event = orjson.loads(raw)
-    except orjson.JSONDecodeError as err:
+        event = json.loads(raw)
+    except ValueError as err:
         _log(f"stdin is not a JSON hook event ({err}); nothing done")
         return None
     if not isinstance(event, dict):
@@ -74,7 +73,7 @@ def read_event(stdin: BinaryIO) -> dict[str, Any] | None:
     return event
 
 
-def handle(event: dict[str, Any], tool: str, stdout: BinaryIO, store: Store) -> None:
+def handle(event: dict, tool: str, stdout: BufferedIOBase, store: Store) -> None:
     """Register the session of `event` and print its mail as SessionStart context."""
     session_id = event.get("session_id")
     if not session_id:
@@ -93,7 +92,7 @@ def handle(event: dict[str, Any], tool: str, stdout: BinaryIO, store: Store) -> 
             more_hint=f"call the session-relay `inbox` tool, or run: {launcher} inbox {session_id}",
         )
         payload = {"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": text}}
-        stdout.write(orjson.dumps(payload) + b"\n")
+        stdout.write(json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace") + b"\n")
         stdout.flush()
         delivery.ack(shown)
 

@@ -11,7 +11,6 @@ import fcntl
 import os
 import stat
 import time
-from pathlib import Path
 from types import TracebackType
 
 from relay.durable import open_regular
@@ -23,8 +22,8 @@ DEADLINE_SECONDS = 3.0
 class FileLock:
     """An exclusive lock on one file, held for the life of a `with` block."""
 
-    def __init__(self, path: Path, deadline: float = DEADLINE_SECONDS) -> None:
-        self.path = path
+    def __init__(self, path: str | os.PathLike[str], deadline: float = DEADLINE_SECONDS) -> None:
+        self.path = os.fspath(path)
         self.deadline = deadline
         self._fd: int | None = None
 
@@ -57,7 +56,7 @@ class FileLock:
         self.release()
 
 
-def _open_lock_file(path: Path) -> int:
+def _open_lock_file(path: str) -> int:
     """Open (creating 0600) the lock file, never through a symlink.
 
     The 0.1 Node store used a `.lock` *directory* as its mutex; one left behind is removed first.
@@ -76,7 +75,7 @@ def _open_lock_file(path: Path) -> int:
     raise RelayError(f"session-relay: cannot replace the leftover lock directory {path}")
 
 
-def _remove_leftover_lock_dir(path: Path) -> None:
+def _remove_leftover_lock_dir(path: str) -> None:
     try:
         info = os.lstat(path)
     except FileNotFoundError:

@@ -1,11 +1,11 @@
 """Where the store lives and how session ids and dirs become file names.
 
-Only names are computed here; `relay.store` is the one module that touches the files.
+Only names are computed here; `relay.store` is the one module that touches the files. Paths are
+plain strings on the hook's path: importing pathlib costs milliseconds of every session start.
 """
 
 import os
 import re
-from pathlib import Path
 
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
 _NOT_MAILBOX_SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -32,12 +32,10 @@ def usable_env(name: str) -> str | None:
     return value
 
 
-def relay_home() -> Path:
+def relay_home() -> str:
     """The store directory: $AGENT_RELAY_HOME, else $SESSION_RELAY_HOME, else ~/.agent-relay."""
     chosen = env_value("AGENT_RELAY_HOME") or env_value("SESSION_RELAY_HOME")
-    if chosen:
-        return Path(chosen).expanduser()
-    return Path.home() / ".agent-relay"
+    return os.path.expanduser(chosen or "~/.agent-relay")
 
 
 def marker_name(directory: str) -> str:

@@ -1,7 +1,6 @@
 """Session operations shared by the hook, the MCP server and the CLI."""
 
 import os
-from pathlib import Path
 
 from relay.errors import RelayError
 from relay.ids import is_uuid, require_uuid
@@ -42,7 +41,7 @@ def launcher_command() -> str:
     exported = usable_env("RELAY_LAUNCHER")
     if exported:
         return exported
-    for root in (usable_env("CLAUDE_PLUGIN_ROOT"), str(Path(__file__).resolve().parent.parent)):
+    for root in (usable_env("CLAUDE_PLUGIN_ROOT"), os.path.dirname(os.path.dirname(os.path.realpath(__file__)))):
         if root and os.access(os.path.join(root, "launcher"), os.X_OK):
             return os.path.join(root, "launcher")
     return "relay"

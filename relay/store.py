@@ -18,14 +18,12 @@ it, and only its `ack` removes it. A taker that dies before the ack leaves the m
 next taker delivers it again, first and with the same ids, marked `"redelivered": true`.
 """
 
+import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
-
-import orjson
 
 from relay import durable
 from relay.clock import now_iso
@@ -35,11 +33,12 @@ from relay.ids import check_name, require_uuid
 from relay.lock import FileLock
 from relay.paths import mailbox_name, marker_name, relay_home
 
-Entry = dict[str, Any]
-Message = dict[str, Any]
+# JSON objects as stored; `object` rather than typing.Any keeps typing off the hook's import path.
+Entry = dict[str, object]
+Message = dict[str, object]
 
 TOOLS = ("claude", "codex")
-_UNSET: Any = object()
+_UNSET = object()
 
 
 def _warn_to_stderr(message: str) -> None:
@@ -49,7 +48,7 @@ def _warn_to_stderr(message: str) -> None:
 class Registry:
     """A read-only view of registry.json."""
 
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, data: dict) -> None:
         self.agents: dict[str, Entry] = data["agents"]
         self.names: dict[str, str] = data["names"]
 
@@ -69,7 +68,7 @@ class Registry:
 
 # Mailboxes this process is taking right now. fcntl locks do not exclude within one process (and
 # closing any descriptor of a file drops them all), so a second take here must not touch the lock.
-_TAKING: set[Path] = set()
+_TAKING: set[str] = set()
 
 
 class Delivery:
@@ -112,12 +111,25 @@ class Delivery:
         self.close()
 
 
-def _to_json(value: Any, option: int = 0) -> bytes:
-    """Serialise for the store; text that is not valid Unicode is refused before anything is written."""
+def _to_json(value: object, indent: int | None = None) -> bytes:
+    """Serialise for the store; text that is not valid Unicode is refused before anything is written.
+
+    The standard json module, not orjson: the store's documents are small, and importing orjson
+    costs more of every hook start than all of its parsing saves.
+    """
+    separators = (",", ": ") if indent else (",", ":")
+    text = json.dumps(value, ensure_ascii=False, indent=indent, separators=separators)
     try:
-        return orjson.dumps(value, option=option)
-    except TypeError:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
         raise RelayError("text is not valid UTF-8 (it holds a lone surrogate); send plain text") from None
+
+
+def _listdir(directory: str) -> list[str]:
+    try:
+        return sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
 
 
 def _split_lines(data: bytes) -> tuple[list[bytes], list[Message], list[bytes]]:
@@ -129,8 +141,8 @@ def _split_lines(data: bytes) -> tuple[list[bytes], list[Message], list[bytes]]:
         if not raw.strip():
             continue
         try:
-            message = orjson.loads(raw)
-        except orjson.JSONDecodeError:
+            message = json.loads(raw)
+        except ValueError:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not UTF-8
             bad.append(raw)
             continue
         if isinstance(message, dict):
@@ -141,7 +153,7 @@ def _split_lines(data: bytes) -> tuple[list[bytes], list[Message], list[bytes]]:
     return good, messages, bad
 
 
-def _check_registry(data: Any) -> dict[str, Any] | None:
+def _check_registry(data: object) -> dict | None:
     """The registry with both maps present, or None when its shape is not the store's."""
     if not isinstance(data, dict):
         return None
@@ -159,8 +171,10 @@ def _check_registry(data: Any) -> dict[str, Any] | None:
 class Store:
     """One store directory. Methods that change anything hold the store lock."""
 
-    def __init__(self, home: Path | None = None, warn: Callable[[str], None] = _warn_to_stderr) -> None:
-        self.home = home if home is not None else relay_home()
+    def __init__(
+        self, home: str | os.PathLike[str] | None = None, warn: Callable[[str], None] = _warn_to_stderr
+    ) -> None:
+        self.home = os.fspath(home) if home is not None else relay_home()
         self.warn = warn
         self._held = False
 
@@ -172,7 +186,7 @@ class Store:
             yield
             return
         self._prepare()
-        with FileLock(self.home / ".lock"):
+        with FileLock(self._path(".lock")):
             self._held = True
             try:
                 yield
@@ -182,13 +196,16 @@ class Store:
     def _prepare(self) -> None:
         durable.ensure_private_dir(self.home, allow_symlink=True)
         for sub in ("mailbox", "markers", "inflight"):
-            durable.ensure_private_dir(self.home / sub)
+            durable.ensure_private_dir(self._path(sub))
 
-    def _mailbox(self, session_id: str) -> Path:
-        return self.home / "mailbox" / mailbox_name(session_id)
+    def _path(self, *parts: str) -> str:
+        return os.path.join(self.home, *parts)
 
-    def _inflight(self, session_id: str) -> Path:
-        return self.home / "inflight" / mailbox_name(session_id)
+    def _mailbox(self, session_id: str) -> str:
+        return self._path("mailbox", mailbox_name(session_id))
+
+    def _inflight(self, session_id: str) -> str:
+        return self._path("inflight", mailbox_name(session_id))
 
     # -- registry -----------------------------------------------------------------------------
 
@@ -200,22 +217,22 @@ class Store:
                 data = self._load_registry()
         return Registry(data)
 
-    def _parse_registry(self) -> dict[str, Any] | None:
+    def _parse_registry(self) -> dict | None:
         """The parsed registry, `{}`-shaped when absent, None when it is corrupt."""
-        raw = durable.read_file(self.home / "registry.json")
+        raw = durable.read_file(self._path("registry.json"))
         if raw is None:
             return {"agents": {}, "names": {}}
         try:
-            return _check_registry(orjson.loads(raw))
-        except orjson.JSONDecodeError:
+            return _check_registry(json.loads(raw))
+        except ValueError:
             return None
 
-    def _load_registry(self) -> dict[str, Any]:
+    def _load_registry(self) -> dict:
         """Under the lock: the registry, moving a corrupt one aside (once) so it is never overwritten."""
         data = self._parse_registry()
         if data is not None:
             return data
-        path = self.home / "registry.json"
+        path = self._path("registry.json")
         kept = self._quarantine_path(f"registry.json.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
         durable.move_aside(path, kept)
         self.warn(
@@ -224,10 +241,10 @@ class Store:
         )
         return {"agents": {}, "names": {}}
 
-    def _quarantine_path(self, stem: str) -> Path:
-        directory = self.home / "quarantine"
+    def _quarantine_path(self, stem: str) -> str:
+        directory = self._path("quarantine")
         durable.ensure_private_dir(directory)
-        return directory / f"{stem}-{time.time_ns()}"
+        return os.path.join(directory, f"{stem}-{time.time_ns()}")
 
     def register(
         self,
@@ -263,7 +280,7 @@ class Store:
             entry["lastSeen"] = now_iso()
             agents[session_id] = entry
             checkpoint("register:before-write")
-            durable.atomic_write(self.home / "registry.json", _to_json(data, orjson.OPT_INDENT_2) + b"\n")
+            durable.atomic_write(self._path("registry.json"), _to_json(data, indent=2) + b"\n")
             return dict(entry)
 
     @staticmethod
@@ -284,14 +301,14 @@ class Store:
         """Record that `session_id` is the session last registered for `directory`."""
         require_uuid(session_id)
         content = f"{session_id}\n".encode()
-        path = self.home / "markers" / marker_name(directory)
+        path = self._path("markers", marker_name(directory))
         with self._locked():
             if durable.read_file(path) != content:
                 durable.atomic_write(path, content)
 
     def marker(self, directory: str) -> str | None:
         """The session id the marker for `directory` names, if any."""
-        raw = durable.read_file(self.home / "markers" / marker_name(directory))
+        raw = durable.read_file(self._path("markers", marker_name(directory)))
         if raw is None:
             return None
         return raw.decode("utf-8", "replace").strip() or None
@@ -317,7 +334,7 @@ class Store:
         require_uuid(recipient, "recipient id")
         self._prepare()
         inflight = self._inflight(recipient)
-        take_lock = FileLock(inflight.with_suffix(".lock"))
+        take_lock = FileLock(inflight.removesuffix(".jsonl") + ".lock")
         if take_lock.path in _TAKING:
             return Delivery(self, recipient, [], [], None)
         take_lock.acquire()
@@ -340,15 +357,15 @@ class Store:
             raise
         return Delivery(self, recipient, good, messages, take_lock)
 
-    def _claim_pending(self, recipient: str, inflight: Path, has_leftover: bool) -> None:
+    def _claim_pending(self, recipient: str, inflight: str, has_leftover: bool) -> None:
         pending = self._mailbox(recipient)
         if not has_leftover:
             try:
-                pending.rename(inflight)
+                os.rename(pending, inflight)
             except FileNotFoundError:
                 return
-            durable.fsync_dir(inflight.parent)
-            durable.fsync_dir(pending.parent)
+            durable.fsync_dir(os.path.dirname(inflight))
+            durable.fsync_dir(os.path.dirname(pending))
             return
         data = durable.read_file(pending)
         if data:
@@ -377,7 +394,7 @@ class Store:
     def peek(self, recipient: str) -> list[Message]:
         """Every waiting message without taking any: in flight first, then pending, each marked."""
         require_uuid(recipient, "recipient id")
-        if not self.home.is_dir():
+        if not os.path.isdir(self.home):
             return []
         with self._locked():
             inflight = durable.read_file(self._inflight(recipient)) or b""
@@ -397,10 +414,10 @@ class Store:
 
         It takes no lock and changes nothing, so it is safe while sessions run.
         """
-        if not self.home.is_dir():
+        if not os.path.isdir(self.home):
             return [("ok", f"no store yet at {self.home} (it is created by the first session start)")]
         findings = [("ok", f"store at {self.home}")]
-        mode = self.home.stat().st_mode & 0o777
+        mode = os.stat(self.home).st_mode & 0o777
         if mode & 0o077:
             findings.append(("problem", f"the store is readable by others (mode {mode:o}); run: chmod 700 {self.home}"))
         registry = self._parse_registry()
@@ -408,7 +425,7 @@ class Store:
             findings.append(("problem", "registry.json does not parse; the next change will move it to quarantine/"))
         else:
             findings.append(("ok", f"registry: {len(registry['agents'])} session(s), {len(registry['names'])} name(s)"))
-        probe = FileLock(self.home / ".lock", deadline=0.2)
+        probe = FileLock(self._path(".lock"), deadline=0.2)
         try:
             with probe:
                 findings.append(("ok", "the store lock is free"))
@@ -416,11 +433,14 @@ class Store:
             findings.append(("problem", "the store lock is held by another process right now (normal while one works)"))
         except RelayError as err:
             findings.append(("problem", f"the store lock: {err}"))
-        for path in sorted((self.home / "inflight").glob("*.jsonl")):
-            count = len(_split_lines(durable.read_file(path) or b"")[0])
+        for name in _listdir(self._path("inflight")):
+            if name.endswith(".jsonl"):
+                count = len(_split_lines(durable.read_file(self._path("inflight", name)) or b"")[0])
+                findings.append(
+                    ("problem", f"{count} message(s) for {name[:-6]} in flight: the next take delivers them again")
+                )
+        for name in _listdir(self._path("quarantine")):
             findings.append(
-                ("problem", f"{count} message(s) for {path.stem} in flight: the next take delivers them again")
+                ("problem", f"kept in quarantine, inspect and remove by hand: {self._path('quarantine', name)}")
             )
-        for path in sorted((self.home / "quarantine").glob("*")):
-            findings.append(("problem", f"kept in quarantine, inspect and remove by hand: {path}"))
         return findings
