@@ -32,6 +32,7 @@ _SCRUBBED = (
     "RELAY_CODEX_SESSIONS",
     "RELAY_LAUNCHER",
     "RELAY_TEST_KILL_AT",
+    "RELAY_ORIG_LOCALE",
 )
 
 
@@ -73,6 +74,10 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "RELAY_CLAUDE_PROJECTS": str(tmp_path / "claude-projects"),
         "RELAY_CODEX_SESSIONS": str(tmp_path / "codex-sessions"),
         "PYTHONPATH": str(REPO),
+        # Run from inside a Codex session, a bus would take that session as its own by process
+        # ancestry (relay/codex_session.py); tests decide identities themselves. Tests of the
+        # ancestry lookup remove this.
+        "RELAY_NO_ANCESTRY": "1",
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)

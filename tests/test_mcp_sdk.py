@@ -24,14 +24,6 @@ SUPPORTED = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 TOOL_ORDER = ["whoami", "register", "roster", "send", "inbox", "discover"]
 
 
-@pytest.fixture(autouse=True)
-def _no_codex_ancestry(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run from inside a Codex session, the bus would take that session as its own (by process
-    ancestry, relay/codex_session.py); these tests decide the identity themselves."""
-    env["RELAY_NO_ANCESTRY"] = "1"
-    monkeypatch.setenv("RELAY_NO_ANCESTRY", "1")
-
-
 @asynccontextmanager
 async def connect(relay_cmd: list[str], env: dict[str, str], cwd: Path, **extra: str) -> AsyncIterator[ClientSession]:
     params = StdioServerParameters(

@@ -15,14 +15,6 @@ from relay.mail import MAX_BODY_BYTES
 from relay.store import Store
 
 
-@pytest.fixture(autouse=True)
-def _no_codex_ancestry(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run from inside a Codex session, the bus would take that session as its own (by process
-    ancestry, relay/codex_session.py); these tests decide the identity themselves."""
-    env["RELAY_NO_ANCESTRY"] = "1"
-    monkeypatch.setenv("RELAY_NO_ANCESTRY", "1")
-
-
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory = tmp_path / "project"
