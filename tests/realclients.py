@@ -1,0 +1,520 @@
+"""Running the real Claude Code and Codex CLIs (and the MCP Inspector) against this plugin, offline.
+
+Used two ways:
+
+- imported by the end-to-end tests: where the clients are, whether this host can run them
+  (root + `unshare -n`), sandboxes with their own HOME / CLAUDE_CONFIG_DIR / CODEX_HOME /
+  AGENT_RELAY_HOME, and a clean copy of the plugin as a user's git clone would have it;
+- run as a script *inside* a fresh network namespace (`unshare -n python3 realclients.py`), where it
+  brings loopback up, starts mock model APIs on 127.0.0.1 and runs one scenario (JSON on stdin,
+  JSON report on stdout). The mocks let the real clients get as far as calling the bus's tools:
+  the Anthropic mock answers the first request with a `tool_use`, the OpenAI Responses mock with a
+  call of Codex's `exec` tool running a little JavaScript that calls the MCP tool. Every request
+  body is recorded, so a test sees the tool list the client offered and the tool results it got.
+
+The clients come from `$RELAY_CLIENTS_DIR/node_modules/.bin` (default `<repo>/.ci/cache/clients`),
+installed from tests/clients/package.json (pinned versions) by `.ci/run`. Nothing here ever talks to
+a vendor: every client process runs in a network namespace that has only loopback.
+"""
+
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+CLIENTS_PACKAGE = Path(__file__).resolve().parent / "clients" / "package.json"
+
+# What a user's clone holds that a test copy should not: VCS data, caches, the clients themselves.
+_NOT_PLUGIN = {".git", ".ci", "node_modules", "__pycache__", ".pytest_cache", ".ruff_cache", ".venv", ".benchmarks"}
+
+CLAUDE_TOOL_PREFIX = "mcp__plugin_session-relay_bus__"
+CODEX_TOOL_PREFIX = "mcp__bus__"
+BUS_TOOLS = ("whoami", "register", "roster", "send", "inbox", "discover")
+
+
+def pinned_versions() -> dict[str, str]:
+    """The client versions the tests are written against (tests/clients/package.json)."""
+    return json.loads(CLIENTS_PACKAGE.read_text())["dependencies"]
+
+
+def package_version() -> str:
+    """The session-relay version from pyproject.toml."""
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+
+
+def clients_bin() -> Path:
+    """Where the pinned clients' executables are."""
+    root = os.environ.get("RELAY_CLIENTS_DIR") or str(REPO / ".ci" / "cache" / "clients")
+    return Path(root) / "node_modules" / ".bin"
+
+
+def why_not_runnable(*clients: str) -> str | None:
+    """None when this host can run `clients` offline; else the reason, to skip with."""
+    if not sys.platform.startswith("linux"):
+        return f"the real-client tests need Linux network namespaces (this is {sys.platform})"
+    if os.geteuid() != 0:
+        return "the real-client tests need root for `unshare -n` (a loopback-only network namespace)"
+    if not shutil.which("unshare") or not shutil.which("ip"):
+        return "the real-client tests need `unshare` (util-linux) and `ip` (iproute2)"
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        return f"`unshare -n` does not work here: {probe.stderr.decode(errors='replace').strip()}"
+    for name in clients:
+        if not (clients_bin() / name).exists():
+            return (
+                f"{clients_bin() / name} is missing: install the pinned clients with "
+                f"`npm ci --prefix <dir>` from tests/clients and set RELAY_CLIENTS_DIR=<dir>"
+            )
+    return None
+
+
+def skip_unless_runnable(*clients: str) -> None:
+    """pytest.skip with a printed reason when the real clients cannot run here.
+
+    With RELAY_REQUIRE_REAL_CLIENTS=1 (set by .ci/run) a missing client or namespace is a failure
+    instead, so CI can never pass by skipping these tests.
+    """
+    reason = why_not_runnable(*clients)
+    if reason:
+        give_up(reason)
+
+
+def give_up(reason: str) -> None:
+    """Skip (printing why), or fail when RELAY_REQUIRE_REAL_CLIENTS=1."""
+    import pytest
+
+    print(f"real-client test not run: {reason}", file=sys.stderr)
+    if os.environ.get("RELAY_REQUIRE_REAL_CLIENTS") == "1":
+        pytest.fail(f"RELAY_REQUIRE_REAL_CLIENTS=1 but {reason}")
+    pytest.skip(reason)
+
+
+def plugin_copy(dest: Path) -> Path:
+    """A copy of the plugin as a git clone has it (no .git, caches or installed clients)."""
+
+    def ignore(_dir: str, names: list[str]) -> set[str]:
+        return {name for name in names if name in _NOT_PLUGIN}
+
+    shutil.copytree(REPO, dest, ignore=ignore, symlinks=True)
+    return dest
+
+
+@dataclass
+class Sandbox:
+    """A private HOME with both CLIs' config dirs, a relay store and a project dir (a git repo)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        for path in (self.home, self.claude_config, self.codex_home, self.project):
+            path.mkdir(parents=True, exist_ok=True)
+        # Codex resumes only inside a git repo or trusted dir; a real project is a git repo.
+        subprocess.run(["git", "init", "-q", str(self.project)], check=True)
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def claude_config(self) -> Path:
+        return self.home / ".claude"
+
+    @property
+    def codex_home(self) -> Path:
+        return self.home / ".codex"
+
+    @property
+    def relay_home(self) -> Path:
+        return self.root / "relay"
+
+    @property
+    def project(self) -> Path:
+        return self.root / "project"
+
+    def env(self) -> dict[str, str]:
+        """A minimal environment: nothing of the developer's own config or credentials."""
+        keep = ("PATH", "LANG", "LC_ALL", "TERM", "TMPDIR", "PYTHONPATH")
+        env = {name: os.environ[name] for name in keep if name in os.environ}
+        env.update(
+            HOME=str(self.home),
+            CLAUDE_CONFIG_DIR=str(self.claude_config),
+            CODEX_HOME=str(self.codex_home),
+            AGENT_RELAY_HOME=str(self.relay_home),
+            PATH=f"{clients_bin()}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}",
+        )
+        return env
+
+    def registry(self) -> dict[str, Any]:
+        """The relay registry (empty when none was written)."""
+        path = self.relay_home / "registry.json"
+        return json.loads(path.read_text()) if path.exists() else {"agents": {}, "names": {}}
+
+
+def offline(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run a command in a new network namespace (no network at all)."""
+    return subprocess.run(
+        ["unshare", "-n", *argv], env=env, cwd=str(cwd), capture_output=True, timeout=timeout, check=False
+    )
+
+
+def scenario(spec: dict[str, Any], env: dict[str, str], cwd: Path, timeout: float = 300) -> dict[str, Any]:
+    """Run one scenario of this file's driver inside `unshare -n`; its JSON report."""
+    done = subprocess.run(
+        ["unshare", "-n", sys.executable, str(Path(__file__).resolve())],
+        input=json.dumps(spec).encode(),
+        env=env,
+        cwd=str(cwd),
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise AssertionError(
+            f"scenario driver failed ({done.returncode}):\n{done.stderr.decode(errors='replace')[-4000:]}"
+        )
+    return json.loads(done.stdout)
+
+
+# ---------------------------------------------------------------- inside the namespace: mock APIs
+
+
+def _tool_results_in(request: dict[str, Any]) -> list[str]:
+    """Texts of the tool results a client sent back in one model request (both APIs)."""
+    texts: list[str] = []
+    for message in request.get("messages", []):  # Anthropic
+        content = message.get("content")
+        for block in content if isinstance(content, list) else []:
+            if block.get("type") == "tool_result":
+                inner = block.get("content")
+                if isinstance(inner, str):
+                    texts.append(inner)
+                for part in inner if isinstance(inner, list) else []:
+                    if part.get("type") == "text":
+                        texts.append(part["text"])
+    for item in request.get("input", []):  # OpenAI Responses
+        if isinstance(item, dict) and item.get("type") in ("custom_tool_call_output", "function_call_output"):
+            output = item.get("output")
+            if isinstance(output, str):
+                texts.append(output)
+            for part in output if isinstance(output, list) else []:
+                if isinstance(part, dict) and part.get("type") in ("input_text", "output_text"):
+                    texts.append(part["text"])
+    return texts
+
+
+class _Mock(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, handler: type, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), handler)
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.first_request_hook: Any = None
+        self.answered_first = False
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def start(self) -> "_Mock":
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Mock
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _reply(self, status: int, body: bytes, ctype: str) -> None:
+        self.send_response(status)
+        self.send_header("content-type", ctype)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _read(self) -> dict[str, Any] | None:
+        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        try:
+            request = json.loads(raw)
+        except ValueError:
+            return None
+        with self.server.lock:
+            self.server.requests.append({"path": self.path, "body": request})
+            first = not self.server.answered_first
+            self.server.answered_first = True
+        if first and self.server.first_request_hook:
+            self.server.first_request_hook()
+        return request
+
+
+def _sse(events: list[dict[str, Any]]) -> bytes:
+    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
+
+
+class AnthropicHandler(_Handler):
+    """Messages API: answer with a tool_use of `server.tool` until a tool result came back."""
+
+    def do_POST(self) -> None:
+        request = self._read()
+        if request is None or not self.path.startswith("/v1/messages") or "count_tokens" in self.path:
+            self._reply(200, b'{"input_tokens": 1}', "application/json")
+            return
+        offered = [tool.get("name") for tool in request.get("tools", [])]
+        call = self.server.tool if self.server.tool in offered and not _tool_results_in(request) else None
+        usage = {"input_tokens": 1, "output_tokens": 1}
+        message = {
+            "id": "msg_mock",
+            "type": "message",
+            "role": "assistant",
+            "model": request.get("model"),
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": usage,
+        }
+        if call:
+            start = {"type": "tool_use", "id": "toolu_mock", "name": call, "input": {}}
+            delta = {"type": "input_json_delta", "partial_json": json.dumps(self.server.tool_input)}
+            stop = "tool_use"
+        else:
+            start, delta, stop = {"type": "text", "text": ""}, {"type": "text_delta", "text": "done"}, "end_turn"
+        if not request.get("stream"):
+            block = {**start, "input": self.server.tool_input} if call else {"type": "text", "text": "done"}
+            body = json.dumps({**message, "content": [block], "stop_reason": stop}).encode()
+            self._reply(200, body, "application/json")
+            return
+        events = [
+            {"type": "message_start", "message": message},
+            {"type": "content_block_start", "index": 0, "content_block": start},
+            {"type": "content_block_delta", "index": 0, "delta": delta},
+            {"type": "content_block_stop", "index": 0},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "usage": {"output_tokens": 1},
+            },
+            {"type": "message_stop"},
+        ]
+        self._reply(200, _sse(events), "text/event-stream")
+
+    do_GET = do_POST
+
+
+class ResponsesHandler(_Handler):
+    """OpenAI Responses API: first run `server.js` in Codex's `exec` tool, then say done."""
+
+    def do_POST(self) -> None:
+        request = self._read()
+        if request is None:
+            self._reply(400, b'{"error": {"message": "not JSON"}}', "application/json")
+            return
+        if self.server.js and not _tool_results_in(request):
+            item = {
+                "type": "custom_tool_call",
+                "id": "ctc_mock",
+                "call_id": "call_mock",
+                "name": "exec",
+                "input": self.server.js,
+                "status": "completed",
+            }
+        else:
+            item = {
+                "type": "message",
+                "role": "assistant",
+                "id": "msg_mock",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": "done", "annotations": []}],
+            }
+        usage = {
+            "input_tokens": 1,
+            "output_tokens": 1,
+            "total_tokens": 2,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        }
+        events = [
+            {"type": "response.created", "response": {"id": "resp_mock"}},
+            {"type": "response.output_item.done", "output_index": 0, "item": item},
+            {"type": "response.completed", "response": {"id": "resp_mock", "usage": usage}},
+        ]
+        self._reply(200, _sse(events), "text/event-stream")
+
+    do_GET = do_POST
+
+
+MOCK_PORT = 18080  # fixed, for configs that cannot name a port at run time (each namespace is empty)
+
+
+def codex_mock_config(port: int = MOCK_PORT) -> str:
+    """config.toml lines that make every `codex` run (e.g. one `relay wake` starts) use the mock."""
+    return (
+        'model_provider = "mock"\n\n[model_providers.mock]\nname = "mock"\n'
+        f'base_url = "http://127.0.0.1:{port}/v1"\nwire_api = "responses"\n'
+        "request_max_retries = 0\nstream_max_retries = 0\n"
+    )
+
+
+def codex_provider_args(port: int) -> list[str]:
+    """`codex` options that point it at a mock Responses API on 127.0.0.1:`port`."""
+    provider = (
+        f'{{name="mock",base_url="http://127.0.0.1:{port}/v1",wire_api="responses",'
+        "request_max_retries=0,stream_max_retries=0}"
+    )
+    return ["-c", "model_provider=mock", "-c", f"model_providers.mock={provider}"]
+
+
+def _run_client(step: dict[str, Any], port: int) -> dict[str, Any]:
+    argv = [arg.replace("{PORT}", str(port)) for arg in step["argv"]]
+    env = {**os.environ, **step.get("env", {})}
+    env = {key: value.replace("{PORT}", str(port)) for key, value in env.items()}
+    try:
+        done = subprocess.run(
+            argv, cwd=step["cwd"], env=env, capture_output=True, timeout=step.get("timeout", 120), check=False
+        )
+        rc, out, err = done.returncode, done.stdout, done.stderr
+    except subprocess.TimeoutExpired as expired:
+        rc, out, err = "timeout", expired.stdout or b"", expired.stderr or b""
+    return {"argv": argv, "rc": rc, "stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace")}
+
+
+def _claude_step(step: dict[str, Any]) -> dict[str, Any]:
+    mock = _Mock(AnthropicHandler, step.get("port", 0))
+    mock.tool, mock.tool_input = step.get("tool"), step.get("tool_input", {})
+    mock.start()
+    try:
+        env = {"ANTHROPIC_BASE_URL": f"http://127.0.0.1:{mock.port}", "ANTHROPIC_API_KEY": "sk-ant-offline-test"}
+        result = _run_client({**step, "env": {**env, **step.get("env", {})}}, mock.port)
+    finally:
+        mock.shutdown()
+    return {**result, "requests": mock.requests}
+
+
+def _codex_step(step: dict[str, Any]) -> dict[str, Any]:
+    mock = _Mock(ResponsesHandler, step.get("port", 0))
+    mock.js = step.get("js")
+    nested: dict[str, Any] = {}
+    if step.get("during_first_request"):
+        # Runs while Codex waits for its first model answer: its session is live, its bus is up.
+        mock.first_request_hook = lambda: nested.update(_step(step["during_first_request"]))
+    mock.start()
+    try:
+        result = _run_client(step, mock.port)
+    finally:
+        mock.shutdown()
+    return {**result, "requests": mock.requests, "during_first_request": nested or None}
+
+
+def _screen_text(raw: bytes) -> str:
+    """Terminal output with escape sequences and runs of blanks squeezed out."""
+    text = re.sub(rb"\x1b\[[0-9;?<>=]*[A-Za-z~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][A-Z0-9]|\x1b[=>]", b" ", raw)
+    return re.sub(r"\s+", " ", text.decode(errors="replace"))
+
+
+def _tui_trust_step(step: dict[str, Any]) -> dict[str, Any]:
+    """Start the interactive `codex` in a pseudo-terminal and do what a user trusting this plugin
+    does: type `/hooks`, trust the folder if asked, then "Trust all and continue" for the new hooks.
+    Done when config.toml records the trust (or after `timeout` seconds)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+    import time
+
+    config = Path(step["config"])
+    env = {**os.environ, **step.get("env", {}), "TERM": "xterm-256color"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: become codex
+        os.chdir(step["cwd"])
+        os.execve(step["argv"][0], step["argv"], env)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+    raw, answered, scanned = b"", set(), 0
+    deadline = time.monotonic() + step.get("timeout", 60)
+    trusted = False
+    try:
+        while time.monotonic() < deadline and not trusted:
+            ready, _, _ = select.select([fd], [], [], 0.3)
+            if ready:
+                try:
+                    raw += os.read(fd, 65536)
+                except OSError:
+                    break
+            screen = _screen_text(raw[max(0, scanned - 4000) :])  # the new output, with some overlap
+            scanned = len(raw)
+            if "Ask Codex to do anything" in screen and "/hooks" not in answered:
+                answered.add("/hooks")  # open the hook review (the folder prompt may come first)
+                time.sleep(0.5)
+                os.write(fd, b"/hooks")
+                time.sleep(0.5)
+                os.write(fd, b"\r")
+            # Answer a prompt only once it has settled: a key sent while it is still drawing is lost.
+            if "Trust this folder?" in screen and "folder" not in answered:
+                answered.add("folder")
+                time.sleep(1.5)
+                os.write(fd, b"\r")
+            if "Trust all and continue" in screen and "hooks" not in answered:
+                answered.add("hooks")
+                time.sleep(1.5)
+                os.write(fd, b"2")
+                time.sleep(1.0)
+                os.write(fd, b"\r")
+            trusted = "[hooks.state." in (config.read_text() if config.exists() else "")
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        os.close(fd)
+    return {"trusted": trusted, "answered": sorted(answered), "screen": _screen_text(raw)[-3000:]}
+
+
+def _step(step: dict[str, Any]) -> dict[str, Any]:
+    kind = step["kind"]
+    if kind == "codex-tui-trust":
+        return _tui_trust_step(step)
+    if kind == "claude":
+        return _claude_step(step)
+    if kind == "codex":
+        return _codex_step(step)
+    if kind == "plain":
+        return _run_client(step, 0)
+    raise ValueError(f"unknown step kind {kind!r}")
+
+
+def _driver() -> int:
+    """Entry point inside `unshare -n`: loopback up, run the steps in order, print the report."""
+    spec = json.load(sys.stdin)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    report = [_step(step) for step in spec["steps"]]
+    json.dump({"steps": report}, sys.stdout)
+    return 0
+
+
+def tool_results(report_step: dict[str, Any]) -> list[str]:
+    """All tool-result texts the client sent to the mock model during one step."""
+    texts: list[str] = []
+    for request in report_step["requests"]:
+        texts.extend(_tool_results_in(request["body"]))
+    return texts
+
+
+def offered_tools(report_step: dict[str, Any]) -> set[str]:
+    """Names of the tools the client offered the model (Anthropic `tools`; Codex `ALL_TOOLS` output)."""
+    names: set[str] = set()
+    for request in report_step["requests"]:
+        names.update(tool.get("name") for tool in request["body"].get("tools", []) if isinstance(tool, dict))
+    return names
+
+
+if __name__ == "__main__":
+    raise SystemExit(_driver())

@@ -1,0 +1,266 @@
+"""The plugin inside the real Codex CLI (pinned in tests/clients/package.json), offline.
+
+The plugin is installed the way a user does it (`codex plugin marketplace add <clone>`, then
+`codex plugin add session-relay@session-relay`) from a clean copy of this repo, and `codex exec`
+runs against a mock Responses API on loopback inside `unshare -n` (tests/realclients.py). The mock
+makes Codex call the bus through its `exec` tool, so the test sees what the real Codex MCP client
+got back from the real plugin bus: which tools it offered and whom `whoami` named.
+"""
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import realclients as rc
+
+CLAUDE_SESSION = "7d3e9a1b-2c4f-4e8a-b6d0-1f5c8e2a9b34"
+
+# Runs inside Codex's `exec` tool (JavaScript): list the bus tools Codex offers, call whoami.
+WHOAMI_JS = """
+text("RELAY_TOOLS " + JSON.stringify(ALL_TOOLS.map((t) => t.name).filter((n) => n.startsWith("mcp__bus__"))));
+text("RELAY_WHOAMI " + JSON.stringify(await tools.mcp__bus__whoami({})));
+"""
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> rc.Sandbox:
+    rc.skip_unless_runnable("codex")
+    box = rc.Sandbox(tmp_path / "box")
+    clone = rc.plugin_copy(tmp_path / "clone")
+    for args in (["plugin", "marketplace", "add", str(clone)], ["plugin", "add", "session-relay@session-relay"]):
+        done = codex(box, *args)
+        assert done.returncode == 0, done.stderr.decode()
+    return box
+
+
+def codex(sandbox: rc.Sandbox, *args: str) -> subprocess.CompletedProcess:
+    return rc.offline([str(rc.clients_bin() / "codex"), *args], sandbox.env(), sandbox.project)
+
+
+def exec_step(sandbox: rc.Sandbox, *args: str, js: str | None = WHOAMI_JS, trust_hooks: bool = True) -> dict[str, Any]:
+    argv = [str(rc.clients_bin() / "codex"), "exec", "--skip-git-repo-check", *rc.codex_provider_args("{PORT}")]
+    if trust_hooks:
+        argv.append("--dangerously-bypass-hook-trust")
+    return {"kind": "codex", "cwd": str(sandbox.project), "js": js, "argv": [*argv, *args]}
+
+
+def rollouts(sandbox: rc.Sandbox) -> dict[str, Path]:
+    """Codex session id -> its rollout file."""
+    found = {}
+    for path in (sandbox.codex_home / "sessions").rglob("rollout-*.jsonl"):
+        match = re.search(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.jsonl$", path.name)
+        if match:
+            found[match.group(1)] = path
+    return found
+
+
+def bus_output(step: dict[str, Any], tag: str) -> Any:
+    """The JSON the mock's JavaScript printed after `tag` in the exec tool's output."""
+    for text in rc.tool_results(step):
+        for line in text.splitlines():
+            if line.startswith(tag + " "):
+                return json.loads(line[len(tag) + 1 :])
+    raise AssertionError(f"no {tag} line in the tool output Codex sent back: {rc.tool_results(step)}")
+
+
+def whoami_of(step: dict[str, Any]) -> dict[str, Any]:
+    called = bus_output(step, "RELAY_WHOAMI")
+    assert called.get("isError") is False, called
+    return json.loads(called["content"][0]["text"])
+
+
+def launcher(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(rc.REPO / "launcher"), *args], env=env, capture_output=True, check=False)
+
+
+def test_pinned_version_is_the_one_installed(sandbox: rc.Sandbox) -> None:
+    done = codex(sandbox, "--version")
+    assert done.returncode == 0
+    assert done.stdout.decode().split()[-1] == rc.pinned_versions()["@openai/codex"]
+
+
+def test_codex_manifests() -> None:
+    manifest = json.loads((rc.REPO / ".codex-plugin" / "plugin.json").read_text())
+    assert manifest["name"] == "session-relay"
+    assert manifest["version"] == rc.package_version()
+    for key in ("skills", "hooks", "mcpServers"):
+        assert (rc.REPO / manifest[key]).exists(), manifest[key]
+    hooks = json.loads((rc.REPO / manifest["hooks"]).read_text())
+    [command] = [h["command"] for group in hooks["hooks"]["SessionStart"] for h in group["hooks"]]
+    assert command.endswith('/launcher" hook codex')
+    # Not `.mcp.json`: Claude Code would load that too and start a second bus.
+    assert manifest["mcpServers"] != "./.mcp.json"
+    bus = json.loads((rc.REPO / manifest["mcpServers"]).read_text())["mcpServers"]["bus"]
+    assert (bus["command"], bus["args"], bus["cwd"]) == ("./launcher", ["bus"], ".")
+    assert "${" not in json.dumps(bus), "Codex does not substitute variables in MCP configs"
+    assert {"AGENT_RELAY_HOME", "SESSION_RELAY_HOME", "CODEX_HOME"} <= set(bus["env_vars"])
+
+
+def test_installs_from_the_repo_as_a_marketplace(sandbox: rc.Sandbox) -> None:
+    done = codex(sandbox, "plugin", "list", "--json")
+    assert done.returncode == 0, done.stderr
+    [mine] = [p for p in json.loads(done.stdout)["installed"] if p["pluginId"] == "session-relay@session-relay"]
+    assert mine["installed"] is True and mine["enabled"] is True
+    assert mine["version"] == rc.package_version()
+
+
+def test_skill_is_in_the_prompt(sandbox: rc.Sandbox) -> None:
+    done = codex(sandbox, "debug", "prompt-input", "hello")
+    assert done.returncode == 0, done.stderr
+    prompt = done.stdout.decode()
+    match = re.search(r"- session-relay:session-relay: ([^\n]*?) \(file: ([^)]*)\)", prompt.replace("\\n", "\n"))
+    assert match, "the session-relay skill is not listed in Codex's prompt"
+    assert "another AI coding session" in match.group(1)
+    assert match.group(2).endswith("/skills/session-relay/SKILL.md")
+
+
+def test_exec_runs_hook_and_bus_knows_its_session_then_resume_delivers_mail(sandbox: rc.Sandbox) -> None:
+    env = sandbox.env()
+    [first] = rc.scenario({"steps": [exec_step(sandbox, "say hi")]}, env, sandbox.project)["steps"]
+    assert first["rc"] == 0, first["stderr"][-3000:]
+    [session] = rollouts(sandbox)
+
+    # The hook ran and registered the Codex session with its project dir.
+    entry = sandbox.registry()["agents"][session]
+    assert (entry["tool"], entry["dir"]) == ("codex", str(sandbox.project))
+
+    # The bus Codex started offers the six tools, and whoami names exactly this session.
+    assert sorted(bus_output(first, "RELAY_TOOLS")) == sorted(rc.CODEX_TOOL_PREFIX + t for t in rc.BUS_TOOLS)
+    me = whoami_of(first)
+    assert (me["registered"], me["id"], me["tool"], me["dir"]) == (True, session, "codex", str(sandbox.project))
+
+    # Mail queued for it arrives, fenced, as a developer message when the session is resumed.
+    body = "hello codex <session-relay-mail> not a fence"
+    assert launcher(env, "send", "--id", session, "--", body).returncode == 0
+    resume = exec_step(sandbox, "resume", session, "read your mail", js=None)
+    [second] = rc.scenario({"steps": [resume]}, env, sandbox.project)["steps"]
+    assert second["rc"] == 0, second["stderr"][-3000:]
+    developer = []
+    for line in rollouts(sandbox)[session].read_text().splitlines():
+        payload = json.loads(line).get("payload") or {}
+        if payload.get("type") == "message" and payload.get("role") == "developer":
+            developer.append(json.dumps(payload))
+    mail = [text for text in developer if "session-relay-mail" in text]
+    assert len(mail) == 1, developer
+    assert "hello codex [session-relay-mail] not a fence" in json.loads(mail[0])["content"][0]["text"]
+    assert json.loads(launcher(env, "peek", session).stdout)["count"] == 0
+    # The model request Codex made after the hook carried the same developer message.
+    assert any("hello codex [session-relay-mail] not a fence" in json.dumps(r["body"]) for r in second["requests"])
+
+
+def test_bus_knows_its_session_even_when_the_hook_is_held_for_review(sandbox: rc.Sandbox) -> None:
+    """Codex holds untrusted plugin hooks; the bus must still know which session it serves."""
+    step = exec_step(sandbox, "say hi", trust_hooks=False)
+    [run] = rc.scenario({"steps": [step]}, sandbox.env(), sandbox.project)["steps"]
+    assert run["rc"] == 0, run["stderr"][-3000:]
+    [session] = rollouts(sandbox)
+    assert session not in sandbox.registry()["agents"], "the hook ran although it was never trusted"
+    me = whoami_of(run)
+    assert me["id"] == session
+    assert me["dir"] == str(sandbox.project)
+
+
+def test_claude_and_codex_in_the_same_dir_each_know_themselves(sandbox: rc.Sandbox) -> None:
+    """While a Codex session waits for its model, a Claude session starts in the same dir.
+
+    The Claude hook then owns the dir's marker, so a bus that went by the marker would call the
+    Codex session by the Claude session's id (the 0.1 bug).
+    """
+    rc.skip_unless_runnable("codex", "claude")
+    whoami = rc.CLAUDE_TOOL_PREFIX + "whoami"
+    claude_step = {
+        "kind": "claude",
+        "cwd": str(sandbox.project),
+        "tool": whoami,
+        "argv": [
+            str(rc.clients_bin() / "claude"),
+            "-p",
+            "who am i?",
+            "--plugin-dir",
+            str(rc.REPO),
+            "--session-id",
+            CLAUDE_SESSION,
+            "--allowedTools",
+            whoami,
+        ],
+    }
+    step = {**exec_step(sandbox, "say hi"), "during_first_request": claude_step}
+    [run] = rc.scenario({"steps": [step]}, sandbox.env(), sandbox.project)["steps"]
+    assert run["rc"] == 0, run["stderr"][-3000:]
+    nested = run["during_first_request"]
+    assert nested and nested["rc"] == 0, nested
+    [codex_session] = rollouts(sandbox)
+
+    agents = sandbox.registry()["agents"]
+    assert agents[CLAUDE_SESSION]["tool"] == "claude"
+    assert agents[codex_session]["tool"] == "codex"
+    marker = sandbox.relay_home / "markers" / re.sub(r"[^A-Za-z0-9]", "-", str(sandbox.project))
+    assert marker.read_text().strip() == CLAUDE_SESSION  # the Claude session started last
+
+    [claude_said] = rc.tool_results(nested)
+    assert json.loads(claude_said)["id"] == CLAUDE_SESSION
+    codex_said = whoami_of(run)
+    assert codex_said["id"] == codex_session
+    assert codex_said["tool"] == "codex"
+
+
+def test_send_then_wake_a_codex_session_with_the_real_doorbell(sandbox: rc.Sandbox) -> None:
+    """`relay wake` resumes the idle Codex session headless; the woken model takes its mail via the bus.
+
+    Hooks are not trusted in the woken run (the doorbell cannot bypass hook trust), so the mail comes
+    through the `inbox` tool, which Codex must run without asking (`codex exec` never asks).
+    """
+    env = sandbox.env()
+    [first] = rc.scenario({"steps": [exec_step(sandbox, "start", js=None)]}, env, sandbox.project)["steps"]
+    assert first["rc"] == 0, first["stderr"][-3000:]
+    [session] = rollouts(sandbox)
+    assert launcher(env, "send", "--id", session, "--", "please confirm the v2 schema").returncode == 0
+
+    config = sandbox.codex_home / "config.toml"
+    config.write_text(rc.codex_mock_config() + "\n" + config.read_text())
+    inbox_js = 'text("RELAY_INBOX " + JSON.stringify(await tools.mcp__bus__inbox({})));'
+    nudge = "You have session-relay mail: call inbox."
+    wake = {
+        "kind": "codex",
+        "port": rc.MOCK_PORT,
+        "js": inbox_js,
+        "cwd": str(sandbox.root),  # not the project: wake must change into the target's dir itself
+        "argv": [str(rc.REPO / "launcher"), "wake", session, "--", nudge],
+    }
+    [woken] = rc.scenario({"steps": [wake]}, env, sandbox.project)["steps"]
+    assert woken["rc"] == 0, woken["stderr"][-3000:]
+    assert any(nudge in json.dumps(r["body"]) for r in woken["requests"]), "the wake message never reached the model"
+    taken = bus_output(woken, "RELAY_INBOX")
+    assert taken.get("isError") is False, taken
+    mail = json.loads(taken["content"][0]["text"])
+    assert [m["body"] for m in mail["messages"]] == ["please confirm the v2 schema"]
+    assert json.loads(launcher(env, "peek", session).stdout)["count"] == 0
+    # It resumed the same session (same rollout file), not a new one.
+    assert list(rollouts(sandbox)) == [session]
+
+
+def test_trusting_the_hook_once_in_the_tui_makes_every_codex_run_register(sandbox: rc.Sandbox) -> None:
+    """The README's Codex step: answer the TUI's hook review with "Trust all and continue"; from then
+    on plain `codex exec` (and so the doorbell's `codex exec resume`) runs the hook."""
+    config = sandbox.codex_home / "config.toml"
+    config.write_text(rc.codex_mock_config() + "\n" + config.read_text())  # no login screen, no OpenAI
+    tui = {
+        "kind": "codex-tui-trust",
+        "cwd": str(sandbox.project),
+        "config": str(config),
+        "argv": [str(rc.clients_bin() / "codex")],
+    }
+    [trust] = rc.scenario({"steps": [tui]}, sandbox.env(), sandbox.project)["steps"]
+    assert trust["trusted"], trust["screen"]
+    assert "hooks" in trust["answered"], "Codex never asked to review the plugin's hook"
+    assert '"session-relay@session-relay:hooks/codex-hooks.json:session_start' in config.read_text()
+
+    [run] = rc.scenario(
+        {"steps": [exec_step(sandbox, "hi", js=None, trust_hooks=False)]}, sandbox.env(), sandbox.project
+    )["steps"]
+    assert run["rc"] == 0, run["stderr"][-3000:]
+    [session] = rollouts(sandbox)
+    assert sandbox.registry()["agents"][session]["tool"] == "codex"
