@@ -6,6 +6,7 @@ needs. Each takes the parsed command line and returns the exit code.
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from relay.argv import Parsed, Spec
@@ -55,6 +56,18 @@ def _print_json(value: Any, pretty: bool = True) -> None:
     sys.stdout.flush()
 
 
+def _show(parsed: Parsed, rows: list[Any], empty: str, line: Callable[[Any], str]) -> int:
+    """Rows as a JSON array with --json, else one line each (or a note when there are none)."""
+    if "--json" in parsed.flags:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print(empty)
+    for row in rows:
+        print(line(row))
+    return 0
+
+
 def _tool_option(parsed: Parsed) -> str | None:
     tool = parsed.options.get("--tool")
     if tool is not None and tool not in ("claude", "codex"):
@@ -101,32 +114,26 @@ def discover_command(store: Store, parsed: Parsed) -> int:
         cwd_first=_absolute(cwd) if cwd else None,
         limit=int(limit),
     )
-    if "--json" in parsed.flags:
-        _print_json(rows)
-        return 0
-    if not rows:
-        print("no sessions active in that window (try --within with more minutes)")
-    for row in rows:
-        busy = "  (active now)" if row["active"] else ""
-        name = row["name"] or "-"
-        print(f"{row['tool']:<6}  {row['id']}  {name:<16}  {row['ageSec']:>6}s ago  {row['cwd'] or '?'}{busy}")
-    return 0
+    return _show(parsed, rows, "no sessions active in that window (try --within with more minutes)", _session_line)
+
+
+def _session_line(row: dict[str, Any]) -> str:
+    busy = "  (active now)" if row["active"] else ""
+    name = row["name"] or "-"
+    return f"{row['tool']:<6}  {row['id']}  {name:<16}  {row['ageSec']:>6}s ago  {row['cwd'] or '?'}{busy}"
 
 
 def list_command(store: Store, parsed: Parsed) -> int:
     """The registry, one session a line."""
-    entries = store.registry().entries()
-    if "--json" in parsed.flags:
-        _print_json(entries)
-        return 0
-    if not entries:
-        print("no sessions registered yet: sessions register when they start (or: relay register NAME --id UUID)")
-    for entry in entries:
-        print(
-            f"{entry.get('name') or '-':<16}  {entry.get('tool') or '-':<6}  {entry.get('id')}  "
-            f"{entry.get('dir') or '-'}  {entry.get('lastSeen') or '-'}"
-        )
-    return 0
+    empty = "no sessions registered yet: sessions register when they start (or: relay register NAME --id UUID)"
+    return _show(parsed, store.registry().entries(), empty, _entry_line)
+
+
+def _entry_line(entry: dict[str, Any]) -> str:
+    return (
+        f"{entry.get('name') or '-':<16}  {entry.get('tool') or '-':<6}  {entry.get('id')}  "
+        f"{entry.get('dir') or '-'}  {entry.get('lastSeen') or '-'}"
+    )
 
 
 def register_command(store: Store, parsed: Parsed) -> int:

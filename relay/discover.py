@@ -32,22 +32,23 @@ DEFAULT_LIMIT = 50
 Row = dict[str, Any]
 
 
+def _root(explicit: str, config: str, default_config: str, leaf: str) -> Path:
+    """$<explicit>, else ${<config>:-~/<default_config>}/<leaf>."""
+    chosen = usable_env(explicit)
+    if chosen:
+        return Path(chosen)
+    base = usable_env(config)
+    return (Path(base) if base else Path.home() / default_config) / leaf
+
+
 def claude_root() -> Path:
     """$RELAY_CLAUDE_PROJECTS, else ${CLAUDE_CONFIG_DIR:-~/.claude}/projects."""
-    explicit = usable_env("RELAY_CLAUDE_PROJECTS")
-    if explicit:
-        return Path(explicit)
-    config = usable_env("CLAUDE_CONFIG_DIR")
-    return (Path(config) if config else Path.home() / ".claude") / "projects"
+    return _root("RELAY_CLAUDE_PROJECTS", "CLAUDE_CONFIG_DIR", ".claude", "projects")
 
 
 def codex_root() -> Path:
     """$RELAY_CODEX_SESSIONS, else ${CODEX_HOME:-~/.codex}/sessions."""
-    explicit = usable_env("RELAY_CODEX_SESSIONS")
-    if explicit:
-        return Path(explicit)
-    home = usable_env("CODEX_HOME")
-    return (Path(home) if home else Path.home() / ".codex") / "sessions"
+    return _root("RELAY_CODEX_SESSIONS", "CODEX_HOME", ".codex", "sessions")
 
 
 def _scan(directory: Path | str) -> list[os.DirEntry[str]]:
