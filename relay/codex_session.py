@@ -66,7 +66,7 @@ def id_from_meta(meta: object) -> str | None:
         turn.get("thread_id"),
     ):
         if is_uuid(value):
-            return str(value)
+            return str(value).lower()
     return None
 
 

@@ -201,10 +201,14 @@ def discover(
     """
     now = time.time()
     since = now - within_min * 60
+    exclude = exclude.lower() if exclude else None
     found: dict[str, Row] = {}
 
     def add(kind: str, session_id: str | None, cwd: str | None, mtime: float) -> None:
-        if not is_uuid(session_id) or session_id == exclude:
+        if not is_uuid(session_id):
+            return
+        session_id = session_id.lower()
+        if session_id == exclude:
             return
         known = found.get(session_id)
         if known is not None and known["_mtime"] >= mtime:

@@ -33,7 +33,7 @@ def default_nudge(session_id: str) -> str:
 
 def command(tool: str, session_id: str, message: str) -> list[str]:
     """The exact argv that resumes `session_id` with `message`."""
-    require_uuid(session_id)
+    session_id = require_uuid(session_id)
     if tool == "claude":
         return ["claude", "-p", "--resume", session_id, "--output-format", "json", "--", message]
     if tool == "codex":

@@ -78,7 +78,7 @@ def handle(event: dict, tool: str, stdout: BufferedIOBase, store: Store) -> None
     session_id = event.get("session_id")
     if not session_id:
         return
-    require_uuid(session_id)
+    session_id = require_uuid(session_id)
     cwd = event.get("cwd")
     directory = cwd if isinstance(cwd, str) and cwd else usable_env("CLAUDE_PROJECT_DIR") or os.getcwd()
     start_session(store, session_id, directory, tool)

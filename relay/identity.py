@@ -42,11 +42,11 @@ def current_session(store: Store, meta: object = None) -> Identity:
     directory = project_dir()
     claimed = usable_env("CLAUDE_CODE_SESSION_ID")
     if is_uuid(claimed):
-        return Identity(claimed, directory, "CLAUDE_CODE_SESSION_ID", "claude")
+        return Identity(claimed.lower(), directory, "CLAUDE_CODE_SESSION_ID", "claude")
     codex = codex_session.resolve(meta)
     if codex is not None:
         return Identity(codex.session_id, codex.cwd or directory, codex.source, "codex")
     marked = store.marker(directory)
     if is_uuid(marked):
-        return Identity(marked, directory, f"marker for {directory}")
+        return Identity(marked.lower(), directory, f"marker for {directory}")
     return Identity(None, directory, "none")

@@ -29,13 +29,15 @@ def new_uuid4() -> str:
 
 
 def require_uuid(value: object, what: str = "session id") -> str:
-    """Return `value` when it is a UUID, else raise an error that says what a valid id looks like."""
+    """The id in canonical (lower-case) form when `value` is a UUID, else an error saying what a
+    valid id looks like. Both CLIs mint lower-case ids; an upper-case spelling of the same id must
+    reach the same mailbox, so every id is lowered where it enters."""
     if not is_uuid(value):
         raise RelayError(
             f"invalid {what} {value!r}: expected a UUID like "
             "123e4567-e89b-12d3-a456-426614174000 (see `relay discover` or `relay list`)"
         )
-    return value  # type: ignore[return-value]
+    return value.lower()  # type: ignore[union-attr]
 
 
 def check_name(name: object) -> str:

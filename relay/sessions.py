@@ -12,7 +12,7 @@ def start_session(store: Store, session_id: str, directory: str, tool: str) -> E
     """What a session start records: the dir's marker and the registry entry {id, dir, tool}."""
     if not directory.startswith("/"):
         raise RelayError(f"invalid session dir {directory!r}: expected an absolute path")
-    require_uuid(session_id)
+    session_id = require_uuid(session_id)
     store.set_marker(directory, session_id)
     return store.register(session_id, directory=directory, tool=tool)
 
@@ -21,11 +21,13 @@ def resolve(store: Store, target: str) -> Entry:
     """A registered id, then a name, then any UUID (a discovered session not yet registered)."""
     if not isinstance(target, str) or not target:
         raise RelayError("no recipient given: name a session or give its id (see roster / discover)")
-    entry = store.registry().resolve(target)
+    registry = store.registry()
+    entry = registry.resolve(target)
+    if entry is None and is_uuid(target):
+        canonical = target.lower()
+        entry = registry.resolve(canonical) or {"id": canonical, "dir": None, "name": None, "tool": None}
     if entry is not None:
         return entry
-    if is_uuid(target):
-        return {"id": target, "dir": None, "name": None, "tool": None}
     raise RelayError(
         f"no session named {target!r}: call `roster` (CLI: `relay list`) for registered sessions, "
         "or `discover` (CLI: `relay discover`) for running ones, and use a name or id from it"

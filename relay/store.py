@@ -259,7 +259,7 @@ class Store:
         A name given is bound to this id, moving it off any other session and dropping any other
         name this session had.
         """
-        require_uuid(session_id)
+        session_id = require_uuid(session_id)
         if name is not _UNSET and name is not None:
             check_name(name)
         if tool is not _UNSET and tool not in TOOLS:
@@ -299,7 +299,7 @@ class Store:
 
     def set_marker(self, directory: str, session_id: str) -> None:
         """Record that `session_id` is the session last registered for `directory`."""
-        require_uuid(session_id)
+        session_id = require_uuid(session_id)
         content = f"{session_id}\n".encode()
         path = self._path("markers", marker_name(directory))
         with self._locked():
@@ -317,7 +317,7 @@ class Store:
 
     def enqueue(self, recipient: str, message: Message) -> None:
         """Append one message to the recipient's mailbox; synced to disk when this returns."""
-        require_uuid(recipient, "recipient id")
+        recipient = require_uuid(recipient, "recipient id")
         line = _to_json(message) + b"\n"
         with self._locked():
             checkpoint("send:before-append")
@@ -331,7 +331,7 @@ class Store:
         the caller writes to a possibly slow pipe). Mail left in flight by a dead taker comes
         first, flagged `redelivered`, then the newer pending mail.
         """
-        require_uuid(recipient, "recipient id")
+        recipient = require_uuid(recipient, "recipient id")
         self._prepare()
         inflight = self._inflight(recipient)
         take_lock = FileLock(inflight.removesuffix(".jsonl") + ".lock")
@@ -393,7 +393,7 @@ class Store:
 
     def peek(self, recipient: str) -> list[Message]:
         """Every waiting message without taking any: in flight first, then pending, each marked."""
-        require_uuid(recipient, "recipient id")
+        recipient = require_uuid(recipient, "recipient id")
         if not os.path.isdir(self.home):
             return []
         with self._locked():

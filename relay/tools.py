@@ -134,7 +134,7 @@ def _whoami(store: Store, me: Identity, args: dict[str, Any]) -> Result:
 
 def _register(store: Store, me: Identity, args: dict[str, Any]) -> Result:
     name = check_name(args["name"])
-    session_id = args.get("id") or _need_me(me)
+    session_id = args["id"].lower() if "id" in args else _need_me(me)
     fields: dict[str, Any] = {"name": name}
     if "dir" in args:
         if not args["dir"].startswith("/"):
