@@ -1,0 +1,92 @@
+"""`relay demo`: the whole relay at work in a throwaway store, touching nothing of the user's."""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from transcripts import fake_agent_cli, read_record, snapshot_tree
+
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+@pytest.fixture
+def demo_env(tmp_path: Path):
+    bin_dir, record = tmp_path / "fakebin", tmp_path / "fake-runs.jsonl"
+    for name in ("claude", "codex"):
+        fake_agent_cli(bin_dir, record, name)
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "TMPDIR": str(scratch)}, record, scratch
+
+
+def home_tree(home: Path) -> dict:
+    """HOME's contents, minus ~/.cache: the frozen binary unpacks its runtime there (not relay state)."""
+    return snapshot_tree(home, skip=(".cache",))
+
+
+def check_demo_output(out: str) -> None:
+    steps = re.findall(r"^== (\d+)\. ", out, re.MULTILINE)
+    assert [int(s) for s in steps] == list(range(1, len(steps) + 1)) and len(steps) >= 6
+    # the fenced mail, with the hostile close tag defused: one real open and close per delivery
+    assert "<session-relay-mail>" in out and "</session-relay-mail>" in out
+    assert "UNTRUSTED DATA" in out
+    assert "[session-relay-mail]" in out
+    for block in re.findall(r"<session-relay-mail>\n(.*?)</session-relay-mail>", out, re.DOTALL):
+        assert "</session-relay-mail>" not in block
+    assert re.search(r"- from alice \(\d{4}-\d\d-\d\dT[\d:.]+Z\): .*\[session-relay-mail\]", out)
+    assert re.search(r"- from bob \(", out)
+    # two --dry doorbell lines, one per tool, each a {tool, cmd, args, cwd} JSON object
+    planned = []
+    for line in out.splitlines():
+        text = line.strip()
+        if text.startswith("{") and '"cmd"' in text:
+            planned.append(json.loads(text))
+    assert len(planned) == 2
+    assert {p["tool"] for p in planned} == {"claude", "codex"}
+    for plan in planned:
+        assert set(plan) == {"tool", "cmd", "args", "cwd"}
+        assert plan["cmd"] == plan["tool"]
+        assert re.fullmatch(UUID, plan["args"][2])
+        assert plan["args"][-2] == "--"
+        assert "inbox" in plan["args"][-1]
+
+
+def test_demo_runs_and_touches_nothing(run_relay, store_home, env, demo_env, tmp_path):
+    extra, record, scratch = demo_env
+    home = Path(env["HOME"])
+    before_home = home_tree(home)
+    result = run_relay("demo", extra_env=extra, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""
+    check_demo_output(result.stdout.decode())
+    assert not store_home.exists()
+    assert not (home / ".agent-relay").exists()
+    assert home_tree(home) == before_home
+    assert read_record(record) == []  # no claude, no codex was run
+    assert list(scratch.iterdir()) == []  # the throwaway store is gone
+
+
+def test_demo_without_any_relay_home_configured(run_relay, env, demo_env):
+    extra, record, scratch = demo_env
+    for name in ("AGENT_RELAY_HOME", "SESSION_RELAY_HOME"):
+        env.pop(name, None)  # run_relay uses this dict: the default home is $HOME/.agent-relay
+    home = Path(env["HOME"])
+    result = run_relay("demo", extra_env=extra, cwd=home)
+    assert result.returncode == 0, result.stderr
+    check_demo_output(result.stdout.decode())
+    assert not (home / ".agent-relay").exists()
+    assert home_tree(home) == {}
+    assert read_record(record) == []
+    assert list(scratch.iterdir()) == []
+
+
+def test_demo_leaves_an_existing_store_alone(run_relay, store_home, demo_env):
+    extra, _, _ = demo_env
+    sid = "11111111-1111-4111-8111-111111111111"
+    assert run_relay("register", "mine", "--id", sid).returncode == 0
+    assert run_relay("send", "mine", "--", "keep").returncode == 0
+    before = snapshot_tree(store_home)
+    assert run_relay("demo", extra_env=extra).returncode == 0
+    assert snapshot_tree(store_home) == before

@@ -1,0 +1,273 @@
+"""The SessionStart hook (SPEC §5): register, print fenced mail as one JSON object, never break a session."""
+
+import fcntl
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from conftest import new_id
+from transcripts import claude_hook_event, codex_hook_event, fake_agent_cli, read_record
+
+ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+
+
+def marker_file(store_home: Path, directory: str) -> Path:
+    return store_home / "markers" / re.sub(r"[^A-Za-z0-9]", "-", directory)
+
+
+def registry(store_home: Path) -> dict:
+    return json.loads((store_home / "registry.json").read_text())
+
+
+def write_mail(store_home: Path, recipient: str, messages: list[dict]) -> None:
+    """Queue messages by writing the on-disk mailbox format (SPEC §3) directly."""
+    for sub in ("", "mailbox"):
+        (store_home / sub).mkdir(mode=0o700, exist_ok=True)
+    with (store_home / "mailbox" / f"{recipient}.jsonl").open("a", encoding="utf-8") as out:
+        for message in messages:
+            line = {
+                "id": new_id(),
+                "ts": "2026-11-23T10:00:00.000Z",
+                "from": None,
+                "fromName": None,
+                "to": recipient,
+                "toName": None,
+                **message,
+            }
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+def hook_output(result) -> str:
+    """The hook's stdout as exactly one JSON object of the SessionStart shape; returns its context text."""
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    assert out.count("\n") == 1 and out.endswith("\n"), out
+    payload = json.loads(out)
+    assert list(payload) == ["hookSpecificOutput"]
+    inner = payload["hookSpecificOutput"]
+    assert set(inner) == {"hookEventName", "additionalContext"}
+    assert inner["hookEventName"] == "SessionStart"
+    assert isinstance(inner["additionalContext"], str)
+    return inner["additionalContext"]
+
+
+def assert_quiet_failure(result, store_home: Path | None = None) -> str:
+    """Exit 0, nothing on stdout, and every stderr line prefixed `[session-relay/hook] `."""
+    assert result.returncode == 0
+    assert result.stdout == b""
+    err = result.stderr.decode()
+    assert err.strip(), "a problem must be reported on stderr"
+    for line in err.splitlines():
+        assert line.startswith("[session-relay/hook] "), line
+    assert "Traceback" not in err
+    return err
+
+
+def test_no_session_id_does_nothing(run_relay, store_home, tmp_path):
+    for stdin in (
+        b"",
+        b"\n",
+        json.dumps({"cwd": str(tmp_path), "hook_event_name": "SessionStart"}).encode(),
+        json.dumps({"session_id": "", "cwd": str(tmp_path)}).encode(),
+        json.dumps({"session_id": None, "cwd": str(tmp_path)}).encode(),
+    ):
+        result = run_relay("hook", input=stdin)
+        assert result.returncode == 0
+        assert result.stdout == b""
+        assert not store_home.exists(), stdin
+
+
+def test_registers_session_marker_and_entry(run_relay, store_home, tmp_path):
+    sid, project = new_id(), tmp_path / "my project.v2"
+    project.mkdir()
+    result = run_relay("hook", input=claude_hook_event(sid, str(project)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b""  # no mail: nothing printed
+    assert result.stderr == b""
+    assert marker_file(store_home, str(project)).read_text() == f"{sid}\n"
+    data = registry(store_home)
+    entry = data["agents"][sid]
+    assert {k: entry[k] for k in ("id", "dir", "tool", "name")} == {
+        "id": sid,
+        "dir": str(project),
+        "tool": "claude",
+        "name": None,
+    }
+    assert ISO.match(entry["lastSeen"])
+    assert data["names"] == {}
+
+
+@pytest.mark.parametrize(("args", "tool"), [((), "claude"), (("codex",), "codex"), (("claude",), "claude")])
+def test_tool_from_first_argument(run_relay, store_home, tmp_path, args, tool):
+    sid = new_id()
+    assert run_relay("hook", *args, input=codex_hook_event(sid, str(tmp_path))).returncode == 0
+    assert registry(store_home)["agents"][sid]["tool"] == tool
+
+
+def test_upsert_keeps_name_and_refreshes_dir_and_tool(run_relay, store_home, tmp_path):
+    sid = new_id()
+    assert run_relay("register", "api", "--id", sid, "--dir", "/old/dir").returncode == 0
+    assert run_relay("hook", "codex", input=codex_hook_event(sid, str(tmp_path), source="resume")).returncode == 0
+    data = registry(store_home)
+    entry = data["agents"][sid]
+    assert (entry["name"], entry["dir"], entry["tool"]) == ("api", str(tmp_path), "codex")
+    assert data["names"] == {"api": sid}
+
+
+def test_dir_falls_back_to_claude_project_dir_then_process_cwd(run_relay, store_home, tmp_path):
+    proj, proc = tmp_path / "from-env", tmp_path / "proc-cwd"
+    proj.mkdir()
+    proc.mkdir()
+    a, b, c, d = new_id(), new_id(), new_id(), new_id()
+    env = {"CLAUDE_PROJECT_DIR": str(proj)}
+    run_relay("hook", input=json.dumps({"session_id": a}), extra_env=env, cwd=proc)
+    run_relay("hook", input=json.dumps({"session_id": b, "cwd": ""}), extra_env=env, cwd=proc)
+    run_relay("hook", input=json.dumps({"session_id": c}), cwd=proc)
+    run_relay("hook", input=json.dumps({"session_id": d}), extra_env={"CLAUDE_PROJECT_DIR": ""}, cwd=proc)
+    agents = registry(store_home)["agents"]
+    assert agents[a]["dir"] == str(proj)
+    assert agents[b]["dir"] == str(proj)
+    assert agents[c]["dir"] == os.path.realpath(proc)
+    assert agents[d]["dir"] == os.path.realpath(proc)
+    assert marker_file(store_home, str(proj)).read_text() == f"{b}\n"  # the last one to start there
+
+
+def test_mail_is_printed_in_the_exact_shape_and_taken(run_relay, store_home, tmp_path):
+    me, sender = new_id(), new_id()
+    run_relay("register", "alice", "--id", sender)
+    run_relay("hook", input=claude_hook_event(me, str(tmp_path)))
+    assert run_relay("send", me, "--", "first body").returncode == 0
+    write_mail(store_home, me, [{"from": sender, "fromName": None, "body": "second: by id, no name"}])
+    write_mail(store_home, me, [{"from": sender, "fromName": "alice", "body": "third"}])
+    pending = json.loads(run_relay("peek", me).stdout)["messages"]
+    assert len(pending) == 3
+
+    text = hook_output(run_relay("hook", input=claude_hook_event(me, str(tmp_path))))
+    lines = text.split("\n")
+    assert len(lines) == 8, lines
+    assert re.search(r"\b3 messages\b", lines[0])
+    assert "UNTRUSTED DATA" in lines[1]
+    assert "instructions" in lines[1]
+    assert lines[2] == "<session-relay-mail>"
+    assert lines[3] == f"- from cli ({pending[0]['ts']}): first body"
+    assert lines[4] == f"- from {sender} (2026-11-23T10:00:00.000Z): second: by id, no name"
+    assert lines[5] == "- from alice (2026-11-23T10:00:00.000Z): third"
+    assert lines[6] == "</session-relay-mail>"
+    assert "send" in lines[7] and lines[7].strip()
+
+    # the mail was taken: nothing waits, and the next start prints nothing
+    assert json.loads(run_relay("peek", me).stdout)["count"] == 0
+    again = run_relay("hook", input=claude_hook_event(me, str(tmp_path)))
+    assert again.returncode == 0 and again.stdout == b""
+
+
+def test_one_message_count_line(run_relay, tmp_path):
+    me = new_id()
+    run_relay("send", me, "--", "only one")
+    text = hook_output(run_relay("hook", input=claude_hook_event(me, str(tmp_path))))
+    first = text.split("\n")[0]
+    assert re.search(r"\b1 message\b", first)
+
+
+def test_codex_payload_shape_with_mail(run_relay, store_home, tmp_path):
+    me = new_id()
+    run_relay("send", me, "--", "hello codex")
+    payload = codex_hook_event(me, str(tmp_path), source="resume")
+    assert not payload.endswith(b"\n")
+    text = hook_output(run_relay("hook", "codex", input=payload))
+    assert "- from cli (" in text and "): hello codex" in text
+    assert registry(store_home)["agents"][me]["tool"] == "codex"
+
+
+def test_claude_payload_shape_with_mail(run_relay, store_home, tmp_path):
+    me = new_id()
+    run_relay("send", me, "--", "hello claude")
+    payload = claude_hook_event(me, str(tmp_path))
+    assert payload.endswith(b"\n")
+    text = hook_output(run_relay("hook", input=payload))
+    assert "): hello claude" in text
+
+
+def test_mail_over_the_context_budget_stays_queued(run_relay, store_home, tmp_path):
+    me = new_id()
+    write_mail(store_home, me, [{"fromName": "big", "body": f"{i}:" + "x" * 20_000} for i in range(5)])
+    text = hook_output(run_relay("hook", input=claude_hook_event(me, str(tmp_path))))
+    shown = len(re.findall(r"^- from big ", text, re.MULTILINE))
+    assert shown >= 1
+    assert re.search(rf"\b{shown} messages?\b", text.split("\n")[0])
+    left = json.loads(run_relay("peek", me).stdout)
+    assert shown + left["count"] == 5
+    assert [m["body"].split(":")[0] for m in left["messages"]] == [str(i) for i in range(shown, 5)]
+
+
+# -- bad input never breaks the session -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "stdin",
+    [b"this is not json", b"{", b"[1, 2, 3]", b'"SessionStart"', b"42", b"null", b"\xff\xfe\x00"],
+    ids=["garbage", "truncated", "array", "string", "number", "null", "binary"],
+)
+def test_bad_stdin(run_relay, store_home, stdin):
+    assert_quiet_failure(run_relay("hook", input=stdin))
+    assert not store_home.exists()
+
+
+@pytest.mark.parametrize("session_id", ["--config=evil", "../../etc/passwd", "not-a-uuid", 42, ["x"], {"a": 1}])
+def test_non_uuid_session_id(run_relay, store_home, tmp_path, session_id):
+    event = json.dumps({"session_id": session_id, "cwd": str(tmp_path), "hook_event_name": "SessionStart"})
+    err = assert_quiet_failure(run_relay("hook", input=event))
+    assert "session id" in err
+    assert not (store_home / "registry.json").exists()
+    assert not (store_home / "markers").exists() or not any((store_home / "markers").iterdir())
+
+
+def test_unwritable_store(run_relay, tmp_path):
+    blocker = tmp_path / "a-regular-file"
+    blocker.write_text("not a dir")
+    result = run_relay(
+        "hook",
+        input=claude_hook_event(new_id(), str(tmp_path)),
+        extra_env={"AGENT_RELAY_HOME": str(blocker / "store")},
+    )
+    assert_quiet_failure(result)
+    assert blocker.read_text() == "not a dir"
+
+
+def test_held_lock_exits_0_and_keeps_the_mail(run_relay, store_home, tmp_path):
+    me = new_id()
+    run_relay("send", me, "--", "wait for me")
+    fd = os.open(store_home / ".lock", os.O_RDWR)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = run_relay("hook", input=claude_hook_event(me, str(tmp_path)), timeout=30)
+    finally:
+        os.close(fd)
+    err = assert_quiet_failure(result)
+    assert "lock busy" in err
+    text = hook_output(run_relay("hook", input=claude_hook_event(me, str(tmp_path))))
+    assert "): wait for me" in text
+
+
+def test_unsubstituted_claude_project_dir_is_ignored(run_relay, store_home, tmp_path):
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    sid = new_id()
+    extra = {"CLAUDE_PROJECT_DIR": "${CLAUDE_PROJECT_DIR}"}  # Codex passes variables through literally
+    assert run_relay("hook", "codex", input=json.dumps({"session_id": sid}), extra_env=extra, cwd=proc).returncode == 0
+    assert registry(store_home)["agents"][sid]["dir"] == os.path.realpath(proc)
+
+
+def test_hook_registration_is_enough_to_wake(run_relay, store_home, tmp_path):
+    project, record = tmp_path / "proj", tmp_path / "runs.jsonl"
+    project.mkdir()
+    fake_agent_cli(tmp_path / "bin", record, "codex")
+    sid = new_id()
+    assert run_relay("hook", "codex", input=codex_hook_event(sid, str(project))).returncode == 0
+    result = run_relay("wake", sid, "--", "mail", extra_env={"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"})
+    assert result.returncode == 0, result.stderr
+    runs = read_record(record)
+    assert runs[0]["argv"] == ["exec", "resume", sid, "--json", "--", "mail"]
+    assert os.path.realpath(runs[0]["cwd"]) == os.path.realpath(project)
