@@ -1,0 +1,209 @@
+"""relay.durable: synced writes, nothing half-written on failure, no write through a symlink."""
+
+import errno
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, new_id
+
+from relay import durable
+from relay.errors import RelayError
+from relay.store import Store
+
+
+@pytest.fixture
+def fsyncs(monkeypatch):
+    """Record (inode, is_dir) of every fsync."""
+    seen: list[tuple[int, bool]] = []
+    real = os.fsync
+
+    def spy(fd):
+        info = os.fstat(fd)
+        seen.append((info.st_ino, stat.S_ISDIR(info.st_mode)))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    return seen
+
+
+def _ino(path: Path) -> int:
+    return os.stat(path).st_ino
+
+
+def test_append_syncs_the_file_and_a_new_files_directory(tmp_path, fsyncs):
+    path = tmp_path / "box.jsonl"
+    durable.append_durably(str(path), b'{"a":1}\n')
+    assert (_ino(path), False) in fsyncs
+    assert (_ino(tmp_path), True) in fsyncs
+    fsyncs.clear()
+    durable.append_durably(str(path), b'{"a":2}\n')
+    assert (_ino(path), False) in fsyncs
+    assert path.read_bytes() == b'{"a":1}\n{"a":2}\n'
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_atomic_write_syncs_file_then_directory(tmp_path, fsyncs):
+    path = tmp_path / "registry.json"
+    durable.atomic_write(str(path), b"{}\n")
+    assert path.read_bytes() == b"{}\n"
+    assert (_ino(path), False) in fsyncs  # the temp file, now renamed into place
+    assert fsyncs[-1] == (_ino(tmp_path), True)
+    assert [p.name for p in tmp_path.iterdir()] == ["registry.json"]
+
+
+def test_store_send_is_synced_before_enqueue_returns(env, store_home, fsyncs):
+    store = Store(store_home)
+    sid = new_id()
+    store.enqueue(sid, {"id": new_id(), "body": "durable"})
+    mailbox = store_home / "mailbox" / f"{sid}.jsonl"
+    assert (_ino(mailbox), False) in fsyncs
+    assert (_ino(mailbox.parent), True) in fsyncs
+
+
+def test_store_register_and_marker_are_synced(env, store_home, tmp_path, fsyncs):
+    store = Store(store_home)
+    sid = new_id()
+    store.register(sid, name="n")
+    assert (_ino(store_home / "registry.json"), False) in fsyncs
+    assert (_ino(store_home), True) in fsyncs
+    fsyncs.clear()
+    store.set_marker(str(tmp_path), sid)
+    markers = store_home / "markers"
+    assert (_ino(next(markers.iterdir())), False) in fsyncs
+    assert (_ino(markers), True) in fsyncs
+
+
+def test_atomic_write_failure_keeps_old_content_and_leaves_no_temp(tmp_path, monkeypatch):
+    path = tmp_path / "registry.json"
+    path.write_bytes(b"old\n")
+
+    def no_space(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", no_space)
+    with pytest.raises(RelayError, match="no space"):
+        durable.atomic_write(str(path), b"new content\n")
+    monkeypatch.undo()
+    assert path.read_bytes() == b"old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["registry.json"]
+
+
+def test_append_failure_midway_cuts_the_file_back(tmp_path, monkeypatch):
+    path = tmp_path / "box.jsonl"
+    path.write_bytes(b'{"ok":1}\n')
+    real_write = os.write
+    calls = {"n": 0}
+
+    def partial_then_full(fd, data):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data[:5]))  # a short write lands ...
+        raise OSError(errno.ENOSPC, "No space left on device")  # ... then the disk is full
+
+    monkeypatch.setattr(os, "write", partial_then_full)
+    with pytest.raises(RelayError, match="no space"):
+        durable.append_durably(str(path), b'{"new":"' + b"x" * 100 + b'"}\n')
+    monkeypatch.undo()
+    assert path.read_bytes() == b'{"ok":1}\n'
+
+
+def test_append_after_a_torn_line_starts_a_new_line(tmp_path):
+    path = tmp_path / "box.jsonl"
+    path.write_bytes(b'{"ok":1}\n{"torn":')
+    durable.append_durably(str(path), b'{"ok":2}\n')
+    assert path.read_bytes() == b'{"ok":1}\n{"torn":\n{"ok":2}\n'
+
+
+def test_append_refuses_a_symlink(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"original\n")
+    link = tmp_path / "box.jsonl"
+    link.symlink_to(victim)
+    with pytest.raises(RelayError, match="symlink"):
+        durable.append_durably(str(link), b"x\n")
+    assert victim.read_bytes() == b"original\n"
+
+
+def test_append_refuses_a_planted_fifo_without_hanging(tmp_path):
+    """A FIFO planted as a mailbox must not block a sender (which holds the store lock) forever."""
+    fifo = tmp_path / "box.jsonl"
+    os.mkfifo(fifo, 0o600)
+    code = "import sys; from pathlib import Path; from relay import durable\n"
+    code += "try:\n    durable.append_durably(str(Path(sys.argv[1])), b'x\\n')\nexcept Exception as e:\n    print(e)\n"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", code, str(fifo)],
+            capture_output=True,
+            timeout=5,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("append_durably blocked on a FIFO planted as a mailbox file")
+    assert b"not a regular file" in result.stdout
+
+
+def test_atomic_write_replaces_a_symlink_without_following_it(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"original\n")
+    link = tmp_path / "marker"
+    link.symlink_to(victim)
+    durable.atomic_write(str(link), b"id\n")
+    assert not link.is_symlink()
+    assert link.read_bytes() == b"id\n"
+    assert victim.read_bytes() == b"original\n"
+
+
+def test_read_file_does_not_follow_symlinks(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"secret\n")
+    (tmp_path / "link").symlink_to(victim)
+    with pytest.raises(RelayError, match="symlink"):
+        durable.read_file(str(tmp_path / "link"))
+    assert durable.read_file(str(tmp_path / "missing")) is None
+    assert durable.read_file(str(victim)) == b"secret\n"
+
+
+def test_ensure_private_dir(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    os.chmod(real, 0o755)
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    with pytest.raises(RelayError, match="symlink"):
+        durable.ensure_private_dir(str(link))
+    assert stat.S_IMODE(os.stat(real).st_mode) == 0o755
+    durable.ensure_private_dir(str(link), allow_symlink=True)  # a user's own choice for the home
+    assert stat.S_IMODE(os.stat(real).st_mode) == 0o700
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RelayError, match="not a directory"):
+        durable.ensure_private_dir(str(tmp_path / "file"))
+    nested = tmp_path / "a" / "b"
+    durable.ensure_private_dir(str(nested))
+    assert stat.S_IMODE(os.stat(nested).st_mode) == 0o700
+
+
+def test_move_aside_never_overwrites(tmp_path):
+    src = tmp_path / "registry.json"
+    src.write_text("{bad")
+    kept = tmp_path / "kept"
+    kept.write_text("earlier")
+    with pytest.raises(RelayError, match="already exists"):
+        durable.move_aside(str(src), str(kept))
+    assert kept.read_text() == "earlier"
+    assert src.read_text() == "{bad"
+    durable.move_aside(str(src), str(tmp_path / "kept2"))
+    assert (tmp_path / "kept2").read_text() == "{bad"
+    assert not src.exists()
+
+
+def test_remove_is_idempotent(tmp_path):
+    path = tmp_path / "x"
+    path.write_text("1")
+    durable.remove(str(path))
+    durable.remove(str(path))
+    assert not path.exists()

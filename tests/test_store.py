@@ -1,0 +1,509 @@
+"""The store (SPEC §3, §4, §10): the 0.1 on-disk format, upserts, resolving, privacy, symlinks, ids.
+
+In-process tests call relay.store directly; the format and id checks also go through the program
+(run_relay) so they hold for the frozen binary too.
+"""
+
+import json
+import os
+import re
+import stat
+from pathlib import Path
+
+import orjson
+import pytest
+from conftest import new_id
+
+import relay.store as store_module
+from relay.errors import RelayError
+from relay.paths import mailbox_name, marker_name
+from relay.store import Store
+
+ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+ENTRY_KEYS = {"id", "dir", "name", "tool", "lastSeen"}
+MESSAGE_KEYS = {"id", "ts", "from", "fromName", "to", "toName", "body"}
+
+
+def write_v01_store(home: Path, alice: str, bob: str, project: str) -> dict:
+    """Lay out a store exactly as session-relay 0.1 (Node) leaves it."""
+    home.mkdir(parents=True, mode=0o700)
+    registry = {
+        "agents": {
+            alice: {
+                "id": alice,
+                "dir": project,
+                "name": "alice",
+                "tool": "claude",
+                "lastSeen": "2026-07-01T12:34:56.789Z",
+            },
+            bob: {"id": bob, "dir": None, "name": "bob", "tool": "codex", "lastSeen": "2026-07-01T12:35:00.000Z"},
+        },
+        "names": {"alice": alice, "bob": bob},
+    }
+    # Node: JSON.stringify(registry, null, 2), no trailing newline.
+    (home / "registry.json").write_text(json.dumps(registry, indent=2))
+    (home / "mailbox").mkdir(mode=0o700)
+    lines = [
+        {
+            "id": "6f1c2a1e-0d1b-4c55-9d8e-0a1b2c3d4e5f",
+            "ts": "2026-07-01T12:40:00.000Z",
+            "from": bob,
+            "fromName": "bob",
+            "to": alice,
+            "toName": "alice",
+            "body": "first from 0.1",
+        },
+        {
+            "id": "7f1c2a1e-0d1b-4c55-9d8e-0a1b2c3d4e5f",
+            "ts": "2026-07-01T12:41:00.000Z",
+            "from": None,
+            "fromName": "cli",
+            "to": alice,
+            "toName": "alice",
+            "body": "second — ünïcode",
+        },
+    ]
+    (home / "mailbox" / f"{alice}.jsonl").write_text(
+        "".join(json.dumps(m, ensure_ascii=False, separators=(",", ":")) + "\n" for m in lines)
+    )
+    (home / "markers").mkdir(mode=0o700)
+    (home / "markers" / re.sub(r"[^A-Za-z0-9]", "-", project)).write_text(f"{alice}\n")
+    return {"registry": registry, "messages": lines}
+
+
+# -- 0.1 format compatibility -------------------------------------------------------------------
+
+
+def test_reads_a_v01_store(run_relay, store_home, tmp_path):
+    alice, bob = new_id(), new_id()
+    project = str(tmp_path / "my project.v1")
+    os.makedirs(project)
+    written = write_v01_store(store_home, alice, bob, project)
+
+    listed = run_relay("list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    entries = json.loads(listed.stdout)
+    assert {e["id"]: e for e in entries} == written["registry"]["agents"]
+
+    # the marker names alice for the project dir
+    assert Store(store_home).marker(project) == alice
+
+    # a name from the 0.1 registry resolves; the 0.1 mail is delivered, ids and bodies intact
+    inbox = run_relay("inbox", "alice")
+    assert inbox.returncode == 0, inbox.stderr
+    got = json.loads(inbox.stdout)
+    assert got["count"] == 2
+    assert [(m["id"], m["body"]) for m in got["messages"]] == [(m["id"], m["body"]) for m in written["messages"]]
+    assert all(not m.get("redelivered") for m in got["messages"])
+
+    sent = run_relay("send", "bob", "--", "hello bob")
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.decode().strip() == "queued -> bob"
+
+
+def test_files_we_write_have_the_v01_shape(run_relay, store_home, tmp_path):
+    alice, bob = new_id(), new_id()
+    project = tmp_path / "proj dir.x"
+    project.mkdir()
+    assert run_relay("register", "alice", "--id", alice, "--dir", str(project)).returncode == 0
+    assert run_relay("register", "bob", "--id", bob, "--tool", "codex").returncode == 0
+    event = json.dumps(
+        {"session_id": alice, "cwd": str(project), "source": "startup", "hook_event_name": "SessionStart"}
+    )
+    assert run_relay("hook", input=event).returncode == 0
+    assert run_relay("send", "alice", "--", "one", "two").returncode == 0
+
+    raw = (store_home / "registry.json").read_text()
+    assert raw.startswith("{\n  "), "registry.json must be pretty JSON"
+    registry = json.loads(raw)
+    assert set(registry) == {"agents", "names"}
+    assert registry["names"] == {"alice": alice, "bob": bob}
+    for session_id, entry in registry["agents"].items():
+        assert set(entry) == ENTRY_KEYS
+        assert entry["id"] == session_id
+        assert ISO_MS.match(entry["lastSeen"])
+    assert registry["agents"][alice]["dir"] == str(project)
+    assert registry["agents"][alice]["tool"] == "claude"
+    assert registry["agents"][bob] | {"lastSeen": "x"} == {
+        "id": bob,
+        "dir": None,
+        "name": "bob",
+        "tool": "codex",
+        "lastSeen": "x",
+    }
+
+    mailbox = store_home / "mailbox" / f"{alice}.jsonl"
+    data = mailbox.read_bytes()
+    assert data.endswith(b"\n")
+    lines = data.split(b"\n")[:-1]
+    assert len(lines) == 1
+    message = json.loads(lines[0])
+    assert set(message) == MESSAGE_KEYS
+    assert UUID4.match(message["id"])
+    assert ISO_MS.match(message["ts"])
+    assert message == message | {"from": None, "fromName": "cli", "to": alice, "toName": "alice", "body": "one two"}
+
+    marker = store_home / "markers" / re.sub(r"[^A-Za-z0-9]", "-", str(project))
+    assert marker.read_bytes() == f"{alice}\n".encode()
+
+
+def test_marker_and_mailbox_name_encoding():
+    assert marker_name("/home/u/my project.v1/a_b") == "-home-u-my-project-v1-a-b"
+    assert marker_name("/tmp/ünï") == "-tmp--n-"
+    assert mailbox_name("123e4567-e89b-12d3-a456-426614174000") == "123e4567-e89b-12d3-a456-426614174000.jsonl"
+    assert mailbox_name("AB.cd_ef-9") == "AB.cd_ef-9.jsonl"
+    assert mailbox_name("../../etc/passwd") == "..-..-etc-passwd.jsonl"
+    assert mailbox_name("a b/c\\d\x00e") == "a-b-c-d-e.jsonl"
+    assert "/" not in mailbox_name("/x/y/z")
+
+
+# -- register / resolve --------------------------------------------------------------------------
+
+
+def test_register_upserts_and_refreshes_last_seen(env, store_home, monkeypatch):
+    store = Store(store_home)
+    sid = new_id()
+    stamps = iter(["2026-01-01T00:00:00.001Z", "2026-01-01T00:00:05.002Z", "2026-01-01T00:00:09.003Z"])
+    monkeypatch.setattr(store_module, "now_iso", lambda: next(stamps))
+
+    first = store.register(sid, directory="/work/a", name="alpha", tool="codex")
+    assert first == {
+        "id": sid,
+        "dir": "/work/a",
+        "name": "alpha",
+        "tool": "codex",
+        "lastSeen": "2026-01-01T00:00:00.001Z",
+    }
+    second = store.register(sid)  # nothing given: every field kept, lastSeen refreshed
+    assert second == first | {"lastSeen": "2026-01-01T00:00:05.002Z"}
+    third = store.register(sid, directory="/work/b")
+    assert third == first | {"dir": "/work/b", "lastSeen": "2026-01-01T00:00:09.003Z"}
+    on_disk = json.loads((Path(store.home) / "registry.json").read_text())
+    assert on_disk["agents"][sid] == third
+    assert on_disk["names"] == {"alpha": sid}
+
+
+def test_register_defaults_and_real_timestamp_format(env, store_home):
+    sid = new_id()
+    entry = Store(store_home).register(sid)
+    assert entry["dir"] is None and entry["name"] is None and entry["tool"] == "claude"
+    assert ISO_MS.match(entry["lastSeen"])
+
+
+def test_renaming_drops_the_old_name_and_stealing_clears_the_other_session(env, store_home):
+    store = Store(store_home)
+    a, b = new_id(), new_id()
+    store.register(a, name="alpha")
+    store.register(b, name="bravo")
+    store.register(a, name="apple")  # rename a
+    reg = store.registry()
+    assert reg.names == {"apple": a, "bravo": b}
+    assert reg.agents[a]["name"] == "apple"
+
+    store.register(b, name="apple")  # b takes a's name
+    reg = store.registry()
+    assert reg.names == {"apple": b}
+    assert reg.agents[a]["name"] is None
+    assert reg.agents[b]["name"] == "apple"
+    assert reg.resolve("apple")["id"] == b
+    assert reg.resolve("bravo") is None
+
+
+def test_resolve_takes_an_id_before_a_name(env, store_home):
+    a, b = new_id(), new_id()
+    store_home.mkdir(mode=0o700)
+    # A 0.1 registry may hold a name that is literally another session's id.
+    registry = {
+        "agents": {
+            a: {"id": a, "dir": None, "name": b, "tool": "claude", "lastSeen": "2026-01-01T00:00:00.000Z"},
+            b: {"id": b, "dir": None, "name": "bee", "tool": "codex", "lastSeen": "2026-01-01T00:00:00.000Z"},
+        },
+        "names": {b: a, "bee": b},
+    }
+    (store_home / "registry.json").write_text(json.dumps(registry, indent=2))
+    reg = Store(store_home).registry()
+    assert reg.resolve(b)["id"] == b
+    assert reg.resolve("bee")["id"] == b
+    assert reg.resolve(a)["id"] == a
+
+
+def test_cli_send_to_an_id_goes_to_that_id_not_a_name(run_relay, store_home):
+    a, b = new_id(), new_id()
+    store_home.mkdir(mode=0o700)
+    registry = {
+        "agents": {
+            a: {"id": a, "dir": None, "name": b, "tool": "claude", "lastSeen": "2026-01-01T00:00:00.000Z"},
+            b: {"id": b, "dir": None, "name": None, "tool": "claude", "lastSeen": "2026-01-01T00:00:00.000Z"},
+        },
+        "names": {b: a},
+    }
+    (store_home / "registry.json").write_text(json.dumps(registry, indent=2))
+    assert run_relay("send", b, "--", "for b").returncode == 0
+    assert (store_home / "mailbox" / f"{b}.jsonl").exists()
+    assert not (store_home / "mailbox" / f"{a}.jsonl").exists()
+
+
+# -- privacy: 0700 dirs, 0600 files ---------------------------------------------------------------
+
+
+def _all_modes(home: Path) -> dict[str, int]:
+    modes = {".": stat.S_IMODE(os.lstat(home).st_mode)}
+    for root, dirs, files in os.walk(home):
+        for name in dirs + files:
+            path = Path(root) / name
+            modes[str(path.relative_to(home))] = stat.S_IMODE(os.lstat(path).st_mode)
+    return modes
+
+
+def _exercise(store: Store, tmp: Path) -> None:
+    a, b = new_id(), new_id()
+    store.register(a, directory=str(tmp), name="alpha")
+    store.set_marker(str(tmp), a)
+    from relay.mail import send
+
+    send(store, "alpha", "one", b, None)
+    send(store, "alpha", "two", b, None)
+    with store.take(a) as delivery:
+        delivery.ack(1)  # one shown, one goes back to the queue (rewritten)
+    (Path(store.home) / "mailbox" / f"{a}.jsonl").open("ab").write(b"not json\n")
+    with store.take(a) as delivery:  # quarantines the bad line
+        delivery.ack()
+    (Path(store.home) / "registry.json").write_bytes(b"{broken")
+    store.register(b, name="bravo")  # moves the corrupt registry aside
+
+
+def test_store_is_private_even_with_umask_000(env, store_home, tmp_path):
+    old = os.umask(0)
+    try:
+        store = Store(store_home, warn=lambda _m: None)
+        _exercise(store, tmp_path)
+    finally:
+        os.umask(old)
+    modes = _all_modes(store_home)
+    assert any(k.startswith("quarantine/") for k in modes), modes
+    assert any(k.startswith("markers/") for k in modes), modes
+    for rel, mode in modes.items():
+        path = store_home / rel
+        expected = 0o700 if path.is_dir() else 0o600
+        assert mode == expected, f"{rel}: {oct(mode)}"
+
+
+def test_looser_existing_home_and_subdirs_are_tightened(env, store_home, tmp_path):
+    store_home.mkdir()
+    os.chmod(store_home, 0o755)
+    for sub in ("mailbox", "markers"):
+        (store_home / sub).mkdir()
+        os.chmod(store_home / sub, 0o777)
+    Store(store_home).register(new_id(), name="x")
+    assert stat.S_IMODE(os.stat(store_home).st_mode) == 0o700
+    for sub in ("mailbox", "markers"):
+        assert stat.S_IMODE(os.stat(store_home / sub).st_mode) == 0o700
+
+
+def test_cli_creates_a_private_store(run_relay, store_home):
+    result = run_relay("send", "--id", new_id(), "--", "hi", extra_env={})
+    assert result.returncode == 0, result.stderr
+    for rel, mode in _all_modes(store_home).items():
+        assert mode == (0o700 if (store_home / rel).is_dir() else 0o600), rel
+
+
+# -- planted symlinks are never written through ---------------------------------------------------
+
+
+@pytest.fixture
+def victim(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = outside / "victim"
+    target.write_bytes(b"original\n")
+    os.chmod(target, 0o644)
+    return target
+
+
+def _unchanged(target: Path) -> None:
+    assert target.read_bytes() == b"original\n"
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o644
+    assert sorted(p.name for p in target.parent.iterdir()) == ["victim"]
+
+
+def _prepared(store_home: Path) -> Store:
+    store = Store(store_home)
+    store.register(new_id(), name="seed")
+    return store
+
+
+def test_symlinked_mailbox_file_is_not_written_through(env, store_home, victim, run_relay):
+    store = _prepared(store_home)
+    sid = new_id()
+    (store_home / "mailbox" / f"{sid}.jsonl").symlink_to(victim)
+    with pytest.raises(RelayError, match="symlink"):
+        store.enqueue(sid, {"id": new_id(), "body": "x"})
+    result = run_relay("send", "--id", sid, "--", "evil")
+    assert result.returncode == 1
+    assert len(result.stderr.decode().strip().splitlines()) == 1
+    event = json.dumps({"session_id": sid, "cwd": str(store_home.parent)})
+    assert run_relay("hook", input=event).returncode == 0
+    run_relay("inbox", sid)
+    _unchanged(victim)
+
+
+def test_symlinked_registry_is_not_written_through(env, store_home, victim, run_relay):
+    _prepared(store_home)
+    (store_home / "registry.json").unlink()
+    (store_home / "registry.json").symlink_to(victim)
+    with pytest.raises(RelayError):
+        Store(store_home).register(new_id(), name="evil")
+    assert run_relay("register", "evil", "--id", new_id()).returncode != 0
+    _unchanged(victim)
+
+
+def test_symlinked_marker_is_not_written_through(env, store_home, victim, tmp_path, run_relay):
+    store = _prepared(store_home)
+    project = tmp_path / "proj"
+    project.mkdir()
+    (store_home / "markers" / marker_name(str(project))).symlink_to(victim)
+    with pytest.raises(RelayError):
+        store.set_marker(str(project), new_id())
+    event = json.dumps({"session_id": new_id(), "cwd": str(project)})
+    assert run_relay("hook", input=event).returncode == 0
+    _unchanged(victim)
+
+
+@pytest.mark.parametrize("sub", ["mailbox", "markers", "inflight", "quarantine"])
+def test_symlinked_store_subdir_is_not_written_through(env, store_home, victim, tmp_path, run_relay, sub):
+    store = _prepared(store_home)
+    target_dir = victim.parent
+    path = store_home / sub
+    if path.exists():
+        for child in path.iterdir():
+            child.unlink()
+        path.rmdir()
+    path.symlink_to(target_dir, target_is_directory=True)
+    sid = new_id()
+    project = tmp_path / "proj"
+    project.mkdir(exist_ok=True)
+    with pytest.raises(RelayError):
+        if sub == "quarantine":
+            (store_home / "registry.json").write_bytes(b"{corrupt")
+            store.register(sid, name="q")
+        else:
+            store.set_marker(str(project), sid)
+            store.enqueue(sid, {"id": new_id(), "body": "x"})
+            store.take(sid).close()
+    run_relay("send", "--id", sid, "--", "evil")
+    run_relay("hook", input=json.dumps({"session_id": sid, "cwd": str(project)}))
+    run_relay("inbox", sid)
+    _unchanged(victim)
+
+
+def test_symlinked_lock_file_is_not_followed(env, store_home, victim, run_relay):
+    _prepared(store_home)
+    (store_home / ".lock").unlink()
+    (store_home / ".lock").symlink_to(victim)
+    with pytest.raises(RelayError, match="symlink"):
+        Store(store_home).register(new_id())
+    result = run_relay("send", "--id", new_id(), "--", "x")
+    assert result.returncode == 1
+    assert b"symlink" in result.stderr
+    _unchanged(victim)
+
+
+# -- ids that are not UUIDs never reach a file name -------------------------------------------------
+
+BAD_IDS = ["../../evil", "--config=evil", "evil", "", "123e4567-e89b-12d3-a456-42661417400", "a/b", "x" * 300]
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+def test_store_refuses_non_uuid_ids(env, store_home, tmp_path, bad):
+    store = Store(store_home)
+    calls = [
+        lambda: store.register(bad),
+        lambda: store.set_marker(str(tmp_path), bad),
+        lambda: store.enqueue(bad, {"id": new_id(), "body": "x"}),
+        lambda: store.take(bad),
+        lambda: store.peek(bad),
+    ]
+    for call in calls:
+        with pytest.raises(RelayError, match="invalid"):
+            call()
+    if store_home.exists():
+        assert list((store_home / "mailbox").iterdir()) == []
+        assert list((store_home / "markers").iterdir()) == []
+        assert not (Path(store.home) / "registry.json").exists()
+
+
+def test_cli_and_hook_refuse_non_uuid_ids(run_relay, store_home, tmp_path):
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for bad in ("../../evil", "--config=evil", "evil"):
+        for args in (
+            ("send", "--id", bad, "--", "x"),
+            ("register", "name", "--id", bad),
+            ("inbox", bad),
+            ("peek", bad),
+            ("send", bad, "--", "x"),
+        ):
+            result = run_relay(*args)
+            assert result.returncode in (1, 2), (args, result)
+            assert len(result.stderr.decode().strip().splitlines()) == 1, (args, result.stderr)
+        hooked = run_relay("hook", input=json.dumps({"session_id": bad, "cwd": str(tmp_path)}))
+        assert hooked.returncode == 0
+        assert hooked.stdout == b""
+        assert b"[session-relay/hook]" in hooked.stderr
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "evil" in p.name)
+    assert after == [], after
+    if (store_home / "registry.json").exists():
+        assert json.loads((store_home / "registry.json").read_text())["agents"] == {}
+    created = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    # (the frozen binary unpacks itself under $HOME/.cache: that is not the store)
+    stray = [p for p in created if p not in before and not str(p).startswith(("store/", "home/.cache/"))]
+    assert stray == [], stray
+
+
+def test_peek_marks_inflight_and_pending(env, store_home):
+    store = Store(store_home)
+    sid = new_id()
+    from relay.mail import send
+
+    send(store, sid, "first", None, "cli")
+    delivery = store.take(sid)
+    delivery.close()  # claimed, never acked: stays in flight
+    send(store, sid, "second", None, "cli")
+    peeked = store.peek(sid)
+    assert [(m["body"], m["state"]) for m in peeked] == [("first", "inflight"), ("second", "pending")]
+    # peek takes nothing
+    assert [m["body"] for m in store.peek(sid)] == ["first", "second"]
+    with store.take(sid) as again:
+        assert [(m["body"], bool(m.get("redelivered"))) for m in again.messages] == [("first", True), ("second", False)]
+        again.ack()
+    assert store.peek(sid) == []
+
+
+def test_partial_ack_puts_the_rest_back_before_newer_mail(env, store_home):
+    store = Store(store_home)
+    sid = new_id()
+    from relay.mail import send
+
+    for body in ("m1", "m2", "m3"):
+        send(store, sid, body, None, "cli")
+    with store.take(sid) as delivery:
+        ids = [m["id"] for m in delivery.messages]
+        send(store, sid, "m4", None, "cli")  # arrives while the taker holds m1..m3
+        delivery.ack(1)
+    with store.take(sid) as delivery:
+        assert [m["body"] for m in delivery.messages] == ["m2", "m3", "m4"]
+        assert [m["id"] for m in delivery.messages[:2]] == ids[1:]
+        delivery.ack()
+    raw = orjson.dumps(store.peek(sid))
+    assert raw == b"[]"
+
+
+def test_an_id_in_upper_case_reaches_the_same_session(run_relay, store_home):
+    """SPEC §4's id pattern accepts A-F; both CLIs mint lower case. Mail sent to the upper-case spelling
+    must reach the session, not a mailbox nobody reads. Bug B-T5 in notes/bugs.md."""
+    sid = new_id()
+    assert run_relay("register", "lower", "--id", sid).returncode == 0
+    assert run_relay("send", "--id", sid.upper(), "--", "by flag").returncode == 0
+    assert run_relay("send", sid.upper(), "--", "by target").returncode == 0
+    got = json.loads(run_relay("inbox", sid).stdout)
+    assert sorted(m["body"] for m in got["messages"]) == ["by flag", "by target"]
