@@ -17,11 +17,13 @@ installed from tests/clients/package.json (pinned versions) by `.ci/run`. Nothin
 a vendor: every client process runs in a network namespace that has only loopback.
 """
 
+import contextlib
 import http.server
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -119,6 +121,24 @@ class Sandbox:
             path.mkdir(parents=True, exist_ok=True)
         # Codex resumes only inside a git repo or trusted dir; a real project is a git repo.
         subprocess.run(["git", "init", "-q", str(self.project)], check=True)
+
+    def stop_leftovers(self) -> None:
+        """Kill processes still running a program from inside this sandbox.
+
+        Codex's TUI starts an `app-server` daemon that detaches (its parent becomes pid 1) and
+        would outlive the test; nothing of a test may keep running after it.
+        """
+        root = str(self.root.resolve()) + os.sep
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                exe = os.readlink(f"/proc/{entry}/exe")
+            except OSError:
+                continue
+            if exe.startswith(root):
+                with contextlib.suppress(OSError):
+                    os.kill(int(entry), signal.SIGKILL)
 
     @property
     def home(self) -> Path:

@@ -9,6 +9,7 @@ result Claude sent back.
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,11 @@ SESSION = "5b0c6d2e-8f41-4a7b-9e3c-2d1f0a9b8c7e"
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> rc.Sandbox:
+def sandbox(tmp_path: Path) -> Iterator[rc.Sandbox]:
     rc.skip_unless_runnable("claude")
-    return rc.Sandbox(tmp_path)
+    box = rc.Sandbox(tmp_path)
+    yield box
+    box.stop_leftovers()
 
 
 def claude(sandbox: rc.Sandbox, *args: str) -> subprocess.CompletedProcess:

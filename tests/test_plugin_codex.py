@@ -10,6 +10,7 @@ got back from the real plugin bus: which tools it offered and whom `whoami` name
 import json
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,17 @@ text("RELAY_WHOAMI " + JSON.stringify(await tools.mcp__bus__whoami({})));
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> rc.Sandbox:
+def sandbox(tmp_path: Path) -> Iterator[rc.Sandbox]:
     rc.skip_unless_runnable("codex")
     box = rc.Sandbox(tmp_path / "box")
     clone = rc.plugin_copy(tmp_path / "clone")
-    for args in (["plugin", "marketplace", "add", str(clone)], ["plugin", "add", "session-relay@session-relay"]):
-        done = codex(box, *args)
-        assert done.returncode == 0, done.stderr.decode()
-    return box
+    try:
+        for args in (["plugin", "marketplace", "add", str(clone)], ["plugin", "add", "session-relay@session-relay"]):
+            done = codex(box, *args)
+            assert done.returncode == 0, done.stderr.decode()
+        yield box
+    finally:
+        box.stop_leftovers()
 
 
 def codex(sandbox: rc.Sandbox, *args: str) -> subprocess.CompletedProcess:
