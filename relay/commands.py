@@ -12,7 +12,6 @@ from typing import Any
 from relay.argv import Parsed, Spec
 from relay.errors import UsageError
 from relay.ids import require_uuid
-from relay.jsontext import encode
 from relay.store import Store
 
 SPECS: dict[str, Spec] = {
@@ -52,6 +51,8 @@ SPECS: dict[str, Spec] = {
 
 
 def _print_json(value: Any, pretty: bool = True) -> None:
+    from relay.jsontext import encode  # orjson: only commands that print JSON pay for importing it
+
     sys.stdout.buffer.write(encode(value, pretty) + b"\n")
     sys.stdout.flush()
 
