@@ -1,0 +1,235 @@
+"""The POSIX sh launcher (issue 3): platform mapping, finding bin/ through symlinks and relative
+paths, passing arguments untouched, RELAY_LAUNCHER, and what happens without a binary.
+
+Each test builds a throwaway checkout: a copy of the real launcher plus a fake bin/relay-<triple>
+(a sh script that prints RELAY_LAUNCHER and its argv), and runs it under dash, busybox sh and bash.
+Other platforms are faked with a `uname` script first on PATH -- the launcher has no other knob.
+busybox sh runs its own `uname` applet whatever PATH says, so faked platforms use dash and bash.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from binary_support import REPO, host_binary, host_triple, require_tool, source_version
+
+LAUNCHER = REPO / "launcher"
+SHELLS = {"dash": ["dash"], "bash": ["bash"], "busybox": ["busybox", "sh"]}
+# Arguments a careless launcher would mangle: spaces, empty, globs, options, quotes, newlines.
+TRICKY_ARGS = ["send", "a b", "", "*", "--", "-n", "$HOME", "it's", 'say "hi"', "x\ny", "\\"]
+
+FAKE_BINARY = """#!/bin/sh
+printf 'launcher=%s\\n' "$RELAY_LAUNCHER"
+printf 'binary=%s\\n' "$0"
+for arg in "$@"; do printf 'arg=[%s]\\n' "$arg"; done
+"""
+
+
+def shell(name: str) -> list[str]:
+    require_tool(SHELLS[name][0])
+    return SHELLS[name]
+
+
+def checkout(root: Path, triples: tuple[str, ...] = ()) -> Path:
+    """A copy of the launcher with fake binaries for `triples`; returns the launcher path."""
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2(LAUNCHER, root / "launcher")
+    for triple in triples:
+        fake = root / "bin" / f"relay-{triple}"
+        fake.write_text(FAKE_BINARY)
+        fake.chmod(0o755)
+    return root / "launcher"
+
+
+def fake_uname(dir_: Path, system: str, machine: str) -> Path:
+    dir_.mkdir(parents=True, exist_ok=True)
+    script = dir_ / "uname"
+    script.write_text(
+        f'#!/bin/sh\ncase "$1" in -s) echo {system} ;; -m) echo {machine} ;; -sm) echo {system} {machine} ;; esac\n'
+    )
+    script.chmod(0o755)
+    return dir_
+
+
+def run(argv: list[str], *, path_prefix: Path | None = None, cwd: Path | None = None, **env):
+    # No python on PATH unless asked: the source fallback must not hide a missing binary.
+    path = "/usr/bin:/bin" if path_prefix is None else f"{path_prefix}:/usr/bin:/bin"
+    full_env = {"PATH": path, "HOME": "/nonexistent", **env}
+    return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=full_env, timeout=30, check=False)
+
+
+def parse(out: str) -> tuple[str, str, list[str]]:
+    """(RELAY_LAUNCHER, binary path, args) from the fake binary's output."""
+    launcher = binary = ""
+    args: list[str] = []
+    current: list[str] | None = None
+    for line in out.split("\n"):
+        if line.startswith("launcher="):
+            launcher = line[len("launcher=") :]
+        elif line.startswith("binary="):
+            binary = line[len("binary=") :]
+        elif line.startswith("arg=["):
+            current = [line[len("arg=[") :]]
+            args.append("")
+        elif current is not None:
+            current.append(line)
+        if current is not None:
+            joined = "\n".join(current)
+            if joined.endswith("]"):
+                args[-1] = joined[:-1]
+                current = None
+    return launcher, binary, args
+
+
+@pytest.mark.parametrize("sh", SHELLS)
+def test_args_pass_untouched_and_launcher_is_exported(tmp_path: Path, sh: str) -> None:
+    triple = host_triple()
+    if triple is None:
+        pytest.skip("this machine's platform has no binary name")
+    launcher = checkout(tmp_path / "repo", (triple,))
+    result = run([*shell(sh), str(launcher), *TRICKY_ARGS])
+    assert result.returncode == 0, result.stderr
+    exported, binary, args = parse(result.stdout)
+    assert exported == str(launcher.resolve())
+    assert binary == str(launcher.resolve().parent / "bin" / f"relay-{triple}")
+    assert args == TRICKY_ARGS
+
+
+@pytest.mark.parametrize("sh", SHELLS)
+def test_through_symlinks_and_relative_paths(tmp_path: Path, sh: str) -> None:
+    """~/.local/bin/relay -> a relative symlink -> the launcher, run by absolute path, by a
+    relative path from another directory, and by name through PATH."""
+    triple = host_triple()
+    if triple is None:
+        pytest.skip("this machine's platform has no binary name")
+    launcher = checkout(tmp_path / "my checkout", (triple,))  # a space in the path, too
+    local_bin = tmp_path / "home" / ".local" / "bin"
+    local_bin.mkdir(parents=True)
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "hop").symlink_to(os.path.relpath(launcher, tmp_path / "links"))
+    (local_bin / "relay").symlink_to(tmp_path / "links" / "hop")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    expected = str(launcher.resolve())
+
+    for argv, kw in (
+        ([str(local_bin / "relay"), "x"], {}),
+        (["../home/.local/bin/relay", "x"], {"cwd": elsewhere}),
+        (["../my checkout/launcher", "x"], {"cwd": elsewhere}),
+    ):
+        result = run([*shell(sh), *argv], **kw)
+        assert result.returncode == 0, (argv, result.stderr)
+        assert parse(result.stdout)[0] == expected, argv
+        assert parse(result.stdout)[2] == ["x"]
+    # By name through PATH (the shell of the #! line is used here: /bin/sh).
+    result = run(["relay", "x"], path_prefix=local_bin)
+    assert result.returncode == 0, result.stderr
+    assert parse(result.stdout)[0] == expected
+
+
+@pytest.mark.parametrize("sh", ["dash", "bash"])
+@pytest.mark.parametrize(
+    ("system", "machine", "triple"),
+    [
+        ("Darwin", "arm64", "aarch64-apple-darwin"),
+        ("Darwin", "x86_64", "x86_64-apple-darwin"),
+        ("Linux", "aarch64", "aarch64-unknown-linux-musl"),
+        ("Linux", "arm64", "aarch64-unknown-linux-musl"),
+        ("Linux", "x86_64", "x86_64-unknown-linux-musl"),
+        ("Linux", "amd64", "x86_64-unknown-linux-musl"),
+    ],
+)
+def test_platform_mapping(tmp_path: Path, sh: str, system: str, machine: str, triple: str) -> None:
+    launcher = checkout(tmp_path / "repo", tuple(t for t in _all_triples()))
+    fake = fake_uname(tmp_path / "fake", system, machine)
+    result = run([*shell(sh), str(launcher), "--version"], path_prefix=fake)
+    assert result.returncode == 0, result.stderr
+    _, binary, args = parse(result.stdout)
+    assert binary.endswith(f"/bin/relay-{triple}") and args == ["--version"]
+
+
+def _all_triples() -> tuple[str, ...]:
+    cpus, systems = ("x86_64", "aarch64"), ("unknown-linux-musl", "apple-darwin")
+    return tuple(f"{c}-{s}" for c in cpus for s in systems)
+
+
+@pytest.mark.parametrize("sh", ["dash", "bash"])
+def test_unsupported_platform(tmp_path: Path, sh: str) -> None:
+    launcher = checkout(tmp_path / "repo", _all_triples())
+    fake = fake_uname(tmp_path / "fake", "SunOS", "sparc64")
+    result = run([*shell(sh), str(launcher), "--version"], path_prefix=fake)
+    assert result.returncode == 127
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "no binary for this platform (SunOS sparc64)" in lines[0]
+
+
+@pytest.mark.parametrize("sh", SHELLS)
+def test_missing_binary_names_file_and_build_command(tmp_path: Path, sh: str) -> None:
+    triple = host_triple()
+    if triple is None:
+        pytest.skip("this machine's platform has no binary name")
+    launcher = checkout(tmp_path / "repo")
+    result = run([*shell(sh), str(launcher), "hook"])
+    assert result.returncode == 127
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert f"bin/relay-{triple} is missing" in lines[0] and "build/build.sh" in lines[0]
+
+
+def test_darwin_binary_missing_says_how_to_build(tmp_path: Path) -> None:
+    """This checkout's state on a Mac before the darwin legs were built by CI."""
+    launcher = checkout(tmp_path / "repo", ("x86_64-unknown-linux-musl",))
+    fake = fake_uname(tmp_path / "fake", "Darwin", "arm64")
+    result = run(["dash", str(launcher)], path_prefix=fake)
+    assert result.returncode == 127
+    assert "bin/relay-aarch64-apple-darwin is missing" in result.stderr
+
+
+@pytest.mark.parametrize("sh", SHELLS)
+def test_not_executable_binary(tmp_path: Path, sh: str) -> None:
+    triple = host_triple()
+    if triple is None:
+        pytest.skip("this machine's platform has no binary name")
+    launcher = checkout(tmp_path / "repo", (triple,))
+    (tmp_path / "repo" / "bin" / f"relay-{triple}").chmod(0o644)
+    result = run([*shell(sh), str(launcher)])
+    assert result.returncode == 127
+    assert "not executable" in result.stderr
+
+
+def test_source_fallback_without_binary(tmp_path: Path) -> None:
+    """A development checkout without a binary runs the package with a python3 that has orjson."""
+    python = shutil.which("python3")
+    probe = subprocess.run([python or "python3", "-c", "import orjson"], capture_output=True)
+    if not python or probe.returncode != 0:
+        pytest.skip("no python3 with orjson on PATH")
+    launcher = checkout(tmp_path / "repo")
+    package = tmp_path / "repo" / "relay"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(
+        "import os, sys\nprint('from-source', os.environ['RELAY_LAUNCHER'], sys.argv[1:])\n"
+    )
+    result = run(["dash", str(launcher), "a b", ""], path_prefix=Path(python).parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"from-source {launcher.resolve()} ['a b', '']"
+
+
+def test_real_checkout_runs_the_committed_binary() -> None:
+    """./launcher of this checkout runs bin/relay-<host triple>, the same version as the sources."""
+    host_binary()
+    result = run([str(LAUNCHER), "--version"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == source_version()
+
+
+def test_shellcheck_clean() -> None:
+    shellcheck = require_tool("shellcheck")
+    scripts = [LAUNCHER, *sorted((REPO / "build").glob("*.sh"))]
+    result = subprocess.run([shellcheck, "--shell=sh", *map(str, scripts)], capture_output=True)
+    assert result.returncode == 0, result.stdout.decode()
