@@ -3,7 +3,7 @@ test_freshness, benchmarks/bench_binary.py).
 
 Everything that needs a privilege or a tool checks for it and skips with a printed reason
 (`pytest -ra` shows it); nothing here installs anything. What CI must install is listed in
-README.md ("Frozen binaries").
+README.md ("The frozen binaries, and how to rebuild them").
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def require_tool(name: str) -> str:
         (p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.access(p, os.X_OK)), None
     )
     if not path:
-        pytest.skip(f"{name} not installed (see README.md, 'Frozen binaries', for CI packages)")
+        pytest.skip(f"{name} not installed (see .ci/run for the packages CI installs)")
     return path
 
 
