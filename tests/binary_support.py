@@ -2,8 +2,8 @@
 test_freshness, benchmarks/bench_binary.py).
 
 Everything that needs a privilege or a tool checks for it and skips with a printed reason
-(`pytest -ra` shows it); nothing here installs anything. What CI must install is listed in
-README.md ("The frozen binaries, and how to rebuild them").
+(`pytest -ra` shows it); nothing here installs anything. What CI installs for these tests is in
+.ci/run.
 """
 
 from __future__ import annotations
