@@ -12,7 +12,7 @@ import traceback
 from typing import Any, BinaryIO
 
 from relay import tools
-from relay.errors import RelayError
+from relay.errors import RelayError, describe_os_error
 from relay.identity import current_session
 from relay.jsontext import decode, encode
 from relay.store import Store
@@ -63,7 +63,7 @@ class Server:
         try:
             result, finish = tools.call(self.store, name, params.get("arguments", {}), params.get("_meta"))
         except (RelayError, OSError) as err:
-            text = str(err) if isinstance(err, RelayError) else f"session-relay: {err.strerror or err} ({err.filename})"
+            text = str(err) if isinstance(err, RelayError) else describe_os_error(err)
             log(f"tool {name}: {text}")
             return {"content": [{"type": "text", "text": text}], "isError": True}, None
         text = encode(result).decode()

@@ -8,7 +8,7 @@ import os
 import sys
 
 from relay import __version__
-from relay.errors import RelayError
+from relay.errors import RelayError, describe_os_error
 
 _FACES = {
     "hook": "run by the agent CLI at session start: register the session, print its mail",
@@ -97,6 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except OSError as err:
-        return _fail(f"{err.strerror or err} ({getattr(err, 'filename', '') or 'no file'})", 1)
+        return _fail(describe_os_error(err), 1)
     except Exception as err:  # anything else still ends as one line, never a traceback
         return _fail(f"unexpected {type(err).__name__}: {err} (please report this with the command you ran)", 1)

@@ -18,6 +18,12 @@ class UsageError(RelayError):
     exit_code = 2
 
 
+def describe_os_error(err: OSError) -> str:
+    """One line for an OSError that got past the store's own checks (which raise RelayError)."""
+    where = f" ({err.filename})" if err.filename else ""
+    return f"session-relay: {err.strerror or err}{where}"
+
+
 class LockBusy(RelayError):
     """Another process held the store lock past the deadline."""
 
