@@ -12,9 +12,7 @@ def start_session(store: Store, session_id: str, directory: str, tool: str) -> E
     """What a session start records: the dir's marker and the registry entry {id, dir, tool}."""
     if not directory.startswith("/"):
         raise RelayError(f"invalid session dir {directory!r}: expected an absolute path")
-    session_id = require_uuid(session_id)
-    store.set_marker(directory, session_id)
-    return store.register(session_id, directory=directory, tool=tool)
+    return store.record_start(require_uuid(session_id), directory, tool)
 
 
 def resolve(store: Store, target: str) -> Entry:

@@ -181,11 +181,12 @@ class Store:
     # -- locking and layout -------------------------------------------------------------------
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self, prepare: bool = True) -> Iterator[None]:
         if self._held:
             yield
             return
-        self._prepare()
+        if prepare:
+            self._prepare()
         with FileLock(self._path(".lock")):
             self._held = True
             try:
@@ -306,6 +307,12 @@ class Store:
             if durable.read_file(path) != content:
                 durable.atomic_write(path, content)
 
+    def record_start(self, session_id: str, directory: str, tool: str) -> Entry:
+        """A session start's writes, the dir's marker and the entry {id, dir, tool}, under one lock hold."""
+        with self._locked():
+            self.set_marker(directory, session_id)
+            return self.register(session_id, directory=directory, tool=tool)
+
     def marker(self, directory: str) -> str | None:
         """The session id the marker for `directory` names, if any."""
         raw = durable.read_file(self._path("markers", marker_name(directory)))
@@ -341,7 +348,7 @@ class Store:
         _TAKING.add(take_lock.path)
         try:
             checkpoint("take:locked")
-            with self._locked():
+            with self._locked(prepare=False):  # prepared above: the take lock lives in inflight/
                 leftover = durable.read_file(inflight) or b""
                 self._claim_pending(recipient, inflight, bool(leftover))
             checkpoint("take:claimed")
@@ -412,7 +419,8 @@ class Store:
     def health(self) -> list[tuple[str, str]]:
         """Read-only findings about the store, as (status, text) pairs; status is "ok" or "problem".
 
-        It takes no lock and changes nothing, so it is safe while sessions run.
+        It changes nothing and only probes the store lock (0.2 s at most), so it is safe while
+        sessions run.
         """
         if not os.path.isdir(self.home):
             return [("ok", f"no store yet at {self.home} (it is created by the first session start)")]
