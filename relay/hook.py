@@ -6,6 +6,7 @@ never block or break a session: whatever happens it exits 0 and reports problems
 a hook killed or timed out halfway leaves the mail for the next start.
 """
 
+import contextlib
 import json
 import os
 import select
@@ -29,8 +30,13 @@ def _log(message: str) -> None:
     sys.stderr.flush()
 
 
-def _read_stdin(fd: int, deadline: float) -> bytes:
-    """Everything on stdin until EOF, a complete JSON object, or the deadline.
+# What _read_json returns when stdin held nothing at all (JSON `null` is a value, and a bad event).
+_NOTHING = object()
+
+
+def _read_json(fd: int, deadline: float) -> object:
+    """The JSON value on stdin (_NOTHING when nothing came), read until EOF, a complete object, or
+    the deadline; ValueError when what came does not parse.
 
     The agent CLI is expected to close stdin, but the hook must not hang a session if one does
     not: it stops as soon as what it has read parses.
@@ -46,12 +52,9 @@ def _read_stdin(fd: int, deadline: float) -> bytes:
             break
         data += chunk
         if data.rstrip().endswith(b"}"):
-            try:
-                json.loads(data)
-                break
-            except ValueError:
-                continue
-    return data
+            with contextlib.suppress(ValueError):
+                return json.loads(data)
+    return json.loads(data) if data.strip() else _NOTHING
 
 
 def read_event(stdin: BufferedIOBase) -> dict | None:
@@ -59,13 +62,12 @@ def read_event(stdin: BufferedIOBase) -> dict | None:
     if stdin.isatty():
         _log("expects the agent CLI's SessionStart event as JSON on stdin; nothing to do")
         return None
-    raw = _read_stdin(stdin.fileno(), STDIN_DEADLINE_SECONDS)
-    if not raw.strip():
-        return None
     try:
-        event = json.loads(raw)
+        event = _read_json(stdin.fileno(), STDIN_DEADLINE_SECONDS)
     except ValueError as err:
         _log(f"stdin is not a JSON hook event ({err}); nothing done")
+        return None
+    if event is _NOTHING:
         return None
     if not isinstance(event, dict):
         _log("the hook event is not a JSON object; nothing done")
