@@ -195,8 +195,13 @@ def peek_command(store: Store, parsed: Parsed) -> int:
 
 
 def wake_command(store: Store, parsed: Parsed) -> int:
-    """Ring the doorbell of a registered or an explicitly described session."""
+    """Ring the doorbell of a registered or an explicitly described session.
+
+    The caller's words never become the woken session's prompt: they are queued as mail from
+    `cli` once the bell is sure to ring, and reach the model fenced like any mail (SPEC §9).
+    """
     from relay import doorbell
+    from relay.mail import send
     from relay.sessions import resolve
 
     spec = SPECS["wake"]
@@ -206,17 +211,21 @@ def wake_command(store: Store, parsed: Parsed) -> int:
             raise UsageError(f"--id needs {' and '.join(missing)} too; usage: {spec.usage}")
         session_id = require_uuid(parsed.options["--id"])
         directory = _absolute(parsed.options["--dir"])
-        tool = _tool_option(parsed) or "claude"
+        tool = _tool_option(parsed)
         words = parsed.positionals + parsed.words
     else:
         entry = resolve(store, _need(parsed, "WHO", spec.usage))
-        session_id, directory, tool = entry["id"], entry.get("dir"), entry.get("tool") or "claude"
+        # An entry without a `tool` is 0.1's default, claude; a tool it does not know is refused.
+        session_id, directory, tool = str(entry["id"]), entry.get("dir"), entry.get("tool", "claude")
         words = parsed.words
-    planned = doorbell.plan(tool, session_id, directory, " ".join(words) if words else None)
+    planned = doorbell.plan(tool, session_id, directory)
     if "--dry" in parsed.flags:
         _print_json(planned, pretty=False)
         return 0
-    doorbell.ring(planned)
+    launch = doorbell.prepare(planned)
+    if words:
+        send(store, require_uuid(session_id), " ".join(words), None, "cli")
+    doorbell.ring(launch)
     return 0  # not reached: ring() replaces this process
 
 
