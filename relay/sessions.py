@@ -32,28 +32,44 @@ def resolve(store: Store, target: str) -> Entry:
     )
 
 
+# Characters no POSIX shell (nor zsh, where a leading `=` or `%` means something) gives a meaning
+# to, in any position of a word.
+_SHELL_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@+:,./_-")
+
+
+def shell_quote(word: str) -> str:
+    """`word` as one POSIX shell word that stands for itself (the hook's path: no shlex, no re).
+
+    Plain words stay as they are so hints read naturally; anything else goes in single quotes,
+    inside which a shell expands nothing, with each `'` written as `'\\''`.
+    """
+    if word and all(ch in _SHELL_PLAIN for ch in word):
+        return word
+    return "'" + word.replace("'", "'\\''") + "'"
+
+
 def launcher_command() -> str:
-    """How a user or model should invoke relay from a shell, for hints.
+    """How a user or model should invoke relay from a shell, for hints: ready to paste into a shell.
 
     The launcher exports RELAY_LAUNCHER; a plugin host exports CLAUDE_PLUGIN_ROOT; a source
-    checkout has the launcher next to the package.
+    checkout has the launcher next to the package. A path with a space or `$` in it is quoted.
     """
     exported = usable_env("RELAY_LAUNCHER")
     if exported:
-        return exported
+        return shell_quote(exported)
     for root in (usable_env("CLAUDE_PLUGIN_ROOT"), os.path.dirname(os.path.dirname(os.path.realpath(__file__)))):
         if root and os.access(os.path.join(root, "launcher"), os.X_OK):
-            return os.path.join(root, "launcher")
+            return shell_quote(os.path.join(root, "launcher"))
     return "relay"
 
 
 def wake_hint(entry: Entry) -> str:
-    """The command that rings the doorbell of `entry`."""
+    """The command that rings the doorbell of `entry`, every word shell-quoted."""
     launcher = launcher_command()
-    target = entry.get("name") or entry["id"]
+    target = shell_quote(str(entry.get("name") or entry["id"]))
     if entry.get("dir") and entry.get("tool"):
         return f"If it is idle, wake it so it reads the mail: {launcher} wake {target}"
     return (
-        f"If it is idle, wake it: {launcher} wake --id {entry['id']} --dir <its project dir> "
+        f"If it is idle, wake it: {launcher} wake --id {shell_quote(str(entry['id']))} --dir <its project dir> "
         "--tool <claude|codex> (discover shows both)"
     )

@@ -41,14 +41,17 @@ class Procs:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
 
+    def close(self) -> None:
+        for proc in self.started:
+            if proc.poll() is None:
+                self.stop(proc)
+
 
 @pytest.fixture
 def procs() -> Iterator[Procs]:
     found = Procs()
     yield found
-    for proc in found.started:
-        if proc.poll() is None:
-            found.stop(proc)
+    found.close()
 
 
 def wait_for(predicate, timeout: float = 10.0) -> bool:
