@@ -24,7 +24,7 @@ SPECS: dict[str, Spec] = {
     "list": Spec("relay list [--json]", "list registered sessions", flags=("--json",)),
     "register": Spec(
         "relay register NAME --id UUID [--dir DIR] [--tool claude|codex]",
-        "name a session",
+        "name a session (NAME: 1-64 of A-Za-z0-9._-, not a UUID, not cli/user/system/relay/session-relay)",
         values=("--id", "--dir", "--tool"),
         positionals=("NAME",),
     ),
@@ -40,7 +40,7 @@ SPECS: dict[str, Spec] = {
     "wake": Spec(
         "relay wake WHO [--dry] [--] [MESSAGE...] | "
         "relay wake --id UUID --dir DIR --tool claude|codex [--dry] [--] [MESSAGE...]",
-        "resume an idle session headless so it reads its mail",
+        "resume an idle session headless so it reads its mail (MESSAGE is queued as mail, never its prompt)",
         values=("--id", "--dir", "--tool"),
         flags=("--dry",),
         positionals=("WHO",),
@@ -205,6 +205,8 @@ def wake_command(store: Store, parsed: Parsed) -> int:
     from relay.sessions import resolve
 
     spec = SPECS["wake"]
+    directory: object  # from the registry: checked by doorbell.plan
+    tool: object
     if "--id" in parsed.options:
         missing = [o for o in ("--dir", "--tool") if o not in parsed.options]
         if missing:

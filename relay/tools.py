@@ -199,7 +199,8 @@ def _send(store: Store, me: Identity, args: dict[str, Any]) -> Result:
     from relay.sessions import wake_hint
 
     sender = store.registry().agents.get(me.session_id) if me.session_id else None
-    recipient, _ = send(store, args["to"], args["body"], me.session_id, (sender or {}).get("name"))
+    name = (sender or {}).get("name")
+    recipient, _ = send(store, args["to"], args["body"], me.session_id, name if isinstance(name, str) else None)
     return {
         "ok": True,
         "delivered_to": recipient.get("name") or recipient["id"],
