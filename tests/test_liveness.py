@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,11 +117,20 @@ def test_claude_executable_named_claude_is_live(claude_config, procs, tmp_path):
 
 
 def test_node_running_claude_codes_cli_js_is_claude(procs, tmp_path):
+    # Python runs the file whatever its name; the process looks like `node .../claude-code/cli.js`.
     script = tmp_path / "node_modules" / "@anthropic-ai" / "claude-code" / "cli.js"
     script.parent.mkdir(parents=True)
-    script.write_text("")
-    proc = procs.start(["node", str(script), "60"], executable=sleep_binary())
+    script.write_text("import time\ntime.sleep(60)\n")
+    proc = procs.start(["node", str(script)], executable=sys.executable)
     assert wait_for(lambda: liveness.is_claude_process(proc.pid))
+    time.sleep(0.3)
+    assert proc.poll() is None and liveness.is_claude_process(proc.pid)
+    other = tmp_path / "node_modules" / "other" / "cli.js"
+    other.parent.mkdir(parents=True)
+    other.write_text("import time\ntime.sleep(60)\n")
+    unrelated = procs.start(["node", str(other)], executable=sys.executable)
+    time.sleep(0.3)
+    assert unrelated.poll() is None and not liveness.is_claude_process(unrelated.pid)
 
 
 def test_a_live_pid_that_is_not_claude_does_not_count(claude_config, procs):
