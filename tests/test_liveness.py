@@ -242,3 +242,42 @@ def test_codex_holding_another_file_does_not_count(procs, tmp_path):
 
 def test_python_is_not_claude():
     assert not liveness.is_claude_process(os.getpid())
+
+
+# -- the real Claude Code ----------------------------------------------------------------------
+
+
+def test_a_real_claude_code_session_is_live_while_it_runs(tmp_path, monkeypatch):
+    """Claude Code 2.1.197 itself (offline, in `unshare -n`): live while its process runs, not after."""
+    import realclients as rc
+
+    rc.skip_unless_runnable("claude")
+    sandbox = rc.Sandbox(tmp_path / "sandbox")
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(sandbox.claude_config))
+    argv = ["claude", "-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"]
+    proc = subprocess.Popen(
+        ["unshare", "-n", *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=sandbox.env(),
+        cwd=str(sandbox.project),
+    )
+    try:
+        sessions = sandbox.claude_config / "sessions"
+        assert wait_for(lambda: any(sessions.glob("*.json")), timeout=60), "claude wrote no sessions/<pid>.json"
+        [record] = [json.loads(p.read_text()) for p in sessions.glob("*.json")]
+        sid = record["sessionId"]
+        assert record["pid"] == proc.pid  # unshare execs claude
+        assert liveness.is_live(sid, "claude") and liveness.is_live(sid)
+        assert not liveness.is_live(sid, "codex")
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()  # end of input: claude exits
+        try:
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert not liveness.is_live(sid, "claude")
