@@ -6,6 +6,7 @@ from relay.errors import RelayError
 from relay.ids import is_uuid, require_uuid
 from relay.paths import usable_env
 from relay.store import Entry, Store
+from relay.textsafe import one_line
 
 
 def start_session(store: Store, session_id: str, directory: str, tool: str) -> Entry:
@@ -64,9 +65,15 @@ def launcher_command() -> str:
 
 
 def wake_hint(entry: Entry) -> str:
-    """The command that rings the doorbell of `entry`, every word shell-quoted."""
+    """The command that rings the doorbell of `entry`, every word shell-quoted.
+
+    A name planted by hand with a line break or control character in it would still run as quoted,
+    but could forge or garble the lines around it: such a session is named by its id instead.
+    """
     launcher = launcher_command()
-    target = shell_quote(str(entry.get("name") or entry["id"]))
+    name = entry.get("name")
+    shown = name if isinstance(name, str) and name and one_line(name) == name else entry["id"]
+    target = shell_quote(str(shown))
     if entry.get("dir") and entry.get("tool"):
         return f"If it is idle, wake it so it reads the mail: {launcher} wake {target}"
     return (

@@ -135,6 +135,13 @@ def test_hostile_launcher_path_and_name_in_every_hint(env, store_home, tmp_path,
     assert f"{launcher} " not in context  # never the raw path
 
 
+@pytest.mark.parametrize("name", ["two\nlines", "esc\x1b]52;c;x\x07", "bidi\u202e", "cr\r"])
+def test_a_name_that_would_break_the_hint_line_is_replaced_by_the_id(name):
+    sid = new_id()
+    hint = sessions.wake_hint({"id": sid, "dir": "/p", "name": name, "tool": "claude"})
+    assert hint.endswith(f" wake {sid}") and "\n" not in hint and "\x1b" not in hint
+
+
 def test_plugin_root_with_a_space_and_dollar_is_quoted(env, tmp_path, monkeypatch):
     root = tmp_path / "my plugins $HOME"
     fake_launcher(root, tmp_path / "argv.jsonl")
