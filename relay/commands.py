@@ -24,7 +24,7 @@ SPECS: dict[str, Spec] = {
     "list": Spec("relay list [--json]", "list registered sessions", flags=("--json",)),
     "register": Spec(
         "relay register NAME --id UUID [--dir DIR] [--tool claude|codex]",
-        "name a session",
+        "name a session (NAME: 1-64 of A-Za-z0-9._-, not a UUID, not cli/user/system/relay/session-relay)",
         values=("--id", "--dir", "--tool"),
         positionals=("NAME",),
     ),
@@ -40,7 +40,7 @@ SPECS: dict[str, Spec] = {
     "wake": Spec(
         "relay wake WHO [--dry] [--] [MESSAGE...] | "
         "relay wake --id UUID --dir DIR --tool claude|codex [--dry] [--] [MESSAGE...]",
-        "resume an idle session headless so it reads its mail",
+        "resume an idle session headless so it reads its mail (MESSAGE is queued as mail, never its prompt)",
         values=("--id", "--dir", "--tool"),
         flags=("--dry",),
         positionals=("WHO",),
@@ -195,28 +195,39 @@ def peek_command(store: Store, parsed: Parsed) -> int:
 
 
 def wake_command(store: Store, parsed: Parsed) -> int:
-    """Ring the doorbell of a registered or an explicitly described session."""
+    """Ring the doorbell of a registered or an explicitly described session.
+
+    The caller's words never become the woken session's prompt: they are queued as mail from
+    `cli` once the bell is sure to ring, and reach the model fenced like any mail (SPEC §9).
+    """
     from relay import doorbell
+    from relay.mail import send
     from relay.sessions import resolve
 
     spec = SPECS["wake"]
+    directory: object  # from the registry: checked by doorbell.plan
+    tool: object
     if "--id" in parsed.options:
         missing = [o for o in ("--dir", "--tool") if o not in parsed.options]
         if missing:
             raise UsageError(f"--id needs {' and '.join(missing)} too; usage: {spec.usage}")
         session_id = require_uuid(parsed.options["--id"])
         directory = _absolute(parsed.options["--dir"])
-        tool = _tool_option(parsed) or "claude"
+        tool = _tool_option(parsed)
         words = parsed.positionals + parsed.words
     else:
         entry = resolve(store, _need(parsed, "WHO", spec.usage))
-        session_id, directory, tool = entry["id"], entry.get("dir"), entry.get("tool") or "claude"
+        # An entry without a `tool` is 0.1's default, claude; a tool it does not know is refused.
+        session_id, directory, tool = str(entry["id"]), entry.get("dir"), entry.get("tool", "claude")
         words = parsed.words
-    planned = doorbell.plan(tool, session_id, directory, " ".join(words) if words else None)
+    planned = doorbell.plan(tool, session_id, directory)
     if "--dry" in parsed.flags:
         _print_json(planned, pretty=False)
         return 0
-    doorbell.ring(planned)
+    launch = doorbell.prepare(planned)
+    if words:
+        send(store, require_uuid(session_id), " ".join(words), None, "cli")
+    doorbell.ring(launch)
     return 0  # not reached: ring() replaces this process
 
 

@@ -76,7 +76,7 @@ def main() -> int:
 
         _step(8, "the doorbell: how `relay wake NAME --dry` would resume each idle session")
         for session_id, tool, directory in ((alice, "claude", web), (bob, "codex", api)):
-            planned = doorbell.plan(tool, session_id, str(directory), None)
+            planned = doorbell.plan(tool, session_id, str(directory))
             print(f"   {orjson.dumps(planned).decode()}")
         print("\nDone: the throwaway store is deleted. Install the plugin to do this for real (see README).")
     return 0

@@ -9,9 +9,18 @@ import re
 
 from relay.errors import RelayError
 
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# The one spelling of a session id (SPEC §4); the MCP tools' JSON Schemas advertise this same text.
+UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_UUID = re.compile(UUID_PATTERN)
 
 MAX_NAME_CHARS = 64
+# Names are typed into shells and shown to models (SPEC §15): only characters no shell, terminal
+# or fence gives a meaning to.
+NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+NAME_PATTERN = "^[A-Za-z0-9._-]{1,64}$"
+# Names that would pass a session off as a person, relay itself or the CLI (mail from the CLI is
+# `fromName: "cli"`); compared case-insensitively.
+RESERVED_NAMES = ("cli", "user", "system", "relay", "session-relay")
 
 
 def is_uuid(value: object) -> bool:
@@ -41,21 +50,25 @@ def require_uuid(value: object, what: str = "session id") -> str:
 
 
 def check_name(name: object) -> str:
-    """Return a usable session name or raise.
+    """Return a usable session name or raise (SPEC §15).
 
-    Names are shown to models and typed on command lines, so they must be short, printable, must
-    not look like a flag, and must not look like an id (targets resolve ids before names).
+    Names are typed on command lines and shown to models, so they are 1-64 characters of
+    [A-Za-z0-9._-], never look like a flag or an id (targets resolve ids before names), and never
+    pose as a person, the CLI or relay itself.
     """
-    if not isinstance(name, str) or not name.strip():
-        raise RelayError("invalid name: give a non-empty name such as `backend`")
-    if name != name.strip():
-        raise RelayError(f"invalid name {name!r}: no leading or trailing spaces")
+    rule = "use 1-64 letters, digits, '.', '_' or '-', such as `backend`"
+    if not isinstance(name, str) or not name:
+        raise RelayError(f"invalid name: give a non-empty name; {rule}")
     if len(name) > MAX_NAME_CHARS:
-        raise RelayError(f"invalid name: at most {MAX_NAME_CHARS} characters")
-    if any(ch < " " or ch == "\x7f" for ch in name):
-        raise RelayError(f"invalid name {name!r}: no control characters or newlines")
+        raise RelayError(f"invalid name: at most {MAX_NAME_CHARS} characters; {rule}")
+    bad = sorted({ch for ch in name if ch not in NAME_CHARS})
+    if bad:
+        shown = "".join(bad).encode("unicode_escape").decode("ascii")
+        raise RelayError(f"invalid name {name!r}: characters {shown!r} are not allowed; {rule}")
     if name.startswith("-"):
-        raise RelayError(f"invalid name {name!r}: a name cannot start with '-'")
+        raise RelayError(f"invalid name {name!r}: a name cannot start with '-'; {rule}")
     if is_uuid(name):
-        raise RelayError(f"invalid name {name!r}: a name cannot be a UUID")
+        raise RelayError(f"invalid name {name!r}: a name cannot be a UUID; {rule}")
+    if name.lower() in RESERVED_NAMES:
+        raise RelayError(f"invalid name {name!r}: {', '.join(RESERVED_NAMES)} are reserved; choose another name")
     return name

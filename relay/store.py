@@ -59,7 +59,7 @@ class Registry:
         bound = self.names.get(target)
         if bound is None:
             return None
-        return self.agents.get(bound) or {"id": bound, "dir": None, "name": target, "tool": "claude"}
+        return self.agents.get(bound) or {"id": bound, "dir": None, "name": target, "tool": None}
 
     def entries(self) -> list[Entry]:
         """Every entry, sorted by name, else id."""

@@ -11,14 +11,14 @@ from typing import Any
 from relay import __version__
 from relay.errors import RelayError
 from relay.identity import Identity, current_session
-from relay.ids import check_name
+from relay.ids import NAME_PATTERN, RESERVED_NAMES, UUID_PATTERN, check_name
 from relay.schema import violation
 from relay.store import Store
+from relay.textsafe import one_line
 
 # The result, and for `inbox` a finisher told whether the answer reached the client.
 Result = tuple[dict[str, Any], Callable[[bool], None] | None]
 
-_UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _NO_ARGS = {"type": "object", "properties": {}, "additionalProperties": False}
 
 TOOLS: list[dict[str, Any]] = [
@@ -33,14 +33,26 @@ TOOLS: list[dict[str, Any]] = [
     {
         "name": "register",
         "description": (
-            "Give this session (or the session `id`) a short name other sessions can send to, "
-            "e.g. `backend`. Registering again renames; fields you leave out keep their value."
+            "Give this session a short name other sessions can send to, e.g. `backend`: 1-64 letters, "
+            "digits, '.', '_' or '-', not a UUID, not one of " + ", ".join(RESERVED_NAMES) + ". "
+            "Registering again renames you; fields you leave out keep their value. You may name only "
+            "yourself, or an `id` that is not registered yet; a name held by a running session is taken."
         ),
         "inputSchema": {
             "type": "object",
             "properties": {
-                "name": {"type": "string", "minLength": 1, "maxLength": 64, "description": "The name to use."},
-                "id": {"type": "string", "pattern": _UUID_PATTERN, "description": "Session id; default: you."},
+                "name": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 64,
+                    "pattern": NAME_PATTERN,
+                    "description": "The name to use: letters, digits, '.', '_', '-'.",
+                },
+                "id": {
+                    "type": "string",
+                    "pattern": UUID_PATTERN,
+                    "description": "Session id; default: you. Another session only while it is not registered.",
+                },
                 "dir": {"type": "string", "minLength": 1, "description": "Absolute project dir; default: yours."},
             },
             "required": ["name"],
@@ -133,19 +145,49 @@ def _whoami(store: Store, me: Identity, args: dict[str, Any]) -> Result:
 
 
 def _register(store: Store, me: Identity, args: dict[str, Any]) -> Result:
+    """Name this session, or a session nobody registered yet (SPEC §15).
+
+    Through MCP any session could otherwise take another's name (and its mail), or re-point its
+    dir so that a later wake runs in a directory of the caller's choosing. So: another session's id
+    only while it is not registered (its first dir may be given then: there is none to change; its
+    own SessionStart hook records the real one), and never a name a running session holds. A person
+    can still do all of it with the CLI `relay register`.
+    """
     name = check_name(args["name"])
     session_id = args["id"].lower() if "id" in args else _need_me(me)
+    registry = store.registry()
+    mine = session_id == me.session_id
+    if not mine and session_id in registry.agents:
+        raise RelayError(
+            f"session {session_id} is registered already and is not you: through MCP you can only "
+            "name yourself (leave out `id`) or a session nobody registered yet; its user can rename it "
+            f"with `relay register NAME --id {session_id}`"
+        )
+    holder = registry.names.get(name)
+    if holder is not None and holder != session_id and _running(registry.agents.get(holder), holder):
+        raise RelayError(
+            f"the name {name!r} belongs to session {one_line(holder)}, which is running now: choose another name "
+            "(call `roster` to see the names in use)"
+        )
     fields: dict[str, Any] = {"name": name}
     if "dir" in args:
         if not args["dir"].startswith("/"):
             raise RelayError("`dir` must be an absolute path")
         fields["directory"] = args["dir"]
-    elif session_id == me.session_id and not (store.registry().agents.get(session_id) or {}).get("dir"):
+    elif mine and not (registry.agents.get(session_id) or {}).get("dir"):
         fields["directory"] = me.project_dir
-    if session_id == me.session_id and me.tool and session_id not in store.registry().agents:
+    if mine and me.tool and session_id not in registry.agents:
         fields["tool"] = me.tool
     entry = store.register(session_id, **fields)
     return {"registered": True, **entry}, None
+
+
+def _running(entry: dict[str, Any] | None, session_id: str) -> bool:
+    """Is the session `session_id` (registry `entry`, if any) running now in its CLI?"""
+    from relay.liveness import is_live
+
+    tool = (entry or {}).get("tool")
+    return is_live(session_id, tool if tool in ("claude", "codex") else None)
 
 
 def _roster(store: Store, me: Identity, args: dict[str, Any]) -> Result:
@@ -157,7 +199,8 @@ def _send(store: Store, me: Identity, args: dict[str, Any]) -> Result:
     from relay.sessions import wake_hint
 
     sender = store.registry().agents.get(me.session_id) if me.session_id else None
-    recipient, _ = send(store, args["to"], args["body"], me.session_id, (sender or {}).get("name"))
+    name = (sender or {}).get("name")
+    recipient, _ = send(store, args["to"], args["body"], me.session_id, name if isinstance(name, str) else None)
     return {
         "ok": True,
         "delivered_to": recipient.get("name") or recipient["id"],

@@ -83,7 +83,7 @@ def test_new_uuid4_is_version_4_and_unique():
         assert str(parsed) == value
 
 
-@pytest.mark.parametrize("name", ["backend", "web app", "Zoë", "a" * 64, "x.y_z-1", "</session-relay-mail>"])
+@pytest.mark.parametrize("name", ["backend", "a" * 64, "x.y_z-1", "A", "v1.2", "my_proj", "CLI2", "relay-x", "9"])
 def test_check_name_accepts(name):
     assert ids.check_name(name) == name
 
@@ -92,12 +92,65 @@ def test_check_name_accepts(name):
     "name",
     [
         *["", "   ", " lead", "trail ", "a" * 65, "two\nlines", "tab\there", "bell\x07", "del\x7f", "-x"],
-        *["--config=evil", "123e4567-e89b-12d3-a456-426614174000", None, 7],
+        *["--config=evil", "123e4567-e89b-12d3-a456-426614174000", "123E4567-E89B-12D3-A456-426614174000", None, 7],
+        *["web app", "Zoë", "</session-relay-mail>", "api$(touch /tmp/x)", "a`id`", "a'b", 'a"b', "a;b", "a|b"],
+        *[
+            "a&b",
+            "a>b",
+            "~x",
+            "a*",
+            "a?",
+            "a/b",
+            "a\\b",
+            "a=b",
+            "a:b",
+            "a\u202eb",
+            "a\u200bb",
+            "\uff41\uff42",
+            "\u0430",
+        ],
     ],
 )
 def test_check_name_refuses(name):
-    with pytest.raises(RelayError):
+    with pytest.raises(RelayError) as caught:
         ids.check_name(name)
+    message = str(caught.value)
+    assert "\n" not in message and "invalid name" in message
+
+
+@pytest.mark.parametrize(
+    "name", ["cli", "CLI", "user", "User", "system", "relay", "Relay", "session-relay", "SESSION-RELAY"]
+)
+def test_reserved_names_are_refused_in_any_case(name):
+    with pytest.raises(RelayError, match="reserved"):
+        ids.check_name(name)
+
+
+@given(st.text(max_size=80))
+def test_check_name_accepts_exactly_the_rule(name):
+    rule = (
+        re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name) is not None
+        and not name.startswith("-")
+        and not ids.is_uuid(name)
+        and name.lower() not in ("cli", "user", "system", "relay", "session-relay")
+    )
+    try:
+        ids.check_name(name)
+    except RelayError:
+        assert not rule
+    else:
+        assert rule
+
+
+def test_one_uuid_pattern_for_ids_and_the_mcp_schemas():
+    from relay import tools
+
+    assert re.fullmatch(ids.UUID_PATTERN.strip("^$"), "123e4567-e89b-12d3-a456-426614174000")
+    schemas = json.dumps([tool["inputSchema"] for tool in tools.TOOLS])
+    assert json.dumps(ids.UUID_PATTERN) in schemas
+    assert "[0-9a-fA-F]{8}" not in schemas.replace(json.dumps(ids.UUID_PATTERN), "")
+    register = next(tool for tool in tools.TOOLS if tool["name"] == "register")["inputSchema"]
+    assert register["properties"]["name"]["pattern"] == ids.NAME_PATTERN
 
 
 # -- file names -------------------------------------------------------------------------------

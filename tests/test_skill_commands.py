@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import realclients as rc
 
+from relay.doorbell import CLAUDE_WAKE_OPTIONS
+
 SKILL_DIR = rc.REPO / "skills" / "session-relay"
 SKILL = SKILL_DIR / "SKILL.md"
 LAUNCHER_WORD = '"${CLAUDE_SKILL_DIR}/../../launcher"'
@@ -164,11 +166,15 @@ def test_every_command_runs_as_written_and_does_what_it_says(sandbox: dict[str, 
                 assert not fake_log.exists(), "--dry started a client"
             else:
                 program, cwd, *args = fake_log.read_text().splitlines()
-                message = " ".join(words[words.index("--") + 1 :])
                 assert (program, cwd) == (tool, target_dir)
-                if tool == "codex":
-                    assert args == ["exec", "resume", target["--id"], "--json", "--", message]
-                else:
-                    assert args == ["-p", "--resume", target["--id"], "--output-format", "json", "--", message]
+                head = (
+                    ["exec", "resume", target["--id"], "--json", "--"]
+                    if tool == "codex"
+                    else ["-p", "--resume", target["--id"], "--output-format", "json", *CLAUDE_WAKE_OPTIONS, "--"]
+                )
+                assert args[:-1] == head and "session-relay mail" in args[-1]  # relay's own fixed prompt
+                # the words after -- are mail for the woken session, never its prompt
+                if "--" in words:
+                    queued.setdefault(words[1], []).append(" ".join(words[words.index("--") + 1 :]))
                 fake_log.unlink()
     assert registered, "the skill never shows how to register a discovered session"

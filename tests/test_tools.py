@@ -125,21 +125,42 @@ def test_register_keeps_an_existing_dir(store, me, tmp_path):
     assert ok(store, "register", {"name": "n", "dir": "/new/dir"})["dir"] == "/new/dir"
 
 
-def test_register_another_session(store, me):
+def test_register_another_session_only_while_it_is_unregistered(store, me, store_home):
     other = new_id()
-    got = ok(store, "register", {"name": "other", "id": other})
-    assert (got["id"], got["name"], got["dir"]) == (other, "other", None)
     got = ok(store, "register", {"name": "other", "id": other, "dir": "/o"})
-    assert got["dir"] == "/o"
+    assert (got["id"], got["name"], got["dir"]) == (other, "other", "/o")
+    before = (store_home / "registry.json").read_text()
+    for arguments in ({"name": "renamed", "id": other}, {"name": "other", "id": other, "dir": "/evil"}):
+        text = fails(store, "register", arguments)
+        assert "registered already" in text and "leave out `id`" in text and "relay register" in text
+    assert (store_home / "registry.json").read_text() == before
     assert ok(store, "whoami")["registered"] is False  # I am untouched
 
 
-def test_register_moves_a_name_between_sessions(store, me):
+def test_register_cannot_repoint_another_sessions_dir_or_tool(store, me, store_home):
+    victim = new_id()
+    store.register(victim, name="victim", directory="/victim/project", tool="codex")
+    before = (store_home / "registry.json").read_text()
+    for arguments in (
+        {"name": "victim", "id": victim, "dir": "/attacker"},
+        {"name": "mine-now", "id": victim.upper()},
+    ):
+        assert "registered already" in fails(store, "register", arguments)
+    assert (store_home / "registry.json").read_text() == before
+
+
+def test_register_moves_a_name_from_a_session_that_is_not_running(store, me):
     other = new_id()
     ok(store, "register", {"name": "shared", "id": other})
     ok(store, "register", {"name": "shared"})
     roster = {a["id"]: a["name"] for a in ok(store, "roster")["agents"]}
     assert roster == {other: None, me: "shared"}
+
+
+@pytest.mark.parametrize("name", ["cli", "CLI", "user", "System", "relay", "RELAY", "session-relay", "Session-Relay"])
+def test_register_refuses_reserved_names(store, me, store_home, name):
+    assert "reserved" in fails(store, "register", {"name": name})
+    assert not (store_home / "registry.json").exists()
 
 
 def test_register_without_a_known_id(store, env, project, store_home):
@@ -164,10 +185,14 @@ def test_register_without_a_known_id(store, env, project, store_home):
         ({"name": "x", "dir": "relative"}, "absolute"),
         ({"name": "x", "dir": 1}, "`dir`"),
         ({"name": "x", "tool": "codex"}, "`tool`"),
-        ({"name": " padded"}, "spaces"),
-        ({"name": "a\nb"}, "control"),
+        ({"name": " padded"}, "`name`"),
+        ({"name": "a\nb"}, "`name`"),
+        ({"name": "web app"}, "`name`"),
+        ({"name": "api$(touch /tmp/x)"}, "`name`"),
+        ({"name": "Zoë"}, "`name`"),
         ({"name": "-flag"}, "'-'"),
         ({"name": "123e4567-e89b-12d3-a456-426614174000"}, "UUID"),
+        ({"name": "cli"}, "reserved"),
     ],
 )
 def test_register_errors_store_nothing(store, me, store_home, arguments, needle):

@@ -1,0 +1,173 @@
+"""Is a session running right now? Asked of the agent CLIs' own process state, never of mtimes.
+
+A transcript's mtime is no liveness signal (a finished `claude -p` looks busy for minutes), so:
+
+- Claude Code keeps `$CLAUDE_CONFIG_DIR/sessions/<pid>.json` (default `~/.claude/sessions`;
+  `{"pid", "sessionId", "cwd", "procStart", ...}`) only while that session's process lives. A
+  session is live when such a file names it, its pid is alive, and that process is Claude Code
+  (so a leftover file whose pid died, or was reused by another program, does not count).
+- Codex holds its rollout file (`rollout-<ts>-<id>.jsonl`) open while the session runs: live
+  when a `codex` process has it open.
+
+Everything here is read-only and best effort: what cannot be read counts as not running. Planted
+files (FIFOs, symlinks, huge files) in the sessions dir are skipped without blocking.
+"""
+
+import contextlib
+import json
+import os
+import stat
+import subprocess
+from collections.abc import Iterator
+
+from relay import procinfo
+from relay.ids import is_uuid
+from relay.paths import env_value
+
+# A real sessions/<pid>.json is a few hundred bytes.
+_MAX_SESSION_FILE = 64 * 1024
+_PROC = "/proc"
+# Names the Claude Code process goes by: the npm wrapper's native binary is `claude.exe`, the
+# native installer's a version number behind a `claude` link; both set their title to `claude`.
+_CLAUDE_NAMES = ("claude", "claude.exe")
+
+
+def claude_sessions_dir() -> str:
+    """Where Claude Code lists its running sessions."""
+    config = env_value("CLAUDE_CONFIG_DIR") or os.path.expanduser("~/.claude")
+    return os.path.join(config, "sessions")
+
+
+def _read_small_regular(path: str) -> bytes | None:
+    """The content of a small regular file; None for anything else (never blocks on a FIFO)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_SESSION_FILE:
+            return None
+        return os.read(fd, _MAX_SESSION_FILE + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _claude_records(session_id: str) -> Iterator[dict]:
+    """The sessions/<pid>.json records that name `session_id`."""
+    directory = claude_sessions_dir()
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not name.endswith(".json"):
+            continue
+        raw = _read_small_regular(os.path.join(directory, name))
+        if raw is None:
+            continue
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        named = record.get("sessionId")
+        if isinstance(named, str) and named.lower() == session_id:
+            yield record
+
+
+def _command_line(pid: int) -> list[str]:
+    """argv of `pid` on Linux (empty elsewhere or when unreadable)."""
+    try:
+        with open(f"{_PROC}/{pid}/cmdline", "rb") as handle:
+            raw = handle.read(65536)
+    except OSError:
+        return []
+    return [word.decode("utf-8", "surrogateescape") for word in raw.split(b"\0") if word]
+
+
+def _title(pid: int) -> str | None:
+    """The process's own name for itself (Linux `comm`), which Claude Code sets to `claude`."""
+    try:
+        with open(f"{_PROC}/{pid}/comm", "rb") as handle:
+            return handle.read(256).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+
+
+def is_claude_process(pid: int) -> bool:
+    """True when `pid` is a running Claude Code: its executable, argv[0] or title is `claude`, or a
+    node running Claude Code's npm `cli.js`."""
+    info = procinfo.process_info(pid)
+    if info is None:
+        return False
+    argv = _command_line(pid)
+    names = {info.name, _title(pid), os.path.basename(argv[0]) if argv else None}
+    if any(name in _CLAUDE_NAMES for name in names if name):
+        return True
+    return any("claude-code" in word and word.endswith((".js", ".cjs", ".mjs")) for word in argv[1:3])
+
+
+def _same_process(pid: int, record: dict) -> bool:
+    """False when the record says when its process started and the pid now is a newer process."""
+    started = record.get("procStart")
+    if not isinstance(started, str | int) or not os.path.exists(f"{_PROC}/self/stat"):
+        return True
+    info = procinfo.process_info(pid)
+    return info is not None and info.start == str(started)
+
+
+def claude_is_live(session_id: str) -> bool:
+    """A running Claude Code process has `session_id` open."""
+    for record in _claude_records(session_id):
+        pid = record.get("pid")
+        if type(pid) is int and pid > 0 and is_claude_process(pid) and _same_process(pid, record):
+            return True
+    return False
+
+
+def _codex_processes() -> Iterator[int]:
+    """Pids of running Codex CLI processes."""
+    if os.path.isdir(f"{_PROC}/self"):
+        for name in os.listdir(_PROC):
+            if name.isdigit():
+                info = procinfo.process_info(int(name))
+                if info is not None and procinfo.is_codex(info):
+                    yield info.pid
+        return
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        done = subprocess.run(
+            ["ps", "-A", "-o", "pid=", "-o", "comm="], capture_output=True, timeout=5, check=False, text=True
+        )
+        for line in done.stdout.splitlines():
+            pid, _, command = line.strip().partition(" ")
+            name = os.path.basename(command.strip())
+            if pid.isdigit() and procinfo.is_codex(procinfo.ProcInfo(pid=int(pid), ppid=0, start="", name=name)):
+                yield int(pid)
+
+
+def codex_is_live(session_id: str) -> bool:
+    """A running Codex process holds `session_id`'s rollout file open."""
+    suffix = f"-{session_id}.jsonl"
+    for pid in _codex_processes():
+        for path in procinfo.open_files(pid):
+            base = os.path.basename(path)
+            if base.startswith("rollout-") and base.lower().endswith(suffix):
+                return True
+    return False
+
+
+def is_live(session_id: object, tool: object = None) -> bool:
+    """Is `session_id` running now in its CLI? `tool` "claude" or "codex" asks only that CLI; any
+    other value asks both. Not a UUID: never live."""
+    if not is_uuid(session_id):
+        return False
+    canonical = str(session_id).lower()
+    if tool == "claude":
+        return claude_is_live(canonical)
+    if tool == "codex":
+        return codex_is_live(canonical)
+    return claude_is_live(canonical) or codex_is_live(canonical)
