@@ -5,6 +5,7 @@ that makes the store raise ZeroDivisionError (these run the sources with this in
 frozen binary does not read sitecustomize), and in-process by monkeypatching.
 """
 
+import io
 import json
 import os
 import re
@@ -81,6 +82,32 @@ def test_hook_unexpected_error_is_logged_and_still_exits_0(env, tmp_path, store_
     )
     text = log.read_text()
     assert " hook claude\n" in text and "ZeroDivisionError" in text
+
+
+def test_bus_internal_error_answers_with_the_log_and_keeps_serving(env, store_home, monkeypatch):
+    from relay import tools
+    from relay.bus import Server
+    from relay.store import Store
+
+    def explode(*args: Any) -> Any:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setitem(tools._HANDLERS, "roster", explode)
+    out = io.BytesIO()
+    server = Server(Store(), out)
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "roster", "arguments": {}}}
+    assert server.handle_line(json.dumps(call).encode()) is True
+    assert server.handle_line(b'{"jsonrpc":"2.0","id":2,"method":"ping"}') is True
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    log = log_path(store_home)
+    assert first["id"] == 1 and first["error"] == {
+        "code": -32603,
+        "message": f"internal error: unexpected ZeroDivisionError: division by zero (details in {log})",
+    }
+    assert second == {"jsonrpc": "2.0", "id": 2, "result": {}}
+    text = log.read_text()
+    assert " bus tools/call roster\n" in text and "in explode" in text
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
 
 
 def test_cli_in_process_unexpected_error(env, store_home, monkeypatch, capsys):
