@@ -1,8 +1,9 @@
 """`relay <command>`: dispatch to the hook, the MCP server, the demo or a people command.
 
 Only the chosen command's modules are imported, because the hook runs at every session start.
-Every failure ends as one line on stderr: exit 1 for errors, 2 for usage errors. An unexpected
-error leaves its traceback in `<home>/error.log`, which the line names.
+Every failure ends as one line on stderr: exit 1 for errors, 2 for usage errors. The line is
+made safe for a terminal (it may quote a planted name or path), and an unexpected error leaves its
+traceback in `<home>/error.log`, which the line names.
 """
 
 import os
@@ -36,8 +37,10 @@ def _usage() -> str:
 
 
 def _fail(message: str, code: int) -> int:
+    from relay.textsafe import one_line
+
     line = message if message.startswith("session-relay:") else f"relay: {message}"
-    sys.stderr.write(line + "\n")
+    sys.stderr.write(one_line(line) + "\n")
     return code
 
 
