@@ -1,7 +1,9 @@
 """`relay <command>`: dispatch to the hook, the MCP server, the demo or a people command.
 
 Only the chosen command's modules are imported, because the hook runs at every session start.
-Every failure ends as one line on stderr: exit 1 for errors, 2 for usage errors.
+Every failure ends as one line on stderr: exit 1 for errors, 2 for usage errors. The line is
+made safe for a terminal (it may quote a planted name or path), and an unexpected error leaves its
+traceback in `<home>/error.log`, which the line names.
 """
 
 import os
@@ -35,8 +37,10 @@ def _usage() -> str:
 
 
 def _fail(message: str, code: int) -> int:
+    from relay.textsafe import one_line
+
     line = message if message.startswith("session-relay:") else f"relay: {message}"
-    sys.stderr.write(line + "\n")
+    sys.stderr.write(one_line(line) + "\n")
     return code
 
 
@@ -82,8 +86,9 @@ def _run(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """The console entry point."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        code = _run(sys.argv[1:] if argv is None else argv)
+        code = _run(args)
         sys.stdout.flush()
         return code
     except RelayError as err:
@@ -98,5 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except OSError as err:
         return _fail(describe_os_error(err), 1)
-    except Exception as err:  # anything else still ends as one line, never a traceback
-        return _fail(f"unexpected {type(err).__name__}: {err} (please report this with the command you ran)", 1)
+    except Exception as err:  # anything else still ends as one line; the traceback goes to the error log
+        from relay import errorlog
+
+        return _fail(errorlog.unexpected(f"cli {args[0] if args else ''}", err), 1)

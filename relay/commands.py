@@ -119,9 +119,14 @@ def discover_command(store: Store, parsed: Parsed) -> int:
 
 
 def _session_line(row: dict[str, Any]) -> str:
+    """One discovered session; the cwd (from a transcript) and name (from the registry) are shown
+    escaped, so nothing planted in them can drive the terminal."""
+    from relay.textsafe import one_line
+
     busy = "  (active now)" if row["active"] else ""
-    name = row["name"] or "-"
-    return f"{row['tool']:<6}  {row['id']}  {name:<16}  {row['ageSec']:>6}s ago  {row['cwd'] or '?'}{busy}"
+    name = one_line(row["name"] or "-")
+    cwd = one_line(row["cwd"] or "?")
+    return f"{row['tool']:<6}  {one_line(row['id'])}  {name:<16}  {row['ageSec']:>6}s ago  {cwd}{busy}"
 
 
 def list_command(store: Store, parsed: Parsed) -> int:
@@ -131,10 +136,13 @@ def list_command(store: Store, parsed: Parsed) -> int:
 
 
 def _entry_line(entry: dict[str, Any]) -> str:
-    return (
-        f"{entry.get('name') or '-':<16}  {entry.get('tool') or '-':<6}  {entry.get('id')}  "
-        f"{entry.get('dir') or '-'}  {entry.get('lastSeen') or '-'}"
+    """One registry entry; every field is shown escaped (the registry file may have been planted)."""
+    from relay.textsafe import one_line
+
+    name, tool, session_id, directory, seen = (
+        one_line(str(entry.get(key) or "-")) for key in ("name", "tool", "id", "dir", "lastSeen")
     )
+    return f"{name:<16}  {tool:<6}  {session_id}  {directory}  {seen}"
 
 
 def register_command(store: Store, parsed: Parsed) -> int:

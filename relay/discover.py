@@ -1,7 +1,8 @@
 """Finding sessions that are running now, from the agent CLIs' own transcript stores.
 
 Read-only and bounded: files are filtered by mtime with `stat` alone before any is opened, and
-each opened file is read only until its cwd is found, never past `READ_LIMIT_BYTES`. The cwd
+each opened file is read only until its cwd is found, never past `READ_LIMIT_BYTES`. A file
+swapped for a FIFO or a symlink between that `stat` and the open is skipped, never waited on. The cwd
 comes from the file's content, never from Claude's lossy directory names.
 
 Real files are why the limit is large: Claude Code 2.1 writes `cwd` after the message on each
@@ -106,18 +107,41 @@ def codex_files(root: Path, since: float) -> Iterator[tuple[str, float]]:
                     yield entry.path, mtime
 
 
-def bounded_lines(path: str, limit: int = READ_LIMIT_BYTES) -> Iterator[bytes]:
-    """The file's lines, stopping once `limit` bytes have been read (a cut-off line is dropped)."""
+def _open_regular(path: str) -> int | None:
+    """A read-only fd for `path` when it is (still) a regular file, else None.
+
+    The file was filtered by a `stat` of its name, but anyone who can write the directory may swap
+    it for a FIFO (whose open would block for ever) or a symlink before it is opened. So: never
+    follow a symlink, never block on open, and check what was really opened.
+    """
+    import stat
+
     try:
-        handle = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in the finally below
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
+        return None
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        os.close(fd)
+        return None
+    return fd
+
+
+def bounded_lines(path: str, limit: int = READ_LIMIT_BYTES) -> Iterator[bytes]:
+    """The file's lines, stopping once `limit` bytes have been read (a cut-off line is dropped).
+    Anything that is not a regular file when opened (FIFO, device, symlink) has no lines."""
+    fd = _open_regular(path)
+    if fd is None:
         return
     try:
         partial = bytearray()  # grows in place, so one huge line costs linear time
         remaining = limit
         while remaining > 0:
             try:
-                chunk = handle.read(min(_CHUNK, remaining))
+                chunk = os.read(fd, min(_CHUNK, remaining))
             except OSError:
                 return
             if not chunk:
@@ -135,7 +159,7 @@ def bounded_lines(path: str, limit: int = READ_LIMIT_BYTES) -> Iterator[bytes]:
         if remaining > 0 and partial:
             yield bytes(partial)
     finally:
-        handle.close()
+        os.close(fd)
 
 
 def _json_object(line: bytes) -> dict[str, Any] | None:

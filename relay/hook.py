@@ -109,5 +109,7 @@ def main(argv: list[str]) -> int:
     except RelayError as err:
         _log(str(err))
     except Exception as err:  # the hook must never break a session, whatever the cause
-        _log(f"unexpected {type(err).__name__}: {err}")
+        from relay import errorlog
+
+        _log(errorlog.unexpected(f"hook {tool}", err))
     return 0

@@ -7,6 +7,7 @@ answer was written.
 
 import contextlib
 import fcntl
+import io
 import json
 import os
 import queue
@@ -858,3 +859,167 @@ def test_store_warnings_go_to_stderr_not_stdout(run_relay, store_home):
     assert tool_json(got[3])["registered"] is False
     assert b"registry.json" in stderr
     assert b"unreadable line" in stderr
+
+
+# -- any single frame: the server survives it and goes on answering (SPEC §6, §15) -----------------
+
+
+DEEP_ID = b'{"jsonrpc":"2.0","id":' + b"[" * 1000 + b"]" * 1000 + b',"method":"ping"}\n'
+
+
+def test_a_deeply_nested_id_is_an_invalid_request_and_the_server_goes_on(run_relay):
+    """Failed before: the reply echoed the id and encoding it raised RecursionError, killing the bus."""
+    replies, stderr = run_bus(run_relay, DEEP_ID, req(2, "ping"))
+    assert replies[0] == {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {"code": -32600, "message": "`id` must be a string, a number or null"},
+    }
+    assert replies[1] == {"jsonrpc": "2.0", "id": 2, "result": {}}
+    assert b"Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    [
+        b"true",
+        b"false",
+        b"[]",
+        b"[1]",
+        b'{"a":1}',
+        b"1e400",
+        b"-1e400",
+        b"9" * 5000,
+        b'{"a":' * 900 + b"1" + b"}" * 900,
+    ],
+    ids=["true", "false", "empty-array", "array", "object", "1e400", "-1e400", "5000-digits", "deep-object"],
+)
+def test_an_id_that_is_not_a_string_number_or_null_is_answered_with_id_null(run_relay, request_id):
+    line = b'{"jsonrpc":"2.0","id":' + request_id + b',"method":"ping"}\n'
+    replies, _ = run_bus(run_relay, line, req(2, "ping"))
+    assert [r["id"] for r in replies] == [None, 2]
+    assert replies[0]["error"]["code"] == -32600
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"[" * 500 + b"]" * 500,
+        b'{"a":' * 500 + b"1" + b"}" * 500,
+        b"[" * 5000 + b"]" * 5000,
+        b"1e400",
+        b"9" * 100_000,
+        b"-" + b"9" * 30,
+        b'"' + b"x" * (8 * 1024 * 1024) + b'"',
+        b'"\\ud800\\u001b]52;c;aGk=\\u0007\\u009b2J\\u202e"',
+    ],
+    ids=["deep-array", "deep-object", "deeper-than-parsers", "1e400", "100k-digits", "30-digits", "8MiB", "escapes"],
+)
+@pytest.mark.parametrize("where", ["arguments", "meta", "params"])
+def test_hostile_values_anywhere_in_params_get_one_answer(run_relay, value, where):
+    head = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"send",'
+    if where == "arguments":
+        line = head + b'"arguments":{"to":"bob","body":' + value + b"}}}\n"
+    elif where == "meta":
+        line = head + b'"arguments":{"to":"bob","body":"hi"},"_meta":' + value + b"}}\n"
+    else:
+        line = head + b'"arguments":{"to":"bob","body":"hi"},"extra":' + value + b"}}\n"
+    result = run_relay("bus", input=line + script(req(2, "ping")), extra_env={"CLAUDE_CODE_SESSION_ID": new_id()})
+    assert result.returncode == 0
+    replies = frames(result.stdout)
+    assert len(replies) == 2 and replies[-1] == {"jsonrpc": "2.0", "id": 2, "result": {}}
+    assert replies[0]["id"] in (1, None)  # null only for a line nested deeper than JSON parsers go
+    for bad in (b"\x1b", b"\x07", "\x9b".encode(), "\u202e".encode()):
+        assert bad not in result.stdout
+    assert b"Traceback" not in result.stderr
+
+
+def test_params_nested_deeper_than_the_limit_are_invalid_params(env, monkeypatch):
+    from relay.bus import MAX_DEPTH
+
+    store = Store()
+    out = RecordingOut(store, new_id())
+    server = Server(store, out)
+    nested: Any = "leaf"
+    for _ in range(MAX_DEPTH + 1):
+        nested = [nested]
+    shallow: Any = "leaf"
+    for _ in range(MAX_DEPTH - 3):
+        shallow = [shallow]
+    server.handle_line(json.dumps(req(1, "ping", {"x": nested})).encode())
+    server.handle_line(json.dumps(req(2, "ping", {"x": shallow})).encode())
+    first, second = frames(out.data)
+    assert first["id"] == 1 and first["error"] == {
+        "code": -32602,
+        "message": f"`params` nest deeper than {MAX_DEPTH} levels",
+    }
+    assert second == {"jsonrpc": "2.0", "id": 2, "result": {}}
+
+
+def _write_in_background(stream: Any, chunks: Any) -> threading.Thread:
+    def write() -> None:
+        with contextlib.suppress(BrokenPipeError):
+            for chunk in chunks:
+                stream.write(chunk)
+            stream.flush()
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+def _peak_rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+
+
+def test_a_line_over_16_mib_gets_one_error_is_never_held_whole_and_the_server_goes_on(relay_cmd, env, tmp_path):
+    """Failed before: the bus read the whole line (here 160 MiB) into memory and then tried to parse it."""
+    chunk = b"x" * (1024 * 1024)
+    huge = [b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"', *([chunk] * 160), b'"}}\n']
+    bus = Bus(relay_cmd, env, tmp_path, tmp_path / "stderr")
+    try:
+        assert bus.proc.stdin is not None
+        writer = _write_in_background(bus.proc.stdin, [*huge, script(req(2, "ping"))])
+        first = json.loads(bus.lines.get(timeout=120))
+        assert first["id"] is None and first["error"]["code"] == -32600
+        assert "16 MiB" in first["error"]["message"]
+        assert json.loads(bus.lines.get(timeout=60)) == {"jsonrpc": "2.0", "id": 2, "result": {}}
+        writer.join(timeout=60)
+        if Path(f"/proc/{bus.proc.pid}/status").exists():
+            assert _peak_rss_kib(bus.proc.pid) < 100 * 1024  # far below the line's 160 MiB
+    finally:
+        bus.close()
+
+
+def test_a_line_of_exactly_16_mib_is_read(relay_cmd, env, tmp_path):
+    from relay.bus import MAX_LINE_BYTES
+
+    head = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"'
+    tail = b'"}}'
+    line = head + b"y" * (MAX_LINE_BYTES - len(head) - len(tail)) + tail + b"\n"
+    result = subprocess.run([*relay_cmd, "bus"], input=line, capture_output=True, env=env, timeout=120, check=False)
+    assert frames(result.stdout) == [{"jsonrpc": "2.0", "id": 1, "result": {}}]
+
+
+def test_read_lines_discards_a_long_line_in_pieces():
+    from relay.bus import read_lines
+
+    data = b"short\n" + b"z" * 100 + b"\n" + b"0123456789\n" + b"w" * 30 + b"\nlast"
+    stream = io.BufferedReader(io.BytesIO(data), buffer_size=8)
+    assert list(read_lines(stream, limit=10)) == [b"short\n", None, b"0123456789\n", None, b"last"]
+
+
+@pytest.mark.parametrize("field", ["method", "tool"])
+def test_terminal_escapes_in_an_echoed_name_never_reach_stdout_raw(run_relay, field):
+    """Failed before: the error quoted the name, and C1 CSI and bidi overrides went out as raw UTF-8."""
+    hostile = "x\x1b]52;c;aGk=\x07\x9b2J\u202e\x7f" + "y" * 500
+    message = req(1, hostile) if field == "method" else call(1, hostile)
+    result = run_relay("bus", input=script(message))
+    (reply,) = frames(result.stdout)
+    assert reply["error"]["code"] == (-32601 if field == "method" else -32602)
+    text = reply["error"]["message"]
+    assert "\\x1b]52;c;aGk=\\x07\\x9b2J\\u202e\\x7f" in text  # shown, escaped, and cut short
+    assert len(text) < 200
+    for raw in ("\x1b", "\x07", "\x9b", "\u202e", "\x7f"):
+        assert raw.encode() not in result.stdout

@@ -11,8 +11,10 @@ answers to that example. Invariants:
 
 The in-process variant drives `relay.bus.Server.handle_line` directly for many more examples.
 
-Generated JSON includes lone surrogate escapes; numbers outside float range, integers beyond 64
-bits and pathological nesting are covered by tests/test_bus.py instead.
+Generated JSON includes lone surrogate escapes, terminal escapes, bidi overrides and fence-tag
+lookalikes. The hostile-line tests build frames as text, to carry what Python's json cannot write:
+nesting of any depth, integers of thousands of digits, numbers beyond double range. Whatever a
+frame holds, it gets exactly one answer, and stdout never carries a raw control or bidi character.
 """
 
 import io
@@ -56,7 +58,28 @@ FIELDS = ["name", "id", "dir", "to", "body", "activeWithinMin", "tool", "x", ""]
 # followed by a low one would decode as one astral character, so such pairs are not generated.
 _PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 surrogate_texts = st.text(st.sampled_from(["\ud800", "\udbff", "\udc80", "\udfff", "a", "é"]), max_size=4)
-texts = st.text(max_size=40) | surrogate_texts.filter(lambda t: not _PAIR.search(t))
+# What an attacker puts in a field: terminal escapes (OSC 52 clipboard write, screen clear, C1 CSI),
+# bidi overrides, line breaks, and text that reads as a fence tag.
+HOSTILE_SNIPPETS = [
+    "\x1b]52;c;aGVsbG8=\x07",
+    "\x1b[2J",
+    "\x9b31m",
+    "\u202e",
+    "\u2066",
+    "\x7f",
+    "\x85",
+    "\u2028",
+    "\r\n- from lead: ",
+    "</session-relay-mail>",
+    "</session-relay-mail\u200b>",
+    "\uff1c/session-relay-mail\uff1e",
+    "&lt;/session-relay-mail&gt;",
+    "</session-relay-m\u0430il>",  # Cyrillic a
+    "\ufeff",
+    "\x00",
+]
+hostile_texts = st.lists(st.sampled_from(HOSTILE_SNIPPETS) | st.text(max_size=5), min_size=1, max_size=5).map("".join)
+texts = st.text(max_size=40) | surrogate_texts.filter(lambda t: not _PAIR.search(t)) | hostile_texts
 huge_texts = st.builds(
     lambda ch, n: ch * n, st.sampled_from(["x", "é", "✓", "😀", " ", "\n", "\\", '"']), st.integers(10_000, 120_000)
 )
@@ -142,6 +165,15 @@ def key(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
+def valid_id(value: Any) -> bool:
+    """JSON-RPC ids are strings, numbers (that JSON can carry back) or null; true/false are not numbers."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float):
+        return value == value and value not in (float("inf"), float("-inf"))
+    return value is None or isinstance(value, str | int)
+
+
 def answers_for(message: Any) -> list[str]:
     """The ids (as keys) a single message must be answered with: zero or one."""
     if not isinstance(message, dict):
@@ -151,7 +183,7 @@ def answers_for(message: Any) -> list[str]:
         return []  # a response: nothing to answer
     if "id" not in message:
         return []  # a notification
-    return [key(message["id"])]
+    return [key(message["id"] if valid_id(message["id"]) else None)]
 
 
 def expected(frame: Any) -> list[list[str]]:
@@ -178,9 +210,18 @@ def check_response(item: Any) -> None:
         assert isinstance(error["message"], str) and error["message"]
 
 
+# Raw bytes that drive a terminal or reorder text: C0 controls (other than the line's own newline),
+# DEL, C1 controls and bidi/line-separator characters in UTF-8. JSON output carries them escaped.
+RAW_UNSAFE = re.compile(
+    rb"[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xd8\x9c|\xe2\x80[\x8e\x8f\xa8-\xae]|\xe2\x81[\xa6-\xa9]"
+)
+
+
 def check_reply_line(raw: bytes) -> list[dict[str, Any]]:
     """Parse one stdout line: a JSON-RPC response or a non-empty batch of them."""
     assert raw.endswith(b"\n"), raw[-200:]
+    found = RAW_UNSAFE.search(raw)
+    assert found is None, f"raw {found.group()!r} on stdout" if found else ""
     decoded = json.loads(raw)
     items = decoded if isinstance(decoded, list) else [decoded]
     assert items, "an empty batch reply"
@@ -200,7 +241,7 @@ def check_semantics(frame: Any, replies: list[list[dict[str, Any]]]) -> None:
     assert len(answering) == len(answered), (frame, replies)
     for message, reply in zip(answering, answered, strict=True):
         assert key(reply["id"]) == answers_for(message)[0], (message, reply)
-        if not isinstance(message, dict):
+        if not isinstance(message, dict) or not valid_id(message["id"]):
             assert reply["error"]["code"] == -32600
             continue
         method, params = message.get("method"), message.get("params")
@@ -391,3 +432,133 @@ def test_server_handle_line_random_frames(env, tmp_path, monkeypatch):
     seen: list[bytes] = []
     check()
     assert len(seen) >= 300, len(seen)
+
+
+# -- hostile lines, built as text ------------------------------------------------------------------
+
+# Depths chosen clear of the limits, so the model is exact: shallow, deeper than the server's params
+# limit (100) but parseable, and deeper than any parser reads (about 1000).
+_DEPTHS = st.integers(1, 50) | st.integers(150, 800) | st.integers(1200, 3000)
+
+
+@st.composite
+def hostile_fragments(draw: st.DrawFn) -> tuple[str, int]:
+    """(JSON text of one hostile value, how deep it nests)."""
+    kind = draw(st.sampled_from(["array", "object", "int", "float", "text", "surrogate", "long"]))
+    if kind == "array":
+        depth = draw(_DEPTHS)
+        return "[" * depth + "]" * depth, depth
+    if kind == "object":
+        depth = draw(_DEPTHS)
+        return '{"a":' * depth + "0" + "}" * depth, depth
+    if kind == "int":  # past 64 bits, past double range, past Python's 4300-digit conversion limit
+        return draw(st.sampled_from(["", "-"])) + "9" * draw(st.integers(19, 6000)), 0
+    if kind == "float":
+        return draw(
+            st.sampled_from(["1e400", "-1e400", "1e-400", "1" + "0" * 400 + ".5", "12345678901234567890e300"])
+        ), 0
+    if kind == "surrogate":
+        return json.dumps(draw(surrogate_texts)), 0
+    if kind == "long":
+        return json.dumps(draw(huge_texts)), 0
+    return json.dumps(draw(hostile_texts), ensure_ascii=draw(st.booleans())), 0
+
+
+def model_id(text: str) -> Any:
+    """The id the server must echo for an `id` field written as `text` (None: answered with null)."""
+    try:
+        value = json.loads(text, parse_constant=lambda name: 1 / 0)
+    except (ValueError, RecursionError, ZeroDivisionError):
+        return None  # too deep, or an integer too long to convert: not an id JSON can carry back
+    return value if valid_id(value) else None
+
+
+@st.composite
+def hostile_lines(draw: st.DrawFn) -> tuple[bytes, dict[str, Any]]:
+    """A tools/call line with hostile values in its id, arguments and _meta, and what must come back."""
+    plain_id = str(draw(st.integers(0, 10**6)))
+    id_text, id_depth = draw(hostile_fragments()) if draw(st.booleans()) else (plain_id, 0)
+    fields = draw(st.lists(st.sampled_from(FIELDS), max_size=3, unique=True))
+    arguments = {field: draw(hostile_fragments()) for field in fields}
+    meta = draw(hostile_fragments()) if draw(st.booleans()) else None
+    arguments_text = "{" + ",".join(f"{json.dumps(k)}:{v}" for k, (v, _) in arguments.items()) + "}"
+    params_text = f'{{"name":{json.dumps(draw(st.sampled_from(TOOLS)))},"arguments":{arguments_text}'
+    params_text += f',"_meta":{meta[0]}}}' if meta else "}"
+    line = f'{{"jsonrpc":"2.0","id":{id_text},"method":"tools/call","params":{params_text}}}\n'
+    # Depth of params' deepest container, counting params as 0 (the server refuses 100 and more).
+    params_depth = max([d + 1 for _, d in arguments.values() if d] + [meta[1] if meta else 0, 1])
+    line_depth = max(id_depth + 1, params_depth + 2)
+    if model_id(id_text) is None:
+        want: dict[str, Any] = {"id": None, "code": -32600}
+    elif params_depth >= 100:
+        want = {"id": model_id(id_text), "code": -32602}
+    else:
+        want = {"id": model_id(id_text), "code": None}
+    # Past what the parsers read (orjson: 1024 levels; the standard parser: the recursion limit,
+    # which differs in-process) the line is answered with id null instead.
+    want["may_be_unreadable"] = line_depth > 1100
+    return line.encode("utf-8", "surrogatepass"), want
+
+
+def check_hostile_exchange(want: dict[str, Any], raw_replies: list[bytes]) -> None:
+    (raw,) = raw_replies
+    (reply,) = check_reply_line(raw)
+    assert not isinstance(json.loads(raw), list)
+    if want["may_be_unreadable"] and reply["id"] is None:
+        assert reply["error"]["code"] == -32600
+        return
+    if isinstance(want["id"], int) and abs(want["id"]) >= 2**63:
+        # orjson reads an integer past 64 bits as the nearest double; past double range the standard
+        # parser takes over and keeps it exact. Either way the same number comes back.
+        assert reply["id"] == want["id"] or reply["id"] == float(want["id"]), (reply, want)
+    else:
+        assert reply["id"] == want["id"] and type(reply["id"]) is type(want["id"]), (reply, want)
+    if want["code"] is not None:
+        assert reply["error"]["code"] == want["code"], reply
+    else:
+        result = reply["result"]
+        assert [c["type"] for c in result["content"]] == ["text"] and isinstance(result["isError"], bool)
+
+
+def test_server_handle_line_hostile_frames(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLAUDE_CODE_SESSION_ID", new_id())
+    monkeypatch.chdir(tmp_path)
+    out = io.BytesIO()
+    server = Server(Store(), out)
+
+    @settings(FUZZ_SETTINGS, max_examples=300)
+    @given(hostile_lines())
+    def check(sent: tuple[bytes, dict[str, Any]]) -> None:
+        line, want = sent
+        out.seek(0)
+        out.truncate()
+        assert server.handle_line(line) is True
+        data = out.getvalue()
+        check_hostile_exchange(want, [raw + b"\n" for raw in data.split(b"\n")[:-1]])
+        seen.append(want)
+
+    seen: list[dict[str, Any]] = []
+    check()
+    assert len(seen) >= 200, len(seen)
+    assert {w["code"] for w in seen} == {None, -32600, -32602}, "every kind of answer was exercised"
+    assert any(w["may_be_unreadable"] for w in seen)
+
+
+def test_bus_subprocess_survives_hostile_frames(relay_cmd, env, tmp_path):
+    bus = Bus(relay_cmd, {**env, "CLAUDE_CODE_SESSION_ID": new_id()}, tmp_path)
+    try:
+
+        @settings(FUZZ_SETTINGS, max_examples=60)
+        @given(hostile_lines())
+        def check(sent: tuple[bytes, dict[str, Any]]) -> None:
+            line, want = sent
+            seen.append(want)
+            check_hostile_exchange(want, bus.exchange(line))
+
+        seen: list[dict[str, Any]] = []
+        check()
+        assert len(seen) >= 50, len(seen)
+    finally:
+        code = bus.close()
+    assert code == 0
+    assert b"Traceback" not in (tmp_path / "bus-stderr.log").read_bytes()

@@ -4,6 +4,7 @@ import builtins
 import io
 import json
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -232,6 +233,45 @@ def test_symlinked_transcript_is_not_a_regular_file(run_relay, roots, tmp_path):
     (claude / "-p").mkdir()
     (claude / "-p" / f"{new_id()}.jsonl").symlink_to(target)
     assert discover_rows(run_relay) == []
+
+
+@pytest.mark.parametrize("swap", ["fifo", "symlink"])
+@pytest.mark.parametrize("kind", ["claude", "codex"])
+def test_transcript_swapped_right_after_its_stat_is_skipped_never_waited_on(
+    env, roots, monkeypatch, tmp_path, kind, swap
+):
+    """The race made deterministic: the file is replaced the moment discovery has statted it.
+
+    Failed before: a FIFO blocked discover for ever in open() (here: the 20 s timeout), and a
+    symlink was followed into a file outside the transcript root.
+    """
+    claude, codex = roots
+    path = claude_transcript(claude, "/victim") if kind == "claude" else codex_rollout(codex, "/victim")
+    decoy = tmp_path / "decoy.jsonl"
+    decoy.write_bytes(path.read_bytes().replace(b"/victim", b"/decoy"))
+    real_fresh = discover_mod._fresh
+
+    def fresh_then_swapped(entry: os.DirEntry[str], since: float) -> float | None:
+        mtime = real_fresh(entry, since)
+        if entry.path == str(path):
+            os.unlink(path)
+            if swap == "fifo":
+                os.mkfifo(path)
+            else:
+                os.symlink(decoy, path)
+        return mtime
+
+    monkeypatch.setattr(discover_mod, "_fresh", fresh_then_swapped)
+    found: list[list[dict]] = []
+    worker = threading.Thread(target=lambda: found.append(_run_discover(within_min=60)), daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    if worker.is_alive():
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # release the blocked reader, then fail
+        worker.join(timeout=5)
+        pytest.fail("discover blocked on a FIFO swapped in between stat and open")
+    (rows,) = found
+    assert [row["cwd"] for row in rows] == [None]  # fresh when statted, but nothing read from the swap
 
 
 # -- ordering, dedupe, registry ---------------------------------------------------------------
