@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import tomllib
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,19 @@ def plugin_copy(dest: Path) -> Path:
     return dest
 
 
+def plugin_under_test(dest: Path) -> Path:
+    """A copy of the plugin that runs the relay under test.
+
+    The copy's launcher runs the committed binary when there is one; unless the tests run against
+    that binary (RELAY_CMD set, as `.ci/run`'s second pass does), drop it so the launcher runs the
+    copied sources.
+    """
+    plugin_copy(dest)
+    if not os.environ.get("RELAY_CMD"):
+        shutil.rmtree(dest / "bin", ignore_errors=True)
+    return dest
+
+
 @dataclass
 class Sandbox:
     """A private HOME with both CLIs' config dirs, a relay store and a project dir (a git repo)."""
@@ -122,23 +136,30 @@ class Sandbox:
         # Codex resumes only inside a git repo or trusted dir; a real project is a git repo.
         subprocess.run(["git", "init", "-q", str(self.project)], check=True)
 
-    def stop_leftovers(self) -> None:
-        """Kill processes still running a program from inside this sandbox.
+    def stop_leftovers(self) -> list[int]:
+        """Kill processes still running a program from inside this sandbox, or with its store; their pids.
 
         Codex's TUI starts an `app-server` daemon that detaches (its parent becomes pid 1) and
-        would outlive the test; nothing of a test may keep running after it.
+        would outlive the test; a bus run from the sources is a Python outside the sandbox, known by
+        its environment. Nothing of a test may keep running after it.
         """
         root = str(self.root.resolve()) + os.sep
+        mine = f"AGENT_RELAY_HOME={self.relay_home}".encode()
+        killed = []
         for entry in os.listdir("/proc"):
-            if not entry.isdigit():
+            if not entry.isdigit() or int(entry) == os.getpid():
                 continue
             try:
                 exe = os.readlink(f"/proc/{entry}/exe")
+                with open(f"/proc/{entry}/environ", "rb") as handle:
+                    environ = handle.read().split(b"\0")
             except OSError:
                 continue
-            if exe.startswith(root):
+            if exe.startswith(root) or mine in environ:
                 with contextlib.suppress(OSError):
                     os.kill(int(entry), signal.SIGKILL)
+                    killed.append(int(entry))
+        return killed
 
     @property
     def home(self) -> Path:
@@ -205,6 +226,16 @@ def scenario(spec: dict[str, Any], env: dict[str, str], cwd: Path, timeout: floa
 
 
 # ---------------------------------------------------------------- inside the namespace: mock APIs
+
+
+def since_model_spoke(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """The messages of an Anthropic request after the model's last answer: the turn being asked about.
+
+    A resumed session's request also carries all its earlier turns.
+    """
+    messages = request.get("messages", [])
+    spoke = [i for i, message in enumerate(messages) if message.get("role") == "assistant"]
+    return messages[spoke[-1] + 1 :] if spoke else messages
 
 
 def _tool_results_in(request: dict[str, Any]) -> list[str]:
@@ -292,10 +323,14 @@ class AnthropicHandler(_Handler):
             self._reply(200, b'{"input_tokens": 1}', "application/json")
             return
         offered = [tool.get("name") for tool in request.get("tools", [])]
-        call = self.server.tool if self.server.tool in offered and not _tool_results_in(request) else None
+        answered = _tool_results_in({"messages": since_model_spoke(request)})
+        call = self.server.tool if self.server.tool in offered and not answered else None
         usage = {"input_tokens": 1, "output_tokens": 1}
+        n = uuid.uuid4().hex
+        # Claude Code merges assistant messages that share an id, and drops a tool_use whose id it has
+        # seen before: in a resumed session every id must be new.
         message = {
-            "id": "msg_mock",
+            "id": f"msg_mock_{n}",
             "type": "message",
             "role": "assistant",
             "model": request.get("model"),
@@ -305,7 +340,7 @@ class AnthropicHandler(_Handler):
             "usage": usage,
         }
         if call:
-            start = {"type": "tool_use", "id": "toolu_mock", "name": call, "input": {}}
+            start = {"type": "tool_use", "id": f"toolu_mock_{n}", "name": call, "input": {}}
             delta = {"type": "input_json_delta", "partial_json": json.dumps(self.server.tool_input)}
             stop = "tool_use"
         else:
@@ -526,6 +561,15 @@ def tool_results(report_step: dict[str, Any]) -> list[str]:
     for request in report_step["requests"]:
         texts.extend(_tool_results_in(request["body"]))
     return texts
+
+
+def model_requests(report_step: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bodies of the Messages API calls Claude made during one step (not token counts)."""
+    return [
+        request["body"]
+        for request in report_step["requests"]
+        if request["path"].startswith("/v1/messages") and "count_tokens" not in request["path"]
+    ]
 
 
 def offered_tools(report_step: dict[str, Any]) -> set[str]:
