@@ -23,6 +23,20 @@ _CALLER_SCOPED = (
 )
 
 
+# Fixed options of the woken Claude (SPEC §9), tried against the real Claude Code 2.1.197:
+# - `claude -p` denies MCP tools nobody allowed; the server-wide rule lets the woken session call every
+#   tool of the plugin's bus (`inbox` to read, `send` to answer) and nothing else.
+# - In `-p` mode Claude connects MCP servers in the background, so a bus that starts slowly (a loaded
+#   machine, a cold start) is missing from the first model request; MCP_CONNECTION_NONBLOCKING=0 makes
+#   Claude wait for it before it asks the model.
+CLAUDE_WAKE_OPTIONS = (
+    "--allowedTools",
+    "mcp__plugin_session-relay_bus",
+    "--settings",
+    '{"env":{"MCP_CONNECTION_NONBLOCKING":"0"}}',
+)
+
+
 def default_nudge(session_id: str) -> str:
     """The message sent when the caller gives none."""
     return (
@@ -35,7 +49,7 @@ def command(tool: str, session_id: str, message: str) -> list[str]:
     """The exact argv that resumes `session_id` with `message`."""
     session_id = require_uuid(session_id)
     if tool == "claude":
-        return ["claude", "-p", "--resume", session_id, "--output-format", "json", "--", message]
+        return ["claude", "-p", "--resume", session_id, "--output-format", "json", *CLAUDE_WAKE_OPTIONS, "--", message]
     if tool == "codex":
         return ["codex", "exec", "resume", session_id, "--json", "--", message]
     raise RelayError(f"invalid tool {tool!r}: use claude or codex")

@@ -15,6 +15,7 @@ from transcripts import fake_agent_cli, read_record
 from relay import __version__
 from relay.argv import parse
 from relay.commands import SPECS
+from relay.doorbell import CLAUDE_WAKE_OPTIONS as WAKE  # the woken Claude's fixed options
 
 COMMANDS = ("discover", "list", "register", "send", "inbox", "peek", "wake", "hook", "bus", "demo")
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -232,7 +233,7 @@ def test_wake_everything_after_dashdash_is_the_message_not_a_dry_run(run_relay, 
     assert b"fake-claude stdout" in result.stdout  # it really rang: not a dry run
     runs = read_record(record)
     assert len(runs) == 1
-    assert runs[0]["argv"] == ["-p", "--resume", bob, "--output-format", "json", "--", "please --dry run"]
+    assert runs[0]["argv"] == ["-p", "--resume", bob, "--output-format", "json", *WAKE, "--", "please --dry run"]
 
 
 @pytest.mark.parametrize("value", ["--config=evil", "-c", "--help", "not-a-uuid", "../../etc/passwd"])

@@ -12,6 +12,7 @@ from conftest import new_id
 from transcripts import fake_agent_cli, read_record, uuid7
 
 from relay import doorbell
+from relay.doorbell import CLAUDE_WAKE_OPTIONS as WAKE  # the woken Claude's fixed options
 
 
 class Fakes:
@@ -60,7 +61,7 @@ def test_claude_exact_argv_and_cwd(run_relay, fakes, project):
     runs = fakes.runs()
     assert len(runs) == 1
     assert runs[0]["prog"] == "claude"
-    assert runs[0]["argv"] == ["-p", "--resume", sid, "--output-format", "json", "--", "check your mail"]
+    assert runs[0]["argv"] == ["-p", "--resume", sid, "--output-format", "json", *WAKE, "--", "check your mail"]
     assert os.path.realpath(runs[0]["cwd"]) == os.path.realpath(project)
 
 
@@ -107,7 +108,16 @@ def test_dashdash_makes_dry_part_of_the_message(run_relay, fakes, project):
     result = run_relay("wake", "web", "--", "please", "--dry", "run", extra_env=fakes.env)
     assert result.returncode == 0, result.stderr
     assert b"fake-claude stdout" in result.stdout
-    assert fakes.runs()[0]["argv"] == ["-p", "--resume", sid, "--output-format", "json", "--", "please --dry run"]
+    assert fakes.runs()[0]["argv"] == [
+        "-p",
+        "--resume",
+        sid,
+        "--output-format",
+        "json",
+        *WAKE,
+        "--",
+        "please --dry run",
+    ]
 
 
 def test_hostile_message_is_one_unmodified_last_argument(run_relay, fakes, project, tmp_path):
@@ -119,7 +129,7 @@ def test_hostile_message_is_one_unmodified_last_argument(run_relay, fakes, proje
     result = run_relay("wake", "web", "--", *words, extra_env=fakes.env)
     assert result.returncode == 0, result.stderr
     argv = fakes.runs()[0]["argv"]
-    assert argv == ["-p", "--resume", sid, "--output-format", "json", "--", " ".join(words)]
+    assert argv == ["-p", "--resume", sid, "--output-format", "json", *WAKE, "--", " ".join(words)]
     assert not pwned.exists()
 
 
@@ -128,7 +138,7 @@ def test_default_nudge(run_relay, fakes, project):
     register(run_relay, "web", sid, project)
     assert run_relay("wake", "web", extra_env=fakes.env).returncode == 0
     argv = fakes.runs()[0]["argv"]
-    assert argv[:-1] == ["-p", "--resume", sid, "--output-format", "json", "--"]
+    assert argv[:-1] == ["-p", "--resume", sid, "--output-format", "json", *WAKE, "--"]
     nudge = argv[-1]
     assert "session-relay" in nudge and "inbox" in nudge
     assert not nudge.startswith("-")
@@ -206,7 +216,7 @@ def test_dry_prints_one_json_line_and_spawns_nothing(run_relay, fakes, project, 
     assert out.count("\n") == 1
     planned = json.loads(out)
     expected_args = (
-        ["-p", "--resume", sid, "--output-format", "json", "--", "a\nb"]
+        ["-p", "--resume", sid, "--output-format", "json", *WAKE, "--", "a\nb"]
         if tool == "claude"
         else ["exec", "resume", sid, "--json", "--", "a\nb"]
     )

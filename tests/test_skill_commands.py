@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import realclients as rc
 
+from relay.doorbell import CLAUDE_WAKE_OPTIONS as WAKE  # the woken Claude's fixed options
+
 SKILL_DIR = rc.REPO / "skills" / "session-relay"
 SKILL = SKILL_DIR / "SKILL.md"
 LAUNCHER_WORD = '"${CLAUDE_SKILL_DIR}/../../launcher"'
@@ -169,6 +171,6 @@ def test_every_command_runs_as_written_and_does_what_it_says(sandbox: dict[str, 
                 if tool == "codex":
                     assert args == ["exec", "resume", target["--id"], "--json", "--", message]
                 else:
-                    assert args == ["-p", "--resume", target["--id"], "--output-format", "json", "--", message]
+                    assert args == ["-p", "--resume", target["--id"], "--output-format", "json", *WAKE, "--", message]
                 fake_log.unlink()
     assert registered, "the skill never shows how to register a discovered session"
