@@ -375,7 +375,15 @@ class ResponsesHandler(_Handler):
         if request is None:
             self._reply(400, b'{"error": {"message": "not JSON"}}', "application/json")
             return
-        if self.server.js and not _tool_results_in(request):
+        # Only what came after the model last spoke counts: a resumed session's input holds earlier turns.
+        items = [item for item in request.get("input", []) if isinstance(item, dict)]
+        spoke = [
+            i
+            for i, item in enumerate(items)
+            if item.get("role") == "assistant" or item.get("type", "").endswith("_call")
+        ]
+        answered = _tool_results_in({"input": items[spoke[-1] + 1 :] if spoke else items})
+        if self.server.js and not answered:
             item = {
                 "type": "custom_tool_call",
                 "id": "ctc_mock",
@@ -578,6 +586,25 @@ def offered_tools(report_step: dict[str, Any]) -> set[str]:
     for request in report_step["requests"]:
         names.update(tool.get("name") for tool in request["body"].get("tools", []) if isinstance(tool, dict))
     return names
+
+
+def codex_rollouts(sandbox: Sandbox) -> dict[str, Path]:
+    """Codex session id -> its rollout file."""
+    found = {}
+    for path in (sandbox.codex_home / "sessions").rglob("rollout-*.jsonl"):
+        match = re.search(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.jsonl$", path.name)
+        if match:
+            found[match.group(1)] = path
+    return found
+
+
+def exec_output(report_step: dict[str, Any], tag: str) -> Any:
+    """The JSON the mock's JavaScript printed after `tag` in Codex's exec tool output."""
+    for text in tool_results(report_step):
+        for line in text.splitlines():
+            if line.startswith(tag + " "):
+                return json.loads(line[len(tag) + 1 :])
+    raise AssertionError(f"no {tag} line in the tool output Codex sent back: {tool_results(report_step)}")
 
 
 if __name__ == "__main__":

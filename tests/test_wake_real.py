@@ -157,3 +157,79 @@ def test_woken_claude_reads_its_mail_and_answers_through_the_bus(
     answer = json.loads(relay(env, "peek", asker).stdout)
     assert [(m["from"], m["body"]) for m in answer["messages"]] == [(target, ANSWER)]
     assert json.loads(relay(env, "peek", target).stdout)["count"] == 0
+
+
+def input_texts(item: dict[str, Any]) -> list[str]:
+    """The text parts of one Responses API input message."""
+    content = item.get("content")
+    if isinstance(content, str):
+        return [content]
+    return [part["text"] for part in content or [] if isinstance(part, dict) and "text" in part]
+
+
+def test_woken_codex_reads_its_mail_and_answers_through_the_bus(sandbox: rc.Sandbox, tmp_path: Path) -> None:
+    rc.skip_unless_runnable("codex")
+    env = relay_env(sandbox)
+    codex = str(rc.clients_bin() / "codex")
+    plugin = rc.plugin_under_test(tmp_path / "clone")
+    for args in (["plugin", "marketplace", "add", str(plugin)], ["plugin", "add", "session-relay@session-relay"]):
+        done = rc.offline([codex, *args], env, sandbox.project)
+        assert done.returncode == 0, done.stderr.decode()
+    # Every codex run, the doorbell's too, uses the mock; the user trusted the hook once in the TUI
+    # (README), since the doorbell cannot bypass hook trust.
+    config = sandbox.codex_home / "config.toml"
+    config.write_text(rc.codex_mock_config() + "\n" + config.read_text())
+    tui = {"kind": "codex-tui-trust", "cwd": str(sandbox.project), "config": str(config), "argv": [codex]}
+    [trust] = rc.scenario({"steps": [tui]}, env, sandbox.project)["steps"]
+    assert trust["trusted"], trust["screen"]
+
+    # A real session, registered by the real hook, then idle.
+    start = {"kind": "codex", "port": rc.MOCK_PORT, "cwd": str(sandbox.project), "argv": [codex, "exec", "start"]}
+    [started] = rc.scenario({"steps": [start]}, env, sandbox.project)["steps"]
+    assert started["rc"] == 0, started["stderr"][-3000:]
+    [target] = rc.codex_rollouts(sandbox)
+    assert sandbox.registry()["agents"][target]["tool"] == "codex"
+
+    asker = str(uuid.uuid4())
+    (sandbox.root / "asker").mkdir()
+    relay(env, "register", "asker", "--id", asker, "--dir", str(sandbox.root / "asker"), "--tool", "claude")
+    relay(env, "send", target, "--", QUESTION)
+    nudge = json.loads(relay(env, "wake", target, "--dry").stdout)["args"][-1]
+    assert QUESTION not in nudge
+
+    reply = json.dumps({"to": asker, "body": ANSWER})
+    send_js = f'text("RELAY_SEND " + JSON.stringify(await tools.mcp__bus__send({reply})));'
+    wake = {
+        "kind": "codex",
+        "port": rc.MOCK_PORT,
+        "js": send_js,
+        "cwd": str(sandbox.root),  # not the project: wake changes into the target's dir itself
+        "argv": [*relay_command(), "wake", target],
+        "timeout": 50,
+    }
+    [woken] = rc.scenario({"steps": [wake]}, env, sandbox.project)["steps"]
+    assert woken["rc"] == 0, woken["stderr"][-3000:]
+    first, *rest = [request["body"] for request in woken["requests"]]
+
+    # The first request of the woken run: the mail fenced (the hook's developer message), the nudge as prompt.
+    items = [item for item in first["input"] if isinstance(item, dict) and item.get("type") == "message"]
+    developer = [text for item in items if item.get("role") == "developer" for text in input_texts(item)]
+    fences = fenced_mail(developer)
+    assert len(fences) == 1, developer
+    [mail_line] = [line for line in fences[0].splitlines() if line.startswith("- from ")]
+    assert mail_line.endswith(": " + QUESTION), fences
+    user = [text for item in items if item.get("role") == "user" for text in input_texts(item)]
+    assert nudge in user, user
+    assert all(QUESTION not in text for text in user), "mail outside a fence"
+
+    # The mock's JavaScript called `send` through the bus; Codex ran it and sent the result back.
+    [second] = rest
+    assert rc.tool_results({"requests": [{"body": second}]}), "no tool result came back"
+    sent = rc.exec_output(woken, "RELAY_SEND")
+    assert sent.get("isError") is False, sent
+
+    # The store: the answer waits for the asker, from the woken Codex session; the question was taken.
+    answer = json.loads(relay(env, "peek", asker).stdout)
+    assert [(m["from"], m["body"]) for m in answer["messages"]] == [(target, ANSWER)]
+    assert json.loads(relay(env, "peek", target).stdout)["count"] == 0
+    assert list(rc.codex_rollouts(sandbox)) == [target], "the wake started a new session instead of resuming"
