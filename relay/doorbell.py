@@ -27,13 +27,13 @@ _CALLER_SCOPED = (
 # - `claude -p` denies MCP tools nobody allowed; the server-wide rule lets the woken session call every
 #   tool of the plugin's bus (`inbox` to read, `send` to answer) and nothing else.
 # - In `-p` mode Claude connects MCP servers in the background, so a bus that starts slowly (a loaded
-#   machine, a cold start) is missing from the first model request; MCP_CONNECTION_NONBLOCKING=0 makes
-#   Claude wait for it before it asks the model.
+#   machine, a cold start) is missing from the first model request. MCP_CONNECTION_NONBLOCKING=0 makes
+#   Claude wait for its servers first, but only MCP_CONNECT_TIMEOUT_MS (default 5 s) long.
 CLAUDE_WAKE_OPTIONS = (
     "--allowedTools",
     "mcp__plugin_session-relay_bus",
     "--settings",
-    '{"env":{"MCP_CONNECTION_NONBLOCKING":"0"}}',
+    '{"env":{"MCP_CONNECTION_NONBLOCKING":"0","MCP_CONNECT_TIMEOUT_MS":"30000"}}',
 )
 
 

@@ -315,7 +315,10 @@ def _sse(events: list[dict[str, Any]]) -> bytes:
 
 
 class AnthropicHandler(_Handler):
-    """Messages API: answer with a tool_use of `server.tool` until a tool result came back."""
+    """Messages API: answer each request with the next of `server.calls` (a tool_use), then with text.
+
+    A call waits for a request that offers its tool (Claude may connect MCP servers late).
+    """
 
     def do_POST(self) -> None:
         request = self._read()
@@ -323,8 +326,8 @@ class AnthropicHandler(_Handler):
             self._reply(200, b'{"input_tokens": 1}', "application/json")
             return
         offered = [tool.get("name") for tool in request.get("tools", [])]
-        answered = _tool_results_in({"messages": since_model_spoke(request)})
-        call = self.server.tool if self.server.tool in offered and not answered else None
+        with self.server.lock:
+            call = self.server.calls.pop(0) if self.server.calls and self.server.calls[0][0] in offered else None
         usage = {"input_tokens": 1, "output_tokens": 1}
         n = uuid.uuid4().hex
         # Claude Code merges assistant messages that share an id, and drops a tool_use whose id it has
@@ -340,13 +343,13 @@ class AnthropicHandler(_Handler):
             "usage": usage,
         }
         if call:
-            start = {"type": "tool_use", "id": f"toolu_mock_{n}", "name": call, "input": {}}
-            delta = {"type": "input_json_delta", "partial_json": json.dumps(self.server.tool_input)}
+            start = {"type": "tool_use", "id": f"toolu_mock_{n}", "name": call[0], "input": {}}
+            delta = {"type": "input_json_delta", "partial_json": json.dumps(call[1])}
             stop = "tool_use"
         else:
             start, delta, stop = {"type": "text", "text": ""}, {"type": "text_delta", "text": "done"}, "end_turn"
         if not request.get("stream"):
-            block = {**start, "input": self.server.tool_input} if call else {"type": "text", "text": "done"}
+            block = {**start, "input": call[1]} if call else {"type": "text", "text": "done"}
             body = json.dumps({**message, "content": [block], "stop_reason": stop}).encode()
             self._reply(200, body, "application/json")
             return
@@ -454,7 +457,9 @@ def _run_client(step: dict[str, Any], port: int) -> dict[str, Any]:
 
 def _claude_step(step: dict[str, Any]) -> dict[str, Any]:
     mock = _Mock(AnthropicHandler, step.get("port", 0))
-    mock.tool, mock.tool_input = step.get("tool"), step.get("tool_input", {})
+    # `calls`: [[tool, input], ...] in order; `tool` (+ `tool_input`) is one call.
+    calls = step.get("calls") or ([[step["tool"], step.get("tool_input", {})]] if step.get("tool") else [])
+    mock.calls = [(name, arguments) for name, arguments in calls]
     mock.start()
     try:
         env = {"ANTHROPIC_BASE_URL": f"http://127.0.0.1:{mock.port}", "ANTHROPIC_API_KEY": "sk-ant-offline-test"}
