@@ -18,9 +18,18 @@ from relay.textsafe import one_line
 
 TOOLS = ("claude", "codex")
 
-# Fixed flags of relay's choosing for a woken Claude: in `-p` mode it may call only allowed MCP
-# tools, and it needs the relay's own (`inbox`, `send`) to read and answer its mail.
-CLAUDE_WAKE_OPTIONS: tuple[str, ...] = ("--allowedTools", "mcp__plugin_session-relay_bus")
+# Fixed options of the woken Claude (SPEC §9), tried against the real Claude Code 2.1.197:
+# - `claude -p` denies MCP tools nobody allowed; the server-wide rule lets the woken session call every
+#   tool of the plugin's bus (`inbox` to read, `send` to answer) and nothing else.
+# - In `-p` mode Claude connects MCP servers in the background, so a bus that starts slowly (a loaded
+#   machine, a cold start) is missing from the first model request. MCP_CONNECTION_NONBLOCKING=0 makes
+#   Claude wait for its servers first, but only MCP_CONNECT_TIMEOUT_MS (default 5 s) long.
+CLAUDE_WAKE_OPTIONS: tuple[str, ...] = (
+    "--allowedTools",
+    "mcp__plugin_session-relay_bus",
+    "--settings",
+    '{"env":{"MCP_CONNECTION_NONBLOCKING":"0","MCP_CONNECT_TIMEOUT_MS":"30000"}}',
+)
 
 # Variables that describe the *calling* session; the woken CLI must not inherit them (a nested
 # Claude Code refuses to start while CLAUDECODE is set, and would take the caller's identity).

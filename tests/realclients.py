@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import tomllib
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,19 @@ def plugin_copy(dest: Path) -> Path:
     return dest
 
 
+def plugin_under_test(dest: Path) -> Path:
+    """A copy of the plugin that runs the relay under test.
+
+    The copy's launcher runs the committed binary when there is one; unless the tests run against
+    that binary (RELAY_CMD set, as `.ci/run`'s second pass does), drop it so the launcher runs the
+    copied sources.
+    """
+    plugin_copy(dest)
+    if not os.environ.get("RELAY_CMD"):
+        shutil.rmtree(dest / "bin", ignore_errors=True)
+    return dest
+
+
 @dataclass
 class Sandbox:
     """A private HOME with both CLIs' config dirs, a relay store and a project dir (a git repo)."""
@@ -122,23 +136,30 @@ class Sandbox:
         # Codex resumes only inside a git repo or trusted dir; a real project is a git repo.
         subprocess.run(["git", "init", "-q", str(self.project)], check=True)
 
-    def stop_leftovers(self) -> None:
-        """Kill processes still running a program from inside this sandbox.
+    def stop_leftovers(self) -> list[int]:
+        """Kill processes still running a program from inside this sandbox, or with its store; their pids.
 
         Codex's TUI starts an `app-server` daemon that detaches (its parent becomes pid 1) and
-        would outlive the test; nothing of a test may keep running after it.
+        would outlive the test; a bus run from the sources is a Python outside the sandbox, known by
+        its environment. Nothing of a test may keep running after it.
         """
         root = str(self.root.resolve()) + os.sep
+        mine = f"AGENT_RELAY_HOME={self.relay_home}".encode()
+        killed = []
         for entry in os.listdir("/proc"):
-            if not entry.isdigit():
+            if not entry.isdigit() or int(entry) == os.getpid():
                 continue
             try:
                 exe = os.readlink(f"/proc/{entry}/exe")
+                with open(f"/proc/{entry}/environ", "rb") as handle:
+                    environ = handle.read().split(b"\0")
             except OSError:
                 continue
-            if exe.startswith(root):
+            if exe.startswith(root) or mine in environ:
                 with contextlib.suppress(OSError):
                     os.kill(int(entry), signal.SIGKILL)
+                    killed.append(int(entry))
+        return killed
 
     @property
     def home(self) -> Path:
@@ -205,6 +226,16 @@ def scenario(spec: dict[str, Any], env: dict[str, str], cwd: Path, timeout: floa
 
 
 # ---------------------------------------------------------------- inside the namespace: mock APIs
+
+
+def since_model_spoke(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """The messages of an Anthropic request after the model's last answer: the turn being asked about.
+
+    A resumed session's request also carries all its earlier turns.
+    """
+    messages = request.get("messages", [])
+    spoke = [i for i, message in enumerate(messages) if message.get("role") == "assistant"]
+    return messages[spoke[-1] + 1 :] if spoke else messages
 
 
 def _tool_results_in(request: dict[str, Any]) -> list[str]:
@@ -284,7 +315,10 @@ def _sse(events: list[dict[str, Any]]) -> bytes:
 
 
 class AnthropicHandler(_Handler):
-    """Messages API: answer with a tool_use of `server.tool` until a tool result came back."""
+    """Messages API: answer each request with the next of `server.calls` (a tool_use), then with text.
+
+    A call waits for a request that offers its tool (Claude may connect MCP servers late).
+    """
 
     def do_POST(self) -> None:
         request = self._read()
@@ -292,10 +326,14 @@ class AnthropicHandler(_Handler):
             self._reply(200, b'{"input_tokens": 1}', "application/json")
             return
         offered = [tool.get("name") for tool in request.get("tools", [])]
-        call = self.server.tool if self.server.tool in offered and not _tool_results_in(request) else None
+        with self.server.lock:
+            call = self.server.calls.pop(0) if self.server.calls and self.server.calls[0][0] in offered else None
         usage = {"input_tokens": 1, "output_tokens": 1}
+        n = uuid.uuid4().hex
+        # Claude Code merges assistant messages that share an id, and drops a tool_use whose id it has
+        # seen before: in a resumed session every id must be new.
         message = {
-            "id": "msg_mock",
+            "id": f"msg_mock_{n}",
             "type": "message",
             "role": "assistant",
             "model": request.get("model"),
@@ -305,13 +343,13 @@ class AnthropicHandler(_Handler):
             "usage": usage,
         }
         if call:
-            start = {"type": "tool_use", "id": "toolu_mock", "name": call, "input": {}}
-            delta = {"type": "input_json_delta", "partial_json": json.dumps(self.server.tool_input)}
+            start = {"type": "tool_use", "id": f"toolu_mock_{n}", "name": call[0], "input": {}}
+            delta = {"type": "input_json_delta", "partial_json": json.dumps(call[1])}
             stop = "tool_use"
         else:
             start, delta, stop = {"type": "text", "text": ""}, {"type": "text_delta", "text": "done"}, "end_turn"
         if not request.get("stream"):
-            block = {**start, "input": self.server.tool_input} if call else {"type": "text", "text": "done"}
+            block = {**start, "input": call[1]} if call else {"type": "text", "text": "done"}
             body = json.dumps({**message, "content": [block], "stop_reason": stop}).encode()
             self._reply(200, body, "application/json")
             return
@@ -340,7 +378,15 @@ class ResponsesHandler(_Handler):
         if request is None:
             self._reply(400, b'{"error": {"message": "not JSON"}}', "application/json")
             return
-        if self.server.js and not _tool_results_in(request):
+        # Only what came after the model last spoke counts: a resumed session's input holds earlier turns.
+        items = [item for item in request.get("input", []) if isinstance(item, dict)]
+        spoke = [
+            i
+            for i, item in enumerate(items)
+            if item.get("role") == "assistant" or item.get("type", "").endswith("_call")
+        ]
+        answered = _tool_results_in({"input": items[spoke[-1] + 1 :] if spoke else items})
+        if self.server.js and not answered:
             item = {
                 "type": "custom_tool_call",
                 "id": "ctc_mock",
@@ -411,7 +457,9 @@ def _run_client(step: dict[str, Any], port: int) -> dict[str, Any]:
 
 def _claude_step(step: dict[str, Any]) -> dict[str, Any]:
     mock = _Mock(AnthropicHandler, step.get("port", 0))
-    mock.tool, mock.tool_input = step.get("tool"), step.get("tool_input", {})
+    # `calls`: [[tool, input], ...] in order; `tool` (+ `tool_input`) is one call.
+    calls = step.get("calls") or ([[step["tool"], step.get("tool_input", {})]] if step.get("tool") else [])
+    mock.calls = [(name, arguments) for name, arguments in calls]
     mock.start()
     try:
         env = {"ANTHROPIC_BASE_URL": f"http://127.0.0.1:{mock.port}", "ANTHROPIC_API_KEY": "sk-ant-offline-test"}
@@ -528,12 +576,40 @@ def tool_results(report_step: dict[str, Any]) -> list[str]:
     return texts
 
 
+def model_requests(report_step: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bodies of the Messages API calls Claude made during one step (not token counts)."""
+    return [
+        request["body"]
+        for request in report_step["requests"]
+        if request["path"].startswith("/v1/messages") and "count_tokens" not in request["path"]
+    ]
+
+
 def offered_tools(report_step: dict[str, Any]) -> set[str]:
     """Names of the tools the client offered the model (Anthropic `tools`; Codex `ALL_TOOLS` output)."""
     names: set[str] = set()
     for request in report_step["requests"]:
         names.update(tool.get("name") for tool in request["body"].get("tools", []) if isinstance(tool, dict))
     return names
+
+
+def codex_rollouts(sandbox: Sandbox) -> dict[str, Path]:
+    """Codex session id -> its rollout file."""
+    found = {}
+    for path in (sandbox.codex_home / "sessions").rglob("rollout-*.jsonl"):
+        match = re.search(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.jsonl$", path.name)
+        if match:
+            found[match.group(1)] = path
+    return found
+
+
+def exec_output(report_step: dict[str, Any], tag: str) -> Any:
+    """The JSON the mock's JavaScript printed after `tag` in Codex's exec tool output."""
+    for text in tool_results(report_step):
+        for line in text.splitlines():
+            if line.startswith(tag + " "):
+                return json.loads(line[len(tag) + 1 :])
+    raise AssertionError(f"no {tag} line in the tool output Codex sent back: {tool_results(report_step)}")
 
 
 if __name__ == "__main__":

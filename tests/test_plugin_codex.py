@@ -51,27 +51,8 @@ def exec_step(sandbox: rc.Sandbox, *args: str, js: str | None = WHOAMI_JS, trust
     return {"kind": "codex", "cwd": str(sandbox.project), "js": js, "argv": [*argv, *args]}
 
 
-def rollouts(sandbox: rc.Sandbox) -> dict[str, Path]:
-    """Codex session id -> its rollout file."""
-    found = {}
-    for path in (sandbox.codex_home / "sessions").rglob("rollout-*.jsonl"):
-        match = re.search(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.jsonl$", path.name)
-        if match:
-            found[match.group(1)] = path
-    return found
-
-
-def bus_output(step: dict[str, Any], tag: str) -> Any:
-    """The JSON the mock's JavaScript printed after `tag` in the exec tool's output."""
-    for text in rc.tool_results(step):
-        for line in text.splitlines():
-            if line.startswith(tag + " "):
-                return json.loads(line[len(tag) + 1 :])
-    raise AssertionError(f"no {tag} line in the tool output Codex sent back: {rc.tool_results(step)}")
-
-
 def whoami_of(step: dict[str, Any]) -> dict[str, Any]:
-    called = bus_output(step, "RELAY_WHOAMI")
+    called = rc.exec_output(step, "RELAY_WHOAMI")
     assert called.get("isError") is False, called
     return json.loads(called["content"][0]["text"])
 
@@ -125,14 +106,14 @@ def test_exec_runs_hook_and_bus_knows_its_session_then_resume_delivers_mail(sand
     env = sandbox.env()
     [first] = rc.scenario({"steps": [exec_step(sandbox, "say hi")]}, env, sandbox.project)["steps"]
     assert first["rc"] == 0, first["stderr"][-3000:]
-    [session] = rollouts(sandbox)
+    [session] = rc.codex_rollouts(sandbox)
 
     # The hook ran and registered the Codex session with its project dir.
     entry = sandbox.registry()["agents"][session]
     assert (entry["tool"], entry["dir"]) == ("codex", str(sandbox.project))
 
     # The bus Codex started offers the six tools, and whoami names exactly this session.
-    assert sorted(bus_output(first, "RELAY_TOOLS")) == sorted(rc.CODEX_TOOL_PREFIX + t for t in rc.BUS_TOOLS)
+    assert sorted(rc.exec_output(first, "RELAY_TOOLS")) == sorted(rc.CODEX_TOOL_PREFIX + t for t in rc.BUS_TOOLS)
     me = whoami_of(first)
     assert (me["registered"], me["id"], me["tool"], me["dir"]) == (True, session, "codex", str(sandbox.project))
 
@@ -143,7 +124,7 @@ def test_exec_runs_hook_and_bus_knows_its_session_then_resume_delivers_mail(sand
     [second] = rc.scenario({"steps": [resume]}, env, sandbox.project)["steps"]
     assert second["rc"] == 0, second["stderr"][-3000:]
     developer = []
-    for line in rollouts(sandbox)[session].read_text().splitlines():
+    for line in rc.codex_rollouts(sandbox)[session].read_text().splitlines():
         payload = json.loads(line).get("payload") or {}
         if payload.get("type") == "message" and payload.get("role") == "developer":
             developer.append(json.dumps(payload))
@@ -160,7 +141,7 @@ def test_bus_knows_its_session_even_when_the_hook_is_held_for_review(sandbox: rc
     step = exec_step(sandbox, "say hi", trust_hooks=False)
     [run] = rc.scenario({"steps": [step]}, sandbox.env(), sandbox.project)["steps"]
     assert run["rc"] == 0, run["stderr"][-3000:]
-    [session] = rollouts(sandbox)
+    [session] = rc.codex_rollouts(sandbox)
     assert session not in sandbox.registry()["agents"], "the hook ran although it was never trusted"
     me = whoami_of(run)
     assert me["id"] == session
@@ -196,7 +177,7 @@ def test_claude_and_codex_in_the_same_dir_each_know_themselves(sandbox: rc.Sandb
     assert run["rc"] == 0, run["stderr"][-3000:]
     nested = run["during_first_request"]
     assert nested and nested["rc"] == 0, nested
-    [codex_session] = rollouts(sandbox)
+    [codex_session] = rc.codex_rollouts(sandbox)
 
     agents = sandbox.registry()["agents"]
     assert agents[CLAUDE_SESSION]["tool"] == "claude"
@@ -220,7 +201,7 @@ def test_send_then_wake_a_codex_session_with_the_real_doorbell(sandbox: rc.Sandb
     env = sandbox.env()
     [first] = rc.scenario({"steps": [exec_step(sandbox, "start", js=None)]}, env, sandbox.project)["steps"]
     assert first["rc"] == 0, first["stderr"][-3000:]
-    [session] = rollouts(sandbox)
+    [session] = rc.codex_rollouts(sandbox)
     assert launcher(env, "send", "--id", session, "--", "please confirm the v2 schema").returncode == 0
 
     config = sandbox.codex_home / "config.toml"
@@ -237,13 +218,13 @@ def test_send_then_wake_a_codex_session_with_the_real_doorbell(sandbox: rc.Sandb
     [woken] = rc.scenario({"steps": [wake]}, env, sandbox.project)["steps"]
     assert woken["rc"] == 0, woken["stderr"][-3000:]
     assert any(nudge in json.dumps(r["body"]) for r in woken["requests"]), "the wake message never reached the model"
-    taken = bus_output(woken, "RELAY_INBOX")
+    taken = rc.exec_output(woken, "RELAY_INBOX")
     assert taken.get("isError") is False, taken
     mail = json.loads(taken["content"][0]["text"])
     assert [m["body"] for m in mail["messages"]] == ["please confirm the v2 schema"]
     assert json.loads(launcher(env, "peek", session).stdout)["count"] == 0
     # It resumed the same session (same rollout file), not a new one.
-    assert list(rollouts(sandbox)) == [session]
+    assert list(rc.codex_rollouts(sandbox)) == [session]
 
 
 def test_trusting_the_hook_once_in_the_tui_makes_every_codex_run_register(sandbox: rc.Sandbox) -> None:
@@ -266,5 +247,5 @@ def test_trusting_the_hook_once_in_the_tui_makes_every_codex_run_register(sandbo
         {"steps": [exec_step(sandbox, "hi", js=None, trust_hooks=False)]}, sandbox.env(), sandbox.project
     )["steps"]
     assert run["rc"] == 0, run["stderr"][-3000:]
-    [session] = rollouts(sandbox)
+    [session] = rc.codex_rollouts(sandbox)
     assert sandbox.registry()["agents"][session]["tool"] == "codex"
