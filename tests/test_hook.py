@@ -86,7 +86,7 @@ def test_registers_session_marker_and_entry(run_relay, store_home, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == b""  # no mail: nothing printed
     assert result.stderr == b""
-    assert marker_file(store_home, str(project)).read_text() == f"{sid}\n"
+    assert marker_file(store_home, str(project)).read_text() == f"{sid}\n{project}\n"
     data = registry(store_home)
     entry = data["agents"][sid]
     assert {k: entry[k] for k in ("id", "dir", "tool", "name")} == {
@@ -131,7 +131,7 @@ def test_dir_falls_back_to_claude_project_dir_then_process_cwd(run_relay, store_
     assert agents[b]["dir"] == str(proj)
     assert agents[c]["dir"] == os.path.realpath(proc)
     assert agents[d]["dir"] == os.path.realpath(proc)
-    assert marker_file(store_home, str(proj)).read_text() == f"{b}\n"  # the last one to start there
+    assert marker_file(store_home, str(proj)).read_text() == f"{b}\n{proj}\n"  # the last one to start there
 
 
 def test_mail_is_printed_in_the_exact_shape_and_taken(run_relay, store_home, tmp_path):
@@ -198,8 +198,9 @@ def test_mail_over_the_context_budget_stays_queued(run_relay, store_home, tmp_pa
     assert shown >= 1
     assert re.search(rf"\b{shown} messages?\b", text.split("\n")[0])
     left = json.loads(run_relay("peek", me).stdout)
-    assert shown + left["count"] == 5
-    assert [m["body"].split(":")[0] for m in left["messages"]] == [str(i) for i in range(shown, 5)]
+    assert shown + left["count"] + left["remaining"] == 5
+    assert re.search(rf"\b{5 - shown} more messages? wait", text)
+    assert [m["body"].split(":")[0] for m in left["messages"]] == [str(i) for i in range(shown, shown + left["count"])]
 
 
 # -- bad input never breaks the session -------------------------------------------------------
