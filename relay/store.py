@@ -589,6 +589,7 @@ class Store:
                 else:
                     if new_lines:
                         durable.append_durably(inflight, _join(new_lines))
+                    checkpoint("take:copied")  # a crash here leaves copies in both files: deduped
                     remaining = durable.replace_prefix(pending, len(data))
         bad = old_bad + new_bad
         if bad:
@@ -612,6 +613,7 @@ class Store:
         if rest:
             with self._locked():
                 durable.replace_prefix(self._mailbox(recipient), 0, _join(rest))
+            checkpoint("take:requeued")  # a crash here leaves the rest in both files: deduped
         durable.remove(inflight)
 
     def _quarantine_lines(self, recipient: str, bad: list[bytes]) -> None:

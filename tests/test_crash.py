@@ -48,6 +48,17 @@ def inbox(run_relay, who: str, **kw) -> dict:
     return json.loads(result.stdout)
 
 
+def drain(run_relay, who: str) -> list[dict]:
+    """Every message, taking batch after batch while the inbox says more remain."""
+    messages: list[dict] = []
+    while True:
+        got = inbox(run_relay, who)
+        messages += got["messages"]
+        if not got["remaining"]:
+            return messages
+        assert got["count"], "inbox made no progress"
+
+
 def hook_event(sid: str, cwd: Path) -> str:
     return json.dumps({"session_id": sid, "cwd": str(cwd), "source": "resume", "hook_event_name": "SessionStart"})
 
@@ -246,7 +257,7 @@ def test_hook_killed_after_partial_ack_keeps_the_unshown_rest_queued(run_relay, 
     assert result.returncode == KILLED
     shown = [b for b, _ in hook_mail(result.stdout)]
     assert shown == bodies[:1]
-    got = inbox(run_relay, sid)["messages"]
+    got = drain(run_relay, sid)
     assert [m["id"] for m in got] == ids[1:]
 
 
