@@ -208,6 +208,17 @@ def _split_lines(data: bytes) -> tuple[list[bytes], list[Message], list[bytes]]:
     return good, messages, bad
 
 
+def _parse_line(raw: bytes) -> Message | None:
+    """One mailbox line as a message; None when it is blank or not a JSON object."""
+    if not raw.strip():
+        return None
+    try:
+        message = json.loads(raw)
+    except ValueError:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not UTF-8
+        return None
+    return message if isinstance(message, dict) else None
+
+
 def _join(lines: list[bytes]) -> bytes:
     return b"".join(line + b"\n" for line in lines)
 
@@ -569,20 +580,29 @@ class Store:
         if not whole:  # in-flight mail beyond one batch (left by an older relay): no new mail yet
             remaining = durable.count_lines(inflight) - leftover[0].count(b"\n") + durable.count_lines(pending)
         else:
-            head = self._read_head(pending, max(budget - len(leftover[0]), 1), "the mailbox")
+            head = self._read_head(pending, budget, "the mailbox")
             if head is not None:
                 data, size = head
-                lines, messages, new_bad = _split_lines(data)
                 seen = {m.get("id") for m in old_messages if isinstance(m.get("id"), str)}
-                for raw, message in zip(lines, messages, strict=True):
-                    key = message.get("id")
-                    if isinstance(key, str):
-                        if key in seen:
-                            continue  # a copy left by a crash between two steps: delivered once
-                        seen.add(key)
-                    new_lines.append(raw)
-                    new_messages.append(message)
-                if not old_lines and not old_bad and len(data) == size and len(new_lines) == len(lines):
+                room, consumed, dropped = budget - len(leftover[0]), 0, 0
+                for raw in data.removesuffix(b"\n").split(b"\n"):
+                    message = _parse_line(raw)
+                    key = message.get("id") if message is not None else None
+                    if message is None:
+                        if raw.strip():
+                            new_bad.append(raw)
+                    elif isinstance(key, str) and key in seen:
+                        dropped += 1  # a copy left by a crash between two steps: delivered once
+                    elif (old_lines or new_lines) and len(_join(new_lines)) + len(raw) + 1 > room:
+                        break
+                    else:
+                        if isinstance(key, str):
+                            seen.add(key)
+                        new_lines.append(raw)
+                        new_messages.append(message)
+                    consumed += len(raw) + 1
+                consumed = min(consumed, len(data))
+                if not old_lines and not old_bad and not dropped and consumed == size:
                     os.rename(pending, inflight)  # the common case: all of it, in one step
                     durable.fsync_dir(os.path.dirname(inflight))
                     durable.fsync_dir(os.path.dirname(pending))
@@ -590,7 +610,7 @@ class Store:
                     if new_lines:
                         durable.append_durably(inflight, _join(new_lines))
                     checkpoint("take:copied")  # a crash here leaves copies in both files: deduped
-                    remaining = durable.replace_prefix(pending, len(data))
+                    remaining = durable.replace_prefix(pending, consumed)
         bad = old_bad + new_bad
         if bad:
             self._quarantine_lines(recipient, bad)
