@@ -12,7 +12,7 @@ _PROBLEMS = {
     "foreign": "{path} belongs to uid {detail}, not to you: relay refuses it; remove it (or use a store of your own)",
     "loose-mode": "{path} is readable by others (mode {detail}); run: chmod go-rwx {path}",
     "symlink": "{path} is a symlink (to {detail}): relay never follows it; remove it",
-    "not-regular": "{path} is a {detail}, not a plain file: relay moves it aside or replaces it; remove it",
+    "not-regular": "{path} is a {detail}, not what the store expects: relay sets it aside or replaces it; remove it",
     "hard-links": "{path} has {detail} hard links: relay never writes through it; remove it",
     "unparseable": "{path}: {detail} does not parse; relay sets unreadable parts aside, inspect it",
     "quarantine": "kept in quarantine, inspect and remove by hand: {path}",

@@ -780,12 +780,14 @@ class Store:
         for name in _listdir(self.home):
             path = self._path(name)
             if name in ("mailbox", "markers", "inflight", "quarantine", "archive"):
-                found.extend(self._entry_facts(path, directory=True))
+                found.extend(self._entry_facts(path, expect="dir"))
                 for inner in _listdir(path):
-                    found.extend(self._entry_facts(os.path.join(path, inner), directory=False, area=name))
+                    found.extend(self._entry_facts(os.path.join(path, inner), expect="file", area=name))
             else:
                 found.extend(
-                    self._entry_facts(path, directory=name not in (".lock", "registry.json", "gc.stamp", "error.log"))
+                    self._entry_facts(
+                        path, "file" if name in (".lock", "registry.json", "gc.stamp", "error.log") else "any"
+                    )
                 )
         if not os.path.lexists(self._path("registry.json")):
             found.append(("registry", self._path("registry.json"), "0 0"))
@@ -799,7 +801,7 @@ class Store:
             found.append(("lock-error", probe.path, str(err)))
         return found
 
-    def _entry_facts(self, path: str, directory: bool, area: str = "") -> list[tuple[str, str, str]]:
+    def _entry_facts(self, path: str, expect: str, area: str = "") -> list[tuple[str, str, str]]:
         """Findings about one store entry: what it is, whose, its mode, links, and its content."""
         try:
             info = os.lstat(path)
@@ -810,9 +812,16 @@ class Store:
             found.append(("quarantine", path, ""))
         if stat.S_ISLNK(info.st_mode):
             return [*found, ("symlink", path, os.readlink(path))]
-        if directory != stat.S_ISDIR(info.st_mode) and not (directory and stat.S_ISREG(info.st_mode)):
+        is_dir, is_file = stat.S_ISDIR(info.st_mode), stat.S_ISREG(info.st_mode)
+        if not (is_dir if expect == "dir" else is_file if expect == "file" else is_dir or is_file):
             kind = (
-                "FIFO" if stat.S_ISFIFO(info.st_mode) else "directory" if stat.S_ISDIR(info.st_mode) else "special file"
+                "FIFO"
+                if stat.S_ISFIFO(info.st_mode)
+                else "directory"
+                if is_dir
+                else "plain file"
+                if is_file
+                else "socket or device"
             )
             return [*found, ("not-regular", path, kind)]
         if info.st_uid != os.geteuid():
