@@ -272,3 +272,59 @@ def test_hook_registration_is_enough_to_wake(run_relay, store_home, tmp_path):
     runs = read_record(record)
     assert runs[0]["argv"] == ["exec", "resume", sid, "--json", "--", "mail"]
     assert os.path.realpath(runs[0]["cwd"]) == os.path.realpath(project)
+
+
+# -- one delivery protocol (issue 8) ---------------------------------------------------------------
+
+
+def test_hook_cli_inbox_and_mcp_inbox_share_one_delivery_protocol(env, store_home, tmp_path, monkeypatch, capsysbinary):
+    """take -> show -> confirm lives once, in relay.mail; each face only passes its own `show`."""
+    import io
+
+    from relay import commands, hook, mail, tools
+    from relay.argv import parse
+    from relay.store import Store
+
+    sid = new_id()
+    monkeypatch.setenv("CLAUDE_CODE_SESSION_ID", sid)
+    calls: list[str] = []
+    real = mail.open_delivery
+
+    def spy(store, recipient, show):
+        calls.append(recipient)
+        return real(store, recipient, show)
+
+    monkeypatch.setattr(mail, "open_delivery", spy)
+    store = Store(store_home)
+    mail.send(store, sid, "for the hook", None, "cli")
+    out = io.BytesIO()
+    hook.handle({"session_id": sid, "cwd": str(tmp_path)}, "claude", out, store)
+    assert "for the hook" in out.getvalue().decode()
+    mail.send(store, sid, "for the cli", None, "cli")
+    assert commands.inbox_command(store, parse("inbox", commands.SPECS["inbox"], [sid])) == 0
+    assert b"for the cli" in capsysbinary.readouterr().out
+    mail.send(store, sid, "for mcp", None, "cli")
+    result, confirm = tools.call(store, "inbox", {})
+    assert [m["body"] for m in result["messages"]] == ["for mcp"]
+    assert confirm(True) == 1
+    assert calls == [sid, sid, sid]
+    assert store.peek(sid) == ([], 0)
+
+
+def test_hook_output_that_cannot_be_written_confirms_nothing(env, store_home, tmp_path):
+    from relay import hook, mail
+    from relay.store import Store
+
+    class Broken:
+        def write(self, data: bytes) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            pass
+
+    sid = new_id()
+    store = Store(store_home)
+    mail.send(store, sid, "keep me", None, "cli")
+    with pytest.raises(BrokenPipeError):
+        hook.handle({"session_id": sid, "cwd": str(tmp_path)}, "claude", Broken(), store)
+    assert [(m["body"], m["state"]) for m in store.peek(sid)[0]] == [("keep me", "inflight")]
