@@ -228,7 +228,7 @@ def peek_command(store: Store, parsed: Parsed) -> int:
     """Print a session's mail without taking it."""
     from relay.store import TAKE_BUDGET
 
-    messages, more = store.peek(_mailbox_owner(store, parsed, "peek"), TAKE_BUDGET)
+    messages, more = store.peek_batch(_mailbox_owner(store, parsed, "peek"), TAKE_BUDGET)
     _print_json(_fitted(messages, more)[0])
     return 0
 

@@ -644,7 +644,11 @@ class Store:
             "the other messages were delivered"
         )
 
-    def peek(self, recipient: str, budget: int | None = None) -> tuple[list[Message], int]:
+    def peek(self, recipient: str) -> list[Message]:
+        """Every waiting message without taking any: in flight first, then pending, each marked."""
+        return self.peek_batch(recipient, None)[0]
+
+    def peek_batch(self, recipient: str, budget: int | None) -> tuple[list[Message], int]:
         """Waiting messages without taking any (in flight first, then pending, each marked) within
         about `budget` bytes (all of them when None), and how many more wait beyond those."""
         recipient = require_uuid(recipient, "recipient id")

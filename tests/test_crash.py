@@ -177,7 +177,7 @@ def test_killed_at_send_appended_is_delivered_once(run_relay, store_home):
 def _queue(run_relay, sid: str, *bodies: str) -> list[str]:
     for body in bodies:
         assert run_relay("send", "--id", sid, "--", body).returncode == 0
-    return [m["id"] for m in Store().peek(sid)[0]]  # all of them (the CLI's peek shows 32 KiB)
+    return [m["id"] for m in Store().peek(sid)]  # all of them (the CLI's peek shows 32 KiB)
 
 
 @pytest.mark.parametrize("face", ["inbox", "hook"])

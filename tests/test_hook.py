@@ -308,7 +308,7 @@ def test_hook_cli_inbox_and_mcp_inbox_share_one_delivery_protocol(env, store_hom
     assert [m["body"] for m in result["messages"]] == ["for mcp"]
     assert confirm(True) == 1
     assert calls == [sid, sid, sid]
-    assert store.peek(sid) == ([], 0)
+    assert store.peek(sid) == []
 
 
 def test_hook_output_that_cannot_be_written_confirms_nothing(env, store_home, tmp_path):
@@ -327,4 +327,4 @@ def test_hook_output_that_cannot_be_written_confirms_nothing(env, store_home, tm
     mail.send(store, sid, "keep me", None, "cli")
     with pytest.raises(BrokenPipeError):
         hook.handle({"session_id": sid, "cwd": str(tmp_path)}, "claude", Broken(), store)
-    assert [(m["body"], m["state"]) for m in store.peek(sid)[0]] == [("keep me", "inflight")]
+    assert [(m["body"], m["state"]) for m in store.peek(sid)] == [("keep me", "inflight")]

@@ -111,7 +111,7 @@ def test_mcp_send_past_the_quota_is_a_tool_error(env, store_home, monkeypatch):
     tools.call(store, "send", {"to": "target", "body": "a" * 600})
     with pytest.raises(RelayError, match="target"):  # the bus turns this into isError: true
         tools.call(store, "send", {"to": "target", "body": "a" * 600})
-    assert len(store.peek(other)[0]) == 2
+    assert len(store.peek(other)) == 2
 
 
 def test_bus_answers_a_full_mailbox_with_is_error(relay_cmd, env, store_home):

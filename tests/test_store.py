@@ -482,15 +482,15 @@ def test_peek_marks_inflight_and_pending(env, store_home):
     delivery = store.take(sid)
     delivery.close()  # claimed, never acked: stays in flight
     send(store, sid, "second", None, "cli")
-    peeked, more = store.peek(sid)
+    peeked, more = store.peek_batch(sid, None)
     assert [(m["body"], m["state"]) for m in peeked] == [("first", "inflight"), ("second", "pending")]
     assert more == 0
     # peek takes nothing
-    assert [m["body"] for m in store.peek(sid)[0]] == ["first", "second"]
+    assert [m["body"] for m in store.peek(sid)] == ["first", "second"]
     with store.take(sid) as again:
         assert [(m["body"], bool(m.get("redelivered"))) for m in again.messages] == [("first", True), ("second", False)]
         again.ack()
-    assert store.peek(sid) == ([], 0)
+    assert store.peek(sid) == []
 
 
 def test_partial_ack_puts_the_rest_back_before_newer_mail(env, store_home):
@@ -509,7 +509,7 @@ def test_partial_ack_puts_the_rest_back_before_newer_mail(env, store_home):
         assert [m["id"] for m in delivery.messages[:2]] == ids[1:]
         delivery.ack()
     raw = orjson.dumps(store.peek(sid))
-    assert raw == b"[[],0]"
+    assert raw == b"[]"
 
 
 def test_an_id_in_upper_case_reaches_the_same_session(run_relay, store_home):
