@@ -67,9 +67,10 @@ def open_delivery(store: Store, recipient: str, show: Show) -> Callable[[bool], 
     when the output really was written, and releases the mailbox. Returns how many were acked.
 
     For a face that writes its output after this returns (the MCP server confirms once its
-    answer is on the wire); everyone else calls `deliver`.
+    answer is on the wire); everyone else calls `deliver`. `recipient` is an id its face already
+    checked (ids.require_uuid) at the edge: the hook's event, the CLI's argument, the bus's identity.
     """
-    delivery = store.take(recipient)
+    delivery = store.take_checked(recipient)
     try:
         shown = show(delivery.messages, delivery.remaining)
     except BaseException:

@@ -450,8 +450,10 @@ class Store:
                 durable.atomic_write(path, content)
 
     def record_start(self, session_id: str, directory: str, tool: str) -> Entry:
-        """A session start's writes, the dir's marker and the entry {id, dir, tool}, under one lock hold."""
-        session_id = require_uuid(session_id)
+        """A session start's writes, the dir's marker and the entry {id, dir, tool}, under one lock hold.
+
+        The id was checked once at the edge (relay.sessions.start_session) and is trusted here.
+        """
         if tool not in TOOLS:
             raise RelayError(f"invalid tool {tool!r}: use claude or codex")
         with self._locked():
@@ -506,7 +508,10 @@ class Store:
         the caller writes to a possibly slow pipe). Mail left in flight by a dead taker comes
         first, flagged `redelivered`, then the oldest pending mail, about `budget` bytes in all.
         """
-        recipient = require_uuid(recipient, "recipient id")
+        return self.take_checked(require_uuid(recipient, "recipient id"), budget)
+
+    def take_checked(self, recipient: str, budget: int = TAKE_BUDGET) -> Delivery:
+        """`take` for a caller that already checked the id at its edge (relay.mail's delivery)."""
         self._prepare()
         take_lock = self._take_lock(recipient)
         if take_lock is None:
