@@ -11,6 +11,8 @@ from relay.textsafe import one_line
 _PROBLEMS = {
     "foreign": "{path} belongs to uid {detail}, not to you: relay refuses it; remove it (or use a store of your own)",
     "loose-mode": "{path} is readable by others (mode {detail}); run: chmod go-rwx {path}",
+    "shared-home": "{path} is writable by group or others (mode {detail}): relay refuses to use it and never "
+    "chmods it; point AGENT_RELAY_HOME at a private directory",
     "symlink": "{path} is a symlink (to {detail}): relay never follows it; remove it",
     "not-regular": "{path} is a {detail}, not what the store expects: relay sets it aside or replaces it; remove it",
     "hard-links": "{path} has {detail} hard links: relay never writes through it; remove it",

@@ -784,7 +784,9 @@ class Store:
         found: list[tuple[str, str, str]] = [("store", self.home, "")]
         if info.st_uid != os.geteuid():
             found.append(("foreign", self.home, str(info.st_uid)))
-        if info.st_mode & 0o077:
+        if info.st_mode & 0o022:
+            found.append(("shared-home", self.home, f"{stat.S_IMODE(info.st_mode):o}"))
+        elif info.st_mode & 0o077:
             found.append(("loose-mode", self.home, f"{stat.S_IMODE(info.st_mode):o}"))
         for name in _listdir(self.home):
             path = self._path(name)

@@ -116,3 +116,12 @@ def test_doctor_never_blocks_on_a_fifo(run_relay, store_home):
     result = run_relay("doctor", timeout=20)
     assert result.returncode == 1
     assert b"registry.json is a FIFO" in result.stdout
+
+
+def test_a_shared_home_is_reported_as_refused_and_left_alone(run_relay, store_home):
+    store_home.mkdir()
+    os.chmod(store_home, 0o1777)
+    result = run_relay("doctor")
+    assert result.returncode == 1
+    assert b"writable by group or others (mode 1777)" in result.stdout
+    assert os.stat(store_home).st_mode & 0o7777 == 0o1777
