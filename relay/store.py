@@ -632,6 +632,8 @@ class Store:
         """Drop the shown mail from flight; unshown mail goes back in front of newer mail."""
         inflight = self._inflight(recipient)
         if not whole:  # an older relay's oversized in-flight file: drop just the shown prefix
+            if not shown:
+                return
             with self._locked():
                 durable.replace_prefix(inflight, len(_join(shown)))
             return

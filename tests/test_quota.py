@@ -281,3 +281,33 @@ def test_one_message_too_big_for_a_result_is_shown_cut_and_says_so(env, store_ho
     assert result["count"] == 1 and result["remaining"] == 1
     assert "more characters cut" in result["messages"][0]["body"]
     confirm(True)
+
+
+def test_a_huge_backlog_left_in_flight_is_delivered_in_bounded_batches(relay_cmd, env, store_home, tmp_path):
+    """Red team: the killed hook left its whole backlog in flight and every later start burnt 30 s
+    re-reading it. Mail an older relay left in flight is now redelivered a batch at a time."""
+    sid = new_id()
+    write_backlog(store_home, sid, 100_000, body_size=300)
+    (store_home / "inflight").mkdir(mode=0o700)
+    os.rename(store_home / "mailbox" / f"{sid}.jsonl", store_home / "inflight" / f"{sid}.jsonl")
+    delivered = 0
+    for _ in range(2):
+        started = time.monotonic()
+        result = subprocess.run(
+            [*relay_cmd, "hook"],
+            input=hook_event(sid, tmp_path).encode(),
+            capture_output=True,
+            env=env,
+            timeout=60,
+            preexec_fn=_limit_memory(160),
+            check=False,
+        )
+        assert result.returncode == 0 and result.stderr == b"", result.stderr
+        assert time.monotonic() - started < 20
+        text = json.loads(result.stdout)["hookSpecificOutput"]["additionalContext"]
+        assert len(text.encode()) <= BUDGET
+        shown = text.count("\n- from flood ")
+        assert shown > 10 and text.count("(redelivered)") == shown
+        assert f"): m{delivered}-" in text.split("\n- from flood ", 2)[1]  # in order, from where it stopped
+        delivered += shown
+        assert f"{100_000 - delivered} more messages wait" in text
