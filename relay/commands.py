@@ -196,19 +196,15 @@ def _mail_result(messages: list[Any], remaining: int) -> dict[str, Any]:
     return {"count": len(messages), "messages": messages, "remaining": remaining}
 
 
-def _fitted(messages: list[Any], remaining: int) -> tuple[dict[str, Any], int]:
+def _fitted(messages: list[Any], remaining: int) -> tuple[Any, int]:
     """The CLI's mail result for as many messages as fit one 32 KiB result, and that count."""
     from relay.jsontext import encode
-    from relay.mail import RESULT_BUDGET, cut_body, fit
+    from relay.mail import fit_output
 
-    def size_of(shown: list[Any]) -> int:
-        return len(encode(_mail_result(shown, remaining + len(messages) - len(shown)), True))
+    def build(shown: list[Any]) -> tuple[dict[str, Any], int]:
+        return _mail_result(shown, remaining + len(messages) - len(shown)), len(shown)
 
-    count = fit(len(messages), lambda k: size_of(messages[:k]))
-    shown = messages[:count]
-    if count and size_of(shown) > RESULT_BUDGET:
-        shown = [cut_body(shown[0], lambda m: size_of([m]))]
-    return _mail_result(shown, remaining + len(messages) - len(shown)), len(shown)
+    return fit_output(messages, build, lambda result: len(encode(result, True)))
 
 
 def inbox_command(store: Store, parsed: Parsed) -> int:

@@ -47,9 +47,9 @@ def transcript_times() -> dict[str, float]:
     for session_id, _, mtime in claude_files(claude_root(), 0.0):
         newest[session_id.lower()] = max(mtime, newest.get(session_id.lower(), 0.0))
     for path, mtime in codex_files(codex_root(), 0.0):
-        session_id = _codex_id_from_name(path)
-        if session_id:
-            newest[session_id.lower()] = max(mtime, newest.get(session_id.lower(), 0.0))
+        named = _codex_id_from_name(path)
+        if named:
+            newest[named.lower()] = max(mtime, newest.get(named.lower(), 0.0))
     return newest
 
 

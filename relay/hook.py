@@ -3,7 +3,9 @@
 It registers the session and hands the model its waiting mail, fenced as untrusted data. It must
 never block or break a session: whatever happens it exits 0 and reports problems on stderr as
 `[session-relay/hook] <message>`. Mail is confirmed taken only after it was written to stdout, so
-a hook killed or timed out halfway leaves the mail for the next start.
+a hook killed or timed out halfway leaves the mail for the next start. It delivers through
+relay.mail's one protocol, shows at most 32 KiB (saying how many messages wait), and once a day
+runs `relay gc`'s collection (one stat when that is not due).
 """
 
 import contextlib
@@ -17,7 +19,7 @@ from io import BufferedIOBase
 from relay.errors import RelayError
 from relay.fence import render
 from relay.ids import require_uuid
-from relay.mail import RESULT_BUDGET, cut_body, deliver, fit
+from relay.mail import deliver, fit_output
 from relay.paths import usable_env
 from relay.sessions import launcher_command, start_session
 from relay.store import Message, Store
@@ -103,11 +105,7 @@ def _show(stdout: BufferedIOBase, session_id: str, batch: list[Message], remaini
     def text_of(messages: list[Message]) -> tuple[str, int]:
         return render(messages, reply_hint, more_hint, more=remaining + len(batch) - len(messages))
 
-    count = fit(len(batch), lambda k: len(text_of(batch[:k])[0].encode("utf-8", "replace")))
-    text, shown = text_of(batch[:count])
-    if len(text.encode("utf-8", "replace")) > RESULT_BUDGET:  # one message too big to show whole
-        first = cut_body(batch[0], lambda m: len(text_of([m])[0].encode("utf-8", "replace")))
-        text, shown = text_of([first])
+    text, shown = fit_output(batch, text_of, lambda text: len(str(text).encode("utf-8", "replace")))
     payload = {"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": text}}
     stdout.write(json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace") + b"\n")
     stdout.flush()

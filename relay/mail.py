@@ -125,3 +125,21 @@ def cut_body(message: Message, size: Callable[[Message], int], budget: int = RES
         else:
             high = middle - 1
     return best
+
+
+def fit_output(
+    batch: list[Message],
+    build: Callable[[list[Message]], tuple[object, int]],
+    size: Callable[[object], int],
+    budget: int = RESULT_BUDGET,
+) -> tuple[object, int]:
+    """The output `build` makes of as many of the batch's first messages as fit `budget` (a lone
+    message too big for it shown cut), and how many messages that output holds.
+
+    Every face (hook text, CLI and MCP inbox) fits its own output through this one rule.
+    """
+    count = fit(len(batch), lambda k: size(build(batch[:k])[0]), budget)
+    output, shown = build(batch[:count])
+    if count and size(output) > budget:
+        output, shown = build([cut_body(batch[0], lambda m: size(build([m])[0]), budget)])
+    return output, shown

@@ -401,7 +401,7 @@ class Store:
             if tool is not _UNSET:
                 entry["tool"] = tool
             if name is not _UNSET:
-                self._bind_name(agents, names, session_id, name)
+                self._bind_name(agents, names, session_id, None if name is None else str(name))
                 entry["name"] = name
             entry["lastSeen"] = now_iso()
             agents[session_id] = entry
@@ -589,7 +589,7 @@ class Store:
             if head is not None:
                 data, size = head
                 seen = {m.get("id") for m in old_messages if isinstance(m.get("id"), str)}
-                room, consumed, dropped = budget - len(leftover[0]), 0, 0
+                room, consumed, dropped, taken = budget - len(leftover[0]), 0, 0, 0
                 for raw in data.removesuffix(b"\n").split(b"\n"):
                     message = _parse_line(raw)
                     key = message.get("id") if message is not None else None
@@ -598,11 +598,12 @@ class Store:
                             new_bad.append(raw)
                     elif isinstance(key, str) and key in seen:
                         dropped += 1  # a copy left by a crash between two steps: delivered once
-                    elif (old_lines or new_lines) and len(_join(new_lines)) + len(raw) + 1 > room:
+                    elif (old_lines or new_lines) and taken + len(raw) + 1 > room:
                         break
                     else:
                         if isinstance(key, str):
                             seen.add(key)
+                        taken += len(raw) + 1
                         new_lines.append(raw)
                         new_messages.append(message)
                     consumed += len(raw) + 1

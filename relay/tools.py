@@ -188,20 +188,17 @@ def _inbox_result(messages: list[dict[str, Any]], remaining: int) -> dict[str, A
 
 def _inbox(store: Store, me: Identity, args: dict[str, Any]) -> Result:
     from relay.jsontext import encode
-    from relay.mail import RESULT_BUDGET, cut_body, fit, open_delivery
+    from relay.mail import fit_output, open_delivery
 
     answer: dict[str, Any] = {}
 
     def show(batch: list[dict[str, Any]], remaining: int) -> int:
-        def result_of(messages: list[dict[str, Any]]) -> dict[str, Any]:
-            return _inbox_result(messages, remaining + len(batch) - len(messages))
+        def build(messages: list[dict[str, Any]]) -> tuple[dict[str, Any], int]:
+            return _inbox_result(messages, remaining + len(batch) - len(messages)), len(messages)
 
-        count = fit(len(batch), lambda k: len(encode(result_of(batch[:k]))))
-        messages = batch[:count]
-        if count and len(encode(result_of(messages))) > RESULT_BUDGET:
-            messages = [cut_body(batch[0], lambda m: len(encode(result_of([m]))))]
-        answer.update(result_of(messages))
-        return len(messages)
+        result, shown = fit_output(batch, build, lambda output: len(encode(output)))
+        answer.update(result)
+        return shown
 
     confirm = open_delivery(store, _need_me(me), show)
     return answer, confirm
