@@ -131,3 +131,25 @@ def test_hook_collects_at_most_once_a_day_counting_from_its_first_run(run_relay,
     assert ids["old"] not in _registry(store_home)["agents"]
     assert (store_home / "archive" / f"{ids['old']}.jsonl").exists()
     assert stamp.stat().st_mtime > time.time() - 60  # collected now: the next one is a day away
+
+
+def test_the_transcript_decides_for_both_clis(env, store_home, tmp_path):
+    """Not seen for DAYS is not enough: a transcript written within DAYS (Claude or Codex) keeps the
+    session; one as old as the registration does not."""
+    from transcripts import codex_rollout
+
+    from relay import gc
+
+    store = Store(store_home)
+    ids = {key: new_id() for key in ("claude-old", "claude-new", "codex-old", "codex-new", "none")}
+    for key, sid in ids.items():
+        store.register(sid, name=key, tool="codex" if key.startswith("codex") else "claude")
+        _age(store_home, sid, 20)
+    claude_root, codex_root = tmp_path / "claude-projects", tmp_path / "codex-sessions"
+    claude_transcript(claude_root, "/p/a", session_id=ids["claude-old"], age=19 * DAY)
+    claude_transcript(claude_root, "/p/b", session_id=ids["claude-new"], age=2 * DAY)
+    codex_rollout(codex_root, "/p/c", session_id=ids["codex-old"], age=19 * DAY)
+    codex_rollout(codex_root, "/p/d", session_id=ids["codex-new"], age=2 * DAY)
+    report = gc.collect(store, days=14)
+    assert sorted(row["name"] for row in report["retired"]) == ["claude-old", "codex-old", "none"]
+    assert sorted(_registry(store_home)["names"]) == ["claude-new", "codex-new"]
