@@ -35,8 +35,12 @@ SPECS: dict[str, Spec] = {
         positionals=("TO",),
         message=True,
     ),
-    "inbox": Spec("relay inbox WHO", "print and take a session's mail", positionals=("WHO",)),
-    "peek": Spec("relay peek WHO", "print a session's mail without taking it", positionals=("WHO",)),
+    "inbox": Spec(
+        "relay inbox WHO",
+        "print and take a session's mail (at most 32 KiB; run again while remaining > 0)",
+        positionals=("WHO",),
+    ),
+    "peek": Spec("relay peek WHO", "print a session's mail without taking it (at most 32 KiB)", positionals=("WHO",)),
     "wake": Spec(
         "relay wake WHO [--dry] [--] [MESSAGE...] | "
         "relay wake --id UUID --dir DIR --tool claude|codex [--dry] [--] [MESSAGE...]",
@@ -46,7 +50,16 @@ SPECS: dict[str, Spec] = {
         positionals=("WHO",),
         message=True,
     ),
-    "doctor": Spec("relay doctor", "check the store: permissions, lock, quarantined files, mail in flight"),
+    "doctor": Spec(
+        "relay doctor",
+        "check the store: owners, permissions, planted links and FIFOs, unparseable files, mail in flight, quarantine",
+    ),
+    "gc": Spec(
+        "relay gc [--older-than DAYS] [--dry] [--json]",
+        "forget sessions not seen for DAYS (default 14) whose transcript is gone; their mail goes to archive/",
+        values=("--older-than",),
+        flags=("--dry", "--json"),
+    ),
 }
 
 
@@ -187,18 +200,40 @@ def _mailbox_owner(store: Store, parsed: Parsed, command: str) -> str:
     return require_uuid(resolve(store, who)["id"])
 
 
+def _mail_result(messages: list[Any], remaining: int) -> dict[str, Any]:
+    return {"count": len(messages), "messages": messages, "remaining": remaining}
+
+
+def _fitted(messages: list[Any], remaining: int) -> tuple[Any, int]:
+    """The CLI's mail result for as many messages as fit one 32 KiB result, and that count."""
+    from relay.jsontext import encode
+    from relay.mail import fit_output
+
+    def build(shown: list[Any]) -> tuple[dict[str, Any], int]:
+        return _mail_result(shown, remaining + len(messages) - len(shown)), len(shown)
+
+    return fit_output(messages, build, lambda result: len(encode(result, True)))
+
+
 def inbox_command(store: Store, parsed: Parsed) -> int:
-    """Print a session's mail as JSON and take it (only once it was printed)."""
-    with store.take(_mailbox_owner(store, parsed, "inbox")) as delivery:
-        _print_json({"count": len(delivery.messages), "messages": delivery.messages})
-        delivery.ack()
+    """Print a session's mail as JSON and take it (only what was printed, once it was printed)."""
+    from relay.mail import deliver
+
+    def show(batch: list[Any], remaining: int) -> int:
+        result, shown = _fitted(batch, remaining)
+        _print_json(result)
+        return shown
+
+    deliver(store, _mailbox_owner(store, parsed, "inbox"), show)
     return 0
 
 
 def peek_command(store: Store, parsed: Parsed) -> int:
     """Print a session's mail without taking it."""
-    messages = store.peek(_mailbox_owner(store, parsed, "peek"))
-    _print_json({"count": len(messages), "messages": messages})
+    from relay.store import TAKE_BUDGET
+
+    messages, more = store.peek_batch(_mailbox_owner(store, parsed, "peek"), TAKE_BUDGET)
+    _print_json(_fitted(messages, more)[0])
     return 0
 
 
@@ -240,11 +275,36 @@ def wake_command(store: Store, parsed: Parsed) -> int:
 
 
 def doctor_command(store: Store, parsed: Parsed) -> int:
-    """Report the store's health; exit 1 when something needs attention."""
-    findings = store.health()
+    """Report every finding about the store; exit 1 when something needs attention."""
+    from relay.doctor import report
+
+    findings = report(store)
     for status, text in findings:
         print(f"{'ok     ' if status == 'ok' else 'PROBLEM'}  {text}")
     return 1 if any(status != "ok" for status, _ in findings) else 0
+
+
+def gc_command(store: Store, parsed: Parsed) -> int:
+    """Forget stale sessions (their mail is archived, never deleted); --dry only lists them."""
+    from relay.gc import DEFAULT_DAYS, collect
+    from relay.textsafe import one_line
+
+    days = _number(parsed, "--older-than", DEFAULT_DAYS)
+    report = collect(store, days=days, dry="--dry" in parsed.flags)
+    if "--json" in parsed.flags:
+        _print_json(report)
+        return 0
+    verb = "would forget" if report["dry"] else "forgot"
+    for row in report["retired"]:
+        mail = f", {row['archived']} message(s) archived" if row.get("archived") else ""
+        print(one_line(f"{verb} {row.get('name') or '-'} {row['id']} (last seen {row.get('lastSeen')}){mail}"))
+    for row in report["skipped"]:
+        print(one_line(f"skipped {row['id']}: {row['reason']}"))
+    if report["emptyMailboxes"]:
+        print(f"{'would remove' if report['dry'] else 'removed'} {len(report['emptyMailboxes'])} empty mailbox(es)")
+    if not report["retired"] and not report["emptyMailboxes"]:
+        print(f"nothing to collect (no session unseen for {days:g} days)")
+    return 0
 
 
 HANDLERS = {
@@ -256,4 +316,5 @@ HANDLERS = {
     "peek": peek_command,
     "wake": wake_command,
     "doctor": doctor_command,
+    "gc": gc_command,
 }

@@ -31,8 +31,9 @@ def mail_line(message: Message) -> str:
     return f"- from {sender} ({message.get('ts', '?')}){note}: {body}"
 
 
-def render(messages: list[Message], reply_hint: str, more_hint: str) -> tuple[str, int]:
-    """The hook's context text and how many messages it holds (as many as fit the budget)."""
+def render(messages: list[Message], reply_hint: str, more_hint: str, more: int = 0) -> tuple[str, int]:
+    """The hook's context text and how many messages it holds (as many as fit the budget);
+    `more` counts the messages still queued beyond `messages`."""
     lines: list[str] = []
     used = 0
     for message in messages:
@@ -52,7 +53,7 @@ def render(messages: list[Message], reply_hint: str, more_hint: str) -> tuple[st
         CLOSE,
         reply_hint,
     ]
-    waiting = len(messages) - shown
+    waiting = len(messages) - shown + more
     if waiting:
         text.append(f"{waiting} more {'message waits' if waiting == 1 else 'messages wait'}: {more_hint}")
     return "\n".join(text), shown

@@ -3,7 +3,9 @@
 It registers the session and hands the model its waiting mail, fenced as untrusted data. It must
 never block or break a session: whatever happens it exits 0 and reports problems on stderr as
 `[session-relay/hook] <message>`. Mail is confirmed taken only after it was written to stdout, so
-a hook killed or timed out halfway leaves the mail for the next start.
+a hook killed or timed out halfway leaves the mail for the next start. It delivers through
+relay.mail's one protocol, shows at most 32 KiB (saying how many messages wait), and once a day
+runs `relay gc`'s collection (one stat when that is not due).
 """
 
 import contextlib
@@ -17,12 +19,16 @@ from io import BufferedIOBase
 from relay.errors import RelayError
 from relay.fence import render
 from relay.ids import require_uuid
+from relay.mail import deliver, fit_output
 from relay.paths import usable_env
 from relay.sessions import launcher_command, start_session
-from relay.store import Store
+from relay.store import Message, Store
 
 # How long the hook waits for its event on stdin before giving up (the session goes on).
 STDIN_DEADLINE_SECONDS = 5.0
+
+# The hook collects stale registrations (`relay gc`) at most this often, counted from its first run.
+GC_INTERVAL_SECONDS = 24 * 3600
 
 
 def _log(message: str) -> None:
@@ -80,23 +86,41 @@ def handle(event: dict, tool: str, stdout: BufferedIOBase, store: Store) -> None
     session_id = event.get("session_id")
     if not session_id:
         return
-    session_id = require_uuid(session_id)
+    session_id = require_uuid(session_id)  # checked once here; everything inward trusts it
     cwd = event.get("cwd")
     directory = cwd if isinstance(cwd, str) and cwd else usable_env("CLAUDE_PROJECT_DIR") or os.getcwd()
     start_session(store, session_id, directory, tool)
-    with store.take(session_id) as delivery:
-        if not delivery.messages:
-            return
-        launcher = launcher_command()
-        text, shown = render(
-            delivery.messages,
-            reply_hint=f"Reply with the session-relay `send` tool, or run: {launcher} send <sender> -- <reply>",
-            more_hint=f"call the session-relay `inbox` tool, or run: {launcher} inbox {session_id}",
-        )
-        payload = {"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": text}}
-        stdout.write(json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace") + b"\n")
-        stdout.flush()
-        delivery.ack(shown)
+    deliver(store, session_id, lambda batch, remaining: _show(stdout, session_id, batch, remaining))
+    _collect_if_due(store)
+
+
+def _show(stdout: BufferedIOBase, session_id: str, batch: list[Message], remaining: int) -> int:
+    """Write as much of the batch as fits one hook result as SessionStart context; how many."""
+    if not batch:
+        return 0
+    launcher = launcher_command()
+    reply_hint = f"Reply with the session-relay `send` tool, or run: {launcher} send <sender> -- <reply>"
+    more_hint = f"call the session-relay `inbox` tool, or run: {launcher} inbox {session_id}"
+
+    def text_of(messages: list[Message]) -> tuple[str, int]:
+        return render(messages, reply_hint, more_hint, more=remaining + len(batch) - len(messages))
+
+    text, shown = fit_output(batch, text_of, lambda text: len(str(text).encode("utf-8", "replace")))
+    payload = {"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": text}}
+    stdout.write(json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace") + b"\n")
+    stdout.flush()
+    return shown
+
+
+def _collect_if_due(store: Store) -> None:
+    """Run `relay gc` at most once a day; one stat when it is not due. Never fails the hook."""
+    try:
+        if store.gc_due(GC_INTERVAL_SECONDS):
+            from relay.gc import collect
+
+            collect(store)
+    except RelayError as err:
+        _log(f"cleanup of stale sessions skipped: {err}")
 
 
 def main(argv: list[str]) -> int:

@@ -57,13 +57,15 @@ class FileLock:
 
 
 def _open_lock_file(path: str) -> int:
-    """Open (creating 0600) the lock file, never through a symlink.
+    """Open (creating 0600) the lock file, never through a symlink (UnsafeFile for one, or a FIFO).
+
+    A second hard link does no harm to a lock file (nothing is written to it), so it is allowed.
 
     The 0.1 Node store used a `.lock` *directory* as its mutex; one left behind is removed first.
     """
     for _ in range(3):
         try:
-            return open_regular(path, os.O_RDWR | os.O_CREAT)
+            return open_regular(path, os.O_RDWR | os.O_CREAT, links_ok=True)
         except IsADirectoryError:
             _remove_leftover_lock_dir(path)
         except OSError as err:

@@ -1,4 +1,11 @@
-"""Composing, sending and taking messages, shared by every face."""
+"""Composing, sending and delivering messages, shared by every face.
+
+Delivery has one protocol, here, for the hook, `relay inbox` and the MCP `inbox` tool alike:
+take a bounded batch, show what fits one result, and confirm only what was shown, only once it
+was written. A new face (another hook event) passes its own `show` and adds no copy of it.
+"""
+
+from collections.abc import Callable
 
 from relay.clock import now_iso
 from relay.errors import RelayError
@@ -44,3 +51,95 @@ def send(store: Store, target: str, body: str, sender_id: str | None, sender_nam
     }
     store.enqueue(recipient["id"], message)
     return recipient, message
+
+
+# Every delivered result (hook text, `inbox` JSON) stays within this many bytes: clients cut
+# bigger tool results, and mail confirmed but cut off would be lost unseen.
+RESULT_BUDGET = 32 * 1024
+
+# show(batch, remaining) -> how many of the batch's first messages it showed; `remaining` counts
+# the messages queued behind the batch.
+Show = Callable[[list[Message], int], int]
+
+
+def open_delivery(store: Store, recipient: str, show: Show) -> Callable[[bool], int]:
+    """Take a batch and show it now; the returned `confirm(written)` acks what was shown, only
+    when the output really was written, and releases the mailbox. Returns how many were acked.
+
+    For a face that writes its output after this returns (the MCP server confirms once its
+    answer is on the wire); everyone else calls `deliver`. `recipient` is an id its face already
+    checked (ids.require_uuid) at the edge: the hook's event, the CLI's argument, the bus's identity.
+    """
+    delivery = store.take_checked(recipient)
+    try:
+        shown = show(delivery.messages, delivery.remaining)
+    except BaseException:
+        delivery.close()  # nothing confirmed: the batch stays in flight for the next taker
+        raise
+
+    def confirm(written: bool) -> int:
+        with delivery:
+            if written and shown:
+                delivery.ack(shown)
+                return shown
+        return 0
+
+    return confirm
+
+
+def deliver(store: Store, recipient: str, show: Show) -> int:
+    """take -> show -> confirm: `show` writes the output and returns how many it showed."""
+    return open_delivery(store, recipient, show)(True)
+
+
+def fit(count: int, size: Callable[[int], int], budget: int = RESULT_BUDGET) -> int:
+    """The largest k <= count (at least 1 when count > 0) whose output `size(k)` fits `budget`."""
+    if count == 0 or size(count) <= budget:
+        return count
+    low, high = 1, count  # size(high) is known too big; find the largest that fits
+    while high - low > 1:
+        middle = (low + high) // 2
+        if size(middle) <= budget:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def cut_body(message: Message, size: Callable[[Message], int], budget: int = RESULT_BUDGET) -> Message:
+    """A copy of a message too big for one result, its body shortened (and saying so) to fit.
+
+    Only mail queued by an older relay (or planted) can be this big: `check_body` keeps new mail
+    well under the budget.
+    """
+    body = str(message.get("body", ""))
+    low, high = 0, len(body)
+    best = dict(message, body="[...]")
+    while low <= high:
+        middle = (low + high) // 2
+        candidate = dict(
+            message, body=f"{body[:middle]} [... {len(body) - middle} more characters cut: too long for one result]"
+        )
+        if size(candidate) <= budget:
+            best, low = candidate, middle + 1
+        else:
+            high = middle - 1
+    return best
+
+
+def fit_output(
+    batch: list[Message],
+    build: Callable[[list[Message]], tuple[object, int]],
+    size: Callable[[object], int],
+    budget: int = RESULT_BUDGET,
+) -> tuple[object, int]:
+    """The output `build` makes of as many of the batch's first messages as fit `budget` (a lone
+    message too big for it shown cut), and how many messages that output holds.
+
+    Every face (hook text, CLI and MCP inbox) fits its own output through this one rule.
+    """
+    count = fit(len(batch), lambda k: size(build(batch[:k])[0]), budget)
+    output, shown = build(batch[:count])
+    if count and size(output) > budget:
+        output, shown = build([cut_body(batch[0], lambda m: size(build([m])[0]), budget)])
+    return output, shown

@@ -11,15 +11,30 @@ Added by this version, ignored by 0.1 readers:
 
     inflight/<id>.jsonl    mail a taker has claimed but not yet confirmed as shown
     inflight/<id>.lock     held by the one live taker of that mailbox
-    quarantine/            unparseable mailbox lines and registries, kept for a human
+    quarantine/            unparseable lines, registries and planted files, kept for a human
+    archive/<id>.jsonl     undelivered mail of sessions `relay gc` retired, never deleted
+    gc.stamp               when the hook last collected (it does so at most once a day)
 
-Delivery is at-least-once: taking mail moves it to `inflight/` under the lock, the caller shows
-it, and only its `ack` removes it. A taker that dies before the ack leaves the mail in flight; the
-next taker delivers it again, first and with the same ids, marked `"redelivered": true`.
+A marker now holds "<session-id>\n<dir>\n" (0.1 wrote only the first line and reads only it):
+two dirs that encode to the same name (`/x/my_proj`, `/x/my-proj`) are told apart by the second
+line, and the later one gets the encoded name plus a hash of its dir.
+
+Nothing an attacker on the machine plants can flood, poison or block the store: a mailbox holds
+at most RELAY_MAILBOX_MAX bytes (8 MiB), a take reads a bounded prefix, a home or file of another
+user (or a home writable by others) is refused and never chmodded, a file with a second hard link
+is never written through, and a symlink or FIFO in place of a store file is replaced or moved to
+quarantine/ instead of blocking a session.
+
+Delivery is at-least-once: taking mail moves (at most TAKE_BUDGET bytes of) it to `inflight/`
+under the lock, the caller shows it, and only its `ack` removes it. A taker that dies before the
+ack leaves the mail in flight; the next taker delivers it again, first and with the same ids,
+marked `"redelivered": true`. A message id seen twice in one take (a crash between two steps of
+a claim or an ack leaves a copy in both files) is delivered once.
 """
 
 import json
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -71,22 +86,55 @@ class Registry:
 _TAKING: set[str] = set()
 
 
+# What one take claims: about what one result (hook text, `inbox`) can show, so a huge mailbox
+# is never read whole. A line longer than MAX_LINE cannot be a message this relay wrote.
+TAKE_BUDGET = 32 * 1024
+MAX_LINE = 256 * 1024
+DEFAULT_MAILBOX_MAX = 8 * 1024 * 1024
+
+
+def mailbox_max() -> int:
+    """RELAY_MAILBOX_MAX (bytes of pending and in-flight mail per mailbox), default 8 MiB."""
+    raw = os.environ.get("RELAY_MAILBOX_MAX") or ""
+    if not raw:
+        return DEFAULT_MAILBOX_MAX
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise RelayError(
+            f"RELAY_MAILBOX_MAX must be a positive whole number of bytes, not {raw[:40]!r}; fix or unset it"
+        )
+    return value
+
+
 class Delivery:
     """Mail claimed by one taker, who holds that mailbox's take lock until `close`.
 
+    `messages` is a bounded batch; `remaining` counts the messages still queued behind it.
     `ack(n)` confirms the first n messages were shown; closing without an ack leaves them in
     flight for the next taker. A Delivery without a lock claimed nothing (the mailbox is already
     being taken in this process) and its ack does nothing.
     """
 
     def __init__(
-        self, store: "Store", recipient: str, lines: list[bytes], messages: list[Message], lock: FileLock | None
+        self,
+        store: "Store",
+        recipient: str,
+        lines: list[bytes],
+        messages: list[Message],
+        lock: FileLock | None,
+        remaining: int = 0,
+        whole: bool = True,
     ) -> None:
         self._store = store
         self._recipient = recipient
         self._lines = lines
         self._lock = lock
+        self._whole = whole  # the batch is all of the in-flight file
         self.messages = messages
+        self.remaining = remaining
 
     def ack(self, count: int | None = None) -> None:
         """Remove the first `count` messages (all by default); the rest go back to the queue front."""
@@ -94,7 +142,7 @@ class Delivery:
             return
         shown = len(self.messages) if count is None else count
         checkpoint("take:before-ack")
-        self._store._finish_take(self._recipient, self._lines[shown:])
+        self._store._finish_take(self._recipient, self._lines[:shown], self._lines[shown:], self._whole)
         checkpoint("take:acked")
 
     def close(self) -> None:
@@ -128,8 +176,15 @@ def _to_json(value: object, indent: int | None = None) -> bytes:
 def _listdir(directory: str) -> list[str]:
     try:
         return sorted(os.listdir(directory))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
+
+
+def _size(path: str) -> int:
+    try:
+        return os.lstat(path).st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _split_lines(data: bytes) -> tuple[list[bytes], list[Message], list[bytes]]:
@@ -153,6 +208,21 @@ def _split_lines(data: bytes) -> tuple[list[bytes], list[Message], list[bytes]]:
     return good, messages, bad
 
 
+def _parse_line(raw: bytes) -> Message | None:
+    """One mailbox line as a message; None when it is blank or not a JSON object."""
+    if not raw.strip():
+        return None
+    try:
+        message = json.loads(raw)
+    except ValueError:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not UTF-8
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def _join(lines: list[bytes]) -> bytes:
+    return b"".join(line + b"\n" for line in lines)
+
+
 def _check_registry(data: object) -> dict | None:
     """The registry with both maps present, or None when its shape is not the store's."""
     if not isinstance(data, dict):
@@ -168,8 +238,28 @@ def _check_registry(data: object) -> dict | None:
     return data
 
 
+def _parse_marker(raw: bytes | None) -> tuple[str | None, str | None]:
+    """(session id, dir) of a marker's bytes; the dir is None for a 0.1 marker ("<id>\\n")."""
+    if raw is None:
+        return None, None
+    text = raw.decode("utf-8", "surrogateescape")
+    first, _, rest = text.partition("\n")
+    rest = rest[:-1] if rest.endswith("\n") else rest
+    return first.strip() or None, rest or None
+
+
+def _hashed_marker_name(directory: str) -> str:
+    import hashlib  # only for a dir whose encoded name another dir already holds
+
+    digest = hashlib.sha256(directory.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return f"{marker_name(directory)[:183]}-{digest}"
+
+
 class Store:
-    """One store directory. Methods that change anything hold the store lock."""
+    """One store directory. Methods that change anything hold the store lock.
+
+    Public methods check the ids they are given; the `_`-methods trust ids already checked.
+    """
 
     def __init__(
         self, home: str | os.PathLike[str] | None = None, warn: Callable[[str], None] = _warn_to_stderr
@@ -177,6 +267,7 @@ class Store:
         self.home = os.fspath(home) if home is not None else relay_home()
         self.warn = warn
         self._held = False
+        self._trusted = False
 
     # -- locking and layout -------------------------------------------------------------------
 
@@ -195,9 +286,23 @@ class Store:
                 self._held = False
 
     def _prepare(self) -> None:
-        durable.ensure_private_dir(self.home, allow_symlink=True)
+        """Create the store (0700) or check that the existing one is the user's, tightening it."""
+        durable.ensure_private_dir(self.home, allow_symlink=True, is_home=True)
+        self._trusted = True
         for sub in ("mailbox", "markers", "inflight"):
             durable.ensure_private_dir(self._path(sub))
+
+    def _check_home(self) -> bool:
+        """For reads: False when there is no store yet; ForeignFile when it is not the user's."""
+        if self._trusted:
+            return True
+        try:
+            info = os.stat(self.home)
+        except FileNotFoundError:
+            return False
+        durable.check_dir(self.home, info, is_home=True)
+        self._trusted = True
+        return True
 
     def _path(self, *parts: str) -> str:
         return os.path.join(self.home, *parts)
@@ -208,10 +313,26 @@ class Store:
     def _inflight(self, session_id: str) -> str:
         return self._path("inflight", mailbox_name(session_id))
 
+    def _quarantine_path(self, stem: str) -> str:
+        directory = self._path("quarantine")
+        durable.ensure_private_dir(directory)
+        return os.path.join(directory, f"{stem}-{time.time_ns()}")
+
+    def _set_aside(self, path: str, why: str, what: str) -> None:
+        """Move a planted or unusable file to quarantine/ (never writing to it) and say so."""
+        kept = self._quarantine_path(f"{os.path.basename(path)}.{why.replace(' ', '-')}")
+        try:
+            durable.move_aside(path, kept)
+        except FileNotFoundError:
+            return
+        self.warn(f"{path} {why}; {what} was moved to {kept} (inspect it, then delete it)")
+
     # -- registry -----------------------------------------------------------------------------
 
     def registry(self) -> Registry:
         """The current registry (empty when there is none yet)."""
+        if not self._check_home():
+            return Registry({"agents": {}, "names": {}})
         data = self._parse_registry()
         if data is None:
             with self._locked():
@@ -219,8 +340,11 @@ class Store:
         return Registry(data)
 
     def _parse_registry(self) -> dict | None:
-        """The parsed registry, `{}`-shaped when absent, None when it is corrupt."""
-        raw = durable.read_file(self._path("registry.json"))
+        """The parsed registry, `{}`-shaped when absent, None when it is corrupt or not a plain file."""
+        try:
+            raw = durable.read_file(self._path("registry.json"))
+        except durable.UnsafeFile:
+            return None
         if raw is None:
             return {"agents": {}, "names": {}}
         try:
@@ -237,15 +361,13 @@ class Store:
         kept = self._quarantine_path(f"registry.json.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
         durable.move_aside(path, kept)
         self.warn(
-            f"registry.json did not parse; it was kept as {kept} and a new registry was started. "
-            "Repair that file by hand to recover the old registrations."
+            f"registry.json did not parse (or was not a plain file); it was kept as {kept} and a new "
+            "registry was started. Repair that file by hand to recover the old registrations."
         )
         return {"agents": {}, "names": {}}
 
-    def _quarantine_path(self, stem: str) -> str:
-        directory = self._path("quarantine")
-        durable.ensure_private_dir(directory)
-        return os.path.join(directory, f"{stem}-{time.time_ns()}")
+    def _write_registry(self, data: dict) -> None:
+        durable.atomic_write(self._path("registry.json"), _to_json(data, indent=2) + b"\n")
 
     def register(
         self,
@@ -267,6 +389,9 @@ class Store:
             raise RelayError(f"invalid tool {tool!r}: use claude or codex")
         if directory is not _UNSET and directory is not None and not directory.startswith("/"):
             raise RelayError(f"invalid dir {directory!r}: give an absolute path")
+        return self._register(session_id, directory, name, tool)
+
+    def _register(self, session_id: str, directory: object, name: object, tool: object) -> Entry:
         with self._locked():
             data = self._load_registry()
             agents, names = data["agents"], data["names"]
@@ -276,12 +401,12 @@ class Store:
             if tool is not _UNSET:
                 entry["tool"] = tool
             if name is not _UNSET:
-                self._bind_name(agents, names, session_id, name)
+                self._bind_name(agents, names, session_id, None if name is None else str(name))
                 entry["name"] = name
             entry["lastSeen"] = now_iso()
             agents[session_id] = entry
             checkpoint("register:before-write")
-            durable.atomic_write(self._path("registry.json"), _to_json(data, indent=2) + b"\n")
+            self._write_registry(data)
             return dict(entry)
 
     @staticmethod
@@ -298,101 +423,230 @@ class Store:
 
     # -- markers ------------------------------------------------------------------------------
 
+    def _read_marker(self, name: str) -> tuple[str | None, str | None]:
+        """(id, dir) of one marker file; a planted symlink or FIFO reads as no marker."""
+        try:
+            return _parse_marker(durable.read_file(self._path("markers", name)))
+        except durable.UnsafeFile:
+            return None, None
+
     def set_marker(self, directory: str, session_id: str) -> None:
         """Record that `session_id` is the session last registered for `directory`."""
-        session_id = require_uuid(session_id)
-        content = f"{session_id}\n".encode()
-        path = self._path("markers", marker_name(directory))
+        self._set_marker(directory, require_uuid(session_id))
+
+    def _set_marker(self, directory: str, session_id: str) -> None:
+        content = f"{session_id}\n{directory}\n".encode("utf-8", "surrogateescape")
         with self._locked():
-            if durable.read_file(path) != content:
+            name = marker_name(directory)
+            held_by, held_dir = self._read_marker(name)
+            if held_by is not None and held_dir is not None and held_dir != directory:
+                name = _hashed_marker_name(directory)  # another dir encodes to the same name
+            path = self._path("markers", name)
+            try:
+                current = durable.read_file(path)
+            except durable.UnsafeFile:
+                current = None  # a planted link or FIFO: replaced atomically below, never followed
+            if current != content:
                 durable.atomic_write(path, content)
 
     def record_start(self, session_id: str, directory: str, tool: str) -> Entry:
-        """A session start's writes, the dir's marker and the entry {id, dir, tool}, under one lock hold."""
+        """A session start's writes, the dir's marker and the entry {id, dir, tool}, under one lock hold.
+
+        The id was checked once at the edge (relay.sessions.start_session) and is trusted here.
+        """
+        if tool not in TOOLS:
+            raise RelayError(f"invalid tool {tool!r}: use claude or codex")
         with self._locked():
-            self.set_marker(directory, session_id)
-            return self.register(session_id, directory=directory, tool=tool)
+            self._set_marker(directory, session_id)
+            return self._register(session_id, directory, _UNSET, tool)
 
     def marker(self, directory: str) -> str | None:
         """The session id the marker for `directory` names, if any."""
-        raw = durable.read_file(self._path("markers", marker_name(directory)))
-        if raw is None:
+        if not self._check_home():
             return None
-        return raw.decode("utf-8", "replace").strip() or None
+        held_by, held_dir = self._read_marker(marker_name(directory))
+        if held_by is not None and held_dir in (None, directory):
+            return held_by
+        held_by, held_dir = self._read_marker(_hashed_marker_name(directory))
+        return held_by if held_dir == directory else None
 
     # -- mail ---------------------------------------------------------------------------------
 
     def enqueue(self, recipient: str, message: Message) -> None:
-        """Append one message to the recipient's mailbox; synced to disk when this returns."""
+        """Append one message to the recipient's mailbox; synced to disk when this returns.
+
+        Refused, with nothing written, when the mailbox already holds RELAY_MAILBOX_MAX bytes of
+        pending and in-flight mail: a flood fills the flooder's error log, not the disk.
+        """
         recipient = require_uuid(recipient, "recipient id")
         line = _to_json(message) + b"\n"
+        limit = mailbox_max()
         with self._locked():
+            pending = self._mailbox(recipient)
+            used = _size(pending) + _size(self._inflight(recipient))
+            if used + len(line) > limit:
+                from relay.textsafe import one_line
+
+                label = one_line(str(message.get("toName") or recipient))
+                raise RelayError(
+                    f"the mailbox of {label} is full ({used} bytes waiting; RELAY_MAILBOX_MAX is {limit}): "
+                    "nothing was queued; send again after that session has read its mail"
+                )
             checkpoint("send:before-append")
-            durable.append_durably(self._mailbox(recipient), line)
+            try:
+                durable.append_durably(pending, line)
+            except durable.UnsafeFile as err:
+                self._set_aside(pending, err.why, "the mailbox")
+                durable.append_durably(pending, line)
             checkpoint("send:appended")
 
-    def take(self, recipient: str) -> Delivery:
-        """Claim the recipient's mail; confirm what was shown with `Delivery.ack`, then close.
+    def take(self, recipient: str, budget: int = TAKE_BUDGET) -> Delivery:
+        """Claim a bounded batch of the recipient's mail; confirm what was shown with
+        `Delivery.ack`, then close.
 
         Only one taker per mailbox at a time (its own lock, so the store lock is not held while
         the caller writes to a possibly slow pipe). Mail left in flight by a dead taker comes
-        first, flagged `redelivered`, then the newer pending mail.
+        first, flagged `redelivered`, then the oldest pending mail, about `budget` bytes in all.
         """
-        recipient = require_uuid(recipient, "recipient id")
+        return self.take_checked(require_uuid(recipient, "recipient id"), budget)
+
+    def take_checked(self, recipient: str, budget: int = TAKE_BUDGET) -> Delivery:
+        """`take` for a caller that already checked the id at its edge (relay.mail's delivery)."""
         self._prepare()
-        inflight = self._inflight(recipient)
-        take_lock = FileLock(inflight.removesuffix(".jsonl") + ".lock")
-        if take_lock.path in _TAKING:
+        take_lock = self._take_lock(recipient)
+        if take_lock is None:
             return Delivery(self, recipient, [], [], None)
-        take_lock.acquire()
-        _TAKING.add(take_lock.path)
         try:
             checkpoint("take:locked")
             with self._locked(prepare=False):  # prepared above: the take lock lives in inflight/
-                leftover = durable.read_file(inflight) or b""
-                self._claim_pending(recipient, inflight, bool(leftover))
+                delivery = self._claim(recipient, budget, take_lock)
             checkpoint("take:claimed")
-            good, messages, bad = _split_lines(durable.read_file(inflight) or b"")
-            if bad:
-                self._quarantine_lines(recipient, bad)
-                durable.atomic_write(inflight, b"".join(line + b"\n" for line in good))
-            for message in messages[: len(_split_lines(leftover)[0])]:
-                message["redelivered"] = True
         except BaseException:
             take_lock.release()
             _TAKING.discard(take_lock.path)
             raise
-        return Delivery(self, recipient, good, messages, take_lock)
+        return delivery
 
-    def _claim_pending(self, recipient: str, inflight: str, has_leftover: bool) -> None:
-        pending = self._mailbox(recipient)
-        if not has_leftover:
+    def _take_lock(self, recipient: str) -> FileLock | None:
+        """The mailbox's take lock, held; None when this process is taking it already.
+
+        A symlink or FIFO planted in its place is moved to quarantine/ under the store lock (so
+        two takers never both replace it) and a fresh lock file is used.
+        """
+        lock = FileLock(self._inflight(recipient).removesuffix(".jsonl") + ".lock")
+        if lock.path in _TAKING:
+            return None
+        try:
+            lock.acquire()
+        except durable.UnsafeFile as err:
+            with self._locked(prepare=False):
+                try:
+                    durable.check_file(lock.path, os.lstat(lock.path), links_ok=True)
+                except durable.UnsafeFile:
+                    self._set_aside(lock.path, err.why, "the take lock")
+                except FileNotFoundError:
+                    pass
+            lock.acquire()
+        _TAKING.add(lock.path)
+        return lock
+
+    def _read_head(self, path: str, budget: int, what: str) -> tuple[bytes, int] | None:
+        """Whole lines from the start of a mail file within `budget`, and the file's size.
+
+        An oversize line is copied to quarantine/ and cut off; a planted symlink, FIFO or hard
+        link is moved to quarantine/. None when there is no (usable) file.
+        """
+        while True:
             try:
-                os.rename(pending, inflight)
-            except FileNotFoundError:
-                return
-            durable.fsync_dir(os.path.dirname(inflight))
-            durable.fsync_dir(os.path.dirname(pending))
-            return
-        data = durable.read_file(pending)
-        if data:
-            durable.append_durably(inflight, data if data.endswith(b"\n") else data + b"\n")
-        if data is not None:
-            durable.remove(pending)
+                head = durable.read_head(path, budget, MAX_LINE)
+            except durable.UnsafeFile as err:
+                self._set_aside(path, err.why, what)
+                return None
+            if head is None:
+                return None
+            data, skip, size = head
+            if not skip:
+                return data, size
+            kept = self._quarantine_path(f"{os.path.basename(path)}.oversize")
+            durable.copy_range(path, skip, kept)
+            durable.replace_prefix(path, skip)
+            self.warn(f"a line of {skip} bytes in {what} cannot be a message; it was kept in {kept}")
 
-    def _finish_take(self, recipient: str, rest: list[bytes]) -> None:
+    def _claim(self, recipient: str, budget: int, take_lock: FileLock) -> Delivery:
+        """Under the store lock: move a bounded batch of pending mail into flight, deduplicated."""
+        inflight, pending = self._inflight(recipient), self._mailbox(recipient)
+        leftover = self._read_head(inflight, budget, "mail in flight") or (b"", 0)
+        old_lines, old_messages, old_bad = _split_lines(leftover[0])
+        whole = len(leftover[0]) >= leftover[1]
+        remaining = 0
+        new_lines: list[bytes] = []
+        new_messages: list[Message] = []
+        new_bad: list[bytes] = []
+        if not whole:  # in-flight mail beyond one batch (left by an older relay): no new mail yet
+            remaining = durable.count_lines(inflight) - leftover[0].count(b"\n") + durable.count_lines(pending)
+        else:
+            head = self._read_head(pending, budget, "the mailbox")
+            if head is not None:
+                data, size = head
+                seen = {m.get("id") for m in old_messages if isinstance(m.get("id"), str)}
+                room, consumed, dropped, taken = budget - len(leftover[0]), 0, 0, 0
+                for raw in data.removesuffix(b"\n").split(b"\n"):
+                    message = _parse_line(raw)
+                    key = message.get("id") if message is not None else None
+                    if message is None:
+                        if raw.strip():
+                            new_bad.append(raw)
+                    elif isinstance(key, str) and key in seen:
+                        dropped += 1  # a copy left by a crash between two steps: delivered once
+                    elif (old_lines or new_lines) and taken + len(raw) + 1 > room:
+                        break
+                    else:
+                        if isinstance(key, str):
+                            seen.add(key)
+                        taken += len(raw) + 1
+                        new_lines.append(raw)
+                        new_messages.append(message)
+                    consumed += len(raw) + 1
+                consumed = min(consumed, len(data))
+                if not old_lines and not old_bad and not dropped and consumed == size:
+                    os.rename(pending, inflight)  # the common case: all of it, in one step
+                    durable.fsync_dir(os.path.dirname(inflight))
+                    durable.fsync_dir(os.path.dirname(pending))
+                else:
+                    if new_lines:
+                        durable.append_durably(inflight, _join(new_lines))
+                    checkpoint("take:copied")  # a crash here leaves copies in both files: deduped
+                    remaining = durable.replace_prefix(pending, consumed)
+        bad = old_bad + new_bad
+        if bad:
+            self._quarantine_lines(recipient, bad)
+            durable.replace_prefix(
+                inflight, len(leftover[0]) if not whole else _size(inflight), _join(old_lines + new_lines)
+            )
+        for message in old_messages:
+            message["redelivered"] = True
+        return Delivery(
+            self, recipient, old_lines + new_lines, old_messages + new_messages, take_lock, remaining, whole
+        )
+
+    def _finish_take(self, recipient: str, shown: list[bytes], rest: list[bytes], whole: bool) -> None:
         """Drop the shown mail from flight; unshown mail goes back in front of newer mail."""
         inflight = self._inflight(recipient)
+        if not whole:  # an older relay's oversized in-flight file: drop just the shown prefix
+            if not shown:
+                return
+            with self._locked():
+                durable.replace_prefix(inflight, len(_join(shown)))
+            return
         if rest:
             with self._locked():
-                pending = self._mailbox(recipient)
-                newer = durable.read_file(pending) or b""
-                durable.atomic_write(pending, b"".join(line + b"\n" for line in rest) + newer)
+                durable.replace_prefix(self._mailbox(recipient), 0, _join(rest))
+            checkpoint("take:requeued")  # a crash here leaves the rest in both files: deduped
         durable.remove(inflight)
 
     def _quarantine_lines(self, recipient: str, bad: list[bytes]) -> None:
         path = self._quarantine_path(f"{mailbox_name(recipient)}.unparsed")
-        durable.atomic_write(path, b"".join(line + b"\n" for line in bad))
+        durable.atomic_write(path, _join(bad))
         self.warn(
             f"{len(bad)} unreadable line(s) in the mailbox of {recipient} were kept in {path}; "
             "the other messages were delivered"
@@ -400,55 +654,258 @@ class Store:
 
     def peek(self, recipient: str) -> list[Message]:
         """Every waiting message without taking any: in flight first, then pending, each marked."""
+        return self.peek_batch(recipient, None)[0]
+
+    def peek_batch(self, recipient: str, budget: int | None) -> tuple[list[Message], int]:
+        """Waiting messages without taking any (in flight first, then pending, each marked) within
+        about `budget` bytes (all of them when None), and how many more wait beyond those."""
         recipient = require_uuid(recipient, "recipient id")
-        if not os.path.isdir(self.home):
-            return []
-        with self._locked():
-            inflight = durable.read_file(self._inflight(recipient)) or b""
-            pending = durable.read_file(self._mailbox(recipient)) or b""
+        if not self._check_home():
+            return [], 0
+        left = sys.maxsize if budget is None else budget
         shown: list[Message] = []
-        for state, data in (("inflight", inflight), ("pending", pending)):
-            _, messages, bad = _split_lines(data)
-            for message in messages:
-                message["state"] = state
-            shown.extend(messages)
-            if bad:
-                self.warn(f"{len(bad)} unreadable line(s) in the {state} mail of {recipient} (left in place)")
-        return shown
+        more = 0
+        with self._locked():
+            for state, path in (("inflight", self._inflight(recipient)), ("pending", self._mailbox(recipient))):
+                try:
+                    head = durable.read_head(path, max(left, 1), MAX_LINE) if left > 0 else None
+                    cut = head is None or len(head[0]) < head[2]
+                    total = durable.count_lines(path) if cut else 0
+                except durable.UnsafeFile as err:
+                    self.warn(f"{path} {err.why}; its mail was not read (run `relay doctor`)")
+                    continue
+                data = head[0] if head else b""
+                more += max(total - data.count(b"\n"), 0) if cut else 0
+                left -= len(data)
+                _, messages, bad = _split_lines(data)
+                for message in messages:
+                    message["state"] = state
+                shown.extend(messages)
+                if bad:
+                    self.warn(f"{len(bad)} unreadable line(s) in the {state} mail of {recipient} (left in place)")
+        return shown, more
 
-    def health(self) -> list[tuple[str, str]]:
-        """Read-only findings about the store, as (status, text) pairs; status is "ok" or "problem".
+    # -- collection (`relay gc`) ----------------------------------------------------------------
 
-        It changes nothing and only probes the store lock (0.2 s at most), so it is safe while
-        sessions run.
+    def gc_due(self, interval: float) -> bool:
+        """True once `interval` seconds have passed since the last collection, counting from the
+        first call on this store (which only writes the stamp). One stat when not due."""
+        stamp = self._path("gc.stamp")
+        try:
+            return os.lstat(stamp).st_mtime + interval <= time.time()
+        except FileNotFoundError:
+            pass
+        if self._check_home():
+            with self._locked():
+                if not os.path.lexists(stamp):
+                    self.touch_gc_stamp()
+        return False
+
+    def touch_gc_stamp(self) -> None:
+        """Record that a collection ran now (nothing when there is no store)."""
+        if not self._check_home():
+            return
+        with self._locked():
+            durable.atomic_write(self._path("gc.stamp"), now_iso().encode() + b"\n")
+
+    def mailbox_files(self) -> list[tuple[str, int]]:
+        """(file name, size) of every regular mailbox file."""
+        if not self._check_home():
+            return []
+        found = []
+        for name in _listdir(self._path("mailbox")):
+            try:
+                info = os.lstat(self._path("mailbox", name))
+            except FileNotFoundError:
+                continue
+            if name.endswith(".jsonl") and stat.S_ISREG(info.st_mode):
+                found.append((name, info.st_size))
+        return found
+
+    def drop_empty_mailbox(self, name: str) -> bool:
+        """Remove mailbox file `name` if it is (still) an empty plain file of the user's."""
+        path = self._path("mailbox", os.path.basename(name))
+        with self._locked():
+            try:
+                durable.check_file(path, os.lstat(path))
+            except (FileNotFoundError, RelayError):
+                return False
+            if _size(path):
+                return False
+            durable.remove(path)
+            return True
+
+    def retire(self, session_id: str) -> int:
+        """Forget a session: its entry, names and markers go; its undelivered mail (in flight and
+        pending) is appended to archive/<id>.jsonl, never deleted. Returns the messages archived.
+
+        LockBusy when a taker holds its mailbox right now (then nothing is changed).
         """
-        if not os.path.isdir(self.home):
-            return [("ok", f"no store yet at {self.home} (it is created by the first session start)")]
-        findings = [("ok", f"store at {self.home}")]
-        mode = os.stat(self.home).st_mode & 0o777
-        if mode & 0o077:
-            findings.append(("problem", f"the store is readable by others (mode {mode:o}); run: chmod 700 {self.home}"))
-        registry = self._parse_registry()
-        if registry is None:
-            findings.append(("problem", "registry.json does not parse; the next change will move it to quarantine/"))
-        else:
-            findings.append(("ok", f"registry: {len(registry['agents'])} session(s), {len(registry['names'])} name(s)"))
+        session_id = require_uuid(session_id)
+        self._prepare()
+        take_lock = FileLock(self._inflight(session_id).removesuffix(".jsonl") + ".lock", deadline=0.2)
+        with take_lock, self._locked(prepare=False):
+            archived = 0
+            archive = self._path("archive")
+            for path in (self._inflight(session_id), self._mailbox(session_id)):
+                if not os.path.lexists(path):
+                    continue
+                try:
+                    archived += durable.count_lines(path)
+                except durable.UnsafeFile as err:
+                    self._set_aside(path, err.why, "a mail file")
+                    continue
+                durable.ensure_private_dir(archive)
+                durable.append_file(path, os.path.join(archive, mailbox_name(session_id)))
+                durable.remove(path)
+            # The take lock file stays: unlinking a held lock would let two takers hold two inodes.
+            for name in _listdir(self._path("markers")):
+                held_by, _ = self._read_marker(name)
+                if held_by is not None and held_by.lower() == session_id.lower():
+                    durable.remove(self._path("markers", name))
+            data = self._load_registry()
+            if session_id in data["agents"] or session_id in data["names"].values():
+                data["agents"].pop(session_id, None)
+                for name, bound in list(data["names"].items()):
+                    if bound == session_id:
+                        del data["names"][name]
+                self._write_registry(data)
+            return archived
+
+    # -- facts for `relay doctor` (read-only) -------------------------------------------------
+
+    def facts(self) -> list[tuple[str, str, str]]:
+        """Every finding about the store as (kind, path, detail), without changing anything.
+
+        It never stops at the first bad file and only probes the store lock (0.2 s at most), so
+        it is safe while sessions run. relay.doctor turns these into words.
+        """
+        try:
+            info = os.stat(self.home)
+        except FileNotFoundError:
+            return [("no-store", self.home, "")]
+        found: list[tuple[str, str, str]] = [("store", self.home, "")]
+        if info.st_uid != os.geteuid():
+            found.append(("foreign", self.home, str(info.st_uid)))
+        if info.st_mode & 0o022:
+            found.append(("shared-home", self.home, f"{stat.S_IMODE(info.st_mode):o}"))
+        elif info.st_mode & 0o077:
+            found.append(("loose-mode", self.home, f"{stat.S_IMODE(info.st_mode):o}"))
+        for name in _listdir(self.home):
+            path = self._path(name)
+            if name in ("mailbox", "markers", "inflight", "quarantine", "archive"):
+                found.extend(self._entry_facts(path, expect="dir"))
+                for inner in _listdir(path):
+                    found.extend(self._entry_facts(os.path.join(path, inner), expect="file", area=name))
+            else:
+                found.extend(
+                    self._entry_facts(
+                        path, "file" if name in (".lock", "registry.json", "gc.stamp", "error.log") else "any"
+                    )
+                )
+        if not os.path.lexists(self._path("registry.json")):
+            found.append(("registry", self._path("registry.json"), "0 0"))
         probe = FileLock(self._path(".lock"), deadline=0.2)
         try:
             with probe:
-                findings.append(("ok", "the store lock is free"))
+                found.append(("lock-free", probe.path, ""))
         except LockBusy:
-            findings.append(("problem", "the store lock is held by another process right now (normal while one works)"))
+            found.append(("lock-busy", probe.path, ""))
         except RelayError as err:
-            findings.append(("problem", f"the store lock: {err}"))
-        for name in _listdir(self._path("inflight")):
-            if name.endswith(".jsonl"):
-                count = len(_split_lines(durable.read_file(self._path("inflight", name)) or b"")[0])
-                findings.append(
-                    ("problem", f"{count} message(s) for {name[:-6]} in flight: the next take delivers them again")
-                )
-        for name in _listdir(self._path("quarantine")):
-            findings.append(
-                ("problem", f"kept in quarantine, inspect and remove by hand: {self._path('quarantine', name)}")
+            found.append(("lock-error", probe.path, str(err)))
+        return found
+
+    def _entry_facts(self, path: str, expect: str, area: str = "") -> list[tuple[str, str, str]]:
+        """Findings about one store entry: what it is, whose, its mode, links, and its content."""
+        try:
+            info = os.lstat(path)
+        except OSError as err:
+            return [("unreadable", path, err.strerror or "")]
+        found: list[tuple[str, str, str]] = []
+        if area == "quarantine":
+            found.append(("quarantine", path, ""))
+        if stat.S_ISLNK(info.st_mode):
+            return [*found, ("symlink", path, os.readlink(path))]
+        is_dir, is_file = stat.S_ISDIR(info.st_mode), stat.S_ISREG(info.st_mode)
+        if not (is_dir if expect == "dir" else is_file if expect == "file" else is_dir or is_file):
+            kind = (
+                "FIFO"
+                if stat.S_ISFIFO(info.st_mode)
+                else "directory"
+                if is_dir
+                else "plain file"
+                if is_file
+                else "socket or device"
             )
-        return findings
+            return [*found, ("not-regular", path, kind)]
+        if info.st_uid != os.geteuid():
+            found.append(("foreign", path, str(info.st_uid)))
+        if info.st_mode & 0o077:
+            found.append(("loose-mode", path, f"{stat.S_IMODE(info.st_mode):o}"))
+        if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+            found.append(("hard-links", path, str(info.st_nlink)))
+        if not stat.S_ISREG(info.st_mode) or (found and found[-1][0] in ("foreign", "hard-links")):
+            return found
+        try:
+            found.extend(self._content_facts(path, area, info.st_size))
+        except OSError as err:
+            found.append(("unreadable", path, err.strerror or ""))
+        return found
+
+    def _content_facts(self, path: str, area: str, size: int) -> list[tuple[str, str, str]]:
+        name = os.path.basename(path)
+        if area == "" and name == "registry.json":
+            try:
+                data = _check_registry(json.loads(_read_plain(path, 64 << 20)))
+            except ValueError:
+                data = None
+            if data is None:
+                return [("unparseable", path, "registry")]
+            return [("registry", path, f"{len(data['agents'])} {len(data['names'])}")]
+        if area == "markers" and not name.startswith("."):
+            held_by, _ = _parse_marker(_read_plain(path, 64 << 10))
+            from relay.ids import is_uuid
+
+            return [] if is_uuid(held_by) else [("unparseable", path, "marker")]
+        if area in ("mailbox", "inflight") and name.endswith(".jsonl"):
+            good, bad = _count_lines(path)
+            found = [("unparseable", path, f"{bad} line(s)")] if bad else []
+            if area == "inflight" and good:
+                found.append(("in-flight", path, str(good)))
+            if area == "mailbox" and size > mailbox_max():
+                found.append(("over-quota", path, str(size)))
+            return found
+        return []
+
+
+def _read_plain(path: str, limit: int) -> bytes:
+    """At most `limit` bytes of a file checked to be regular, without changing it (for facts)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
+def _count_lines(path: str) -> tuple[int, int]:
+    """(message lines, unparseable lines) of a mail file, read line by line with a bounded line."""
+    good = bad = 0
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as stream:
+        while line := stream.readline(MAX_LINE + 1):
+            if len(line) > MAX_LINE:
+                bad += 1
+                while (rest := stream.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                    pass
+                continue
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except ValueError:
+                value = None
+            if isinstance(value, dict):
+                good += 1
+            else:
+                bad += 1
+    return good, bad

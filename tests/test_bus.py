@@ -354,7 +354,7 @@ def test_send_and_inbox_between_two_sessions(run_relay, store_home):
         "bob",
         "hello bob",
     )
-    assert second == {"count": 0, "messages": []}
+    assert second | {"note": ""} == {"count": 0, "messages": [], "remaining": 0, "note": ""}
 
 
 def test_two_inbox_calls_in_one_batch_deliver_a_message_once(run_relay):

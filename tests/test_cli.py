@@ -342,12 +342,12 @@ def test_inbox_prints_and_takes(run_relay):
     result = run_relay("inbox", "bob")
     assert result.returncode == 0, result.stderr
     got = json.loads(result.stdout)
-    assert set(got) == {"count", "messages"}
+    assert set(got) == {"count", "messages", "remaining"}
     assert got["count"] == 2
     assert [m["body"] for m in got["messages"]] == ["first", "second ünïcødé 🎉"]
     assert {"id", "ts", "from", "fromName", "to", "toName", "body"} <= set(got["messages"][0])
     again = json.loads(run_relay("inbox", bob).stdout)  # by id; nothing left
-    assert again == {"count": 0, "messages": []}
+    assert again == {"count": 0, "messages": [], "remaining": 0}
 
 
 def test_peek_does_not_take_and_marks_state(run_relay):
@@ -365,7 +365,7 @@ def test_peek_does_not_take_and_marks_state(run_relay):
 
 def test_peek_on_fresh_store_creates_nothing(run_relay, store_home):
     sid = new_id()
-    assert peek(run_relay, sid) == {"count": 0, "messages": []}
+    assert peek(run_relay, sid) == {"count": 0, "messages": [], "remaining": 0}
     assert not store_home.exists()
 
 

@@ -24,6 +24,7 @@ import pytest
 from conftest import REPO, new_id
 
 from relay.lock import FileLock
+from relay.store import Store
 
 KILLED = -signal.SIGKILL
 STEPS = (
@@ -46,6 +47,17 @@ def inbox(run_relay, who: str, **kw) -> dict:
     result = run_relay("inbox", who, **kw)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def drain(run_relay, who: str) -> list[dict]:
+    """Every message, taking batch after batch while the inbox says more remain."""
+    messages: list[dict] = []
+    while True:
+        got = inbox(run_relay, who)
+        messages += got["messages"]
+        if not got["remaining"]:
+            return messages
+        assert got["count"], "inbox made no progress"
 
 
 def hook_event(sid: str, cwd: Path) -> str:
@@ -165,8 +177,7 @@ def test_killed_at_send_appended_is_delivered_once(run_relay, store_home):
 def _queue(run_relay, sid: str, *bodies: str) -> list[str]:
     for body in bodies:
         assert run_relay("send", "--id", sid, "--", body).returncode == 0
-    peeked = json.loads(run_relay("peek", sid).stdout)["messages"]
-    return [m["id"] for m in peeked]
+    return [m["id"] for m in Store().peek(sid)]  # all of them (the CLI's peek shows 32 KiB)
 
 
 @pytest.mark.parametrize("face", ["inbox", "hook"])
@@ -246,8 +257,52 @@ def test_hook_killed_after_partial_ack_keeps_the_unshown_rest_queued(run_relay, 
     assert result.returncode == KILLED
     shown = [b for b, _ in hook_mail(result.stdout)]
     assert shown == bodies[:1]
-    got = inbox(run_relay, sid)["messages"]
+    got = drain(run_relay, sid)
     assert [m["id"] for m in got] == ids[1:]
+
+
+# -- a crash between two steps of a claim or an ack never doubles a message in one batch -------------
+
+
+def _no_doubles_in_any_batch(run_relay, sid: str, ids: list[str]) -> None:
+    """Drain the mailbox; no batch holds an id twice, and every message arrives (at least once)."""
+    seen: list[str] = []
+    while True:
+        got = inbox(run_relay, sid)
+        batch = [m["id"] for m in got["messages"]]
+        assert len(batch) == len(set(batch)), "a message was delivered twice in one batch"
+        seen += batch
+        if not got["remaining"]:
+            break
+    assert set(seen) == set(ids)
+
+
+def test_killed_between_requeueing_the_rest_and_clearing_flight(run_relay, store_home):
+    """Red team: a crash between rewriting pending mail and removing the in-flight file delivered
+    the same message twice in one batch. The claim takes ~32 KiB of lines; the pretty-printed
+    result shows fewer, so the unshown rest is requeued (take:requeued) before the kill."""
+    sid = new_id()
+    ids = _queue(run_relay, sid, *[f"n{i}-" + "q" * 500 for i in range(60)])
+    result = run_relay("inbox", sid, extra_env=kill_at("take:requeued"))
+    assert result.returncode == KILLED
+    shown = json.loads(result.stdout)["messages"]
+    assert 0 < len(shown) < 60
+    assert (store_home / "inflight" / f"{sid}.jsonl").exists()
+    _no_doubles_in_any_batch(run_relay, sid, ids)
+
+
+def test_killed_between_copying_a_claim_and_cutting_it_from_pending(run_relay, store_home):
+    sid = new_id()
+    ids = _queue(run_relay, sid, *[f"c{i}-" + "q" * 500 for i in range(100)])
+    result = run_relay("inbox", sid, extra_env=kill_at("take:copied"))
+    assert result.returncode == KILLED and result.stdout == b""
+    first = inbox(run_relay, sid)
+    batch = [m["id"] for m in first["messages"]]
+    assert len(batch) == len(set(batch))
+    assert all(m.get("redelivered") for m in first["messages"])
+    # the copies left in the mailbox were dropped as the duplicates they are
+    assert first["count"] + first["remaining"] == 100
+    _no_doubles_in_any_batch(run_relay, sid, [i for i in ids if i not in batch])
 
 
 # -- random kills under load ------------------------------------------------------------------------

@@ -207,3 +207,79 @@ def test_remove_is_idempotent(tmp_path):
     durable.remove(str(path))
     durable.remove(str(path))
     assert not path.exists()
+
+
+# -- issue 8: hard links, foreign owners, shared homes, bounded reads --------------------------------
+
+
+def test_append_refuses_a_hard_link_and_leaves_its_target_alone(tmp_path):
+    target = tmp_path / "target"
+    target.write_bytes(b"keep\n")
+    link = tmp_path / "box.jsonl"
+    os.link(target, link)
+    with pytest.raises(durable.UnsafeFile, match="2 hard links"):
+        durable.append_durably(str(link), b'{"x": 1}\n')
+    assert target.read_bytes() == b"keep\n"
+    with pytest.raises(durable.UnsafeFile):
+        durable.read_file(str(link))
+    assert durable.read_file(str(link), links_ok=True) == b"keep\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
+def test_a_file_or_dir_of_another_user_is_refused_unchanged(tmp_path):
+    path = tmp_path / "theirs"
+    path.write_bytes(b"x")
+    os.chmod(path, 0o644)
+    os.chown(path, 12345, 12345)
+    with pytest.raises(durable.ForeignFile, match="uid 12345"):
+        durable.append_durably(str(path), b"y\n")
+    assert path.read_bytes() == b"x" and stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    folder = tmp_path / "their-dir"
+    folder.mkdir(mode=0o755)
+    os.chown(folder, 12345, 12345)
+    with pytest.raises(durable.ForeignFile, match="uid 12345"):
+        durable.ensure_private_dir(str(folder))
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o755
+
+
+@pytest.mark.parametrize("mode", [0o1777, 0o777, 0o770, 0o722])
+def test_a_home_writable_by_others_is_refused_never_chmodded(tmp_path, mode):
+    home = tmp_path / "shared"
+    home.mkdir()
+    os.chmod(home, mode)
+    with pytest.raises(durable.ForeignFile, match="writable by group or others"):
+        durable.ensure_private_dir(str(home), allow_symlink=True, is_home=True)
+    assert stat.S_IMODE(os.stat(home).st_mode) == mode
+
+
+def test_a_loose_file_of_the_user_is_tightened_on_open(tmp_path):
+    path = tmp_path / "mine"
+    path.write_bytes(b"x")
+    os.chmod(path, 0o666)
+    assert durable.read_file(str(path)) == b"x"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_read_head_returns_whole_lines_within_the_budget(tmp_path):
+    path = tmp_path / "box"
+    path.write_bytes(b"aaaa\nbbbb\ncccc\n")
+    assert durable.read_head(str(path), 12, 100) == (b"aaaa\nbbbb\n", 0, 15)
+    assert durable.read_head(str(path), 100, 100) == (b"aaaa\nbbbb\ncccc\n", 0, 15)
+    assert durable.read_head(str(path), 2, 100) == (b"aaaa\n", 0, 15)  # at least one line
+    path.write_bytes(b"x" * 50 + b"\nnext\n")
+    assert durable.read_head(str(path), 10, 20) == (b"", 51, 56)  # an oversize line: skip it
+    assert durable.read_head(str(tmp_path / "none"), 10, 10) is None
+
+
+def test_replace_prefix_streams_and_counts(tmp_path):
+    path = tmp_path / "box"
+    path.write_bytes(b"1\n2\n3\n")
+    inode = os.stat(path).st_ino
+    assert durable.replace_prefix(str(path), 2, b"0\n") == 3
+    assert path.read_bytes() == b"0\n2\n3\n"
+    assert os.stat(path).st_ino != inode  # a new file: never written through a link
+    assert durable.replace_prefix(str(path), 6) == 0
+    assert not path.exists()
+    assert durable.count_lines(str(path)) == 0
+    path.write_bytes(b"a\nb")
+    assert durable.count_lines(str(path)) == 2

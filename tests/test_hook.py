@@ -86,7 +86,7 @@ def test_registers_session_marker_and_entry(run_relay, store_home, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == b""  # no mail: nothing printed
     assert result.stderr == b""
-    assert marker_file(store_home, str(project)).read_text() == f"{sid}\n"
+    assert marker_file(store_home, str(project)).read_text() == f"{sid}\n{project}\n"
     data = registry(store_home)
     entry = data["agents"][sid]
     assert {k: entry[k] for k in ("id", "dir", "tool", "name")} == {
@@ -131,7 +131,7 @@ def test_dir_falls_back_to_claude_project_dir_then_process_cwd(run_relay, store_
     assert agents[b]["dir"] == str(proj)
     assert agents[c]["dir"] == os.path.realpath(proc)
     assert agents[d]["dir"] == os.path.realpath(proc)
-    assert marker_file(store_home, str(proj)).read_text() == f"{b}\n"  # the last one to start there
+    assert marker_file(store_home, str(proj)).read_text() == f"{b}\n{proj}\n"  # the last one to start there
 
 
 def test_mail_is_printed_in_the_exact_shape_and_taken(run_relay, store_home, tmp_path):
@@ -198,8 +198,9 @@ def test_mail_over_the_context_budget_stays_queued(run_relay, store_home, tmp_pa
     assert shown >= 1
     assert re.search(rf"\b{shown} messages?\b", text.split("\n")[0])
     left = json.loads(run_relay("peek", me).stdout)
-    assert shown + left["count"] == 5
-    assert [m["body"].split(":")[0] for m in left["messages"]] == [str(i) for i in range(shown, 5)]
+    assert shown + left["count"] + left["remaining"] == 5
+    assert re.search(rf"\b{5 - shown} more messages? wait", text)
+    assert [m["body"].split(":")[0] for m in left["messages"]] == [str(i) for i in range(shown, shown + left["count"])]
 
 
 # -- bad input never breaks the session -------------------------------------------------------
@@ -271,3 +272,59 @@ def test_hook_registration_is_enough_to_wake(run_relay, store_home, tmp_path):
     runs = read_record(record)
     assert runs[0]["argv"][:-1] == ["exec", "resume", sid, "--json", "--"]  # then relay's nudge
     assert os.path.realpath(runs[0]["cwd"]) == os.path.realpath(project)
+
+
+# -- one delivery protocol (issue 8) ---------------------------------------------------------------
+
+
+def test_hook_cli_inbox_and_mcp_inbox_share_one_delivery_protocol(env, store_home, tmp_path, monkeypatch, capsysbinary):
+    """take -> show -> confirm lives once, in relay.mail; each face only passes its own `show`."""
+    import io
+
+    from relay import commands, hook, mail, tools
+    from relay.argv import parse
+    from relay.store import Store
+
+    sid = new_id()
+    monkeypatch.setenv("CLAUDE_CODE_SESSION_ID", sid)
+    calls: list[str] = []
+    real = mail.open_delivery
+
+    def spy(store, recipient, show):
+        calls.append(recipient)
+        return real(store, recipient, show)
+
+    monkeypatch.setattr(mail, "open_delivery", spy)
+    store = Store(store_home)
+    mail.send(store, sid, "for the hook", None, "cli")
+    out = io.BytesIO()
+    hook.handle({"session_id": sid, "cwd": str(tmp_path)}, "claude", out, store)
+    assert "for the hook" in out.getvalue().decode()
+    mail.send(store, sid, "for the cli", None, "cli")
+    assert commands.inbox_command(store, parse("inbox", commands.SPECS["inbox"], [sid])) == 0
+    assert b"for the cli" in capsysbinary.readouterr().out
+    mail.send(store, sid, "for mcp", None, "cli")
+    result, confirm = tools.call(store, "inbox", {})
+    assert [m["body"] for m in result["messages"]] == ["for mcp"]
+    assert confirm(True) == 1
+    assert calls == [sid, sid, sid]
+    assert store.peek(sid) == []
+
+
+def test_hook_output_that_cannot_be_written_confirms_nothing(env, store_home, tmp_path):
+    from relay import hook, mail
+    from relay.store import Store
+
+    class Broken:
+        def write(self, data: bytes) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            pass
+
+    sid = new_id()
+    store = Store(store_home)
+    mail.send(store, sid, "keep me", None, "cli")
+    with pytest.raises(BrokenPipeError):
+        hook.handle({"session_id": sid, "cwd": str(tmp_path)}, "claude", Broken(), store)
+    assert [(m["body"], m["state"]) for m in store.peek(sid)] == [("keep me", "inflight")]

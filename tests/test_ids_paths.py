@@ -233,7 +233,7 @@ def test_store_files_are_named_by_the_spec(run_relay, store_home, tmp_path):
     event = json.dumps({"session_id": sid, "cwd": str(project), "hook_event_name": "SessionStart"})
     assert run_relay("hook", input=event).returncode == 0
     assert run_relay("send", sid, "--", "hi").returncode == 0
-    assert (store_home / "markers" / re.sub(r"[^A-Za-z0-9]", "-", str(project))).read_text() == f"{sid}\n"
+    assert (store_home / "markers" / re.sub(r"[^A-Za-z0-9]", "-", str(project))).read_text() == f"{sid}\n{project}\n"
     lines = (store_home / "mailbox" / f"{sid}.jsonl").read_text().splitlines()
     assert len(lines) == 1
     message = json.loads(lines[0])

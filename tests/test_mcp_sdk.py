@@ -235,7 +235,7 @@ def test_send_then_inbox_exactly_once(relay_cmd, env, project, store_home, tmp_p
             assert first["count"] == 2
             assert first["messages"] == stored
             second = payload(await session.call_tool("inbox", {}))
-            assert second == {"count": 0, "messages": []}
+            assert second | {"note": ""} == {"count": 0, "messages": [], "remaining": 0, "note": ""}
         async with connect(relay_cmd, env, bob_dir, CLAUDE_CODE_SESSION_ID=bob) as session:
             await session.initialize()
             assert payload(await session.call_tool("inbox", {}))["count"] == 0
@@ -361,7 +361,8 @@ def test_bad_arguments_are_is_error_results_naming_the_field(relay_cmd, env, pro
             assert (store_home / "registry.json").read_bytes() == before
             assert mailbox_files(store_home) == []
             await session.send_ping()
-            assert payload(await session.call_tool("inbox", {})) == {"count": 0, "messages": []}
+            empty = payload(await session.call_tool("inbox", {}))
+            assert empty | {"note": ""} == {"count": 0, "messages": [], "remaining": 0, "note": ""}
 
     run(test)
 

@@ -145,7 +145,8 @@ def test_files_we_write_have_the_v01_shape(run_relay, store_home, tmp_path):
     assert message == message | {"from": None, "fromName": "cli", "to": alice, "toName": "alice", "body": "one two"}
 
     marker = store_home / "markers" / re.sub(r"[^A-Za-z0-9]", "-", str(project))
-    assert marker.read_bytes() == f"{alice}\n".encode()
+    # 0.1 reads the first line; the second (new) names the dir, to tell colliding dirs apart.
+    assert marker.read_bytes() == f"{alice}\n{project}\n".encode()
 
 
 def test_marker_and_mailbox_name_encoding():
@@ -337,11 +338,14 @@ def test_symlinked_mailbox_file_is_not_written_through(env, store_home, victim, 
     store = _prepared(store_home)
     sid = new_id()
     (store_home / "mailbox" / f"{sid}.jsonl").symlink_to(victim)
-    with pytest.raises(RelayError, match="symlink"):
-        store.enqueue(sid, {"id": new_id(), "body": "x"})
+    # The planted link is moved to quarantine/ (never followed) and the mail goes to a real mailbox.
+    store.enqueue(sid, {"id": new_id(), "body": "x"})
+    assert not (store_home / "mailbox" / f"{sid}.jsonl").is_symlink()
+    assert any(p.is_symlink() for p in (store_home / "quarantine").iterdir())
+    (store_home / "mailbox" / f"{sid}.jsonl").unlink()
+    (store_home / "mailbox" / f"{sid}.jsonl").symlink_to(victim)
     result = run_relay("send", "--id", sid, "--", "evil")
-    assert result.returncode == 1
-    assert len(result.stderr.decode().strip().splitlines()) == 1
+    assert result.returncode == 0, result.stderr
     event = json.dumps({"session_id": sid, "cwd": str(store_home.parent)})
     assert run_relay("hook", input=event).returncode == 0
     run_relay("inbox", sid)
@@ -352,9 +356,12 @@ def test_symlinked_registry_is_not_written_through(env, store_home, victim, run_
     _prepared(store_home)
     (store_home / "registry.json").unlink()
     (store_home / "registry.json").symlink_to(victim)
-    with pytest.raises(RelayError):
-        Store(store_home).register(new_id(), name="evil")
-    assert run_relay("register", "evil", "--id", new_id()).returncode != 0
+    # Handled like a corrupt registry: moved aside, never followed; a fresh one is started.
+    Store(store_home, warn=lambda _m: None).register(new_id(), name="evil")
+    assert not (store_home / "registry.json").is_symlink()
+    (store_home / "registry.json").unlink()
+    (store_home / "registry.json").symlink_to(victim)
+    assert run_relay("register", "evil2", "--id", new_id()).returncode == 0
     _unchanged(victim)
 
 
@@ -362,11 +369,17 @@ def test_symlinked_marker_is_not_written_through(env, store_home, victim, tmp_pa
     store = _prepared(store_home)
     project = tmp_path / "proj"
     project.mkdir()
-    (store_home / "markers" / marker_name(str(project))).symlink_to(victim)
-    with pytest.raises(RelayError):
-        store.set_marker(str(project), new_id())
-    event = json.dumps({"session_id": new_id(), "cwd": str(project)})
+    marker = store_home / "markers" / marker_name(str(project))
+    marker.symlink_to(victim)
+    sid = new_id()
+    store.set_marker(str(project), sid)  # replaced atomically, never followed
+    assert not marker.is_symlink() and store.marker(str(project)) == sid
+    marker.unlink()
+    marker.symlink_to(victim)
+    other = new_id()
+    event = json.dumps({"session_id": other, "cwd": str(project)})
     assert run_relay("hook", input=event).returncode == 0
+    assert not marker.is_symlink() and store.marker(str(project)) == other
     _unchanged(victim)
 
 
@@ -469,8 +482,9 @@ def test_peek_marks_inflight_and_pending(env, store_home):
     delivery = store.take(sid)
     delivery.close()  # claimed, never acked: stays in flight
     send(store, sid, "second", None, "cli")
-    peeked = store.peek(sid)
+    peeked, more = store.peek_batch(sid, None)
     assert [(m["body"], m["state"]) for m in peeked] == [("first", "inflight"), ("second", "pending")]
+    assert more == 0
     # peek takes nothing
     assert [m["body"] for m in store.peek(sid)] == ["first", "second"]
     with store.take(sid) as again:
@@ -507,3 +521,205 @@ def test_an_id_in_upper_case_reaches_the_same_session(run_relay, store_home):
     assert run_relay("send", sid.upper(), "--", "by target").returncode == 0
     got = json.loads(run_relay("inbox", sid).stdout)
     assert sorted(m["body"] for m in got["messages"]) == ["by flag", "by target"]
+
+
+# -- a store that is not the user's (issue 8) ------------------------------------------------------
+
+HOOK_PREFIX = "[session-relay/hook] "
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
+
+
+def _hook(run_relay, sid: str, cwd: Path):
+    return run_relay("hook", input=json.dumps({"session_id": sid, "cwd": str(cwd), "hook_event_name": "SessionStart"}))
+
+
+def _refused_by_hook(result) -> str:
+    assert result.returncode == 0 and result.stdout == b""
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(HOOK_PREFIX), result.stderr
+    return lines[0]
+
+
+@needs_root
+def test_a_home_owned_by_another_user_is_refused_and_never_changed(run_relay, store_home, tmp_path):
+    store_home.mkdir(mode=0o755)
+    os.chmod(store_home, 0o755)
+    os.chown(store_home, 12345, 12345)
+    line = _refused_by_hook(_hook(run_relay, new_id(), tmp_path))
+    assert "uid 12345" in line
+    send = run_relay("send", "--id", new_id(), "--", "hi")
+    assert send.returncode == 1 and "uid 12345" in send.stderr.decode()
+    assert run_relay("list").returncode == 1
+    info = os.stat(store_home)
+    assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (12345, 0o755)
+    assert list(store_home.iterdir()) == []
+
+
+def test_a_home_writable_by_others_is_refused_and_never_chmodded(run_relay, store_home, tmp_path):
+    """Red team: AGENT_RELAY_HOME at an existing 1777 dir was silently chmodded 0700 and used."""
+    store_home.mkdir()
+    os.chmod(store_home, 0o1777)
+    line = _refused_by_hook(_hook(run_relay, new_id(), tmp_path))
+    assert "writable by group or others" in line and "1777" in line
+    assert run_relay("send", "--id", new_id(), "--", "hi").returncode == 1
+    assert stat.S_IMODE(os.stat(store_home).st_mode) == 0o1777
+    assert list(store_home.iterdir()) == []
+    os.chmod(store_home, 0o775)  # group-writable is refused too
+    assert run_relay("send", "--id", new_id(), "--", "hi").returncode == 1
+    assert stat.S_IMODE(os.stat(store_home).st_mode) == 0o775
+
+
+@needs_root
+def test_a_store_file_owned_by_another_user_is_refused(run_relay, store_home, tmp_path):
+    sid = new_id()
+    assert _hook(run_relay, sid, tmp_path).returncode == 0
+    registry = store_home / "registry.json"
+    os.chown(registry, 12345, 12345)
+    before = registry.read_bytes()
+    line = _refused_by_hook(_hook(run_relay, new_id(), tmp_path))
+    assert "uid 12345" in line
+    assert registry.read_bytes() == before and os.stat(registry).st_uid == 12345
+    mailbox = store_home / "mailbox" / f"{sid}.jsonl"
+    mailbox.write_text("")
+    os.chown(mailbox, 12345, 12345)
+    os.chown(registry, 0, 0)
+    send = run_relay("send", "--id", sid, "--", "x")
+    assert send.returncode == 1 and "uid 12345" in send.stderr.decode()
+    assert mailbox.read_bytes() == b""
+
+
+def test_a_loose_store_of_the_user_is_tightened(env, store_home, tmp_path):
+    """A 0.1 store written under a loose umask upgrades cleanly: home 0700, files 0600."""
+    sid = new_id()
+    store_home.mkdir()
+    (store_home / "mailbox").mkdir()
+    (store_home / "mailbox" / f"{sid}.jsonl").write_text("")
+    (store_home / "registry.json").write_text('{"agents": {}, "names": {}}')
+    for path, mode in ((store_home, 0o755), (store_home / "mailbox", 0o755)):
+        os.chmod(path, mode)
+    for path in (store_home / "registry.json", store_home / "mailbox" / f"{sid}.jsonl"):
+        os.chmod(path, 0o644)
+    store = Store(store_home)
+    store.register(sid, name="loose")
+    from relay.mail import send
+
+    send(store, sid, "hi", None, "cli")
+    for rel, mode in _all_modes(store_home).items():
+        assert mode == (0o700 if (store_home / rel).is_dir() else 0o600), rel
+
+
+# -- hard links are never written through ----------------------------------------------------------
+
+
+def test_a_hard_linked_mailbox_never_writes_into_its_target(run_relay, store_home, tmp_path):
+    """Red team: a hard link planted as a mailbox got mail appended into its target."""
+    sid = new_id()
+    assert run_relay("register", "x", "--id", sid).returncode == 0
+    target = store_home / "precious"
+    target.write_bytes(b"precious data\n")
+    os.link(target, store_home / "mailbox" / f"{sid}.jsonl")
+    result = run_relay("send", "--id", sid, "--", "hello")
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes() == b"precious data\n"
+    assert os.stat(target).st_nlink == 2  # the link was moved to quarantine/, not written
+    got = json.loads(run_relay("inbox", sid).stdout)
+    assert [m["body"] for m in got["messages"]] == ["hello"]
+    assert target.read_bytes() == b"precious data\n"
+
+
+def test_a_hard_linked_in_flight_file_is_set_aside(run_relay, store_home, tmp_path):
+    sid = new_id()
+    assert run_relay("send", "--id", sid, "--", "real mail").returncode == 0
+    target = store_home / "precious"
+    target.write_bytes(b'{"id": "x", "body": "not mail"}\n')
+    os.link(target, store_home / "inflight" / f"{sid}.jsonl")
+    got = json.loads(run_relay("inbox", sid).stdout)
+    assert [m["body"] for m in got["messages"]] == ["real mail"]
+    assert target.read_bytes() == b'{"id": "x", "body": "not mail"}\n'
+
+
+# -- planted symlinks and FIFOs never block a session ----------------------------------------------
+
+
+def _plant(path: Path, kind: str, victim: Path) -> None:
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    if kind == "symlink":
+        path.symlink_to(victim)
+    else:
+        os.mkfifo(path)
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+@pytest.mark.parametrize("where", ["registry", "marker", "inflight", "take-lock", "mailbox"])
+def test_a_planted_file_never_blocks_the_hook(run_relay, store_home, tmp_path, victim, kind, where):
+    """Red team: a symlink or FIFO in markers/, inflight/ or as registry.json blocked that session on
+    every run. Now the hook still registers and delivers, twice in a row."""
+    sid = new_id()
+    project = tmp_path / "proj"
+    project.mkdir()
+    assert _hook(run_relay, sid, project).returncode == 0
+    paths = {
+        "registry": store_home / "registry.json",
+        "marker": store_home / "markers" / marker_name(str(project)),
+        "inflight": store_home / "inflight" / f"{sid}.jsonl",
+        "take-lock": store_home / "inflight" / f"{sid}.lock",
+        "mailbox": store_home / "mailbox" / f"{sid}.jsonl",
+    }
+    for round_ in range(2):
+        if where != "mailbox":
+            assert run_relay("send", "--id", sid, "--", f"mail {round_}").returncode == 0
+        _plant(paths[where], kind, victim)
+        if where == "mailbox":
+            assert run_relay("send", "--id", sid, "--", f"mail {round_}").returncode == 0
+        result = _hook(run_relay, sid, project)
+        assert result.returncode == 0
+        context = json.loads(result.stdout)["hookSpecificOutput"]["additionalContext"]
+        assert f"): mail {round_}" in context
+        entry = json.loads((store_home / "registry.json").read_text())["agents"][sid]
+        assert entry["dir"] == str(project)
+        assert Store(store_home).marker(str(project)) == sid
+    _unchanged(victim)
+
+
+# -- markers of dirs that encode alike ---------------------------------------------------------------
+
+
+def test_colliding_dirs_each_keep_their_own_session(run_relay, store_home, tmp_path):
+    """Red team: markers of /x/my_proj and /x/my-proj collided (both encode to -x-my-proj)."""
+    under, dash = tmp_path / "my_proj", tmp_path / "my-proj"
+    under.mkdir()
+    dash.mkdir()
+    assert marker_name(str(under)) == marker_name(str(dash))
+    a, b = new_id(), new_id()
+    assert _hook(run_relay, a, under).returncode == 0
+    assert _hook(run_relay, b, dash).returncode == 0
+    store = Store(store_home)
+    assert store.marker(str(under)) == a
+    assert store.marker(str(dash)) == b
+    # the first dir keeps Claude Code's exact name; a restart there stays put
+    assert (store_home / "markers" / marker_name(str(under))).read_text() == f"{a}\n{under}\n"
+    c = new_id()
+    assert _hook(run_relay, c, under).returncode == 0
+    assert (store.marker(str(under)), store.marker(str(dash))) == (c, b)
+    # and the MCP server of each dir finds its own session
+    for directory, expected in ((under, c), (dash, b)):
+        result = run_relay("bus", input=_whoami_frames(), extra_env={"RELAY_PROJECT_DIR": str(directory)})
+        answer = json.loads(result.stdout.splitlines()[-1])
+        assert json.loads(answer["result"]["content"][0]["text"])["id"] == expected
+
+
+def _whoami_frames() -> str:
+    frames = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18"}},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}},
+    ]
+    return "".join(json.dumps(f) + "\n" for f in frames)
+
+
+def test_a_01_marker_without_a_dir_line_is_still_read(env, store_home, tmp_path):
+    sid = new_id()
+    (store_home / "markers").mkdir(parents=True)
+    os.chmod(store_home, 0o700)
+    (store_home / "markers" / marker_name(str(tmp_path))).write_text(f"{sid}\n")
+    assert Store(store_home).marker(str(tmp_path)) == sid
