@@ -17,16 +17,10 @@ DAY_SECONDS = 86400
 
 
 def is_live(session_id: str, tool: object) -> bool:
-    """The one place gc asks whether a session is running now (relay.liveness, when present).
+    """Whether a session runs now (relay.liveness); gc never touches a live session."""
+    from relay.liveness import is_live as probe
 
-    Until relay.liveness exists, recency alone protects a session: seen, or its transcript
-    written, within DAYS.
-    """
-    try:
-        from relay.liveness import is_live as probe
-    except ImportError:
-        return False
-    return bool(probe(session_id, tool))
+    return probe(session_id, tool)
 
 
 def _epoch(stamp: object) -> float:

@@ -281,3 +281,22 @@ def test_a_real_claude_code_session_is_live_while_it_runs(tmp_path, monkeypatch)
                 proc.kill()
                 proc.wait()
     assert not liveness.is_live(sid, "claude")
+
+
+def test_gc_never_retires_a_running_claude_session(store_home, claude_config, procs):
+    """relay gc asks liveness, not only lastSeen: a session unseen for years whose Claude runs stays."""
+    from relay import gc
+    from relay.store import Store
+
+    store = Store(store_home)
+    sid = new_id()
+    store.register(sid, name="busy", tool="claude")
+    registry = json.loads((store_home / "registry.json").read_text())
+    registry["agents"][sid]["lastSeen"] = "2020-01-01T00:00:00.000Z"
+    (store_home / "registry.json").write_text(json.dumps(registry))
+    proc = procs.start(["claude", "60"], executable=sleep_binary())
+    assert wait_for(lambda: liveness.is_claude_process(proc.pid))
+    write_session(claude_config, proc.pid, sid, procStart=proc_start(proc.pid))
+    assert gc.collect(store)["retired"] == []
+    procs.stop(proc)
+    assert [row["id"] for row in gc.collect(store)["retired"]] == [sid]
