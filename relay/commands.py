@@ -171,7 +171,10 @@ def register_command(store: Store, parsed: Parsed) -> int:
     if tool:
         fields["tool"] = tool
     entry = store.register(require_uuid(parsed.options["--id"]), **fields)
-    print(f"registered {entry['name']} -> {entry['id']} ({entry['tool']}, {entry['dir'] or 'no dir'})")
+    from relay.textsafe import one_line
+
+    shown = f"registered {entry['name']} -> {entry['id']} ({entry['tool']}, {entry['dir'] or 'no dir'})"
+    print(one_line(shown))
     return 0
 
 

@@ -32,7 +32,10 @@ GC_INTERVAL_SECONDS = 24 * 3600
 
 
 def _log(message: str) -> None:
-    sys.stderr.write(f"[session-relay/hook] {message}\n")
+    """One line on stderr; it may quote planted paths or names, so it is made terminal-safe."""
+    from relay.textsafe import one_line
+
+    sys.stderr.write(f"[session-relay/hook] {one_line(message)}\n")
     sys.stderr.flush()
 
 

@@ -120,3 +120,23 @@ def test_an_error_quoting_a_hostile_name_is_one_escaped_line(run_relay):
     assert result.returncode != 0
     line = assert_terminal_safe(result.stderr)
     assert line.count("\n") == 1
+
+
+def test_register_echoes_a_hostile_dir_escaped(run_relay, tmp_path):
+    """Failed before: `relay register` echoed the dir it was given raw."""
+    result = run_relay("register", "web", "--id", new_id(), "--dir", str(tmp_path / HOSTILE))
+    assert result.returncode == 0, result.stderr
+    text = assert_terminal_safe(result.stdout)
+    assert text.count("\n") == 1 and SHOWN in text
+
+
+def test_hook_problems_on_stderr_are_escaped(run_relay, tmp_path):
+    """Failed before: the hook's stderr line quoted a hostile store path raw (the hook still exits 0)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a dir")
+    event = json.dumps({"session_id": new_id(), "cwd": str(tmp_path), "hook_event_name": "SessionStart"})
+    result = run_relay("hook", input=event, extra_env={"AGENT_RELAY_HOME": f"{blocker}/{HOSTILE}"})
+    assert result.returncode == 0
+    assert result.stdout == b""
+    text = assert_terminal_safe(result.stderr)
+    assert text.startswith("[session-relay/hook] ") and text.count("\n") == 1 and "\\x1b" in text
