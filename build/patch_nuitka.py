@@ -152,8 +152,7 @@ PATCHES: list[tuple[str, str, str, list[tuple[str, str]]]] = [
         "247c76548b6ad38b311ff60b9aa573cfe530da3abc6d23b65ea1a4b0221a88e2",
         [
             (
-                '    NUITKA_PRINT_TRACE("main(): Calling patchInspectModule().");\n'
-                "    patchInspectModule(tstate);\n",
+                '    NUITKA_PRINT_TRACE("main(): Calling patchInspectModule().");\n    patchInspectModule(tstate);\n',
                 f"    // {MARK}: no import of inspect at start.\n"
                 '    NUITKA_PRINT_TRACE("main(): Calling relayPatchInspectModuleAtStart().");\n'
                 "    relayPatchInspectModuleAtStart(tstate);\n",
@@ -205,8 +204,11 @@ PATCHES: list[tuple[str, str, str, list[tuple[str, str]]]] = [
                 "    if (is_done) {\n"
                 "        return;\n"
                 "    }\n"
-                "    is_done = true;\n\n" + _TYPES_BLOCK + "}\n#endif\n\n" + _PATCH_FUNCTION_HEAD +
-                f"    // {MARK}: done from here on, the imports below reach this again\n"
+                "    is_done = true;\n\n"
+                + _TYPES_BLOCK
+                + "}\n#endif\n\n"
+                + _PATCH_FUNCTION_HEAD
+                + f"    // {MARK}: done from here on, the imports below reach this again\n"
                 "    // through the loader hook.\n"
                 "    is_done = true;\n",
             ),
@@ -238,7 +240,7 @@ def main() -> int:
     spec = importlib.util.find_spec("nuitka")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit(f"patch_nuitka: nuitka is not installed for {sys.executable}")
-    root = list(spec.submodule_search_locations)[0]
+    root = next(iter(spec.submodule_search_locations))
     # Check everything before writing anything, so a foreign Nuitka is left untouched.
     todo: list[tuple[str, bytes]] = []
     for rel, original_sum, patched_sum, hunks in PATCHES:
