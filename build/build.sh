@@ -8,7 +8,7 @@
 # libzstd-dev, zstd, binutils -- Debian: python3-venv python3-dev gcc patchelf musl-tools
 # libzstd-dev zstd):
 #   1. a throwaway venv in $RELAY_BUILD_DIR (default /tmp/relay-build-<cpu>) with the exact
-#      versions of build/requirements.txt;
+#      versions of build/requirements.txt, its Nuitka patched by build/patch_nuitka.py;
 #   2. Nuitka --mode=standalone of a clean copy of relay/ (the copy is what the source hash covers);
 #   3. the static musl extractor stub (build/stub/stub.c, linked with Debian's libzstd.a);
 #   4. build/pack.py: dist + the host's loader and libc/libm/libz/libgcc_s -> one file.
@@ -57,6 +57,9 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements" 2>/dev/null)" !
     "$VENV/bin/python" -m pip install -q -r "$REPO/build/requirements.txt"
     echo "$REQ_SUM" >"$VENV/.requirements"
 fi
+# Nuitka's runtime imports inspect at every start; patch it to do that on the first import instead.
+# Fails the build on any Nuitka but the pinned one; a no-op on a venv it already patched.
+"$VENV/bin/python" "$REPO/build/patch_nuitka.py"
 
 # 2. Nuitka from a clean copy of the sources (no __pycache__, nothing else from the work tree).
 SRC=$WORK/src

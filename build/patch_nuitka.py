@@ -1,0 +1,273 @@
+"""Patch the pinned Nuitka's C runtime so a compiled program no longer imports `inspect` at every start.
+
+Nuitka 4.3.3's `main()` calls `patchInspectModule()` before running the program. That function imports
+`inspect` (and with it ast, dis, tokenize, enum, re, collections, ...) to replace
+`inspect.getgeneratorstate`/`getcoroutinestate` with versions that understand compiled generators and
+coroutines, replaces `types.coroutine`, and compiles a small Python patch for `types` and `inspect`: more
+than half of the start-up time of a compiled hello world. Nuitka has no switch to turn it off (its source
+has a TODO asking for an import hook instead), and dropping the call makes `inspect.getgeneratorstate`
+wrong on compiled generators.
+
+This script makes the patching happen when the modules are first loaded instead:
+- `types`: `types.coroutine` is replaced as soon as `types` is loaded (cheap, no compiling);
+- `inspect`: everything else that `patchInspectModule()` does runs when `inspect` is first loaded, or
+  when the replaced `types.coroutine` first needs the wrapper that patch creates;
+- Nuitka's meta path loader (through which every module of a standalone binary is loaded) calls the
+  hook right after a module is loaded; at start only a module already loaded by then is patched.
+Python >= 3.12 (where the same function also patches `sys` and `typing`) and non-standalone builds
+(whose stdlib is not loaded through Nuitka's loader) keep the eager call.
+
+Every file is checked against the sha256 of the exact Nuitka text this was written for: on any other
+Nuitka the build stops with an error instead of silently building unpatched. Running it again on a
+venv it already patched is a no-op.
+
+    <build venv>/bin/python build/patch_nuitka.py
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+
+MARK = "session-relay build patch (build/patch_nuitka.py)"
+
+# The deferred-patch functions, added to InspectPatcher.c after patchInspectModule().
+_DEFERRED_FUNCTIONS = f"""
+// {MARK}: patch "types" and "inspect" when first loaded instead of importing
+// "inspect" at every start. Nuitka's meta path loader calls relayPatchModuleOnLoad() right after it
+// loaded a module; relayPatchInspectModuleAtStart() replaces the eager call in main().
+#if PYTHON_VERSION >= 0x3c0 || !_NUITKA_STANDALONE_MODE
+#define RELAY_PATCH_EAGERLY 1
+#else
+#define RELAY_PATCH_EAGERLY 0
+#endif
+
+#if !RELAY_PATCH_EAGERLY
+static bool relayIsModuleLoaded(PyThreadState *tstate, char const *name) {{
+    PyObject *module = Nuitka_GetModuleString(tstate, name);
+    Py_XDECREF(module);
+    return module != NULL;
+}}
+#endif
+
+void relayPatchInspectModuleAtStart(PyThreadState *tstate) {{
+#if RELAY_PATCH_EAGERLY
+    // 3.12+ also patches "sys" and "typing" in there, and without standalone mode the standard library
+    // is not loaded through Nuitka's loader: keep Nuitka's eager patching for those.
+    patchInspectModule(tstate);
+#else
+    // Anything loaded before the loader hook existed is patched now, the rest when it is loaded.
+#if PYTHON_VERSION >= 0x350
+    if (relayIsModuleLoaded(tstate, "types")) {{
+        relayPatchTypesModule(tstate);
+    }}
+#endif
+    if (relayIsModuleLoaded(tstate, "inspect")) {{
+        patchInspectModule(tstate);
+    }}
+#endif
+}}
+
+void relayPatchModuleOnLoad(PyThreadState *tstate, char const *name) {{
+#if PYTHON_VERSION >= 0x350
+    if (strcmp(name, "types") == 0) {{
+        relayPatchTypesModule(tstate);
+        return;
+    }}
+#endif
+    if (strcmp(name, "inspect") == 0) {{
+        patchInspectModule(tstate);
+    }}
+}}
+"""
+
+# patchInspectModule()'s block that replaces types.coroutine: moved unchanged into its own function
+# (relayPatchTypesModule), run when "types" is loaded; patchInspectModule() calls that function instead.
+_TYPES_BLOCK = """\
+    module_types = IMPORT_MODULE5(tstate, const_str_plain_types, Py_None, Py_None, const_tuple_empty, const_int_0);
+
+    if (module_types == NULL) {
+        PyErr_PrintEx(0);
+        Py_Exit(1);
+    }
+    CHECK_OBJECT(module_types);
+
+    // Patch "types.coroutine" unless it is already patched.
+    old_types_coroutine = PyObject_GetAttrString(module_types, "coroutine");
+    CHECK_OBJECT(old_types_coroutine);
+
+    if (PyFunction_Check(old_types_coroutine)) {
+        PyObject *types_coroutine_replacement = PyCFunction_New(&_method_def_types_coroutine_replacement, NULL);
+        CHECK_OBJECT(types_coroutine_replacement);
+
+        PyObject_SetAttrString(module_types, "coroutine", types_coroutine_replacement);
+    }
+"""
+
+_PATCH_FUNCTION_HEAD = """\
+/* Replace inspect functions with ones that handle compiles types too. */
+void patchInspectModule(PyThreadState *tstate) {
+    static bool is_done = false;
+    if (is_done) {
+        return;
+    }
+"""
+
+_PATCH_FUNCTION_TAIL = """\
+    is_done = true;
+}
+#endif
+
+static richcmpfunc original_PyType_tp_richcompare = NULL;
+"""
+
+_WRAPPER_USE = """\
+    // Use a replacement that also handles compiled coroutine and generator
+    // objects, which the original "types.coroutine" will not recognize.
+    if (types_coroutine_wrapped != NULL) {
+"""
+
+# (path under the nuitka package, sha256 of Nuitka 4.3.3's file, sha256 once patched, [(old, new)]).
+# Each old text must occur exactly once.
+PATCHES: list[tuple[str, str, str, list[tuple[str, str]]]] = [
+    (
+        "build/include/nuitka/helpers.h",
+        "4c50ec37e304472244c9f5e95f4efca4a7a4cd0ed97083cbedad8a0b73d9bbb8",
+        "e4d7bafccec778edb01c7ed875cc566b8071ae0b867b925acff0e98049fd979e",
+        [
+            (
+                "extern void patchInspectModule(PyThreadState *tstate);\n",
+                "extern void patchInspectModule(PyThreadState *tstate);\n"
+                f"// {MARK}: inspect and types are patched when first loaded.\n"
+                "extern void relayPatchInspectModuleAtStart(PyThreadState *tstate);\n"
+                "extern void relayPatchModuleOnLoad(PyThreadState *tstate, char const *name);\n",
+            )
+        ],
+    ),
+    (
+        "build/static_src/MainProgram.c",
+        "185ec411eaa522818566d5e1bb4a165cf750edc1eba21b60c9edd74b7f98631d",
+        "247c76548b6ad38b311ff60b9aa573cfe530da3abc6d23b65ea1a4b0221a88e2",
+        [
+            (
+                '    NUITKA_PRINT_TRACE("main(): Calling patchInspectModule().");\n    patchInspectModule(tstate);\n',
+                f"    // {MARK}: no import of inspect at start.\n"
+                '    NUITKA_PRINT_TRACE("main(): Calling relayPatchInspectModuleAtStart().");\n'
+                "    relayPatchInspectModuleAtStart(tstate);\n",
+            )
+        ],
+    ),
+    (
+        "build/static_src/MetaPathBasedLoader.c",
+        "e3e45e49118bb0cda28d1340371432356bf81e4ada7a2588cccd4546ebd671e4",
+        "1f279f18b4202165c7f1e2d1e361c018f2f9d3eff55cfdac520d0de971ce72dc",
+        [
+            (
+                "    Nuitka_LoadTriggeredModule(tstate, entry != NULL ? entry->m_post_load : NULL);\n"
+                "\n"
+                "    Py_XDECREF(parent_name_obj);\n",
+                "#if PYTHON_VERSION >= 0x300\n"
+                f"    // {MARK}: the module is in sys.modules now.\n"
+                "    relayPatchModuleOnLoad(tstate, name);\n"
+                "#endif\n"
+                "    Nuitka_LoadTriggeredModule(tstate, entry != NULL ? entry->m_post_load : NULL);\n"
+                "\n"
+                "    Py_XDECREF(parent_name_obj);\n",
+            )
+        ],
+    ),
+    (
+        "build/static_src/InspectPatcher.c",
+        "f5f2c99001ab4856d9d28035445707f6b259ee487694a3bd6c5dfe42c164ea31",
+        "41df509cad245a3acdc94d56f411e9b8731b5548afde65089909126cc990c63c",
+        [
+            # types.coroutine's replacement needs the wrapper patchInspectModule() makes: make it on demand.
+            (
+                _WRAPPER_USE,
+                f"    // {MARK}: patchInspectModule() makes the wrapper and now runs on the\n"
+                "    // first load of inspect; run it now if that has not happened yet.\n"
+                "    if (types_coroutine_wrapped == NULL) {\n"
+                "        patchInspectModule(PyThreadState_GET());\n"
+                "    }\n\n" + _WRAPPER_USE,
+            ),
+            # The types.coroutine block becomes its own function, run when types is loaded.
+            (_TYPES_BLOCK, f"    // {MARK}: also run when types is loaded.\n    relayPatchTypesModule(tstate);\n"),
+            (
+                _PATCH_FUNCTION_HEAD,
+                "#if PYTHON_VERSION >= 0x350\n"
+                f"// {MARK}: Nuitka's types.coroutine patching, moved here from\n"
+                "// patchInspectModule() unchanged, so that it runs as soon as types is loaded.\n"
+                "static void relayPatchTypesModule(PyThreadState *tstate) {\n"
+                "    static bool is_done = false;\n"
+                "    if (is_done) {\n"
+                "        return;\n"
+                "    }\n"
+                "    is_done = true;\n\n"
+                + _TYPES_BLOCK
+                + "}\n#endif\n\n"
+                + _PATCH_FUNCTION_HEAD
+                + f"    // {MARK}: done from here on, the imports below reach this again\n"
+                "    // through the loader hook.\n"
+                "    is_done = true;\n",
+            ),
+            (
+                _PATCH_FUNCTION_TAIL,
+                "    is_done = true;\n}\n" + _DEFERRED_FUNCTIONS + "#endif\n\n"
+                "static richcmpfunc original_PyType_tp_richcompare = NULL;\n",
+            ),
+        ],
+    ),
+]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _apply(text: str, hunks: list[tuple[str, str]], path: str) -> str:
+    """Replace each old text, which must occur exactly once."""
+    for old, new in hunks:
+        count = text.count(old)
+        if count != 1:
+            raise SystemExit(f"patch_nuitka: {path}: expected text found {count} times, not once")
+        text = text.replace(old, new)
+    return text
+
+
+def main() -> int:
+    spec = importlib.util.find_spec("nuitka")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"patch_nuitka: nuitka is not installed for {sys.executable}")
+    root = next(iter(spec.submodule_search_locations))
+    # Check everything before writing anything, so a foreign Nuitka is left untouched.
+    todo: list[tuple[str, bytes]] = []
+    for rel, original_sum, patched_sum, hunks in PATCHES:
+        path = os.path.join(root, rel)
+        with open(path, "rb") as f:
+            data = f.read()
+        have = _sha256(data)
+        if have == patched_sum:
+            continue
+        if have != original_sum:
+            raise SystemExit(
+                f"patch_nuitka: {path} is not the Nuitka 4.3.3 file this patch was written for "
+                f"(sha256 {have}): re-check build/patch_nuitka.py against the new Nuitka, or pin nuitka==4.3.3 "
+                "in build/requirements.txt"
+            )
+        new = _apply(data.decode(), hunks, rel).encode()
+        if _sha256(new) != patched_sum:
+            raise SystemExit(f"patch_nuitka: {rel}: patched text has sha256 {_sha256(new)}, expected {patched_sum}")
+        todo.append((path, new))
+    for path, new in todo:
+        tmp = path + ".relay-tmp"
+        with open(tmp, "wb") as f:
+            f.write(new)
+        os.replace(tmp, path)
+        print(f"patch_nuitka: patched {os.path.relpath(path, root)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
