@@ -29,7 +29,7 @@ _LOOKALIKES = {
     "/": "\u2044\u2215\u2571\u27cb\u29f8\u1735\u3033\u30ce\u4e3f",
     "\\": "\u2216\u2572\u27cd\u29f5\u29f9\u3035",
     "-": "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u2043\u2053\u2e17\u2e1a\u2e3a\u2e3b\u2e40\u301c\u30a0\u30fc"
-    "\u05be\u1806\u2796\u02d7\u2cba\ufe31\ufe32\ufe58\u207b\u208b",
+    "\u05be\u1806\u2796\u02d7\u2cba\u2cbb\ufe31\ufe32\ufe58\u207b\u208b",
     "a": "\u0430\u0410\u03b1\u0391\u0251\u1d00\u237a",
     "e": "\u0435\u0415\u03b5\u0395\u0454\u04bd\u1d07\u212e",
     "i": "\u0456\u0406\u03b9\u0399\u0269\u0131\u026a\u04cf\u04c0\u01c0\u05c0",
@@ -129,7 +129,21 @@ def _decode(text: str, at: int) -> tuple[str, int] | None:
     code = int(digits, 10 if match.group(1) is not None else 16)
     if code > 0x10FFFF:
         return None
+    if 0x80 <= code <= 0x9F and text[at] == "&":  # HTML reads &#139; as windows-1252 does: U+2039
+        return bytes([code]).decode("cp1252", "ignore") or chr(code), match.end()
     return chr(code), match.end()
+
+
+def _decode_nested(text: str, at: int) -> tuple[str, int] | None:
+    """Like `_decode`, but an escape that stands for `&`, `\\` or `%` may start another (`&#38;lt;`)."""
+    decoded = _decode(text, at)
+    while decoded and decoded[0] in ("&", "\\", "%"):
+        end = decoded[1]
+        inner = _decode(decoded[0] + text[end : end + 64], 0)
+        if inner is None:
+            break
+        decoded = inner[0], end + inner[1] - 1
+    return decoded
 
 
 def _first_open(text: str) -> int:
@@ -140,7 +154,7 @@ def _first_open(text: str) -> int:
         at = maybe.start()
         if text[at] not in "&\\%":
             return at
-        decoded = _decode(text, at)
+        decoded = _decode_nested(text, at)
         if decoded and "<" in _fold(decoded[0]):
             return at
     return -1
@@ -159,7 +173,7 @@ def _view(text: str, pos: int) -> tuple[str, list[int], list[int]]:
             parts.append(text[pos:at])
             starts.extend(range(pos, at))
             ends.extend(range(pos + 1, at + 1))
-        decoded = _decode(text, at) if text[at] in "&\\%" else None
+        decoded = _decode_nested(text, at) if text[at] in "&\\%" else None
         folded, end = (_fold(decoded[0]), decoded[1]) if decoded else (_fold(text[at]), at + 1)
         parts.append(folded)
         starts.extend([at] * len(folded))
