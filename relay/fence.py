@@ -50,12 +50,12 @@ _DROP = frozenset(("Cf", "Cc", "Mn", "Me", "Cs", "Co", "Cn"))
 # Every character whose view holds a `<` (lookalikes, NFKD sources), plus the starts of escapes.
 # A tag starts at one of them: text without one that reads as `<` is returned at once, and the
 # normalised view is built only from the first one on.
-_MAYBE = re.compile("[" + re.escape("<&%\\" + _LOOKALIKES["<"] + "\u226e\ufe64\uff1c") + "]")
+_MAYBE = "[" + re.escape("<&%\\" + _LOOKALIKES["<"] + "\u226e\ufe64\uff1c") + "]"
 # Printable ASCII with no escape starts: its view is itself, so the tag pattern runs on it directly.
-_PLAIN = re.compile(r"[\t\n\r\x20-\x24\x27-\x5b\x5d-\x7e]*")
-_SPECIAL = re.compile(r"[^\t\n\r\x20-\x24\x27-\x5b\x5d-\x7e]")
+_PLAIN = r"[\t\n\r\x20-\x24\x27-\x5b\x5d-\x7e]*"
+_SPECIAL = r"[^\t\n\r\x20-\x24\x27-\x5b\x5d-\x7e]"
 
-_ESCAPE = re.compile(
+_ESCAPE = (
     r"&(?:amp;)*(?:#([0-9]{1,8});?|#[xX]([0-9a-fA-F]{1,8});?|([A-Za-z][A-Za-z0-9]{0,31};?))"
     r"|\\(?:u\{([0-9a-fA-F]{1,8})\}|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|x([0-9a-fA-F]{2}))"
     r"|%([0-9a-fA-F]{2})"
@@ -71,12 +71,22 @@ def _word(letters: str) -> str:
 _SEP = r"[\s\-_.]*"
 # A fence tag as a reader sees it: open or close (either slash), any spacing, separators between the
 # words, then attributes up to `>` - or no `>` at all, since an unterminated tag still reads as one.
-_TAG = re.compile(
-    r"<\s*[/\\]?\s*"
+_TAG = (
+    r"(?i)<\s*[/\\]?\s*"
     + _SEP.join(_word(word) for word in ("session", "relay", "mail"))
-    + r"(?![a-z0-9])(?:[^<>]{0,256}>)?",
-    re.IGNORECASE,
+    + r"(?![a-z0-9])(?:[^<>]{0,256}>)?"
 )
+
+_COMPILED: dict[str, re.Pattern[str]] = {}
+
+
+def _re(source: str) -> re.Pattern[str]:
+    """`source` compiled on first use: compiling all of them costs milliseconds that most hook runs never need."""
+    pattern = _COMPILED.get(source)
+    if pattern is None:
+        pattern = _COMPILED[source] = re.compile(source)
+    return pattern
+
 
 _FOLDED: dict[str, str] = {}
 
@@ -115,7 +125,7 @@ def _named_entity(name: str, terminated: bool) -> tuple[str, int] | None:
 
 def _decode(text: str, at: int) -> tuple[str, int] | None:
     """The character an entity or escape starting at `at` stands for, and where it ends."""
-    match = _ESCAPE.match(text, at)
+    match = _re(_ESCAPE).match(text, at)
     if not match:
         return None
     name = match.group(3)
@@ -150,7 +160,7 @@ def _first_open(text: str) -> int:
     """Where the first character that reads as `<` starts (a tag starts there), or -1."""
     if text.isascii() and "<" not in text and "&" not in text and "%" not in text and "\\" not in text:
         return -1  # the usual case, found by a few memchr calls
-    for maybe in _MAYBE.finditer(text):
+    for maybe in _re(_MAYBE).finditer(text):
         at = maybe.start()
         if text[at] not in "&\\%":
             return at
@@ -165,7 +175,7 @@ def _view(text: str, pos: int) -> tuple[str, list[int], list[int]]:
     parts: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
-    for special in _SPECIAL.finditer(text, pos):
+    for special in _re(_SPECIAL).finditer(text, pos):
         at = special.start()
         if at < pos:
             continue  # inside an escape already decoded
@@ -191,11 +201,12 @@ def defuse(text: str) -> str:
     first = _first_open(text)
     if first < 0:
         return text
-    if _PLAIN.fullmatch(text, first):
-        spans = [match.span() for match in _TAG.finditer(text, first)]
+    tag = _re(_TAG)
+    if _re(_PLAIN).fullmatch(text, first):
+        spans = [match.span() for match in tag.finditer(text, first)]
     else:
         view, starts, ends = _view(text, first)
-        spans = [(starts[match.start()], ends[match.end() - 1]) for match in _TAG.finditer(view)]
+        spans = [(starts[match.start()], ends[match.end() - 1]) for match in tag.finditer(view)]
     if not spans:
         return text
     out, pos = [], 0
