@@ -217,9 +217,19 @@ def defuse(text: str) -> str:
     return "".join(out)
 
 
+# Past these lengths text can never fit one result, so it is cut before the (per-character) defusing:
+# a planted many-megabyte body or name costs no more than one that just overflows the budget.
+_BODY_CLIP = 2 * CONTEXT_BUDGET_BYTES
+_FIELD_CLIP = 1024
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]} [... {len(text) - limit} more characters not shown]"
+
+
 def one_line_field(value: object) -> str:
     """A field shown on one line (name, id, ts, hint): no line break, no control, no fence tag."""
-    return defuse(one_line(str(value)))
+    return defuse(one_line(_clip(str(value), _FIELD_CLIP)))
 
 
 def sender_label(message: Message) -> str:
@@ -232,7 +242,7 @@ def mail_line(message: Message) -> str:
     note = " (redelivered)" if message.get("redelivered") else ""
     ts = message.get("ts")
     body = message.get("body")
-    body = defuse(indent_lines("" if body is None else str(body)))
+    body = defuse(indent_lines(_clip("" if body is None else str(body), _BODY_CLIP)))
     return f"- from {sender_label(message)} ({one_line_field('?' if ts in (None, '') else ts)}){note}: {body}"
 
 

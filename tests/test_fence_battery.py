@@ -387,3 +387,22 @@ def test_hostile_mail_reaches_the_hook_output_defused(run_relay, store_home, tmp
     assert shown >= 1
     check_rendered(text, shown)
     assert "planted ts" in text
+
+
+# -- huge planted fields cost no more than ones that just overflow the budget ----------------------
+
+
+def test_huge_fields_are_cut_before_defusing():
+    """A planted multi-megabyte body or name must not stall the hook: the fence cuts what can never fit."""
+    import time
+
+    huge = "«" + "日本語\u200b<" * 700_000  # non-ASCII with '<' throughout: the slowest path
+    message = {"ts": huge, "fromName": huge, "from": huge, "body": huge + CLOSE}
+    started = time.perf_counter()
+    text, shown = render([message, {"ts": TS, "fromName": "next", "body": "queued"}], "r", "m")
+    assert time.perf_counter() - started < 2.0
+    assert shown == 1
+    check_rendered(text, 1)
+    line = next(line for line in text.split("\n") if line.startswith("- from "))
+    assert line.endswith(f" [... {len(huge) + len(CLOSE) - 2 * 32 * 1024} more characters not shown]")
+    assert len(text) < 3 * 32 * 1024
