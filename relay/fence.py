@@ -209,10 +209,12 @@ def defuse(text: str) -> str:
         spans = [(starts[match.start()], ends[match.end() - 1]) for match in tag.finditer(view)]
     if not spans:
         return text
-    out, pos = [], 0
+    out: list[str] = []
+    pos = 0
     for start, end in spans:
-        out += [text[pos:start], DEFUSED]
-        pos = end
+        if end > pos:  # two matches can share one original character that reads as several
+            out += [text[pos : max(start, pos)], DEFUSED]
+            pos = end
     out.append(text[pos:])
     return "".join(out)
 
