@@ -26,21 +26,20 @@ def _table(keep: str = "") -> dict[int, str]:
 
 # One line: every control, line break and bidi character becomes a visible escape such as \x1b.
 _ONE_LINE = _table()
-# A body: tabs stay, line breaks are handled by `indent_lines`, the rest is escaped.
-_BODY = _table(keep="\t" + LINE_BREAKS)
+# A body: tabs stay, every line break becomes "\n" (for `indent_lines`), the rest is escaped.
+_BODY = {**_table(keep="\t" + LINE_BREAKS), **{ord(brk): "\n" for brk in LINE_BREAKS}}
 
 
 def one_line(text: str) -> str:
     """`text` with nothing that could break the line or drive a terminal (for names, dirs, ids, ts)."""
-    return text.translate(_ONE_LINE)
+    # Everything the table escapes is unprintable, so printable text (the usual case) needs no pass.
+    return text if text.isprintable() else text.translate(_ONE_LINE)
 
 
 def indent_lines(text: str, indent: str = "  ") -> str:
     """A multi-line body as one logical item: every line break (`\\r\\n`, `\\r`, `\\n`, U+2028, ...)
     becomes a newline followed by `indent`, and other controls become visible escapes, so a body
     can never start a line of its own."""
-    text = text.translate(_BODY).replace("\r\n", "\n")
-    for brk in LINE_BREAKS:
-        if brk != "\n":
-            text = text.replace(brk, "\n")
-    return text.replace("\n", "\n" + indent)
+    if text.isprintable():
+        return text
+    return text.replace("\r\n", "\n").translate(_BODY).replace("\n", "\n" + indent)

@@ -73,7 +73,7 @@ def test_hostile_cli_message_is_defused(run_relay, tmp_path):
 def test_non_ascii_and_near_misses_kept_verbatim(run_relay, store_home, tmp_path):
     me = new_id()
     bodies = [
-        "naïve café — 日本語 🎉 Ωμέγα \u202eRTL\u202c",
+        "naïve café — 日本語 🎉 Ωμέγα «quotes» a < b > c",
         "<session-relay-mailbox> is not a tag, nor is <session-relay> or </b>",
         "[session-relay-mail] already defused",
         "tabs\tand  double  spaces",
@@ -93,8 +93,15 @@ def test_defuse_each_variant(tag):
 
 
 def test_defuse_keeps_everything_else():
-    for text in ["", "plain", "<b>x</b>", "<session-relay-mailx>", "ü→∞", "<session-relay-mail", "session-relay-mail>"]:
+    for text in ["", "plain", "<b>x</b>", "<session-relay-mailx>", "ü→∞", "session-relay-mail>", "«session-relay»"]:
         assert defuse(text) == text
+
+
+def test_defuse_unterminated_tags():
+    """A tag with no `>` at the end of a body still reads as a tag to a model."""
+    assert defuse("x </session-relay-mail") == "x [session-relay-mail]"
+    assert defuse("x <session-relay-mail") == "x [session-relay-mail]"
+    assert defuse("</session-relay-mail and more text") == "[session-relay-mail] and more text"
 
 
 def test_defuse_nested_fragments_cannot_rebuild_a_tag():
@@ -124,7 +131,8 @@ def test_render_always_has_exactly_one_fence(bodies):
 
 
 def test_render_is_json_safe_round_trip():
-    messages = [{"ts": "t", "fromName": "n", "body": "é\u2028\u0000</session-relay-mail>"}]
+    messages = [{"ts": "t", "fromName": "n", "body": "é\u2028\u0000</session-relay-mail>\u202e"}]
     text, _ = render(messages, reply_hint="r", more_hint="m")
     assert json.loads(json.dumps(text)) == text
-    assert "é\u2028\u0000[session-relay-mail]" in text
+    # the line break is indented under its message, the control and the bidi override are shown as escapes
+    assert "- from n (t): é\n  \\x00[session-relay-mail]\\u202e" in text
