@@ -325,6 +325,21 @@ def replace_prefix(path: str, drop: int, prepend: bytes = b"", keep_from: str | 
     return lines
 
 
+def _stream(src: int, fd: int, length: int | None = None) -> bytes:
+    """Copy the first `length` bytes of `src` (all of it when None) to `fd` in 1 MiB pieces, so
+    a big mailbox is never held in memory whole; returns the last byte copied (b"" for none)."""
+    offset, last = 0, b""
+    while length is None or offset < length:
+        piece = 1 << 20 if length is None else min(1 << 20, length - offset)
+        chunk = os.pread(src, piece, offset)
+        if not chunk:
+            break
+        _write_all(fd, chunk)
+        offset += len(chunk)
+        last = chunk[-1:]
+    return last
+
+
 def copy_range(source: str, length: int, destination: str) -> None:
     """Copy the first `length` bytes of `source` into a new file, streamed (for quarantine)."""
     src = _open_for_reading(source)
@@ -333,10 +348,7 @@ def copy_range(source: str, length: int, destination: str) -> None:
     try:
         fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _PRIVATE_FILE)
         try:
-            offset = 0
-            while offset < length and (chunk := os.pread(src, min(1 << 20, length - offset), offset)):
-                _write_all(fd, chunk)
-                offset += len(chunk)
+            _stream(src, fd, length)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -394,11 +406,7 @@ def append_file(source: str, destination: str) -> None:
             last = os.pread(fd, 1, size - 1) if size else b"\n"
             if last != b"\n":
                 _write_all(fd, b"\n")
-            offset = 0
-            while chunk := os.pread(src, 1 << 20, offset):
-                _write_all(fd, chunk)
-                offset += len(chunk)
-                last = chunk[-1:]
+            last = _stream(src, fd) or b"\n"  # the destination already ends a line
             if last != b"\n":
                 _write_all(fd, b"\n")
             os.fsync(fd)
