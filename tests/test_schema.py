@@ -134,7 +134,9 @@ def test_string_lengths():
     assert violation(KITCHEN_SINK, {"s": "ab", "one": ""}) == "`one` must not be empty"
     assert violation(SCHEMAS["register"], {"name": ""}) == "`name` must not be empty"
     assert violation(SCHEMAS["register"], {"name": "x" * 65}) == "`name` must be at most 64 characters"
-    assert violation(SCHEMAS["register"], {"name": "é" * 64}) is None  # characters, not bytes
+    assert violation(KITCHEN_SINK, {"s": "éééé"}) is None  # characters, not bytes
+    assert violation(SCHEMAS["register"], {"name": "x" * 64}) is None
+    assert violation(SCHEMAS["register"], {"name": "é"}) == "`name` does not match ^[A-Za-z0-9._-]{1,64}$"
     assert violation(SCHEMAS["send"], {"to": "", "body": "b"}) == "`to` must not be empty"
     assert violation(SCHEMAS["send"], {"to": "a", "body": ""}) == "`body` must not be empty"
 
