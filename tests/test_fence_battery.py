@@ -382,11 +382,22 @@ def test_hostile_mail_reaches_the_hook_output_defused(run_relay, store_home, tmp
     messages += [{"fromName": v, "body": "planted name"} for v in variants[::5]]
     messages += [{"from": v, "body": "planted id"} for v in variants[::7]]
     write_mail(store_home, me, messages)
-    text = hook_output(run_relay("hook", input=claude_hook_event(me, str(tmp_path))))
-    shown = int(re.match(r"session-relay: (\d+) messages? arrived", text).group(1))
-    assert shown >= 1
-    check_rendered(text, shown)
-    assert "planted ts" in text
+    # Each hook run shows at most 32 KiB of mail: run it until the mailbox is empty, checking every text.
+    texts, total = [], 0
+    for _ in range(len(messages)):
+        result = run_relay("hook", input=claude_hook_event(me, str(tmp_path)))
+        if not result.stdout.strip():
+            break
+        text = hook_output(result)
+        shown = int(re.match(r"session-relay: (\d+) messages? arrived", text).group(1))
+        assert shown >= 1
+        check_rendered(text, shown)
+        texts.append(text)
+        total += shown
+    assert total == len(messages) and len(texts) > 1
+    everything = "\n".join(texts)
+    for body in ("planted ts", "planted name", "planted id"):
+        assert body in everything
 
 
 # -- huge planted fields cost no more than ones that just overflow the budget ----------------------
