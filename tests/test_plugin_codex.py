@@ -183,7 +183,8 @@ def test_claude_and_codex_in_the_same_dir_each_know_themselves(sandbox: rc.Sandb
     assert agents[CLAUDE_SESSION]["tool"] == "claude"
     assert agents[codex_session]["tool"] == "codex"
     marker = sandbox.relay_home / "markers" / re.sub(r"[^A-Za-z0-9]", "-", str(sandbox.project))
-    assert marker.read_text().strip() == CLAUDE_SESSION  # the Claude session started last
+    # the Claude session started last (the marker's first line; the second names the dir)
+    assert marker.read_text().splitlines() == [CLAUDE_SESSION, str(sandbox.project)]
 
     [claude_said] = rc.tool_results(nested)
     assert json.loads(claude_said)["id"] == CLAUDE_SESSION
@@ -207,21 +208,27 @@ def test_send_then_wake_a_codex_session_with_the_real_doorbell(sandbox: rc.Sandb
     config = sandbox.codex_home / "config.toml"
     config.write_text(rc.codex_mock_config() + "\n" + config.read_text())
     inbox_js = 'text("RELAY_INBOX " + JSON.stringify(await tools.mcp__bus__inbox({})));'
-    nudge = "You have session-relay mail: call inbox."
+    extra = "Also: the deploy waits on your answer."
     wake = {
         "kind": "codex",
         "port": rc.MOCK_PORT,
         "js": inbox_js,
         "cwd": str(sandbox.root),  # not the project: wake must change into the target's dir itself
-        "argv": [str(rc.REPO / "launcher"), "wake", session, "--", nudge],
+        "argv": [str(rc.REPO / "launcher"), "wake", session, "--", extra],
     }
     [woken] = rc.scenario({"steps": [wake]}, env, sandbox.project)["steps"]
     assert woken["rc"] == 0, woken["stderr"][-3000:]
-    assert any(nudge in json.dumps(r["body"]) for r in woken["requests"]), "the wake message never reached the model"
+    first_request = json.dumps(woken["requests"][0]["body"])
+    assert "You have session-relay mail" in first_request, "relay's nudge never reached the model"
+    assert extra not in first_request, "the wake text became part of the prompt instead of mail"
     taken = rc.exec_output(woken, "RELAY_INBOX")
     assert taken.get("isError") is False, taken
     mail = json.loads(taken["content"][0]["text"])
-    assert [m["body"] for m in mail["messages"]] == ["please confirm the v2 schema"]
+    # the wake text was queued as mail from the CLI, after the mail sent before it
+    assert [(m["body"], m["fromName"]) for m in mail["messages"]] == [
+        ("please confirm the v2 schema", "cli"),
+        (extra, "cli"),
+    ]
     assert json.loads(launcher(env, "peek", session).stdout)["count"] == 0
     # It resumed the same session (same rollout file), not a new one.
     assert list(rc.codex_rollouts(sandbox)) == [session]
