@@ -138,8 +138,16 @@ def fit_output(
 
     Every face (hook text, CLI and MCP inbox) fits its own output through this one rule.
     """
-    count = fit(len(batch), lambda k: size(build(batch[:k])[0]), budget)
-    output, shown = build(batch[:count])
-    if count and size(output) > budget:
+    built: dict[int, tuple[tuple[object, int], int]] = {}  # k -> (build of k messages, its size)
+
+    def sized(k: int) -> tuple[tuple[object, int], int]:
+        if k not in built:  # each prefix is built and measured once (the hook would render twice)
+            made = build(batch[:k])
+            built[k] = made, size(made[0])
+        return built[k]
+
+    count = fit(len(batch), lambda k: sized(k)[1], budget)
+    (output, shown), measured = sized(count)
+    if count and measured > budget:
         output, shown = build([cut_body(batch[0], lambda m: size(build([m])[0]), budget)])
     return output, shown
