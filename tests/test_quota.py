@@ -151,15 +151,9 @@ def _limit_memory(megabytes: int):
     return apply
 
 
-def test_hook_with_a_huge_backlog_stays_small_fast_and_within_32_kib(relay_cmd, env, store_home, tmp_path):
-    """Red team: 1 GiB queued made the hook take 21-35 s and 4 GB. Here 64 MiB of backlog must be
-    delivered in bounded memory (an address-space limit the old whole-file read cannot meet)."""
-    sid = new_id()
-    ids = write_backlog(store_home, sid, 200_000, body_size=300)
-    size = (store_home / "mailbox" / f"{sid}.jsonl").stat().st_size
-    assert size > 60 << 20
-    started = time.monotonic()
-    result = subprocess.run(
+def hook_in_160_mib(relay_cmd, env, sid: str, tmp_path) -> subprocess.CompletedProcess:
+    """One SessionStart hook run for `sid` under a 160 MiB address-space limit."""
+    return subprocess.run(
         [*relay_cmd, "hook"],
         input=hook_event(sid, tmp_path).encode(),
         capture_output=True,
@@ -168,6 +162,17 @@ def test_hook_with_a_huge_backlog_stays_small_fast_and_within_32_kib(relay_cmd, 
         preexec_fn=_limit_memory(160),
         check=False,
     )
+
+
+def test_hook_with_a_huge_backlog_stays_small_fast_and_within_32_kib(relay_cmd, env, store_home, tmp_path):
+    """Red team: 1 GiB queued made the hook take 21-35 s and 4 GB. Here 64 MiB of backlog must be
+    delivered in bounded memory (an address-space limit the old whole-file read cannot meet)."""
+    sid = new_id()
+    ids = write_backlog(store_home, sid, 200_000, body_size=300)
+    size = (store_home / "mailbox" / f"{sid}.jsonl").stat().st_size
+    assert size > 60 << 20
+    started = time.monotonic()
+    result = hook_in_160_mib(relay_cmd, env, sid, tmp_path)
     elapsed = time.monotonic() - started
     assert result.returncode == 0 and b"MemoryError" not in result.stderr, result.stderr
     text = json.loads(result.stdout)["hookSpecificOutput"]["additionalContext"]
@@ -293,15 +298,7 @@ def test_a_huge_backlog_left_in_flight_is_delivered_in_bounded_batches(relay_cmd
     delivered = 0
     for _ in range(2):
         started = time.monotonic()
-        result = subprocess.run(
-            [*relay_cmd, "hook"],
-            input=hook_event(sid, tmp_path).encode(),
-            capture_output=True,
-            env=env,
-            timeout=60,
-            preexec_fn=_limit_memory(160),
-            check=False,
-        )
+        result = hook_in_160_mib(relay_cmd, env, sid, tmp_path)
         assert result.returncode == 0 and result.stderr == b"", result.stderr
         assert time.monotonic() - started < 20
         text = json.loads(result.stdout)["hookSpecificOutput"]["additionalContext"]
