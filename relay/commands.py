@@ -23,15 +23,17 @@ SPECS: dict[str, Spec] = {
     ),
     "list": Spec("relay list [--json]", "list registered sessions", flags=("--json",)),
     "register": Spec(
-        "relay register NAME --id UUID [--dir DIR] [--tool claude|codex]",
-        "name a session (NAME: 1-64 of A-Za-z0-9._-, not a UUID, not cli/user/system/relay/session-relay)",
-        values=("--id", "--dir", "--tool"),
+        "relay register NAME --id UUID [--dir DIR] [--tool claude|codex] [--deliver now|turn|start]",
+        "name a session (NAME: 1-64 of A-Za-z0-9._-, not a UUID, not cli/user/system/relay/session-relay); "
+        "--deliver sets when its mail reaches it while it runs (default turn)",
+        values=("--id", "--dir", "--tool", "--deliver"),
         positionals=("NAME",),
     ),
     "send": Spec(
-        "relay send TO [--] MESSAGE... | relay send --id UUID [--] MESSAGE...",
-        "queue a message for a session",
+        "relay send [--urgent] TO [--] MESSAGE... | relay send [--urgent] --id UUID [--] MESSAGE...",
+        "queue a message for a session (--urgent: it may interrupt the recipient between tool calls)",
         values=("--id",),
+        flags=("--urgent",),
         positionals=("TO",),
         message=True,
     ),
@@ -145,7 +147,9 @@ def _session_line(row: dict[str, Any]) -> str:
 def list_command(store: Store, parsed: Parsed) -> int:
     """The registry, one session a line."""
     empty = "no sessions registered yet: sessions register when they start (or: relay register NAME --id UUID)"
-    return _show(parsed, store.registry().entries(), empty, _entry_line)
+    from relay.attention import shown_with_mode
+
+    return _show(parsed, [shown_with_mode(e) for e in store.registry().entries()], empty, _entry_line)
 
 
 def _entry_line(entry: dict[str, Any]) -> str:
@@ -155,7 +159,8 @@ def _entry_line(entry: dict[str, Any]) -> str:
     name, tool, session_id, directory, seen = (
         one_line(str(entry.get(key) or "-")) for key in ("name", "tool", "id", "dir", "lastSeen")
     )
-    return f"{name:<16}  {tool:<6}  {session_id}  {directory}  {seen}"
+    ended = f"  ended {one_line(str(entry['endedAt']))}" if entry.get("endedAt") else ""
+    return f"{name:<16}  {tool:<6}  {session_id}  {entry['deliver']:<5}  {directory}  {seen}{ended}"
 
 
 def register_command(store: Store, parsed: Parsed) -> int:
@@ -170,10 +175,14 @@ def register_command(store: Store, parsed: Parsed) -> int:
     tool = _tool_option(parsed)
     if tool:
         fields["tool"] = tool
+    if "--deliver" in parsed.options:
+        fields["deliver"] = parsed.options["--deliver"]
     entry = store.register(require_uuid(parsed.options["--id"]), **fields)
+    from relay.attention import mode_of
     from relay.textsafe import one_line
 
-    shown = f"registered {entry['name']} -> {entry['id']} ({entry['tool']}, {entry['dir'] or 'no dir'})"
+    where = entry["dir"] or "no dir"
+    shown = f"registered {entry['name']} -> {entry['id']} ({entry['tool']}, {where}, deliver {mode_of(entry)})"
     print(one_line(shown))
     return 0
 
@@ -191,7 +200,7 @@ def send_command(store: Store, parsed: Parsed) -> int:
         words = parsed.words
     if not words:
         raise UsageError(f"missing MESSAGE; usage: {spec.usage}")
-    recipient, _ = send(store, target, " ".join(words), None, "cli")
+    recipient, _ = send(store, target, " ".join(words), None, "cli", urgent="--urgent" in parsed.flags)
     print(f"queued -> {recipient.get('name') or recipient['id']}")
     return 0
 

@@ -1,9 +1,11 @@
-"""`relay hook [codex]`: run by the agent CLI at every session start.
+"""`relay hook [codex]`: run by the agent CLI at session start, at every prompt, after tool calls,
+at the end of a turn and at session end (SPEC §5, §12).
 
-It registers the session and hands the model its waiting mail, fenced as untrusted data. It must
-never block or break a session: whatever happens it exits 0 and reports problems on stderr as
-`[session-relay/hook] <message>`. Mail is confirmed taken only after it was written to stdout, so
-a hook killed or timed out halfway leaves the mail for the next start. It delivers through
+At session start it registers the session; at every event it hands the model the mail its
+attention policy lets through, fenced as untrusted data. It must never block or break a session:
+whatever happens it exits 0 and reports problems on stderr as `[session-relay/hook] <message>`.
+Mail is confirmed taken only after it was written to stdout, so a hook killed or timed out
+halfway leaves the mail for the next event. It delivers through
 relay.mail's one protocol, shows at most 32 KiB (saying how many messages wait), and once a day
 runs `relay gc`'s collection (one stat when that is not due).
 """
@@ -16,13 +18,17 @@ import sys
 import time
 from io import BufferedIOBase
 
+from relay.attention import NOTHING, URGENT, is_urgent, mode_of, selection
 from relay.errors import RelayError
 from relay.fence import render
 from relay.ids import require_uuid
-from relay.mail import deliver, fit_output
+from relay.mail import Show, deliver, fit_output
 from relay.paths import usable_env
 from relay.sessions import launcher_command, start_session
 from relay.store import Message, Store
+
+# The events this hook serves (SPEC §12); any other is ignored.
+_EVENTS = ("SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd")
 
 # How long the hook waits for its event on stdin before giving up (the session goes on).
 STDIN_DEADLINE_SECONDS = 5.0
@@ -69,7 +75,7 @@ def _read_json(fd: int, deadline: float) -> object:
 def read_event(stdin: BufferedIOBase) -> dict | None:
     """The hook event from stdin, or None (with a note on stderr) when there is none usable."""
     if stdin.isatty():
-        _log("expects the agent CLI's SessionStart event as JSON on stdin; nothing to do")
+        _log("expects the agent CLI's hook event as JSON on stdin; nothing to do")
         return None
     try:
         event = _read_json(stdin.fileno(), STDIN_DEADLINE_SECONDS)
@@ -85,22 +91,50 @@ def read_event(stdin: BufferedIOBase) -> dict | None:
 
 
 def handle(event: dict, tool: str, stdout: BufferedIOBase, store: Store) -> None:
-    """Register the session of `event` and print its mail as SessionStart context."""
+    """Serve one hook event (SPEC §12): the event's name decides what is done and how it is printed.
+
+    An event without `hook_event_name` is a SessionStart (0.1's hook saw only those); one this
+    hook does not serve, or a name that is not a string, is ignored.
+    """
+    name = event.get("hook_event_name", "SessionStart")
+    if not isinstance(name, str) or name not in _EVENTS:
+        return
     session_id = event.get("session_id")
     if not session_id:
         return
     session_id = require_uuid(session_id)  # checked once here; everything inward trusts it
-    cwd = event.get("cwd")
-    directory = cwd if isinstance(cwd, str) and cwd else usable_env("CLAUDE_PROJECT_DIR") or os.getcwd()
-    start_session(store, session_id, directory, tool)
-    deliver(store, session_id, lambda batch, remaining: _show(stdout, session_id, batch, remaining))
-    _collect_if_due(store)
+
+    def show(batch: list[Message], remaining: int) -> int:
+        return _show(stdout, name, session_id, batch, remaining)
+
+    if name == "SessionStart":
+        cwd = event.get("cwd")
+        directory = cwd if isinstance(cwd, str) and cwd else usable_env("CLAUDE_PROJECT_DIR") or os.getcwd()
+        start_session(store, session_id, directory, tool)
+        deliver(store, session_id, show)
+        _collect_if_due(store)
+    elif name == "SessionEnd":
+        store.record_end(session_id)
+    elif name != "Stop" or event.get("stop_hook_active") is not True:  # a turn is extended only once
+        deliver_live(store, session_id, name, show)
 
 
-def _show(stdout: BufferedIOBase, session_id: str, batch: list[Message], remaining: int) -> int:
-    """Write as much of the batch as fits one hook result as SessionStart context; how many."""
-    if not batch:
+def deliver_live(store: Store, session_id: str, moment: str, show: Show) -> int:
+    """Deliver what the recipient's attention policy lets `moment` deliver; how many were shown.
+
+    Runs on every prompt and tool call, so when nothing waits it costs two stats and writes
+    nothing; only then is the registry read for the policy.
+    """
+    if not store.has_mail(session_id):
         return 0
+    rule = selection(moment, mode_of(store.registry().agents.get(session_id)))
+    if rule == NOTHING:
+        return 0
+    return deliver(store, session_id, show, is_urgent if rule == URGENT else None)
+
+
+def fenced_text(session_id: str, batch: list[Message], remaining: int) -> tuple[str, int]:
+    """The fenced mail text for as much of the batch as fits one hook result, and how many it holds."""
     launcher = launcher_command()
     reply_hint = f"Reply with the session-relay `send` tool, or run: {launcher} send <sender> -- <reply>"
     more_hint = f"call the session-relay `inbox` tool, or run: {launcher} inbox {session_id}"
@@ -109,7 +143,18 @@ def _show(stdout: BufferedIOBase, session_id: str, batch: list[Message], remaini
         return render(messages, reply_hint, more_hint, more=remaining + len(batch) - len(messages))
 
     text, shown = fit_output(batch, text_of, lambda text: len(str(text).encode("utf-8", "replace")))
-    payload = {"hookSpecificOutput": {"hookEventName": "SessionStart", "additionalContext": text}}
+    return str(text), shown
+
+
+def _show(stdout: BufferedIOBase, name: str, session_id: str, batch: list[Message], remaining: int) -> int:
+    """Write as much of the batch as fits one hook result, in the shape event `name` takes; how many."""
+    if not batch:
+        return 0
+    text, shown = fenced_text(session_id, batch, remaining)
+    if name == "Stop":  # the turn goes on with this as its next input (Codex refuses hookSpecificOutput here)
+        payload: dict[str, object] = {"decision": "block", "reason": text}
+    else:
+        payload = {"hookSpecificOutput": {"hookEventName": name, "additionalContext": text}}
     stdout.write(json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace") + b"\n")
     stdout.flush()
     return shown

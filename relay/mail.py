@@ -11,7 +11,7 @@ from relay.clock import now_iso
 from relay.errors import RelayError
 from relay.ids import new_uuid4
 from relay.sessions import resolve
-from relay.store import Entry, Message, Store
+from relay.store import Entry, Message, Select, Store
 
 # A message must fit whole in the hook's context budget (32 KiB of mail text) with room for
 # its header line and the fence, and one agent must not flood another's context.
@@ -36,8 +36,13 @@ def check_body(body: object) -> str:
     return body
 
 
-def send(store: Store, target: str, body: str, sender_id: str | None, sender_name: str | None) -> tuple[Entry, Message]:
-    """Queue `body` for `target`; returns the recipient entry and the stored message."""
+def send(
+    store: Store, target: str, body: str, sender_id: str | None, sender_name: str | None, urgent: bool = False
+) -> tuple[Entry, Message]:
+    """Queue `body` for `target`; returns the recipient entry and the stored message.
+
+    `urgent` mail may interrupt a recipient between tool calls (relay.attention); only then is
+    the field written, so ordinary mail keeps 0.1's shape."""
     body = check_body(body)
     recipient = resolve(store, target)
     message = {
@@ -49,6 +54,8 @@ def send(store: Store, target: str, body: str, sender_id: str | None, sender_nam
         "toName": recipient.get("name"),
         "body": body,
     }
+    if urgent:
+        message["urgent"] = True
     store.enqueue(recipient["id"], message)
     return recipient, message
 
@@ -62,15 +69,16 @@ RESULT_BUDGET = 32 * 1024
 Show = Callable[[list[Message], int], int]
 
 
-def open_delivery(store: Store, recipient: str, show: Show) -> Callable[[bool], int]:
+def open_delivery(store: Store, recipient: str, show: Show, select: Select | None = None) -> Callable[[bool], int]:
     """Take a batch and show it now; the returned `confirm(written)` acks what was shown, only
     when the output really was written, and releases the mailbox. Returns how many were acked.
 
     For a face that writes its output after this returns (the MCP server confirms once its
     answer is on the wire); everyone else calls `deliver`. `recipient` is an id its face already
     checked (ids.require_uuid) at the edge: the hook's event, the CLI's argument, the bus's identity.
+    `select` narrows what is taken (a hook event that may deliver only urgent mail).
     """
-    delivery = store.take_checked(recipient)
+    delivery = store.take_checked(recipient, select=select)
     try:
         shown = show(delivery.messages, delivery.remaining)
     except BaseException:
@@ -87,9 +95,9 @@ def open_delivery(store: Store, recipient: str, show: Show) -> Callable[[bool], 
     return confirm
 
 
-def deliver(store: Store, recipient: str, show: Show) -> int:
+def deliver(store: Store, recipient: str, show: Show, select: Select | None = None) -> int:
     """take -> show -> confirm: `show` writes the output and returns how many it showed."""
-    return open_delivery(store, recipient, show)(True)
+    return open_delivery(store, recipient, show, select)(True)
 
 
 def fit(count: int, size: Callable[[int], int], budget: int = RESULT_BUDGET) -> int:

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from relay import durable
+from relay.attention import check_mode
 from relay.clock import now_iso
 from relay.errors import LockBusy, RelayError
 from relay.faults import checkpoint
@@ -51,6 +52,7 @@ from relay.paths import mailbox_name, marker_name, relay_home
 # JSON objects as stored; `object` rather than typing.Any keeps typing off the hook's import path.
 Entry = dict[str, object]
 Message = dict[str, object]
+Select = Callable[[Message], bool]
 
 TOOLS = ("claude", "codex")
 _UNSET = object()
@@ -376,6 +378,7 @@ class Store:
         directory: str | None = _UNSET,
         name: str | None = _UNSET,
         tool: str = _UNSET,
+        deliver: str = _UNSET,
     ) -> Entry:
         """Upsert one entry: fields not given keep their value, lastSeen is refreshed.
 
@@ -389,9 +392,19 @@ class Store:
             raise RelayError(f"invalid tool {tool!r}: use claude or codex")
         if directory is not _UNSET and directory is not None and not directory.startswith("/"):
             raise RelayError(f"invalid dir {directory!r}: give an absolute path")
-        return self._register(session_id, directory, name, tool)
+        if deliver is not _UNSET:
+            check_mode(deliver)
+        return self._register(session_id, directory, name, tool, deliver)
 
-    def _register(self, session_id: str, directory: object, name: object, tool: object) -> Entry:
+    def _register(
+        self,
+        session_id: str,
+        directory: object,
+        name: object,
+        tool: object,
+        deliver: object = _UNSET,
+        started: bool = False,
+    ) -> Entry:
         with self._locked():
             data = self._load_registry()
             agents, names = data["agents"], data["names"]
@@ -400,6 +413,10 @@ class Store:
                 entry["dir"] = directory
             if tool is not _UNSET:
                 entry["tool"] = tool
+            if deliver is not _UNSET:
+                entry["deliver"] = deliver
+            if started:
+                entry.pop("endedAt", None)  # a session resumed after it ended is running again
             if name is not _UNSET:
                 self._bind_name(agents, names, session_id, None if name is None else str(name))
                 entry["name"] = name
@@ -458,7 +475,20 @@ class Store:
             raise RelayError(f"invalid tool {tool!r}: use claude or codex")
         with self._locked():
             self._set_marker(directory, session_id)
-            return self._register(session_id, directory, _UNSET, tool)
+            return self._register(session_id, directory, _UNSET, tool, started=True)
+
+    def record_end(self, session_id: str) -> None:
+        """SessionEnd: stamp the (registered) session's entry with `endedAt`; unknown ids are left alone."""
+        self._update_entry(session_id, endedAt=now_iso())
+
+    def _update_entry(self, session_id: str, **fields: object) -> None:
+        """Set fields of an existing entry, without touching lastSeen or names."""
+        with self._locked():
+            data = self._load_registry()
+            entry = data["agents"].get(session_id)
+            if isinstance(entry, dict):
+                entry.update(fields)
+                self._write_registry(data)
 
     def marker(self, directory: str) -> str | None:
         """The session id the marker for `directory` names, if any."""
@@ -471,6 +501,17 @@ class Store:
         return held_by if held_dir == directory else None
 
     # -- mail ---------------------------------------------------------------------------------
+
+    def has_mail(self, recipient: str) -> bool:
+        """Is anything waiting for `recipient` (pending or in flight)? Two stats, no lock, no writes:
+        the check every hook event makes before it pays for anything else."""
+        for path in (self._mailbox(recipient), self._inflight(recipient)):
+            try:
+                if os.stat(path).st_size:
+                    return True
+            except OSError:
+                pass
+        return False
 
     def enqueue(self, recipient: str, message: Message) -> None:
         """Append one message to the recipient's mailbox; synced to disk when this returns.
@@ -500,17 +541,18 @@ class Store:
                 durable.append_durably(pending, line)
             checkpoint("send:appended")
 
-    def take(self, recipient: str, budget: int = TAKE_BUDGET) -> Delivery:
+    def take(self, recipient: str, budget: int = TAKE_BUDGET, select: Select | None = None) -> Delivery:
         """Claim a bounded batch of the recipient's mail; confirm what was shown with
         `Delivery.ack`, then close.
 
         Only one taker per mailbox at a time (its own lock, so the store lock is not held while
         the caller writes to a possibly slow pipe). Mail left in flight by a dead taker comes
         first, flagged `redelivered`, then the oldest pending mail, about `budget` bytes in all.
+        With `select`, only pending messages it accepts are taken; the others stay queued, in order.
         """
-        return self.take_checked(require_uuid(recipient, "recipient id"), budget)
+        return self.take_checked(require_uuid(recipient, "recipient id"), budget, select)
 
-    def take_checked(self, recipient: str, budget: int = TAKE_BUDGET) -> Delivery:
+    def take_checked(self, recipient: str, budget: int = TAKE_BUDGET, select: Select | None = None) -> Delivery:
         """`take` for a caller that already checked the id at its edge (relay.mail's delivery)."""
         self._prepare()
         take_lock = self._take_lock(recipient)
@@ -519,7 +561,7 @@ class Store:
         try:
             checkpoint("take:locked")
             with self._locked(prepare=False):  # prepared above: the take lock lives in inflight/
-                delivery = self._claim(recipient, budget, take_lock)
+                delivery = self._claim(recipient, budget, take_lock, select)
             checkpoint("take:claimed")
         except BaseException:
             take_lock.release()
@@ -572,7 +614,7 @@ class Store:
             durable.replace_prefix(path, skip)
             self.warn(f"a line of {skip} bytes in {what} cannot be a message; it was kept in {kept}")
 
-    def _claim(self, recipient: str, budget: int, take_lock: FileLock) -> Delivery:
+    def _claim(self, recipient: str, budget: int, take_lock: FileLock, select: Select | None) -> Delivery:
         """Under the store lock: move a bounded batch of pending mail into flight, deduplicated."""
         inflight, pending = self._inflight(recipient), self._mailbox(recipient)
         leftover = self._read_head(inflight, budget, "mail in flight") or (b"", 0)
@@ -590,6 +632,7 @@ class Store:
                 data, size = head
                 seen = {m.get("id") for m in old_messages if isinstance(m.get("id"), str)}
                 room, consumed, dropped, taken = budget - len(leftover[0]), 0, 0, 0
+                kept: list[bytes] = []  # mail `select` passed over: it stays pending, in order
                 for raw in data.removesuffix(b"\n").split(b"\n"):
                     message = _parse_line(raw)
                     key = message.get("id") if message is not None else None
@@ -600,6 +643,8 @@ class Store:
                         dropped += 1  # a copy left by a crash between two steps: delivered once
                     elif (old_lines or new_lines) and taken + len(raw) + 1 > room:
                         break
+                    elif select is not None and not select(message):
+                        kept.append(raw)
                     else:
                         if isinstance(key, str):
                             seen.add(key)
@@ -608,7 +653,9 @@ class Store:
                         new_messages.append(message)
                     consumed += len(raw) + 1
                 consumed = min(consumed, len(data))
-                if not old_lines and not old_bad and not dropped and consumed == size:
+                if not new_lines and not new_bad and not dropped:
+                    remaining = durable.count_lines(pending)  # nothing taken: the mailbox is not rewritten
+                elif not old_lines and not old_bad and not dropped and not kept and consumed == size:
                     os.rename(pending, inflight)  # the common case: all of it, in one step
                     durable.fsync_dir(os.path.dirname(inflight))
                     durable.fsync_dir(os.path.dirname(pending))
@@ -616,7 +663,7 @@ class Store:
                     if new_lines:
                         durable.append_durably(inflight, _join(new_lines))
                     checkpoint("take:copied")  # a crash here leaves copies in both files: deduped
-                    remaining = durable.replace_prefix(pending, consumed)
+                    remaining = durable.replace_prefix(pending, consumed, _join(kept))
         bad = old_bad + new_bad
         if bad:
             self._quarantine_lines(recipient, bad)

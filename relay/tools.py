@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from relay import __version__
+from relay.attention import DELIVER_MODES, shown_with_mode
 from relay.errors import RelayError
 from relay.identity import Identity, current_session
 from relay.ids import NAME_PATTERN, RESERVED_NAMES, UUID_PATTERN, check_name
@@ -54,6 +55,15 @@ TOOLS: list[dict[str, Any]] = [
                     "description": "Session id; default: you. Another session only while it is not registered.",
                 },
                 "dir": {"type": "string", "minLength": 1, "description": "Absolute project dir; default: yours."},
+                "deliver": {
+                    "type": "string",
+                    "enum": list(DELIVER_MODES),
+                    "description": (
+                        "When mail reaches you while you run: `turn` (default: before each prompt, at the end "
+                        "of a turn, while idle; between tool calls only urgent mail), `now` (also between "
+                        "every tool call), `start` (only at session start and when you call inbox)."
+                    ),
+                },
             },
             "required": ["name"],
             "additionalProperties": False,
@@ -61,21 +71,26 @@ TOOLS: list[dict[str, Any]] = [
     },
     {
         "name": "roster",
-        "description": "List every registered session (name, id, project dir, tool, last seen).",
+        "description": "List every registered session (name, id, project dir, tool, deliver mode, last seen).",
         "inputSchema": _NO_ARGS,
     },
     {
         "name": "send",
         "description": (
             "Leave a message for another session, by its name or id (from roster or discover). "
-            "It reads it at its next start or when it calls inbox; if it is idle, wake it with "
-            "the command in the result's hint."
+            "A running session gets it before its next prompt or at the end of its current turn "
+            "(an open idle Claude session at once); `urgent` mail also between its tool calls. A "
+            "session that is not running reads it at its next start; the result's hint says how to wake it."
         ),
         "inputSchema": {
             "type": "object",
             "properties": {
                 "to": {"type": "string", "minLength": 1, "description": "Recipient name or session id."},
                 "body": {"type": "string", "minLength": 1, "description": "The message text."},
+                "urgent": {
+                    "type": "boolean",
+                    "description": "Interrupt the recipient between its tool calls (use sparingly). Default false.",
+                },
             },
             "required": ["to", "body"],
             "additionalProperties": False,
@@ -136,7 +151,7 @@ def _whoami(store: Store, me: Identity, args: dict[str, Any]) -> Result:
     if me.session_id is not None:
         entry = store.registry().agents.get(me.session_id)
         if entry is not None:
-            return {"registered": True, **entry}, None
+            return {"registered": True, **shown_with_mode(entry)}, None
     note = (
         "This session is not registered yet: call `register` with a name."
         if me.session_id
@@ -171,6 +186,8 @@ def _register(store: Store, me: Identity, args: dict[str, Any]) -> Result:
             "(call `roster` to see the names in use)"
         )
     fields: dict[str, Any] = {"name": name}
+    if "deliver" in args:
+        fields["deliver"] = args["deliver"]
     if "dir" in args:
         if not args["dir"].startswith("/"):
             raise RelayError("`dir` must be an absolute path")
@@ -180,7 +197,7 @@ def _register(store: Store, me: Identity, args: dict[str, Any]) -> Result:
     if mine and me.tool and session_id not in registry.agents:
         fields["tool"] = me.tool
     entry = store.register(session_id, **fields)
-    return {"registered": True, **entry}, None
+    return {"registered": True, **shown_with_mode(entry)}, None
 
 
 def _running(entry: dict[str, Any] | None, session_id: str) -> bool:
@@ -192,7 +209,7 @@ def _running(entry: dict[str, Any] | None, session_id: str) -> bool:
 
 
 def _roster(store: Store, me: Identity, args: dict[str, Any]) -> Result:
-    return {"agents": store.registry().entries()}, None
+    return {"agents": [shown_with_mode(entry) for entry in store.registry().entries()]}, None
 
 
 def _send(store: Store, me: Identity, args: dict[str, Any]) -> Result:
@@ -201,7 +218,8 @@ def _send(store: Store, me: Identity, args: dict[str, Any]) -> Result:
 
     sender = store.registry().agents.get(me.session_id) if me.session_id else None
     name = (sender or {}).get("name")
-    recipient, _ = send(store, args["to"], args["body"], me.session_id, name if isinstance(name, str) else None)
+    sender_name = name if isinstance(name, str) else None
+    recipient, _ = send(store, args["to"], args["body"], me.session_id, sender_name, urgent=args.get("urgent") is True)
     return {
         "ok": True,
         "delivered_to": recipient.get("name") or recipient["id"],

@@ -282,12 +282,13 @@ def test_register_and_list(run_relay, store_home, tmp_path):
     assert listed.returncode == 0
     entries = json.loads(listed.stdout)
     assert [e["name"] for e in entries] == ["alpha", "zeta"]
-    assert set(entries[0]) == {"id", "dir", "name", "tool", "lastSeen"}
+    assert set(entries[0]) == {"id", "dir", "name", "tool", "lastSeen", "deliver"}
+    assert entries[0]["deliver"] == "turn"  # the default, shown though not stored
 
     text = run_relay("list").stdout.decode().splitlines()
     assert len(text) == 2
-    assert text[0].split()[:3] == ["alpha", "claude", b]
-    assert text[1].split()[:4] == ["zeta", "codex", a, str(tmp_path / "rel" / "dir")]
+    assert text[0].split()[:4] == ["alpha", "claude", b, "turn"]
+    assert text[1].split()[:5] == ["zeta", "codex", a, "turn", str(tmp_path / "rel" / "dir")]
 
 
 def test_register_upserts_and_rebinds_name(run_relay, store_home):

@@ -290,9 +290,9 @@ def test_hook_cli_inbox_and_mcp_inbox_share_one_delivery_protocol(env, store_hom
     calls: list[str] = []
     real = mail.open_delivery
 
-    def spy(store, recipient, show):
+    def spy(store, recipient, show, select=None):
         calls.append(recipient)
-        return real(store, recipient, show)
+        return real(store, recipient, show, select)
 
     monkeypatch.setattr(mail, "open_delivery", spy)
     store = Store(store_home)
@@ -307,7 +307,11 @@ def test_hook_cli_inbox_and_mcp_inbox_share_one_delivery_protocol(env, store_hom
     result, confirm = tools.call(store, "inbox", {})
     assert [m["body"] for m in result["messages"]] == ["for mcp"]
     assert confirm(True) == 1
-    assert calls == [sid, sid, sid]
+    mail.send(store, sid, "for the prompt", None, "cli")
+    out = io.BytesIO()
+    hook.handle({"session_id": sid, "hook_event_name": "UserPromptSubmit"}, "claude", out, store)
+    assert "for the prompt" in out.getvalue().decode()
+    assert calls == [sid, sid, sid, sid]
     assert store.peek(sid) == []
 
 

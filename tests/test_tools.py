@@ -87,7 +87,8 @@ def test_whoami_registered(store, me, project):
     got = ok(store, "whoami")
     assert got["registered"] is True
     assert (got["id"], got["name"], got["dir"], got["tool"]) == (me, "api", str(project), "claude")
-    assert set(got) == {"registered", "id", "dir", "name", "tool", "lastSeen"}
+    assert set(got) == {"registered", "id", "dir", "name", "tool", "lastSeen", "deliver"}
+    assert got["deliver"] == "turn"
 
 
 def test_whoami_through_the_marker(store, env, project, tmp_path, monkeypatch):
