@@ -13,7 +13,11 @@ from relay import __version__
 from relay.errors import RelayError, describe_os_error
 
 _FACES = {
-    "hook": "run by the agent CLI at session start: register the session, print its mail",
+    "hook": (
+        "run by the agent CLI at session start, each prompt, after tool calls, at turn end and session end: "
+        "registers the session, prints the mail its deliver mode lets through; `hook watch` is Claude's "
+        "idle-mail watcher"
+    ),
     "bus": "the MCP stdio server (tools whoami, register, roster, send, inbox, discover)",
     "demo": "show the whole relay at work in a throwaway store",
 }
@@ -53,7 +57,7 @@ def _run(argv: list[str]) -> int:
         print(f"relay {__version__}")
         return 0
     if command in _FACES and rest[:1] in (["-h"], ["--help"]):
-        arguments = " [codex]" if command == "hook" else ""
+        arguments = " [codex | watch]" if command == "hook" else ""
         print(f"usage: relay {command}{arguments}\n{_FACES[command]}")
         return 0
     if command == "hook":

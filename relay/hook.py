@@ -114,9 +114,24 @@ def handle(event: dict, tool: str, stdout: BufferedIOBase, store: Store) -> None
         deliver(store, session_id, show)
         _collect_if_due(store)
     elif name == "SessionEnd":
+        _stop_watcher(store, session_id)
         store.record_end(session_id)
-    elif name != "Stop" or event.get("stop_hook_active") is not True:  # a turn is extended only once
-        deliver_live(store, session_id, name, show)
+    else:
+        if name == "UserPromptSubmit":
+            _stop_watcher(store, session_id)  # a turn begins: its own hooks deliver from here
+        if name != "Stop" or event.get("stop_hook_active") is not True:  # a turn is extended only once
+            deliver_live(store, session_id, name, show)
+
+
+def _stop_watcher(store: Store, session_id: str) -> None:
+    """Make the session's idle-mail watcher (relay.watch), if one runs, leave. Nothing is written;
+    one failed open when none runs."""
+    pid = store.watcher(session_id)
+    if pid is not None and pid != os.getpid():
+        import signal
+
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def deliver_live(store: Store, session_id: str, moment: str, show: Show) -> int:
@@ -173,6 +188,10 @@ def _collect_if_due(store: Store) -> None:
 
 def main(argv: list[str]) -> int:
     """Entry point; always 0 so the agent CLI's session goes on."""
+    if argv[:1] == ["watch"]:
+        from relay.watch import main as watch
+
+        return watch()
     tool = "codex" if argv[:1] == ["codex"] else "claude"
     try:
         event = read_event(sys.stdin.buffer)

@@ -37,6 +37,13 @@ class FileLock:
             raise
         self._fd = fd
 
+    def record(self, note: bytes) -> None:
+        """Replace the held lock file's content with `note` (e.g. the holder's pid, for others to read)."""
+        if self._fd is None:
+            raise RelayError(f"session-relay: {self.path} is not held")
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, note, 0)
+
     def release(self) -> None:
         """Let go of the lock (closing the descriptor releases it); safe to call twice."""
         if self._fd is not None:
@@ -54,6 +61,28 @@ class FileLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def holder(path: str) -> bytes | None:
+    """What the live holder of the lock on `path` recorded in it; None when nobody holds it.
+
+    Read-only: it opens the file for reading and only tests for a shared lock, so asking writes
+    nothing and never blocks. A planted link or FIFO reads as unheld.
+    """
+    try:
+        fd = open_regular(path, os.O_RDONLY | os.O_NONBLOCK, links_ok=True)
+    except (OSError, RelayError):
+        return None
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno in (errno.EAGAIN, errno.EACCES):
+                return os.pread(fd, 64, 0)
+            return None
+        return None  # we got it: nobody holds it (closing the descriptor drops it again)
+    finally:
+        os.close(fd)
 
 
 def _open_lock_file(path: str) -> int:

@@ -14,6 +14,7 @@ Added by this version, ignored by 0.1 readers:
     quarantine/            unparseable lines, registries and planted files, kept for a human
     archive/<id>.jsonl     undelivered mail of sessions `relay gc` retired, never deleted
     gc.stamp               when the hook last collected (it does so at most once a day)
+    watchers/<id>.pid      locked by a session's one idle-mail watcher, holding its pid
 
 A marker now holds "<session-id>\n<dir>\n" (0.1 wrote only the first line and reads only it):
 two dirs that encode to the same name (`/x/my_proj`, `/x/my-proj`) are told apart by the second
@@ -46,7 +47,7 @@ from relay.clock import now_iso
 from relay.errors import LockBusy, RelayError
 from relay.faults import checkpoint
 from relay.ids import check_name, require_uuid
-from relay.lock import FileLock
+from relay.lock import FileLock, holder
 from relay.paths import mailbox_name, marker_name, relay_home
 
 # JSON objects as stored; `object` rather than typing.Any keeps typing off the hook's import path.
@@ -500,18 +501,55 @@ class Store:
         held_by, held_dir = self._read_marker(_hashed_marker_name(directory))
         return held_by if held_dir == directory else None
 
+    # -- watchers -----------------------------------------------------------------------------
+
+    def _watch_path(self, session_id: str) -> str:
+        return self._path("watchers", mailbox_name(session_id).removesuffix(".jsonl") + ".pid")
+
+    def claim_watch(self, session_id: str) -> FileLock | None:
+        """The session's one watcher slot, held and stamped with this pid; None when another
+        live watcher holds it. The kernel frees it when its holder dies, however it dies."""
+        self._prepare()
+        durable.ensure_private_dir(self._path("watchers"))
+        lock = FileLock(self._watch_path(session_id), deadline=0)
+        try:
+            try:
+                lock.acquire()
+            except durable.UnsafeFile as err:
+                self._set_aside(lock.path, err.why, "a watcher's lock")
+                lock.acquire()
+        except LockBusy:
+            return None
+        lock.record(f"{os.getpid()}\n".encode())
+        return lock
+
+    def watcher(self, session_id: str) -> int | None:
+        """The pid of the session's live watcher, if one runs. Read-only, one stat when none ever ran."""
+        note = holder(self._watch_path(session_id))
+        if note is None:
+            return None
+        text = note.decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() and int(text) > 1 else None
+
     # -- mail ---------------------------------------------------------------------------------
 
     def has_mail(self, recipient: str) -> bool:
         """Is anything waiting for `recipient` (pending or in flight)? Two stats, no lock, no writes:
         the check every hook event makes before it pays for anything else."""
+        return self.mail_stamp(recipient) is not None
+
+    def mail_stamp(self, recipient: str) -> tuple[int, ...] | None:
+        """Sizes and change times of the recipient's pending and in-flight mail; None when there is
+        none. Equal stamps mean nothing arrived in between (the idle watcher's cheap check)."""
+        stamp: list[int] = []
         for path in (self._mailbox(recipient), self._inflight(recipient)):
             try:
-                if os.stat(path).st_size:
-                    return True
+                info = os.stat(path)
             except OSError:
-                pass
-        return False
+                stamp += (0, 0)
+                continue
+            stamp += (info.st_size, info.st_mtime_ns)
+        return tuple(stamp) if stamp[0] or stamp[2] else None
 
     def enqueue(self, recipient: str, message: Message) -> None:
         """Append one message to the recipient's mailbox; synced to disk when this returns.
