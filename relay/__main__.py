@@ -5,14 +5,15 @@ the kernel), so the process ends at once instead of tearing the interpreter down
 milliseconds saved at every session start, where the hook runs.
 """
 
-import contextlib
 import os
 import sys
 
 from relay.cli import main
 
 code = main()
-with contextlib.suppress(OSError):
+try:
     sys.stdout.flush()
     sys.stderr.flush()
+except OSError:
+    pass  # a reader that went away: nothing more to tell it
 os._exit(code)

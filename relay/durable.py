@@ -4,7 +4,6 @@ Every write is synced (file, then directory) before it is reported done, a faile
 nothing half-written behind, and no write ever follows a symlink planted in the store.
 """
 
-import contextlib
 import errno
 import os
 import stat
@@ -201,14 +200,18 @@ def append_durably(path: str, data: bytes) -> None:
 
 
 def _truncate_quietly(fd: int, size: int) -> None:
-    with contextlib.suppress(OSError):
+    try:
         os.ftruncate(fd, size)
         os.fsync(fd)
+    except OSError:
+        pass  # already failing: the caller reports the first error
 
 
 def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(OSError):
+    try:
         os.unlink(path)
+    except OSError:
+        pass  # already failing: the caller reports the first error
 
 
 def read_file(path: str, links_ok: bool = False) -> bytes | None:

@@ -5,7 +5,6 @@ loses nothing. When the variable is unset (always, outside tests) `checkpoint` d
 """
 
 import os
-import signal
 
 _KILL_AT = os.environ.get("RELAY_TEST_KILL_AT") or None
 
@@ -13,4 +12,6 @@ _KILL_AT = os.environ.get("RELAY_TEST_KILL_AT") or None
 def checkpoint(step: str) -> None:
     """Die with SIGKILL, as a crash would, when the test switch names this step."""
     if _KILL_AT is not None and step == _KILL_AT:
+        import signal  # only under the test switch: every store operation imports this module
+
         os.kill(os.getpid(), signal.SIGKILL)

@@ -10,22 +10,17 @@ relay.mail's one protocol, shows at most 32 KiB (saying how many messages wait),
 runs `relay gc`'s collection (one stat when that is not due).
 """
 
-import contextlib
-import json
 import os
 import select
 import sys
 import time
 from io import BufferedIOBase
 
+from relay import jsonlite
 from relay.attention import NOTHING, URGENT, is_urgent, mode_of, selection
 from relay.errors import RelayError
-from relay.fence import render
 from relay.ids import require_uuid
-from relay.mail import Show, deliver, fit_output
-from relay.paths import usable_env
-from relay.sessions import launcher_command, start_session
-from relay.store import Message, Store
+from relay.store import Message, Select, Show, Store
 
 # The events this hook serves (SPEC §12); any other is ignored.
 _EVENTS = ("SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd")
@@ -67,9 +62,11 @@ def _read_json(fd: int, deadline: float) -> object:
             break
         data += chunk
         if data.rstrip().endswith(b"}"):
-            with contextlib.suppress(ValueError):
-                return json.loads(data)
-    return json.loads(data) if data.strip() else _NOTHING
+            try:
+                return jsonlite.loads(data)
+            except ValueError:
+                pass  # not complete yet: read on
+    return jsonlite.loads(data) if data.strip() else _NOTHING
 
 
 def read_event(stdin: BufferedIOBase) -> dict | None:
@@ -108,6 +105,10 @@ def handle(event: dict, tool: str, stdout: BufferedIOBase, store: Store) -> None
         return _show(stdout, name, session_id, batch, remaining)
 
     if name == "SessionStart":
+        from relay.mail import deliver
+        from relay.paths import usable_env
+        from relay.sessions import start_session
+
         cwd = event.get("cwd")
         directory = cwd if isinstance(cwd, str) and cwd else usable_env("CLAUDE_PROJECT_DIR") or os.getcwd()
         start_session(store, session_id, directory, tool)
@@ -130,8 +131,10 @@ def _stop_watcher(store: Store, session_id: str) -> None:
     if pid is not None and pid != os.getpid():
         import signal
 
-        with contextlib.suppress(OSError):
+        try:
             os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass  # it has just left
 
 
 def deliver_live(store: Store, session_id: str, moment: str, show: Show) -> int:
@@ -145,11 +148,18 @@ def deliver_live(store: Store, session_id: str, moment: str, show: Show) -> int:
     rule = selection(moment, mode_of(store.registry().agents.get(session_id)))
     if rule == NOTHING:
         return 0
-    return deliver(store, session_id, show, is_urgent if rule == URGENT else None)
+    from relay.mail import deliver
+
+    only: Select | None = is_urgent if rule == URGENT else None
+    return deliver(store, session_id, show, only)
 
 
 def fenced_text(session_id: str, batch: list[Message], remaining: int) -> tuple[str, int]:
     """The fenced mail text for as much of the batch as fits one hook result, and how many it holds."""
+    from relay.fence import render
+    from relay.mail import fit_output
+    from relay.sessions import launcher_command
+
     launcher = launcher_command()
     reply_hint = f"Reply with the session-relay `send` tool, or run: {launcher} send <sender> -- <reply>"
     more_hint = f"call the session-relay `inbox` tool, or run: {launcher} inbox {session_id}"
@@ -170,7 +180,7 @@ def _show(stdout: BufferedIOBase, name: str, session_id: str, batch: list[Messag
         payload: dict[str, object] = {"decision": "block", "reason": text}
     else:
         payload = {"hookSpecificOutput": {"hookEventName": name, "additionalContext": text}}
-    stdout.write(json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace") + b"\n")
+    stdout.write(jsonlite.dumps(payload).encode("utf-8", "replace") + b"\n")
     stdout.flush()
     return shown
 

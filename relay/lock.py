@@ -11,7 +11,6 @@ import fcntl
 import os
 import stat
 import time
-from types import TracebackType
 
 from relay.durable import open_regular
 from relay.errors import LockBusy, RelayError
@@ -54,12 +53,7 @@ class FileLock:
         self.acquire()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.release()
 
 

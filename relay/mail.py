@@ -5,13 +5,13 @@ take a bounded batch, show what fits one result, and confirm only what was shown
 was written. A new face (another hook event) passes its own `show` and adds no copy of it.
 """
 
-from collections.abc import Callable
+from _collections_abc import Callable  # collections.abc would import all of collections
 
 from relay.clock import now_iso
 from relay.errors import RelayError
 from relay.ids import new_uuid4
 from relay.sessions import resolve
-from relay.store import Entry, Message, Select, Store
+from relay.store import Entry, Message, Select, Show, Store
 
 # A message must fit whole in the hook's context budget (32 KiB of mail text) with room for
 # its header line and the fence, and one agent must not flood another's context.
@@ -63,10 +63,6 @@ def send(
 # Every delivered result (hook text, `inbox` JSON) stays within this many bytes: clients cut
 # bigger tool results, and mail confirmed but cut off would be lost unseen.
 RESULT_BUDGET = 32 * 1024
-
-# show(batch, remaining) -> how many of the batch's first messages it showed; `remaining` counts
-# the messages queued behind the batch.
-Show = Callable[[list[Message], int], int]
 
 
 def open_delivery(store: Store, recipient: str, show: Show, select: Select | None = None) -> Callable[[bool], int]:

@@ -5,10 +5,22 @@ plain strings on the hook's path: importing pathlib costs milliseconds of every 
 """
 
 import os
-import re
 
-_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
-_NOT_MAILBOX_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+class _DashOthers(dict[int, int]):
+    """A str.translate table keeping `kept` characters and turning every other one into '-'
+    (what re.sub with a negated class did, without importing re on the hook's path)."""
+
+    def __init__(self, kept: str) -> None:
+        super().__init__((ord(ch), ord(ch)) for ch in kept)
+
+    def __missing__(self, key: int) -> int:
+        return ord("-")
+
+
+_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_NOT_ALNUM = _DashOthers(_ALNUM)
+_NOT_MAILBOX_SAFE = _DashOthers(_ALNUM + "._-")
 
 # Most file systems cap a name at 255 bytes; longer encoded dirs are shortened with a hash so
 # that two long dirs never share a marker. Shorter ones keep Claude Code's exact scheme.
@@ -40,7 +52,7 @@ def relay_home() -> str:
 
 def marker_name(directory: str) -> str:
     """The marker file name for a project dir: every char outside [A-Za-z0-9] becomes '-'."""
-    encoded = _NOT_ALNUM.sub("-", directory)
+    encoded = directory.translate(_NOT_ALNUM)
     if len(encoded) <= _MAX_FILE_NAME:
         return encoded
     import hashlib  # rare: only for very long dirs
@@ -51,4 +63,4 @@ def marker_name(directory: str) -> str:
 
 def mailbox_name(session_id: str) -> str:
     """The mailbox file name for an id: every char outside [A-Za-z0-9._-] becomes '-'."""
-    return _NOT_MAILBOX_SAFE.sub("-", session_id) + ".jsonl"
+    return session_id.translate(_NOT_MAILBOX_SAFE) + ".jsonl"

@@ -33,15 +33,13 @@ marked `"redelivered": true`. A message id seen twice in one take (a crash betwe
 a claim or an ack leaves a copy in both files) is delivered once.
 """
 
-import json
 import os
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from _collections_abc import Callable  # collections.abc would import all of collections
 
-from relay import durable
+from relay import durable, jsonlite
 from relay.attention import check_mode
 from relay.clock import now_iso
 from relay.errors import LockBusy, RelayError
@@ -54,6 +52,9 @@ from relay.paths import mailbox_name, marker_name, relay_home
 Entry = dict[str, object]
 Message = dict[str, object]
 Select = Callable[[Message], bool]
+# show(batch, remaining) -> how many of the batch's first messages a face showed; `remaining`
+# counts the messages queued behind the batch (relay.mail's delivery protocol).
+Show = Callable[[list[Message], int], int]
 
 TOOLS = ("claude", "codex")
 _UNSET = object()
@@ -165,11 +166,10 @@ class Delivery:
 def _to_json(value: object, indent: int | None = None) -> bytes:
     """Serialise for the store; text that is not valid Unicode is refused before anything is written.
 
-    The standard json module, not orjson: the store's documents are small, and importing orjson
-    costs more of every hook start than all of its parsing saves.
+    relay.jsonlite (CPython's C encoder), neither orjson nor the json package: the store's
+    documents are small, and importing either costs more of every hook start than parsing saves.
     """
-    separators = (",", ": ") if indent else (",", ":")
-    text = json.dumps(value, ensure_ascii=False, indent=indent, separators=separators)
+    text = jsonlite.dumps(value, indent)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
@@ -199,7 +199,7 @@ def _split_lines(data: bytes) -> tuple[list[bytes], list[Message], list[bytes]]:
         if not raw.strip():
             continue
         try:
-            message = json.loads(raw)
+            message = jsonlite.loads(raw)
         except ValueError:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not UTF-8
             bad.append(raw)
             continue
@@ -216,7 +216,7 @@ def _parse_line(raw: bytes) -> Message | None:
     if not raw.strip():
         return None
     try:
-        message = json.loads(raw)
+        message = jsonlite.loads(raw)
     except ValueError:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not UTF-8
         return None
     return message if isinstance(message, dict) else None
@@ -258,6 +258,29 @@ def _hashed_marker_name(directory: str) -> str:
     return f"{marker_name(directory)[:183]}-{digest}"
 
 
+class _StoreLock:
+    """Holds the store lock for a `with` block (a class, not contextlib: that import is costly)."""
+
+    def __init__(self, store: "Store", prepare: bool) -> None:
+        self._store, self._prepare = store, prepare
+        self._lock: FileLock | None = None
+
+    def __enter__(self) -> None:
+        if self._store._held:
+            return  # an outer block of this store holds it
+        if self._prepare:
+            self._store._prepare()
+        lock = FileLock(self._store._path(".lock"))
+        lock.acquire()
+        self._lock, self._store._held = lock, True
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._lock is not None:
+            self._store._held = False
+            self._lock.release()
+            self._lock = None
+
+
 class Store:
     """One store directory. Methods that change anything hold the store lock.
 
@@ -274,19 +297,9 @@ class Store:
 
     # -- locking and layout -------------------------------------------------------------------
 
-    @contextmanager
-    def _locked(self, prepare: bool = True) -> Iterator[None]:
-        if self._held:
-            yield
-            return
-        if prepare:
-            self._prepare()
-        with FileLock(self._path(".lock")):
-            self._held = True
-            try:
-                yield
-            finally:
-                self._held = False
+    def _locked(self, prepare: bool = True) -> "_StoreLock":
+        """The store lock for a `with` block; re-entrant within this Store."""
+        return _StoreLock(self, prepare)
 
     def _prepare(self) -> None:
         """Create the store (0700) or check that the existing one is the user's, tightening it."""
@@ -351,7 +364,7 @@ class Store:
         if raw is None:
             return {"agents": {}, "names": {}}
         try:
-            return _check_registry(json.loads(raw))
+            return _check_registry(jsonlite.loads(raw))
         except ValueError:
             return None
 
@@ -941,7 +954,7 @@ class Store:
         name = os.path.basename(path)
         if area == "" and name == "registry.json":
             try:
-                data = _check_registry(json.loads(_read_plain(path, 64 << 20)))
+                data = _check_registry(jsonlite.loads(_read_plain(path, 64 << 20)))
             except ValueError:
                 data = None
             if data is None:
@@ -986,7 +999,7 @@ def _count_lines(path: str) -> tuple[int, int]:
             if not line.strip():
                 continue
             try:
-                value = json.loads(line)
+                value = jsonlite.loads(line)
             except ValueError:
                 value = None
             if isinstance(value, dict):

@@ -84,7 +84,9 @@ def test_reads_a_v01_store(run_relay, store_home, tmp_path):
     listed = run_relay("list", "--json")
     assert listed.returncode == 0, listed.stderr
     entries = json.loads(listed.stdout)
-    assert {e["id"]: e for e in entries} == written["registry"]["agents"]
+    assert {e["id"]: e for e in entries} == {
+        k: {**v, "deliver": "turn"} for k, v in written["registry"]["agents"].items()
+    }
 
     # the marker names alice for the project dir
     assert Store(store_home).marker(project) == alice

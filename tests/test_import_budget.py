@@ -1,0 +1,58 @@
+"""The hook runs at every prompt and after every tool call: with nothing to deliver it must not
+import the modules that dominate a Python start (issue 11's budget). Checked on the sources, in
+a fresh `python3 -I -S` per event, by listing sys.modules after the hook ran."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import new_id
+
+REPO = Path(__file__).resolve().parent.parent
+# What a short-lived path must not import (each costs from ~1 ms to ~10 ms of every start).
+HEAVY = ("inspect", "typing", "re", "json", "orjson", "pathlib", "dataclasses", "contextlib", "signal")
+
+PROBE = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from relay import cli
+try:
+    cli.main(sys.argv[3:])
+finally:
+    with open(sys.argv[2], "w") as out:
+        out.write("\\n".join(sorted(sys.modules)))
+"""
+
+
+def modules_after(tmp_path: Path, env: dict[str, str], argv: list[str], stdin: bytes = b"") -> set[str]:
+    listing = tmp_path / "modules.txt"
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", PROBE, str(REPO), str(listing), *argv],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return set(listing.read_text().split())
+
+
+@pytest.mark.parametrize("event", ["SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd"])
+@pytest.mark.parametrize("tool", [[], ["codex"]], ids=["claude", "codex"])
+def test_hook_with_nothing_to_deliver_imports_nothing_heavy(env, store_home, tmp_path, event, tool):
+    sid = new_id()
+    payload = {"session_id": sid, "hook_event_name": event, "cwd": str(tmp_path)}
+    # the session exists (registered) and has a watcher-free, empty mailbox: the common case
+    modules_after(tmp_path, env, ["hook", *tool], json.dumps({**payload, "hook_event_name": "SessionStart"}).encode())
+    loaded = modules_after(tmp_path, env, ["hook", *tool], json.dumps(payload).encode())
+    assert "relay.hook" in loaded  # the probe really ran the hook
+    assert sorted(loaded & set(HEAVY)) == []
+
+
+def test_the_probe_sees_a_heavy_import(env, store_home, tmp_path):
+    """The check above is not vacuous: the long-lived MCP server, which may import typing, is caught."""
+    loaded = modules_after(tmp_path, env, ["bus"])
+    assert "relay.tools" in loaded and "typing" in loaded
