@@ -32,7 +32,7 @@ POLL_SECONDS = 0.5
 # before taking it, so it is not shown one turn late as a separate wake-up.
 GRACE_SECONDS = 0.5
 # The watcher leaves this long before the hook timeout in hooks/hooks.json (which kills it).
-LIFETIME_SECONDS = 24 * 3600 - 60
+LIFETIME_SECONDS = 24 * 3600 - 30
 # After mail was held back (the recipient's policy), look at it again this often even if unchanged.
 RECHECK_SECONDS = 30.0
 
