@@ -32,7 +32,7 @@ from bench_relay import REPO, SCRUBBED
 
 # Imports the short-lived paths must not pay for (issue 11's import budget).
 HEAVY = ("inspect", "typing", "re", "json", "orjson", "pathlib", "dataclasses")
-EVENTS = ("SessionStart", "UserPromptSubmit")
+EVENTS = ("SessionStart", "UserPromptSubmit", "PostToolUse", "Stop")
 
 
 class Command:
