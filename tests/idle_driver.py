@@ -1,0 +1,106 @@
+"""Inside `unshare -n`: one real Claude Code session kept open with stream-json input, left idle
+after its first turn, then mailed. Reads a spec on stdin, prints a JSON report on stdout:
+the model requests the mock saw before and after the mail, the session's output events, and how
+Claude ended once its input closed. Used by tests/test_idle_real.py."""
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+import realclients as rc
+
+
+def _lines(stream, into: queue.Queue) -> None:
+    for raw in stream:
+        into.put(raw.decode(errors="replace"))
+    into.put(None)
+
+
+def _until_result(events: queue.Queue, seen: list, timeout: float) -> bool:
+    """Read output events until a turn's `result` (True) or the timeout / end of output (False)."""
+    give_up = time.monotonic() + timeout
+    while (left := give_up - time.monotonic()) > 0:
+        try:
+            line = events.get(timeout=left)
+        except queue.Empty:
+            return False
+        if line is None:
+            return False
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        seen.append(event)
+        if event.get("type") == "result":
+            return True
+    return False
+
+
+def _watcher_armed(store: str, sid: str) -> bool:
+    from relay.store import Store
+
+    return Store(store).watcher(sid) is not None
+
+
+def main() -> None:
+    spec = json.load(sys.stdin)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    mock = rc._Mock(rc.AnthropicHandler).start()
+    mock.calls = []
+    env = {
+        **os.environ,
+        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{mock.port}",
+        "ANTHROPIC_API_KEY": "sk-ant-offline-test",
+    }
+    sid = spec["session_id"]
+    argv = [spec["claude"], "-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"]
+    proc = subprocess.Popen(
+        [*argv, "--session-id", sid],
+        cwd=spec["cwd"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    events: queue.Queue = queue.Queue()
+    threading.Thread(target=_lines, args=(proc.stdout, events), daemon=True).start()
+    err: list[bytes] = []
+    threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True).start()
+    report: dict = {"events": []}
+    user = {"type": "user", "message": {"role": "user", "content": [{"type": "text", "text": "first prompt"}]}}
+    proc.stdin.write((json.dumps(user) + "\n").encode())
+    proc.stdin.flush()
+    report["first_turn"] = _until_result(events, report["events"], 90)
+    give_up = time.monotonic() + 20
+    while time.monotonic() < give_up and not _watcher_armed(spec["store"], sid):
+        time.sleep(0.1)
+    report["watcher_armed"] = _watcher_armed(spec["store"], sid)
+    time.sleep(spec.get("idle_seconds", 2.0))  # idle: nobody types
+    report["before_mail"] = list(mock.requests)
+    sent = subprocess.run([*spec["relay"], "send", sid, "--", spec["body"]], env=env, capture_output=True, check=False)
+    report["send_rc"] = sent.returncode
+    sent_at = time.monotonic()
+    report["woke"] = _until_result(events, report["events"], 60)
+    report["wake_seconds"] = time.monotonic() - sent_at
+    time.sleep(1.0)
+    report["after_mail"] = mock.requests[len(report["before_mail"]) :]
+    closed_at = time.monotonic()
+    proc.stdin.close()
+    try:
+        report["rc"] = proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        report["rc"] = "timeout"
+    report["exit_seconds"] = time.monotonic() - closed_at
+    report["watcher_left"] = not _watcher_armed(spec["store"], sid)
+    time.sleep(0.2)
+    report["stderr"] = b"".join(err).decode(errors="replace")[-4000:]
+    mock.shutdown()
+    print(json.dumps(report))
+
+
+main()
