@@ -795,3 +795,83 @@ def test_the_bulk_form_and_is_live_give_the_same_answers(env, procs, tmp_path):
 )
 def test_rollout_id_from_the_file_name(name, expected):
     assert liveness.rollout_id(name) == expected
+
+
+# -- the real CLIs (offline, in `unshare -n`) ---------------------------------------------------
+
+
+def real_discover(env: dict[str, str], relay: list[str]) -> dict[str, bool]:
+    """id -> live, from `relay discover --json` with the sandbox's CLI homes (no RELAY_* roots)."""
+    done = subprocess.run([*relay, "discover", "--json"], env=env, capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return {row["id"]: row["live"] for row in json.loads(done.stdout)}
+
+
+def test_real_claude_code_is_live_while_open_and_a_finished_claude_p_is_not(tmp_path, relay_cmd):
+    """Claude Code 2.1.197: an open session (a prompt in flight, stream-json stdin kept open) is live;
+    a finished `claude -p` that wrote its transcript a moment ago is not (the old `active` said it was);
+    the open one after a SIGKILL, its sessions/<pid>.json left behind, is not."""
+    import realclients as rc
+
+    rc.skip_unless_runnable("claude")
+    box = rc.Sandbox(tmp_path / "box")
+    env = {**box.env(), "PYTHONPATH": str(rc.REPO)}
+    claude = str(rc.clients_bin() / "claude")
+    finished = new_id()
+    [run] = rc.scenario(
+        {
+            "steps": [
+                {"kind": "claude", "cwd": str(box.project), "argv": [claude, "-p", "hi", "--session-id", finished]}
+            ]
+        },
+        env,
+        box.project,
+    )["steps"]
+    assert run["rc"] == 0, run["stderr"][-3000:]
+    assert real_discover(env, relay_cmd) == {finished: False}
+
+    # The model is unreachable (no network in the namespace): the prompt stays in flight, the session open.
+    offline = {**env, "ANTHROPIC_BASE_URL": "http://127.0.0.1:9", "ANTHROPIC_API_KEY": "sk-ant-offline-test"}
+    argv = [claude, "-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"]
+    proc = subprocess.Popen(
+        ["unshare", "-n", *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=offline,
+        cwd=str(box.project),
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(b'{"type":"user","message":{"role":"user","content":"hello"}}\n')
+        proc.stdin.flush()
+        records = box.claude_config / "sessions"
+        assert wait_for(lambda: len(real_discover(env, relay_cmd)) == 2 and any(records.glob("*.json")), 60)
+        [record] = [json.loads(path.read_text()) for path in records.glob("*.json")]
+        open_id = record["sessionId"]
+        assert real_discover(env, relay_cmd) == {open_id: True, finished: False}
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert any(records.glob("*.json"))  # SIGKILL: Claude Code could not remove its record
+    assert real_discover(env, relay_cmd) == {open_id: False, finished: False}
+
+
+def test_real_codex_is_live_while_its_exec_runs_and_not_after(tmp_path, relay_cmd):
+    """Codex 0.169: discover run while `codex exec` waits for its model calls it live; once the
+    run has finished (its rollout just written) it is not."""
+    import realclients as rc
+
+    rc.skip_unless_runnable("codex")
+    box = rc.Sandbox(tmp_path / "box")
+    env = {**box.env(), "PYTHONPATH": str(rc.REPO)}
+    during = {"kind": "plain", "cwd": str(box.project), "argv": [*relay_cmd, "discover", "--json"]}
+    codex = [str(rc.clients_bin() / "codex"), "exec", "--skip-git-repo-check", *rc.codex_provider_args("{PORT}")]
+    step = {"kind": "codex", "cwd": str(box.project), "js": None, "argv": [*codex, "say hi"]}
+    [run] = rc.scenario({"steps": [{**step, "during_first_request": during}]}, env, box.project)["steps"]
+    assert run["rc"] == 0, run["stderr"][-3000:]
+    [session] = rc.codex_rollouts(box)
+    nested = run["during_first_request"]
+    assert nested and nested["rc"] == 0, nested
+    assert {row["id"]: row["live"] for row in json.loads(nested["stdout"])} == {session: True}
+    assert real_discover(env, relay_cmd) == {session: False}
