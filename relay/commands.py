@@ -130,7 +130,8 @@ def discover_command(store: Store, parsed: Parsed) -> int:
         cwd_first=_absolute(cwd) if cwd else None,
         limit=int(limit),
     )
-    return _show(parsed, rows, "no sessions active in that window (try --within with more minutes)", _session_line)
+    empty = "no session transcripts written in that window (try --within with more minutes)"
+    return _show(parsed, rows, empty, _session_line)
 
 
 def _session_line(row: dict[str, Any]) -> str:
@@ -138,7 +139,7 @@ def _session_line(row: dict[str, Any]) -> str:
     escaped, so nothing planted in them can drive the terminal."""
     from relay.textsafe import one_line
 
-    busy = "  (active now)" if row["active"] else ""
+    busy = "  (live)" if row["live"] else ""
     name = one_line(row["name"] or "-")
     cwd = one_line(row["cwd"] or "?")
     return f"{row['tool']:<6}  {one_line(row['id'])}  {name:<16}  {row['ageSec']:>6}s ago  {cwd}{busy}"

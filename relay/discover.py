@@ -20,13 +20,12 @@ import orjson
 
 from relay.clock import iso_from_epoch
 from relay.ids import is_uuid
+from relay.liveness import live_claude_sessions, live_codex_sessions, rollout_id
 from relay.paths import usable_env
 from relay.store import Registry
 
 READ_LIMIT_BYTES = 8 * 1024 * 1024
 _CHUNK = 256 * 1024
-# A transcript written to this recently belongs to a session that is probably mid-turn.
-ACTIVE_SECONDS = 120
 DEFAULT_WITHIN_MIN = 60.0
 DEFAULT_LIMIT = 50
 
@@ -205,10 +204,8 @@ def codex_meta(path: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _codex_id_from_name(path: str) -> str | None:
-    """Rollout names end in the session's UUID: rollout-<timestamp>-<uuid>.jsonl."""
-    candidate = os.path.basename(path)[:-6][-36:]
-    return candidate if is_uuid(candidate) else None
+# relay.gc reads rollout ids under this name.
+_codex_id_from_name = rollout_id
 
 
 def discover(
@@ -221,7 +218,10 @@ def discover(
 ) -> list[Row]:
     """Sessions whose transcript changed in the last `within_min` minutes, newest first.
 
-    One row per id (the newest file wins); rows whose cwd is `cwd_first` sort first.
+    One row per id (the newest file wins); rows whose cwd is `cwd_first` sort first. `live` is
+    asked of the CLIs' own process state (relay.liveness), never of the mtime: a finished
+    `claude -p` wrote its transcript a second ago and is not running. Each CLI is asked once, and
+    only when it has rows; a registered session whose SessionEnd was seen (`endedAt`) is not live.
     """
     now = time.time()
     since = now - within_min * 60
@@ -247,7 +247,8 @@ def discover(
             "registered": entry is not None,
             "lastActivity": iso_from_epoch(mtime),
             "ageSec": int(age),
-            "active": age <= ACTIVE_SECONDS,
+            "live": False,
+            "_ended": bool(entry and entry.get("endedAt")),
             "_mtime": mtime,
         }
 
@@ -260,11 +261,24 @@ def discover(
     if tool in (None, "codex"):
         for path, mtime in codex_files(codex_root(), since):
             session_id, cwd = codex_meta(path)
-            add("codex", session_id if is_uuid(session_id) else _codex_id_from_name(path), cwd, mtime)
+            add("codex", session_id if is_uuid(session_id) else rollout_id(path), cwd, mtime)
 
     rows = sorted(found.values(), key=lambda r: r["_mtime"], reverse=True)
     if cwd_first:
         rows.sort(key=lambda r: r["cwd"] != cwd_first)
+    rows = rows[:limit]
+    _mark_live(rows)
     for row in rows:
-        del row["_mtime"]
-    return rows[:limit]
+        del row["_mtime"], row["_ended"]
+    return rows
+
+
+def _mark_live(rows: list[Row]) -> None:
+    """Set each row's `live`, with one pass over each CLI's signals that has rows to answer."""
+    tools = {row["tool"] for row in rows if not row["_ended"]}
+    live = {
+        "claude": live_claude_sessions() if "claude" in tools else set(),
+        "codex": live_codex_sessions() if "codex" in tools else set(),
+    }
+    for row in rows:
+        row["live"] = not row["_ended"] and row["id"] in live[row["tool"]]

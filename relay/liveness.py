@@ -55,8 +55,8 @@ def _read_small_regular(path: str) -> bytes | None:
         os.close(fd)
 
 
-def _claude_records(session_id: str) -> Iterator[dict]:
-    """The sessions/<pid>.json records that name `session_id`."""
+def _claude_records(only: str | None = None) -> Iterator[dict]:
+    """The sessions/<pid>.json records (only those naming `only`, when given), each read once."""
     directory = claude_sessions_dir()
     try:
         names = os.listdir(directory)
@@ -75,7 +75,7 @@ def _claude_records(session_id: str) -> Iterator[dict]:
         if not isinstance(record, dict):
             continue
         named = record.get("sessionId")
-        if isinstance(named, str) and named.lower() == session_id:
+        if isinstance(named, str) and is_uuid(named) and (only is None or named.lower() == only):
             yield record
 
 
@@ -120,13 +120,20 @@ def _same_process(pid: int, record: dict) -> bool:
     return info is not None and info.start == str(started)
 
 
-def claude_is_live(session_id: str) -> bool:
-    """A running Claude Code process has `session_id` open."""
-    for record in _claude_records(session_id):
+def live_claude_sessions(only: str | None = None) -> set[str]:
+    """Ids (lower case) of the sessions a running Claude Code process has open, from one read of
+    the sessions dir; `only` limits the work to the records naming that id."""
+    live: set[str] = set()
+    for record in _claude_records(only):
         pid = record.get("pid")
         if type(pid) is int and pid > 0 and is_claude_process(pid) and _same_process(pid, record):
-            return True
-    return False
+            live.add(record["sessionId"].lower())
+    return live
+
+
+def claude_is_live(session_id: str) -> bool:
+    """A running Claude Code process has `session_id` open."""
+    return session_id in live_claude_sessions(session_id)
 
 
 def _codex_processes() -> Iterator[int]:
@@ -149,15 +156,41 @@ def _codex_processes() -> Iterator[int]:
                 yield int(pid)
 
 
-def codex_is_live(session_id: str) -> bool:
-    """A running Codex process holds `session_id`'s rollout file open."""
-    suffix = f"-{session_id}.jsonl"
+def rollout_id(path: str) -> str | None:
+    """The session id (lower case) in a rollout's file name, rollout-<timestamp>-<uuid>.jsonl."""
+    base = os.path.basename(path)
+    if not (base.startswith("rollout-") and base.endswith(".jsonl")):
+        return None
+    candidate = base[:-6][-36:]
+    return candidate.lower() if is_uuid(candidate) else None
+
+
+def live_codex_sessions() -> set[str]:
+    """Ids (lower case) of the sessions whose rollout a running Codex process holds open, from one
+    scan of the processes."""
+    live: set[str] = set()
     for pid in _codex_processes():
         for path in procinfo.open_files(pid):
-            base = os.path.basename(path)
-            if base.startswith("rollout-") and base.lower().endswith(suffix):
-                return True
-    return False
+            found = rollout_id(path)
+            if found:
+                live.add(found)
+    return live
+
+
+def codex_is_live(session_id: str) -> bool:
+    """A running Codex process holds `session_id`'s rollout file open."""
+    return session_id in live_codex_sessions()
+
+
+def live_sessions(tool: object = None) -> set[str]:
+    """Ids (lower case) of every session running now: one pass over each CLI's signals, for
+    callers that ask about many sessions at once (discover). `tool` as for `is_live`."""
+    live: set[str] = set()
+    if tool != "codex":
+        live |= live_claude_sessions()
+    if tool != "claude":
+        live |= live_codex_sessions()
+    return live
 
 
 def is_live(session_id: object, tool: object = None) -> bool:

@@ -108,9 +108,9 @@ TOOLS: list[dict[str, Any]] = [
     {
         "name": "discover",
         "description": (
-            "Find Claude Code and Codex sessions running on this machine now (from their "
-            "transcripts), newest first, sessions in your project dir first. Use it to find the "
-            "session to send to when it is not in roster."
+            "Find Claude Code and Codex sessions on this machine (from their transcripts), newest "
+            "first, sessions in your project dir first, each with `live`: running in its CLI now. "
+            "Use it to find the session to send to when it is not in roster."
         ),
         "inputSchema": {
             "type": "object",
@@ -119,7 +119,7 @@ TOOLS: list[dict[str, Any]] = [
                     "type": "number",
                     "exclusiveMinimum": 0,
                     "default": 60,
-                    "description": "Only sessions active in the last N minutes (default 60).",
+                    "description": "Only sessions whose transcript changed in the last N minutes (default 60).",
                 },
                 "tool": {"type": "string", "enum": ["claude", "codex"], "description": "Only this CLI."},
             },
@@ -276,9 +276,10 @@ def _discover(store: Store, me: Identity, args: dict[str, Any]) -> Result:
         cwd_first=me.project_dir,
     )
     note = (
-        "Sessions in your project dir come first, then newest first. `active: true` means it wrote "
-        "to its transcript in the last 2 minutes and is probably busy: only wake idle sessions. "
-        "Send by `id` (or `name` when registered)."
+        "Sessions in your project dir come first, then newest first. `live: true`: running in its "
+        "CLI now, so do not wake it; mail reaches it at its next prompt or turn end. `live: false`: "
+        "idle or ended; mail waits for its next start, so `wake` it (send's hint gives the command) "
+        "to have it read the mail now. Send by `id` (or `name` when registered)."
     )
     return {"count": len(rows), "sessions": rows, "note": note}, None
 

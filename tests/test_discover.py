@@ -4,14 +4,18 @@ import builtins
 import io
 import json
 import os
+import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import new_id
+from test_liveness import Procs, hold_open, holds, named_copy, proc_start, sleep_binary, wait_for, write_session
 from transcripts import (
+    claude_hook_event,
     claude_subagent_files,
     claude_transcript,
     codex_meta_line,
@@ -22,9 +26,10 @@ from transcripts import (
 )
 
 from relay import discover as discover_mod
+from relay import liveness
 from relay.store import Registry
 
-ROW_KEYS = {"tool", "id", "cwd", "name", "registered", "lastActivity", "ageSec", "active"}
+ROW_KEYS = {"tool", "id", "cwd", "name", "registered", "lastActivity", "ageSec", "live"}
 
 
 @pytest.fixture
@@ -66,7 +71,7 @@ def test_claude_plain_transcript_row(run_relay, roots):
     assert row["name"] is None
     assert row["registered"] is False
     assert 25 <= row["ageSec"] <= 90
-    assert row["active"] is True
+    assert row["live"] is False  # no CLI process runs it
     assert row["lastActivity"].endswith("Z") and len(row["lastActivity"]) == len("2026-07-01T12:34:56.789Z")
 
 
@@ -286,7 +291,7 @@ def test_newest_first_across_tools(run_relay, roots):
     codex_rollout(codex, "/d", session_id=d, age=1000)
     rows = discover_rows(run_relay)
     assert [r["id"] for r in rows] == [b, c, a, d]
-    assert [r["active"] for r in rows] == [True, True, False, False]
+    assert [r["live"] for r in rows] == [False] * 4  # recent or not, no CLI process runs any of them
 
 
 def test_one_row_per_id_newest_wins(run_relay, roots):
@@ -596,3 +601,277 @@ def test_default_roots_under_home(run_relay, env):
 def test_missing_roots_are_not_an_error(run_relay, env):
     assert not Path(env["RELAY_CLAUDE_PROJECTS"]).exists()
     assert discover_rows(run_relay) == []
+
+
+# -- live: asked of the CLIs' own process state, never of the transcript's mtime ---------------
+
+needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="fake CLI processes are found in /proc")
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    found = Procs()
+    yield found
+    found.close()
+
+
+def fake_claude(procs: Procs, sessions: Path, session_id: str) -> tuple[subprocess.Popen, Path]:
+    """A running process that is Claude Code for relay (argv[0] `claude`) and its sessions/<pid>.json."""
+    proc = procs.start(["claude", "60"], executable=sleep_binary())
+    assert wait_for(lambda: liveness.is_claude_process(proc.pid))
+    return proc, write_session(sessions.parent, proc.pid, session_id, procStart=proc_start(proc.pid))
+
+
+def text_line(run_relay, session_id: str, *args: str, extra_env: dict[str, str] | None = None) -> str:
+    """The plain-text discover line of `session_id`."""
+    result = run_relay("discover", *args, extra_env=extra_env)
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.decode().splitlines() if session_id in line]
+    return line
+
+
+@needs_proc
+@pytest.mark.parametrize("where", ["home", "claude-config-dir"])
+def test_claude_session_with_its_process_running_is_live_until_the_process_is_killed(
+    run_relay, roots, env, procs, tmp_path, where
+):
+    claude, _ = roots
+    config = tmp_path / "claude-config" if where == "claude-config-dir" else Path(env["HOME"]) / ".claude"
+    extra = {"CLAUDE_CONFIG_DIR": str(config)} if where == "claude-config-dir" else {}
+    running, finished = new_id(), new_id()
+    claude_transcript(claude, "/srv/open", session_id=running, age=20 * 60)  # idle a while, still open
+    claude_transcript(claude, "/srv/done", session_id=finished, first="queue-operation", age=0)
+    proc, record = fake_claude(procs, config / "sessions", running)
+
+    result = run_relay("discover", "--json", extra_env=extra)
+    assert result.returncode == 0, result.stderr
+    assert {r["id"]: r["live"] for r in json.loads(result.stdout)} == {running: True, finished: False}
+    assert text_line(run_relay, running, extra_env=extra).endswith("/srv/open  (live)")
+    assert "(live)" not in text_line(run_relay, finished, extra_env=extra)
+
+    procs.stop(proc)  # SIGKILL: Claude Code gets no chance to remove its record
+    assert record.exists()
+    result = run_relay("discover", "--json", extra_env=extra)
+    assert {r["id"]: r["live"] for r in json.loads(result.stdout)} == {running: False, finished: False}
+    assert "(live)" not in run_relay("discover", extra_env=extra).stdout.decode()
+
+
+def test_a_transcript_just_written_with_no_cli_running_is_not_live(run_relay, roots):
+    """The old bug: a finished `claude -p` / `codex exec` wrote its transcript a moment ago and was
+    shown `active`, as if running (failed before: the mtime decided)."""
+    claude, codex = roots
+    sid, cid = new_id(), uuid7()
+    claude_transcript(claude, "/srv/p", session_id=sid, first="queue-operation", age=0)
+    codex_rollout(codex, "/srv/exec", session_id=cid, age=0)
+    rows = discover_rows(run_relay)
+    assert {r["id"]: (r["live"], r["ageSec"] <= 5) for r in rows} == {sid: (False, True), cid: (False, True)}
+    assert "(live)" not in run_relay("discover").stdout.decode()
+
+
+@needs_proc
+def test_codex_session_whose_process_holds_its_rollout_is_live_until_it_exits(run_relay, roots, procs, tmp_path):
+    _, codex = roots
+    running, idle = uuid7(), uuid7()
+    path = codex_rollout(codex, "/srv/codex", session_id=running, age=30 * 60)
+    codex_rollout(codex, "/srv/idle", session_id=idle, age=1)
+    proc = hold_open(procs, named_copy(tmp_path, "codex"), path)
+    assert wait_for(lambda: holds(proc, path))
+    assert {r["id"]: r["live"] for r in discover_rows(run_relay)} == {running: True, idle: False}
+    assert text_line(run_relay, running).endswith("/srv/codex  (live)")
+    assert text_line(run_relay, running, "--tool", "codex").endswith("(live)")
+
+    proc.terminate()
+    proc.wait(timeout=10)
+    assert {r["id"]: r["live"] for r in discover_rows(run_relay)} == {running: False, idle: False}
+
+
+@needs_proc
+def test_a_process_of_the_other_cli_does_not_make_a_row_live(run_relay, roots, env, procs, tmp_path):
+    """A row is live by its own CLI's signal: a Codex row is not live because a Claude record names its id."""
+    _, codex = roots
+    cid = uuid7()
+    codex_rollout(codex, "/srv/codex", session_id=cid)
+    fake_claude(procs, Path(env["HOME"]) / ".claude" / "sessions", cid)
+    assert liveness.is_live(cid, "claude")
+    assert [r["live"] for r in discover_rows(run_relay)] == [False]
+
+
+@needs_proc
+def test_a_registered_session_whose_end_was_recorded_is_not_live(run_relay, roots, env, procs, tmp_path):
+    claude, _ = roots
+    sid = new_id()
+    project = tmp_path / "project"
+    project.mkdir()
+    claude_transcript(claude, str(project), session_id=sid)
+    fake_claude(procs, Path(env["HOME"]) / ".claude" / "sessions", sid)
+    assert run_relay("hook", input=claude_hook_event(sid, str(project))).returncode == 0  # SessionStart
+    (row,) = discover_rows(run_relay)
+    assert (row["registered"], row["live"]) == (True, True)
+
+    end = {"session_id": sid, "cwd": str(project), "hook_event_name": "SessionEnd", "reason": "other"}
+    assert run_relay("hook", input=json.dumps(end)).returncode == 0
+    (row,) = discover_rows(run_relay)
+    assert (row["registered"], row["live"]) == (True, False)  # its record and process linger; the end counts
+    assert "(live)" not in run_relay("discover").stdout.decode()
+
+    assert run_relay("hook", input=claude_hook_event(sid, str(project))).returncode == 0  # resumed
+    assert discover_rows(run_relay)[0]["live"] is True
+
+
+def test_liveness_is_asked_once_per_cli_however_many_rows(env, roots, monkeypatch):
+    """One pass over each CLI's signals per discover (not one per row), and none for a CLI without rows."""
+    claude, codex = roots
+    for _ in range(30):
+        claude_transcript(claude, "/srv/many")
+        codex_rollout(codex, "/srv/many-codex")
+    calls: list[str] = []
+    real_claude, real_codex = discover_mod.live_claude_sessions, discover_mod.live_codex_sessions
+
+    def counted_claude(*args):
+        calls.append("claude")
+        return real_claude(*args)
+
+    def counted_codex():
+        calls.append("codex")
+        return real_codex()
+
+    monkeypatch.setattr(discover_mod, "live_claude_sessions", counted_claude)
+    monkeypatch.setattr(discover_mod, "live_codex_sessions", counted_codex)
+    assert len(_run_discover(limit=100)) == 60
+    assert sorted(calls) == ["claude", "codex"]
+    calls.clear()
+    assert len(_run_discover(tool="claude", limit=100)) == 30
+    assert calls == ["claude"]
+    calls.clear()
+    assert _run_discover(within_min=60, exclude=None, cwd_first=None, limit=100, tool="codex")
+    assert calls == ["codex"]
+    calls.clear()
+    assert _run_discover(within_min=0.0001) == []
+    assert calls == []
+
+
+@needs_proc
+def test_the_bulk_form_and_is_live_give_the_same_answers(env, procs, tmp_path):
+    """discover's one-pass sets and gc's / send's per-session is_live are one code path."""
+    claude_id, codex_id, nobody = new_id(), uuid7(), new_id()
+    sessions = Path(env["HOME"]) / ".claude" / "sessions"
+    proc, _ = fake_claude(procs, sessions, claude_id)
+    dead = procs.start([sleep_binary(), "60"])
+    write_session(sessions.parent, dead.pid, nobody)  # a live pid that is not Claude Code
+    path = tmp_path / "rollouts" / f"rollout-2026-11-30T10-00-00-{codex_id.upper()}.jsonl"
+    path.parent.mkdir()
+    path.write_text("{}\n")
+    holder = hold_open(procs, named_copy(tmp_path, "codex"), path)
+    assert wait_for(lambda: holds(holder, path))
+
+    assert liveness.live_claude_sessions() == {claude_id}
+    assert codex_id in liveness.live_codex_sessions()  # a lower-case id, whatever the file name's case
+    assert {claude_id, codex_id} <= liveness.live_sessions()
+    assert claude_id in liveness.live_sessions("claude") and codex_id not in liveness.live_sessions("claude")
+    assert codex_id in liveness.live_sessions("codex") and claude_id not in liveness.live_sessions("codex")
+    for sid in (claude_id, codex_id, nobody):
+        assert liveness.is_live(sid) == (sid in liveness.live_sessions())
+    procs.stop(proc)
+    procs.stop(holder)
+    assert liveness.live_claude_sessions() == set()
+    assert not liveness.is_live(claude_id) and not liveness.is_live(codex_id)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "rollout-2026-11-30T10-00-00-0199aaaa-bbbb-7ccc-8ddd-eeeeffff0000.jsonl",
+            "0199aaaa-bbbb-7ccc-8ddd-eeeeffff0000",
+        ),
+        (
+            "/x/rollout-2026-11-30T10-00-00-0199AAAA-BBBB-7CCC-8DDD-EEEEFFFF0000.jsonl",
+            "0199aaaa-bbbb-7ccc-8ddd-eeeeffff0000",
+        ),
+        ("rollout-2026-11-30T10-00-00-not-a-uuid.jsonl", None),
+        ("notes-0199aaaa-bbbb-7ccc-8ddd-eeeeffff0000.jsonl", None),
+        ("rollout-2026-11-30T10-00-00-0199aaaa-bbbb-7ccc-8ddd-eeeeffff0000.json", None),
+    ],
+)
+def test_rollout_id_from_the_file_name(name, expected):
+    assert liveness.rollout_id(name) == expected
+
+
+# -- the real CLIs (offline, in `unshare -n`) ---------------------------------------------------
+
+
+def real_discover(env: dict[str, str], relay: list[str]) -> dict[str, bool]:
+    """id -> live, from `relay discover --json` with the sandbox's CLI homes (no RELAY_* roots)."""
+    done = subprocess.run([*relay, "discover", "--json"], env=env, capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return {row["id"]: row["live"] for row in json.loads(done.stdout)}
+
+
+def test_real_claude_code_is_live_while_open_and_a_finished_claude_p_is_not(tmp_path, relay_cmd):
+    """Claude Code 2.1.197: an open session (a prompt in flight, stream-json stdin kept open) is live;
+    a finished `claude -p` that wrote its transcript a moment ago is not (the old `active` said it was);
+    the open one after a SIGKILL, its sessions/<pid>.json left behind, is not."""
+    import realclients as rc
+
+    rc.skip_unless_runnable("claude")
+    box = rc.Sandbox(tmp_path / "box")
+    env = {**box.env(), "PYTHONPATH": str(rc.REPO)}
+    claude = str(rc.clients_bin() / "claude")
+    finished = new_id()
+    [run] = rc.scenario(
+        {
+            "steps": [
+                {"kind": "claude", "cwd": str(box.project), "argv": [claude, "-p", "hi", "--session-id", finished]}
+            ]
+        },
+        env,
+        box.project,
+    )["steps"]
+    assert run["rc"] == 0, run["stderr"][-3000:]
+    assert real_discover(env, relay_cmd) == {finished: False}
+
+    # The model is unreachable (no network in the namespace): the prompt stays in flight, the session open.
+    offline = {**env, "ANTHROPIC_BASE_URL": "http://127.0.0.1:9", "ANTHROPIC_API_KEY": "sk-ant-offline-test"}
+    argv = [claude, "-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"]
+    proc = subprocess.Popen(
+        ["unshare", "-n", *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=offline,
+        cwd=str(box.project),
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(b'{"type":"user","message":{"role":"user","content":"hello"}}\n')
+        proc.stdin.flush()
+        records = box.claude_config / "sessions"
+        assert wait_for(lambda: len(real_discover(env, relay_cmd)) == 2 and any(records.glob("*.json")), 60)
+        [record] = [json.loads(path.read_text()) for path in records.glob("*.json")]
+        open_id = record["sessionId"]
+        assert real_discover(env, relay_cmd) == {open_id: True, finished: False}
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert any(records.glob("*.json"))  # SIGKILL: Claude Code could not remove its record
+    assert real_discover(env, relay_cmd) == {open_id: False, finished: False}
+
+
+def test_real_codex_is_live_while_its_exec_runs_and_not_after(tmp_path, relay_cmd):
+    """Codex 0.169: discover run while `codex exec` waits for its model calls it live; once the
+    run has finished (its rollout just written) it is not."""
+    import realclients as rc
+
+    rc.skip_unless_runnable("codex")
+    box = rc.Sandbox(tmp_path / "box")
+    env = {**box.env(), "PYTHONPATH": str(rc.REPO)}
+    during = {"kind": "plain", "cwd": str(box.project), "argv": [*relay_cmd, "discover", "--json"]}
+    codex = [str(rc.clients_bin() / "codex"), "exec", "--skip-git-repo-check", *rc.codex_provider_args("{PORT}")]
+    step = {"kind": "codex", "cwd": str(box.project), "js": None, "argv": [*codex, "say hi"]}
+    [run] = rc.scenario({"steps": [{**step, "during_first_request": during}]}, env, box.project)["steps"]
+    assert run["rc"] == 0, run["stderr"][-3000:]
+    [session] = rc.codex_rollouts(box)
+    nested = run["during_first_request"]
+    assert nested and nested["rc"] == 0, nested
+    assert {row["id"]: row["live"] for row in json.loads(nested["stdout"])} == {session: True}
+    assert real_discover(env, relay_cmd) == {session: False}

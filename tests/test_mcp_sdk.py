@@ -298,8 +298,9 @@ def test_discover_excludes_me_and_sorts_my_dir_first(relay_cmd, env, project, tm
                 "neighbour",
                 True,
             )
-            assert first["active"] is False and first["ageSec"] >= 890
-            assert rows[1]["active"] is True and rows[1]["registered"] is False and rows[1]["name"] is None
+            assert first["live"] is False and first["ageSec"] >= 890
+            assert rows[1]["live"] is False and rows[1]["registered"] is False and rows[1]["name"] is None
+            assert all("active" not in r for r in rows)  # `live` (from the CLIs' processes) replaced it
             assert (rows[2]["tool"], rows[2]["cwd"]) == ("codex", other_dir)
             assert all(r["lastActivity"].endswith("Z") for r in rows)
 

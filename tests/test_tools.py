@@ -394,6 +394,10 @@ def test_discover_rows(store, me, env, project):
     assert [r["id"] for r in got["sessions"]] == [near, far]
     assert got["count"] == 2
     assert "project dir" in got["note"]
+    # no CLI process runs them: not live, and the note says what live means and when to wake
+    assert [r["live"] for r in got["sessions"]] == [False, False]
+    assert all("active" not in r for r in got["sessions"])
+    assert "`live: true`" in got["note"] and "`live: false`" in got["note"] and "`wake`" in got["note"]
     got = ok(store, "discover", {"activeWithinMin": 1})
     assert [r["id"] for r in got["sessions"]] == [far]
     assert ok(store, "discover", {"tool": "codex"})["sessions"] == []
