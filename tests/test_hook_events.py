@@ -620,6 +620,36 @@ def test_hook_killed_before_writing_shows_the_mail_at_the_next_event(run_relay, 
     assert mail_of(text) == [("m1", True)]
 
 
+@tools
+@pytest.mark.parametrize("step", ["take:copied", "take:before-ack"])
+def test_tool_call_hook_killed_while_taking_urgent_mail_loses_and_doubles_nothing(
+    run_relay, store_home, tmp_path, tool, step
+):
+    """PostToolUse in turn mode takes urgent mail out of the middle of the queue; a kill after it copied
+    that mail into flight (before the queue was rewritten) or after it showed it leaves each message
+    to be delivered once more at most, and the ordinary mail still queued in order."""
+    sid = new_id()
+    started(run_relay, tool, sid, tmp_path)
+    queue_mixed(run_relay, store_home, sid)
+    ids = {m["body"]: m["id"] for m in pending(store_home, sid)}
+    result = run_relay(
+        *TOOLS[tool], input=event(tool, "PostToolUse", sid, tmp_path), extra_env={"RELAY_TEST_KILL_AT": step}
+    )
+    assert result.returncode == KILLED
+    if step == "take:before-ack":
+        shown = json.loads(result.stdout)["hookSpecificOutput"]["additionalContext"]
+        assert mail_of(shown) == [("u1", False), ("u2", False)]
+    else:
+        assert result.stdout == b""
+
+    text = output_text(hook(run_relay, tool, "PostToolUse", sid, tmp_path), "PostToolUse")
+    assert mail_of(text) == [("u1", True), ("u2", True)]
+    assert [m["id"] for m in peek(run_relay, sid)] == [ids["n1"], ids["n2"], ids["n3"]]
+    text = output_text(hook(run_relay, tool, "UserPromptSubmit", sid, tmp_path), "UserPromptSubmit")
+    assert mail_of(text) == [("n1", False), ("n2", False), ("n3", False)]
+    assert peek(run_relay, sid) == []
+
+
 # -- the urgent flag ----------------------------------------------------------------------------
 
 
