@@ -725,3 +725,61 @@ def test_a_01_marker_without_a_dir_line_is_still_read(env, store_home, tmp_path)
     os.chmod(store_home, 0o700)
     (store_home / "markers" / marker_name(str(tmp_path))).write_text(f"{sid}\n")
     assert Store(store_home).marker(str(tmp_path)) == sid
+
+
+# -- take(select=): a hook event that may deliver only some mail (SPEC §12) ----------------------
+
+
+def _queue_mixed(store: Store, sid: str) -> list[str]:
+    """a, b!, c, d!, e (! = urgent); their ids."""
+    from relay.mail import send
+
+    return [
+        send(store, sid, body, None, "cli", urgent=body.endswith("!"))[1]["id"] for body in ["a", "b!", "c", "d!", "e"]
+    ]
+
+
+def test_take_select_takes_the_accepted_and_keeps_the_rest_queued_in_order(env, store_home):
+    from relay.attention import is_urgent
+
+    store, sid = Store(store_home), new_id()
+    ids = _queue_mixed(store, sid)
+    mailbox = store_home / "mailbox" / mailbox_name(sid)
+    lines = mailbox.read_bytes().splitlines(keepends=True)
+    with store.take(sid, select=is_urgent) as delivery:
+        assert [m["body"] for m in delivery.messages] == ["b!", "d!"]
+        assert [m["id"] for m in delivery.messages] == [ids[1], ids[3]]
+        assert delivery.remaining == 3
+        delivery.ack()
+    assert mailbox.read_bytes() == b"".join(lines[i] for i in (0, 2, 4))  # the kept lines, byte for byte
+    with store.take(sid, select=is_urgent) as delivery:
+        assert delivery.messages == []
+    with store.take(sid) as delivery:
+        assert [m["id"] for m in delivery.messages] == [ids[0], ids[2], ids[4]]
+        delivery.ack()
+    assert store.peek(sid) == []
+
+
+def test_take_select_accepting_nothing_leaves_the_mailbox_untouched(env, store_home):
+    store, sid = Store(store_home), new_id()
+    _queue_mixed(store, sid)
+    store.take(sid, select=lambda message: False).close()  # the take lock exists, as after any take
+    mailbox = store_home / "mailbox" / mailbox_name(sid)
+    before = mailbox.stat()
+    with store.take(sid, select=lambda message: False) as delivery:
+        assert (delivery.messages, delivery.remaining) == ([], 5)
+        delivery.ack()
+    after = mailbox.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert not (store_home / "inflight" / mailbox_name(sid)).exists()
+
+
+def test_take_select_never_holds_back_mail_already_in_flight(env, store_home):
+    """Mail a dead taker left in flight was shown once already: it comes first whatever `select` says."""
+    store, sid = Store(store_home), new_id()
+    ids = _queue_mixed(store, sid)
+    store.take(sid, select=lambda message: message["body"] == "a").close()  # claimed, never acked
+    with store.take(sid, select=lambda message: False) as delivery:
+        assert [(m["id"], m.get("redelivered")) for m in delivery.messages] == [(ids[0], True)]
+        delivery.ack()
+    assert [m["id"] for m in store.peek(sid)] == ids[1:]
