@@ -30,7 +30,8 @@ text("RELAY_WHOAMI " + JSON.stringify(await tools.mcp__bus__whoami({})));
 def sandbox(tmp_path: Path) -> Iterator[rc.Sandbox]:
     rc.skip_unless_runnable("codex")
     box = rc.Sandbox(tmp_path / "box")
-    clone = rc.plugin_copy(tmp_path / "clone")
+    # The relay under test: a copy of the committed binary may predate the hook events registered.
+    clone = rc.plugin_under_test(tmp_path / "clone")
     try:
         for args in (["plugin", "marketplace", "add", str(clone)], ["plugin", "add", "session-relay@session-relay"]):
             done = codex(box, *args)
@@ -148,7 +149,7 @@ def test_bus_knows_its_session_even_when_the_hook_is_held_for_review(sandbox: rc
     assert me["dir"] == str(sandbox.project)
 
 
-def test_claude_and_codex_in_the_same_dir_each_know_themselves(sandbox: rc.Sandbox) -> None:
+def test_claude_and_codex_in_the_same_dir_each_know_themselves(sandbox: rc.Sandbox, tmp_path: Path) -> None:
     """While a Codex session waits for its model, a Claude session starts in the same dir.
 
     The Claude hook then owns the dir's marker, so a bus that went by the marker would call the
@@ -165,7 +166,7 @@ def test_claude_and_codex_in_the_same_dir_each_know_themselves(sandbox: rc.Sandb
             "-p",
             "who am i?",
             "--plugin-dir",
-            str(rc.REPO),
+            str(rc.plugin_under_test(tmp_path / "claude-plugin")),
             "--session-id",
             CLAUDE_SESSION,
             "--allowedTools",
