@@ -249,7 +249,12 @@ def test_trusting_the_hook_once_in_the_tui_makes_every_codex_run_register(sandbo
     [trust] = rc.scenario({"steps": [tui]}, sandbox.env(), sandbox.project)["steps"]
     assert trust["trusted"], trust["screen"]
     assert "hooks" in trust["answered"], "Codex never asked to review the plugin's hook"
-    assert '"session-relay@session-relay:hooks/codex-hooks.json:session_start' in config.read_text()
+    # Codex keeps trust per hook entry: "Trust all" must have covered every event the plugin registers.
+    events = json.loads((rc.REPO / "hooks" / "codex-hooks.json").read_text())["hooks"]
+    assert {"SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd"} <= set(events), sorted(events)
+    for event in events:
+        snake = re.sub(r"(?<!^)([A-Z])", r"_\1", event).lower()  # SessionStart -> session_start
+        assert f'"session-relay@session-relay:hooks/codex-hooks.json:{snake}:0:0"' in config.read_text(), event
 
     [run] = rc.scenario(
         {"steps": [exec_step(sandbox, "hi", js=None, trust_hooks=False)]}, sandbox.env(), sandbox.project
@@ -257,3 +262,5 @@ def test_trusting_the_hook_once_in_the_tui_makes_every_codex_run_register(sandbo
     assert run["rc"] == 0, run["stderr"][-3000:]
     [session] = rc.codex_rollouts(sandbox)
     assert sandbox.registry()["agents"][session]["tool"] == "codex"
+    for event in ("SessionStart", "UserPromptSubmit", "Stop"):  # the events a plain answer passes through
+        assert f"hook: {event} Completed" in run["stderr"], run["stderr"][-3000:]
