@@ -515,7 +515,9 @@ def _claude_turns_step(step: dict[str, Any]) -> dict[str, Any]:
 
     For each of `turns` ({"before": [argv, ...], "prompt": TEXT}) the `before` commands run first
     (e.g. a `send` while the session sits idle between prompts), then the prompt is written and the
-    turn's `result` line awaited. Each turn reports where its model requests begin in `requests`.
+    turn's `result` line awaited. A turn whose prompt is None writes nothing and only waits for a
+    result: a turn the session starts by itself (an idle session woken by mail). Each turn reports
+    where its model requests begin in `requests`.
     """
     import queue
 
@@ -547,10 +549,11 @@ def _claude_turns_step(step: dict[str, Any]) -> dict[str, Any]:
             before = [_run_client({"argv": argv, "cwd": step["cwd"]}, 0) for argv in turn.get("before", [])]
             with mock.lock:
                 first_request = len(mock.requests)
-            message = {"type": "user", "message": {"role": "user", "content": turn["prompt"]}}
             assert proc.stdin is not None
-            proc.stdin.write(json.dumps(message).encode() + b"\n")
-            proc.stdin.flush()
+            if turn.get("prompt") is not None:
+                message = {"type": "user", "message": {"role": "user", "content": turn["prompt"]}}
+                proc.stdin.write(json.dumps(message).encode() + b"\n")
+                proc.stdin.flush()
             result = None
             while result is None and (left := deadline - time.monotonic()) > 0:
                 try:
