@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import tomllib
 import uuid
 from dataclasses import dataclass
@@ -317,7 +318,9 @@ def _sse(events: list[dict[str, Any]]) -> bytes:
 class AnthropicHandler(_Handler):
     """Messages API: answer each request with the next of `server.calls` (a tool_use), then with text.
 
-    A call waits for a request that offers its tool (Claude may connect MCP servers late).
+    A call waits for a request that offers its tool (Claude may connect MCP servers late). A call
+    named None is a scripted text answer (its second item is the text), so a script can end a turn
+    and then call a tool again in the same run (e.g. after a Stop hook extended the turn).
     """
 
     def do_POST(self) -> None:
@@ -326,8 +329,11 @@ class AnthropicHandler(_Handler):
             self._reply(200, b'{"input_tokens": 1}', "application/json")
             return
         offered = [tool.get("name") for tool in request.get("tools", [])]
+        answer = "done"
         with self.server.lock:
             call = self.server.calls.pop(0) if self.server.calls and self.server.calls[0][0] in offered else None
+            if call is None and self.server.calls and self.server.calls[0][0] is None:
+                answer = str(self.server.calls.pop(0)[1])
         usage = {"input_tokens": 1, "output_tokens": 1}
         n = uuid.uuid4().hex
         # Claude Code merges assistant messages that share an id, and drops a tool_use whose id it has
@@ -347,9 +353,9 @@ class AnthropicHandler(_Handler):
             delta = {"type": "input_json_delta", "partial_json": json.dumps(call[1])}
             stop = "tool_use"
         else:
-            start, delta, stop = {"type": "text", "text": ""}, {"type": "text_delta", "text": "done"}, "end_turn"
+            start, delta, stop = {"type": "text", "text": ""}, {"type": "text_delta", "text": answer}, "end_turn"
         if not request.get("stream"):
-            block = {**start, "input": call[1]} if call else {"type": "text", "text": "done"}
+            block = {**start, "input": call[1]} if call else {"type": "text", "text": answer}
             body = json.dumps({**message, "content": [block], "stop_reason": stop}).encode()
             self._reply(200, body, "application/json")
             return
@@ -371,12 +377,19 @@ class AnthropicHandler(_Handler):
 
 
 class ResponsesHandler(_Handler):
-    """OpenAI Responses API: first run `server.js` in Codex's `exec` tool, then say done."""
+    """OpenAI Responses API: first run `server.js` in Codex's `exec` tool, then say done.
+
+    With `server.script` (a list of {"js": CODE} or {"text": TEXT}) it answers each request with the
+    next entry instead, then with "done"; `{SESSION}` in CODE becomes the asking thread's id.
+    """
 
     def do_POST(self) -> None:
         request = self._read()
         if request is None:
             self._reply(400, b'{"error": {"message": "not JSON"}}', "application/json")
+            return
+        if getattr(self.server, "script", None) is not None:
+            self._reply(200, _sse(_response_events(self._scripted(request))), "text/event-stream")
             return
         # Only what came after the model last spoke counts: a resumed session's input holds earlier turns.
         items = [item for item in request.get("input", []) if isinstance(item, dict)]
@@ -403,21 +416,49 @@ class ResponsesHandler(_Handler):
                 "status": "completed",
                 "content": [{"type": "output_text", "text": "done", "annotations": []}],
             }
-        usage = {
-            "input_tokens": 1,
-            "output_tokens": 1,
-            "total_tokens": 2,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens_details": {"reasoning_tokens": 0},
+        self._reply(200, _sse(_response_events(item)), "text/event-stream")
+
+    def _scripted(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The output item for the script's next entry (fresh ids: one session holds many of them)."""
+        with self.server.lock:
+            answer = self.server.script.pop(0) if self.server.script else {"text": "done"}
+        n = uuid.uuid4().hex
+        if "js" in answer:
+            thread = str((request.get("client_metadata") or {}).get("thread_id", ""))
+            code = answer["js"].replace("{SESSION}", thread)
+            return {
+                "type": "custom_tool_call",
+                "id": f"ctc_{n}",
+                "call_id": f"call_{n}",
+                "name": "exec",
+                "input": code,
+                "status": "completed",
+            }
+        return {
+            "type": "message",
+            "role": "assistant",
+            "id": f"msg_{n}",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": answer["text"], "annotations": []}],
         }
-        events = [
-            {"type": "response.created", "response": {"id": "resp_mock"}},
-            {"type": "response.output_item.done", "output_index": 0, "item": item},
-            {"type": "response.completed", "response": {"id": "resp_mock", "usage": usage}},
-        ]
-        self._reply(200, _sse(events), "text/event-stream")
 
     do_GET = do_POST
+
+
+def _response_events(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """The SSE events of one Responses API answer holding `item`."""
+    usage = {
+        "input_tokens": 1,
+        "output_tokens": 1,
+        "total_tokens": 2,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": 0},
+    }
+    return [
+        {"type": "response.created", "response": {"id": "resp_mock"}},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": {"id": "resp_mock", "usage": usage}},
+    ]
 
 
 MOCK_PORT = 18080  # fixed, for configs that cannot name a port at run time (each namespace is empty)
@@ -469,9 +510,86 @@ def _claude_step(step: dict[str, Any]) -> dict[str, Any]:
     return {**result, "requests": mock.requests}
 
 
+def _claude_turns_step(step: dict[str, Any]) -> dict[str, Any]:
+    """One `claude -p --input-format stream-json` process kept open across several turns.
+
+    For each of `turns` ({"before": [argv, ...], "prompt": TEXT}) the `before` commands run first
+    (e.g. a `send` while the session sits idle between prompts), then the prompt is written and the
+    turn's `result` line awaited. A turn whose prompt is None writes nothing and only waits for a
+    result: a turn the session starts by itself (an idle session woken by mail). Each turn reports
+    where its model requests begin in `requests`.
+    """
+    import queue
+
+    mock = _Mock(AnthropicHandler, step.get("port", 0))
+    mock.calls = [(name, arguments) for name, arguments in step.get("calls", [])]
+    mock.start()
+    env = {
+        **os.environ,
+        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{mock.port}",
+        "ANTHROPIC_API_KEY": "sk-ant-offline-test",
+        **step.get("env", {}),
+    }
+    deadline = time.monotonic() + step.get("timeout", 120)
+    proc = subprocess.Popen(
+        step["argv"], cwd=step["cwd"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    lines: queue.Queue[bytes] = queue.Queue()
+    errors: list[bytes] = []
+
+    def pump() -> None:
+        for line in proc.stdout or []:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    threading.Thread(target=lambda: errors.extend(proc.stderr or []), daemon=True).start()
+    turns, out = [], []
+    try:
+        for turn in step["turns"]:
+            before = [_run_client({"argv": argv, "cwd": step["cwd"]}, 0) for argv in turn.get("before", [])]
+            with mock.lock:
+                first_request = len(mock.requests)
+            assert proc.stdin is not None
+            if turn.get("prompt") is not None:
+                message = {"type": "user", "message": {"role": "user", "content": turn["prompt"]}}
+                proc.stdin.write(json.dumps(message).encode() + b"\n")
+                proc.stdin.flush()
+            result = None
+            while result is None and (left := deadline - time.monotonic()) > 0:
+                try:
+                    line = lines.get(timeout=left)
+                except queue.Empty:
+                    break
+                out.append(line.decode(errors="replace"))
+                with contextlib.suppress(ValueError):
+                    parsed = json.loads(line)
+                    if isinstance(parsed, dict) and parsed.get("type") == "result":
+                        result = parsed
+            turns.append({"before": before, "first_request": first_request, "result": result})
+        assert proc.stdin is not None
+        proc.stdin.close()
+        rc: Any = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        rc = "timeout"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        mock.shutdown()
+    return {
+        "argv": step["argv"],
+        "rc": rc,
+        "stdout": "".join(out),
+        "stderr": b"".join(errors).decode(errors="replace"),
+        "turns": turns,
+        "requests": mock.requests,
+    }
+
+
 def _codex_step(step: dict[str, Any]) -> dict[str, Any]:
     mock = _Mock(ResponsesHandler, step.get("port", 0))
     mock.js = step.get("js")
+    mock.script = step.get("script")
     nested: dict[str, Any] = {}
     if step.get("during_first_request"):
         # Runs while Codex waits for its first model answer: its session is live, its bus is up.
@@ -499,7 +617,6 @@ def _tui_trust_step(step: dict[str, Any]) -> dict[str, Any]:
     import select
     import struct
     import termios
-    import time
 
     config = Path(step["config"])
     env = {**os.environ, **step.get("env", {}), "TERM": "xterm-256color"}
@@ -552,6 +669,8 @@ def _step(step: dict[str, Any]) -> dict[str, Any]:
         return _tui_trust_step(step)
     if kind == "claude":
         return _claude_step(step)
+    if kind == "claude-turns":
+        return _claude_turns_step(step)
     if kind == "codex":
         return _codex_step(step)
     if kind == "plain":

@@ -30,7 +30,8 @@ text("RELAY_WHOAMI " + JSON.stringify(await tools.mcp__bus__whoami({})));
 def sandbox(tmp_path: Path) -> Iterator[rc.Sandbox]:
     rc.skip_unless_runnable("codex")
     box = rc.Sandbox(tmp_path / "box")
-    clone = rc.plugin_copy(tmp_path / "clone")
+    # The relay under test: a copy of the committed binary may predate the hook events registered.
+    clone = rc.plugin_under_test(tmp_path / "clone")
     try:
         for args in (["plugin", "marketplace", "add", str(clone)], ["plugin", "add", "session-relay@session-relay"]):
             done = codex(box, *args)
@@ -148,7 +149,7 @@ def test_bus_knows_its_session_even_when_the_hook_is_held_for_review(sandbox: rc
     assert me["dir"] == str(sandbox.project)
 
 
-def test_claude_and_codex_in_the_same_dir_each_know_themselves(sandbox: rc.Sandbox) -> None:
+def test_claude_and_codex_in_the_same_dir_each_know_themselves(sandbox: rc.Sandbox, tmp_path: Path) -> None:
     """While a Codex session waits for its model, a Claude session starts in the same dir.
 
     The Claude hook then owns the dir's marker, so a bus that went by the marker would call the
@@ -165,7 +166,7 @@ def test_claude_and_codex_in_the_same_dir_each_know_themselves(sandbox: rc.Sandb
             "-p",
             "who am i?",
             "--plugin-dir",
-            str(rc.REPO),
+            str(rc.plugin_under_test(tmp_path / "claude-plugin")),
             "--session-id",
             CLAUDE_SESSION,
             "--allowedTools",
@@ -248,7 +249,12 @@ def test_trusting_the_hook_once_in_the_tui_makes_every_codex_run_register(sandbo
     [trust] = rc.scenario({"steps": [tui]}, sandbox.env(), sandbox.project)["steps"]
     assert trust["trusted"], trust["screen"]
     assert "hooks" in trust["answered"], "Codex never asked to review the plugin's hook"
-    assert '"session-relay@session-relay:hooks/codex-hooks.json:session_start' in config.read_text()
+    # Codex keeps trust per hook entry: "Trust all" must have covered every event the plugin registers.
+    events = json.loads((rc.REPO / "hooks" / "codex-hooks.json").read_text())["hooks"]
+    assert {"SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd"} <= set(events), sorted(events)
+    for event in events:
+        snake = re.sub(r"(?<!^)([A-Z])", r"_\1", event).lower()  # SessionStart -> session_start
+        assert f'"session-relay@session-relay:hooks/codex-hooks.json:{snake}:0:0"' in config.read_text(), event
 
     [run] = rc.scenario(
         {"steps": [exec_step(sandbox, "hi", js=None, trust_hooks=False)]}, sandbox.env(), sandbox.project
@@ -256,3 +262,5 @@ def test_trusting_the_hook_once_in_the_tui_makes_every_codex_run_register(sandbo
     assert run["rc"] == 0, run["stderr"][-3000:]
     [session] = rc.codex_rollouts(sandbox)
     assert sandbox.registry()["agents"][session]["tool"] == "codex"
+    for event in ("SessionStart", "UserPromptSubmit", "Stop"):  # the events a plain answer passes through
+        assert f"hook: {event} Completed" in run["stderr"], run["stderr"][-3000:]
