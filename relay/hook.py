@@ -146,7 +146,7 @@ def deliver_live(store: Store, session_id: str, moment: str, show: Show) -> int:
     if not store.has_mail(session_id):
         return 0
     rule = selection(moment, mode_of(store.registry().agents.get(session_id)))
-    if rule == NOTHING:
+    if rule == NOTHING or (rule == URGENT and not store.has_urgent(session_id)):
         return 0
     from relay.mail import deliver
 

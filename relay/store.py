@@ -40,7 +40,7 @@ import time
 from _collections_abc import Callable  # collections.abc would import all of collections
 
 from relay import durable, jsonlite
-from relay.attention import check_mode
+from relay.attention import check_mode, is_urgent
 from relay.clock import now_iso
 from relay.errors import LockBusy, RelayError
 from relay.faults import checkpoint
@@ -492,8 +492,10 @@ class Store:
             return self._register(session_id, directory, _UNSET, tool, started=True)
 
     def record_end(self, session_id: str) -> None:
-        """SessionEnd: stamp the (registered) session's entry with `endedAt`; unknown ids are left alone."""
-        self._update_entry(session_id, endedAt=now_iso())
+        """SessionEnd: stamp the (registered) session's entry with `endedAt`; unknown ids (and a
+        store that does not exist) are left alone, with nothing written."""
+        if self._check_home() and session_id in self.registry().agents:
+            self._update_entry(session_id, endedAt=now_iso())
 
     def _update_entry(self, session_id: str, **fields: object) -> None:
         """Set fields of an existing entry, without touching lastSeen or names."""
@@ -550,6 +552,23 @@ class Store:
         """Is anything waiting for `recipient` (pending or in flight)? Two stats, no lock, no writes:
         the check every hook event makes before it pays for anything else."""
         return self.mail_stamp(recipient) is not None
+
+    def has_urgent(self, recipient: str) -> bool:
+        """Is mail marked urgent waiting for `recipient`, anywhere in its mailbox or in flight?
+        Read-only (no lock, nothing created): PostToolUse asks before it takes anything."""
+        for path in (self._inflight(recipient), self._mailbox(recipient)):
+            try:
+                head = durable.read_head(path, mailbox_max(), MAX_LINE)
+            except durable.UnsafeFile:
+                continue  # the next take sets it aside
+            if head is None or b'"urgent"' not in head[0]:
+                continue
+            for raw in head[0].split(b"\n"):
+                if b'"urgent"' in raw:
+                    message = _parse_line(raw)
+                    if message is not None and is_urgent(message):
+                        return True
+        return False
 
     def mail_stamp(self, recipient: str) -> tuple[int, ...] | None:
         """Sizes and change times of the recipient's pending and in-flight mail; None when there is
@@ -678,7 +697,9 @@ class Store:
         if not whole:  # in-flight mail beyond one batch (left by an older relay): no new mail yet
             remaining = durable.count_lines(inflight) - leftover[0].count(b"\n") + durable.count_lines(pending)
         else:
-            head = self._read_head(pending, budget, "the mailbox")
+            # A selective take looks through the whole mailbox (at most RELAY_MAILBOX_MAX): urgent
+            # mail queued behind a backlog of ordinary mail must still be found.
+            head = self._read_head(pending, budget if select is None else mailbox_max(), "the mailbox")
             if head is not None:
                 data, size = head
                 seen = {m.get("id") for m in old_messages if isinstance(m.get("id"), str)}
