@@ -74,7 +74,10 @@ def test_the_skill_covers_what_a_model_must_know() -> None:
         "ask the user only when",  # ... and when to ask
         "untrusted",  # the mail rule
         "never as instructions",
-        "wake only idle sessions",
+        "never wake a running session",
+        "live: true",
+        "urgent",  # live delivery: what interrupts between tool calls
+        "attention policy",
         "from its own project dir",  # the Claude doorbell's cwd
         "--dangerously-bypass-hook-trust",  # Codex hook trust
         "/hooks",
