@@ -5,32 +5,41 @@ a bare `--` is the message verbatim (even words that look like flags), and a fla
 next argument as given (even `--config=evil`, which the UUID check then refuses by name).
 """
 
-from dataclasses import dataclass, field
-
 from relay.errors import UsageError
 
 
-@dataclass(frozen=True)
 class Spec:
-    """One command's shape: its options, named positionals and whether it takes message words."""
+    """One command's shape: its options, named positionals and whether it takes message words.
 
-    usage: str
-    summary: str
-    values: tuple[str, ...] = ()
-    flags: tuple[str, ...] = ()
-    positionals: tuple[str, ...] = ()
-    message: bool = False
+    A plain class, not a dataclass: importing dataclasses pulls inspect, re and typing into every
+    short-lived command."""
+
+    __slots__ = ("flags", "message", "positionals", "summary", "usage", "values")
+
+    def __init__(
+        self,
+        usage: str,
+        summary: str,
+        values: tuple[str, ...] = (),
+        flags: tuple[str, ...] = (),
+        positionals: tuple[str, ...] = (),
+        message: bool = False,
+    ) -> None:
+        self.usage, self.summary = usage, summary
+        self.values, self.flags, self.positionals, self.message = values, flags, positionals, message
 
 
-@dataclass
 class Parsed:
     """The parsed command line: option values, flags seen, positionals, and message words."""
 
-    options: dict[str, str] = field(default_factory=dict)
-    flags: set[str] = field(default_factory=set)
-    positionals: list[str] = field(default_factory=list)
-    words: list[str] = field(default_factory=list)
-    help: bool = False
+    __slots__ = ("flags", "help", "options", "positionals", "words")
+
+    def __init__(self) -> None:
+        self.options: dict[str, str] = {}
+        self.flags: set[str] = set()
+        self.positionals: list[str] = []
+        self.words: list[str] = []
+        self.help = False
 
     @property
     def message(self) -> str | None:

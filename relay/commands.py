@@ -4,15 +4,20 @@ Each is a thin face over the shared core and prints what a person (or an agent w
 needs. Each takes the parsed command line and returns the exit code.
 """
 
+from __future__ import annotations
+
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
 
 from relay.argv import Parsed, Spec
 from relay.errors import UsageError
 from relay.ids import require_uuid
 from relay.store import Store
+
+TYPE_CHECKING = False  # typing costs every short-lived command its import; only mypy needs these
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 SPECS: dict[str, Spec] = {
     "discover": Spec(

@@ -57,7 +57,8 @@ def _refuse(value: object) -> object:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-_encode = _json.make_encoder({}, _refuse, _json.encode_basestring, None, ":", ",", False, False, True)
+# allow_nan=False: NaN and infinities are not JSON; ValueError rather than writing `NaN`.
+_encode = _json.make_encoder({}, _refuse, _json.encode_basestring, None, ":", ",", False, False, False)
 
 
 def dumps(value: object, indent: int | None = None) -> str:

@@ -1,38 +1,48 @@
 """JSON in and out for the faces that talk to other programs (the MCP server, CLI output).
 
-orjson is fast but stricter than JSON itself: it refuses lone surrogate escapes and numbers beyond
-double range on input, and lone surrogates on output. Those rare cases fall back to the standard
-library, so valid JSON always gets an answer and odd text is escaped instead of crashing.
+Input: orjson (the bus's frames) is fast but stricter than JSON itself: it refuses lone surrogate
+escapes and numbers beyond double range. Those rare cases fall back to the standard library, so
+valid JSON always gets an answer. Output: relay.jsonlite (CPython's C encoder, nothing to import),
+with the standard library for text that is not valid Unicode, which it escapes instead of crashing.
 
 Output never carries a character that drives a terminal or reorders text (C1 controls, DEL, bidi
-overrides, Unicode line separators): orjson already escapes C0 controls such as ESC and BEL, and
+overrides, Unicode line separators): the encoder already escapes C0 controls such as ESC and BEL, and
 the rest are written as `\\uXXXX` escapes too. That is the same JSON value, byte for byte safe to
 print, whoever planted the text.
 """
 
-import functools
-import re
-from typing import Any
+from __future__ import annotations
 
-import orjson
-
+from relay import jsonlite
 from relay.textsafe import one_line
+
+TYPE_CHECKING = False  # only mypy needs these; a short-lived command must not import them
+if TYPE_CHECKING:
+    import re
+    from typing import Any
 
 
 class TooDeep(ValueError):
     """Valid-looking JSON nested deeper than either parser goes (about 1000 levels)."""
 
 
-@functools.cache
+_UNSAFE: list[re.Pattern[bytes]] = []
+
+
 def _unsafe_pattern() -> re.Pattern[bytes]:
-    """Built on first need (a few ms): most output is plain ASCII and never needs it."""
+    """Built on first need (a few ms, and re's import): most output is plain ASCII and never needs it."""
+    if _UNSAFE:
+        return _UNSAFE[0]
+    import re
+
     # Every non-ASCII character that one_line() would escape, as its UTF-8 bytes, plus DEL. Inside
     # JSON text such characters can only stand in a string, where an escape means the same thing.
     # One one_line() call over all candidates, split back apart (an escape never holds a space).
     candidates = [chr(code) for code in range(0x7F, 0x2070)]
     shown = one_line(" ".join(candidates)).split(" ")
     unsafe = [ch for ch, out in zip(candidates, shown, strict=True) if ch != out]
-    return re.compile(b"|".join(re.escape(ch.encode()) for ch in unsafe))
+    _UNSAFE.append(re.compile(b"|".join(re.escape(ch.encode()) for ch in unsafe)))
+    return _UNSAFE[0]
 
 
 def _escape(match: re.Match[bytes]) -> bytes:
@@ -57,6 +67,8 @@ def decode(line: bytes) -> Any:
 
     ValueError when `line` is not JSON (NaN and Infinity are not); TooDeep when it nests too deep.
     """
+    import orjson  # the bus's frames: fast for big ones; a long-lived process pays its import once
+
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError as strict:
@@ -69,11 +81,11 @@ def decode(line: bytes) -> Any:
 
 
 def encode(value: Any, pretty: bool = False) -> bytes:
-    """Serialise one JSON value; text orjson cannot encode (lone surrogates) is \\u-escaped, and so is
-    every character that could drive a terminal."""
+    """Serialise one JSON value (CPython's C encoder: no import to pay for); text that is not valid
+    Unicode (lone surrogates) is \\u-escaped, and so is every character that could drive a terminal."""
     try:
-        data = orjson.dumps(value, option=orjson.OPT_INDENT_2 if pretty else 0)
-    except TypeError:
+        data = jsonlite.dumps(value, 2 if pretty else None).encode("utf-8")
+    except (UnicodeEncodeError, ValueError, TypeError):
         import json
 
         # allow_nan=False: ValueError rather than `Infinity`, which is not JSON

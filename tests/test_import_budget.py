@@ -56,3 +56,26 @@ def test_the_probe_sees_a_heavy_import(env, store_home, tmp_path):
     """The check above is not vacuous: the long-lived MCP server, which may import typing, is caught."""
     loaded = modules_after(tmp_path, env, ["bus"])
     assert "relay.tools" in loaded and "typing" in loaded
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--version"],
+        ["send", "{sid}", "--", "hello"],
+        ["send", "--urgent", "{sid}", "--", "hello"],
+        ["list"],
+        ["list", "--json"],
+        ["inbox", "{sid}"],
+        ["peek", "{sid}"],
+        ["register", "api", "--id", "{sid}", "--deliver", "now"],
+    ],
+    ids=lambda argv: " ".join(argv[:2]),
+)
+def test_short_lived_commands_import_nothing_heavy(env, store_home, tmp_path, argv):
+    sid = new_id()
+    modules_after(tmp_path, env, ["hook"], json.dumps({"session_id": sid, "cwd": str(tmp_path)}).encode())
+    modules_after(tmp_path, env, ["send", sid, "--", "something to take"])
+    loaded = modules_after(tmp_path, env, [word.replace("{sid}", sid) for word in argv])
+    assert "relay.cli" in loaded
+    assert sorted(loaded & set(HEAVY)) == []
