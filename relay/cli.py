@@ -40,6 +40,14 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def long_lived() -> None:
+    """A face that runs for a whole session: the garbage collector `python -m relay` turned off
+    for start-up goes back on."""
+    import gc
+
+    gc.enable()
+
+
 def _fail(message: str, code: int) -> int:
     from relay.textsafe import one_line
 
@@ -67,6 +75,7 @@ def _run(argv: list[str]) -> int:
     if command in ("bus", "demo"):
         if rest:
             return _fail(f"{command} takes no arguments; see relay {command} --help", 2)
+        long_lived()
         if command == "bus":
             from relay import bus
 

@@ -199,8 +199,10 @@ def _collect_if_due(store: Store) -> None:
 def main(argv: list[str]) -> int:
     """Entry point; always 0 so the agent CLI's session goes on."""
     if argv[:1] == ["watch"]:
+        from relay.cli import long_lived
         from relay.watch import main as watch
 
+        long_lived()
         return watch()
     tool = "codex" if argv[:1] == ["codex"] else "claude"
     try:
