@@ -878,6 +878,9 @@ class Store:
                 durable.append_file(path, os.path.join(archive, mailbox_name(session_id)))
                 durable.remove(path)
             # The take lock file stays: unlinking a held lock would let two takers hold two inodes.
+            # A watcher's lock goes when no watcher holds it (a retired session runs none).
+            if holder(self._watch_path(session_id)) is None:
+                durable.remove(self._watch_path(session_id))
             for name in _listdir(self._path("markers")):
                 held_by, _ = self._read_marker(name)
                 if held_by is not None and held_by.lower() == session_id.lower():

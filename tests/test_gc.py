@@ -55,10 +55,15 @@ def _world(run_relay, store_home: Path, tmp_path: Path) -> dict[str, str]:
 def test_gc_retires_stale_sessions_and_archives_their_mail(run_relay, store_home, tmp_path):
     ids = _world(run_relay, store_home, tmp_path)
     (store_home / "mailbox" / f"{new_id()}.jsonl").write_text("")  # an empty mailbox
+    (store_home / "watchers").mkdir(mode=0o700)
+    for key in ("old", "fresh"):  # idle-mail watchers' lock files, none held now
+        (store_home / "watchers" / f"{ids[key]}.pid").write_text("12345\n")
     result = run_relay("gc", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert [row["id"] for row in report["retired"]] == [ids["old"]]
+    assert not (store_home / "watchers" / f"{ids['old']}.pid").exists()
+    assert (store_home / "watchers" / f"{ids['fresh']}.pid").exists()
     assert report["retired"][0]["archived"] == 3
     assert len(report["emptyMailboxes"]) == 1
     registry = _registry(store_home)
