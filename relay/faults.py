@@ -10,8 +10,9 @@ _KILL_AT = os.environ.get("RELAY_TEST_KILL_AT") or None
 
 
 def checkpoint(step: str) -> None:
-    """Die with SIGKILL, as a crash would, when the test switch names this step."""
-    if _KILL_AT is not None and step == _KILL_AT:
+    """Die with SIGKILL, as a crash would, when the test switch names this step; with
+    `<step>:TERM` send this process SIGTERM instead (as a hook stopping the idle watcher does)."""
+    if _KILL_AT is not None and _KILL_AT.partition(":TERM")[0] == step:
         import signal  # only under the test switch: every store operation imports this module
 
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGTERM if _KILL_AT.endswith(":TERM") else signal.SIGKILL)

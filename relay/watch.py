@@ -21,10 +21,11 @@ import sys
 import time
 
 from relay.errors import RelayError
+from relay.faults import checkpoint
 from relay.hook import deliver_live, fenced_text, read_event
 from relay.ids import require_uuid
 from relay.procinfo import ProcInfo
-from relay.store import Store
+from relay.store import Show, Store
 
 # How often the watcher looks for mail (two stats) and whether its session still runs.
 POLL_SECONDS = 0.5
@@ -104,8 +105,25 @@ def _input_ended(pid: int) -> bool:
         os.close(fd)
 
 
+def _deliver_and_leave(store: Store, session_id: str, show: Show) -> None:
+    """Deliver what the policy lets through and, if anything was shown, exit 2 right here.
+
+    The prompt hook's SIGTERM is held off meanwhile: mail confirmed taken must leave with exit 2
+    (Claude ignores the stderr of any other exit), so a SIGTERM that comes after the ack is never
+    acted on. When nothing was shown it is let through, and the watcher goes on (or leaves)."""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    if deliver_live(store, session_id, "Idle", show):
+        checkpoint("watch:confirmed")
+        sys.stderr.flush()
+        os._exit(2)  # the kernel frees the watcher's slot
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 def watch(store: Store, session_id: str, claude: ProcInfo, stream: bool, lifetime: float) -> int:
-    """Wait for mail the policy lets through while idle; 2 once it was written to stderr, else 0."""
+    """Wait for mail the policy lets through while idle: the process exits 2 once it was written to
+    stderr; 0 is returned when the session ends, its input closes or the lifetime is up."""
     slot = store.claim_watch(session_id)
     if slot is None:
         return 0  # another watcher has this session
@@ -129,8 +147,7 @@ def watch(store: Store, session_id: str, claude: ProcInfo, stream: bool, lifetim
                 held_back is None or held_back[0] != stamp or time.monotonic() - held_back[1] > RECHECK_SECONDS
             ):
                 time.sleep(GRACE_SECONDS)
-                if deliver_live(store, session_id, "Idle", show):
-                    return 2
+                _deliver_and_leave(store, session_id, show)
                 held_back = store.mail_stamp(session_id), time.monotonic()
             time.sleep(POLL_SECONDS)
         return 0

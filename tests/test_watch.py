@@ -261,3 +261,18 @@ def test_idle_cpu_is_negligible(hosts, run_relay, env, tmp_path):
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_stop_signal_after_the_mail_was_confirmed_still_hands_it_over(hosts, run_relay, env, store_home, tmp_path):
+    """The next prompt's hook may SIGTERM the watcher just after it confirmed the mail taken: it must
+    still exit 2 (Claude drops the stderr of any other exit, and the mail would be lost)."""
+    sid = new_id()
+    registered(run_relay, sid, tmp_path)
+    env["RELAY_TEST_KILL_AT"] = "watch:confirmed:TERM"
+    host = hosts(sid)
+    del env["RELAY_TEST_KILL_AT"]
+    assert wait_for(lambda: watcher_pid(env, sid) is not None)
+    assert run_relay("send", sid, "--", "not lost").returncode == 0
+    (result,) = host.wait_finished(1, 10)
+    assert result["rc"] == 2 and "not lost" in result["stderr"], result
+    assert pending(store_home, sid) == ""
