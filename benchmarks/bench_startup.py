@@ -5,10 +5,13 @@
 
 A binary may be given as LABEL=PATH. Each round runs every command once, in an order rotated by one
 place every round, so that whatever else the machine does (other load, CPU clock) hits all commands
-alike; the ratios are to the median of `python3 -I -S -c pass` from the same rounds. Per binary:
-`--version`, and `relay hook` with nothing to deliver for a SessionStart and a UserPromptSubmit event
-(each binary has its own throwaway store; the hook registers its session there, so a warm-up run
-before the timed rounds creates the store).
+alike; the ratios are to the median of `python3 -I -S -c pass` from the same rounds. Per binary
+(or launcher, e.g. `launcher=./launcher`): `--version`; `relay hook` with nothing to deliver for
+SessionStart, UserPromptSubmit, PostToolUse and Stop events; the hook delivering 10 messages at a
+UserPromptSubmit (queued in the store's format before each run, outside the timing); and one MCP
+session, `relay bus` answering initialize, tools/list and a whoami call from a file. Each binary
+has its own throwaway store (a warm-up run before the timed rounds creates it). Peak RSS is the
+largest ru_maxrss of a command's runs.
 
 --imports: what `relay hook` imports when run from this checkout's sources (`python3 -X importtime`),
 beyond what `python3 -I -S -c pass` imports itself, with the median self and cumulative cost of each
@@ -38,18 +41,31 @@ EVENTS = ("SessionStart", "UserPromptSubmit", "PostToolUse", "Stop")
 class Command:
     """One program line to time: argv, what it reads on stdin, and its samples."""
 
-    def __init__(self, label: str, argv: list[str], env: dict[str, str], stdin: str = os.devnull) -> None:
+    def __init__(
+        self,
+        label: str,
+        argv: list[str],
+        env: dict[str, str],
+        stdin: str = os.devnull,
+        prepare=None,
+        talks: bool = False,
+    ) -> None:
         self.label = label
         self.argv = argv
         self.env = env
         self.stdin = stdin
+        self.prepare = prepare  # run before each run, outside the timing (e.g. queue the mail it takes)
         self.ms: list[float] = []
+        self.rss_kib: list[int] = []
+        self.talks = talks  # the bus logs its session to stderr: not an error
 
     def check(self) -> None:
         """Run once outside the timing: it must exit 0 with a quiet stderr (else an error path is timed)."""
+        if self.prepare:
+            self.prepare()
         with open(self.stdin, "rb") as f:
             result = subprocess.run(self.argv, stdin=f, capture_output=True, env=self.env, timeout=60, check=False)
-        if result.returncode != 0 or result.stderr:
+        if result.returncode != 0 or (result.stderr and not self.talks):
             raise SystemExit(f"{self.label}: exit {result.returncode}: {result.stderr.decode(errors='replace')[:300]}")
 
     def run(self) -> None:
@@ -59,10 +75,13 @@ class Command:
             (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
             (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
         ]
+        if self.prepare:
+            self.prepare()
         start = time.perf_counter()
         pid = os.posix_spawn(self.argv[0], self.argv, self.env, file_actions=actions)
-        _, status = os.waitpid(pid, 0)
+        _, status, usage = os.wait4(pid, 0)
         self.ms.append((time.perf_counter() - start) * 1000)
+        self.rss_kib.append(usage.ru_maxrss)
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"{self.label}: exit status {os.waitstatus_to_exitcode(status)} during the rounds")
 
@@ -107,12 +126,64 @@ def parse_binary(spec: str) -> tuple[str, str]:
     return label or os.path.basename(path), path
 
 
+def queue_ten(env: dict[str, str]):
+    """A `prepare` that puts 10 messages (in the store's own format) in the benchmark session's mailbox."""
+    mailbox = os.path.join(env["AGENT_RELAY_HOME"], "mailbox", f"{uuid.UUID(int=1)}.jsonl")
+    lines = "".join(
+        json.dumps(
+            {
+                "id": str(uuid.uuid4()),
+                "ts": "2026-11-30T12:00:00.000Z",
+                "from": None,
+                "fromName": "cli",
+                "to": str(uuid.UUID(int=1)),
+                "toName": None,
+                "body": f"message {i}: the build of branch feature-{i} finished, 3 tests failed",
+            }
+        )
+        + "\n"
+        for i in range(10)
+    )
+
+    def prepare() -> None:
+        with open(mailbox, "w") as f:
+            f.write(lines)
+
+    return prepare
+
+
+def mcp_session(root: str) -> str:
+    """A file holding one MCP session's client side: initialize, initialized, tools/list, whoami."""
+    frames = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "bench", "version": "0"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}},
+    ]
+    path = os.path.join(root, "mcp.jsonl")
+    with open(path, "w") as f:
+        f.write("".join(json.dumps(frame) + "\n" for frame in frames))
+    return path
+
+
 def binary_commands(label: str, path: str, workdir: str) -> list[Command]:
     root = tempfile.mkdtemp(prefix="sandbox-", dir=workdir)
     env = sandbox_env(root)
     commands = [Command(f"{label} --version", [path, "--version"], env)]
     for event in EVENTS:
         commands.append(Command(f"{label} hook {event}", [path, "hook"], env, hook_event(root, event)))
+    prompt = hook_event(root, "UserPromptSubmit")
+    commands.append(Command(f"{label} hook with 10", [path, "hook"], env, prompt, queue_ten(env)))
+    commands.append(Command(f"{label} mcp session", [path, "bus"], env, mcp_session(root), talks=True))
     return commands
 
 
@@ -141,12 +212,17 @@ def measure(specs: list[str], rounds: int) -> None:
     print(f"{rounds} interleaved rounds, {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     for label, path in binaries:
         print(f"  {label}: {path}, {os.path.getsize(path) / (1 << 20):.1f} MiB")
+    for name in sorted(os.listdir(REPO / "bin")) if (REPO / "bin").is_dir() else []:
+        print(
+            f"  committed bin/{name}: {os.path.getsize(REPO / 'bin' / name) / (1 << 20):.1f} MiB (SPEC §17: <= 12 MB)"
+        )
     denominator = statistics.median(base.ms)
     width = max(len(c.label) for c in commands)
-    print(f"{'command':<{width}}  {'median ms':>9}  {'p90 ms':>7}  {'x python':>8}")
+    print(f"{'command':<{width}}  {'median ms':>9}  {'p90 ms':>7}  {'x python':>8}  {'peak RSS MiB':>12}")
     for c in commands:
         median = statistics.median(c.ms)
-        print(f"{c.label:<{width}}  {median:9.2f}  {p90(c.ms):7.2f}  {median / denominator:8.2f}")
+        rss = max(c.rss_kib) / 1024
+        print(f"{c.label:<{width}}  {median:9.2f}  {p90(c.ms):7.2f}  {median / denominator:8.2f}  {rss:12.1f}")
 
 
 def importtime(argv: list[str], env: dict[str, str], stdin: str) -> list[tuple[str, int, int, int]]:
