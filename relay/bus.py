@@ -12,10 +12,10 @@ deeper than `MAX_DEPTH` are refused before any code walks them, and an unexpecte
 internal error whose traceback goes to `<home>/error.log`.
 """
 
+from __future__ import annotations
+
 import os
 import sys
-from collections.abc import Iterator
-from typing import Any, BinaryIO
 
 from relay import errorlog, tools
 from relay.errors import RelayError, describe_os_error
@@ -23,6 +23,13 @@ from relay.identity import current_session
 from relay.jsontext import TooDeep, decode, encode
 from relay.store import Store
 from relay.textsafe import one_line
+
+TYPE_CHECKING = False  # typing's import is a good part of a start; only mypy needs these names
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any, BinaryIO
+
+    Frame = dict[str, Any]
 
 SUPPORTED_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 LATEST_VERSION = SUPPORTED_VERSIONS[-1]
@@ -33,10 +40,10 @@ INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32600, -326
 MAX_LINE_BYTES = 16 * 1024 * 1024
 # No tool, handshake or _meta nests anywhere near this; deeper params are refused unread.
 MAX_DEPTH = 100
+# The recursion limit while serving (Python's default is 1000, which a 1000-deep id would reach).
+FRAME_RECURSION_LIMIT = 1200
 # How much of a client's method or tool name an error message quotes.
 _QUOTE_CHARS = 80
-
-Frame = dict[str, Any]
 
 
 def log(message: str) -> None:
@@ -240,6 +247,9 @@ def _face(message: Any) -> str:
 
 def main(argv: list[str]) -> int:
     """Serve until stdin closes; exit 0."""
+    # Frames are parsed by CPython's C scanner, which nests as deep as the recursion limit allows:
+    # room for about 1000 levels (what a client may send in an id) and the bus's own frames.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), FRAME_RECURSION_LIMIT))
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything that writes to fd 1 from now on lands on stderr
     sys.stdout = sys.stderr

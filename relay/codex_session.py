@@ -23,30 +23,41 @@ RELAY_NO_ANCESTRY=1 turns the ancestry lookup off: a test suite run from inside 
 would otherwise see that session as the one of every bus it starts.
 """
 
-import functools
 import os
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
-import orjson
-
-from relay import procinfo
+from relay import jsonlite, procinfo
 from relay.ids import is_uuid
-
-_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-_ROLLOUT = re.compile(rf"/rollout-[^/]*?({_UUID})\.jsonl$")
-_WRITER_LOCK = re.compile(rf"/thread-writer-locks/({_UUID})\.lock$")
+from relay.record import Record
 
 
-@dataclass(frozen=True)
-class CodexSession:
+class CodexSession(Record):
     """A Codex session id, its project dir when known, and how both were found."""
 
+    __slots__ = ("cwd", "session_id", "source")
     session_id: str
     cwd: str | None
     source: str
+
+    def __init__(self, session_id: str, cwd: str | None, source: str) -> None:
+        self._fields(session_id=session_id, cwd=cwd, source=source)
+
+
+def rollout_id(path: str) -> str | None:
+    """The session id (lower case) in a rollout's file name, rollout-<timestamp>-<uuid>.jsonl."""
+    base = os.path.basename(path)
+    if not (base.startswith("rollout-") and base.endswith(".jsonl")):
+        return None
+    candidate = base[:-6][-36:]
+    return candidate.lower() if is_uuid(candidate) else None
+
+
+def _writer_lock_id(path: str) -> str | None:
+    """The session id of a Codex writer lock, .../thread-writer-locks/<uuid>.lock."""
+    folder, base = os.path.split(path)
+    candidate = base.removesuffix(".lock")
+    if os.path.basename(folder) != "thread-writer-locks" or candidate == base or not is_uuid(candidate):
+        return None
+    return candidate.lower()
 
 
 def id_from_meta(meta: object) -> str | None:
@@ -55,10 +66,10 @@ def id_from_meta(meta: object) -> str | None:
     Looks at `sessionId`, then `threadId`, then `x-codex-turn-metadata.session_id` / `thread_id`;
     only a UUID is accepted (anything else could be planted text).
     """
-    if not isinstance(meta, Mapping):
+    if not isinstance(meta, dict):  # decoded JSON: an object is a dict
         return None
     turn = meta.get("x-codex-turn-metadata")
-    turn = turn if isinstance(turn, Mapping) else {}
+    turn = turn if isinstance(turn, dict) else {}
     for value in (
         meta.get("sessionId"),
         meta.get("threadId"),
@@ -74,13 +85,13 @@ def open_sessions(pid: int) -> dict[str, str | None]:
     """Session ids whose rollout or writer lock `pid` holds open -> the rollout path (or None)."""
     found: dict[str, str | None] = {}
     for path in sorted(procinfo.open_files(pid)):
-        rollout = _ROLLOUT.search(path)
+        rollout = rollout_id(path)
         if rollout:
-            found[rollout.group(1)] = path
+            found[rollout] = path
             continue
-        lock = _WRITER_LOCK.search(path)
+        lock = _writer_lock_id(path)
         if lock:
-            found.setdefault(lock.group(1), None)
+            found.setdefault(lock, None)
     return found
 
 
@@ -104,20 +115,24 @@ def _is_subagent(path: str | None) -> bool:
         if not line.strip():
             continue
         try:
-            record: Any = orjson.loads(line)
-        except orjson.JSONDecodeError:
+            record = jsonlite.loads(line)
+        except ValueError:
             return False
         payload = record.get("payload") if isinstance(record, dict) else None
         return isinstance(payload, dict) and isinstance(payload.get("source"), dict)
     return False
 
 
-@functools.cache
+_MY_CODEX: list[procinfo.ProcInfo | None] = []
+
+
 def _my_codex() -> procinfo.ProcInfo | None:
     """This process's Codex ancestor, looked up once: a process's ancestry does not change while
     its parent lives (and an MCP server ends with its client). Saves the `ps` walk per tool call
     on macOS."""
-    return procinfo.codex_ancestor()
+    if not _MY_CODEX:
+        _MY_CODEX.append(procinfo.codex_ancestor())
+    return _MY_CODEX[0]
 
 
 def _codex_of(pid: int | None) -> procinfo.ProcInfo | None:

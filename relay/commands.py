@@ -71,7 +71,7 @@ SPECS: dict[str, Spec] = {
 
 
 def _print_json(value: Any, pretty: bool = True) -> None:
-    from relay.jsontext import encode  # orjson: only commands that print JSON pay for importing it
+    from relay.jsontext import encode
 
     sys.stdout.buffer.write(encode(value, pretty) + b"\n")
     sys.stdout.flush()

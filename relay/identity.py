@@ -9,21 +9,24 @@ marker.
 """
 
 import os
-from dataclasses import dataclass
 
 from relay.ids import is_uuid
 from relay.paths import usable_env
+from relay.record import Record
 from relay.store import Store
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(Record):
     """The session this process speaks for (None when unknown) and how that was decided."""
 
+    __slots__ = ("project_dir", "session_id", "source", "tool")
     session_id: str | None
     project_dir: str
     source: str
-    tool: str | None = None
+    tool: str | None
+
+    def __init__(self, session_id: str | None, project_dir: str, source: str, tool: str | None = None) -> None:
+        self._fields(session_id=session_id, project_dir=project_dir, source=source, tool=tool)
 
 
 def project_dir() -> str:

@@ -26,7 +26,7 @@ class _Context:
     parse_constant = staticmethod(_constant)
 
 
-_scan = _json.make_scanner(_Context())
+_scan = _json.make_scanner(_Context())  # type: ignore[arg-type]  # it reads a decoder's attributes only
 
 
 def loads(data: bytes | str) -> object:

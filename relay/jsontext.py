@@ -1,9 +1,9 @@
 """JSON in and out for the faces that talk to other programs (the MCP server, CLI output).
 
-Input: orjson (the bus's frames) is fast but stricter than JSON itself: it refuses lone surrogate
-escapes and numbers beyond double range. Those rare cases fall back to the standard library, so
-valid JSON always gets an answer. Output: relay.jsonlite (CPython's C encoder, nothing to import),
-with the standard library for text that is not valid Unicode, which it escapes instead of crashing.
+Both ways go through relay.jsonlite (CPython's C scanner and encoder: the MCP server starts with
+every session, and importing orjson would cost more than all its frames take to parse), with the
+standard library for the rare rest: NaN and Infinity refused, over-long integers read, text that
+is not valid Unicode escaped instead of crashing.
 
 Output never carries a character that drives a terminal or reorders text (C1 controls, DEL, bidi
 overrides, Unicode line separators): the encoder already escapes C0 controls such as ESC and BEL, and
@@ -62,22 +62,24 @@ def _int(text: str) -> int | float:
 
 
 def decode(line: bytes) -> Any:
-    """Parse one JSON text. orjson refuses some valid JSON (lone surrogate escapes, numbers beyond
-    double range); the standard parser takes those, so such a request still gets its answer.
+    """Parse one JSON text, with CPython's C scanner (relay.jsonlite: nothing to import) first.
 
-    ValueError when `line` is not JSON (NaN and Infinity are not); TooDeep when it nests too deep.
+    What it refuses, and any text that could hold NaN or Infinity (not JSON, though Python's parsers
+    take them), goes to the standard parser, which refuses those constants and reads an integer
+    beyond Python's digit limit as +-inf, so valid JSON always gets an answer. ValueError when
+    `line` is not JSON; TooDeep when it nests deeper than the parsers go.
     """
-    import orjson  # the bus's frames: fast for big ones; a long-lived process pays its import once
-
     try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError as strict:
+        if b"NaN" not in line and b"Infinity" not in line:
+            try:
+                return jsonlite.loads(line)
+            except ValueError:
+                pass  # not JSON, or an integer too long for int(): the standard parser decides
         import json
 
-        try:
-            return json.loads(line, parse_constant=_no_constants, parse_int=_int)
-        except RecursionError:
-            raise TooDeep(f"nested too deep to read ({strict})") from None
+        return json.loads(line, parse_constant=_no_constants, parse_int=_int)
+    except RecursionError:
+        raise TooDeep("nested too deep to read") from None
 
 
 def encode(value: Any, pretty: bool = False) -> bytes:

@@ -21,6 +21,7 @@ import subprocess
 from collections.abc import Iterator
 
 from relay import procinfo
+from relay.codex_session import rollout_id
 from relay.ids import is_uuid
 from relay.paths import env_value
 
@@ -154,15 +155,6 @@ def _codex_processes() -> Iterator[int]:
             name = os.path.basename(command.strip())
             if pid.isdigit() and procinfo.is_codex(procinfo.ProcInfo(pid=int(pid), ppid=0, start="", name=name)):
                 yield int(pid)
-
-
-def rollout_id(path: str) -> str | None:
-    """The session id (lower case) in a rollout's file name, rollout-<timestamp>-<uuid>.jsonl."""
-    base = os.path.basename(path)
-    if not (base.startswith("rollout-") and base.endswith(".jsonl")):
-        return None
-    candidate = base[:-6][-36:]
-    return candidate.lower() if is_uuid(candidate) else None
 
 
 def live_codex_sessions() -> set[str]:

@@ -6,14 +6,12 @@ ship with the system. Every function answers None or an empty list when it canno
 is gone, belongs to another user, or the tools are missing); none of them raises.
 """
 
-import contextlib
 import os
-import subprocess
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 
-_PROC = Path("/proc")
+from relay.record import Record
+
+_PROC = "/proc"  # plain strings: pathlib costs every start its import
 # Ancestry is short in practice (codex -> launcher/stub -> relay); the cap only stops loops.
 MAX_DEPTH = 32
 # `ps`/`lsof` on a busy Mac answer in tens of milliseconds; never let them hang a tool call.
@@ -21,22 +19,27 @@ _TOOL_TIMEOUT = 5.0
 _TRIPLE_ENDINGS = ("-musl", "-gnu", "-darwin")
 
 
-@dataclass(frozen=True)
-class ProcInfo:
+class ProcInfo(Record):
     """One process. `start` is an opaque token that differs when a pid is reused."""
 
+    __slots__ = ("name", "pid", "ppid", "start")
     pid: int
     ppid: int
     start: str
     name: str
 
+    def __init__(self, pid: int, ppid: int, start: str, name: str) -> None:
+        self._fields(pid=pid, ppid=ppid, start=start, name=name)
+
 
 def _has_proc() -> bool:
-    return (_PROC / "self" / "stat").exists()
+    return os.path.exists(f"{_PROC}/self/stat")
 
 
 def _run(argv: list[str]) -> str | None:
     """stdout of a short read-only command in the C locale, or None if it failed."""
+    import subprocess  # macOS only (no /proc): Linux never pays for importing it
+
     try:
         done = subprocess.run(
             argv,
@@ -55,7 +58,8 @@ def _run(argv: list[str]) -> str | None:
 
 def _linux_info(pid: int) -> ProcInfo | None:
     try:
-        raw = (_PROC / str(pid) / "stat").read_bytes().decode("utf-8", "surrogateescape")
+        with open(f"{_PROC}/{pid}/stat", "rb") as handle:
+            raw = handle.read().decode("utf-8", "surrogateescape")
     except OSError:
         return None
     # Field 2 is "(comm)" and comm may itself contain spaces or parentheses: split at the last ')'.
@@ -69,8 +73,10 @@ def _linux_info(pid: int) -> ProcInfo | None:
         return None
     name = raw[open_paren + 1 : close_paren]
     # comm is cut at 15 bytes; the executable's base name is the full one when readable.
-    with contextlib.suppress(OSError):
-        name = os.path.basename(os.readlink(_PROC / str(pid) / "exe")) or name
+    try:
+        name = os.path.basename(os.readlink(f"{_PROC}/{pid}/exe")) or name
+    except OSError:
+        pass  # another user's process: keep the name from stat
     return ProcInfo(pid=pid, ppid=ppid, start=start, name=name.removesuffix(" (deleted)"))
 
 
@@ -136,7 +142,7 @@ def process_cwd(pid: int) -> str | None:
     """The current directory of `pid`, or None when it cannot be read."""
     if _has_proc():
         try:
-            return os.readlink(_PROC / str(pid) / "cwd")
+            return os.readlink(f"{_PROC}/{pid}/cwd")
         except OSError:
             return None
     out = _run(["lsof", "-a", "-n", "-P", "-p", str(pid), "-d", "cwd", "-Fn"])
@@ -149,7 +155,7 @@ def process_cwd(pid: int) -> str | None:
 def open_files(pid: int) -> list[str]:
     """Paths of the regular files `pid` holds open (best effort; empty when unreadable)."""
     if _has_proc():
-        fd_dir = _PROC / str(pid) / "fd"
+        fd_dir = f"{_PROC}/{pid}/fd"
         try:
             names = os.listdir(fd_dir)
         except OSError:
@@ -157,7 +163,7 @@ def open_files(pid: int) -> list[str]:
         paths = []
         for name in names:
             try:
-                target = os.readlink(fd_dir / name)
+                target = os.readlink(f"{fd_dir}/{name}")
             except OSError:
                 continue
             if target.startswith("/"):

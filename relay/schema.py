@@ -5,10 +5,24 @@ additionalProperties (false), enum, minLength, maxLength, pattern, exclusiveMini
 violation is reported with the field's name so the model can fix its call.
 """
 
-import re
-from typing import Any
+from __future__ import annotations
 
-Schema = dict[str, Any]
+from relay.ids import NAME_CHARS, NAME_PATTERN, UUID_PATTERN, is_uuid
+
+TYPE_CHECKING = False  # only mypy needs typing: the MCP server starts with every session
+if TYPE_CHECKING:
+    from typing import Any
+
+    Schema = dict[str, Any]
+
+
+def _is_name(value: str) -> bool:
+    return 0 < len(value) <= 64 and all(ch in NAME_CHARS for ch in value)
+
+
+# The patterns relay's own schemas advertise, checked by the code that checks them everywhere else
+# (tests/test_schema.py holds each equal to its pattern); any other pattern goes to `re`.
+_KNOWN_PATTERNS = {UUID_PATTERN: is_uuid, NAME_PATTERN: _is_name}
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,),
@@ -45,9 +59,15 @@ def violation(schema: Schema, arguments: Any) -> str | None:
     return None
 
 
-def _ecma_anchors(pattern: str) -> str:
-    """A final `$` means end of string in JSON Schema; in Python it also matches before a final newline."""
-    return re.sub(r"(?<!\\)\$$", r"\\Z", pattern)
+def _matches(pattern: str, value: str) -> bool:
+    """JSON Schema `pattern` (a search, where a final `$` means the end of the string)."""
+    known = _KNOWN_PATTERNS.get(pattern)
+    if known is not None:
+        return known(value)
+    import re
+
+    # In Python a final `$` also matches before a final newline: JSON Schema's means the very end.
+    return re.search(re.sub(r"(?<!\\)\$$", r"\\Z", pattern), value) is not None
 
 
 def _field_violation(spec: Schema, value: Any) -> str | None:
@@ -63,7 +83,7 @@ def _field_violation(spec: Schema, value: Any) -> str | None:
             )
         if "maxLength" in spec and len(value) > spec["maxLength"]:
             return f"must be at most {spec['maxLength']} characters"
-        if "pattern" in spec and not re.search(_ecma_anchors(spec["pattern"]), value):
+        if "pattern" in spec and not _matches(spec["pattern"], value):
             return f"does not match {spec['pattern']}"
     if "exclusiveMinimum" in spec and isinstance(value, int | float) and not value > spec["exclusiveMinimum"]:
         return f"must be greater than {spec['exclusiveMinimum']}"

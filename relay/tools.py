@@ -5,8 +5,7 @@ the result object and, for `inbox`, a confirmation to run once the answer is on 
 mail is only removed after it was delivered.
 """
 
-from collections.abc import Callable
-from typing import Any
+from __future__ import annotations
 
 from relay import __version__
 from relay.attention import DELIVER_MODES, shown_with_mode
@@ -17,8 +16,13 @@ from relay.schema import violation
 from relay.store import Store
 from relay.textsafe import one_line
 
-# The result, and for `inbox` a finisher told whether the answer reached the client.
-Result = tuple[dict[str, Any], Callable[[bool], None] | None]
+TYPE_CHECKING = False  # typing's import is a good part of the MCP server's start; only mypy needs it
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    # The result, and for `inbox` a finisher told whether the answer reached the client.
+    Result = tuple[dict[str, Any], Callable[[bool], None] | None]
 
 _NO_ARGS = {"type": "object", "properties": {}, "additionalProperties": False}
 

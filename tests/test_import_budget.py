@@ -53,9 +53,25 @@ def test_hook_with_nothing_to_deliver_imports_nothing_heavy(env, store_home, tmp
 
 
 def test_the_probe_sees_a_heavy_import(env, store_home, tmp_path):
-    """The check above is not vacuous: the long-lived MCP server, which may import typing, is caught."""
-    loaded = modules_after(tmp_path, env, ["bus"])
-    assert "relay.tools" in loaded and "typing" in loaded
+    """The check above is not vacuous: a malformed event, whose exact error comes from the json
+    package (relay.jsonlite asks it only then), is caught importing json."""
+    loaded = modules_after(tmp_path, env, ["hook"], b'{"session_id": "trunc')
+    assert "relay.hook" in loaded and "json" in loaded
+
+
+def test_an_mcp_session_imports_nothing_heavy(env, store_home, tmp_path):
+    """The MCP server starts with every Claude Code and Codex session: initialize, tools/list and
+    a whoami call must not import typing, orjson, dataclasses (...) either."""
+    frames = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18"}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}},
+    ]
+    stdin = "".join(json.dumps(frame) + "\n" for frame in frames).encode()
+    loaded = modules_after(tmp_path, {**env, "RELAY_NO_ANCESTRY": ""}, ["bus"], stdin)
+    assert "relay.tools" in loaded and "relay.identity" in loaded
+    assert sorted(loaded & set(HEAVY)) == []
 
 
 @pytest.mark.parametrize(

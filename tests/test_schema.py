@@ -1,6 +1,8 @@
 """relay.schema.violation: tool arguments checked against the advertised JSON Schemas."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relay.schema import violation
 from relay.tools import TOOLS
@@ -76,7 +78,7 @@ def test_no_argument_tools_refuse_any_argument(tool):
 
 def test_unknown_argument_lists_the_allowed_ones():
     assert violation(SCHEMAS["send"], {"to": "a", "body": "b", "cc": "c"}) == (
-        "unknown argument `cc` (allowed: `to`, `body`)"
+        "unknown argument `cc` (allowed: `to`, `body`, `urgent`)"
     )
     assert "`since`" in violation(SCHEMAS["discover"], {"since": 1})
 
@@ -204,3 +206,24 @@ def test_every_advertised_schema_only_uses_supported_keywords():
         for field in schema["properties"].values():
             assert set(field) <= supported_field, (name, field)
         assert set(schema.get("required", [])) <= set(schema["properties"]), name
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet="0123456789abcdefABCDEFg-._ \n/é", max_size=70),
+        st.uuids().map(str),
+        st.uuids().map(lambda u: str(u).upper() + "\n"),
+        st.text(alphabet="abcXYZ019._-", min_size=60, max_size=70),
+    )
+)
+def test_known_patterns_are_checked_exactly_as_their_regex(value):
+    """relay's own patterns (ids, names) are checked without importing re: the same answers."""
+    import re
+
+    from relay.ids import NAME_PATTERN, UUID_PATTERN
+    from relay.schema import _matches
+
+    for pattern in (UUID_PATTERN, NAME_PATTERN):
+        expected = re.search(re.sub(r"(?<!\\)\$$", r"\\Z", pattern), value) is not None
+        assert _matches(pattern, value) == expected, (pattern, value)
