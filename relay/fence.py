@@ -9,11 +9,16 @@ Defusing works on a normalised *view* of the text with a map back to the origina
 spans that read as a tag change; all other text stays byte-for-byte as sent.
 """
 
-import re
+from __future__ import annotations
+
 import unicodedata
 
 from relay.store import Message
 from relay.textsafe import indent_lines, one_line
+
+TYPE_CHECKING = False  # re is imported only when a pattern is first needed (most mail never needs one)
+if TYPE_CHECKING:
+    import re
 
 OPEN, CLOSE = "<session-relay-mail>", "</session-relay-mail>"
 DEFUSED = "[session-relay-mail]"
@@ -50,7 +55,9 @@ _DROP = frozenset(("Cf", "Cc", "Mn", "Me", "Cs", "Co", "Cn"))
 # Every character whose view holds a `<` (lookalikes, NFKD sources), plus the starts of escapes.
 # A tag starts at one of them: text without one that reads as `<` is returned at once, and the
 # normalised view is built only from the first one on.
-_MAYBE = "[" + re.escape("<&%\\" + _LOOKALIKES["<"] + "\u226e\ufe64\uff1c") + "]"
+_MAYBE = (
+    "[" + "".join("\\" + ch if ch in "\\]^-[" else ch for ch in "<&%\\" + _LOOKALIKES["<"] + "\u226e\ufe64\uff1c") + "]"
+)
 # Printable ASCII with no escape starts: its view is itself, so the tag pattern runs on it directly.
 _PLAIN = r"[\t\n\r\x20-\x24\x27-\x5b\x5d-\x7e]*"
 _SPECIAL = r"[^\t\n\r\x20-\x24\x27-\x5b\x5d-\x7e]"
@@ -84,6 +91,8 @@ def _re(source: str) -> re.Pattern[str]:
     """`source` compiled on first use: compiling all of them costs milliseconds that most hook runs never need."""
     pattern = _COMPILED.get(source)
     if pattern is None:
+        import re
+
         pattern = _COMPILED[source] = re.compile(source)
     return pattern
 

@@ -161,7 +161,11 @@ def fenced_text(session_id: str, batch: list[Message], remaining: int) -> tuple[
     from relay.sessions import launcher_command
 
     launcher = launcher_command()
-    reply_hint = f"Reply with the session-relay `send` tool, or run: {launcher} send <sender> -- <reply>"
+    # No `<` in relay's own text: the fence would read the text past it with regular expressions.
+    reply_hint = (
+        f"Reply with the session-relay `send` tool, or run: {launcher} send SENDER -- REPLY "
+        "(SENDER: the name or id after `from`)"
+    )
     more_hint = f"call the session-relay `inbox` tool, or run: {launcher} inbox {session_id}"
 
     def text_of(messages: list[Message]) -> tuple[str, int]:

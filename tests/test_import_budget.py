@@ -95,3 +95,16 @@ def test_short_lived_commands_import_nothing_heavy(env, store_home, tmp_path, ar
     loaded = modules_after(tmp_path, env, [word.replace("{sid}", sid) for word in argv])
     assert "relay.cli" in loaded
     assert sorted(loaded & set(HEAVY)) == []
+
+
+@pytest.mark.parametrize("event", ["SessionStart", "UserPromptSubmit", "Stop"])
+def test_the_hook_delivering_plain_mail_imports_nothing_heavy(env, store_home, tmp_path, event):
+    """Ten ordinary messages (no `<`, `&`, `%` or `\\` in them) are fenced without re or json."""
+    sid = new_id()
+    modules_after(tmp_path, env, ["hook"], json.dumps({"session_id": sid, "cwd": str(tmp_path)}).encode())
+    for i in range(10):
+        modules_after(tmp_path, env, ["send", sid, "--", f"message {i}: the build of feature-{i} finished"])
+    payload = {"session_id": sid, "hook_event_name": event, "cwd": str(tmp_path)}
+    loaded = modules_after(tmp_path, env, ["hook"], json.dumps(payload).encode())
+    assert "relay.fence" in loaded  # it really delivered
+    assert sorted(loaded & set(HEAVY)) == []
