@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import realclients as rc
 
 NUDGE_START = "You have session-relay mail."
@@ -168,7 +169,10 @@ def _import_sandbox(tmp_path: Path) -> Iterator[rc.Sandbox]:
         box.stop_leftovers()
 
 
-def test_idle_codex_tui_gets_mail_with_nobody_typing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("options", [[], ["--no-daemon"]], ids=["daemon", "no-daemon"])
+def test_idle_codex_tui_gets_mail_with_nobody_typing(tmp_path: Path, options: list[str]) -> None:
+    """The default TUI (a client of the shared app-server daemon, which holds the session) and a
+    `--no-daemon` TUI (which hosts it itself and polls its queue, every ~10 s)."""
     rc.skip_unless_runnable("codex")
     for sandbox in _import_sandbox(tmp_path):
         plugin = rc.plugin_under_test(tmp_path / "plugin")
@@ -192,7 +196,7 @@ def test_idle_codex_tui_gets_mail_with_nobody_typing(tmp_path: Path) -> None:
         spec = {
             "sandbox": str(sandbox.root),
             "cwd": str(sandbox.project),
-            "codex": [str(rc.clients_bin() / "codex")],
+            "codex": [str(rc.clients_bin() / "codex"), *options],
             "prompt": "first prompt",
             "send": [str(plugin / "launcher"), "send", "SESSION", "--", body],
         }
