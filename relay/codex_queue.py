@@ -16,10 +16,12 @@ After a message is queued, `ring_if_idle` runs
 - a live Codex process holds the session's rollout open (relay.liveness) and none of the holders
   is a `codex exec` run: exec drains the queue after its own turn, then exits under the queued
   turn (the mail is taken, the model never answers). So only the daemon or a `--no-daemon` TUI;
-- the rollout's tail shows no turn in progress: its last `task_started` event has a
-  `task_complete` or `turn_aborted` after it. A busy session gets the mail from its Stop hook in
-  that same turn; a nudge would only add an empty turn. (The Stop hook runs just before
-  `task_complete` is written, so mail that lands in those few milliseconds waits for the next turn.)
+- the rollout's tail shows no turn in progress. Codex 0.169 appends an `event_msg` line of type
+  `task_started` when a turn begins and `task_complete` (or `turn_aborted`) when it ends, so the
+  last 256 KiB tell it cheaply: busy when the last `task_started` has no end after it. A busy
+  session gets the mail from its Stop hook in that same turn; a nudge would only add an empty
+  turn. (Mail that lands after the Stop hook looked but before the end line is written, a window
+  of milliseconds, waits for the next turn.)
 
 It runs the `codex` executable of the hosting process itself (so the versions match; Linux
 /proc only, elsewhere no nudge), with CODEX_HOME = the session's (the parent of the rollout's
