@@ -161,7 +161,8 @@ def _texts(items: list[dict[str, Any]], role: str) -> list[str]:
     ]
 
 
-def _import_sandbox(tmp_path: Path) -> Iterator[rc.Sandbox]:
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[rc.Sandbox]:
     box = rc.Sandbox(tmp_path / "box")
     try:
         yield box
@@ -170,64 +171,63 @@ def _import_sandbox(tmp_path: Path) -> Iterator[rc.Sandbox]:
 
 
 @pytest.mark.parametrize("options", [[], ["--no-daemon"]], ids=["daemon", "no-daemon"])
-def test_idle_codex_tui_gets_mail_with_nobody_typing(tmp_path: Path, options: list[str]) -> None:
+def test_idle_codex_tui_gets_mail_with_nobody_typing(tmp_path: Path, sandbox: rc.Sandbox, options: list[str]) -> None:
     """The default TUI (a client of the shared app-server daemon, which holds the session) and a
     `--no-daemon` TUI (which hosts it itself and polls its queue, every ~10 s)."""
     rc.skip_unless_runnable("codex")
-    for sandbox in _import_sandbox(tmp_path):
-        plugin = rc.plugin_under_test(tmp_path / "plugin")
-        _codex(sandbox, "plugin", "marketplace", "add", str(plugin))
-        _codex(sandbox, "plugin", "add", "session-relay@session-relay")
-        config = sandbox.codex_home / "config.toml"
-        config.write_text(
-            rc.codex_mock_config()
-            + '\napproval_policy = "never"\nsandbox_mode = "danger-full-access"\n'
-            + f'\n[projects."{sandbox.project}"]\ntrust_level = "trusted"\n\n'
-            + config.read_text()
-        )
-        trust = {"kind": "codex-tui-trust", "cwd": str(sandbox.project), "config": str(config)}
-        [trusted] = rc.scenario(
-            {"steps": [{**trust, "argv": [str(rc.clients_bin() / "codex")]}]}, sandbox.env(), sandbox.project
-        )["steps"]
-        assert trusted["trusted"], trusted["screen"]
-        sandbox.stop_leftovers()  # the daemon read the hooks before they were trusted: start afresh
+    plugin = rc.plugin_under_test(tmp_path / "plugin")
+    _codex(sandbox, "plugin", "marketplace", "add", str(plugin))
+    _codex(sandbox, "plugin", "add", "session-relay@session-relay")
+    config = sandbox.codex_home / "config.toml"
+    config.write_text(
+        rc.codex_mock_config()
+        + '\napproval_policy = "never"\nsandbox_mode = "danger-full-access"\n'
+        + f'\n[projects."{sandbox.project}"]\ntrust_level = "trusted"\n\n'
+        + config.read_text()
+    )
+    trust = {"kind": "codex-tui-trust", "cwd": str(sandbox.project), "config": str(config)}
+    [trusted] = rc.scenario(
+        {"steps": [{**trust, "argv": [str(rc.clients_bin() / "codex")]}]}, sandbox.env(), sandbox.project
+    )["steps"]
+    assert trusted["trusted"], trusted["screen"]
+    sandbox.stop_leftovers()  # the daemon read the hooks before they were trusted: start afresh
 
-        body = f"idle-mail-{os.urandom(6).hex()}"
-        spec = {
-            "sandbox": str(sandbox.root),
-            "cwd": str(sandbox.project),
-            "codex": [str(rc.clients_bin() / "codex"), *options],
-            "prompt": "first prompt",
-            "send": [str(plugin / "launcher"), "send", "SESSION", "--", body],
-        }
-        # The session id is known only once the TUI made it: the driver fills it in.
-        report = _run_driver(spec, sandbox)
-        assert report["ready"] and report["first_turn"], report["screen"]
-        [session] = report["session"]
-        send = report["send"]
-        assert send["rc"] == 0 and send["stdout"].startswith("queued -> "), send
-        assert send["stderr"] == "", send  # no note: the nudge went through
-        assert report["nudged_turn"], report["screen"]
-        assert report["turns_after"] == 1, report["screen"]  # one nudge, one turn
+    body = f"idle-mail-{os.urandom(6).hex()}"
+    spec = {
+        "sandbox": str(sandbox.root),
+        "cwd": str(sandbox.project),
+        "codex": [str(rc.clients_bin() / "codex"), *options],
+        "prompt": "first prompt",
+        "send": [str(plugin / "launcher"), "send", "SESSION", "--", body],
+    }
+    # The session id is known only once the TUI made it: the driver fills it in.
+    report = _run_driver(spec, sandbox)
+    assert report["ready"] and report["first_turn"], report["screen"]
+    [session] = report["session"]
+    send = report["send"]
+    assert send["rc"] == 0 and send["stdout"].startswith("queued -> "), send
+    assert send["stderr"] == "", send  # no note: the nudge went through
+    assert report["nudged_turn"], report["screen"]
+    assert report["turns_after"] == 1, report["screen"]  # one nudge, one turn
 
-        after = report["requests"][report["before"] :]
-        thread = [r for r in after if r["body"].get("prompt_cache_key") == session]
-        assert len(thread) == 1, [r["body"].get("prompt_cache_key") for r in after]
-        new = _new_items(thread[0]["body"])
-        users = _texts(new, "user")
-        assert [text for text in users if text.startswith(NUDGE_START)] == users and len(users) == 1, users
-        assert body not in users[0]  # the sender's words never become the prompt
-        mail = [text for text in _texts(new, "developer") if f"): {body}" in text]
-        assert len(mail) == 1 and "<session-relay-mail>" in mail[0] and "UNTRUSTED DATA" in mail[0], new
-        assert mail[0].index("<session-relay-mail>") < mail[0].index(body)
-        delivered = sum(json.dumps(_new_items(r["body"])).count(f"): {body}") for r in after)
-        assert delivered == 1
-        print(f"codex idle nudge: send took {send['seconds']:.2f} s, model request {thread[0]['at']:.2f} s after it")
+    after = report["requests"][report["before"] :]
+    thread = [r for r in after if r["body"].get("prompt_cache_key") == session]
+    assert len(thread) == 1, [r["body"].get("prompt_cache_key") for r in after]
+    new = _new_items(thread[0]["body"])
+    users = _texts(new, "user")
+    assert [text for text in users if text.startswith(NUDGE_START)] == users and len(users) == 1, users
+    assert body not in users[0]  # the sender's words never become the prompt
+    mail = [text for text in _texts(new, "developer") if f"): {body}" in text]
+    assert len(mail) == 1 and "<session-relay-mail>" in mail[0] and "UNTRUSTED DATA" in mail[0], new
+    assert mail[0].index("<session-relay-mail>") < mail[0].index(body)
+    delivered = sum(json.dumps(_new_items(r["body"])).count(f"): {body}") for r in after)
+    assert delivered == 1
+    print(f"codex idle nudge: send took {send['seconds']:.2f} s, model request {thread[0]['at']:.2f} s after it")
 
-        peek = subprocess.run(
-            [str(plugin / "launcher"), "peek", session], env=sandbox.env(), capture_output=True, check=True
-        )
-        assert json.loads(peek.stdout)["messages"] == []
+    peek = subprocess.run(
+        [str(plugin / "launcher"), "peek", session], env=sandbox.env(), capture_output=True, check=True
+    )
+    assert json.loads(peek.stdout)["messages"] == []
 
 
 def _run_driver(spec: dict[str, Any], sandbox: rc.Sandbox) -> dict[str, Any]:
