@@ -195,6 +195,7 @@ def register_command(store: Store, parsed: Parsed) -> int:
 
 def send_command(store: Store, parsed: Parsed) -> int:
     """Queue a message from the command line."""
+    from relay.codex_queue import ring_if_idle
     from relay.mail import send
 
     spec = SPECS["send"]
@@ -206,8 +207,11 @@ def send_command(store: Store, parsed: Parsed) -> int:
         words = parsed.words
     if not words:
         raise UsageError(f"missing MESSAGE; usage: {spec.usage}")
-    recipient, _ = send(store, target, " ".join(words), None, "cli", urgent="--urgent" in parsed.flags)
-    print(f"queued -> {recipient.get('name') or recipient['id']}")
+    recipient, message = send(store, target, " ".join(words), None, "cli", urgent="--urgent" in parsed.flags)
+    print(f"queued -> {recipient.get('name') or recipient['id']}", flush=True)
+    _, note = ring_if_idle(store, recipient, message)
+    if note:
+        print(f"relay: {note}", file=sys.stderr)
     return 0
 
 

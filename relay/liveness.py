@@ -157,16 +157,27 @@ def _codex_processes() -> Iterator[int]:
                 yield int(pid)
 
 
-def live_codex_sessions() -> set[str]:
-    """Ids (lower case) of the sessions whose rollout a running Codex process holds open, from one
-    scan of the processes."""
-    live: set[str] = set()
+def _open_rollouts() -> Iterator[tuple[int, str, str]]:
+    """(pid, rollout path, session id) for every rollout a running Codex process holds open."""
     for pid in _codex_processes():
         for path in procinfo.open_files(pid):
             found = rollout_id(path)
             if found:
-                live.add(found)
-    return live
+                yield pid, path, found
+
+
+def live_codex_sessions() -> set[str]:
+    """Ids (lower case) of the sessions whose rollout a running Codex process holds open, from one
+    scan of the processes."""
+    return {found for _, _, found in _open_rollouts()}
+
+
+def codex_hosts(session_id: str) -> list[tuple[int, list[str], str]]:
+    """(pid, argv, rollout path) of each running Codex process holding `session_id`'s rollout open:
+    the process that hosts the session (the TUI's app-server daemon, a `--no-daemon` TUI, or a
+    `codex exec` run), for callers that must know which kind it is."""
+    wanted = session_id.lower()
+    return [(pid, _command_line(pid), path) for pid, path, found in _open_rollouts() if found == wanted]
 
 
 def codex_is_live(session_id: str) -> bool:

@@ -138,6 +138,18 @@ def codex_ancestor(pid: int | None = None) -> ProcInfo | None:
     return None
 
 
+def executable(pid: int) -> str | None:
+    """The path of the program `pid` runs (Linux only), or None when it cannot be read or that file
+    is gone (replaced by an update since the process started)."""
+    if not _has_proc():
+        return None
+    try:
+        path = os.readlink(f"{_PROC}/{pid}/exe")
+    except OSError:
+        return None
+    return path if path.startswith("/") and os.path.isfile(path) else None
+
+
 def process_cwd(pid: int) -> str | None:
     """The current directory of `pid`, or None when it cannot be read."""
     if _has_proc():

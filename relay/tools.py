@@ -217,19 +217,26 @@ def _roster(store: Store, me: Identity, args: dict[str, Any]) -> Result:
 
 
 def _send(store: Store, me: Identity, args: dict[str, Any]) -> Result:
+    from relay.codex_queue import ring_if_idle
     from relay.mail import send
     from relay.sessions import wake_hint
 
     sender = store.registry().agents.get(me.session_id) if me.session_id else None
     name = (sender or {}).get("name")
     sender_name = name if isinstance(name, str) else None
-    recipient, _ = send(store, args["to"], args["body"], me.session_id, sender_name, urgent=args.get("urgent") is True)
-    return {
+    recipient, message = send(
+        store, args["to"], args["body"], me.session_id, sender_name, urgent=args.get("urgent") is True
+    )
+    _, note = ring_if_idle(store, recipient, message)
+    result = {
         "ok": True,
         "delivered_to": recipient.get("name") or recipient["id"],
         "recipient_dir": recipient.get("dir"),
         "hint": wake_hint(recipient),
-    }, None
+    }
+    if note:
+        result["note"] = note
+    return result, None
 
 
 INBOX_NOTE = (
