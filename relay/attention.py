@@ -6,6 +6,8 @@ tool calls only mail its sender marked urgent) or `start` (only at session start
 calls `inbox` itself, as relay 0.1 did). This module is the one place that rule is written.
 """
 
+import os
+
 from relay.errors import RelayError
 
 DELIVER_MODES = ("now", "turn", "start")
@@ -52,3 +54,34 @@ def selection(event: str, mode: str) -> str:
 def is_urgent(message: dict[str, object]) -> bool:
     """Did the sender mark this message urgent? Only a JSON `true` counts."""
     return message.get("urgent") is True
+
+
+# How every prompt relay itself gives a session begins (the doorbell's and the Codex nudge's): a
+# turn that starts with it was started by relay, not by the session's user.
+NUDGE_OPENING = "You have session-relay mail."
+
+# Turns relay may start by itself (idle watcher, Codex nudge) in a session whose user has not
+# prompted it since: two agents answering each other would otherwise wake each other forever.
+DEFAULT_MAX_AUTO_WAKES = 5
+
+
+def max_auto_wakes() -> int:
+    """RELAY_MAX_AUTO_WAKES when it is a whole number >= 0, else the default."""
+    raw = os.environ.get("RELAY_MAX_AUTO_WAKES", "")
+    return int(raw) if raw.isdigit() else DEFAULT_MAX_AUTO_WAKES
+
+
+# Claude Code starts the turn of an asyncRewake hook that exited 2 (relay's idle watcher) with a
+# prompt that begins with this and quotes the hook's stderr, which is relay's fenced mail text.
+_REWAKE_OPENING = "<task-notification>"
+MAIL_HEADER_END = "arrived from other sessions."  # the end of the fenced text's first line (relay.fence)
+
+
+def started_by_relay(prompt: object) -> bool:
+    """Is this UserPromptSubmit prompt one relay started (the doorbell's or the Codex nudge, or a
+    Claude rewake carrying the watcher's mail), so not the user at the keyboard?"""
+    if not isinstance(prompt, str):
+        return False
+    if prompt.startswith(NUDGE_OPENING):
+        return True
+    return prompt.startswith(_REWAKE_OPENING) and "session-relay: " in prompt and MAIL_HEADER_END in prompt

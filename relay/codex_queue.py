@@ -16,6 +16,8 @@ After a message is queued, `ring_if_idle` runs
 - a live Codex process holds the session's rollout open (relay.liveness) and none of the holders
   is a `codex exec` run: exec drains the queue after its own turn, then exits under the queued
   turn (the mail is taken, the model never answers). So only the daemon or a `--no-daemon` TUI;
+- relay has not already started RELAY_MAX_AUTO_WAKES turns (default 5) in this session since its
+  user last prompted it (relay.attention): agents answering each other must not loop forever;
 - the rollout's tail shows no turn in progress. Codex 0.169 appends an `event_msg` line of type
   `task_started` when a turn begins and `task_complete` (or `turn_aborted`) when it ends, so the
   last 256 KiB tell it cheaply: busy when the last `task_started` has no end after it. A busy
@@ -39,7 +41,8 @@ tell that apart from an open window.
 import os
 
 from relay import procinfo
-from relay.attention import mode_of
+from relay.attention import max_auto_wakes, mode_of
+from relay.errors import RelayError
 from relay.record import Record
 from relay.store import Entry, Message, Store
 from relay.textsafe import one_line
@@ -111,6 +114,8 @@ def plan(store: Store, recipient: Entry, message: Message) -> tuple[str, Launch 
         return "not codex", None
     if mode_of(recipient) == "start":
         return "deliver mode start", None
+    if store.auto_wakes(session_id) >= max_auto_wakes():
+        return "relay started enough turns unattended", None
     if not _first_unread(store, session_id, message):
         return "not the first unread message", None
     from relay.liveness import codex_hosts  # every send imports this module: only Codex mail pays
@@ -167,4 +172,8 @@ def ring_if_idle(store: Store, recipient: Entry, message: Message) -> tuple[str,
         lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
         why = one_line(lines[-1])[:200] if lines else f"exit status {done.returncode}"
         return FAILED, f"`codex queue` failed ({why}); the mail waits for the session's next turn"
+    try:
+        store.count_auto_wake(str(recipient.get("id")))
+    except RelayError:
+        pass  # rung already: an uncounted turn errs on the side of the mail
     return RANG, None

@@ -17,7 +17,7 @@ import time
 from io import BufferedIOBase
 
 from relay import jsonlite
-from relay.attention import NOTHING, URGENT, is_urgent, mode_of, selection
+from relay.attention import NOTHING, URGENT, is_urgent, mode_of, selection, started_by_relay
 from relay.errors import RelayError
 from relay.ids import require_uuid
 from relay.store import Message, Select, Show, Store
@@ -120,6 +120,8 @@ def handle(event: dict, tool: str, stdout: BufferedIOBase, store: Store) -> None
     else:
         if name == "UserPromptSubmit":
             _stop_watcher(store, session_id)  # a turn begins: its own hooks deliver from here
+            if not started_by_relay(event.get("prompt")):
+                store.reset_auto_wakes(session_id)  # its user is back: relay may wake it again
         if name != "Stop" or event.get("stop_hook_active") is not True:  # a turn is extended only once
             deliver_live(store, session_id, name, show)
 

@@ -546,6 +546,32 @@ class Store:
         text = note.decode("ascii", "replace").strip()
         return int(text) if text.isdigit() and int(text) > 1 else None
 
+    def _wakes_path(self, session_id: str) -> str:
+        return self._path("watchers", mailbox_name(session_id).removesuffix(".jsonl") + ".wakes")
+
+    def auto_wakes(self, session_id: str) -> int:
+        """How many turns relay started by itself in this session since its user last prompted it."""
+        try:
+            raw = durable.read_file(self._wakes_path(session_id))
+        except durable.UnsafeFile:
+            return 0
+        text = (raw or b"").decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() else 0
+
+    def count_auto_wake(self, session_id: str) -> int:
+        """One more turn relay started by itself (a watcher's rewake, a Codex nudge); the new count."""
+        with self._locked():
+            durable.ensure_private_dir(self._path("watchers"))
+            count = self.auto_wakes(session_id) + 1
+            durable.atomic_write(self._wakes_path(session_id), f"{count}\n".encode())
+            return count
+
+    def reset_auto_wakes(self, session_id: str) -> None:
+        """The session's user prompted it: relay may start turns by itself again. One failed stat
+        (nothing written) when there is nothing to reset."""
+        if os.path.lexists(self._wakes_path(session_id)):
+            durable.remove(self._wakes_path(session_id))
+
     # -- mail ---------------------------------------------------------------------------------
 
     def has_mail(self, recipient: str) -> bool:
@@ -881,6 +907,7 @@ class Store:
             # A watcher's lock goes when no watcher holds it (a retired session runs none).
             if holder(self._watch_path(session_id)) is None:
                 durable.remove(self._watch_path(session_id))
+            durable.remove(self._wakes_path(session_id))
             for name in _listdir(self._path("markers")):
                 held_by, _ = self._read_marker(name)
                 if held_by is not None and held_by.lower() == session_id.lower():

@@ -11,6 +11,9 @@ like everywhere else. Rules it keeps:
 - Never in a headless run: `claude -p "prompt"` waits for an async SessionStart hook before its
   first request, so there the watcher exits at once. With `--input-format stream-json` it stays,
   but leaves as soon as Claude's input ends, because Claude waits for it before it exits.
+- Not forever: after RELAY_MAX_AUTO_WAKES turns it started (default 5) with no prompt from the
+  session's user in between, mail waits for that user (two agents answering each other would
+  otherwise wake each other without end); the user's next prompt resets the count.
 - Near-zero cost while waiting: two stats every POLL_SECONDS; it ends with its Claude process,
   at SessionEnd, or before its hook timeout.
 """
@@ -20,6 +23,7 @@ import stat
 import sys
 import time
 
+from relay.attention import max_auto_wakes
 from relay.errors import RelayError
 from relay.faults import checkpoint
 from relay.hook import deliver_live, fenced_text, read_event
@@ -117,6 +121,10 @@ def _deliver_and_leave(store: Store, session_id: str, show: Show) -> None:
     if deliver_live(store, session_id, "Idle", show):
         checkpoint("watch:confirmed")
         sys.stderr.flush()
+        try:
+            store.count_auto_wake(session_id)
+        except RelayError:
+            pass  # the mail is out: hand it over; an uncounted wake-up errs on the side of the mail
         os._exit(2)  # the kernel frees the watcher's slot
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
@@ -143,6 +151,8 @@ def watch(store: Store, session_id: str, claude: ProcInfo, stream: bool, lifetim
             if not _same(claude) or (stream and _input_ended(claude.pid)):
                 return 0
             stamp = store.mail_stamp(session_id)
+            if stamp is not None and store.auto_wakes(session_id) >= max_auto_wakes():
+                stamp = None  # relay woke this session often enough unattended: the mail waits for its user
             if stamp is not None and (
                 held_back is None or held_back[0] != stamp or time.monotonic() - held_back[1] > RECHECK_SECONDS
             ):

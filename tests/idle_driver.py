@@ -88,6 +88,9 @@ def main() -> None:
     report["wake_seconds"] = time.monotonic() - sent_at
     time.sleep(1.0)
     report["after_mail"] = mock.requests[len(report["before_mail"]) :]
+    from relay.store import Store
+
+    report["auto_wakes"] = Store(spec["store"]).auto_wakes(sid)  # the rewake turn is not the user's
     closed_at = time.monotonic()
     proc.stdin.close()
     try:

@@ -312,3 +312,31 @@ def test_turn_in_progress(tmp_path: Path) -> None:
     # A user's text quoting the marker is escaped inside the JSON line and does not count.
     rollout.write_bytes(DONE_TURN + json.dumps({"text": '"type":"task_started"'}).encode() + b"\n")
     assert not codex_queue.turn_in_progress(str(rollout))
+
+
+def test_relay_stops_ringing_after_enough_unattended_turns_until_the_user_prompts(
+    session: Session, host: Callable[..., int], run_relay, monkeypatch
+) -> None:
+    """Two agents answering each other must not start paid turns forever (RELAY_MAX_AUTO_WAKES)."""
+    monkeypatch.setenv("RELAY_MAX_AUTO_WAKES", "2")
+    host(*DAEMON)
+
+    def deliver_batch() -> None:
+        with session.store.take(session.id) as delivery:
+            delivery.ack()
+
+    for _ in range(2):
+        assert session.send()[0] == codex_queue.RANG
+        deliver_batch()
+    assert session.send() == ("relay started enough turns unattended", None)
+    assert len(session.calls()) == 2
+    deliver_batch()
+    # relay's own nudge arriving as a prompt is not the user: still no ringing
+    nudge = {"session_id": session.id, "hook_event_name": "UserPromptSubmit", "prompt": doorbell.nudge(session.id)}
+    assert run_relay("hook", "codex", input=json.dumps(nudge)).returncode == 0
+    assert session.send()[0] == "relay started enough turns unattended"
+    deliver_batch()
+    # the user types: relay may start turns by itself again
+    typed = {"session_id": session.id, "hook_event_name": "UserPromptSubmit", "prompt": "what changed?"}
+    assert run_relay("hook", "codex", input=json.dumps(typed)).returncode == 0
+    assert session.send()[0] == codex_queue.RANG

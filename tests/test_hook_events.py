@@ -674,3 +674,26 @@ def test_urgent_mail_behind_a_large_ordinary_backlog_still_interrupts(run_relay,
     send(run_relay, sid, "fire", urgent=True)
     text = output_text(hook(run_relay, "claude", "PostToolUse", sid, tmp_path), "PostToolUse")
     assert mail_of(text) == [("fire", False)]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "by_relay"),
+    [
+        ("You have session-relay mail. It was delivered above ...", True),  # the doorbell's / Codex nudge
+        (  # Claude's rewake turn for the idle watcher, as Claude 2.1.197 words it
+            "<task-notification>\n<summary>Stop hook feedback</summary>\n</task-notification>\n<system-reminder>\n"
+            'Stop hook blocking error from command "Stop": session-relay: 1 message arrived from other sessions.\n'
+            "<session-relay-mail>\n- from cli (ts): hi\n</session-relay-mail>\n</system-reminder>",
+            True,
+        ),
+        ("<task-notification>\n<summary>a background job finished</summary>\n</task-notification>", False),
+        ("what arrived from other sessions?", False),
+        ("please check your session-relay mail", False),
+        (None, False),
+    ],
+)
+def test_which_prompts_relay_started(prompt, by_relay):
+    """A prompt relay started does not reset the count of unattended wake-ups; the user's does."""
+    from relay.attention import started_by_relay
+
+    assert started_by_relay(prompt) is by_relay

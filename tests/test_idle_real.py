@@ -101,6 +101,9 @@ def test_idle_claude_session_gets_mail_with_nobody_typing(sandbox: rc.Sandbox, t
         or not (sandbox.relay_home / "mailbox" / f"{sid}.jsonl").read_text()
     )
 
+    # The rewake counted as a turn relay started (no UserPromptSubmit of the user's reset it).
+    assert report["auto_wakes"] == 1
+
     # Input closed: Claude ends promptly, and the watcher is gone.
     assert report["rc"] == 0, report["stderr"]
     assert report["exit_seconds"] < 15, f"Claude took {report['exit_seconds']:.1f} s to end after its input closed"

@@ -276,3 +276,31 @@ def test_a_stop_signal_after_the_mail_was_confirmed_still_hands_it_over(hosts, r
     (result,) = host.wait_finished(1, 10)
     assert result["rc"] == 2 and "not lost" in result["stderr"], result
     assert pending(store_home, sid) == ""
+
+
+def test_the_watcher_stops_waking_after_enough_unattended_turns(hosts, run_relay, env, store_home, tmp_path):
+    """Two idle agents answering each other would wake each other forever: after
+    RELAY_MAX_AUTO_WAKES rewakes with no prompt from the user, mail waits for the user."""
+    sid = new_id()
+    registered(run_relay, sid, tmp_path)
+    env["RELAY_MAX_AUTO_WAKES"] = "2"
+    for round_ in range(2):
+        host = hosts(sid)
+        assert wait_for(lambda: watcher_pid(env, sid) is not None)
+        assert run_relay("send", sid, "--", f"round {round_}").returncode == 0
+        (result,) = host.wait_finished(1, 10)
+        assert result["rc"] == 2 and f"round {round_}" in result["stderr"]
+    host = hosts(sid)
+    assert wait_for(lambda: watcher_pid(env, sid) is not None)
+    assert run_relay("send", sid, "--", "round 2").returncode == 0
+    time.sleep(2.0)
+    assert host.finished() == [] and "round 2" in pending(store_home, sid)
+    # the user's next prompt gets the mail itself, and relay may wake the session again after it
+    typed = {"session_id": sid, "hook_event_name": "UserPromptSubmit", "prompt": "back again"}
+    prompt = run_relay("hook", input=json.dumps(typed))
+    assert "round 2" in json.loads(prompt.stdout)["hookSpecificOutput"]["additionalContext"]
+    host = hosts(sid)
+    assert wait_for(lambda: watcher_pid(env, sid) is not None)
+    assert run_relay("send", sid, "--", "round 3").returncode == 0
+    (result,) = host.wait_finished(1, 10)
+    assert result["rc"] == 2 and "round 3" in result["stderr"]
