@@ -112,7 +112,8 @@ def handle(event: dict, tool: str, stdout: BufferedIOBase, store: Store) -> None
         cwd = event.get("cwd")
         directory = cwd if isinstance(cwd, str) and cwd else usable_env("CLAUDE_PROJECT_DIR") or os.getcwd()
         start_session(store, session_id, directory, tool)
-        deliver(store, session_id, show)
+        if store.has_mail(session_id):  # two stats; the take (locks, reads) only when there is mail
+            deliver(store, session_id, show)
         _collect_if_due(store)
     elif name == "SessionEnd":
         _stop_watcher(store, session_id)
