@@ -10,10 +10,11 @@ import shlex
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import realclients
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -116,3 +117,14 @@ def run_relay(relay_cmd: list[str], env: dict[str, str], tmp_path: Path) -> RunR
         )
 
     return run
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator["realclients.Sandbox"]:
+    """A private HOME for the real CLIs (tests/realclients.py); nothing it started outlives the test.
+    The plugin tests, which install the plugin as part of it, define their own."""
+    box = realclients.Sandbox(tmp_path / "box")
+    try:
+        yield box
+    finally:
+        box.stop_leftovers()

@@ -15,7 +15,6 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,15 +158,6 @@ def _texts(items: list[dict[str, Any]], role: str) -> list[str]:
         for part in item.get("content", [])
         if isinstance(part, dict)
     ]
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[rc.Sandbox]:
-    box = rc.Sandbox(tmp_path / "box")
-    try:
-        yield box
-    finally:
-        box.stop_leftovers()
 
 
 @pytest.mark.parametrize("options", [[], ["--no-daemon"]], ids=["daemon", "no-daemon"])

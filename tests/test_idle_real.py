@@ -11,23 +11,12 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import realclients as rc
 from conftest import relay_command
 
 BODY = "idle-mail-7f3a: the staging deploy finished"
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[rc.Sandbox]:
-    box = rc.Sandbox(tmp_path / "box")
-    try:
-        yield box
-    finally:
-        box.stop_leftovers()
 
 
 def request_texts(request: dict) -> list[str]:

@@ -21,7 +21,6 @@ import shlex
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +28,6 @@ import pytest
 import realclients as rc
 
 PROMPT = "run the task"
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[rc.Sandbox]:
-    box = rc.Sandbox(tmp_path / "box")
-    try:
-        yield box
-    finally:
-        box.stop_leftovers()
 
 
 def unique(label: str) -> str:

@@ -12,7 +12,6 @@ import json
 import re
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,6 @@ from relay.doorbell import CLAUDE_WAKE_OPTIONS
 
 QUESTION = "question from the asker: is the v2 schema final"
 ANSWER = "answer from the woken session: yes, v2 is final"
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[rc.Sandbox]:
-    box = rc.Sandbox(tmp_path / "box")
-    try:
-        yield box
-    finally:
-        box.stop_leftovers()
 
 
 def relay_env(sandbox: rc.Sandbox) -> dict[str, str]:
