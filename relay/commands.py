@@ -207,7 +207,10 @@ def send_command(store: Store, parsed: Parsed) -> int:
         words = parsed.words
     if not words:
         raise UsageError(f"missing MESSAGE; usage: {spec.usage}")
-    recipient, message = send(store, target, " ".join(words), None, "cli", urgent="--urgent" in parsed.flags)
+    from relay.hops import inherited_hops
+
+    urgent = "--urgent" in parsed.flags
+    recipient, message = send(store, target, " ".join(words), None, "cli", urgent=urgent, hops=inherited_hops())
     print(f"queued -> {recipient.get('name') or recipient['id']}", flush=True)
     _, note = ring_if_idle(store, recipient, message)
     if note:

@@ -1,8 +1,9 @@
 """The error types every face turns into one clear line.
 
 A `RelayError` is a problem the user can fix (unknown session, missing dir, lock busy): exit 1.
-A `UsageError` is a malformed command line: exit 2. Both carry a message that says what is wrong
-and what to do, so the CLI, the hook and the MCP server can show it as-is.
+A `UsageError` is a malformed command line: exit 2. `NoReply` (exit 4) ends a wait that ran out of
+time, `WakeRefused` (exit 75, EX_TEMPFAIL) a doorbell that must not ring now. All carry a message
+that says what is wrong and what to do, so the CLI, the hook and the MCP server can show it as-is.
 """
 
 
@@ -16,6 +17,18 @@ class UsageError(RelayError):
     """The command line itself is wrong."""
 
     exit_code = 2
+
+
+class NoReply(RelayError):
+    """A bounded wait for a reply ran out of time; the question stays queued."""
+
+    exit_code = 4
+
+
+class WakeRefused(RelayError):
+    """The doorbell would harm the session or feed a loop (SPEC §14); retrying later may work."""
+
+    exit_code = 75
 
 
 def describe_os_error(err: OSError) -> str:

@@ -37,12 +37,19 @@ def check_body(body: object) -> str:
 
 
 def send(
-    store: Store, target: str, body: str, sender_id: str | None, sender_name: str | None, urgent: bool = False
+    store: Store,
+    target: str,
+    body: str,
+    sender_id: str | None,
+    sender_name: str | None,
+    urgent: bool = False,
+    hops: int = 0,
 ) -> tuple[Entry, Message]:
     """Queue `body` for `target`; returns the recipient entry and the stored message.
 
-    `urgent` mail may interrupt a recipient between tool calls (relay.attention); only then is
-    the field written, so ordinary mail keeps 0.1's shape."""
+    `urgent` mail may interrupt a recipient between tool calls (relay.attention); `hops` counts the
+    wakes behind the sending process (relay.hops). Each field is written only when set, so
+    ordinary mail keeps 0.1's shape."""
     body = check_body(body)
     recipient = resolve(store, target)
     message = {
@@ -56,6 +63,8 @@ def send(
     }
     if urgent:
         message["urgent"] = True
+    if hops:
+        message["hops"] = hops
     store.enqueue(recipient["id"], message)
     return recipient, message
 

@@ -218,6 +218,7 @@ def _roster(store: Store, me: Identity, args: dict[str, Any]) -> Result:
 
 def _send(store: Store, me: Identity, args: dict[str, Any]) -> Result:
     from relay.codex_queue import ring_if_idle
+    from relay.hops import inherited_hops
     from relay.mail import send
     from relay.sessions import wake_hint
 
@@ -225,7 +226,13 @@ def _send(store: Store, me: Identity, args: dict[str, Any]) -> Result:
     name = (sender or {}).get("name")
     sender_name = name if isinstance(name, str) else None
     recipient, message = send(
-        store, args["to"], args["body"], me.session_id, sender_name, urgent=args.get("urgent") is True
+        store,
+        args["to"],
+        args["body"],
+        me.session_id,
+        sender_name,
+        urgent=args.get("urgent") is True,
+        hops=inherited_hops(),
     )
     _, note = ring_if_idle(store, recipient, message)
     result = {
