@@ -26,7 +26,7 @@ from relay.textsafe import one_line
 
 TYPE_CHECKING = False  # typing's import is a good part of a start; only mypy needs these names
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from typing import Any, BinaryIO
 
     Frame = dict[str, Any]
@@ -109,9 +109,10 @@ def read_lines(stream: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[bytes 
 class Server:
     """Answers one client's requests against one store."""
 
-    def __init__(self, store: Store, out: BinaryIO) -> None:
+    def __init__(self, store: Store, out: BinaryIO, stop: Callable[[], bool] = tools.never) -> None:
         self.store = store
         self.out = out
+        self.stop = stop  # True when the client sent more: a `wait` then returns instead of blocking it
 
     def _initialize(self, params: dict[str, Any]) -> dict[str, Any]:
         asked = params.get("protocolVersion")
@@ -128,7 +129,7 @@ class Server:
     def _call_tool(self, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         name = params.get("name")
         try:
-            result, finish = tools.call(self.store, name, params.get("arguments", {}), params.get("_meta"))
+            result, finish = tools.call(self.store, name, params.get("arguments", {}), params.get("_meta"), self.stop)
         except (RelayError, OSError) as err:
             text = str(err) if isinstance(err, RelayError) else describe_os_error(err)
             log(f"tool {name}: {text}")
@@ -245,6 +246,20 @@ def _face(message: Any) -> str:
     return message["method"][:_QUOTE_CHARS] + (f" {name[:_QUOTE_CHARS]}" if isinstance(name, str) else "")
 
 
+def input_waiting(fd: int) -> Callable[[], bool]:
+    """A check that more input (or its end) waits on `fd`. Lines the reader already buffered are
+    not seen: a `wait` then runs to its timeout, which is bounded anyway."""
+    import select
+
+    def waiting() -> bool:
+        try:
+            return bool(select.select([fd], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True
+
+    return waiting
+
+
 def main(argv: list[str]) -> int:
     """Serve until stdin closes; exit 0."""
     # Frames are parsed by CPython's C scanner, which nests as deep as the recursion limit allows:
@@ -253,7 +268,7 @@ def main(argv: list[str]) -> int:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything that writes to fd 1 from now on lands on stderr
     sys.stdout = sys.stderr
-    server = Server(Store(warn=log), out)
+    server = Server(Store(warn=log), out, input_waiting(sys.stdin.fileno()))
     try:
         for line in read_lines(sys.stdin.buffer):
             try:

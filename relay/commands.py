@@ -1,4 +1,4 @@
-"""The people-facing commands: discover, list, register, send, inbox, peek, wake.
+"""The people-facing commands: discover, list, register, send, ask, status, inbox, peek, wake.
 
 Each is a thin face over the shared core and prints what a person (or an agent without MCP)
 needs. Each takes the parsed command line and returns the exit code.
@@ -35,12 +35,30 @@ SPECS: dict[str, Spec] = {
         positionals=("NAME",),
     ),
     "send": Spec(
-        "relay send [--urgent] TO [--] MESSAGE... | relay send [--urgent] --id UUID [--] MESSAGE...",
-        "queue a message for a session (--urgent: it may interrupt the recipient between tool calls)",
-        values=("--id",),
-        flags=("--urgent",),
+        "relay send TO [--from WHO] [--reply-to ID] [--urgent] [--json] [--] MESSAGE... | "
+        "relay send --id UUID [options] [--] MESSAGE...",
+        "queue a message for a session and print its id (--from: send as a registered session, so it can be "
+        "answered; --reply-to: the id of the message this answers; --urgent: it may interrupt the recipient "
+        "between tool calls; --json: {id, thread, to, toName, recipient})",
+        values=("--id", "--from", "--reply-to"),
+        flags=("--urgent", "--json"),
         positionals=("TO",),
         message=True,
+    ),
+    "ask": Spec(
+        "relay ask TO [--from WHO] [--wait SECONDS] [--json] [--] MESSAGE...",
+        "send a question and wait for its reply (default 120 s, at most 3600), then print the reply's body "
+        "(--json: the whole reply); exit 4 when none came in time (the question stays queued)",
+        values=("--from", "--wait"),
+        flags=("--json",),
+        positionals=("TO",),
+        message=True,
+    ),
+    "status": Spec(
+        "relay status MSG_ID [--json]",
+        "what became of a message: queued, taken, delivered or replied (with the reply's id)",
+        flags=("--json",),
+        positionals=("MSG_ID",),
     ),
     "inbox": Spec(
         "relay inbox WHO",
@@ -193,28 +211,143 @@ def register_command(store: Store, parsed: Parsed) -> int:
     return 0
 
 
-def send_command(store: Store, parsed: Parsed) -> int:
-    """Queue a message from the command line."""
-    from relay.codex_queue import ring_if_idle
-    from relay.mail import send
+def _sender(store: Store, parsed: Parsed) -> tuple[str | None, str | None]:
+    """(id, name) to send as: the registered session --from names, else the person at the CLI."""
+    who = parsed.options.get("--from")
+    if who is None:
+        return None, "cli"
+    registry = store.registry()
+    entry = registry.resolve(who)
+    if entry is None or entry.get("id") not in registry.agents:
+        raise UsageError(f"--from {who!r} is not a registered session: give a name or id from `relay list`")
+    name = entry.get("name")
+    return require_uuid(entry["id"]), name if isinstance(name, str) else None
 
-    spec = SPECS["send"]
+
+def _target_and_words(parsed: Parsed, command: str) -> tuple[str, list[str]]:
+    """The recipient (TO, or --id UUID) and the message words."""
+    spec = SPECS[command]
     if "--id" in parsed.options:
-        target = require_uuid(parsed.options["--id"])
-        words = parsed.positionals + parsed.words
+        target, words = require_uuid(parsed.options["--id"]), parsed.positionals + parsed.words
     else:
-        target = _need(parsed, "TO", spec.usage)
-        words = parsed.words
+        target, words = _need(parsed, "TO", spec.usage), parsed.words
     if not words:
         raise UsageError(f"missing MESSAGE; usage: {spec.usage}")
-    from relay.hops import inherited_hops
+    return target, words
 
+
+def _queue(store: Store, parsed: Parsed, command: str, sender: tuple[str | None, str | None], **fields: Any) -> Any:
+    """Send the command line's message from `sender`, ring an idle Codex recipient; (recipient, message)."""
+    from relay.codex_queue import ring_if_idle
+    from relay.hops import inherited_hops
+    from relay.mail import send
+
+    target, words = _target_and_words(parsed, command)
     urgent = "--urgent" in parsed.flags
-    recipient, message = send(store, target, " ".join(words), None, "cli", urgent=urgent, hops=inherited_hops())
-    print(f"queued -> {recipient.get('name') or recipient['id']}", flush=True)
+    recipient, message = send(store, target, " ".join(words), *sender, urgent=urgent, hops=inherited_hops(), **fields)
     _, note = ring_if_idle(store, recipient, message)
     if note:
         print(f"relay: {note}", file=sys.stderr)
+    return recipient, message
+
+
+def send_command(store: Store, parsed: Parsed) -> int:
+    """Queue a message from the command line; print where it went and its id."""
+    reply_to = parsed.options.get("--reply-to")
+    recipient, message = _queue(store, parsed, "send", _sender(store, parsed), reply_to=reply_to)
+    if "--json" in parsed.flags:
+        from relay.conversation import recipient_state
+        from relay.mail import thread_of
+
+        fields = {"id": message["id"], "thread": thread_of(message), "to": message["to"], "toName": message["toName"]}
+        _print_json({**fields, "recipient": recipient_state(recipient)}, pretty=False)
+        return 0
+    print(f"queued -> {recipient.get('name') or recipient['id']} {message['id']}", flush=True)
+    return 0
+
+
+MAX_ASK_SECONDS = 3600.0
+
+
+def ask_command(store: Store, parsed: Parsed) -> int:
+    """Send a question and print its reply: exit 0 with one, NoReply (exit 4) when time runs out.
+
+    Without --from the question comes from an address minted for this ask, whose mailbox only
+    this command reads: a script can ask a session something and get the answer on stdout.
+    """
+    from relay.conversation import wait_for_reply
+    from relay.errors import NoReply
+    from relay.ids import new_uuid4
+
+    seconds = _seconds(parsed.options.get("--wait"), 120.0)
+    sender = _sender(store, parsed)
+    minted = sender[0] is None
+    if minted:
+        sender = new_uuid4(), None
+    asker = str(sender[0])
+    recipient, message = _queue(store, parsed, "ask", sender, expects_reply=True)
+
+    def show(reply: Any, earlier: list[Any], receipt: Any) -> None:
+        for other in earlier:  # mail a dead taker left in flight in the asker's mailbox
+            sys.stderr.write(f"relay: also waiting for {asker}: {_json_line(other)}\n")
+        if reply is None:
+            sys.stderr.write(
+                f"relay: the reply {receipt.get('id')} was already delivered to {asker} another way "
+                f"(state {receipt.get('state')}); see relay status {message['id']}\n"
+            )
+        elif "--json" in parsed.flags:
+            _print_json(reply, pretty=False)
+        else:
+            sys.stdout.write(f"{reply.get('body')}\n")
+        sys.stdout.flush()
+
+    confirm = wait_for_reply(store, message["id"], asker, seconds, show)
+    if confirm is not None:
+        confirm(True)
+        if minted:
+            from relay.paths import mailbox_name
+
+            store.drop_empty_mailbox(mailbox_name(asker))
+        return 0
+    late = f"; a late reply waits in `relay inbox {asker}`" if minted else ""
+    raise NoReply(
+        f"no reply within {seconds:g} s; the question {message['id']} stays queued for "
+        f"{recipient.get('name') or recipient['id']}: follow it with `relay status {message['id']}`{late}"
+    )
+
+
+def _seconds(raw: str | None, default: float) -> float:
+    """--wait's value: 0 to MAX_ASK_SECONDS seconds."""
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"--wait needs a number of seconds, not {raw!r}") from None
+    if not 0 <= value <= MAX_ASK_SECONDS:
+        raise UsageError(f"--wait must be 0 to {MAX_ASK_SECONDS:g} seconds, not {raw!r}")
+    return value
+
+
+def _json_line(value: Any) -> str:
+    from relay.jsontext import encode
+
+    return encode(value, False).decode("utf-8", "replace")
+
+
+def status_command(store: Store, parsed: Parsed) -> int:
+    """Print what became of one message."""
+    from relay.conversation import status
+
+    found = status(store, _need(parsed, "MSG_ID", SPECS["status"].usage))
+    if "--json" in parsed.flags:
+        _print_json(found, pretty=False)
+        return 0
+    from relay.textsafe import one_line
+
+    times = ", ".join(f"{k} {found[k]}" for k in ("queuedAt", "deliveredAt", "repliedAt") if found.get(k))
+    reply = f"; reply {found['replyId']}" if found.get("replyId") else ""
+    print(one_line(f"{found['id']} -> {found.get('toName') or found.get('to')}: {found['state']} ({times}){reply}"))
     return 0
 
 
@@ -226,6 +359,14 @@ def _mailbox_owner(store: Store, parsed: Parsed, command: str) -> str:
 
 
 def _mail_result(messages: list[Any], remaining: int) -> dict[str, Any]:
+    from relay.fence import how_to_answer
+    from relay.sessions import launcher_command
+
+    launcher = launcher_command()
+    for message in messages:
+        answer = how_to_answer(message, launcher)
+        if answer:
+            message["answer"] = answer
     return {"count": len(messages), "messages": messages, "remaining": remaining}
 
 
@@ -337,6 +478,8 @@ HANDLERS = {
     "list": list_command,
     "register": register_command,
     "send": send_command,
+    "ask": ask_command,
+    "status": status_command,
     "inbox": inbox_command,
     "peek": peek_command,
     "wake": wake_command,

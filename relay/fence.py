@@ -249,23 +249,52 @@ def sender_label(message: Message) -> str:
     return one_line_field(message.get("fromName") or message.get("from") or "an unknown sender")
 
 
-def mail_line(message: Message) -> str:
-    """One message as it appears inside the fence: one `- from` line, its body's lines indented under it."""
-    note = " (redelivered)" if message.get("redelivered") else ""
+def mail_line(message: Message, launcher: str = "relay") -> str:
+    """One message as it appears inside the fence: a `- from` line with its id (SPEC §13), its
+    body's lines indented under it, and for a question the exact way to answer it."""
+    notes = []
+    if message.get("id"):
+        notes.append(f"id {one_line_field(message['id'])}")
+    sender = message.get("from")
+    if not sender:
+        notes.append("no reply address")
+    elif message.get("expectsReply") is True:
+        notes.append("expects a reply")
     ts = message.get("ts")
+    head = ", ".join([one_line_field("?" if ts in (None, "") else ts), *notes])
+    if message.get("redelivered"):
+        head += ") (redelivered"
     body = message.get("body")
     body = defuse(indent_lines(_clip("" if body is None else str(body), _BODY_CLIP)))
-    return f"- from {sender_label(message)} ({one_line_field('?' if ts in (None, '') else ts)}){note}: {body}"
+    line = f"- from {sender_label(message)} ({head}): {body}"
+    answer = how_to_answer(message, launcher)
+    return f"{line}\n  To answer: {answer}" if answer else line
 
 
-def render(messages: list[Message], reply_hint: str, more_hint: str, more: int = 0) -> tuple[str, int]:
+def how_to_answer(message: Message, launcher: str) -> str | None:
+    """The exact way to answer a question; None for other mail (and for mail without a sender,
+    which cannot be answered). Shown in the hook's text and with each question `inbox` returns."""
+    sender, about = message.get("from"), message.get("id")
+    if not sender or message.get("expectsReply") is not True or not about:
+        return None
+    to, about = one_line_field(sender), one_line_field(about)
+    return (
+        f"the session-relay `send` tool with to {to} and replyTo {about}, "
+        f"or run: {one_line_field(launcher)} send {to} --reply-to {about} -- REPLY"
+    )
+
+
+def render(
+    messages: list[Message], reply_hint: str, more_hint: str, more: int = 0, launcher: str = "relay"
+) -> tuple[str, int]:
     """The hook's context text and how many messages it holds (as many as fit the budget).
 
-    `more` counts messages still queued beyond `messages`, so the text can say how many wait."""
+    `more` counts messages still queued beyond `messages`, so the text can say how many wait;
+    `launcher` is how a model runs relay from a shell, for the answer lines."""
     lines: list[str] = []
     used = 0
     for message in messages:
-        line = mail_line(message)
+        line = mail_line(message, launcher)
         size = len(line.encode("utf-8", "replace")) + 1
         if lines and used + size > CONTEXT_BUDGET_BYTES:
             break

@@ -3,7 +3,8 @@
 A registration goes when it was not seen for DAYS and its transcript is gone or older than that,
 and the session is not running; its markers go with it and its undelivered mail is moved to
 `<home>/archive/<id>.jsonl`, never deleted. Empty mailboxes go. The hook runs the same collection
-at most once a day (relay.hook). The store does the file work; this module only decides.
+at most once a day (relay.hook). Message receipts (`relay status`) unchanged for RECEIPT_DAYS
+go too. The store does the file work; this module only decides.
 """
 
 import calendar
@@ -14,6 +15,8 @@ from relay.store import Entry, Store
 
 DEFAULT_DAYS = 14.0
 DAY_SECONDS = 86400
+# How long `relay status` can follow a message after its last change (SPEC §13).
+RECEIPT_DAYS = 30
 
 
 def is_live(session_id: str, tool: object) -> bool:
@@ -80,8 +83,10 @@ def collect(store: Store, days: float = DEFAULT_DAYS, dry: bool = False, now: fl
                 continue
         retired.append(row)
     empty = [name for name, size in store.mailbox_files() if size == 0]
+    receipts = 0
     if not dry:
         empty = [name for name in empty if store.drop_empty_mailbox(name)]
+        receipts = store.prune_receipts(RECEIPT_DAYS * DAY_SECONDS, now)
         store.touch_gc_stamp()
     return {
         "olderThanDays": days,
@@ -89,5 +94,6 @@ def collect(store: Store, days: float = DEFAULT_DAYS, dry: bool = False, now: fl
         "retired": retired,
         "skipped": skipped,
         "emptyMailboxes": empty,
+        "receiptsRemoved": receipts,
         "archive": f"{store.home}/archive",
     }

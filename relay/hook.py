@@ -166,13 +166,13 @@ def fenced_text(session_id: str, batch: list[Message], remaining: int) -> tuple[
     launcher = launcher_command()
     # No `<` in relay's own text: the fence would read the text past it with regular expressions.
     reply_hint = (
-        f"Reply with the session-relay `send` tool, or run: {launcher} send SENDER -- REPLY "
-        "(SENDER: the name or id after `from`)"
+        "Reply with the session-relay `send` tool (replyTo: the message's id), or run: "
+        f"{launcher} send SENDER --reply-to ID -- REPLY (SENDER: the name or id after `from`)"
     )
     more_hint = f"call the session-relay `inbox` tool, or run: {launcher} inbox {session_id}"
 
     def text_of(messages: list[Message]) -> tuple[str, int]:
-        return render(messages, reply_hint, more_hint, more=remaining + len(batch) - len(messages))
+        return render(messages, reply_hint, more_hint, remaining + len(batch) - len(messages), launcher)
 
     text, shown = fit_output(batch, text_of, lambda text: len(str(text).encode("utf-8", "replace")))
     return str(text), shown

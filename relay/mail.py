@@ -9,7 +9,7 @@ from _collections_abc import Callable  # collections.abc would import all of col
 
 from relay.clock import now_iso
 from relay.errors import RelayError
-from relay.ids import new_uuid4
+from relay.ids import is_uuid, new_uuid4
 from relay.sessions import resolve
 from relay.store import Entry, Message, Select, Show, Store
 
@@ -44,16 +44,21 @@ def send(
     sender_name: str | None,
     urgent: bool = False,
     hops: int = 0,
+    reply_to: str | None = None,
+    expects_reply: bool = False,
 ) -> tuple[Entry, Message]:
     """Queue `body` for `target`; returns the recipient entry and the stored message.
 
     `urgent` mail may interrupt a recipient between tool calls (relay.attention); `hops` counts the
-    wakes behind the sending process (relay.hops). Each field is written only when set, so
-    ordinary mail keeps 0.1's shape."""
+    wakes behind the sending process (relay.hops); `reply_to` names the message this answers,
+    whose thread it joins (a new message starts its own). Optional fields are written only when
+    set, so ordinary mail keeps 0.1's shape."""
     body = check_body(body)
+    parent = answered(store, reply_to, sender_id) if reply_to is not None else None
     recipient = resolve(store, target)
-    message = {
-        "id": new_uuid4(),
+    message_id = new_uuid4()
+    message: Message = {
+        "id": message_id,
         "ts": now_iso(),
         "from": sender_id,
         "fromName": sender_name,
@@ -61,12 +66,41 @@ def send(
         "toName": recipient.get("name"),
         "body": body,
     }
+    if parent is not None:  # a new message starts its own thread: its id, left implicit (0.1's shape)
+        message["replyTo"] = parent["id"]
+        message["thread"] = parent.get("thread") or parent["id"]
+    if expects_reply:
+        message["expectsReply"] = True
     if urgent:
         message["urgent"] = True
     if hops:
         message["hops"] = hops
     store.enqueue(recipient["id"], message)
     return recipient, message
+
+
+def thread_of(message: Message) -> object:
+    """The id of the first message of this message's conversation."""
+    return message.get("thread") or message.get("id")
+
+
+def visible_to(receipt: Message, viewer: str | None) -> bool:
+    """May `viewer` (a session id; None for the user at the command line) see this message?
+
+    A session sees only what it sent or received; the user sees everything in their store."""
+    return viewer is None or viewer.lower() in (str(receipt.get("from")).lower(), str(receipt.get("to")).lower())
+
+
+def answered(store: Store, message_id: str, viewer: str | None) -> Message:
+    """The receipt of the message a reply answers; an error when there is none `viewer` may see."""
+    receipt = store.receipt(message_id)
+    if receipt is None or not visible_to(receipt, viewer):
+        shown = message_id if is_uuid(message_id) else repr(message_id[:40])
+        raise RelayError(
+            f"no message {shown} to reply to: replyTo takes the id of a message you received "
+            "(shown after `id` in its `- from` line, or as `id` in inbox)"
+        )
+    return receipt
 
 
 # Every delivered result (hook text, `inbox` JSON) stays within this many bytes: clients cut

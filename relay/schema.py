@@ -1,7 +1,8 @@
 """Checking tool arguments against the JSON Schemas the MCP server advertises.
 
 Only the keywords the tools use are supported: type, properties, required,
-additionalProperties (false), enum, minLength, maxLength, pattern, exclusiveMinimum. The first
+additionalProperties (false), enum, minLength, maxLength, pattern, exclusiveMinimum, minimum,
+maximum. The first
 violation is reported with the field's name so the model can fix its call.
 """
 
@@ -87,4 +88,8 @@ def _field_violation(spec: Schema, value: Any) -> str | None:
             return f"does not match {spec['pattern']}"
     if "exclusiveMinimum" in spec and isinstance(value, int | float) and not value > spec["exclusiveMinimum"]:
         return f"must be greater than {spec['exclusiveMinimum']}"
+    if "minimum" in spec and isinstance(value, int | float) and not value >= spec["minimum"]:
+        return f"must be at least {spec['minimum']}"
+    if "maximum" in spec and isinstance(value, int | float) and not value <= spec["maximum"]:
+        return f"must be at most {spec['maximum']}"
     return None

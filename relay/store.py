@@ -15,6 +15,7 @@ Added by this version, ignored by 0.1 readers:
     archive/<id>.jsonl     undelivered mail of sessions `relay gc` retired, never deleted
     gc.stamp               when the hook last collected (it does so at most once a day)
     watchers/<id>.pid      locked by a session's one idle-mail watcher, holding its pid
+    receipts/<msg-id>.json what became of one message: queued, delivered, replied (SPEC §13)
 
 A marker now holds "<session-id>\n<dir>\n" (0.1 wrote only the first line and reads only it):
 two dirs that encode to the same name (`/x/my_proj`, `/x/my-proj`) are told apart by the second
@@ -44,7 +45,7 @@ from relay.attention import check_mode, is_urgent
 from relay.clock import now_iso
 from relay.errors import LockBusy, RelayError
 from relay.faults import checkpoint
-from relay.ids import check_name, require_uuid
+from relay.ids import check_name, is_uuid, require_uuid
 from relay.lock import FileLock, holder
 from relay.paths import mailbox_name, marker_name, relay_home
 
@@ -148,6 +149,7 @@ class Delivery:
         checkpoint("take:before-ack")
         self._store._finish_take(self._recipient, self._lines[:shown], self._lines[shown:], self._whole)
         checkpoint("take:acked")
+        self._store._mark_delivered(self.messages[:shown])
 
     def close(self) -> None:
         """Release the mailbox for the next taker."""
@@ -220,6 +222,21 @@ def _parse_line(raw: bytes) -> Message | None:
     except ValueError:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not UTF-8
         return None
     return message if isinstance(message, dict) else None
+
+
+_RECEIPT_FIELDS = ("from", "fromName", "to", "toName", "thread", "replyTo", "expectsReply")
+
+
+def _new_receipt(message: Message) -> Message | None:
+    """A fresh receipt for a message (None when its id is not a UUID: planted or pre-0.1 mail)."""
+    message_id = message.get("id")
+    if not is_uuid(message_id):
+        return None
+    receipt: Message = {"id": str(message_id).lower()}
+    receipt.update((k, message[k]) for k in _RECEIPT_FIELDS if k in message)
+    receipt.setdefault("thread", receipt["id"])
+    receipt.update(queuedAt=message.get("ts"), deliveredAt=None, repliedAt=None, replyId=None)
+    return receipt
 
 
 def _join(lines: list[bytes]) -> bytes:
@@ -636,6 +653,7 @@ class Store:
                 self._set_aside(pending, err.why, "the mailbox")
                 durable.append_durably(pending, line)
             checkpoint("send:appended")
+            self._record_queued(message)
 
     def take(self, recipient: str, budget: int = TAKE_BUDGET, select: Select | None = None) -> Delivery:
         """Claim a bounded batch of the recipient's mail; confirm what was shown with
@@ -829,6 +847,100 @@ class Store:
                 if bad:
                     self.warn(f"{len(bad)} unreadable line(s) in the {state} mail of {recipient} (left in place)")
         return shown, more
+
+    # -- receipts: what became of each message (SPEC §13) -------------------------------------
+    #
+    # A receipt is written when a message is queued and rewritten when it is delivered (its
+    # taker's ack) and when its first reply is queued. `taken` is not written: mail in flight is
+    # taken, so the state is read off the mail files. A receipt lost to a crash is rebuilt from
+    # the message at its ack; mail whose ack removed it but whose receipt was not yet rewritten
+    # is found in neither file, which reads as delivered too.
+
+    def _receipt_path(self, message_id: str) -> str:
+        return self._path("receipts", f"{message_id.lower()}.json")
+
+    def receipt(self, message_id: str) -> Message | None:
+        """The receipt of a message relay queued, or None (not a UUID, never queued, unreadable)."""
+        if not is_uuid(message_id) or not self._check_home():
+            return None
+        try:
+            data = durable.read_file(self._receipt_path(message_id))
+        except durable.UnsafeFile:
+            return None
+        try:
+            value = jsonlite.loads(data) if data else None
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) and value.get("id") == message_id.lower() else None
+
+    def _write_receipt(self, receipt: Message) -> None:
+        """Under the store lock: replace one receipt (a planted link in its place is replaced, not followed)."""
+        durable.ensure_private_dir(self._path("receipts"))
+        durable.atomic_write(self._receipt_path(str(receipt["id"])), _to_json(receipt))
+
+    def _record_queued(self, message: Message) -> None:
+        """Under the store lock: the new message's receipt, and its parent's first reply."""
+        receipt = _new_receipt(message)
+        if receipt is None:
+            return
+        self._write_receipt(receipt)
+        parent = self.receipt(str(message.get("replyTo")))
+        if parent is not None and not parent.get("replyId"):
+            self._write_receipt({**parent, "repliedAt": message.get("ts"), "replyId": receipt["id"]})
+
+    def _mark_delivered(self, messages: list[Message]) -> None:
+        """Stamp `deliveredAt` on the receipts of messages a taker confirmed it showed."""
+        stamp = now_iso()
+        with self._locked(prepare=False):
+            for message in messages:
+                receipt = self.receipt(str(message.get("id"))) or _new_receipt(message)
+                if receipt is not None and not receipt.get("deliveredAt"):
+                    self._write_receipt({**receipt, "deliveredAt": stamp})
+
+    def message_state(self, message_id: str) -> Message | None:
+        """A message's receipt with its `state` (queued, taken, delivered, replied); None when unknown."""
+        receipt = self.receipt(message_id)
+        if receipt is None:
+            return None
+        if receipt.get("repliedAt"):
+            state = "replied"
+        elif receipt.get("deliveredAt"):
+            state = "delivered"
+        else:
+            state = self._waiting_state(str(receipt.get("to")), str(receipt["id"])) or "delivered"
+        return {**receipt, "state": state}
+
+    def _waiting_state(self, recipient: str, message_id: str) -> str | None:
+        """`taken` when the message is in flight, `queued` when pending, else None."""
+        needle = message_id.encode()
+        with self._locked():
+            for state, path in (("taken", self._inflight(recipient)), ("queued", self._mailbox(recipient))):
+                try:
+                    head = durable.read_head(path, mailbox_max(), MAX_LINE)
+                except durable.UnsafeFile:
+                    continue
+                for raw in (head[0] if head else b"").split(b"\n"):
+                    if needle in raw and (_parse_line(raw) or {}).get("id") == message_id:
+                        return state
+        return None
+
+    def prune_receipts(self, older_than: float, now: float | None = None) -> int:
+        """Remove receipts unchanged for `older_than` seconds; how many went."""
+        if not self._check_home():
+            return 0
+        cutoff = (time.time() if now is None else now) - older_than
+        removed = 0
+        directory = self._path("receipts")
+        with self._locked():
+            for name in _listdir(directory):
+                path = os.path.join(directory, name)
+                try:
+                    if os.lstat(path).st_mtime < cutoff:
+                        durable.remove(path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+        return removed
 
     # -- collection (`relay gc`) ----------------------------------------------------------------
 

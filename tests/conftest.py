@@ -53,6 +53,16 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def queued_to(stdout: bytes | str) -> str:
+    """Where `relay send` says it queued a message (`queued -> WHERE ID`), checking the line's shape
+    and that ID is a message id."""
+    text = (stdout.decode() if isinstance(stdout, bytes) else stdout).removesuffix("\n")
+    assert text.startswith("queued -> ") and "\n" not in text, text
+    where, _, message_id = text[len("queued -> ") :].rpartition(" ")
+    assert str(uuid.UUID(message_id)) == message_id, text
+    return where
+
+
 @pytest.fixture
 def relay_cmd() -> list[str]:
     """The program under test as an argv prefix."""

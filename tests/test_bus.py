@@ -188,7 +188,7 @@ def test_full_handshake_then_tools_list(run_relay):
     )
     assert [r["id"] for r in replies] == [0, 1]
     tools = replies[1]["result"]["tools"]
-    assert [t["name"] for t in tools] == ["whoami", "register", "roster", "send", "inbox", "discover"]
+    assert [t["name"] for t in tools] == ["whoami", "register", "roster", "send", "inbox", "discover", "status", "wait"]
     for tool in tools:
         assert tool["description"].strip()
         assert tool["inputSchema"]["type"] == "object"

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from relay.bus import Server
 from relay.store import Store
 
-TOOLS = ["whoami", "register", "roster", "send", "inbox", "discover"]
+TOOLS = ["whoami", "register", "roster", "send", "inbox", "discover", "status", "wait"]
 METHODS = [
     "initialize",
     "ping",

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import new_id
+from conftest import new_id, queued_to
 from hypothesis import given
 from hypothesis import strategies as st
 from transcripts import fake_agent_cli, read_record
@@ -190,7 +190,7 @@ def test_send_everything_after_dashdash_is_the_message(run_relay, store_home):
     assert run_relay("register", "bob", "--id", bob).returncode == 0
     result = run_relay("send", "bob", "--", "please", "--dry", "run")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.decode() == "queued -> bob\n"
+    assert queued_to(result.stdout) == "bob"
     result = run_relay("send", "bob", "--", "--id", "x", "--", "-h", "--help", "  two  spaces ")
     assert result.returncode == 0, result.stderr
     mail = peek(run_relay, "bob")
@@ -209,7 +209,7 @@ def test_message_words_that_look_like_interpreter_flags(run_relay):
     words = ["run", "python", "-m", "pytest", "-c", "x=1", "-X", "dev", "-W", "error", "-E", "-S", "-I"]
     result = run_relay("send", "bob", "--", *words)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.decode() == "queued -> bob\n"
+    assert queued_to(result.stdout) == "bob"
     assert peek(run_relay, "bob")["messages"][0]["body"] == " ".join(words)
 
 
@@ -325,14 +325,14 @@ def test_send_by_id(run_relay, store_home):
     unregistered, registered = new_id(), new_id()
     result = run_relay("send", "--id", unregistered, "--", "to", "an", "unregistered", "session")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.decode() == f"queued -> {unregistered}\n"
+    assert queued_to(result.stdout) == f"{unregistered}"
     run_relay("register", "carol", "--id", registered)
     result = run_relay("send", "--id", registered, "hi", "carol")
-    assert result.stdout.decode() == "queued -> carol\n"
+    assert queued_to(result.stdout) == "carol"
     assert peek(run_relay, unregistered)["messages"][0]["body"] == "to an unregistered session"
     assert peek(run_relay, registered)["messages"][0]["body"] == "hi carol"
     # a bare UUID as TO works too (a discovered session that never registered)
-    assert run_relay("send", unregistered, "--", "again").stdout.decode() == f"queued -> {unregistered}\n"
+    assert queued_to(run_relay("send", unregistered, "--", "again").stdout) == f"{unregistered}"
 
 
 def test_inbox_prints_and_takes(run_relay):

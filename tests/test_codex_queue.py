@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import new_id
+from conftest import new_id, queued_to
 
 from relay import codex_queue, doorbell, liveness, tools
 from relay.mail import send
@@ -248,7 +248,7 @@ def test_the_cli_send_rings_and_reports_a_failure_on_one_stderr_line(
     host(*DAEMON)
     done = run_relay("send", session.id, "--", "via", "cli", input="")  # relay's own stdin is a pipe
     assert done.returncode == 0, done.stderr
-    assert done.stdout.decode() == f"queued -> {session.id}\n" and done.stderr == b""
+    assert queued_to(done.stdout) == f"{session.id}" and done.stderr == b""
     [call] = session.calls()
     assert call["stdin_devnull"] is True
     with session.store.take(session.id) as delivery:

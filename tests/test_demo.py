@@ -35,7 +35,7 @@ def check_demo_output(out: str) -> None:
     assert "[session-relay-mail]" in out
     for block in re.findall(r"<session-relay-mail>\n(.*?)</session-relay-mail>", out, re.DOTALL):
         assert "</session-relay-mail>" not in block
-    assert re.search(r"- from alice \(\d{4}-\d\d-\d\dT[\d:.]+Z\): .*\[session-relay-mail\]", out)
+    assert re.search(r"- from alice \(\d{4}-\d\d-\d\dT[\d:.]+Z, id [0-9a-f-]{36}\): .*\[session-relay-mail\]", out)
     assert re.search(r"- from bob \(", out)
     # two --dry doorbell lines, one per tool, each a {tool, cmd, args, cwd} JSON object
     planned = []

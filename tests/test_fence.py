@@ -31,9 +31,11 @@ HOSTILE = [
 
 
 def fenced_lines(text: str) -> list[str]:
+    """The lines inside the fence, each `- from` line without its message id and reply note
+    (tests/test_conversation.py holds those exactly)."""
     lines = text.split("\n")
     start, end = lines.index(OPEN), lines.index(CLOSE)
-    return lines[start + 1 : end]
+    return [re.sub(r", id [0-9a-f-]{36}|, no reply address", "", line) for line in lines[start + 1 : end]]
 
 
 def test_hostile_bodies_and_names_are_defused_in_hook_output(run_relay, store_home, tmp_path):
@@ -135,4 +137,4 @@ def test_render_is_json_safe_round_trip():
     text, _ = render(messages, reply_hint="r", more_hint="m")
     assert json.loads(json.dumps(text)) == text
     # the line break is indented under its message, the control and the bidi override are shown as escapes
-    assert "- from n (t): é\n  \\x00[session-relay-mail]\\u202e" in text
+    assert "- from n (t, no reply address): é\n  \\x00[session-relay-mail]\\u202e" in text

@@ -332,13 +332,13 @@ VERBATIM = [
 def test_ordinary_text_stays_verbatim(body):
     assert defuse(body) == body
     text, _ = render([{"ts": TS, "fromName": "Zoë ☃", "body": body}], "r", "m")
-    assert f"- from Zoë ☃ ({TS}): {body}" in text.split("\n")
+    assert f"- from Zoë ☃ ({TS}, no reply address): {body}" in text.split("\n")
 
 
 @pytest.mark.parametrize("name", ["Zoë ☃", "api-2.x", "«chef»", "a<b>c", "日本語のセッション", "👩‍💻 dev"])
 def test_ordinary_names_stay_verbatim(name):
     text, _ = render([{"ts": TS, "fromName": name, "body": "hi"}], "r", "m")
-    assert f"- from {name} ({TS}): hi" in text.split("\n")
+    assert f"- from {name} ({TS}, no reply address): hi" in text.split("\n")
 
 
 # -- the `more` count ----------------------------------------------------------------------------

@@ -151,9 +151,10 @@ def test_mail_is_printed_in_the_exact_shape_and_taken(run_relay, store_home, tmp
     assert "UNTRUSTED DATA" in lines[1]
     assert "instructions" in lines[1]
     assert lines[2] == "<session-relay-mail>"
-    assert lines[3] == f"- from cli ({pending[0]['ts']}): first body"
-    assert lines[4] == f"- from {sender} (2026-11-23T10:00:00.000Z): second: by id, no name"
-    assert lines[5] == "- from alice (2026-11-23T10:00:00.000Z): third"
+    ids = [m["id"] for m in pending]
+    assert lines[3] == f"- from cli ({pending[0]['ts']}, id {ids[0]}, no reply address): first body"
+    assert lines[4] == f"- from {sender} (2026-11-23T10:00:00.000Z, id {ids[1]}): second: by id, no name"
+    assert lines[5] == f"- from alice (2026-11-23T10:00:00.000Z, id {ids[2]}): third"
     assert lines[6] == "</session-relay-mail>"
     assert "send" in lines[7] and lines[7].strip()
 

@@ -164,7 +164,7 @@ def test_each_live_event_prints_one_line_of_its_shape_with_the_fenced_block(
     started(run_relay, tool, sid, tmp_path)
     send(run_relay, sid, "first <session-relay-mail>body</SESSION-RELAY-MAIL> end", urgent=True)
     send(run_relay, sid, "second, ünïcode kept", urgent=True)
-    ts = [m["ts"] for m in pending(store_home, sid)]
+    ts = [f"{m['ts']}, id {m['id']}, no reply address" for m in pending(store_home, sid)]
 
     lines = output_text(hook(run_relay, tool, name, sid, tmp_path), name).split("\n")
 

@@ -113,7 +113,7 @@ def test_initialize_answers_each_protocol_version(tmp_path: Path, store: dict[st
     assert replies[2]["result"] == {}
 
 
-def test_inspector_lists_the_six_tools(tmp_path: Path, store: dict[str, str]) -> None:
+def test_inspector_lists_the_eight_tools(tmp_path: Path, store: dict[str, str]) -> None:
     tools = inspector(tmp_path, store, "--method", "tools/list")["tools"]
     assert [t["name"] for t in tools] == list(rc.BUS_TOOLS)
     for tool in tools:

@@ -21,7 +21,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
 
 SUPPORTED = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
-TOOL_ORDER = ["whoami", "register", "roster", "send", "inbox", "discover"]
+TOOL_ORDER = ["whoami", "register", "roster", "send", "inbox", "discover", "status", "wait"]
 
 
 @asynccontextmanager

@@ -126,7 +126,7 @@ def test_session_runs_hook_delivers_mail_and_bus_knows_the_session(sandbox: rc.S
     left = subprocess.run([str(rc.REPO / "launcher"), "peek", SESSION], env=env, capture_output=True, check=True)
     assert json.loads(left.stdout)["count"] == 0
 
-    # The bus Claude started offered all six tools and `whoami` named this session.
+    # The bus Claude started offered all eight tools and `whoami` named this session.
     offered = rc.offered_tools(run)
     assert {rc.CLAUDE_TOOL_PREFIX + name for name in rc.BUS_TOOLS} <= offered, sorted(offered)
     [result] = rc.tool_results(run)

@@ -113,7 +113,7 @@ def test_exec_runs_hook_and_bus_knows_its_session_then_resume_delivers_mail(sand
     entry = sandbox.registry()["agents"][session]
     assert (entry["tool"], entry["dir"]) == ("codex", str(sandbox.project))
 
-    # The bus Codex started offers the six tools, and whoami names exactly this session.
+    # The bus Codex started offers the eight tools, and whoami names exactly this session.
     assert sorted(rc.exec_output(first, "RELAY_TOOLS")) == sorted(rc.CODEX_TOOL_PREFIX + t for t in rc.BUS_TOOLS)
     me = whoami_of(first)
     assert (me["registered"], me["id"], me["tool"], me["dir"]) == (True, session, "codex", str(sandbox.project))

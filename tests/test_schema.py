@@ -78,7 +78,7 @@ def test_no_argument_tools_refuse_any_argument(tool):
 
 def test_unknown_argument_lists_the_allowed_ones():
     assert violation(SCHEMAS["send"], {"to": "a", "body": "b", "cc": "c"}) == (
-        "unknown argument `cc` (allowed: `to`, `body`, `urgent`)"
+        "unknown argument `cc` (allowed: `to`, `body`, `replyTo`, `expectsReply`, `urgent`)"
     )
     assert "`since`" in violation(SCHEMAS["discover"], {"since": 1})
 
@@ -197,6 +197,8 @@ def test_every_advertised_schema_only_uses_supported_keywords():
         "maxLength",
         "pattern",
         "exclusiveMinimum",
+        "minimum",
+        "maximum",
         "default",
         "description",
     }

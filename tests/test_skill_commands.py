@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import realclients as rc
+from conftest import queued_to
 
 from relay.doorbell import CLAUDE_WAKE_OPTIONS
 
@@ -149,7 +150,7 @@ def test_every_command_runs_as_written_and_does_what_it_says(sandbox: dict[str, 
             assert entry["tool"] == opts.get("--tool", "claude")
         elif command == "send":
             target, message = words[1], " ".join(words[words.index("--") + 1 :])
-            assert out.strip() == f"queued -> {target}"
+            assert queued_to(out) == f"{target}"
             queued.setdefault(target, []).append(message)
         elif command == "peek":
             shown = json.loads(out)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import new_id
+from conftest import new_id, queued_to
 
 import relay.store as store_module
 from relay.errors import RelayError
@@ -101,7 +101,7 @@ def test_reads_a_v01_store(run_relay, store_home, tmp_path):
 
     sent = run_relay("send", "bob", "--", "hello bob")
     assert sent.returncode == 0, sent.stderr
-    assert sent.stdout.decode().strip() == "queued -> bob"
+    assert queued_to(sent.stdout) == "bob"
 
 
 def test_files_we_write_have_the_v01_shape(run_relay, store_home, tmp_path):

@@ -57,8 +57,8 @@ def stored_mail(store_home: Path) -> list[Path]:
     return found
 
 
-def test_known_names_exactly_the_six_tools():
-    assert [t["name"] for t in tools.TOOLS] == ["whoami", "register", "roster", "send", "inbox", "discover"]
+def test_known_names_exactly_the_eight_tools():
+    assert [t["name"] for t in tools.TOOLS] == ["whoami", "register", "roster", "send", "inbox", "discover", "status", "wait"]
     for name in ("whoami", "register", "roster", "send", "inbox", "discover"):
         assert tools.known(name)
     for name in ("", "WHOAMI", "peek", "wake", "__init__"):
@@ -427,7 +427,7 @@ def test_discover_errors(store, me, arguments, needle):
 
 
 @pytest.mark.parametrize("arguments", [None, [], "x", 3, [{"name": "x"}]])
-@pytest.mark.parametrize("tool", ["whoami", "register", "roster", "send", "inbox", "discover"])
+@pytest.mark.parametrize("tool", ["whoami", "register", "roster", "send", "inbox", "discover", "status", "wait"])
 def test_non_object_arguments_are_refused(store, me, tool, arguments):
     assert fails(store, tool, arguments) == f"invalid arguments for {tool}: arguments must be a JSON object"
 
