@@ -3,8 +3,8 @@ costs the hook its memory or its time, and every result (hook text, CLI and MCP 
 32 KiB and says how many messages remain, so nothing is confirmed that a client cut off unseen."""
 
 import json
-import re
 import os
+import re
 import resource
 import subprocess
 import time
@@ -188,7 +188,8 @@ def test_hook_with_a_huge_backlog_stays_small_fast_and_within_32_kib(relay_cmd, 
         [*relay_cmd, "hook"], input=hook_event(sid, tmp_path).encode(), capture_output=True, env=env, timeout=60
     )
     text = json.loads(again.stdout)["hookSpecificOutput"]["additionalContext"]
-    assert re.search(rf"- from flood \(2026-11-30T10:00:00\.000Z, id [0-9a-f-]{{36}}, no reply address\): m{shown}-", text), text[:400]
+    line = rf"- from flood \(2026-11-30T10:00:00\.000Z, id [0-9a-f-]{{36}}, no reply address\): m{shown}-"
+    assert re.search(line, text), text[:400]
 
 
 def test_take_reads_a_bounded_prefix(env, store_home, monkeypatch):

@@ -58,7 +58,16 @@ def stored_mail(store_home: Path) -> list[Path]:
 
 
 def test_known_names_exactly_the_eight_tools():
-    assert [t["name"] for t in tools.TOOLS] == ["whoami", "register", "roster", "send", "inbox", "discover", "status", "wait"]
+    assert [t["name"] for t in tools.TOOLS] == [
+        "whoami",
+        "register",
+        "roster",
+        "send",
+        "inbox",
+        "discover",
+        "status",
+        "wait",
+    ]
     for name in ("whoami", "register", "roster", "send", "inbox", "discover"):
         assert tools.known(name)
     for name in ("", "WHOAMI", "peek", "wake", "__init__"):
