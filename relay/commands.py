@@ -10,7 +10,7 @@ import os
 import sys
 
 from relay.argv import Parsed, Spec
-from relay.errors import UsageError
+from relay.errors import RelayError, UsageError
 from relay.ids import require_uuid
 from relay.store import Store
 
@@ -219,7 +219,7 @@ def _sender(store: Store, parsed: Parsed) -> tuple[str | None, str | None]:
     registry = store.registry()
     entry = registry.resolve(who)
     if entry is None or entry.get("id") not in registry.agents:
-        raise UsageError(f"--from {who!r} is not a registered session: give a name or id from `relay list`")
+        raise RelayError(f"--from {who!r} is not a registered session: give a name or id from `relay list`")
     name = entry.get("name")
     return require_uuid(entry["id"]), name if isinstance(name, str) else None
 
