@@ -18,7 +18,7 @@ _FACES = {
         "registers the session, prints the mail its deliver mode lets through; `hook watch` is Claude's "
         "idle-mail watcher"
     ),
-    "bus": "the MCP stdio server (tools whoami, register, roster, send, inbox, discover)",
+    "bus": "the MCP stdio server (tools whoami, register, roster, send, inbox, discover, status, wait)",
     "demo": "show the whole relay at work in a throwaway store",
 }
 

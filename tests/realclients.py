@@ -42,7 +42,7 @@ _NOT_PLUGIN = {".git", ".ci", "node_modules", "__pycache__", ".pytest_cache", ".
 
 CLAUDE_TOOL_PREFIX = "mcp__plugin_session-relay_bus__"
 CODEX_TOOL_PREFIX = "mcp__bus__"
-BUS_TOOLS = ("whoami", "register", "roster", "send", "inbox", "discover")
+BUS_TOOLS = ("whoami", "register", "roster", "send", "inbox", "discover", "status", "wait")
 
 
 def pinned_versions() -> dict[str, str]:
