@@ -53,10 +53,12 @@ def status(store: Store, message_id: object, viewer: str | None = None) -> dict[
     thread}. An error for an id that is unknown, or not `viewer`'s to see (relay.mail.visible_to)."""
     known = store.message_state(str(message_id)) if is_uuid(message_id) else None
     if known is None or not visible_to(known, viewer):
+        from relay.gc import RECEIPT_DAYS
+
         shown = message_id if is_uuid(message_id) else repr(str(message_id)[:40])
         raise RelayError(
             f"unknown message id {shown}: use an id `send` returned (or one from your own mail); "
-            "messages older than 30 days are forgotten"
+            f"messages are forgotten {RECEIPT_DAYS} days after their last change"
         )
     return {field: known.get(field) for field in STATUS_FIELDS}
 
