@@ -310,19 +310,21 @@ def test_mcp_wait_refuses_foreign_ids_and_bad_timeouts(run_relay):
 # -- ask -------------------------------------------------------------------------------------------
 
 
-def test_ask_prints_the_reply_another_process_sends(run_relay, relay_cmd, env, tmp_path):
-    register(run_relay, "bob")
+def start_ask(run_relay, relay_cmd, env, tmp_path, *args: str) -> tuple[subprocess.Popen, dict[str, Any]]:
+    """`relay ask bob ARGS...` running in the background, and its question once it is queued."""
     asker = subprocess.Popen(
-        [*relay_cmd, "ask", "bob", "--wait", "30", "--", "what", "is", "2+2"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        [*relay_cmd, "ask", "bob", *args], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 20
     while not (queued := pending(run_relay, "bob")) and time.monotonic() < deadline:
         time.sleep(0.1)
     [question] = queued
+    return asker, question
+
+
+def test_ask_prints_the_reply_another_process_sends(run_relay, relay_cmd, env, tmp_path):
+    register(run_relay, "bob")
+    asker, question = start_ask(run_relay, relay_cmd, env, tmp_path, "--wait", "30", "--", "what", "is", "2+2")
     assert question["body"] == "what is 2+2" and question["expectsReply"] is True
     minted = question["from"]
     assert UUID.match(minted) and question["fromName"] is None
@@ -355,17 +357,9 @@ def test_ask_times_out_with_exit_4_and_leaves_the_question_queued(run_relay):
 def test_ask_from_a_registered_session_and_json(run_relay, relay_cmd, env, tmp_path):
     alice = register(run_relay, "alice")
     register(run_relay, "bob")
-    asker = subprocess.Popen(
-        [*relay_cmd, "ask", "bob", "--from", "alice", "--wait", "30", "--json", "--", "status?"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    asker, question = start_ask(
+        run_relay, relay_cmd, env, tmp_path, "--from", "alice", "--wait", "30", "--json", "--", "status?"
     )
-    deadline = time.monotonic() + 20
-    while not (queued := pending(run_relay, "bob")) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    [question] = queued
     assert question["from"] == alice and question["fromName"] == "alice"
     # unrelated mail for alice stays hers
     assert run_relay("send", "alice", "--", "unrelated").returncode == 0
