@@ -126,8 +126,7 @@ class Server:
             "instructions": tools.INSTRUCTIONS,
         }
 
-    def _call_tool(self, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-        name = params.get("name")
+    def _call_tool(self, name: str, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         try:
             result, finish = tools.call(self.store, name, params.get("arguments", {}), params.get("_meta"), self.stop)
         except (RelayError, OSError) as err:
@@ -172,7 +171,7 @@ class Server:
             if not tools.known(name):
                 unknown = f"unknown tool {_quote(name)}: tools/list names the tools"
                 return _error(request_id, INVALID_PARAMS, unknown), None
-            result, finish = self._call_tool(params)
+            result, finish = self._call_tool(name, params)
             return _result(request_id, result), finish
         return _error(request_id, METHOD_NOT_FOUND, f"method not found: {_quote(method)}"), None
 

@@ -260,8 +260,8 @@ def discover(
                 continue
     if tool in (None, "codex"):
         for path, mtime in codex_files(codex_root(), since):
-            session_id, cwd = codex_meta(path)
-            add("codex", session_id if is_uuid(session_id) else rollout_id(path), cwd, mtime)
+            codex_id, cwd = codex_meta(path)
+            add("codex", codex_id if is_uuid(codex_id) else rollout_id(path), cwd, mtime)
 
     rows = sorted(found.values(), key=lambda r: r["_mtime"], reverse=True)
     if cwd_first:

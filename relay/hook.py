@@ -14,13 +14,16 @@ import os
 import select
 import sys
 import time
-from io import BufferedIOBase
 
 from relay import jsonlite
 from relay.attention import NOTHING, URGENT, is_urgent, mode_of, selection, started_by_relay
 from relay.errors import RelayError
 from relay.ids import require_uuid
 from relay.store import Message, Select, Show, Store
+
+TYPE_CHECKING = False  # typing stays off the hook's import path; only mypy reads these
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 # The events this hook serves (SPEC §12); any other is ignored.
 _EVENTS = ("SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd")
@@ -69,7 +72,7 @@ def _read_json(fd: int, deadline: float) -> object:
     return jsonlite.loads(data) if data.strip() else _NOTHING
 
 
-def read_event(stdin: BufferedIOBase) -> dict | None:
+def read_event(stdin: "BinaryIO") -> dict | None:
     """The hook event from stdin, or None (with a note on stderr) when there is none usable."""
     if stdin.isatty():
         _log("expects the agent CLI's hook event as JSON on stdin; nothing to do")
@@ -87,7 +90,7 @@ def read_event(stdin: BufferedIOBase) -> dict | None:
     return event
 
 
-def handle(event: dict, tool: str, stdout: BufferedIOBase, store: Store) -> None:
+def handle(event: dict, tool: str, stdout: "BinaryIO", store: Store) -> None:
     """Serve one hook event (SPEC §12): the event's name decides what is done and how it is printed.
 
     An event without `hook_event_name` is a SessionStart (0.1's hook saw only those); one this
@@ -178,7 +181,7 @@ def fenced_text(session_id: str, batch: list[Message], remaining: int) -> tuple[
     return str(text), shown
 
 
-def _show(stdout: BufferedIOBase, name: str, session_id: str, batch: list[Message], remaining: int) -> int:
+def _show(stdout: "BinaryIO", name: str, session_id: str, batch: list[Message], remaining: int) -> int:
     """Write as much of the batch as fits one hook result, in the shape event `name` takes; how many."""
     if not batch:
         return 0

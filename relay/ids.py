@@ -8,6 +8,10 @@ import os
 
 from relay.errors import RelayError
 
+TYPE_CHECKING = False  # typing stays off the hook's import path; only mypy reads these
+if TYPE_CHECKING:
+    from typing import TypeGuard
+
 # The one spelling of a session id (SPEC §4); the MCP tools' JSON Schemas advertise this same text.
 UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -22,7 +26,7 @@ NAME_PATTERN = "^[A-Za-z0-9._-]{1,64}$"
 RESERVED_NAMES = ("cli", "user", "system", "relay", "session-relay")
 
 
-def is_uuid(value: object) -> bool:
+def is_uuid(value: object) -> "TypeGuard[str]":
     """True for a canonical 8-4-4-4-12 hex UUID string (any version, any case): UUID_PATTERN,
     checked without importing re on the hook's path (tests/test_ids_paths.py holds them equal)."""
     return (
@@ -52,7 +56,7 @@ def require_uuid(value: object, what: str = "session id") -> str:
             f"invalid {what} {value!r}: expected a UUID like "
             "123e4567-e89b-12d3-a456-426614174000 (see `relay discover` or `relay list`)"
         )
-    return value.lower()  # type: ignore[union-attr]
+    return value.lower()
 
 
 def check_name(name: object) -> str:

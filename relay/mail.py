@@ -75,7 +75,7 @@ def send(
         message["urgent"] = True
     if hops:
         message["hops"] = hops
-    store.enqueue(recipient["id"], message)
+    store.enqueue(str(recipient["id"]), message)
     return recipient, message
 
 

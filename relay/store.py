@@ -406,10 +406,10 @@ class Store:
         self,
         session_id: str,
         *,
-        directory: str | None = _UNSET,
-        name: str | None = _UNSET,
-        tool: str = _UNSET,
-        deliver: str = _UNSET,
+        directory: object = _UNSET,
+        name: object = _UNSET,
+        tool: object = _UNSET,
+        deliver: object = _UNSET,
     ) -> Entry:
         """Upsert one entry: fields not given keep their value, lastSeen is refreshed.
 
@@ -421,7 +421,7 @@ class Store:
             check_name(name)
         if tool is not _UNSET and tool not in TOOLS:
             raise RelayError(f"invalid tool {tool!r}: use claude or codex")
-        if directory is not _UNSET and directory is not None and not directory.startswith("/"):
+        if directory is not _UNSET and directory is not None and not str(directory).startswith("/"):
             raise RelayError(f"invalid dir {directory!r}: give an absolute path")
         if deliver is not _UNSET:
             check_mode(deliver)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     # The result, and for `inbox` a finisher told whether the answer reached the client.
-    Result = tuple[dict[str, Any], Callable[[bool], None] | None]
+    Result = tuple[dict[str, Any], Callable[[bool], object] | None]
 
 # MCP clients give up on a tool call after about a minute: a wait stays well under that.
 MAX_WAIT_SECONDS = 50
@@ -376,7 +376,7 @@ def _inbox(store: Store, me: Identity, args: dict[str, Any]) -> Result:
             return _inbox_result(messages, remaining + len(batch) - len(messages)), len(messages)
 
         result, shown = fit_output(batch, build, lambda output: len(encode(output)))
-        answer.update(result)
+        answer.update(result if isinstance(result, dict) else {})
         return shown
 
     confirm = open_delivery(store, _need_me(me), show)
