@@ -22,7 +22,7 @@ class Record:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other._values() == self._values()  # type: ignore[attr-defined]
+        return isinstance(other, Record) and type(other) is type(self) and other._values() == self._values()
 
     def __hash__(self) -> int:
         return hash(self._values())
