@@ -13,14 +13,10 @@ Everything here is read-only and best effort: what cannot be read counts as not 
 files (FIFOs, symlinks, huge files) in the sessions dir are skipped without blocking.
 """
 
-import contextlib
-import json
 import os
 import stat
-import subprocess
-from collections.abc import Iterator
 
-from relay import procinfo
+from relay import jsonlite, procinfo
 from relay.codex_session import rollout_id
 from relay.ids import is_uuid
 from relay.paths import env_value
@@ -31,6 +27,10 @@ _PROC = "/proc"
 # Names the Claude Code process goes by: the npm wrapper's native binary is `claude.exe`, the
 # native installer's a version number behind a `claude` link; both set their title to `claude`.
 _CLAUDE_NAMES = ("claude", "claude.exe")
+
+TYPE_CHECKING = False  # `send` asks whether its recipient runs: typing stays off that path
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def claude_sessions_dir() -> str:
@@ -56,7 +56,7 @@ def _read_small_regular(path: str) -> bytes | None:
         os.close(fd)
 
 
-def _claude_records(only: str | None = None) -> Iterator[dict]:
+def _claude_records(only: str | None = None) -> "Iterator[dict]":
     """The sessions/<pid>.json records (only those naming `only`, when given), each read once."""
     directory = claude_sessions_dir()
     try:
@@ -70,7 +70,7 @@ def _claude_records(only: str | None = None) -> Iterator[dict]:
         if raw is None:
             continue
         try:
-            record = json.loads(raw)
+            record = jsonlite.loads(raw)
         except ValueError:
             continue
         if not isinstance(record, dict):
@@ -137,7 +137,7 @@ def claude_is_live(session_id: str) -> bool:
     return session_id in live_claude_sessions(session_id)
 
 
-def _codex_processes() -> Iterator[int]:
+def _codex_processes() -> "Iterator[int]":
     """Pids of running Codex CLI processes."""
     if os.path.isdir(f"{_PROC}/self"):
         for name in os.listdir(_PROC):
@@ -146,18 +146,22 @@ def _codex_processes() -> Iterator[int]:
                 if info is not None and procinfo.is_codex(info):
                     yield info.pid
         return
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
+    import subprocess  # only where there is no /proc
+
+    try:
         done = subprocess.run(
             ["ps", "-A", "-o", "pid=", "-o", "comm="], capture_output=True, timeout=5, check=False, text=True
         )
-        for line in done.stdout.splitlines():
-            pid, _, command = line.strip().partition(" ")
-            name = os.path.basename(command.strip())
-            if pid.isdigit() and procinfo.is_codex(procinfo.ProcInfo(pid=int(pid), ppid=0, start="", name=name)):
-                yield int(pid)
+    except (OSError, subprocess.SubprocessError):
+        return
+    for line in done.stdout.splitlines():
+        pid, _, command = line.strip().partition(" ")
+        name = os.path.basename(command.strip())
+        if pid.isdigit() and procinfo.is_codex(procinfo.ProcInfo(pid=int(pid), ppid=0, start="", name=name)):
+            yield int(pid)
 
 
-def _open_rollouts() -> Iterator[tuple[int, str, str]]:
+def _open_rollouts() -> "Iterator[tuple[int, str, str]]":
     """(pid, rollout path, session id) for every rollout a running Codex process holds open."""
     for pid in _codex_processes():
         for path in procinfo.open_files(pid):
