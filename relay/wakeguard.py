@@ -101,38 +101,46 @@ def admit(
     refusal to name. With `dry` nothing is taken or counted."""
     lock = None if dry else store.claim_wake(session_id)
     try:
-        pid = _wake_running(store, session_id, lock, dry)
-        if pid is not None:
-            _refuse(
-                label,
-                f"a wake of it that relay started is still running ({tool}{f', pid {pid}' if pid else ''}); it may "
-                "read its mail there: try again once that run has ended",
-                queued,
-                dry,
-            )
-        if not force and is_live(session_id, tool):
-            _refuse(
-                label,
-                f"it is running now in {tool} (a wake would be a second writer on its transcript); its mail "
-                "reaches it in the running session (use --force only if it is not really running)",
-                queued,
-                dry,
-            )
         depth = max([limits.caller_hops, *(hops_of(message) for message in store.peek(session_id))])
-        if depth >= limits.max_hops:
-            _refuse(
-                label,
-                f"its mail is {depth} wakes deep (RELAY_MAX_HOPS={limits.max_hops}): agents may be waking each "
-                "other in a loop; the mail waits for a turn a person starts (open the session and prompt it)",
-                queued,
-                dry,
-            )
-        _spend_budget(store, session_id, label, limits.budget, queued, dry)
+        why = _why_not(store, session_id, tool, lock, limits, depth, force, dry)
+        if why is not None:
+            raise WakeRefused(one_line(f"not waking {label}: {why}; {_mail_note(queued, dry)}"))
     except BaseException:
         if lock is not None:
             lock.release()
         raise
     return Ticket(lock, depth + 1)
+
+
+def _mail_note(queued: str | None, dry: bool) -> str:
+    """What a refusal did with the mail: nothing but queue the wake's own words."""
+    if queued:
+        return f"your message {queued} is queued, with the rest of its mail"
+    return "--dry: nothing was queued" if dry else "its mail stays queued"
+
+
+def _why_not(
+    store: Store, session_id: str, tool: str, lock: WakeLock | None, limits: Limits, depth: int, force: bool, dry: bool
+) -> str | None:
+    """Why the wake must not ring now, and what to do; None when it may (then it is counted)."""
+    pid = _wake_running(store, session_id, lock, dry)
+    if pid is not None:
+        shown = f", pid {pid}" if pid else ""
+        return (
+            f"a wake of it that relay started is still running ({tool}{shown}); it may read its mail there: "
+            "try again once that run has ended"
+        )
+    if not force and is_live(session_id, tool):
+        return (
+            f"it is running now in {tool} (a wake would be a second writer on its transcript); its mail reaches "
+            "it in the running session (use --force only if it is not really running)"
+        )
+    if depth >= limits.max_hops:
+        return (
+            f"its mail is {depth} wakes deep (RELAY_MAX_HOPS={limits.max_hops}): agents may be waking each other "
+            "in a loop; the mail waits for a turn a person starts (open the session and prompt it)"
+        )
+    return _over_budget(store, session_id, limits.budget, dry)
 
 
 def _wake_running(store: Store, session_id: str, lock: WakeLock | None, dry: bool) -> int | None:
@@ -147,31 +155,18 @@ def _wake_running(store: Store, session_id: str, lock: WakeLock | None, dry: boo
     return running_program(note) or (0 if held else None)
 
 
-def _spend_budget(store: Store, session_id: str, label: str, budget: int, queued: str | None, dry: bool) -> None:
-    """Count this wake in the rolling hour, or refuse when the hour's budget is spent."""
+def _over_budget(store: Store, session_id: str, budget: int, dry: bool) -> str | None:
+    """Count this wake in the rolling hour; when the hour's budget is spent, why not and until when."""
     if budget == 0:
-        _refuse(label, "RELAY_WAKE_BUDGET=0 allows no wakes (raise it, or prompt the session yourself)", queued, dry)
+        return "RELAY_WAKE_BUDGET=0 allows no wakes (raise it, or prompt the session yourself)"
     now = time.time()
     since = now - WINDOW
     times = store.wake_times(session_id, since, now) if dry else store.spend_wake(session_id, since, now, budget)
     if len(times) < budget:
-        return
+        return None
     allowed = times[len(times) - budget] + WINDOW
     minutes = max(1, round((allowed - now) / 60))
-    _refuse(
-        label,
+    return (
         f"it was woken {len(times)} times in the last hour (RELAY_WAKE_BUDGET={budget}); the next wake is "
-        f"allowed at {iso_from_epoch(allowed)} (in about {minutes} min)",
-        queued,
-        dry,
+        f"allowed at {iso_from_epoch(allowed)} (in about {minutes} min)"
     )
-
-
-def _refuse(label: str, why: str, queued: str | None, dry: bool) -> None:
-    if queued:
-        mail = f"your message {queued} is queued, with the rest of its mail"
-    elif dry:
-        mail = "--dry: nothing was queued"
-    else:
-        mail = "its mail stays queued"
-    raise WakeRefused(one_line(f"not waking {label}: {why}; {mail}"))
