@@ -449,3 +449,14 @@ def test_sigterm_to_relay_reaches_the_program(run_relay, env, agent, project, tm
     assert "claude was killed by signal 15" in err.decode().splitlines()[-1]
     [run] = agent.runs()
     assert wait_for(lambda: not os.path.exists(f"/proc/{run['pid']}"))
+
+
+def test_retiring_a_session_drops_its_wake_times(run_relay, agent, project, store_home):
+    from relay.store import Store
+
+    sid = new_id()
+    register(run_relay, "web", sid, project)
+    assert run_relay("wake", "web", extra_env=agent.env).returncode == 0
+    assert wake_times_file(store_home).exists()
+    Store(store_home).retire(sid)
+    assert list((store_home / "wakes").glob("*.json")) == []
