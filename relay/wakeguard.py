@@ -80,9 +80,21 @@ def running_program(note: bytes) -> int | None:
     if not words or not words[0].isdigit():
         return None
     info = procinfo.process_info(int(words[0]))
-    if info is None or (len(words) > 1 and info.start != words[1]):
+    if info is None or (len(words) > 1 and info.start != words[1]) or _is_zombie(info.pid):
         return None
     return info.pid
+
+
+def _is_zombie(pid: int) -> bool:
+    """`pid` has ended and waits to be reaped (an orphan under an init that does not reap, as in some
+    containers, would otherwise hold the lock for good). Linux only; elsewhere False."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return False
+    state = raw.rfind(b")") + 2  # the state follows "(comm) ", and comm may hold a ')'
+    return raw[state : state + 1] == b"Z"
 
 
 def admit(

@@ -249,9 +249,11 @@ def test_a_note_names_a_running_program_only_while_that_same_process_runs():
     assert wakeguard.running_program(f"{me} {proc_start(me)}\n".encode()) == me
     assert wakeguard.running_program(f"{me}\n".encode()) == me  # noted by the child, before relay added its start
     assert wakeguard.running_program(f"{me} 1\n".encode()) is None  # the pid was reused by another process
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    assert wakeguard.running_program(f"{dead.pid}\n".encode()) is None
+    ended = subprocess.Popen(["true"])
+    assert wait_for(lambda: Path(f"/proc/{ended.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z")
+    assert wakeguard.running_program(f"{ended.pid} {proc_start(ended.pid)}\n".encode()) is None  # a zombie
+    ended.wait()
+    assert wakeguard.running_program(f"{ended.pid}\n".encode()) is None
     for note in (b"", b"\n", b"x 1", b"-5 1"):
         assert wakeguard.running_program(note) is None
 
