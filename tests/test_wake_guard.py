@@ -223,7 +223,7 @@ def test_the_lock_outlasts_a_killed_relay_while_its_program_runs(run_relay, env,
     first.wait(timeout=10)
     [run] = agent.runs()
     assert os.path.exists(f"/proc/{run['pid']}")  # the woken program outlived relay
-    for flags in ([], ["--dry"]):
+    for flags in ([], ["--dry"], ["--force"]):  # --force overrides the live check only
         err = refusal(run_relay("wake", "web", *flags, extra_env=agent.env))
         assert "still running" in err and f"pid {run['pid']}" in err
     assert len(agent.runs()) == 1
