@@ -50,6 +50,9 @@ if env.get("FAKE_SEND"):
 if env.get("FAKE_READY"):
     open(env["FAKE_READY"], "w").close()
 time.sleep(float(env.get("FAKE_SLEEP") or 0))
+give_up = time.monotonic() + 120  # never outlive a failed test for long
+while env.get("FAKE_UNTIL") and not os.path.exists(env["FAKE_UNTIL"]) and time.monotonic() < give_up:
+    time.sleep(0.05)
 if env.get("FAKE_SIGNAL"):
     os.kill(os.getpid(), int(env["FAKE_SIGNAL"]))
 sys.exit(int(env.get("FAKE_EXIT") or 0))
@@ -202,7 +205,13 @@ def start_wake(env: dict[str, str], tmp_path: Path, *args: str, **extra: str) ->
 def test_concurrent_wakes_ring_once(run_relay, env, agent, project, tmp_path):
     sid = new_id()
     register(run_relay, "web", sid, project)
-    wakes = [start_wake(env, tmp_path, "web", "--", f"message {i}", **agent.env, FAKE_SLEEP="4") for i in range(4)]
+    release = tmp_path / "release"  # the woken program runs until every other wake has answered
+    until = {**agent.env, "FAKE_UNTIL": str(release)}
+    wakes = [start_wake(env, tmp_path, "web", "--", f"message {i}", **until) for i in range(4)]
+    try:
+        assert wait_for(lambda: sum(proc.poll() is not None for proc in wakes) == 3, timeout=120)
+    finally:
+        release.touch()
     results = [(proc.wait(timeout=60), *proc.communicate()) for proc in wakes]
     codes = sorted(code for code, _, _ in results)
     assert codes == [0, 75, 75, 75], results
@@ -216,8 +225,8 @@ def test_concurrent_wakes_ring_once(run_relay, env, agent, project, tmp_path):
 def test_the_lock_outlasts_a_killed_relay_while_its_program_runs(run_relay, env, agent, project, tmp_path):
     sid = new_id()
     register(run_relay, "web", sid, project)
-    ready = tmp_path / "ready"
-    first = start_wake(env, tmp_path, "web", **agent.env, FAKE_SLEEP="6", FAKE_READY=str(ready))
+    ready, release = tmp_path / "ready", tmp_path / "release"
+    first = start_wake(env, tmp_path, "web", **agent.env, FAKE_READY=str(ready), FAKE_UNTIL=str(release))
     assert wait_for(ready.exists, timeout=30)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
@@ -227,6 +236,7 @@ def test_the_lock_outlasts_a_killed_relay_while_its_program_runs(run_relay, env,
         err = refusal(run_relay("wake", "web", *flags, extra_env=agent.env))
         assert "still running" in err and f"pid {run['pid']}" in err
     assert len(agent.runs()) == 1
+    release.touch()
     assert wait_for(lambda: not os.path.exists(f"/proc/{run['pid']}"), timeout=30)
     done = run_relay("wake", "web", extra_env=agent.env)  # it ended: the lock ended with it
     assert done.returncode == 0, done.stderr
