@@ -4,8 +4,8 @@ Waking a session that runs starts a second writer on its transcript, and two age
 each other can loop and spend real money. So a wake is refused while a wake relay started for the
 session still runs (the resume lock), while the session is live (`--force` overrides this check
 only), when its mail is RELAY_MAX_HOPS wakes deep, and past RELAY_WAKE_BUDGET wakes in a rolling
-hour. A refusal changes nothing but says why and what to do; all mail stays queued. `--dry` asks
-the same questions and records nothing.
+hour. A refusal says why and what to do, starts and counts nothing, and loses no mail: the words
+given to the wake were queued before the checks. `--dry` asks the same questions and records nothing.
 """
 
 import os
@@ -14,7 +14,7 @@ import time
 from relay import procinfo
 from relay.clock import iso_from_epoch
 from relay.errors import WakeRefused
-from relay.hops import _whole, hops_of, inherited_hops, max_hops
+from relay.hops import _whole, hops_of, inherited_hops, max_hops  # _whole: RELAY_MAX_HOPS's own rule
 from relay.liveness import is_live
 from relay.store import Store, WakeLock
 from relay.textsafe import one_line
@@ -62,9 +62,11 @@ class Ticket:
     def close(self) -> None:
         """The program ended: clear the note and let go of the lock."""
         if self.lock is not None:
-            self.lock.record(b"")
-            self.lock.release()
-            self.lock = None
+            try:
+                self.lock.record(b"")
+            finally:
+                self.lock.release()
+                self.lock = None
 
     def __enter__(self) -> "Ticket":
         return self
@@ -148,8 +150,9 @@ def _why_not(
             "it in the running session (use --force only if it is not really running)"
         )
     if depth >= limits.max_hops:
+        whose = "its mail is" if depth > limits.caller_hops else "you are (RELAY_HOPS)"
         return (
-            f"its mail is {depth} wakes deep (RELAY_MAX_HOPS={limits.max_hops}): agents may be waking each other "
+            f"{whose} {depth} wakes deep (RELAY_MAX_HOPS={limits.max_hops}): agents may be waking each other "
             "in a loop; the mail waits for a turn a person starts (open the session and prompt it)"
         )
     return _over_budget(store, session_id, limits.budget, dry)
@@ -178,7 +181,8 @@ def _over_budget(store: Store, session_id: str, budget: int, dry: bool) -> str |
         return None
     allowed = times[len(times) - budget] + WINDOW
     minutes = max(1, round((allowed - now) / 60))
+    woken = f"{len(times)} time{'s' if len(times) > 1 else ''}"
     return (
-        f"it was woken {len(times)} times in the last hour (RELAY_WAKE_BUDGET={budget}); the next wake is "
-        f"allowed at {iso_from_epoch(allowed)} (in about {minutes} min)"
+        f"it was woken {woken} in the last hour (RELAY_WAKE_BUDGET={budget}); the next wake is allowed at "
+        f"{iso_from_epoch(allowed)} (in about {minutes} min)"
     )

@@ -330,7 +330,7 @@ def test_a_caller_at_max_hops_cannot_wake_even_without_mail(run_relay, agent, pr
     sid = new_id()
     register(run_relay, "web", sid, project)
     err = refusal(run_relay("wake", "web", extra_env={**agent.env, "RELAY_HOPS": "6"}))
-    assert "6 wakes deep" in err and "its mail stays queued" in err
+    assert "you are (RELAY_HOPS) 6 wakes deep" in err and "its mail stays queued" in err
 
 
 # -- the budget --------------------------------------------------------------------------------
@@ -384,7 +384,7 @@ def test_the_budget_is_per_session(run_relay, agent, project, tmp_path):
     register(run_relay, "two", two, tmp_path)
     budget = {**agent.env, "RELAY_WAKE_BUDGET": "1"}
     assert run_relay("wake", "one", extra_env=budget).returncode == 0
-    refusal(run_relay("wake", "one", extra_env=budget))
+    assert "woken 1 time in the last hour" in refusal(run_relay("wake", "one", extra_env=budget))
     assert run_relay("wake", "two", extra_env=budget).returncode == 0
 
 
