@@ -67,11 +67,13 @@ SPECS: dict[str, Spec] = {
     ),
     "peek": Spec("relay peek WHO", "print a session's mail without taking it (at most 32 KiB)", positionals=("WHO",)),
     "wake": Spec(
-        "relay wake WHO [--dry] [--] [MESSAGE...] | "
-        "relay wake --id UUID --dir DIR --tool claude|codex [--dry] [--] [MESSAGE...]",
-        "resume an idle session headless so it reads its mail (MESSAGE is queued as mail, never its prompt)",
+        "relay wake WHO [--dry] [--force] [--] [MESSAGE...] | "
+        "relay wake --id UUID --dir DIR --tool claude|codex [--dry] [--force] [--] [MESSAGE...]",
+        "resume an idle session headless so it reads its mail (MESSAGE is queued as mail, never its prompt); "
+        "refused with exit 75 while it runs (--force overrides only that), while a wake of it runs, when its "
+        "mail is RELAY_MAX_HOPS wakes deep, or past RELAY_WAKE_BUDGET wakes an hour",
         values=("--id", "--dir", "--tool"),
-        flags=("--dry",),
+        flags=("--dry", "--force"),
         positionals=("WHO",),
         message=True,
     ),
@@ -404,12 +406,13 @@ def peek_command(store: Store, parsed: Parsed) -> int:
 
 
 def wake_command(store: Store, parsed: Parsed) -> int:
-    """Ring the doorbell of a registered or an explicitly described session.
+    """Ring the doorbell of a registered or an explicitly described session, unless a guardrail
+    refuses (relay.wakeguard: exit 75, all mail stays queued).
 
     The caller's words never become the woken session's prompt: they are queued as mail from
-    `cli` once the bell is sure to ring, and reach the model fenced like any mail (SPEC §9).
+    `cli` once the bell can ring, before the guardrails, and reach the model fenced (SPEC §9, §14).
     """
-    from relay import doorbell
+    from relay import doorbell, wakeguard
     from relay.mail import send
     from relay.sessions import resolve
 
@@ -420,7 +423,7 @@ def wake_command(store: Store, parsed: Parsed) -> int:
         missing = [o for o in ("--dir", "--tool") if o not in parsed.options]
         if missing:
             raise UsageError(f"--id needs {' and '.join(missing)} too; usage: {spec.usage}")
-        session_id = require_uuid(parsed.options["--id"])
+        session_id = label = require_uuid(parsed.options["--id"])
         directory = _absolute(parsed.options["--dir"])
         tool = _tool_option(parsed)
         words = parsed.positionals + parsed.words
@@ -428,16 +431,22 @@ def wake_command(store: Store, parsed: Parsed) -> int:
         entry = resolve(store, _need(parsed, "WHO", spec.usage))
         # An entry without a `tool` is 0.1's default, claude; a tool it does not know is refused.
         session_id, directory, tool = str(entry["id"]), entry.get("dir"), entry.get("tool", "claude")
+        label = str(entry.get("name") or session_id)
         words = parsed.words
     planned = doorbell.plan(tool, session_id, directory)
-    if "--dry" in parsed.flags:
+    dry = "--dry" in parsed.flags
+    limits = wakeguard.Limits()  # a bad setting is an error before anything is queued
+    launch = None if dry else doorbell.prepare(planned)
+    queued = None
+    if words and not dry:
+        queued = str(send(store, session_id, " ".join(words), None, "cli", hops=limits.caller_hops)[1]["id"])
+    force = "--force" in parsed.flags
+    ticket = wakeguard.admit(store, session_id, planned["tool"], label, limits, force=force, dry=dry, queued=queued)
+    if launch is None:
         _print_json(planned, pretty=False)
         return 0
-    launch = doorbell.prepare(planned)
-    if words:
-        send(store, require_uuid(session_id), " ".join(words), None, "cli")
-    doorbell.ring(launch)
-    return 0  # not reached: ring() replaces this process
+    with ticket:
+        return doorbell.ring(launch, ticket, label)
 
 
 def doctor_command(store: Store, parsed: Parsed) -> int:

@@ -9,13 +9,17 @@ text and no id can become an option of the agent CLI.
 
 import os
 import shutil
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 from relay.attention import NUDGE_OPENING
 from relay.errors import RelayError
 from relay.ids import require_uuid
 from relay.sessions import launcher_command
 from relay.textsafe import one_line
+
+if TYPE_CHECKING:
+    from relay.wakeguard import Ticket
 
 TOOLS = ("claude", "codex")
 
@@ -173,7 +177,50 @@ def prepare(planned: dict[str, Any]) -> dict[str, Any]:
     return {"program": program, "argv": [planned["cmd"], *planned["args"]], "env": env, "cwd": directory}
 
 
-def ring(launch: dict[str, Any]) -> None:
-    """Replace this process with the agent CLI, so its output and exit status are the caller's."""
-    os.chdir(launch["cwd"])
-    os.execve(launch["program"], launch["argv"], launch["env"])
+def ring(launch: dict[str, Any], ticket: "Ticket", label: str) -> int:
+    """Run the agent CLI as relay's child and wait for it; returns relay's exit status (the child's,
+    128+N when signal N killed it).
+
+    relay waits rather than exec'ing so that the resume lock (`ticket`) lasts while the program runs.
+    Its output passes through, and one line on stderr then says how it ended. A Ctrl-C reaches both
+    (the terminal signals its whole foreground group): relay leaves it to the child and still
+    reports. A SIGTERM or SIGHUP sent to relay alone is passed on to the child.
+    """
+    import signal
+    import subprocess
+    import time
+
+    child: list[subprocess.Popen[bytes]] = []
+
+    def pass_on(signum: int, _frame: object) -> None:
+        if child and child[0].returncode is None:
+            os.kill(child[0].pid, signum)
+
+    # Python handlers, not SIG_IGN: exec resets them, so the child starts with the default ones.
+    handlers = {
+        signal.SIGINT: _leave_to_child,
+        signal.SIGQUIT: _leave_to_child,
+        signal.SIGTERM: pass_on,
+        signal.SIGHUP: pass_on,
+    }
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
+    began = time.monotonic()
+    try:
+        env = {**launch["env"], "RELAY_HOPS": str(ticket.hops)}
+        proc = subprocess.Popen(
+            launch["argv"], executable=launch["program"], env=env, cwd=launch["cwd"], preexec_fn=ticket.note_self
+        )
+        child.append(proc)
+        ticket.started(proc.pid)
+        code = proc.wait()
+        seconds = time.monotonic() - began
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    how = f"exited {code}" if code >= 0 else f"was killed by signal {-code} ({signal.strsignal(-code)})"
+    sys.stderr.write(one_line(f"relay: woke {label}: {launch['argv'][0]} {how} after {seconds:.1f} s") + "\n")
+    return code if code >= 0 else 128 - code
+
+
+def _leave_to_child(_signum: int, _frame: object) -> None:
+    """The terminal sent this signal to the child as well: it decides; relay waits to report."""

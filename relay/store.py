@@ -16,6 +16,8 @@ Added by this version, ignored by 0.1 readers:
     gc.stamp               when the hook last collected (it does so at most once a day)
     watchers/<id>.pid      locked by a session's one idle-mail watcher, holding its pid
     receipts/<msg-id>.json what became of one message: queued, delivered, replied (SPEC §13)
+    wakes/<id>.lock        held by the one running `relay wake` of a session; notes its program's pid
+    wakes/<id>.json        {"times": [epoch seconds]}: that session's recent wakes, for the wake budget
 
 A marker now holds "<session-id>\n<dir>\n" (0.1 wrote only the first line and reads only it):
 two dirs that encode to the same name (`/x/my_proj`, `/x/my-proj`) are told apart by the second
@@ -298,6 +300,17 @@ class _StoreLock:
             self._lock = None
 
 
+class WakeLock(FileLock):
+    """A session's resume lock (`relay wake`), held while the program it woke runs. That program
+    notes itself in it ("<pid>", then relay adds its start: "<pid> <start>") before it starts
+    (relay.doorbell), so the note names it even when relay is killed while it runs."""
+
+    def note(self) -> bytes:
+        """What the last woken program noted, read through the held descriptor (opening the file
+        again and closing it would drop this process's lock)."""
+        return os.pread(self._fd, 64, 0) if self._fd is not None else b""
+
+
 class Store:
     """One store directory. Methods that change anything hold the store lock.
 
@@ -541,19 +554,26 @@ class Store:
     def claim_watch(self, session_id: str) -> FileLock | None:
         """The session's one watcher slot, held and stamped with this pid; None when another
         live watcher holds it. The kernel frees it when its holder dies, however it dies."""
-        self._prepare()
-        durable.ensure_private_dir(self._path("watchers"))
         lock = FileLock(self._watch_path(session_id), deadline=0)
+        if not self._claim_lock(lock, "a watcher's lock"):
+            return None
+        lock.record(f"{os.getpid()}\n".encode())
+        return lock
+
+    def _claim_lock(self, lock: FileLock, what: str) -> bool:
+        """Acquire `lock` at once (creating its dir): False while another process holds it. A
+        planted link or FIFO in its place is moved to quarantine/ first."""
+        self._prepare()
+        durable.ensure_private_dir(os.path.dirname(lock.path))
         try:
             try:
                 lock.acquire()
             except durable.UnsafeFile as err:
-                self._set_aside(lock.path, err.why, "a watcher's lock")
+                self._set_aside(lock.path, err.why, what)
                 lock.acquire()
         except LockBusy:
-            return None
-        lock.record(f"{os.getpid()}\n".encode())
-        return lock
+            return False
+        return True
 
     def watcher(self, session_id: str) -> int | None:
         """The pid of the session's live watcher, if one runs. Read-only, one stat when none ever ran."""
@@ -588,6 +608,52 @@ class Store:
         (nothing written) when there is nothing to reset."""
         if os.path.lexists(self._wakes_path(session_id)):
             durable.remove(self._wakes_path(session_id))
+
+    # -- wakes: `relay wake`'s resume lock and budget (SPEC §14; relay.wakeguard decides) -------
+
+    def _wake_file(self, session_id: str, suffix: str) -> str:
+        return self._path("wakes", mailbox_name(session_id).removesuffix(".jsonl") + suffix)
+
+    def claim_wake(self, session_id: str) -> "WakeLock | None":
+        """The session's resume lock, held by this process; None while another wake holds it."""
+        lock = WakeLock(self._wake_file(session_id, ".lock"), deadline=0)
+        return lock if self._claim_lock(lock, "a wake's lock") else None
+
+    def wake_note(self, session_id: str) -> tuple[bool, bytes]:
+        """(held, note) of the session's resume lock, without taking it: whether a wake holds it
+        now, and what its last woken program noted there (WakeLock). Never called by the holder:
+        closing a second descriptor of the file would drop this process's lock."""
+        path = self._wake_file(session_id, ".lock")
+        note = holder(path)
+        if note is not None:
+            return True, note
+        try:
+            return False, durable.read_file(path, links_ok=True) or b""
+        except RelayError:
+            return False, b""  # planted or unreadable: the next claim sets it aside
+
+    def wake_times(self, session_id: str, since: float, until: float) -> list[float]:
+        """When the session's wakes in (since, until] rang, in epoch seconds, oldest first."""
+        try:
+            raw = durable.read_file(self._wake_file(session_id, ".json"))
+            data = jsonlite.loads(raw) if raw else None
+        except (durable.UnsafeFile, ValueError):
+            data = None  # planted or torn: replaced at the next count
+        times = data.get("times") if isinstance(data, dict) else None
+        if not isinstance(times, list):
+            return []
+        return sorted(t for t in times if type(t) in (int, float) and since < t <= until)
+
+    def spend_wake(self, session_id: str, since: float, now: float, budget: int) -> list[float]:
+        """The session's wakes in (since, now]; when fewer than `budget`, one at `now` is counted
+        too (times before `since` are dropped). Under the store lock: two wakes never both take
+        the last one."""
+        with self._locked():
+            times = self.wake_times(session_id, since, now)
+            if len(times) < budget:
+                durable.ensure_private_dir(self._path("wakes"))
+                durable.atomic_write(self._wake_file(session_id, ".json"), _to_json({"times": [*times, now]}) + b"\n")
+            return times
 
     # -- mail ---------------------------------------------------------------------------------
 
@@ -1020,6 +1086,7 @@ class Store:
             if holder(self._watch_path(session_id)) is None:
                 durable.remove(self._watch_path(session_id))
             durable.remove(self._wakes_path(session_id))
+            durable.remove(self._wake_file(session_id, ".json"))  # its lock file stays, as the take lock does
             for name in _listdir(self._path("markers")):
                 held_by, _ = self._read_marker(name)
                 if held_by is not None and held_by.lower() == session_id.lower():

@@ -5,6 +5,7 @@ Fake `claude` and `codex` executables on PATH record every run (argv, cwd, envir
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -211,7 +212,9 @@ def test_child_exit_code_and_output_pass_through(run_relay, tmp_path, project):
     result = run_relay("wake", "web", "--", "hi", extra_env=fakes.env)
     assert result.returncode == 7
     assert result.stdout == b"fake-codex stdout\n"
-    assert result.stderr == b"fake-codex stderr\n"
+    child_err, status = result.stderr.decode().splitlines()
+    assert child_err == "fake-codex stderr"
+    assert re.fullmatch(r"relay: woke web: codex exited 7 after \d+\.\d s", status), status
 
 
 def test_caller_scoped_variables_are_not_passed(run_relay, fakes, project):

@@ -150,10 +150,18 @@ def test_woken_claude_reads_its_mail_and_answers_through_the_bus(
     assert outcome["session_id"] == target
     assert outcome["permission_denials"] == [] and outcome["is_error"] is False, outcome
 
-    # The store: the answer waits for the asker, from the woken session; the question was taken.
+    # The store: the answer waits for the asker, from the woken session, one wake deep (its bus
+    # inherited RELAY_HOPS); the question was taken.
     answer = json.loads(relay(env, "peek", asker).stdout)
-    assert [(m["from"], m["body"]) for m in answer["messages"]] == [(target, ANSWER)]
+    assert [(m["from"], m["body"], m.get("hops")) for m in answer["messages"]] == [(target, ANSWER, 1)]
     assert json.loads(relay(env, "peek", target).stdout)["count"] == 0
+    assert_status_line(woken, target, "claude")
+
+
+def assert_status_line(woken: dict[str, Any], target: str, tool: str) -> None:
+    """relay ran the CLI as its child and said on stderr how it ended (SPEC §14)."""
+    last = woken["stderr"].strip().splitlines()[-1]
+    assert re.fullmatch(rf"relay: woke {target}: {tool} exited 0 after \d+\.\d s", last), last
 
 
 def input_texts(item: dict[str, Any]) -> list[str]:
@@ -227,6 +235,9 @@ def test_woken_codex_reads_its_mail_and_answers_through_the_bus(sandbox: rc.Sand
 
     # The store: the answer waits for the asker, from the woken Codex session; the question was taken.
     answer = json.loads(relay(env, "peek", asker).stdout)
+    # Its `hops` is not checked yet: Codex passes an MCP server only the variables .codex-mcp.json's
+    # env_vars names, and RELAY_HOPS is not among them (with it added, this answer carries hops 1).
     assert [(m["from"], m["body"]) for m in answer["messages"]] == [(target, ANSWER)]
     assert json.loads(relay(env, "peek", target).stdout)["count"] == 0
+    assert_status_line(woken, target, "codex")
     assert list(rc.codex_rollouts(sandbox)) == [target], "the wake started a new session instead of resuming"
