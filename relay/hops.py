@@ -13,7 +13,8 @@ from relay.errors import RelayError
 DEFAULT_MAX_HOPS = 6
 
 
-def _whole(name: str, raw: str) -> int:
+def whole_number(name: str, raw: str) -> int:
+    """The value of setting `name` when `raw` is a whole number >= 0; else a one-line error."""
     if not raw.isdigit() or len(raw) > 9:
         raise RelayError(f"{name} must be a whole number >= 0, not {raw[:40]!r}; fix or unset it")
     return int(raw)
@@ -22,13 +23,13 @@ def _whole(name: str, raw: str) -> int:
 def inherited_hops() -> int:
     """RELAY_HOPS of this process (set by a wake), 0 when unset: what mail sent from here carries."""
     raw = os.environ.get("RELAY_HOPS") or ""
-    return _whole("RELAY_HOPS", raw) if raw else 0
+    return whole_number("RELAY_HOPS", raw) if raw else 0
 
 
 def max_hops() -> int:
     """RELAY_MAX_HOPS, default 6: mail this many hops deep never rings the doorbell."""
     raw = os.environ.get("RELAY_MAX_HOPS") or ""
-    return _whole("RELAY_MAX_HOPS", raw) if raw else DEFAULT_MAX_HOPS
+    return whole_number("RELAY_MAX_HOPS", raw) if raw else DEFAULT_MAX_HOPS
 
 
 def hops_of(message: dict[str, object]) -> int:

@@ -1121,7 +1121,7 @@ class Store:
             found.append(("loose-mode", self.home, f"{stat.S_IMODE(info.st_mode):o}"))
         for name in _listdir(self.home):
             path = self._path(name)
-            if name in ("mailbox", "markers", "inflight", "quarantine", "archive"):
+            if name in ("mailbox", "markers", "inflight", "quarantine", "archive", "receipts", "watchers", "wakes"):
                 found.extend(self._entry_facts(path, expect="dir"))
                 for inner in _listdir(path):
                     found.extend(self._entry_facts(os.path.join(path, inner), expect="file", area=name))

@@ -14,7 +14,7 @@ import time
 from relay import procinfo
 from relay.clock import iso_from_epoch
 from relay.errors import WakeRefused
-from relay.hops import _whole, hops_of, inherited_hops, max_hops  # _whole: RELAY_MAX_HOPS's own rule
+from relay.hops import hops_of, inherited_hops, max_hops, whole_number
 from relay.liveness import is_live
 from relay.store import Store, WakeLock
 from relay.textsafe import one_line
@@ -26,7 +26,7 @@ DEFAULT_BUDGET = 12
 def wake_budget() -> int:
     """RELAY_WAKE_BUDGET, default 12: how many wakes of one session a rolling hour allows."""
     raw = os.environ.get("RELAY_WAKE_BUDGET") or ""
-    return _whole("RELAY_WAKE_BUDGET", raw) if raw else DEFAULT_BUDGET
+    return whole_number("RELAY_WAKE_BUDGET", raw) if raw else DEFAULT_BUDGET
 
 
 class Limits:

@@ -82,7 +82,7 @@ def test_codex_manifests() -> None:
     bus = json.loads((rc.REPO / manifest["mcpServers"]).read_text())["mcpServers"]["bus"]
     assert (bus["command"], bus["args"], bus["cwd"]) == ("./launcher", ["bus"], ".")
     assert "${" not in json.dumps(bus), "Codex does not substitute variables in MCP configs"
-    assert {"AGENT_RELAY_HOME", "SESSION_RELAY_HOME", "CODEX_HOME"} <= set(bus["env_vars"])
+    assert {"AGENT_RELAY_HOME", "SESSION_RELAY_HOME", "CODEX_HOME", "RELAY_HOPS"} <= set(bus["env_vars"])
 
 
 def test_installs_from_the_repo_as_a_marketplace(sandbox: rc.Sandbox) -> None:

@@ -235,9 +235,9 @@ def test_woken_codex_reads_its_mail_and_answers_through_the_bus(sandbox: rc.Sand
 
     # The store: the answer waits for the asker, from the woken Codex session; the question was taken.
     answer = json.loads(relay(env, "peek", asker).stdout)
-    # Its `hops` is not checked yet: Codex passes an MCP server only the variables .codex-mcp.json's
-    # env_vars names, and RELAY_HOPS is not among them (with it added, this answer carries hops 1).
-    assert [(m["from"], m["body"]) for m in answer["messages"]] == [(target, ANSWER)]
+    # It carries hops 1: Codex passes its MCP server only the variables .codex-mcp.json's env_vars
+    # names, RELAY_HOPS among them, so the loop guard counts answers sent through the bus too.
+    assert [(m["from"], m["body"], m.get("hops")) for m in answer["messages"]] == [(target, ANSWER, 1)]
     assert json.loads(relay(env, "peek", target).stdout)["count"] == 0
     assert_status_line(woken, target, "codex")
     assert list(rc.codex_rollouts(sandbox)) == [target], "the wake started a new session instead of resuming"
