@@ -80,16 +80,6 @@ def _claude_records(only: str | None = None) -> "Iterator[dict]":
             yield record
 
 
-def _command_line(pid: int) -> list[str]:
-    """argv of `pid` on Linux (empty elsewhere or when unreadable)."""
-    try:
-        with open(f"{_PROC}/{pid}/cmdline", "rb") as handle:
-            raw = handle.read(65536)
-    except OSError:
-        return []
-    return [word.decode("utf-8", "surrogateescape") for word in raw.split(b"\0") if word]
-
-
 def _title(pid: int) -> str | None:
     """The process's own name for itself (Linux `comm`), which Claude Code sets to `claude`."""
     try:
@@ -105,7 +95,7 @@ def is_claude_process(pid: int) -> bool:
     info = procinfo.process_info(pid)
     if info is None:
         return False
-    argv = _command_line(pid)
+    argv = procinfo.command_line(pid)
     names = {info.name, _title(pid), os.path.basename(argv[0]) if argv else None}
     if any(name in _CLAUDE_NAMES for name in names if name):
         return True
@@ -117,8 +107,7 @@ def _same_process(pid: int, record: dict) -> bool:
     started = record.get("procStart")
     if not isinstance(started, str | int) or not os.path.exists(f"{_PROC}/self/stat"):
         return True
-    info = procinfo.process_info(pid)
-    return info is not None and info.start == str(started)
+    return procinfo.same_process(pid, str(started))
 
 
 def live_claude_sessions(only: str | None = None) -> set[str]:
@@ -181,7 +170,7 @@ def codex_hosts(session_id: str) -> list[tuple[int, list[str], str]]:
     the process that hosts the session (the TUI's app-server daemon, a `--no-daemon` TUI, or a
     `codex exec` run), for callers that must know which kind it is."""
     wanted = session_id.lower()
-    return [(pid, _command_line(pid), path) for pid, path, found in _open_rollouts() if found == wanted]
+    return [(pid, procinfo.command_line(pid), path) for pid, path, found in _open_rollouts() if found == wanted]
 
 
 def codex_is_live(session_id: str) -> bool:

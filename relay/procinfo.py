@@ -103,6 +103,22 @@ def process_info(pid: int) -> ProcInfo | None:
     return _linux_info(pid) if _has_proc() else _ps_info(pid)
 
 
+def same_process(pid: int, start: str) -> bool:
+    """Is `pid` alive and the process that started at `start` (a reused pid is another process)?"""
+    now = process_info(pid)
+    return now is not None and now.start == start
+
+
+def command_line(pid: int) -> list[str]:
+    """argv of `pid` on Linux (empty elsewhere or when unreadable)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            raw = handle.read(1 << 20)
+    except OSError:
+        return []
+    return [word.decode("utf-8", "surrogateescape") for word in raw.split(b"\0") if word]
+
+
 def ancestors(pid: int | None = None, max_depth: int = MAX_DEPTH) -> list[ProcInfo]:
     """The parent of `pid` (default: this process), its parent, ... up to but excluding pid 1."""
     current = os.getpid() if pid is None else pid

@@ -81,10 +81,9 @@ def running_program(note: bytes) -> int | None:
     words = note.decode("ascii", "replace").split()
     if not words or not words[0].isdigit():
         return None
-    info = procinfo.process_info(int(words[0]))
-    if info is None or (len(words) > 1 and info.start != words[1]) or _is_zombie(info.pid):
-        return None
-    return info.pid
+    pid = int(words[0])
+    alive = procinfo.same_process(pid, words[1]) if len(words) > 1 else procinfo.process_info(pid) is not None
+    return pid if alive and not _is_zombie(pid) else None
 
 
 def _is_zombie(pid: int) -> bool:

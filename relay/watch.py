@@ -28,7 +28,7 @@ from relay.errors import RelayError
 from relay.faults import checkpoint
 from relay.hook import deliver_live, fenced_text, read_event
 from relay.ids import require_uuid
-from relay.procinfo import ProcInfo
+from relay.procinfo import ProcInfo, command_line, same_process
 from relay.store import Show, Store
 
 # How often the watcher looks for mail (two stats) and whether its session still runs.
@@ -59,15 +59,6 @@ def _claude_of(pid: int | None = None) -> ProcInfo | None:
     return None
 
 
-def _argv(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            raw = handle.read(1 << 20)
-    except OSError:
-        return []
-    return [word.decode("utf-8", "surrogateescape") for word in raw.split(b"\0")]
-
-
 def rewakes(argv: list[str]) -> bool:
     """Can a Claude started with `argv` take a rewake turn? Interactive sessions and
     `-p --input-format stream-json` can; `-p "prompt"` runs one prompt and must not wait for us."""
@@ -80,14 +71,6 @@ def rewakes(argv: list[str]) -> bool:
         if word == "--input-format=stream-json":
             return True
     return False
-
-
-def _same(info: ProcInfo) -> bool:
-    """Is the process `info` described still the same running process?"""
-    from relay.procinfo import process_info
-
-    now = process_info(info.pid)
-    return now is not None and now.start == info.start
 
 
 def _input_ended(pid: int) -> bool:
@@ -148,7 +131,7 @@ def watch(store: Store, session_id: str, claude: ProcInfo, stream: bool, lifetim
             return shown
 
         while time.monotonic() < give_up:
-            if not _same(claude) or (stream and _input_ended(claude.pid)):
+            if not same_process(claude.pid, claude.start) or (stream and _input_ended(claude.pid)):
                 return 0
             stamp = store.mail_stamp(session_id)
             if stamp is not None and store.auto_wakes(session_id) >= max_auto_wakes():
@@ -175,7 +158,7 @@ def main() -> int:
         claude = _claude_of()
         if claude is None:
             return 0  # not under Claude Code: nobody could take a rewake turn
-        argv = _argv(claude.pid)
+        argv = command_line(claude.pid)
         if not rewakes(argv):
             return 0
         import signal
