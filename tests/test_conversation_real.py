@@ -3,10 +3,11 @@
 Offline, in a loopback-only network namespace (tests/realclients.py), like tests/test_wake_real.py: a
 real idle session (Claude Code, then Codex) is asked something, the real `relay wake` resumes it
 against a scripted mock model, and the mock answers through the bus's `send` with `replyTo`. What
-must hold on the real path, not only in unit tests: the woken model sees the question fenced with its
-id and the note that it expects a reply, its `send` is accepted, and the original sender's bounded
-wait ends with that answer — `relay ask` printing it (Claude), the asker's own bus `wait` returning
-it (Codex) — while `relay status` records the question as replied by that very message.
+must hold on the real path, not only in unit tests: the woken model sees the question fenced with
+its id (and, when asked with `ask`, the note that it expects a reply), its `send` is accepted, and
+the original sender's bounded wait ends with that answer — `relay ask` printing it (Claude), the
+asker's own bus `wait` returning it (Codex) — while `relay status` records the question as replied
+by that very message.
 """
 
 import json
