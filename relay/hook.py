@@ -108,14 +108,10 @@ def handle(event: dict, tool: str, stdout: "BinaryIO", store: Store) -> None:
         return _show(stdout, name, session_id, batch, remaining)
 
     if name == "SessionStart":
-        from relay.mail import deliver
-        from relay.paths import usable_env
-        from relay.sessions import start_session
-
-        cwd = event.get("cwd")
-        directory = cwd if isinstance(cwd, str) and cwd else usable_env("CLAUDE_PROJECT_DIR") or os.getcwd()
-        start_session(store, session_id, directory, tool)
+        store.record_start(session_id, _session_dir(event), tool)
         if store.has_mail(session_id):  # two stats; the take (locks, reads) only when there is mail
+            from relay.mail import deliver
+
             deliver(store, session_id, show)
         _collect_if_due(store)
     elif name == "SessionEnd":
@@ -128,6 +124,19 @@ def handle(event: dict, tool: str, stdout: "BinaryIO", store: Store) -> None:
                 store.reset_auto_wakes(session_id)  # its user is back: relay may wake it again
         if name != "Stop" or event.get("stop_hook_active") is not True:  # a turn is extended only once
             deliver_live(store, session_id, name, show)
+
+
+def _session_dir(event: dict) -> str:
+    """The session's project dir: the event's `cwd`, else CLAUDE_PROJECT_DIR, else this process's
+    cwd; an error unless it is absolute (the store keys markers by it)."""
+    directory = event.get("cwd")
+    if not isinstance(directory, str) or not directory:
+        from relay.paths import usable_env
+
+        directory = usable_env("CLAUDE_PROJECT_DIR") or os.getcwd()
+    if not directory.startswith("/"):
+        raise RelayError(f"invalid session dir {directory!r}: expected an absolute path")
+    return directory
 
 
 def _stop_watcher(store: Store, session_id: str) -> None:

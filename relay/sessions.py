@@ -3,17 +3,10 @@
 import os
 
 from relay.errors import RelayError
-from relay.ids import is_uuid, require_uuid
+from relay.ids import is_uuid
 from relay.paths import usable_env
 from relay.store import Entry, Store
 from relay.textsafe import one_line
-
-
-def start_session(store: Store, session_id: str, directory: str, tool: str) -> Entry:
-    """What a session start records: the dir's marker and the registry entry {id, dir, tool}."""
-    if not directory.startswith("/"):
-        raise RelayError(f"invalid session dir {directory!r}: expected an absolute path")
-    return store.record_start(require_uuid(session_id), directory, tool)
 
 
 def resolve(store: Store, target: str) -> Entry:

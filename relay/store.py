@@ -513,7 +513,7 @@ class Store:
     def record_start(self, session_id: str, directory: str, tool: str) -> Entry:
         """A session start's writes, the dir's marker and the entry {id, dir, tool}, under one lock hold.
 
-        The id was checked once at the edge (relay.sessions.start_session) and is trusted here.
+        The id and the absolute dir were checked once at the edge (relay.hook) and are trusted here.
         """
         if tool not in TOOLS:
             raise RelayError(f"invalid tool {tool!r}: use claude or codex")
