@@ -21,7 +21,16 @@ from typing import IO, Any
 
 import realclients as rc
 from conftest import relay_command
-from test_wake_real import fenced_mail, input_texts, relay, relay_env, sent_by_the_model, texts_of
+from test_wake_real import (
+    fenced_mail,
+    idle_codex_session,
+    input_texts,
+    install_plugin,
+    relay,
+    relay_env,
+    sent_by_the_model,
+    texts_of,
+)
 
 QUESTION = "question for the woken session: which port does staging use"
 ANSWER = "answer from the woken session: staging listens on 8443"
@@ -73,14 +82,6 @@ def wait_for_pending(env: dict[str, str], who: str, asking: subprocess.Popen, se
             raise AssertionError(f"`relay ask` ended ({asking.returncode}) before queuing: {tail(out)} {tail(err)}")
         time.sleep(0.2)
     raise AssertionError(f"`relay ask` queued nothing for {who} within {seconds}s")
-
-
-def install_plugin(sandbox: rc.Sandbox, env: dict[str, str], plugin: Path, client: str, add: str) -> None:
-    """Install the plugin under test the user's way: add the clone as a marketplace, then the plugin."""
-    program = str(rc.clients_bin() / client)
-    for args in (["plugin", "marketplace", "add", str(plugin)], ["plugin", add, "session-relay@session-relay"]):
-        done = rc.offline([program, *args], env, sandbox.project)
-        assert done.returncode == 0, f"{client} {args}: {tail(done.stdout)} {tail(done.stderr)}"
 
 
 def test_ask_is_answered_by_a_woken_claude(sandbox: rc.Sandbox, tmp_path: Path) -> None:
@@ -211,21 +212,8 @@ class Bus:
 def test_wait_gets_the_answer_of_a_woken_codex(sandbox: rc.Sandbox, tmp_path: Path) -> None:
     rc.skip_unless_runnable("codex")
     env = relay_env(sandbox)
-    codex = str(rc.clients_bin() / "codex")
-    install_plugin(sandbox, env, rc.plugin_under_test(tmp_path / "clone"), "codex", "add")
-    # Every codex run, the doorbell's too, uses the mock; the hook is trusted once, the user's way.
-    config = sandbox.codex_home / "config.toml"
-    config.write_text(rc.codex_mock_config() + "\n" + config.read_text())
-    tui = {"kind": "codex-tui-trust", "cwd": str(sandbox.project), "config": str(config), "argv": [codex]}
-    [trust] = rc.scenario({"steps": [tui]}, env, sandbox.project)["steps"]
-    assert trust["trusted"], trust["screen"]
-
     # A real session, registered by the real hook, then idle.
-    start = {"kind": "codex", "port": rc.MOCK_PORT, "cwd": str(sandbox.project), "argv": [codex, "exec", "start"]}
-    [started] = rc.scenario({"steps": [start]}, env, sandbox.project)["steps"]
-    assert started["rc"] == 0, tail(started["stderr"])
-    [target] = rc.codex_rollouts(sandbox)
-    assert sandbox.registry()["agents"][target]["tool"] == "codex"
+    target = idle_codex_session(sandbox, env, tmp_path)
 
     # The asker: a registered session that sends its question as itself, so the answer has an address.
     asker = str(uuid.uuid4())

@@ -76,6 +76,35 @@ def sent_by_the_model(request: dict[str, Any]) -> list[tuple[dict[str, Any], dic
     return [(use, results.get(use["id"], {})) for use in uses]
 
 
+def install_plugin(sandbox: rc.Sandbox, env: dict[str, str], plugin: Path, client: str, add: str) -> None:
+    """Install the plugin under test the user's way: add the clone as a marketplace, then the plugin
+    (`add` is the client's verb: Claude's `install`, Codex's `add`)."""
+    program = str(rc.clients_bin() / client)
+    for args in (["plugin", "marketplace", "add", str(plugin)], ["plugin", add, "session-relay@session-relay"]):
+        done = rc.offline([program, *args], env, sandbox.project)
+        assert done.returncode == 0, f"{client} {args}: {done.stdout[-3000:]!r} {done.stderr[-3000:]!r}"
+
+
+def idle_codex_session(sandbox: rc.Sandbox, env: dict[str, str], tmp_path: Path) -> str:
+    """A real Codex session with the plugin under test installed, started once and left idle; its id.
+
+    Every codex run, the doorbell's too, uses the mock; the user trusted the hook once in the TUI
+    (README), since the doorbell cannot bypass hook trust. The real hook registered the session."""
+    codex = str(rc.clients_bin() / "codex")
+    install_plugin(sandbox, env, rc.plugin_under_test(tmp_path / "clone"), "codex", "add")
+    config = sandbox.codex_home / "config.toml"
+    config.write_text(rc.codex_mock_config() + "\n" + config.read_text())
+    tui = {"kind": "codex-tui-trust", "cwd": str(sandbox.project), "config": str(config), "argv": [codex]}
+    [trust] = rc.scenario({"steps": [tui]}, env, sandbox.project)["steps"]
+    assert trust["trusted"], trust["screen"]
+    start = {"kind": "codex", "port": rc.MOCK_PORT, "cwd": str(sandbox.project), "argv": [codex, "exec", "start"]}
+    [started] = rc.scenario({"steps": [start]}, env, sandbox.project)["steps"]
+    assert started["rc"] == 0, started["stderr"][-3000:]
+    [target] = rc.codex_rollouts(sandbox)
+    assert sandbox.registry()["agents"][target]["tool"] == "codex"
+    return target
+
+
 # Claude waits 5 s for its MCP servers when told to wait at all: 8 s late needs the longer timeout too.
 @pytest.mark.parametrize("bus_delay", [0, 8], ids=["bus-ready", "bus-starts-8s-late"])
 def test_woken_claude_reads_its_mail_and_answers_through_the_bus(
@@ -87,9 +116,7 @@ def test_woken_claude_reads_its_mail_and_answers_through_the_bus(
     plugin = rc.plugin_under_test(tmp_path / "clone")
     if bus_delay:
         slow_bus(plugin, bus_delay)
-    for args in (["plugin", "marketplace", "add", str(plugin)], ["plugin", "install", "session-relay@session-relay"]):
-        done = rc.offline([claude, *args], env, sandbox.project)
-        assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    install_plugin(sandbox, env, plugin, "claude", "install")
 
     # A real session, registered by the real SessionStart hook, then idle.
     target = str(uuid.uuid4())
@@ -175,25 +202,8 @@ def input_texts(item: dict[str, Any]) -> list[str]:
 def test_woken_codex_reads_its_mail_and_answers_through_the_bus(sandbox: rc.Sandbox, tmp_path: Path) -> None:
     rc.skip_unless_runnable("codex")
     env = relay_env(sandbox)
-    codex = str(rc.clients_bin() / "codex")
-    plugin = rc.plugin_under_test(tmp_path / "clone")
-    for args in (["plugin", "marketplace", "add", str(plugin)], ["plugin", "add", "session-relay@session-relay"]):
-        done = rc.offline([codex, *args], env, sandbox.project)
-        assert done.returncode == 0, done.stderr.decode()
-    # Every codex run, the doorbell's too, uses the mock; the user trusted the hook once in the TUI
-    # (README), since the doorbell cannot bypass hook trust.
-    config = sandbox.codex_home / "config.toml"
-    config.write_text(rc.codex_mock_config() + "\n" + config.read_text())
-    tui = {"kind": "codex-tui-trust", "cwd": str(sandbox.project), "config": str(config), "argv": [codex]}
-    [trust] = rc.scenario({"steps": [tui]}, env, sandbox.project)["steps"]
-    assert trust["trusted"], trust["screen"]
-
     # A real session, registered by the real hook, then idle.
-    start = {"kind": "codex", "port": rc.MOCK_PORT, "cwd": str(sandbox.project), "argv": [codex, "exec", "start"]}
-    [started] = rc.scenario({"steps": [start]}, env, sandbox.project)["steps"]
-    assert started["rc"] == 0, started["stderr"][-3000:]
-    [target] = rc.codex_rollouts(sandbox)
-    assert sandbox.registry()["agents"][target]["tool"] == "codex"
+    target = idle_codex_session(sandbox, env, tmp_path)
 
     asker = str(uuid.uuid4())
     (sandbox.root / "asker").mkdir()
