@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 
-from relay import errorlog, tools
+from relay import errorlog, mcp_tools
 from relay.errors import RelayError, describe_os_error
 from relay.identity import current_session
 from relay.jsontext import TooDeep, decode, encode
@@ -109,7 +109,7 @@ def read_lines(stream: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[bytes 
 class Server:
     """Answers one client's requests against one store."""
 
-    def __init__(self, store: Store, out: BinaryIO, stop: Callable[[], bool] = tools.never) -> None:
+    def __init__(self, store: Store, out: BinaryIO, stop: Callable[[], bool] = mcp_tools.never) -> None:
         self.store = store
         self.out = out
         self.stop = stop  # True when the client sent more: a `wait` then returns instead of blocking it
@@ -122,13 +122,15 @@ class Server:
         return {
             "protocolVersion": version,
             "capabilities": {"tools": {}},
-            "serverInfo": tools.SERVER_INFO,
-            "instructions": tools.INSTRUCTIONS,
+            "serverInfo": mcp_tools.SERVER_INFO,
+            "instructions": mcp_tools.INSTRUCTIONS,
         }
 
     def _call_tool(self, name: str, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         try:
-            result, finish = tools.call(self.store, name, params.get("arguments", {}), params.get("_meta"), self.stop)
+            result, finish = mcp_tools.call(
+                self.store, name, params.get("arguments", {}), params.get("_meta"), self.stop
+            )
         except (RelayError, OSError) as err:
             text = str(err) if isinstance(err, RelayError) else describe_os_error(err)
             log(f"tool {name}: {text}")
@@ -163,12 +165,12 @@ class Server:
         if method == "ping":
             return _result(request_id, {}), None
         if method == "tools/list":
-            return _result(request_id, {"tools": tools.TOOLS}), None
+            return _result(request_id, {"tools": mcp_tools.TOOLS}), None
         if method == "tools/call":
             name = params.get("name")
             if not isinstance(name, str):
                 return _error(request_id, INVALID_PARAMS, "`name` must be a tool name: tools/list names them"), None
-            if not tools.known(name):
+            if not mcp_tools.known(name):
                 unknown = f"unknown tool {_quote(name)}: tools/list names the tools"
                 return _error(request_id, INVALID_PARAMS, unknown), None
             result, finish = self._call_tool(name, params)

@@ -11,7 +11,7 @@ import sys
 
 from relay.argv import Parsed, Spec
 from relay.errors import RelayError, UsageError
-from relay.ids import require_uuid
+from relay.ids import AGENT_CLIS, require_uuid
 from relay.store import Store
 
 TYPE_CHECKING = False  # typing costs every short-lived command its import; only mypy needs these
@@ -111,7 +111,7 @@ def _show(parsed: Parsed, rows: list[Any], empty: str, line: Callable[[Any], str
 
 def _tool_option(parsed: Parsed) -> str | None:
     tool = parsed.options.get("--tool")
-    if tool is not None and tool not in ("claude", "codex"):
+    if tool is not None and tool not in AGENT_CLIS:
         raise UsageError(f"--tool must be claude or codex, not {tool!r}")
     return tool
 

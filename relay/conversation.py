@@ -9,7 +9,7 @@ import time
 from _collections_abc import Callable  # collections.abc would import all of collections
 
 from relay.errors import RelayError
-from relay.ids import is_uuid
+from relay.ids import AGENT_CLIS, is_uuid
 from relay.mail import open_delivery, visible_to
 from relay.store import Entry, Message, Store
 
@@ -29,7 +29,7 @@ def recipient_state(entry: Entry) -> dict[str, str]:
     from relay.liveness import is_live
 
     tool = entry.get("tool")
-    if is_live(entry["id"], tool if tool in ("claude", "codex") else None):
+    if is_live(entry["id"], tool if tool in AGENT_CLIS else None):
         return {
             "state": "live",
             "detail": "running now: it gets the mail before its next prompt or when its current turn ends "

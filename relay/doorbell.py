@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from relay.attention import NUDGE_OPENING
 from relay.errors import RelayError
-from relay.ids import require_uuid
+from relay.ids import AGENT_CLIS, require_uuid
 from relay.sessions import launcher_command
 from relay.textsafe import one_line
 
 if TYPE_CHECKING:
     from relay.wakeguard import Ticket
 
-TOOLS = ("claude", "codex")
 
 # Fixed options of the woken Claude (SPEC §9), tried against the real Claude Code 2.1.197:
 # - `claude -p` denies MCP tools nobody allowed; the server-wide rule lets the woken session call every
@@ -97,7 +96,7 @@ def plan(tool: object, session_id: str, directory: object) -> dict[str, Any]:
             f"session {session_id} has {known} project dir: wake it with "
             "--id ID --dir DIR --tool claude|codex (relay discover shows its dir)"
         )
-    if tool not in TOOLS:
+    if tool not in AGENT_CLIS:
         raise RelayError(_unknown_tool(session_id, tool))
     argv = command(str(tool), session_id)
     return {"tool": tool, "cmd": argv[0], "args": argv[1:], "cwd": directory}

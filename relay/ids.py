@@ -12,6 +12,9 @@ TYPE_CHECKING = False  # typing stays off the hook's import path; only mypy read
 if TYPE_CHECKING:
     from typing import TypeGuard
 
+# The agent CLIs relay serves: the one list every face and the store check a `tool` against.
+AGENT_CLIS = ("claude", "codex")
+
 # The one spelling of a session id (SPEC §4); the MCP tools' JSON Schemas advertise this same text.
 UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _HEX = frozenset("0123456789abcdefABCDEF")

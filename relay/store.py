@@ -47,7 +47,7 @@ from relay.attention import check_mode, is_urgent
 from relay.clock import now_iso
 from relay.errors import LockBusy, RelayError
 from relay.faults import checkpoint
-from relay.ids import check_name, is_uuid, require_uuid
+from relay.ids import AGENT_CLIS, check_name, is_uuid, require_uuid
 from relay.lock import FileLock, holder
 from relay.paths import mailbox_name, marker_name, relay_home
 
@@ -59,7 +59,6 @@ Select = Callable[[Message], bool]
 # counts the messages queued behind the batch (relay.mail's delivery protocol).
 Show = Callable[[list[Message], int], int]
 
-TOOLS = ("claude", "codex")
 _UNSET = object()
 
 
@@ -432,7 +431,7 @@ class Store:
         session_id = require_uuid(session_id)
         if name is not _UNSET and name is not None:
             check_name(name)
-        if tool is not _UNSET and tool not in TOOLS:
+        if tool is not _UNSET and tool not in AGENT_CLIS:
             raise RelayError(f"invalid tool {tool!r}: use claude or codex")
         if directory is not _UNSET and directory is not None and not str(directory).startswith("/"):
             raise RelayError(f"invalid dir {directory!r}: give an absolute path")
@@ -515,7 +514,7 @@ class Store:
 
         The id and the absolute dir were checked once at the edge (relay.hook) and are trusted here.
         """
-        if tool not in TOOLS:
+        if tool not in AGENT_CLIS:
             raise RelayError(f"invalid tool {tool!r}: use claude or codex")
         with self._locked():
             self._set_marker(directory, session_id)

@@ -697,7 +697,7 @@ def test_inbox_in_a_batch_whose_answer_fails_keeps_the_mail(env, monkeypatch):
 
 
 def test_server_handle_line_survives_a_tool_that_raises(env, monkeypatch):
-    from relay import tools
+    from relay import mcp_tools as tools
 
     def explode(*args: Any) -> Any:
         raise ValueError("boom")

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 from conftest import new_id, queued_to
 
-from relay import codex_queue, doorbell, liveness, tools
+from relay import codex_queue, doorbell, liveness
+from relay import mcp_tools as tools
 from relay.mail import send
 from relay.store import Store
 

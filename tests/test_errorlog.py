@@ -85,7 +85,7 @@ def test_hook_unexpected_error_is_logged_and_still_exits_0(env, tmp_path, store_
 
 
 def test_bus_internal_error_answers_with_the_log_and_keeps_serving(env, store_home, monkeypatch):
-    from relay import tools
+    from relay import mcp_tools as tools
     from relay.bus import Server
     from relay.store import Store
 

@@ -143,7 +143,7 @@ def test_check_name_accepts_exactly_the_rule(name):
 
 
 def test_one_uuid_pattern_for_ids_and_the_mcp_schemas():
-    from relay import tools
+    from relay import mcp_tools as tools
 
     assert re.fullmatch(ids.UUID_PATTERN.strip("^$"), "123e4567-e89b-12d3-a456-426614174000")
     schemas = json.dumps([tool["inputSchema"] for tool in tools.TOOLS])

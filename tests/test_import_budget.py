@@ -72,7 +72,7 @@ def test_an_mcp_session_imports_nothing_heavy(env, store_home, tmp_path):
     ]
     stdin = "".join(json.dumps(frame) + "\n" for frame in frames).encode()
     loaded = modules_after(tmp_path, {**env, "RELAY_NO_ANCESTRY": ""}, ["bus"], stdin)
-    assert "relay.tools" in loaded and "relay.identity" in loaded
+    assert "relay.mcp_tools" in loaded and "relay.identity" in loaded
     assert sorted(loaded & set(HEAVY)) == []
 
 

@@ -250,7 +250,7 @@ def test_mcp_register_may_name_an_unregistered_session_once(run_relay, store_hom
 
 
 def test_register_description_states_the_rules():
-    from relay import tools
+    from relay import mcp_tools as tools
 
     [register] = [t for t in tools.TOOLS if t["name"] == "register"]
     for phrase in ("not a UUID", "cli", "session-relay", "only", "running session"):

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import new_id
 
-from relay import mail, tools
+from relay import mail
+from relay import mcp_tools as tools
 from relay.errors import RelayError
 from relay.jsontext import encode
 from relay.store import Store

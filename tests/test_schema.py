@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relay.mcp_tools import TOOLS
 from relay.schema import violation
-from relay.tools import TOOLS
 
 SCHEMAS = {tool["name"]: tool["inputSchema"] for tool in TOOLS}
 UUID = "123e4567-e89b-12d3-a456-426614174000"

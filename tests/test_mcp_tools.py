@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from conftest import new_id
 
-from relay import tools
+from relay import mcp_tools as tools
 from relay.errors import LockBusy, RelayError
 from relay.mail import MAX_BODY_BYTES
 from relay.store import Store

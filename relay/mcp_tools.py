@@ -11,7 +11,7 @@ from relay import __version__
 from relay.attention import DELIVER_MODES, shown_with_mode
 from relay.errors import RelayError
 from relay.identity import Identity, current_session
-from relay.ids import NAME_PATTERN, RESERVED_NAMES, UUID_PATTERN, check_name
+from relay.ids import AGENT_CLIS, NAME_PATTERN, RESERVED_NAMES, UUID_PATTERN, check_name
 from relay.schema import violation
 from relay.store import Store
 from relay.textsafe import one_line
@@ -141,7 +141,7 @@ TOOLS: list[dict[str, Any]] = [
                     "default": 60,
                     "description": "Only sessions whose transcript changed in the last N minutes (default 60).",
                 },
-                "tool": {"type": "string", "enum": ["claude", "codex"], "description": "Only this CLI."},
+                "tool": {"type": "string", "enum": list(AGENT_CLIS), "description": "Only this CLI."},
             },
             "additionalProperties": False,
         },
@@ -262,7 +262,7 @@ def _running(entry: dict[str, Any] | None, session_id: str) -> bool:
     from relay.liveness import is_live
 
     tool = (entry or {}).get("tool")
-    return is_live(session_id, tool if tool in ("claude", "codex") else None)
+    return is_live(session_id, tool if tool in AGENT_CLIS else None)
 
 
 def _roster(store: Store, me: Identity, args: dict[str, Any]) -> Result:
