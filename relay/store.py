@@ -547,8 +547,12 @@ class Store:
 
     # -- watchers -----------------------------------------------------------------------------
 
+    def _session_file(self, area: str, session_id: str, suffix: str) -> str:
+        """The one name rule for a session's small files: `<area>/<mailbox stem><suffix>`."""
+        return self._path(area, mailbox_name(session_id).removesuffix(".jsonl") + suffix)
+
     def _watch_path(self, session_id: str) -> str:
-        return self._path("watchers", mailbox_name(session_id).removesuffix(".jsonl") + ".pid")
+        return self._session_file("watchers", session_id, ".pid")
 
     def claim_watch(self, session_id: str) -> FileLock | None:
         """The session's one watcher slot, held and stamped with this pid; None when another
@@ -582,13 +586,14 @@ class Store:
         text = note.decode("ascii", "replace").strip()
         return int(text) if text.isdigit() and int(text) > 1 else None
 
-    def _wakes_path(self, session_id: str) -> str:
-        return self._path("watchers", mailbox_name(session_id).removesuffix(".jsonl") + ".wakes")
+    def _auto_wake_count_path(self, session_id: str) -> str:
+        """The watcher's count of wakes it rang on its own since the session last took mail."""
+        return self._session_file("watchers", session_id, ".wakes")
 
     def auto_wakes(self, session_id: str) -> int:
         """How many turns relay started by itself in this session since its user last prompted it."""
         try:
-            raw = durable.read_file(self._wakes_path(session_id))
+            raw = durable.read_file(self._auto_wake_count_path(session_id))
         except durable.UnsafeFile:
             return 0
         text = (raw or b"").decode("ascii", "replace").strip()
@@ -599,30 +604,31 @@ class Store:
         with self._locked():
             durable.ensure_private_dir(self._path("watchers"))
             count = self.auto_wakes(session_id) + 1
-            durable.atomic_write(self._wakes_path(session_id), f"{count}\n".encode())
+            durable.atomic_write(self._auto_wake_count_path(session_id), f"{count}\n".encode())
             return count
 
     def reset_auto_wakes(self, session_id: str) -> None:
         """The session's user prompted it: relay may start turns by itself again. One failed stat
         (nothing written) when there is nothing to reset."""
-        if os.path.lexists(self._wakes_path(session_id)):
-            durable.remove(self._wakes_path(session_id))
+        if os.path.lexists(self._auto_wake_count_path(session_id)):
+            durable.remove(self._auto_wake_count_path(session_id))
 
     # -- wakes: `relay wake`'s resume lock and budget (SPEC §14; relay.wakeguard decides) -------
 
-    def _wake_file(self, session_id: str, suffix: str) -> str:
-        return self._path("wakes", mailbox_name(session_id).removesuffix(".jsonl") + suffix)
+    def _doorbell_file(self, session_id: str, suffix: str) -> str:
+        """The doorbell's resume lock (.lock) and wake budget (.json) for one session."""
+        return self._session_file("wakes", session_id, suffix)
 
     def claim_wake(self, session_id: str) -> "WakeLock | None":
         """The session's resume lock, held by this process; None while another wake holds it."""
-        lock = WakeLock(self._wake_file(session_id, ".lock"), deadline=0)
+        lock = WakeLock(self._doorbell_file(session_id, ".lock"), deadline=0)
         return lock if self._claim_lock(lock, "a wake's lock") else None
 
     def wake_note(self, session_id: str) -> tuple[bool, bytes]:
         """(held, note) of the session's resume lock, without taking it: whether a wake holds it
         now, and what its last woken program noted there (WakeLock). Never called by the holder:
         closing a second descriptor of the file would drop this process's lock."""
-        path = self._wake_file(session_id, ".lock")
+        path = self._doorbell_file(session_id, ".lock")
         note = holder(path)
         if note is not None:
             return True, note
@@ -634,7 +640,7 @@ class Store:
     def wake_times(self, session_id: str, since: float, until: float) -> list[float]:
         """When the session's wakes in (since, until] rang, in epoch seconds, oldest first."""
         try:
-            raw = durable.read_file(self._wake_file(session_id, ".json"))
+            raw = durable.read_file(self._doorbell_file(session_id, ".json"))
             data = jsonlite.loads(raw) if raw else None
         except (durable.UnsafeFile, ValueError):
             data = None  # planted or torn: replaced at the next count
@@ -651,7 +657,9 @@ class Store:
             times = self.wake_times(session_id, since, now)
             if len(times) < budget:
                 durable.ensure_private_dir(self._path("wakes"))
-                durable.atomic_write(self._wake_file(session_id, ".json"), _to_json({"times": [*times, now]}) + b"\n")
+                durable.atomic_write(
+                    self._doorbell_file(session_id, ".json"), _to_json({"times": [*times, now]}) + b"\n"
+                )
             return times
 
     # -- mail ---------------------------------------------------------------------------------
@@ -949,7 +957,8 @@ class Store:
         if receipt is None:
             return
         self._write_receipt(receipt)
-        parent = self.receipt(str(message.get("replyTo")))
+        parent_id = message.get("replyTo")
+        parent = self.receipt(parent_id) if isinstance(parent_id, str) else None
         if parent is not None and not parent.get("replyId"):
             self._write_receipt({**parent, "repliedAt": message.get("ts"), "replyId": receipt["id"]})
 
@@ -1084,8 +1093,8 @@ class Store:
             # A watcher's lock goes when no watcher holds it (a retired session runs none).
             if holder(self._watch_path(session_id)) is None:
                 durable.remove(self._watch_path(session_id))
-            durable.remove(self._wakes_path(session_id))
-            durable.remove(self._wake_file(session_id, ".json"))  # its lock file stays, as the take lock does
+            durable.remove(self._auto_wake_count_path(session_id))
+            durable.remove(self._doorbell_file(session_id, ".json"))  # its lock file stays, as the take lock does
             for name in _listdir(self._path("markers")):
                 held_by, _ = self._read_marker(name)
                 if held_by is not None and held_by.lower() == session_id.lower():
