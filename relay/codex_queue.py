@@ -56,6 +56,18 @@ _ENDED = (b'"type":"task_complete"', b'"type":"turn_aborted"')
 # Outcomes (what happened, for the caller and the tests).
 RANG = "rang"
 FAILED = "failed"
+NOT_RUNNING = "not running"
+EXEC_HOST = "hosted by codex exec"
+BUSY = "turn in progress"
+HOST_UNKNOWN = "cannot tell the host's codex or CODEX_HOME"
+
+
+def seen_running(outcome: str) -> bool | None:
+    """What `ring_if_idle` learnt of the recipient's process: running (True), not (False), or not
+    looked (None), so the sender's answer need not scan the processes a second time."""
+    if outcome == NOT_RUNNING:
+        return False
+    return True if outcome in (RANG, EXEC_HOST, BUSY, HOST_UNKNOWN) else None
 
 
 class Launch(Record):
@@ -122,15 +134,15 @@ def plan(store: Store, recipient: Entry, message: Message) -> tuple[str, Launch 
 
     hosts = codex_hosts(session_id)
     if not hosts:
-        return "not running", None
+        return NOT_RUNNING, None
     if any(is_exec_run(argv) for _, argv, _ in hosts):
-        return "hosted by codex exec", None
+        return EXEC_HOST, None
     pid, _, rollout = hosts[0]
     if turn_in_progress(rollout):
-        return "turn in progress", None
+        return BUSY, None
     program, home = procinfo.executable(pid), codex_home_of(rollout)
     if program is None or home is None:
-        return "cannot tell the host's codex or CODEX_HOME", None
+        return HOST_UNKNOWN, None
     from relay.doorbell import child_environment, initial_environment, nudge
 
     env = child_environment(dict(os.environ), initial_environment())

@@ -239,7 +239,8 @@ def _target_and_words(parsed: Parsed, command: str) -> tuple[str, list[str]]:
 
 
 def _queue(store: Store, parsed: Parsed, command: str, sender: tuple[str | None, str | None], **fields: Any) -> Any:
-    """Send the command line's message from `sender`, ring an idle Codex recipient; (recipient, message)."""
+    """Send the command line's message from `sender`, ring an idle Codex recipient; (recipient, message,
+    what the ring learnt: relay.codex_queue's outcome)."""
     from relay.codex_queue import ring_if_idle
     from relay.hops import inherited_hops
     from relay.mail import send
@@ -247,22 +248,23 @@ def _queue(store: Store, parsed: Parsed, command: str, sender: tuple[str | None,
     target, words = _target_and_words(parsed, command)
     urgent = "--urgent" in parsed.flags
     recipient, message = send(store, target, " ".join(words), *sender, urgent=urgent, hops=inherited_hops(), **fields)
-    _, note = ring_if_idle(store, recipient, message)
+    rung, note = ring_if_idle(store, recipient, message)
     if note:
         print(f"relay: {note}", file=sys.stderr)
-    return recipient, message
+    return recipient, message, rung
 
 
 def send_command(store: Store, parsed: Parsed) -> int:
     """Queue a message from the command line; print where it went and its id."""
     reply_to = parsed.options.get("--reply-to")
-    recipient, message = _queue(store, parsed, "send", _sender(store, parsed), reply_to=reply_to)
+    recipient, message, rung = _queue(store, parsed, "send", _sender(store, parsed), reply_to=reply_to)
     if "--json" in parsed.flags:
+        from relay.codex_queue import seen_running
         from relay.conversation import recipient_state
         from relay.mail import thread_of
 
         fields = {"id": message["id"], "thread": thread_of(message), "to": message["to"], "toName": message["toName"]}
-        _print_json({**fields, "recipient": recipient_state(recipient)}, pretty=False)
+        _print_json({**fields, "recipient": recipient_state(recipient, seen_running(rung))}, pretty=False)
         return 0
     print(f"queued -> {recipient.get('name') or recipient['id']} {message['id']}", flush=True)
     return 0
@@ -287,7 +289,7 @@ def ask_command(store: Store, parsed: Parsed) -> int:
     if minted:
         sender = new_uuid4(), None
     asker = str(sender[0])
-    recipient, message = _queue(store, parsed, "ask", sender, expects_reply=True)
+    recipient, message, _ = _queue(store, parsed, "ask", sender, expects_reply=True)
 
     def show(reply: Any, earlier: list[Any], receipt: Any) -> None:
         for other in earlier:  # mail a dead taker left in flight in the asker's mailbox
@@ -360,27 +362,22 @@ def _mailbox_owner(store: Store, parsed: Parsed, command: str) -> str:
     return require_uuid(resolve(store, who)["id"])
 
 
-def _mail_result(messages: list[Any], remaining: int) -> dict[str, Any]:
-    from relay.fence import how_to_answer
+def _fitted(messages: list[Any], remaining: int) -> tuple[Any, int]:
+    """The CLI's mail result for as many messages as fit one 32 KiB result, and that count; a
+    question carries its `answer`, as in the MCP `inbox`."""
+    from relay.fence import with_answer
+    from relay.jsontext import encode
+    from relay.mail import fit_output
     from relay.sessions import launcher_command
 
     launcher = launcher_command()
-    for message in messages:
-        answer = how_to_answer(message, launcher)
-        if answer:
-            message["answer"] = answer
-    return {"count": len(messages), "messages": messages, "remaining": remaining}
-
-
-def _fitted(messages: list[Any], remaining: int) -> tuple[Any, int]:
-    """The CLI's mail result for as many messages as fit one 32 KiB result, and that count."""
-    from relay.jsontext import encode
-    from relay.mail import fit_output
+    answered = [with_answer(message, launcher) for message in messages]
 
     def build(shown: list[Any]) -> tuple[dict[str, Any], int]:
-        return _mail_result(shown, remaining + len(messages) - len(shown)), len(shown)
+        result = {"count": len(shown), "messages": shown, "remaining": remaining + len(messages) - len(shown)}
+        return result, len(shown)
 
-    return fit_output(messages, build, lambda result: len(encode(result, True)))
+    return fit_output(answered, build, lambda result: len(encode(result, True)))
 
 
 def inbox_command(store: Store, parsed: Parsed) -> int:

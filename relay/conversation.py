@@ -20,16 +20,19 @@ POLL_SECONDS = 0.2
 STATUS_FIELDS = ("id", "to", "toName", "state", "queuedAt", "deliveredAt", "repliedAt", "replyId", "thread")
 
 
-def recipient_state(entry: Entry) -> dict[str, str]:
+def recipient_state(entry: Entry, running: bool | None = None) -> dict[str, str]:
     """{state, detail}: whether the mail is seen soon (`live`) or needs a wake (`idle`, `ended`).
 
-    `live`: its CLI process runs now (relay.liveness); `ended`: its SessionEnd was seen and it has
-    not started since; `idle`: registered, not running; `unknown`: never registered here.
+    `live`: its CLI process runs now (relay.liveness, unless the caller already knows: `running`);
+    `ended`: its SessionEnd was seen and it has not started since; `idle`: registered, not running;
+    `unknown`: never registered here.
     """
-    from relay.liveness import is_live
+    if running is None:
+        from relay.liveness import is_live
 
-    tool = entry.get("tool")
-    if is_live(entry["id"], tool if tool in AGENT_CLIS else None):
+        tool = entry.get("tool")
+        running = is_live(entry["id"], tool if tool in AGENT_CLIS else None)
+    if running:
         return {
             "state": "live",
             "detail": "running now: it gets the mail before its next prompt or when its current turn ends "

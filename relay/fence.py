@@ -262,11 +262,10 @@ def mail_line(message: Message, launcher: str = "relay") -> str:
         notes.append("expects a reply")
     ts = message.get("ts")
     head = ", ".join([one_line_field("?" if ts in (None, "") else ts), *notes])
-    if message.get("redelivered"):
-        head += ") (redelivered"
+    again = " (redelivered)" if message.get("redelivered") else ""
     body = message.get("body")
     body = defuse(indent_lines(_clip("" if body is None else str(body), _BODY_CLIP)))
-    line = f"- from {sender_label(message)} ({head}): {body}"
+    line = f"- from {sender_label(message)} ({head}){again}: {body}"
     answer = how_to_answer(message, launcher)
     return f"{line}\n  To answer: {answer}" if answer else line
 
@@ -282,6 +281,12 @@ def how_to_answer(message: Message, launcher: str) -> str | None:
         f"the session-relay `send` tool with to {to} and replyTo {about}, "
         f"or run: {one_line_field(launcher)} send {to} --reply-to {about} -- REPLY"
     )
+
+
+def with_answer(message: Message, launcher: str) -> Message:
+    """The message as `inbox` returns it (MCP and CLI): a question carries its `answer`."""
+    answer = how_to_answer(message, launcher)
+    return {**message, "answer": answer} if answer else message
 
 
 def render(

@@ -68,7 +68,7 @@ def send(
     }
     if parent is not None:  # a new message starts its own thread: its id, left implicit (0.1's shape)
         message["replyTo"] = parent["id"]
-        message["thread"] = parent.get("thread") or parent["id"]
+        message["thread"] = thread_of(parent)
     if expects_reply:
         message["expectsReply"] = True
     if urgent:

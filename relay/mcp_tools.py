@@ -270,7 +270,7 @@ def _roster(store: Store, me: Identity, args: dict[str, Any]) -> Result:
 
 
 def _send(store: Store, me: Identity, args: dict[str, Any]) -> Result:
-    from relay.codex_queue import ring_if_idle
+    from relay.codex_queue import ring_if_idle, seen_running
     from relay.conversation import recipient_state
     from relay.hops import inherited_hops
     from relay.mail import send, thread_of
@@ -290,14 +290,14 @@ def _send(store: Store, me: Identity, args: dict[str, Any]) -> Result:
         reply_to=args.get("replyTo"),
         expects_reply=args.get("expectsReply") is True,
     )
-    _, note = ring_if_idle(store, recipient, message)
+    rung, note = ring_if_idle(store, recipient, message)
     result = {
         "ok": True,
         "id": message["id"],
         "thread": thread_of(message),
         "delivered_to": recipient.get("name") or recipient["id"],
         "recipient_dir": recipient.get("dir"),
-        "recipient": recipient_state(recipient),
+        "recipient": recipient_state(recipient, seen_running(rung)),
         "hint": wake_hint(recipient),
     }
     if note:
@@ -319,14 +319,14 @@ def _wait(store: Store, me: Identity, args: dict[str, Any], stop: Callable[[], b
     answer: dict[str, Any] = {}
 
     def show(reply: dict[str, Any] | None, earlier: list[dict[str, Any]], receipt: dict[str, Any]) -> None:
-        answer.update(replied=True, message=_defused(reply) if reply is not None else None)
+        answer.update(replied=True, message=_defused([reply])[0] if reply is not None else None)
         if reply is None:
             answer["reply"] = receipt
             answer["note"] = "The reply was already delivered to its recipient (your hook or inbox showed it)."
         else:
             answer["note"] = UNTRUSTED_NOTE
         if earlier:
-            answer["earlier"] = [_defused(m) for m in earlier]
+            answer["earlier"] = _defused(earlier)
 
     timeout = float(args.get("timeoutSec", DEFAULT_WAIT_SECONDS))
     confirm = wait_for_reply(store, str(asked["id"]), mine, timeout, show, stop)
@@ -346,24 +346,19 @@ UNTRUSTED_NOTE = (
 INBOX_NOTE = f"{UNTRUSTED_NOTE} When remaining is above 0, call inbox again for the rest."
 
 
-def _defused(message: dict[str, Any]) -> dict[str, Any]:
-    """A message as a tool result shows it: its free text defused (relay.fence)."""
-    from relay.fence import defuse, how_to_answer
+def _defused(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages as a tool result shows them: free text defused (relay.fence), questions with their `answer`."""
+    from relay.fence import defuse, with_answer
     from relay.sessions import launcher_command
 
-    shown = {
-        **message,
-        **{k: defuse(message[k]) for k in ("body", "fromName", "toName") if isinstance(message.get(k), str)},
-    }
-    answer = how_to_answer(message, launcher_command())
-    if answer:
-        shown["answer"] = answer
-    return shown
-
-
-def _inbox_result(messages: list[dict[str, Any]], remaining: int) -> dict[str, Any]:
-    shown = [_defused(m) for m in messages]
-    return {"count": len(shown), "messages": shown, "remaining": remaining, "note": INBOX_NOTE}
+    launcher = launcher_command()
+    return [
+        with_answer(
+            {**m, **{k: defuse(m[k]) for k in ("body", "fromName", "toName") if isinstance(m.get(k), str)}},
+            launcher,
+        )
+        for m in messages
+    ]
 
 
 def _inbox(store: Store, me: Identity, args: dict[str, Any]) -> Result:
@@ -374,9 +369,10 @@ def _inbox(store: Store, me: Identity, args: dict[str, Any]) -> Result:
 
     def show(batch: list[dict[str, Any]], remaining: int) -> int:
         def build(messages: list[dict[str, Any]]) -> tuple[dict[str, Any], int]:
-            return _inbox_result(messages, remaining + len(batch) - len(messages)), len(messages)
+            result = {"count": len(messages), "messages": messages, "remaining": remaining + len(batch) - len(messages)}
+            return {**result, "note": INBOX_NOTE}, len(messages)
 
-        result, shown = fit_output(batch, build, lambda output: len(encode(output)))
+        result, shown = fit_output(_defused(batch), build, lambda output: len(encode(output)))
         answer.update(result if isinstance(result, dict) else {})
         return shown
 

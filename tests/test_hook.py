@@ -282,7 +282,8 @@ def test_hook_cli_inbox_and_mcp_inbox_share_one_delivery_protocol(env, store_hom
     """take -> show -> confirm lives once, in relay.mail; each face only passes its own `show`."""
     import io
 
-    from relay import commands, hook, mail, tools
+    from relay import commands, hook, mail
+    from relay import mcp_tools as tools
     from relay.argv import parse
     from relay.store import Store
 
