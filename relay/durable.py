@@ -171,19 +171,30 @@ def atomic_write(path: str, data: bytes) -> None:
     fsync_dir(os.path.dirname(path))
 
 
-def append_durably(path: str, data: bytes) -> None:
-    """Append `data` (whole lines) to `path` and sync it; on failure cut the file back.
-
-    If an earlier writer died mid-line, the file does not end in a newline: one is written first,
-    so the new line never fuses with the torn one (which a reader then quarantines).
-    """
+def _open_to_append(path: str) -> tuple[int, int, bool]:
+    """(fd, size, torn) of `path` opened to append (created 0600): `torn` when an earlier writer
+    died mid-line, so the file does not end in a newline and the next line must start one."""
     try:
         fd = open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
     except OSError as err:
         raise _explain(err, path) from None
     try:
         size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
+        return fd, size, bool(size) and os.pread(fd, 1, size - 1) != b"\n"
+    except OSError as err:
+        os.close(fd)
+        raise _explain(err, path) from None
+
+
+def append_durably(path: str, data: bytes) -> None:
+    """Append `data` (whole lines) to `path` and sync it; on failure cut the file back.
+
+    If an earlier writer died mid-line, the file does not end in a newline: one is written first,
+    so the new line never fuses with the torn one (which a reader then quarantines).
+    """
+    fd, size, torn = _open_to_append(path)
+    try:
+        if torn:
             data = b"\n" + data
         try:
             _write_all(fd, data)
@@ -400,14 +411,9 @@ def append_file(source: str, destination: str) -> None:
     if src is None:
         return
     try:
+        fd, _, torn = _open_to_append(destination)
         try:
-            fd = open_regular(destination, os.O_RDWR | os.O_APPEND | os.O_CREAT)
-        except OSError as err:
-            raise _explain(err, destination) from None
-        try:
-            size = os.fstat(fd).st_size
-            last = os.pread(fd, 1, size - 1) if size else b"\n"
-            if last != b"\n":
+            if torn:
                 _write_all(fd, b"\n")
             last = _stream(src, fd) or b"\n"  # the destination already ends a line
             if last != b"\n":
