@@ -9,8 +9,8 @@ import time
 from _collections_abc import Callable  # collections.abc would import all of collections
 
 from relay.errors import RelayError
-from relay.ids import AGENT_CLIS, is_uuid
-from relay.mail import open_delivery, visible_to
+from relay.ids import AGENT_CLIS
+from relay.mail import open_delivery, quoted_id, seen_by
 from relay.store import Entry, Message, Store
 
 # How often a wait looks for the reply: a receipt read, so cheap; a reply shows up within this.
@@ -54,13 +54,12 @@ def recipient_state(entry: Entry, running: bool | None = None) -> dict[str, str]
 def status(store: Store, message_id: object, viewer: str | None = None) -> dict[str, object]:
     """What became of a message: {id, to, toName, state, queuedAt, deliveredAt, repliedAt, replyId,
     thread}. An error for an id that is unknown, or not `viewer`'s to see (relay.mail.visible_to)."""
-    known = store.message_state(str(message_id)) if is_uuid(message_id) else None
-    if known is None or not visible_to(known, viewer):
+    known = seen_by(store, message_id, viewer, with_state=True)
+    if known is None:
         from relay.gc import RECEIPT_DAYS
 
-        shown = message_id if is_uuid(message_id) else repr(str(message_id)[:40])
         raise RelayError(
-            f"unknown message id {shown}: use an id `send` returned (or one from your own mail); "
+            f"unknown message id {quoted_id(message_id)}: use an id `send` returned (or one from your own mail); "
             f"messages are forgotten {RECEIPT_DAYS} days after their last change"
         )
     return {field: known.get(field) for field in STATUS_FIELDS}

@@ -84,20 +84,31 @@ def thread_of(message: Message) -> object:
     return message.get("thread") or message.get("id")
 
 
-def visible_to(receipt: Message, viewer: str | None) -> bool:
-    """May `viewer` (a session id; None for the user at the command line) see this message?
+def seen_by(store: Store, message_id: object, viewer: str | None, with_state: bool = False) -> Message | None:
+    """The receipt of a message (with `state` too: Store.message_state) when `viewer` may see it.
 
-    A session sees only what it sent or received; the user sees everything in their store."""
-    return viewer is None or viewer.lower() in (str(receipt.get("from")).lower(), str(receipt.get("to")).lower())
+    `viewer` is a session id, or None for the user at the command line. A session sees only what
+    it sent or received; the user sees everything in their store."""
+    if not is_uuid(message_id):
+        return None
+    receipt = store.message_state(message_id) if with_state else store.receipt(message_id)
+    if receipt is None:
+        return None
+    parties = (str(receipt.get("from")).lower(), str(receipt.get("to")).lower())
+    return receipt if viewer is None or viewer.lower() in parties else None
+
+
+def quoted_id(message_id: object) -> str:
+    """A message id for an error line: a UUID as it is, anything else quoted and cut short."""
+    return message_id if is_uuid(message_id) else repr(str(message_id)[:40])
 
 
 def answered(store: Store, message_id: str, viewer: str | None) -> Message:
     """The receipt of the message a reply answers; an error when there is none `viewer` may see."""
-    receipt = store.receipt(message_id)
-    if receipt is None or not visible_to(receipt, viewer):
-        shown = message_id if is_uuid(message_id) else repr(message_id[:40])
+    receipt = seen_by(store, message_id, viewer)
+    if receipt is None:
         raise RelayError(
-            f"no message {shown} to reply to: replyTo takes the id of a message you received "
+            f"no message {quoted_id(message_id)} to reply to: replyTo takes the id of a message you received "
             "(shown after `id` in its `- from` line, or as `id` in inbox)"
         )
     return receipt
