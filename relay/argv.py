@@ -48,13 +48,17 @@ class Parsed:
 
 
 def parse(command: str, spec: Spec, argv: list[str]) -> Parsed:
-    """Parse `argv` (the words after the command name) against `spec`."""
+    """Parse `argv` (the words after the command name) against `spec`.
+
+    `-h`/`--help` anywhere before `--` (and not taken as an option's value) asks for help and wins
+    over every other problem on the line, so a half-typed command can always show its help."""
     parsed = Parsed()
     if "--" in argv:
         cut = argv.index("--")
         before, after = argv[:cut], argv[cut + 1 :]
     else:
         before, after = argv, []
+    problem: str | None = None
     extra: list[str] = []
     index = 0
     while index < len(before):
@@ -68,7 +72,8 @@ def parse(command: str, spec: Spec, argv: list[str]) -> Parsed:
             if name in spec.values:
                 if not has_value:
                     if index >= len(before):
-                        raise UsageError(f"relay {command}: {name} needs a value; usage: {spec.usage}")
+                        problem = problem or f"{name} needs a value"
+                        continue
                     value = before[index]
                     index += 1
                 parsed.options[name] = value
@@ -76,15 +81,19 @@ def parse(command: str, spec: Spec, argv: list[str]) -> Parsed:
                 parsed.flags.add(name)
             else:
                 hint = " (put the message after --)" if spec.message else ""
-                raise UsageError(f"relay {command}: unknown option {word}{hint}; usage: {spec.usage}")
+                problem = problem or f"unknown option {word}{hint}"
             continue
         if len(parsed.positionals) < len(spec.positionals):
             parsed.positionals.append(word)
         else:
             extra.append(word)
-    if extra and not spec.message:
-        raise UsageError(f"relay {command}: unexpected argument {extra[0]!r}; usage: {spec.usage}")
-    if after and not spec.message:
-        raise UsageError(f"relay {command}: takes no message; usage: {spec.usage}")
+    if parsed.help:
+        return parsed
+    if problem is None and extra and not spec.message:
+        problem = f"unexpected argument {extra[0]!r}"
+    if problem is None and after and not spec.message:
+        problem = "takes no message"
+    if problem is not None:
+        raise UsageError(f"{command}: {problem}; usage: {spec.usage}")
     parsed.words = extra + after
     return parsed

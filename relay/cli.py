@@ -10,34 +10,33 @@ import os
 import sys
 
 from relay import __version__
-from relay.errors import RelayError, describe_os_error
+from relay.errors import RelayError, UsageError, describe_os_error
 
-_FACES = {
-    "hook": (
-        "run by the agent CLI at session start, each prompt, after tool calls, at turn end and session end: "
-        "registers the session, prints the mail its deliver mode lets through; `hook watch` is Claude's "
-        "idle-mail watcher"
-    ),
-    "bus": "the MCP stdio server (tools whoami, register, roster, send, inbox, discover, status, wait)",
-    "demo": "show the whole relay at work in a throwaway store",
-}
+# The commands that are not people commands (relay.commands.SPECS): they parse their own arguments.
+_FACES = ("hook", "bus", "demo", "version")
+_HELP = ("-h", "--help")
 
 
-def _usage() -> str:
-    from relay.commands import SPECS
+def _help_asked(words: list[str]) -> bool:
+    """Whether -h/--help is among `words` before a bare `--` (after it, words are a message)."""
+    before = words[: words.index("--")] if "--" in words else words
+    return any(word in _HELP for word in before)
 
-    lines = [
-        f"relay {__version__}: a message bus between Claude Code and Codex sessions on this machine",
-        "",
-        "usage: relay <command> [options]   (relay <command> --help for details)",
-        "",
-    ]
-    for name, spec in SPECS.items():
-        lines.append(f"  {name:<9} {spec.summary}")
-    for name in ("hook", "bus", "demo"):
-        lines.append(f"  {name:<9} {_FACES[name]}")
-    lines += ["", "Store: $AGENT_RELAY_HOME (default ~/.agent-relay). Everything after -- is the message, verbatim."]
-    return "\n".join(lines)
+
+def _help(words: list[str]) -> int:
+    """`relay help [COMMAND]`: the command list, or one command's whole help.
+
+    relay.helptext is imported here only: its text costs nothing to a command that asks no help."""
+    from relay import helptext
+
+    if not words:
+        print(helptext.listing())
+        return 0
+    topic = helptext.topic_of(words)
+    if topic is None:
+        raise UsageError(f"no command {' '.join(words)!r} (see relay help for the list)")
+    print(helptext.render(topic))
+    return 0
 
 
 def long_lived() -> None:
@@ -57,44 +56,53 @@ def _fail(message: str, code: int) -> int:
 
 
 def _run(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(_usage())
-        return 0
+    if not argv:
+        return _help([])
     command, rest = argv[0], argv[1:]
+    if command in (*_HELP, "help"):
+        words = [word for word in rest if word not in _HELP]
+        return _help(words or (["help"] if command == "help" and rest else []))
     if command in ("-V", "--version"):
-        print(f"relay {__version__}")
-        return 0
-    if command in _FACES and rest[:1] in (["-h"], ["--help"]):
-        arguments = " [codex | watch]" if command == "hook" else ""
-        print(f"usage: relay {command}{arguments}\n{_FACES[command]}")
-        return 0
-    if command == "hook":
-        from relay import hook
-
-        return hook.main(rest)
-    if command in ("bus", "demo"):
-        if rest:
-            return _fail(f"{command} takes no arguments; see relay {command} --help", 2)
-        long_lived()
-        if command == "bus":
-            from relay import bus
-
-            return bus.main(rest)
-        from relay import demo
-
-        return demo.main()
+        command = "version"
+    if command in _FACES:
+        if _help_asked(rest):
+            return _help(["hook", "watch"] if command == "hook" and rest[:1] == ["watch"] else [command])
+        return _face(command, rest)
     from relay.argv import parse
     from relay.commands import HANDLERS, SPECS
 
     if command not in SPECS:
         return _fail(f"unknown command {command!r}; run relay --help for the list", 2)
-    parsed = parse(command, SPECS[command], rest)
-    if parsed.help:
-        print(f"usage: {SPECS[command].usage}\n{SPECS[command].summary}")
-        return 0
-    from relay.store import Store
+    try:
+        parsed = parse(command, SPECS[command], rest)
+        if parsed.help:
+            return _help([command])
+        from relay.store import Store
 
-    return HANDLERS[command](Store(), parsed)
+        return HANDLERS[command](Store(), parsed)
+    except UsageError as err:
+        raise UsageError(f"{err} (see relay {command} --help)") from None
+
+
+def _face(command: str, rest: list[str]) -> int:
+    """hook, bus, demo and version: each takes the words it knows and nothing else."""
+    if command == "hook":
+        from relay import hook
+
+        return hook.main(rest)
+    if rest:
+        raise UsageError(f"{command} takes no arguments (see relay {command} --help)")
+    if command == "version":
+        print(f"relay {__version__}")
+        return 0
+    long_lived()
+    if command == "bus":
+        from relay import bus
+
+        return bus.main(rest)
+    from relay import demo
+
+    return demo.main()
 
 
 def main(argv: list[str] | None = None) -> int:

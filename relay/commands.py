@@ -22,24 +22,21 @@ if TYPE_CHECKING:
 SPECS: dict[str, Spec] = {
     "discover": Spec(
         "relay discover [--within MIN] [--tool claude|codex] [--exclude ID] [--cwd DIR] [--limit N] [--json]",
-        "list sessions running now, from the CLIs' transcripts",
+        "list the sessions running now, from the CLIs' transcripts",
         values=("--within", "--tool", "--exclude", "--cwd", "--limit"),
         flags=("--json",),
     ),
     "list": Spec("relay list [--json]", "list registered sessions", flags=("--json",)),
     "register": Spec(
         "relay register NAME --id UUID [--dir DIR] [--tool claude|codex] [--deliver now|turn|start]",
-        "name a session (NAME: 1-64 of A-Za-z0-9._-, not a UUID, not cli/user/system/relay/session-relay); "
-        "--deliver sets when its mail reaches it while it runs (default turn)",
+        "name a session and set when its mail reaches it",
         values=("--id", "--dir", "--tool", "--deliver"),
         positionals=("NAME",),
     ),
     "send": Spec(
         "relay send TO [--from WHO] [--reply-to ID] [--urgent] [--json] [--] MESSAGE... | "
         "relay send --id UUID [options] [--] MESSAGE...",
-        "queue a message for a session and print its id (--from: send as a registered session, so it can be "
-        "answered; --reply-to: the id of the message this answers; --urgent: it may interrupt the recipient "
-        "between tool calls; --json: {id, thread, to, toName, recipient})",
+        "queue a message for a session and print its id",
         values=("--id", "--from", "--reply-to"),
         flags=("--urgent", "--json"),
         positionals=("TO",),
@@ -47,8 +44,7 @@ SPECS: dict[str, Spec] = {
     ),
     "ask": Spec(
         "relay ask TO [--from WHO] [--wait SECONDS] [--json] [--] MESSAGE...",
-        "send a question and wait for its reply (default 120 s, at most 3600), then print the reply's body "
-        "(--json: the whole reply); exit 4 when none came in time (the question stays queued)",
+        "send a question, wait for its reply and print it",
         values=("--from", "--wait"),
         flags=("--json",),
         positionals=("TO",),
@@ -62,16 +58,14 @@ SPECS: dict[str, Spec] = {
     ),
     "inbox": Spec(
         "relay inbox WHO",
-        "print and take a session's mail (at most 32 KiB; run again while remaining > 0)",
+        "print a session's mail as JSON and take it",
         positionals=("WHO",),
     ),
-    "peek": Spec("relay peek WHO", "print a session's mail without taking it (at most 32 KiB)", positionals=("WHO",)),
+    "peek": Spec("relay peek WHO", "print a session's mail as JSON without taking it", positionals=("WHO",)),
     "wake": Spec(
         "relay wake WHO [--dry] [--force] [--] [MESSAGE...] | "
         "relay wake --id UUID --dir DIR --tool claude|codex [--dry] [--force] [--] [MESSAGE...]",
-        "resume an idle session headless so it reads its mail (MESSAGE is queued as mail, never its prompt); "
-        "refused with exit 75 while it runs (--force overrides only that), while a wake of it runs, when its "
-        "mail is RELAY_MAX_HOPS wakes deep, or past RELAY_WAKE_BUDGET wakes an hour",
+        "resume an idle session headless so it reads its mail",
         values=("--id", "--dir", "--tool"),
         flags=("--dry", "--force"),
         positionals=("WHO",),
@@ -79,15 +73,20 @@ SPECS: dict[str, Spec] = {
     ),
     "doctor": Spec(
         "relay doctor",
-        "check the store: owners, permissions, planted links and FIFOs, unparseable files, mail in flight, quarantine",
+        "check the store and report every problem it finds",
     ),
     "gc": Spec(
         "relay gc [--older-than DAYS] [--dry] [--json]",
-        "forget sessions not seen for DAYS (default 14) whose transcript is gone; their mail goes to archive/",
+        "forget stale sessions; their undelivered mail goes to archive/",
         values=("--older-than",),
         flags=("--dry", "--json"),
     ),
 }
+
+# The column titles of `list` and `discover`: their header line on a terminal, and their --help.
+LIST_COLUMNS = ("NAME", "TOOL", "ID", "DELIVER", "DIR", "LAST SEEN")
+DISCOVER_COLUMNS = ("TOOL", "ID", "NAME", "LAST WRITE", "CWD")
+DEFAULT_ASK_SECONDS = 120.0
 
 
 def _print_json(value: Any, pretty: bool = True) -> None:
@@ -97,13 +96,16 @@ def _print_json(value: Any, pretty: bool = True) -> None:
     sys.stdout.flush()
 
 
-def _show(parsed: Parsed, rows: list[Any], empty: str, line: Callable[[Any], str]) -> int:
-    """Rows as a JSON array with --json, else one line each (or a note when there are none)."""
+def _show(parsed: Parsed, rows: list[Any], empty: str, line: Callable[[Any], str], header: str) -> int:
+    """Rows as a JSON array with --json, else one line each (or a note when there are none), under
+    a header line of column titles when a person reads them on a terminal (never in a pipe)."""
     if "--json" in parsed.flags:
         _print_json(rows)
         return 0
     if not rows:
         print(empty)
+    elif sys.stdout.isatty():
+        print(header)
     for row in rows:
         print(line(row))
     return 0
@@ -156,7 +158,7 @@ def discover_command(store: Store, parsed: Parsed) -> int:
         limit=int(limit),
     )
     empty = "no session transcripts written in that window (try --within with more minutes)"
-    return _show(parsed, rows, empty, _session_line)
+    return _show(parsed, rows, empty, _session_line, _session_cells(*DISCOVER_COLUMNS))
 
 
 def _session_line(row: dict[str, Any]) -> str:
@@ -167,7 +169,11 @@ def _session_line(row: dict[str, Any]) -> str:
     busy = "  (live)" if row["live"] else ""
     name = one_line(row["name"] or "-")
     cwd = one_line(row["cwd"] or "?")
-    return f"{row['tool']:<6}  {one_line(row['id'])}  {name:<16}  {row['ageSec']:>6}s ago  {cwd}{busy}"
+    return _session_cells(row["tool"], one_line(row["id"]), name, f"{row['ageSec']}s ago", cwd) + busy
+
+
+def _session_cells(tool: str, session_id: str, name: str, age: str, cwd: str) -> str:
+    return f"{tool:<6}  {session_id:<36}  {name:<16}  {age:>11}  {cwd}"
 
 
 def list_command(store: Store, parsed: Parsed) -> int:
@@ -175,7 +181,8 @@ def list_command(store: Store, parsed: Parsed) -> int:
     empty = "no sessions registered yet: sessions register when they start (or: relay register NAME --id UUID)"
     from relay.attention import shown_with_mode
 
-    return _show(parsed, [shown_with_mode(e) for e in store.registry().entries()], empty, _entry_line)
+    rows = [shown_with_mode(e) for e in store.registry().entries()]
+    return _show(parsed, rows, empty, _entry_line, _entry_cells(*LIST_COLUMNS))
 
 
 def _entry_line(entry: dict[str, Any]) -> str:
@@ -186,7 +193,11 @@ def _entry_line(entry: dict[str, Any]) -> str:
         one_line(str(entry.get(key) or "-")) for key in ("name", "tool", "id", "dir", "lastSeen")
     )
     ended = f"  ended {one_line(str(entry['endedAt']))}" if entry.get("endedAt") else ""
-    return f"{name:<16}  {tool:<6}  {session_id}  {entry['deliver']:<5}  {directory}  {seen}{ended}"
+    return _entry_cells(name, tool, session_id, str(entry["deliver"]), directory, seen) + ended
+
+
+def _entry_cells(name: str, tool: str, session_id: str, deliver: str, directory: str, seen: str) -> str:
+    return f"{name:<16}  {tool:<6}  {session_id:<36}  {deliver:<7}  {directory}  {seen}"
 
 
 def register_command(store: Store, parsed: Parsed) -> int:
@@ -283,7 +294,7 @@ def ask_command(store: Store, parsed: Parsed) -> int:
     from relay.errors import NoReply
     from relay.ids import new_uuid4
 
-    seconds = _seconds(parsed.options.get("--wait"), 120.0)
+    seconds = _seconds(parsed.options.get("--wait"), DEFAULT_ASK_SECONDS)
     sender = _sender(store, parsed)
     minted = sender[0] is None
     if minted:

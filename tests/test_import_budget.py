@@ -104,6 +104,34 @@ def test_short_lived_commands_import_nothing_heavy(env, store_home, tmp_path, ar
     loaded = modules_after(tmp_path, env, words, allowed_codes=(0, 4))
     assert "relay.cli" in loaded
     assert sorted(loaded & set(HEAVY)) == []
+    assert "relay.helptext" not in loaded, "the long help is read only when asked for"
+
+
+@pytest.mark.parametrize(
+    ("argv", "helped"),
+    [
+        (["list", "--help"], True),
+        (["help", "send"], True),
+        (["list", "--bogus"], False),  # a usage error names the help but does not read it
+        (["send", "nobody-here", "--", "--help"], False),  # after --, --help is message text
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else str(value),
+)
+def test_only_asking_for_help_imports_the_help_text(env, store_home, tmp_path, argv, helped):
+    """The check above is not vacuous: the probe sees relay.helptext when help is asked for. And
+    the help needs no third-party module: it is printed, not an error, under `python -S`."""
+    listing = tmp_path / "modules.txt"
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", PROBE, str(REPO), str(listing), *argv],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    loaded = set(listing.read_text().split())
+    assert ("relay.helptext" in loaded) is helped
+    if helped:
+        assert done.stdout.startswith(b"usage: relay ") and done.stderr == b"", done.stderr
 
 
 @pytest.mark.parametrize("event", ["SessionStart", "UserPromptSubmit", "Stop"])
