@@ -352,7 +352,9 @@ def listing() -> str:
 
 def _wrapped(label: str, text: str, indent: int) -> list[str]:
     """`label` in a column of `indent` characters, `text` wrapped beside it."""
-    head = f"  {label}".ljust(indent) if len(label) + 3 <= indent else f"  {label}\n" + " " * indent
+    if len(label) + 3 > indent:  # too long for the column: the text starts on the next line
+        return [f"  {label}", *textwrap.wrap(text, WIDTH, initial_indent=" " * indent, subsequent_indent=" " * indent)]
+    head = f"  {label}".ljust(indent)
     return textwrap.wrap(text, WIDTH, initial_indent=head, subsequent_indent=" " * indent) or [head.rstrip()]
 
 
@@ -361,7 +363,8 @@ def _option_lines(spec: Spec | None, topic: Topic) -> list[str]:
     names = [*spec.values, *spec.flags] if spec is not None else []
     for option in names:
         metavar, meaning, default = topic.options[option]
-        rows.append((f"{option} {metavar}".rstrip(), f"{meaning} (default: {default})"))
+        note = default if default.startswith("required") else f"default: {default}"
+        rows.append((f"{option} {metavar}".rstrip(), f"{meaning} ({note})"))
     rows.append(("-h, --help", "show this help and exit"))
     indent = min(max(len(label) for label, _ in rows) + 4, 26)
     lines: list[str] = []

@@ -75,7 +75,7 @@ def test_each_option_is_shown_with_its_meaning_and_default(run_relay, name):
         shown = re.search(rf"^  {re.escape(option)}\b(.*?)(?=^  -)", options + "\n  -", re.M | re.S)
         assert shown, (name, option, options)
         described = " ".join(shown.group(1).split())
-        assert re.search(r"\S.*\(default: [^)]+\)$", described), (name, option, described)
+        assert re.search(r"\S.*\((default: [^)]+|required[^)]*)\)$", described), (name, option, described)
     arguments = "\n".join(section(text, "arguments")) if spec.positionals or spec.message else ""
     for word in (*spec.positionals, *(("MESSAGE",) if spec.message else ())):
         assert re.search(rf"^  {word}\s+\S", arguments, re.M), (name, word, arguments)
