@@ -46,12 +46,9 @@ from relay.errors import RelayError
 from relay.record import Record
 from relay.store import Entry, Message, Store
 from relay.textsafe import one_line
+from relay.transcripts import codex_home_of, turn_in_progress
 
 QUEUE_TIMEOUT = 5.0
-# Enough of a rollout's end to hold the current turn's start event; a turn's events are small.
-_TAIL_BYTES = 256 * 1024
-_STARTED = b'"type":"task_started"'
-_ENDED = (b'"type":"task_complete"', b'"type":"turn_aborted"')
 
 # Outcomes (what happened, for the caller and the tests).
 RANG = "rang"
@@ -89,28 +86,6 @@ def is_exec_run(argv: list[str]) -> bool:
     if "--" in words:
         words = words[: words.index("--")]
     return "exec" in words or "e" in words
-
-
-def codex_home_of(rollout: str) -> str | None:
-    """The CODEX_HOME a live rollout belongs to: <home>/sessions/YYYY/MM/DD/rollout-*.jsonl."""
-    sessions = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(rollout))))
-    if os.path.basename(sessions) != "sessions":
-        return None
-    return os.path.dirname(sessions)
-
-
-def turn_in_progress(rollout: str) -> bool:
-    """Does the rollout's tail show a turn that started and has not ended? Unreadable: no."""
-    try:
-        with open(rollout, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - _TAIL_BYTES))
-            tail = handle.read(_TAIL_BYTES)
-    except OSError:
-        return False
-    started = tail.rfind(_STARTED)
-    return started >= 0 and all(tail.rfind(ended) < started for ended in _ENDED)
 
 
 def _first_unread(store: Store, recipient: str, message: Message) -> bool:

@@ -25,9 +25,10 @@ would otherwise see that session as the one of every bus it starts.
 
 import os
 
-from relay import jsonlite, procinfo
+from relay import procinfo
 from relay.ids import is_uuid
 from relay.record import Record
+from relay.transcripts import codex_is_subagent, codex_meta, rollout_id
 
 
 class CodexSession(Record):
@@ -40,15 +41,6 @@ class CodexSession(Record):
 
     def __init__(self, session_id: str, cwd: str | None, source: str) -> None:
         self._fields(session_id=session_id, cwd=cwd, source=source)
-
-
-def rollout_id(path: str) -> str | None:
-    """The session id (lower case) in a rollout's file name, rollout-<timestamp>-<uuid>.jsonl."""
-    base = os.path.basename(path)
-    if not (base.startswith("rollout-") and base.endswith(".jsonl")):
-        return None
-    candidate = base[:-6][-36:]
-    return candidate.lower() if is_uuid(candidate) else None
 
 
 def _writer_lock_id(path: str) -> str | None:
@@ -98,29 +90,8 @@ def open_sessions(pid: int) -> dict[str, str | None]:
 def _rollout_cwd(path: str | None) -> str | None:
     if not path:
         return None
-    # Imported here: relay.discover imports relay.identity, which calls into this module.
-    from relay.discover import codex_meta
-
     _, cwd = codex_meta(path)
     return cwd
-
-
-def _is_subagent(path: str | None) -> bool:
-    """True when the rollout's session_meta says a sub-agent thread (its `source` is an object)."""
-    if not path:
-        return False
-    from relay.discover import bounded_lines
-
-    for line in bounded_lines(path):
-        if not line.strip():
-            continue
-        try:
-            record = jsonlite.loads(line)
-        except ValueError:
-            return False
-        payload = record.get("payload") if isinstance(record, dict) else None
-        return isinstance(payload, dict) and isinstance(payload.get("source"), dict)
-    return False
 
 
 _MY_CODEX: list[procinfo.ProcInfo | None] = []
@@ -152,7 +123,7 @@ def from_ancestor(pid: int | None = None) -> CodexSession | None:
         return None
     sessions = open_sessions(codex.pid)
     if len(sessions) > 1:
-        sessions = {sid: path for sid, path in sessions.items() if not _is_subagent(path)}
+        sessions = {sid: path for sid, path in sessions.items() if not codex_is_subagent(path)}
     if len(sessions) != 1:
         return None
     [(session_id, path)] = sessions.items()

@@ -38,13 +38,13 @@ def _epoch(stamp: object) -> float:
 
 def transcript_times() -> dict[str, float]:
     """The newest transcript mtime of every Claude and Codex session on this machine, by id."""
-    from relay.discover import _codex_id_from_name, claude_files, claude_root, codex_files, codex_root
+    from relay.transcripts import claude_files, claude_root, codex_files, codex_root, rollout_id
 
     newest: dict[str, float] = {}
     for session_id, _, mtime in claude_files(claude_root(), 0.0):
         newest[session_id.lower()] = max(mtime, newest.get(session_id.lower(), 0.0))
     for path, mtime in codex_files(codex_root(), 0.0):
-        named = _codex_id_from_name(path)
+        named = rollout_id(path)
         if named:
             newest[named.lower()] = max(mtime, newest.get(named.lower(), 0.0))
     return newest

@@ -17,9 +17,9 @@ import os
 import stat
 
 from relay import jsonlite, procinfo
-from relay.codex_session import rollout_id
 from relay.ids import is_uuid
 from relay.paths import env_value
+from relay.transcripts import rollout_id
 
 # A real sessions/<pid>.json is a few hundred bytes.
 _MAX_SESSION_FILE = 64 * 1024

@@ -296,25 +296,6 @@ def test_is_exec_run() -> None:
     assert not codex_queue.is_exec_run(["codex", "--", "exec"])  # a prompt, not the subcommand
 
 
-def test_codex_home_of() -> None:
-    assert codex_queue.codex_home_of("/h/.codex/sessions/2026/11/30/rollout-x.jsonl") == "/h/.codex"
-    assert codex_queue.codex_home_of("/h/.codex/archived_sessions/rollout-x.jsonl") is None
-
-
-def test_turn_in_progress(tmp_path: Path) -> None:
-    rollout = tmp_path / "r.jsonl"
-    assert not codex_queue.turn_in_progress(str(rollout))  # unreadable: not busy
-    rollout.write_bytes(b"")
-    assert not codex_queue.turn_in_progress(str(rollout))
-    rollout.write_bytes(DONE_TURN)
-    assert not codex_queue.turn_in_progress(str(rollout))
-    rollout.write_bytes(DONE_TURN + STARTED)
-    assert codex_queue.turn_in_progress(str(rollout))
-    # A user's text quoting the marker is escaped inside the JSON line and does not count.
-    rollout.write_bytes(DONE_TURN + json.dumps({"text": '"type":"task_started"'}).encode() + b"\n")
-    assert not codex_queue.turn_in_progress(str(rollout))
-
-
 def test_relay_stops_ringing_after_enough_unattended_turns_until_the_user_prompts(
     session: Session, host: Callable[..., int], run_relay, monkeypatch
 ) -> None:

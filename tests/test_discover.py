@@ -26,7 +26,7 @@ from transcripts import (
 )
 
 from relay import discover as discover_mod
-from relay import liveness
+from relay import liveness, transcripts
 from relay.store import Registry
 
 ROW_KEYS = {"tool", "id", "cwd", "name", "registered", "lastActivity", "ageSec", "live"}
@@ -254,7 +254,7 @@ def test_transcript_swapped_right_after_its_stat_is_skipped_never_waited_on(
     path = claude_transcript(claude, "/victim") if kind == "claude" else codex_rollout(codex, "/victim")
     decoy = tmp_path / "decoy.jsonl"
     decoy.write_bytes(path.read_bytes().replace(b"/victim", b"/decoy"))
-    real_fresh = discover_mod._fresh
+    real_fresh = transcripts._fresh
 
     def fresh_then_swapped(entry: os.DirEntry[str], since: float) -> float | None:
         mtime = real_fresh(entry, since)
@@ -266,7 +266,7 @@ def test_transcript_swapped_right_after_its_stat_is_skipped_never_waited_on(
                 os.symlink(decoy, path)
         return mtime
 
-    monkeypatch.setattr(discover_mod, "_fresh", fresh_then_swapped)
+    monkeypatch.setattr(transcripts, "_fresh", fresh_then_swapped)
     found: list[list[dict]] = []
     worker = threading.Thread(target=lambda: found.append(_run_discover(within_min=60)), daemon=True)
     worker.start()
@@ -426,7 +426,7 @@ def test_never_writes_to_the_clis_stores(run_relay, roots):
 
 def test_cwd_beyond_the_read_limit_is_null(run_relay, roots):
     claude, codex = roots
-    limit = discover_mod.READ_LIMIT_BYTES
+    limit = transcripts.READ_LIMIT_BYTES
     sid = new_id()
     path = claude_transcript(claude, "/too/far", session_id=sid, prompt_bytes=limit + 1024)
     assert path.read_bytes().index(b'"cwd"') > limit
@@ -505,7 +505,7 @@ class _OpenRecorder:
 
         for target in (builtins, io):
             monkeypatch.setattr(target, "open", fake_open)
-        monkeypatch.setattr(discover_mod, "open", fake_open, raising=False)
+        monkeypatch.setattr(transcripts, "open", fake_open, raising=False)
         monkeypatch.setattr(os, "open", fake_os_open)
         monkeypatch.setattr(os, "read", fake_os_read)
 
@@ -531,7 +531,7 @@ def test_old_files_are_never_opened(env, roots, monkeypatch):
 
 def test_read_is_bounded_and_stops_at_the_cwd(env, roots, monkeypatch):
     claude, codex = roots
-    limit = discover_mod.READ_LIMIT_BYTES
+    limit = transcripts.READ_LIMIT_BYTES
     # 1) no cwd anywhere in a file far bigger than the limit: at most the limit is read
     huge = claude / "-huge"
     huge.mkdir()
@@ -561,15 +561,6 @@ def test_read_is_bounded_and_stops_at_the_cwd(env, roots, monkeypatch):
     assert huge_path.stat().st_size > 2 * limit
     assert early.stat().st_size > 8 * 1024 * 1024 and recorder.read[str(early)] <= 512 * 1024
     assert recorder.read[str(rollout)] <= 512 * 1024
-
-
-def test_bounded_lines_unit(tmp_path):
-    path = tmp_path / "f.jsonl"
-    path.write_bytes(b"one\ntwo\n" + b"x" * 100 + b"\nlast-without-newline")
-    assert list(discover_mod.bounded_lines(str(path))) == [b"one", b"two", b"x" * 100, b"last-without-newline"]
-    # a line cut by the limit is dropped, not returned half
-    assert list(discover_mod.bounded_lines(str(path), limit=10)) == [b"one", b"two"]
-    assert list(discover_mod.bounded_lines(str(tmp_path / "missing"))) == []
 
 
 def test_default_roots_follow_claude_config_dir_and_codex_home(run_relay, env, tmp_path):
@@ -775,26 +766,6 @@ def test_the_bulk_form_and_is_live_give_the_same_answers(env, procs, tmp_path):
     procs.stop(holder)
     assert liveness.live_claude_sessions() == set()
     assert not liveness.is_live(claude_id) and not liveness.is_live(codex_id)
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        (
-            "rollout-2026-11-30T10-00-00-0199aaaa-bbbb-7ccc-8ddd-eeeeffff0000.jsonl",
-            "0199aaaa-bbbb-7ccc-8ddd-eeeeffff0000",
-        ),
-        (
-            "/x/rollout-2026-11-30T10-00-00-0199AAAA-BBBB-7CCC-8DDD-EEEEFFFF0000.jsonl",
-            "0199aaaa-bbbb-7ccc-8ddd-eeeeffff0000",
-        ),
-        ("rollout-2026-11-30T10-00-00-not-a-uuid.jsonl", None),
-        ("notes-0199aaaa-bbbb-7ccc-8ddd-eeeeffff0000.jsonl", None),
-        ("rollout-2026-11-30T10-00-00-0199aaaa-bbbb-7ccc-8ddd-eeeeffff0000.json", None),
-    ],
-)
-def test_rollout_id_from_the_file_name(name, expected):
-    assert liveness.rollout_id(name) == expected
 
 
 # -- the real CLIs (offline, in `unshare -n`) ---------------------------------------------------
