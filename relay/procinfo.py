@@ -56,7 +56,8 @@ def _run(argv: list[str]) -> str | None:
     return done.stdout.decode("utf-8", "surrogateescape")
 
 
-def _linux_info(pid: int) -> ProcInfo | None:
+def _proc_stat(pid: int) -> tuple[str, list[str]] | None:
+    """(comm, the fields after it) of /proc/<pid>/stat, or None when it cannot be read."""
     try:
         with open(f"{_PROC}/{pid}/stat", "rb") as handle:
             raw = handle.read().decode("utf-8", "surrogateescape")
@@ -66,12 +67,18 @@ def _linux_info(pid: int) -> ProcInfo | None:
     open_paren, close_paren = raw.find("("), raw.rfind(")")
     if open_paren < 0 or close_paren < open_paren:
         return None
-    rest = raw[close_paren + 2 :].split()
+    return raw[open_paren + 1 : close_paren], raw[close_paren + 2 :].split()
+
+
+def _linux_info(pid: int) -> ProcInfo | None:
+    stat = _proc_stat(pid)
+    if stat is None:
+        return None
+    name, rest = stat
     try:
         ppid, start = int(rest[1]), rest[19]
     except (IndexError, ValueError):
         return None
-    name = raw[open_paren + 1 : close_paren]
     # comm is cut at 15 bytes; the executable's base name is the full one when readable.
     try:
         name = os.path.basename(os.readlink(f"{_PROC}/{pid}/exe")) or name
@@ -101,6 +108,13 @@ def process_info(pid: int) -> ProcInfo | None:
     if pid <= 0:
         return None
     return _linux_info(pid) if _has_proc() else _ps_info(pid)
+
+
+def is_zombie(pid: int) -> bool:
+    """`pid` has ended and waits to be reaped (state Z): it still has a pid and a start time, but
+    runs nothing. Linux only; elsewhere False."""
+    stat = _proc_stat(pid)
+    return stat is not None and stat[1][:1] == ["Z"]
 
 
 def same_process(pid: int, start: str) -> bool:

@@ -83,19 +83,9 @@ def running_program(note: bytes) -> int | None:
         return None
     pid = int(words[0])
     alive = procinfo.same_process(pid, words[1]) if len(words) > 1 else procinfo.process_info(pid) is not None
-    return pid if alive and not _is_zombie(pid) else None
-
-
-def _is_zombie(pid: int) -> bool:
-    """`pid` has ended and waits to be reaped (an orphan under an init that does not reap, as in some
-    containers, would otherwise hold the lock for good). Linux only; elsewhere False."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            raw = handle.read()
-    except OSError:
-        return False
-    state = raw.rfind(b")") + 2  # the state follows "(comm) ", and comm may hold a ')'
-    return raw[state : state + 1] == b"Z"
+    # An orphan under an init that does not reap (as in some containers) would otherwise hold the
+    # lock for good.
+    return pid if alive and not procinfo.is_zombie(pid) else None
 
 
 def admit(
