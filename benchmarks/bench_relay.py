@@ -24,22 +24,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-SCRUBBED = (
-    "AGENT_RELAY_HOME",
-    "SESSION_RELAY_HOME",
-    "CLAUDE_CODE_SESSION_ID",
-    "CLAUDE_PROJECT_DIR",
-    "CLAUDE_PLUGIN_ROOT",
-    "CLAUDE_CONFIG_DIR",
-    "CLAUDECODE",
-    "CODEX_HOME",
-    "RELAY_PROJECT_DIR",
-    "RELAY_CLAUDE_PROJECTS",
-    "RELAY_CODEX_SESSIONS",
-    "RELAY_LAUNCHER",
-    "RELAY_TEST_KILL_AT",
-)
+from _common import MCP_FRAMES, REPO, SCRUBBED, mailbox_line
+
 MIB = 1 << 20
 
 
@@ -114,18 +100,12 @@ class Sandbox:
     def queue(self, recipient: str, count: int) -> None:
         """Put `count` messages in the mailbox directly, in the store's line format."""
         (self.home / "mailbox").mkdir(parents=True, mode=0o700, exist_ok=True)
-        lines = []
-        for k in range(count):
-            message = {
-                "id": new_id(),
-                "ts": iso(time.time()),
-                "from": None,
-                "fromName": "bench",
-                "to": recipient,
-                "toName": None,
-                "body": f"benchmark message {k}: " + "lorem ipsum " * 20,
-            }
-            lines.append(json.dumps(message) + "\n")
+        lines = [
+            mailbox_line(
+                new_id(), iso(time.time()), recipient, f"benchmark message {k}: " + "lorem ipsum " * 20, "bench"
+            )
+            for k in range(count)
+        ]
         path = self.home / "mailbox" / f"{recipient}.jsonl"
         with path.open("a") as f:
             f.write("".join(lines))
@@ -203,21 +183,6 @@ def bench_mcp(cmd: list[str], runs: int) -> str:
     try:
         sid = new_id()
         box.run("register", "bench", "--id", sid)
-        frames = [
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {},
-                    "clientInfo": {"name": "bench", "version": "0"},
-                },
-            },
-            {"jsonrpc": "2.0", "method": "notifications/initialized"},
-            {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-            {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}},
-        ]
         env = {**box.env, "CLAUDE_CODE_SESSION_ID": sid}
 
         def session() -> None:
@@ -225,7 +190,7 @@ def bench_mcp(cmd: list[str], runs: int) -> str:
                 [*cmd, "bus"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
             )
             answers = 0
-            for frame in frames:  # one at a time, waiting for each answer like a client does
+            for frame in MCP_FRAMES:  # one at a time, waiting for each answer like a client does
                 proc.stdin.write(json.dumps(frame).encode() + b"\n")
                 proc.stdin.flush()
                 if "id" in frame:

@@ -31,7 +31,7 @@ import tempfile
 import time
 import uuid
 
-from bench_relay import REPO, SCRUBBED
+from _common import MCP_FRAMES, REPO, SCRUBBED, mailbox_line
 
 # Imports the short-lived paths must not pay for (issue 11's import budget).
 HEAVY = ("inspect", "typing", "re", "json", "orjson", "pathlib", "dataclasses")
@@ -130,18 +130,13 @@ def queue_ten(env: dict[str, str]):
     """A `prepare` that puts 10 messages (in the store's own format) in the benchmark session's mailbox."""
     mailbox = os.path.join(env["AGENT_RELAY_HOME"], "mailbox", f"{uuid.UUID(int=1)}.jsonl")
     lines = "".join(
-        json.dumps(
-            {
-                "id": str(uuid.uuid4()),
-                "ts": "2026-11-30T12:00:00.000Z",
-                "from": None,
-                "fromName": "cli",
-                "to": str(uuid.UUID(int=1)),
-                "toName": None,
-                "body": f"message {i}: the build of branch feature-{i} finished, 3 tests failed",
-            }
+        mailbox_line(
+            str(uuid.uuid4()),
+            "2026-11-30T12:00:00.000Z",
+            str(uuid.UUID(int=1)),
+            f"message {i}: the build of branch feature-{i} finished, 3 tests failed",
+            "cli",
         )
-        + "\n"
         for i in range(10)
     )
 
@@ -154,24 +149,9 @@ def queue_ten(env: dict[str, str]):
 
 def mcp_session(root: str) -> str:
     """A file holding one MCP session's client side: initialize, initialized, tools/list, whoami."""
-    frames = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "bench", "version": "0"},
-            },
-        },
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}},
-    ]
     path = os.path.join(root, "mcp.jsonl")
     with open(path, "w") as f:
-        f.write("".join(json.dumps(frame) + "\n" for frame in frames))
+        f.write("".join(json.dumps(frame) + "\n" for frame in MCP_FRAMES))
     return path
 
 

@@ -23,7 +23,8 @@ import tempfile
 import time
 import uuid
 
-from bench_relay import REPO, relay_command
+from _common import REPO
+from bench_relay import relay_command
 from bench_startup import sandbox_env
 
 HOST = REPO / "tests" / "fake_claude_host.py"
