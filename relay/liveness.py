@@ -14,16 +14,14 @@ files (FIFOs, symlinks, huge files) in the sessions dir are skipped without bloc
 """
 
 import os
-import stat
 
 from relay import jsonlite, procinfo
 from relay.ids import is_uuid
 from relay.paths import env_value
-from relay.transcripts import rollout_id
+from relay.transcripts import open_regular, rollout_id
 
 # A real sessions/<pid>.json is a few hundred bytes.
 _MAX_SESSION_FILE = 64 * 1024
-_PROC = "/proc"
 # Names the Claude Code process goes by: the npm wrapper's native binary is `claude.exe`, the
 # native installer's a version number behind a `claude` link; both set their title to `claude`.
 _CLAUDE_NAMES = ("claude", "claude.exe")
@@ -41,13 +39,11 @@ def claude_sessions_dir() -> str:
 
 def _read_small_regular(path: str) -> bytes | None:
     """The content of a small regular file; None for anything else (never blocks on a FIFO)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+    fd = open_regular(path)
+    if fd is None:
         return None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_SESSION_FILE:
+        if os.fstat(fd).st_size > _MAX_SESSION_FILE:
             return None
         return os.read(fd, _MAX_SESSION_FILE + 1)
     except OSError:
@@ -80,15 +76,6 @@ def _claude_records(only: str | None = None) -> "Iterator[dict]":
             yield record
 
 
-def _title(pid: int) -> str | None:
-    """The process's own name for itself (Linux `comm`), which Claude Code sets to `claude`."""
-    try:
-        with open(f"{_PROC}/{pid}/comm", "rb") as handle:
-            return handle.read(256).decode("utf-8", "replace").strip()
-    except OSError:
-        return None
-
-
 def is_claude_process(pid: int) -> bool:
     """True when `pid` is a running Claude Code: its executable, argv[0] or title is `claude`, or a
     node running Claude Code's npm `cli.js`."""
@@ -96,7 +83,7 @@ def is_claude_process(pid: int) -> bool:
     if info is None:
         return False
     argv = procinfo.command_line(pid)
-    names = {info.name, _title(pid), os.path.basename(argv[0]) if argv else None}
+    names = {info.name, procinfo.title(pid), os.path.basename(argv[0]) if argv else None}
     if any(name in _CLAUDE_NAMES for name in names if name):
         return True
     return any("claude-code" in word and word.endswith((".js", ".cjs", ".mjs")) for word in argv[1:3])
@@ -105,7 +92,7 @@ def is_claude_process(pid: int) -> bool:
 def _same_process(pid: int, record: dict) -> bool:
     """False when the record says when its process started and the pid now is a newer process."""
     started = record.get("procStart")
-    if not isinstance(started, str | int) or not os.path.exists(f"{_PROC}/self/stat"):
+    if not isinstance(started, str | int) or not procinfo._has_proc():  # only Linux's start token compares
         return True
     return procinfo.same_process(pid, str(started))
 
@@ -126,33 +113,9 @@ def claude_is_live(session_id: str) -> bool:
     return session_id in live_claude_sessions(session_id)
 
 
-def _codex_processes() -> "Iterator[int]":
-    """Pids of running Codex CLI processes."""
-    if os.path.isdir(f"{_PROC}/self"):
-        for name in os.listdir(_PROC):
-            if name.isdigit():
-                info = procinfo.process_info(int(name))
-                if info is not None and procinfo.is_codex(info):
-                    yield info.pid
-        return
-    import subprocess  # only where there is no /proc
-
-    try:
-        done = subprocess.run(
-            ["ps", "-A", "-o", "pid=", "-o", "comm="], capture_output=True, timeout=5, check=False, text=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return
-    for line in done.stdout.splitlines():
-        pid, _, command = line.strip().partition(" ")
-        name = os.path.basename(command.strip())
-        if pid.isdigit() and procinfo.is_codex(procinfo.ProcInfo(pid=int(pid), ppid=0, start="", name=name)):
-            yield int(pid)
-
-
 def _open_rollouts() -> "Iterator[tuple[int, str, str]]":
     """(pid, rollout path, session id) for every rollout a running Codex process holds open."""
-    for pid in _codex_processes():
+    for pid in procinfo.codex_pids():
         for path in procinfo.open_files(pid):
             found = rollout_id(path)
             if found:

@@ -123,6 +123,15 @@ def same_process(pid: int, start: str) -> bool:
     return now is not None and now.start == start
 
 
+def title(pid: int) -> str | None:
+    """The process's own name for itself (Linux `comm`, which a program may set), or None."""
+    try:
+        with open(f"{_PROC}/{pid}/comm", "rb") as handle:
+            return handle.read(256).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+
+
 def command_line(pid: int) -> list[str]:
     """argv of `pid` on Linux (empty elsewhere or when unreadable)."""
     try:
@@ -158,6 +167,26 @@ def is_codex(info: ProcInfo) -> bool:
     """
     name = info.name.lower().removesuffix(".exe")
     return name == "codex" or (name.startswith("codex-") and name.endswith(_TRIPLE_ENDINGS))
+
+
+def codex_pids() -> list[int]:
+    """Pids of the running Codex CLI processes (see is_codex)."""
+    if os.path.isdir(f"{_PROC}/self"):
+        found = []
+        for name in os.listdir(_PROC):
+            if name.isdigit():
+                info = process_info(int(name))
+                if info is not None and is_codex(info):
+                    found.append(info.pid)
+        return found
+    out = _run(["ps", "-A", "-o", "pid=", "-o", "comm="])
+    pids = []
+    for line in (out or "").splitlines():
+        pid, _, command = line.strip().partition(" ")
+        name = os.path.basename(command.strip())
+        if pid.isdigit() and is_codex(ProcInfo(pid=int(pid), ppid=0, start="", name=name)):
+            pids.append(int(pid))
+    return pids
 
 
 def codex_ancestor(pid: int | None = None) -> ProcInfo | None:

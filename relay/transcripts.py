@@ -142,7 +142,7 @@ def codex_files(root: "Path", since: float) -> "Iterator[tuple[str, float]]":
 # ---------------------------------------------------------------- reading one
 
 
-def _open_regular(path: str) -> int | None:
+def open_regular(path: str) -> int | None:
     """A read-only fd for `path` when it is (still) a regular file, else None.
 
     The file was filtered by a `stat` of its name, but anyone who can write the directory may swap
@@ -166,7 +166,7 @@ def _open_regular(path: str) -> int | None:
 def bounded_lines(path: str, limit: int = READ_LIMIT_BYTES) -> "Iterator[bytes]":
     """The file's lines, stopping once `limit` bytes have been read (a cut-off line is dropped).
     Anything that is not a regular file when opened (FIFO, device, symlink) has no lines."""
-    fd = _open_regular(path)
+    fd = open_regular(path)
     if fd is None:
         return
     try:

@@ -1,5 +1,6 @@
 """relay.procinfo, the one reader of /proc: facts about a process that other modules act on."""
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -46,3 +47,33 @@ def test_a_name_holding_a_parenthesis_and_z_is_not_read_as_the_state(tmp_path: P
 
 def test_no_such_process_is_no_zombie() -> None:
     assert not procinfo.is_zombie(2**22 + 12345)  # above Linux's pid_max: never a process
+
+
+@needs_proc
+def test_codex_pids_lists_running_codex_processes(tmp_path: Path) -> None:
+    codex = tmp_path / "codex"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", codex)
+    proc = subprocess.Popen([str(codex), "30"])
+    try:
+        assert wait_for(lambda: proc.pid in procinfo.codex_pids())
+        assert os.getpid() not in procinfo.codex_pids()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.pid not in procinfo.codex_pids()
+
+
+def test_codex_pids_from_ps_where_there_is_no_proc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """macOS: `ps -A -o pid= -o comm=` (comm is the executable's path there)."""
+    listing = "  412 /opt/homebrew/bin/codex\n  413 /usr/bin/node\n 7001 /tmp/codex-aarch64-apple-darwin\nnot a pid\n"
+    monkeypatch.setattr(procinfo, "_PROC", str(tmp_path / "no-proc"))
+    monkeypatch.setattr(procinfo, "_run", lambda argv: listing if argv[:2] == ["ps", "-A"] else None)
+    assert procinfo.codex_pids() == [412, 7001]
+    monkeypatch.setattr(procinfo, "_run", lambda argv: None)  # no ps: nobody
+    assert procinfo.codex_pids() == []
+
+
+@needs_proc
+def test_title_is_the_name_a_process_gives_itself() -> None:
+    assert procinfo.title(os.getpid()) == Path("/proc/self/comm").read_text().strip()
+    assert procinfo.title(2**22 + 12345) is None
