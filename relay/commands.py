@@ -214,7 +214,9 @@ def register_command(store: Store, parsed: Parsed) -> int:
         fields["tool"] = tool
     if "--deliver" in parsed.options:
         fields["deliver"] = parsed.options["--deliver"]
-    entry = store.register(require_uuid(parsed.options["--id"]), **fields)
+    from relay.sessions import session_id_of
+
+    entry = store.register(session_id_of(store, parsed.options["--id"]), **fields)
     from relay.attention import mode_of
     from relay.textsafe import one_line
 
@@ -229,19 +231,23 @@ def _sender(store: Store, parsed: Parsed) -> tuple[str | None, str | None]:
     who = parsed.options.get("--from")
     if who is None:
         return None, "cli"
+    from relay.sessions import lookup
+
     registry = store.registry()
-    entry = registry.resolve(who)
+    entry = lookup(registry, who)
     if entry is None or entry.get("id") not in registry.agents:
         raise RelayError(f"--from {who!r} is not a registered session: give a name or id from `relay list`")
     name = entry.get("name")
     return require_uuid(entry["id"]), name if isinstance(name, str) else None
 
 
-def _target_and_words(parsed: Parsed, command: str) -> tuple[str, list[str]]:
+def _target_and_words(store: Store, parsed: Parsed, command: str) -> tuple[str, list[str]]:
     """The recipient (TO, or --id UUID) and the message words."""
+    from relay.sessions import session_id_of
+
     spec = SPECS[command]
     if "--id" in parsed.options:
-        target, words = require_uuid(parsed.options["--id"]), parsed.positionals + parsed.words
+        target, words = session_id_of(store, parsed.options["--id"]), parsed.positionals + parsed.words
     else:
         target, words = _need(parsed, "TO", spec.usage), parsed.words
     if not words:
@@ -256,7 +262,7 @@ def _queue(store: Store, parsed: Parsed, command: str, sender: tuple[str | None,
     from relay.hops import inherited_hops
     from relay.mail import send
 
-    target, words = _target_and_words(parsed, command)
+    target, words = _target_and_words(store, parsed, command)
     urgent = "--urgent" in parsed.flags
     recipient, message = send(store, target, " ".join(words), *sender, urgent=urgent, hops=inherited_hops(), **fields)
     rung, note = ring_if_idle(store, recipient, message)
@@ -267,8 +273,13 @@ def _queue(store: Store, parsed: Parsed, command: str, sender: tuple[str | None,
 
 def send_command(store: Store, parsed: Parsed) -> int:
     """Queue a message from the command line; print where it went and its id."""
+    from relay.sessions import message_id_of
+
+    sender = _sender(store, parsed)
     reply_to = parsed.options.get("--reply-to")
-    recipient, message, rung = _queue(store, parsed, "send", _sender(store, parsed), reply_to=reply_to)
+    if reply_to is not None:
+        reply_to = message_id_of(store, reply_to, sender[0])
+    recipient, message, rung = _queue(store, parsed, "send", sender, reply_to=reply_to)
     if "--json" in parsed.flags:
         from relay.codex_queue import seen_running
         from relay.conversation import recipient_state
@@ -353,8 +364,9 @@ def _json_line(value: Any) -> str:
 def status_command(store: Store, parsed: Parsed) -> int:
     """Print what became of one message."""
     from relay.conversation import status
+    from relay.sessions import message_id_of
 
-    found = status(store, _need(parsed, "MSG_ID", SPECS["status"].usage))
+    found = status(store, message_id_of(store, _need(parsed, "MSG_ID", SPECS["status"].usage), None))
     if "--json" in parsed.flags:
         _print_json(found, pretty=False)
         return 0
@@ -422,7 +434,7 @@ def wake_command(store: Store, parsed: Parsed) -> int:
     """
     from relay import doorbell, wakeguard
     from relay.mail import send
-    from relay.sessions import resolve
+    from relay.sessions import resolve, session_id_of
 
     spec = SPECS["wake"]
     directory: object  # from the registry: checked by doorbell.plan
@@ -431,7 +443,7 @@ def wake_command(store: Store, parsed: Parsed) -> int:
         missing = [o for o in ("--dir", "--tool") if o not in parsed.options]
         if missing:
             raise UsageError(f"--id needs {' and '.join(missing)} too; usage: {spec.usage}")
-        session_id = label = require_uuid(parsed.options["--id"])
+        session_id = label = session_id_of(store, parsed.options["--id"])
         directory = _absolute(parsed.options["--dir"])
         tool = _tool_option(parsed)
         words = parsed.positionals + parsed.words

@@ -18,6 +18,10 @@ AGENT_CLIS = ("claude", "codex")
 # The one spelling of a session id (SPEC §4); the MCP tools' JSON Schemas advertise this same text.
 UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _HEX = frozenset("0123456789abcdefABCDEF")
+_DASHES = (8, 13, 18, 23)
+# Anywhere an id is accepted, the start of one with at least this many hex digits will do when it
+# names exactly one known id (relay.sessions resolves it; a registered name is looked up first).
+MIN_ID_PREFIX = 8
 
 MAX_NAME_CHARS = 64
 # Names are typed into shells and shown to models (SPEC §15): only characters no shell, terminal
@@ -35,10 +39,30 @@ def is_uuid(value: object) -> "TypeGuard[str]":
     return (
         isinstance(value, str)
         and len(value) == 36
-        and all(value[i] == "-" for i in (8, 13, 18, 23))
+        and all(value[i] == "-" for i in _DASHES)
         and all(ch in _HEX for ch in value.replace("-", "", 4))
         and value.count("-") == 4
     )
+
+
+def prefix_digits(value: object) -> int:
+    """How many hex digits `value` holds when it reads as the start of an id (8-4-4-4-12, its
+    dashes in place), else 0. The one shape test for id prefixes, without re on the hook's path."""
+    if not isinstance(value, str) or not 0 < len(value) <= 36:
+        return 0
+    for at, ch in enumerate(value):
+        if (ch != "-") if at in _DASHES else (ch not in _HEX):
+            return 0
+    return len(value) - value.count("-")
+
+
+def is_id_prefix(value: object) -> "TypeGuard[str]":
+    """True for the start of an id long enough to look up (MIN_ID_PREFIX hex digits), not a whole id."""
+    return prefix_digits(value) >= MIN_ID_PREFIX and not is_uuid(value)
+
+
+# Said wherever a value that looks like the start of an id is too short to look up.
+PREFIX_RULE = f"an id prefix needs at least {MIN_ID_PREFIX} hex characters of the id (or give the whole id)"
 
 
 def new_uuid4() -> str:
@@ -85,3 +109,37 @@ def check_name(name: object) -> str:
     if name.lower() in RESERVED_NAMES:
         raise RelayError(f"invalid name {name!r}: {', '.join(RESERVED_NAMES)} are reserved; choose another name")
     return name
+
+
+# The name a session starts with when its dir's base name leaves nothing usable (or is an id).
+FALLBACK_NAME = "session"
+
+
+def _name_base(text: str) -> str:
+    """`text` made to fit the name rule: accents dropped, every other character outside NAME_CHARS
+    turned into '-', runs of '-' joined, the ends trimmed of '-', '.', '_', at most 64 characters."""
+    if not text.isascii():
+        import unicodedata  # only for a non-ASCII dir name
+
+        text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+    mapped = "".join(ch if ch in NAME_CHARS else "-" for ch in text)
+    while "--" in mapped:
+        mapped = mapped.replace("--", "-")
+    base = mapped.strip("-._")[:MAX_NAME_CHARS].rstrip("-._")
+    return FALLBACK_NAME if not base or is_uuid(base) else base
+
+
+def name_from_dir(directory: str, taken: "set[str]") -> str:
+    """A session's first name: its project dir's base name, made safe (`My App` -> `My-App`) and
+    unique: `api`, then `api-2`, `api-3`, ... A session is addressable by name from its start.
+
+    `taken` holds the lower-cased names in use; a reserved name counts as taken (`relay` -> `relay-2`),
+    and names differing only in case count as one, so no two sessions look alike in `relay list`.
+    """
+    base = _name_base(os.path.basename(directory.rstrip("/")))
+    candidate, number = base, 2
+    while candidate.lower() in taken or candidate.lower() in RESERVED_NAMES:
+        suffix = f"-{number}"
+        candidate = base[: MAX_NAME_CHARS - len(suffix)].rstrip("-._") + suffix
+        number += 1
+    return candidate

@@ -11,7 +11,7 @@ from relay import __version__
 from relay.attention import DELIVER_MODES, shown_with_mode
 from relay.errors import RelayError
 from relay.identity import Identity, current_session
-from relay.ids import AGENT_CLIS, NAME_PATTERN, RESERVED_NAMES, UUID_PATTERN, check_name
+from relay.ids import AGENT_CLIS, MIN_ID_PREFIX, NAME_PATTERN, RESERVED_NAMES, UUID_PATTERN, check_name
 from relay.schema import violation
 from relay.store import Store
 from relay.textsafe import one_line
@@ -29,6 +29,8 @@ MAX_WAIT_SECONDS = 50
 DEFAULT_WAIT_SECONDS = 30
 
 _NO_ARGS = {"type": "object", "properties": {}, "additionalProperties": False}
+# A message id, whole or its unique start (relay.sessions.message_id_of checks and expands it).
+_MESSAGE_ID = {"minLength": MIN_ID_PREFIX, "maxLength": 36}
 
 TOOLS: list[dict[str, Any]] = [
     {
@@ -96,12 +98,19 @@ TOOLS: list[dict[str, Any]] = [
         "inputSchema": {
             "type": "object",
             "properties": {
-                "to": {"type": "string", "minLength": 1, "description": "Recipient name or session id."},
+                "to": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "Recipient name or session id (or the id's first 8+ characters).",
+                },
                 "body": {"type": "string", "minLength": 1, "description": "The message text."},
                 "replyTo": {
                     "type": "string",
-                    "pattern": UUID_PATTERN,
-                    "description": "The id of the message you are answering (from its `- from` line or inbox).",
+                    **_MESSAGE_ID,
+                    "description": (
+                        "The id of the message you are answering (from its `- from` line or inbox), "
+                        "or its first 8 or more characters."
+                    ),
                 },
                 "expectsReply": {
                     "type": "boolean",
@@ -154,7 +163,9 @@ TOOLS: list[dict[str, Any]] = [
         ),
         "inputSchema": {
             "type": "object",
-            "properties": {"id": {"type": "string", "pattern": UUID_PATTERN, "description": "The message id."}},
+            "properties": {
+                "id": {"type": "string", **_MESSAGE_ID, "description": "The message id, or its first 8+ characters."}
+            },
             "required": ["id"],
             "additionalProperties": False,
         },
@@ -169,7 +180,11 @@ TOOLS: list[dict[str, Any]] = [
         "inputSchema": {
             "type": "object",
             "properties": {
-                "id": {"type": "string", "pattern": UUID_PATTERN, "description": "The id `send` returned."},
+                "id": {
+                    "type": "string",
+                    **_MESSAGE_ID,
+                    "description": "The id `send` returned, or its first 8+ characters.",
+                },
                 "timeoutSec": {
                     "type": "number",
                     "minimum": 0,
@@ -274,11 +289,12 @@ def _send(store: Store, me: Identity, args: dict[str, Any]) -> Result:
     from relay.conversation import recipient_state
     from relay.hops import inherited_hops
     from relay.mail import send, thread_of
-    from relay.sessions import wake_hint
+    from relay.sessions import message_id_of, wake_hint
 
     sender = store.registry().agents.get(me.session_id) if me.session_id else None
     name = (sender or {}).get("name")
     sender_name = name if isinstance(name, str) else None
+    reply_to = args.get("replyTo")
     recipient, message = send(
         store,
         args["to"],
@@ -287,7 +303,7 @@ def _send(store: Store, me: Identity, args: dict[str, Any]) -> Result:
         sender_name,
         urgent=args.get("urgent") is True,
         hops=inherited_hops(),
-        reply_to=args.get("replyTo"),
+        reply_to=None if reply_to is None else message_id_of(store, reply_to, me.session_id),
         expects_reply=args.get("expectsReply") is True,
     )
     rung, note = ring_if_idle(store, recipient, message)
@@ -307,15 +323,18 @@ def _send(store: Store, me: Identity, args: dict[str, Any]) -> Result:
 
 def _status(store: Store, me: Identity, args: dict[str, Any]) -> Result:
     from relay.conversation import status
+    from relay.sessions import message_id_of
 
-    return status(store, args["id"], _need_me(me)), None
+    mine = _need_me(me)
+    return status(store, message_id_of(store, args["id"], mine), mine), None
 
 
 def _wait(store: Store, me: Identity, args: dict[str, Any], stop: Callable[[], bool]) -> Result:
     from relay.conversation import status, wait_for_reply
+    from relay.sessions import message_id_of
 
     mine = _need_me(me)
-    asked = status(store, args["id"], mine)  # an id this session may not see is unknown
+    asked = status(store, message_id_of(store, args["id"], mine), mine)  # one this session may not see is unknown
     answer: dict[str, Any] = {}
 
     def show(reply: dict[str, Any] | None, earlier: list[dict[str, Any]], receipt: dict[str, Any]) -> None:

@@ -3,27 +3,111 @@
 import os
 
 from relay.errors import RelayError
-from relay.ids import is_uuid
+from relay.ids import PREFIX_RULE, is_id_prefix, is_uuid, prefix_digits, require_uuid
 from relay.paths import usable_env
-from relay.store import Entry, Store
+from relay.store import Entry, Registry, Store
 from relay.textsafe import one_line
+
+_FIND_HINT = (
+    "call `roster` (CLI: `relay list`) for registered sessions, or `discover` (CLI: `relay discover`) "
+    "for running ones, and use a name or id from it"
+)
+
+
+def lookup(registry: Registry, target: str) -> Entry | None:
+    """The registered session `target` names: an exact id, then a name, then the one known id it
+    starts (ids.is_id_prefix: at least 8 hex digits). The one rule for finding a registered session,
+    so every face (CLI TO/WHO/--from, MCP `to`) agrees; a name wins over a prefix, so a session
+    named `deadbeef` is found by its name even when some id starts with `deadbeef`. An ambiguous
+    prefix is an error listing the candidates."""
+    entry = registry.resolve(target)
+    if entry is None and is_uuid(target):
+        entry = registry.resolve(target.lower())
+    if entry is None and is_id_prefix(target):
+        entry = _by_prefix(registry, target)
+    return entry
+
+
+def _by_prefix(registry: Registry, prefix: str) -> Entry | None:
+    """The registered session whose id starts with `prefix`; None when none does, an error when several do."""
+    found = [_known(registry, i) for i in registry.ids_starting(prefix)]
+    if len(found) > 1:
+        shown = ", ".join(f"{e['id']} ({one_line(str(e.get('name') or 'no name'))})" for e in found[:10])
+        more = f" and {len(found) - 10} more" if len(found) > 10 else ""
+        raise RelayError(
+            f"the id prefix {prefix!r} matches {len(found)} sessions: {shown}{more}; give more of the id, or a name"
+        )
+    return found[0] if found else None
+
+
+def _known(registry: Registry, session_id: str) -> Entry:
+    """The entry of a known id; one only a name is bound to (a 0.1 store) gets a stub entry."""
+    entry = registry.agents.get(session_id)
+    if entry is not None:
+        return entry
+    name = next((n for n, bound in registry.names.items() if bound == session_id), None)
+    return {"id": session_id, "dir": None, "name": name, "tool": None}
 
 
 def resolve(store: Store, target: str) -> Entry:
-    """A registered id, then a name, then any UUID (a discovered session not yet registered)."""
+    """A registered session (lookup: id, name, id prefix), then any whole id (a discovered session
+    not yet registered)."""
     if not isinstance(target, str) or not target:
         raise RelayError("no recipient given: name a session or give its id (see roster / discover)")
-    registry = store.registry()
-    entry = registry.resolve(target)
+    entry = lookup(store.registry(), target)
     if entry is None and is_uuid(target):
-        canonical = target.lower()
-        entry = registry.resolve(canonical) or {"id": canonical, "dir": None, "name": None, "tool": None}
+        entry = {"id": target.lower(), "dir": None, "name": None, "tool": None}
     if entry is not None:
         return entry
-    raise RelayError(
-        f"no session named {target!r}: call `roster` (CLI: `relay list`) for registered sessions, "
-        "or `discover` (CLI: `relay discover`) for running ones, and use a name or id from it"
-    )
+    if is_id_prefix(target):
+        raise RelayError(f"no registered session id starts with {target!r}: {_FIND_HINT}")
+    if prefix_digits(target):
+        raise RelayError(f"no session named {target!r}, and it is too short for an id: {PREFIX_RULE}; {_FIND_HINT}")
+    raise RelayError(f"no session named {target!r}: {_FIND_HINT}")
+
+
+def session_id_of(store: Store, value: object, what: str = "session id") -> str:
+    """The whole session id an id argument (`--id`, MCP `id`) stands for: a whole id as given
+    (lower-cased; it need not be registered), or the one registered id it is a prefix of."""
+    if is_uuid(value):
+        return value.lower()
+    if is_id_prefix(value):
+        entry = _by_prefix(store.registry(), value)
+        if entry is None:
+            raise RelayError(
+                f"no registered session id starts with {value!r}: give the whole {what} "
+                "(`relay discover` shows the ids of running sessions)"
+            )
+        return str(entry["id"])
+    if prefix_digits(value):
+        raise RelayError(f"invalid {what} {value!r}: too short; {PREFIX_RULE}")
+    return require_uuid(value, what)
+
+
+def message_id_of(store: Store, value: str, viewer: str | None) -> str:
+    """The whole message id `value` stands for: a whole id (lower-cased), or the one message
+    `viewer` may see (relay.mail.seen_by; None: the user, who sees all) whose id it starts.
+    Anything else is returned as given, for the caller to refuse as an unknown message."""
+    if is_uuid(value):
+        return value.lower()
+    if is_id_prefix(value):
+        from relay.mail import seen_by
+
+        seen = [r for r in (seen_by(store, i, viewer) for i in store.receipt_ids(value)) if r is not None]
+        if len(seen) > 1:
+            shown = ", ".join(f"{r['id']} (to {one_line(str(r.get('toName') or r.get('to')))})" for r in seen[:10])
+            more = f" and {len(seen) - 10} more" if len(seen) > 10 else ""
+            raise RelayError(
+                f"the id prefix {value!r} matches {len(seen)} messages: {shown}{more}; give more of the id"
+            )
+        if not seen:
+            raise RelayError(
+                f"no message id starts with {value!r}: use an id `send` returned (or one from your own mail)"
+            )
+        return str(seen[0]["id"])
+    if prefix_digits(value):
+        raise RelayError(f"invalid message id {value!r}: too short; {PREFIX_RULE}")
+    return value
 
 
 # Characters no POSIX shell (nor zsh, where a leading `=` or `%` means something) gives a meaning

@@ -47,7 +47,7 @@ from relay.attention import check_mode, is_urgent
 from relay.clock import now_iso
 from relay.errors import LockBusy, RelayError
 from relay.faults import checkpoint
-from relay.ids import AGENT_CLIS, check_name, is_uuid, require_uuid
+from relay.ids import AGENT_CLIS, check_name, is_uuid, name_from_dir, require_uuid
 from relay.lock import FileLock, holder
 from relay.paths import mailbox_name, marker_name, relay_home
 
@@ -81,6 +81,11 @@ class Registry:
         if bound is None:
             return None
         return self.agents.get(bound) or {"id": bound, "dir": None, "name": target, "tool": None}
+
+    def ids_starting(self, prefix: str) -> list[str]:
+        """The known session ids (registered, or bound to a name) that start with `prefix`, sorted."""
+        prefix = prefix.lower()
+        return sorted({i for i in (*self.agents, *self.names.values()) if i.lower().startswith(prefix)})
 
     def entries(self) -> list[Entry]:
         """Every entry, sorted by name, else id."""
@@ -276,6 +281,14 @@ def _hashed_marker_name(directory: str) -> str:
     return f"{marker_name(directory)[:183]}-{digest}"
 
 
+def _first_name(agents: dict[str, Entry], names: dict[str, str], directory: str) -> str:
+    """The name a session without one gets at its start: its dir's base name, unique among the
+    names registered (chosen under the store lock, so two sessions starting at once differ)."""
+    taken = {name.lower() for name in names}
+    taken.update(str(e["name"]).lower() for e in agents.values() if isinstance(e.get("name"), str))
+    return name_from_dir(directory, taken)
+
+
 class _StoreLock:
     """Holds the store lock for a `with` block (a class, not contextlib: that import is costly)."""
 
@@ -460,6 +473,8 @@ class Store:
                 entry["deliver"] = deliver
             if started:
                 entry.pop("endedAt", None)  # a session resumed after it ended is running again
+                if not entry.get("name") and isinstance(entry.get("dir"), str):
+                    name = _first_name(agents, names, str(entry["dir"]))
             if name is not _UNSET:
                 self._bind_name(agents, names, session_id, None if name is None else str(name))
                 entry["name"] = name
@@ -511,6 +526,8 @@ class Store:
 
     def record_start(self, session_id: str, directory: str, tool: str) -> Entry:
         """A session start's writes, the dir's marker and the entry {id, dir, tool}, under one lock hold.
+        A session without a name gets its dir's (relay.ids.name_from_dir) in the same registry write;
+        a name it has is kept.
 
         The id and the absolute dir were checked once at the edge (relay.hook) and are trusted here.
         """
@@ -945,6 +962,14 @@ class Store:
         except ValueError:
             return None
         return value if isinstance(value, dict) and value.get("id") == message_id.lower() else None
+
+    def receipt_ids(self, prefix: str) -> list[str]:
+        """The ids of the receipts kept (messages relay queued) that start with `prefix`, sorted."""
+        if not self._check_home():
+            return []
+        prefix = prefix.lower()
+        stems = (name.removesuffix(".json") for name in _listdir(self._path("receipts")) if name.endswith(".json"))
+        return [stem for stem in stems if stem.startswith(prefix) and is_uuid(stem)]
 
     def _write_receipt(self, receipt: Message) -> None:
         """Under the store lock: replace one receipt (a planted link in its place is replaced, not followed)."""

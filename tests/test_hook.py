@@ -93,10 +93,10 @@ def test_registers_session_marker_and_entry(run_relay, store_home, tmp_path):
         "id": sid,
         "dir": str(project),
         "tool": "claude",
-        "name": None,
+        "name": "my-project.v2",  # named from its dir at its start (relay.ids.name_from_dir)
     }
     assert ISO.match(entry["lastSeen"])
-    assert data["names"] == {}
+    assert data["names"] == {"my-project.v2": sid}
 
 
 @pytest.mark.parametrize(("args", "tool"), [((), "claude"), (("codex",), "codex"), (("claude",), "claude")])
