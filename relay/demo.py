@@ -1,8 +1,9 @@
 """`relay demo`: the relay's main job, end to end, in a throwaway store.
 
-Two simulated sessions (one Claude Code, one Codex) start through the real hook code, one sends
-to the other by name, the other's next start receives the fenced mail, a reply goes back, and
-the doorbell for each is shown dry. Nothing touches the user's store or runs an agent CLI.
+Two simulated sessions (one Claude Code, one Codex) start through the real hook code, which names
+each after its dir; they rename themselves, one sends to the other by name, the other's next start
+receives the fenced mail, a reply goes back, and the doorbell for each is shown dry. Nothing
+touches the user's store or runs an agent CLI.
 """
 
 import tempfile
@@ -27,6 +28,8 @@ def _start(store: Store, session_id: str, directory: Path, tool: str) -> None:
     print(f"   hook stdin: {orjson.dumps(event).decode()}")
     out = BytesIO()
     hook.handle(event, tool, out, store)
+    name = store.registry().agents[session_id]["name"]
+    print(f"   its name in the registry: {name} (a session is named after its dir until it renames itself)")
     if not out.getvalue():
         print("   hook stdout: (nothing: no mail waiting)")
         return
@@ -51,10 +54,11 @@ def main() -> int:
         _start(store, alice, web, "claude")
         _step(2, f"bob, a Codex session, starts in {api}")
         _start(store, bob, api, "codex")
-        _step(3, "each names itself (the MCP `register` tool; CLI: relay register NAME --id UUID)")
+        _step(3, "each renames itself (the MCP `register` tool; CLI: relay register NAME --id ID-OR-ITS-START)")
         for session_id, name in ((alice, "alice"), (bob, "bob")):
+            before = store.registry().agents[session_id]["name"]
             entry = store.register(session_id, name=name)
-            print(f"   registered {name} -> {entry['id']} ({entry['tool']}, {entry['dir']})")
+            print(f"   {before} is now {name} -> {entry['id']} ({entry['tool']}, {entry['dir']})")
 
         _step(4, "alice sends bob a message by name (MCP `send`; CLI: relay send bob -- ...)")
         body = (

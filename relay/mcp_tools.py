@@ -46,7 +46,8 @@ TOOLS: list[dict[str, Any]] = [
         "description": (
             "Give this session a short name other sessions can send to, e.g. `backend`: 1-64 letters, "
             "digits, '.', '_' or '-', not a UUID, not one of " + ", ".join(RESERVED_NAMES) + ". "
-            "Registering again renames you; fields you leave out keep their value. You may name only "
+            "Every session starts named after its project dir (`api`, `api-2`, ...); registering renames "
+            "you, and fields you leave out keep their value. You may name only "
             "yourself, or an `id` that is not registered yet; a name held by a running session is taken."
         ),
         "inputSchema": {

@@ -37,6 +37,9 @@ def check_demo_output(out: str) -> None:
         assert "</session-relay-mail>" not in block
     assert re.search(r"- from alice \(\d{4}-\d\d-\d\dT[\d:.]+Z, id [0-9a-f-]{36}\): .*\[session-relay-mail\]", out)
     assert re.search(r"- from bob \(", out)
+    # each session starts named after its dir, then renames itself
+    names = re.findall(r"^   its name in the registry: (\S+) ", out, re.MULTILINE)
+    assert names[:2] == ["web-app", "api-server"] and set(names[2:]) == {"alice", "bob"}, names
     # two --dry doorbell lines, one per tool, each a {tool, cmd, args, cwd} JSON object
     planned = []
     for line in out.splitlines():
