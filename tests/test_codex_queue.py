@@ -249,7 +249,8 @@ def test_the_cli_send_rings_and_reports_a_failure_on_one_stderr_line(
     host(*DAEMON)
     done = run_relay("send", session.id, "--", "via", "cli", input="")  # relay's own stdin is a pipe
     assert done.returncode == 0, done.stderr
-    assert queued_to(done.stdout) == f"{session.id}" and done.stderr == b""
+    named = session.store.registry().agents[session.id]["name"]  # named after its dir at its start
+    assert queued_to(done.stdout) == named and done.stderr == b""
     [call] = session.calls()
     assert call["stdin_devnull"] is True
     with session.store.take(session.id) as delivery:

@@ -151,16 +151,21 @@ def test_whoami_register_roster(relay_cmd, env, project, store_home):
 
 
 def test_roster_sorts_unnamed_entries_by_id(relay_cmd, env, project, run_relay, tmp_path):
+    """Sessions start named after their dir; one is unnamed when its name was moved to another."""
     ids = sorted(new_id() for _ in range(3))
     for session_id in reversed(ids):
         event = {"session_id": session_id, "cwd": str(tmp_path), "hook_event_name": "SessionStart"}
         assert run_relay("hook", input=json.dumps(event)).returncode == 0
+        assert run_relay("register", "holder", "--id", session_id).returncode == 0  # the previous one's goes
+    other = new_id()
+    assert run_relay("register", "holder", "--id", other).returncode == 0  # and the last one's
 
     async def test() -> None:
         async with connect(relay_cmd, env, project) as session:
             await session.initialize()
             roster = payload(await session.call_tool("roster", {}))["agents"]
-            assert [a["id"] for a in roster] == ids
+            assert [a["id"] for a in roster] == [*ids, other]  # "holder" sorts after any hex id
+            assert [a["name"] for a in roster] == [None, None, None, "holder"]
 
     run(test)
 
