@@ -87,7 +87,7 @@ TOPICS: dict[str, Topic] = {
                 str(DISCOVER_WITHIN_MIN),
             ),
             "--tool": (TOOL_CHOICE, "only the sessions of this agent CLI", "both"),
-            "--exclude": ("ID", "leave out the session with this id (e.g. your own)", "none"),
+            "--exclude": ("ID", "leave out the session with this (whole) id (e.g. your own)", "none"),
             "--cwd": ("DIR", "sessions running in DIR come first", "none"),
             "--limit": ("N", "at most N sessions", str(DISCOVER_LIMIT)),
             "--json": ("", "print a JSON array instead of lines", "off"),
@@ -113,7 +113,7 @@ TOPICS: dict[str, Topic] = {
         output=("one line: registered NAME -> ID (TOOL, DIR, deliver MODE)",),
         example="relay register backend --id 0b6f3a52-8d1e-4c7a-9f3b-2a4c6e8d01e1 --deliver now",
         options={
-            "--id": ("UUID", "the session to name", "required"),
+            "--id": ("UUID", "the session to name: its id, or a unique prefix of 8+ hex characters", "required"),
             "--dir": ("DIR", "its project dir (relative to the current dir)", "kept; none for a new session"),
             "--tool": (TOOL_CHOICE, "its agent CLI", "kept; claude for a new session"),
             "--deliver": (
@@ -141,15 +141,23 @@ TOPICS: dict[str, Topic] = {
         options={
             "--id": (
                 "UUID",
-                "send to this session id instead of TO, even one not registered (e.g. from discover)",
+                "send to this session id instead of TO, even one not registered (e.g. from discover); a unique "
+                "prefix of 8+ hex characters of a registered id works too",
                 "none",
             ),
             "--from": ("WHO", "send as this registered session, so the answer goes to it", "cli, the person"),
-            "--reply-to": ("ID", "the id of the message this answers; the reply joins its thread", "none"),
+            "--reply-to": (
+                "ID",
+                "the id (or a unique 8+ hex prefix) of the message this answers; it joins its thread",
+                "none",
+            ),
             "--urgent": ("", "the message may interrupt the recipient between tool calls", "off"),
             "--json": ("", "print the result as one JSON line", "off"),
         },
-        positionals={"TO": "the recipient: a registered name or a session id", "MESSAGE": MESSAGE},
+        positionals={
+            "TO": "the recipient: a registered name, a session id or a unique 8+ hex prefix of one",
+            "MESSAGE": MESSAGE,
+        },
     ),
     "ask": Topic(
         "Sends a question and waits for its reply. Without --from the question comes from an address made "
@@ -182,7 +190,7 @@ TOPICS: dict[str, Topic] = {
         ),
         example="relay status 3f0c2b1a-5d4e-4f6a-8b7c-9d0e1f2a3b9a",
         options={"--json": ("", "print the status as one JSON line", "off")},
-        positionals={"MSG_ID": "a message id, as send printed it"},
+        positionals={"MSG_ID": "a message id, as send printed it, or a unique prefix of 8+ hex characters"},
     ),
     "inbox": Topic(
         "Prints a session's mail and takes it: what was printed is gone from the mailbox. At most 32 KiB "
