@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import realclients
+import redis_server as redis_server_mod
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -138,3 +139,51 @@ def sandbox(tmp_path: Path) -> Iterator["realclients.Sandbox"]:
         yield box
     finally:
         box.stop_leftovers()
+
+
+# -- the Redis store's server (SPEC §16) -----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator["redis_server_mod.RedisServer"]:
+    """One real redis-server for the whole session (127.0.0.1, a free port, a password, a throwaway
+    dir). Tests take `redis_url`, which empties it first. No redis-server fails the test instead of
+    skipping when RELAY_REQUIRE_REDIS=1 (as `.ci/run` sets)."""
+    if redis_server_mod.redis_server_path() is None:
+        if os.environ.get("RELAY_REQUIRE_REDIS") == "1":
+            pytest.fail("redis-server is not installed and RELAY_REQUIRE_REDIS=1 (apt-get install redis-server)")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = redis_server_mod.RedisServer(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator["redis_server_mod.RedisServer"]:
+    """The same over TLS (`rediss://`), its certificate signed by a throwaway CA (`server.ca`)."""
+    binary = redis_server_mod.redis_server_path()
+    if binary is None or not redis_server_mod.supports_tls(binary):
+        if os.environ.get("RELAY_REQUIRE_REDIS") == "1":
+            pytest.fail("redis-server with TLS is required (RELAY_REQUIRE_REDIS=1)")
+        pytest.skip("this redis-server was built without TLS")
+    server = redis_server_mod.RedisServer(tmp_path_factory.mktemp("redis-tls"), tls=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: "redis_server_mod.RedisServer") -> str:
+    """The URL (with its password) of an emptied Redis for this test."""
+    redis_server.flush()
+    return redis_server.url
+
+
+@pytest.fixture
+def rediss_url(redis_tls_server: "redis_server_mod.RedisServer") -> str:
+    """The rediss:// URL of an emptied TLS Redis for this test."""
+    redis_tls_server.flush()
+    return redis_tls_server.url
