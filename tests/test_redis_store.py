@@ -50,3 +50,432 @@ def test_the_tls_server_speaks_only_tls_with_its_throwaway_ca(redis_tls_server, 
         check=False,
     )
     assert verified.returncode == 0, verified.stderr
+
+
+# -- the store on Redis: mail ---------------------------------------------------------------------
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from conftest import new_id  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _store(url: str, tmp_path: Path, **kwargs: object):  # type: ignore[no-untyped-def]
+    from relay.redis_store import RedisStore
+
+    return RedisStore(url, home=str(tmp_path / "local"), **kwargs)  # type: ignore[arg-type]
+
+
+def _message(to: str, body: str, **extra: object) -> dict:
+    from relay.clock import now_iso
+    from relay.ids import new_uuid4
+
+    return {
+        "id": new_uuid4(),
+        "ts": now_iso(),
+        "from": None,
+        "fromName": None,
+        "to": to,
+        "toName": None,
+        "body": body,
+        **extra,
+    }
+
+
+def _child_env(**extra: str) -> dict[str, str]:
+    paths = [str(REPO), *(os.environ.get("PYTHONPATH") or "").split(os.pathsep)]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), **extra}
+
+
+def test_enqueue_take_ack_and_the_receipts_follow(redis_url, tmp_path):
+    store = _store(redis_url, tmp_path)
+    me = new_id()
+    sent = [_message(me, f"hello {n}") for n in range(3)]
+    for message in sent:
+        store.enqueue(me, message)
+    assert store.has_mail(me) and not store.has_urgent(me)
+    assert [m["id"] for m in store.peek(me)] == [m["id"] for m in sent]
+    assert {m["state"] for m in store.peek(me)} == {"pending"}
+    assert store.message_state(sent[0]["id"])["state"] == "queued"
+    with store.take(me) as delivery:
+        assert [m["body"] for m in delivery.messages] == ["hello 0", "hello 1", "hello 2"]
+        assert not any(m.get("redelivered") for m in delivery.messages)
+        assert delivery.remaining == 0
+        assert store.message_state(sent[1]["id"])["state"] == "taken"
+        assert {m["state"] for m in store.peek(me)} == {"inflight"}
+        delivery.ack()
+    assert not store.has_mail(me)
+    assert store.peek(me) == []
+    state = store.message_state(sent[2]["id"])
+    assert state["state"] == "delivered" and state["deliveredAt"] and state["queuedAt"] == sent[2]["ts"]
+    with store.take(me) as again:
+        assert again.messages == []
+
+
+def test_a_reply_marks_its_parent_replied(redis_url, tmp_path):
+    store = _store(redis_url, tmp_path)
+    alice, bob = new_id(), new_id()
+    question = _message(bob, "ping?", **{"from": alice, "expectsReply": True})
+    store.enqueue(bob, question)
+    answer = _message(alice, "pong", **{"from": bob, "replyTo": question["id"], "thread": question["id"]})
+    store.enqueue(alice, answer)
+    later = _message(alice, "pong again", **{"from": bob, "replyTo": question["id"], "thread": question["id"]})
+    store.enqueue(alice, later)
+    state = store.message_state(question["id"])
+    assert state["state"] == "replied" and state["replyId"] == answer["id"] and state["repliedAt"] == answer["ts"]
+
+
+def test_close_without_ack_redelivers_the_same_ids_flagged(redis_url, tmp_path):
+    store = _store(redis_url, tmp_path)
+    me = new_id()
+    first = _message(me, "one")
+    store.enqueue(me, first)
+    with store.take(me) as delivery:
+        assert [m["id"] for m in delivery.messages] == [first["id"]]
+    second = _message(me, "two")
+    store.enqueue(me, second)
+    with store.take(me) as delivery:
+        assert [(m["id"], m.get("redelivered")) for m in delivery.messages] == [
+            (first["id"], True),
+            (second["id"], None),
+        ]
+        delivery.ack()
+    assert not store.has_mail(me)
+
+
+def test_a_partial_ack_keeps_the_rest_in_front_in_order_unflagged(redis_url, tmp_path):
+    store = _store(redis_url, tmp_path)
+    me = new_id()
+    sent = [_message(me, f"m{n}") for n in range(4)]
+    for message in sent:
+        store.enqueue(me, message)
+    with store.take(me) as delivery:
+        delivery.ack(1)
+    newer = _message(me, "newer")
+    store.enqueue(me, newer)
+    with store.take(me) as delivery:
+        assert [m["body"] for m in delivery.messages] == ["m1", "m2", "m3", "newer"]
+        assert not any(m.get("redelivered") for m in delivery.messages)
+        delivery.ack()
+
+
+def test_a_take_is_bounded_and_counts_what_remains(redis_url, tmp_path):
+    store = _store(redis_url, tmp_path)
+    me = new_id()
+    for n in range(10):
+        store.enqueue(me, _message(me, f"{n}" * 1000))
+    with store.take(me, budget=3000) as delivery:
+        assert 1 <= len(delivery.messages) <= 3
+        assert delivery.remaining == 10 - len(delivery.messages)
+        taken = len(delivery.messages)
+        delivery.ack()
+    with store.take(me) as delivery:
+        assert [m["body"][0] for m in delivery.messages] == [str(n) for n in range(taken, 10)]
+        delivery.ack()
+
+
+def test_a_selective_take_leaves_the_rest_queued_in_order(redis_url, tmp_path):
+    from relay.attention import is_urgent
+
+    store = _store(redis_url, tmp_path)
+    me = new_id()
+    store.enqueue(me, _message(me, "plain 1"))
+    store.enqueue(me, _message(me, "urgent", urgent=True))
+    store.enqueue(me, _message(me, "plain 2"))
+    assert store.has_urgent(me)
+    with store.take(me, select=is_urgent) as delivery:
+        assert [m["body"] for m in delivery.messages] == ["urgent"]
+        delivery.ack()
+    assert not store.has_urgent(me)
+    with store.take(me) as delivery:
+        assert [m["body"] for m in delivery.messages] == ["plain 1", "plain 2"]
+        delivery.ack()
+
+
+def test_over_the_quota_a_send_is_refused_and_nothing_is_dropped(redis_url, tmp_path, monkeypatch):
+    from relay.errors import RelayError
+
+    monkeypatch.setenv("RELAY_MAILBOX_MAX", "600")
+    store = _store(redis_url, tmp_path)
+    me = new_id()
+    kept = _message(me, "x" * 300, toName="bob")
+    store.enqueue(me, kept)
+    refused = _message(me, "y" * 300, toName="bob")
+    with pytest.raises(RelayError, match="mailbox of bob is full"):
+        store.enqueue(me, refused)
+    assert store.receipt(refused["id"]) is None
+    with store.take(me) as delivery:
+        assert [m["id"] for m in delivery.messages] == [kept["id"]]
+        # Claimed but not confirmed still counts against the quota.
+        with pytest.raises(RelayError, match="full"):
+            store.enqueue(me, refused)
+        delivery.ack()
+    store.enqueue(me, refused)
+    assert [m["id"] for m in store.peek(me)] == [refused["id"]]
+
+
+TAKER = """
+import sys, time
+from relay.redis_store import RedisStore
+store = RedisStore(sys.argv[1], home=sys.argv[3])
+delivery = store.take(sys.argv[2])
+print(" ".join(m["id"] for m in delivery.messages), flush=True)
+time.sleep(600)  # killed here: after XREADGROUP, before XACK
+"""
+
+
+def _killed_taker(url: str, recipient: str, tmp_path: Path, **env: str) -> list[str]:
+    """Run a taker that claims the mailbox and is SIGKILLed before it acks; the ids it claimed."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", TAKER, url, recipient, str(tmp_path / "local")],
+        stdout=subprocess.PIPE,
+        env=_child_env(**env),
+        text=True,
+    )
+    try:
+        line = child.stdout.readline() if child.stdout else ""
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        if child.stdout:
+            child.stdout.close()
+    return line.split()
+
+
+def test_a_taker_killed_mid_take_is_redelivered_with_the_same_ids(redis_url, tmp_path):
+    store = _store(redis_url, tmp_path)
+    me = new_id()
+    sent = [_message(me, f"m{n}") for n in range(3)]
+    for message in sent:
+        store.enqueue(me, message)
+    claimed = _killed_taker(redis_url, me, tmp_path)
+    assert claimed == [m["id"] for m in sent]
+    assert store.message_state(sent[0]["id"])["state"] == "taken"
+    started = time.monotonic()
+    with store.take(me) as delivery:
+        assert [(m["id"], m.get("redelivered")) for m in delivery.messages] == [(i, True) for i in claimed]
+        delivery.ack()
+    assert time.monotonic() - started < 5
+    assert not store.has_mail(me)
+
+
+def test_a_live_taker_keeps_its_claim(redis_url, tmp_path):
+    store = _store(redis_url, tmp_path)
+    me = new_id()
+    store.enqueue(me, _message(me, "mine"))
+    child = subprocess.Popen(
+        [sys.executable, "-c", TAKER, redis_url, me, str(tmp_path / "local")],
+        stdout=subprocess.PIPE,
+        env=_child_env(),
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip()
+        with store.take(me) as delivery:
+            assert delivery.messages == []
+    finally:
+        child.kill()
+        child.wait(10)
+        if child.stdout:
+            child.stdout.close()
+
+
+def test_a_dead_taker_on_another_host_is_known_by_its_idle_claim(redis_url, tmp_path, monkeypatch):
+    import relay.redis_store as redis_store
+
+    store = _store(redis_url, tmp_path)
+    me = new_id()
+    message = _message(me, "far away")
+    store.enqueue(me, message)
+    assert _killed_taker(redis_url, me, tmp_path, RELAY_HOST="elsewhere") == [message["id"]]
+    with store.take(me) as delivery:
+        assert delivery.messages == []  # its pid cannot be checked from here: wait for the idle time
+    monkeypatch.setattr(redis_store, "CLAIM_IDLE_MS", 300)
+    time.sleep(0.4)
+    with store.take(me) as delivery:
+        assert [(m["id"], m.get("redelivered")) for m in delivery.messages] == [(message["id"], True)]
+        delivery.ack()
+    assert redis_store.CLAIM_IDLE_MS <= 30_000
+
+
+SENDER = """
+import sys
+from relay.clock import now_iso
+from relay.ids import new_uuid4
+from relay.redis_store import RedisStore
+store = RedisStore(sys.argv[1], home=sys.argv[4])
+for n in range(int(sys.argv[3])):
+    store.enqueue(sys.argv[2], {"id": new_uuid4(), "ts": now_iso(), "from": None, "fromName": None,
+                                "to": sys.argv[2], "toName": None, "body": f"{sys.argv[5]}-{n}"})
+"""
+
+
+def test_concurrent_senders_from_four_processes_lose_nothing(redis_url, tmp_path):
+    store = _store(redis_url, tmp_path)
+    me = new_id()
+    senders = [
+        subprocess.Popen(
+            [sys.executable, "-c", SENDER, redis_url, me, "50", str(tmp_path / "local"), f"p{p}"], env=_child_env()
+        )
+        for p in range(4)
+    ]
+    assert [s.wait(120) for s in senders] == [0, 0, 0, 0]
+    bodies: list[str] = []
+    while True:
+        with store.take(me) as delivery:
+            if not delivery.messages:
+                break
+            bodies += [m["body"] for m in delivery.messages]
+            delivery.ack()
+    assert sorted(bodies) == sorted(f"p{p}-{n}" for p in range(4) for n in range(50))
+    for p in range(4):  # each sender's own order holds
+        mine = [b for b in bodies if b.startswith(f"p{p}-")]
+        assert mine == [f"p{p}-{n}" for n in range(50)]
+
+
+# -- the store on Redis: the registry ----------------------------------------------------------------
+
+
+def test_register_resolve_rename_and_the_host(redis_url, tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.delenv("RELAY_HOST", raising=False)
+    store = _store(redis_url, tmp_path)
+    a, b = new_id(), new_id()
+    entry = store.register(a, name="alice", directory="/work/a", tool="codex")
+    assert entry["host"] == socket.gethostname() and entry["name"] == "alice" and entry["lastSeen"]
+    store.register(b, name="alice")  # the name moves to b
+    registry = store.registry()
+    assert registry.resolve("alice")["id"] == b
+    assert registry.agents[a]["name"] is None and registry.agents[a]["tool"] == "codex"
+    store.register(b, name="bob")  # b's old name goes
+    assert store.registry().names == {"bob": b}
+    monkeypatch.setenv("RELAY_HOST", "box-2")
+    other = _store(redis_url, tmp_path)
+    started = other.record_start(a, "/work/a2", "claude")
+    assert started["host"] == "box-2" and started["dir"] == "/work/a2"
+    assert other.marker("/work/a2") == a
+    other.record_end(a)
+    assert other.registry().agents[a]["endedAt"]
+    other.record_end(new_id())  # unknown: nothing written
+    assert set(other.registry().agents) == {a, b}
+
+
+REGISTRAR = """
+import sys
+from relay.redis_store import RedisStore
+store = RedisStore(sys.argv[1], home=sys.argv[2])
+for line in sys.argv[3:]:
+    session, name = line.split("=")
+    store.register(session, name=name, directory="/d/" + name)
+"""
+
+
+def test_concurrent_registrations_lose_nothing(redis_url, tmp_path):
+    ids = [[new_id() for _ in range(15)] for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", REGISTRAR, redis_url, str(tmp_path / "local")]
+            + [f"{i}=n{p}-{k}" for k, i in enumerate(group)],
+            env=_child_env(),
+        )
+        for p, group in enumerate(ids)
+    ]
+    assert [p.wait(120) for p in procs] == [0, 0, 0, 0]
+    registry = _store(redis_url, tmp_path).registry()
+    assert len(registry.agents) == 60 and len(registry.names) == 60
+    for p, group in enumerate(ids):
+        for k, i in enumerate(group):
+            assert registry.resolve(f"n{p}-{k}")["id"] == i
+
+
+# -- the store on Redis: failures -------------------------------------------------------------------
+
+
+def test_an_unreachable_redis_fails_within_3s_with_the_password_hidden(tmp_path):
+    from relay.errors import RelayError
+
+    closed = f"redis://:s3cret-pw@127.0.0.1:{redis_server_mod.free_port()}/0"
+    blackhole = "redis://relay:s3cret-pw@10.255.255.1:6379/0"  # nothing answers: a connect timeout
+    for url in (closed, blackhole):
+        store = _store(url, tmp_path)
+        started = time.monotonic()
+        with pytest.raises(RelayError) as caught:
+            store.enqueue(new_id(), _message(new_id(), "hello"))
+        assert time.monotonic() - started < 3
+        text = str(caught.value)
+        assert "s3cret" not in text and "\n" not in text
+        assert ":***@" in text and ("127.0.0.1" in text or "10.255.255.1" in text), text
+
+
+def test_an_unreachable_redis_fails_within_3s_in_a_fresh_process(tmp_path):
+    url = f"redis://:s3cret-pw@127.0.0.1:{redis_server_mod.free_port()}/0"
+    probe = "import sys\nfrom relay.redis_store import RedisStore\nRedisStore(sys.argv[1], home=sys.argv[2]).ping()"
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", probe, url, str(tmp_path / "local")],
+        capture_output=True,
+        text=True,
+        env=_child_env(),
+        timeout=30,
+        check=False,
+    )
+    assert time.monotonic() - started < 3
+    assert done.returncode != 0 and "s3cret" not in done.stdout + done.stderr
+
+
+def test_a_wrong_password_is_one_line_without_the_password(redis_server, redis_url, tmp_path):
+    from relay.errors import RelayError
+
+    store = _store(redis_server.url_for(password="not-the-password"), tmp_path)
+    with pytest.raises(RelayError) as caught:
+        store.ping()
+    text = str(caught.value)
+    assert "not-the-password" not in text and redis_server.password not in text and "\n" not in text
+    assert f"127.0.0.1:{redis_server.port}" in text
+    with pytest.raises(RelayError):
+        store.registry()
+
+
+def test_a_wrong_db_fails_and_each_db_is_its_own_world(redis_server, redis_url, tmp_path):
+    from relay.errors import RelayError
+
+    with pytest.raises(RelayError, match="DB index|out of range") as caught:
+        _store(redis_server.url_for(db=999), tmp_path).ping()
+    assert redis_server.password not in str(caught.value)
+    with pytest.raises(RelayError) as caught:
+        _store(redis_url.rsplit("/", 1)[0] + "/notanumber", tmp_path).ping()
+    assert redis_server.password not in str(caught.value)
+    zero, one = _store(redis_server.url_for(db=0), tmp_path), _store(redis_server.url_for(db=1), tmp_path)
+    me = new_id()
+    zero.enqueue(me, _message(me, "in db 0"))
+    assert zero.has_mail(me) and not one.has_mail(me)
+
+
+def test_the_store_works_over_tls_with_a_throwaway_ca(redis_tls_server, rediss_url, tmp_path):
+    from relay.errors import RelayError
+
+    url = f"{rediss_url}?ssl_ca_certs={redis_tls_server.ca}"
+    store = _store(url, tmp_path)
+    me = new_id()
+    store.enqueue(me, _message(me, "over tls"))
+    with store.take(me) as delivery:
+        assert [m["body"] for m in delivery.messages] == ["over tls"]
+        delivery.ack()
+    with pytest.raises(RelayError, match="certificate|SSL|verify") as caught:
+        _store(rediss_url, tmp_path).ping()  # the throwaway CA is not trusted by default
+    assert redis_tls_server.password not in str(caught.value)
+
+
+def test_redact_hides_only_the_password():
+    from relay.redis_store import redact
+
+    assert redact("redis://:pw@h:1/0") == "redis://:***@h:1/0"
+    assert redact("rediss://user:pw@h:1/2") == "rediss://user:***@h:1/2"
+    assert redact("redis://h:1/0") == "redis://h:1/0"
+    assert redact("redis://token@h:1") == "redis://***@h:1"
