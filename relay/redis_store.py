@@ -45,7 +45,19 @@ from relay.attention import check_mode, is_urgent
 from relay.clock import now_iso
 from relay.errors import LockBusy, RelayError
 from relay.ids import AGENT_CLIS, check_name, is_uuid, require_uuid
-from relay.store import TAKE_BUDGET, Entry, Message, Registry, Select, _new_receipt, _to_json, mailbox_max
+from relay.lock import FileLock
+from relay.store import (
+    TAKE_BUDGET,
+    Entry,
+    Message,
+    Registry,
+    Select,
+    Store,
+    WakeLock,
+    _new_receipt,
+    _to_json,
+    mailbox_max,
+)
 
 GROUP = "takers"
 PARKED = "~parked"
@@ -104,6 +116,44 @@ _DROP_CONSUMER = """
 local info = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
 if #info == 0 then redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) return 1 end
 return 0
+"""
+
+# KEYS: since-window sorted set. ARGV: since, now, budget, member. Returns the times in (since, now].
+_SPEND_WAKE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local times = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], ARGV[2], 'WITHSCORES')
+if #times / 2 < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+  redis.call('EXPIRE', KEYS[1], 86400)
+end
+return times
+"""
+
+# KEYS: stream, bytes, urgent, archive, agents, names, markers, auto wakes, wakes, take lock. ARGV: id.
+# Returns the messages archived, or -1 while a taker is claiming (then nothing changed).
+_RETIRE = """
+if redis.call('EXISTS', KEYS[10]) == 1 then return -1 end
+local entries = redis.call('XRANGE', KEYS[1], '-', '+')
+for _, entry in ipairs(entries) do
+  local fields = entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'm' then redis.call('RPUSH', KEYS[4], fields[i + 1]) end
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[8], KEYS[9])
+redis.call('HDEL', KEYS[5], ARGV[1])
+for _, key in ipairs({KEYS[6], KEYS[7]}) do
+  local pairs_ = redis.call('HGETALL', key)
+  for i = 1, #pairs_, 2 do
+    if string.lower(pairs_[i + 1]) == ARGV[1] then redis.call('HDEL', key, pairs_[i]) end
+  end
+end
+return #entries
+"""
+
+_DROP_EMPTY = """
+if redis.call('EXISTS', KEYS[4]) == 1 or redis.call('XLEN', KEYS[1]) > 0 then return 0 end
+return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) > 0 and 1 or 0
 """
 
 _UNLOCK = """
@@ -234,6 +284,7 @@ class RedisStore:
         # module uses only the sync client, typed as Any.
         self._client: Any = None
         self._consumer = f"{self.host}:{os.getpid()}:{_process_start(os.getpid())}"
+        self._local_store: Store | None = None
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -701,6 +752,139 @@ class RedisStore:
                     state = "taken"
         return {**receipt, "state": state}
 
+    # -- host-local state: watchers and resume locks guard this machine's processes -------------
+
+    def _local(self) -> Store:
+        """The file store under `<home>` for what only this host's processes share (watcher and
+        wake locks: kernel locks that die with their holder)."""
+        if self._local_store is None:
+            self._local_store = Store(self.home, warn=self.warn)
+        return self._local_store
+
+    def claim_watch(self, session_id: str) -> FileLock | None:
+        return self._local().claim_watch(session_id)
+
+    def watcher(self, session_id: str) -> int | None:
+        return self._local().watcher(session_id)
+
+    def claim_wake(self, session_id: str) -> WakeLock | None:
+        return self._local().claim_wake(session_id)
+
+    def wake_note(self, session_id: str) -> tuple[bool, bytes]:
+        return self._local().wake_note(session_id)
+
+    # -- wake budgets and auto-wake counts: shared, so every host counts the same wakes ---------
+
+    def auto_wakes(self, session_id: str) -> int:
+        with self._guard():
+            raw = self._redis().get(_key("autowakes", session_id))
+        return int(raw) if raw and raw.isdigit() else 0
+
+    def count_auto_wake(self, session_id: str) -> int:
+        with self._guard():
+            return int(self._redis().incr(_key("autowakes", session_id)))
+
+    def reset_auto_wakes(self, session_id: str) -> None:
+        with self._guard():
+            self._redis().delete(_key("autowakes", session_id))
+
+    def wake_times(self, session_id: str, since: float, until: float) -> list[float]:
+        """When the session's wakes in (since, until] rang, oldest first."""
+        with self._guard():
+            raw = self._redis().zrangebyscore(_key("wakes", session_id), f"({since!r}", repr(until))
+        return sorted(float(member.decode().partition(":")[0]) for member in raw)
+
+    def spend_wake(self, session_id: str, since: float, now: float, budget: int) -> list[float]:
+        """Atomically: the wakes in (since, now], plus one at `now` when fewer than `budget`."""
+        member = f"{now!r}:{os.getpid()}:{time.monotonic_ns()}"
+        with self._guard():
+            raw = self._redis().eval(_SPEND_WAKE, 1, _key("wakes", session_id), repr(since), repr(now), budget, member)
+        return sorted(float(raw[i + 1]) for i in range(0, len(raw), 2))
+
+    # -- collection (`relay gc`) and diagnosis ------------------------------------------------------
+
+    def gc_due(self, interval: float) -> bool:
+        """Per host (gc judges sessions by this host's transcripts): due `interval` s after the
+        last collection, counting from the first call, which only sets the stamp."""
+        key = _key("gcstamp", self.host)
+        with self._guard():
+            client = self._redis()
+            raw = client.get(key)
+            if raw is None:
+                client.set(key, repr(time.time()), nx=True)
+                return False
+        return float(raw) + interval <= time.time()
+
+    def touch_gc_stamp(self) -> None:
+        with self._guard():
+            self._redis().set(_key("gcstamp", self.host), repr(time.time()))
+
+    def mailbox_files(self) -> list[tuple[str, int]]:
+        """("<id>.jsonl", bytes of mail) of every mailbox stream, the file store's shape."""
+        found: list[tuple[str, int]] = []
+        with self._guard():
+            client = self._redis()
+            for key in client.scan_iter(match="relay:mbox:*", count=500):
+                session_id = key.decode().removeprefix("relay:mbox:")
+                found.append((f"{session_id}.jsonl", int(client.get(_mbytes(session_id)) or 0)))
+        return found
+
+    def drop_empty_mailbox(self, name: str) -> bool:
+        session_id = os.path.basename(name).removesuffix(".jsonl")
+        keys = [_mbox(session_id), _mbytes(session_id), _urgent(session_id), _takelock(session_id)]
+        with self._guard():
+            return bool(self._redis().eval(_DROP_EMPTY, len(keys), *keys))
+
+    def retire(self, session_id: str) -> int:
+        """Forget a session (entry, names, markers, counters) in one script; its undelivered mail is
+        appended to the list relay:archive:<id>, never deleted. LockBusy while a taker claims."""
+        session_id = require_uuid(session_id)
+        keys = [
+            _mbox(session_id),
+            _mbytes(session_id),
+            _urgent(session_id),
+            _key("archive", session_id),
+            "relay:agents",
+            "relay:names",
+            "relay:markers",
+            _key("autowakes", session_id),
+            _key("wakes", session_id),
+            _takelock(session_id),
+        ]
+        with self._guard():
+            archived = int(self._redis().eval(_RETIRE, len(keys), *keys, session_id))
+        if archived < 0:
+            raise LockBusy()
+        return archived
+
+    def prune_receipts(self, older_than: float, now: float | None = None) -> int:
+        """Remove receipts unchanged for `older_than` seconds; how many went."""
+        cutoff = (time.time() if now is None else now) - older_than
+        removed = 0
+        with self._guard():
+            client = self._redis()
+            for key in client.scan_iter(match="relay:rcpt:*", count=500):
+                changed = client.hget(key, "changed")
+                if changed is None or float(changed) < cutoff:
+                    removed += int(client.delete(key))
+        return removed
+
+    def facts(self) -> list[tuple[str, str, str]]:
+        """For `relay doctor`: where the store is, whether Redis answers, the registry's size and
+        mail claimed by takers (read-only; the URL never shows its password)."""
+        where = redact(self.url)
+        found: list[tuple[str, str, str]] = [("store", where, "")]
+        try:
+            registry = self.registry()
+            found.append(("registry", where, f"{len(registry.agents)} {len(registry.names)}"))
+            limit = mailbox_max()
+            for name, size in self.mailbox_files():
+                if size > limit:
+                    found.append(("over-quota", f"{where} {name}", str(size)))
+        except RelayError as err:
+            found.append(("unreachable", where, str(err)))
+        return found
+
 
 def _xclaim(client: Any, stream: str, consumer: str, sids: list[str]) -> list:
     """Take over these claims (min idle 0: the caller decided), returning their entries in order."""
@@ -757,3 +941,7 @@ def _rcpt(message_id: str) -> str:
 
 def _takelock(session_id: str) -> str:
     return f"relay:takelock:{session_id}"
+
+
+def _key(kind: str, session_id: str) -> str:
+    return f"relay:{kind}:{session_id}"

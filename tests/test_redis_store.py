@@ -1,10 +1,16 @@
 """The store on Redis (SPEC §16), against a real redis-server (tests/redis_server.py)."""
 
+import os
+import signal
 import socket
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import redis_server as redis_server_mod
+from conftest import new_id
 
 
 def _ping(server: redis_server_mod.RedisServer, password: str | None = None) -> bytes:
@@ -54,13 +60,6 @@ def test_the_tls_server_speaks_only_tls_with_its_throwaway_ca(redis_tls_server, 
 
 # -- the store on Redis: mail ---------------------------------------------------------------------
 
-import os  # noqa: E402
-import signal  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from conftest import new_id  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -445,7 +444,7 @@ def test_a_wrong_password_is_one_line_without_the_password(redis_server, redis_u
 def test_a_wrong_db_fails_and_each_db_is_its_own_world(redis_server, redis_url, tmp_path):
     from relay.errors import RelayError
 
-    with pytest.raises(RelayError, match="DB index|out of range") as caught:
+    with pytest.raises(RelayError, match=r"DB index|out of range") as caught:
         _store(redis_server.url_for(db=999), tmp_path).ping()
     assert redis_server.password not in str(caught.value)
     with pytest.raises(RelayError) as caught:
@@ -467,7 +466,7 @@ def test_the_store_works_over_tls_with_a_throwaway_ca(redis_tls_server, rediss_u
     with store.take(me) as delivery:
         assert [m["body"] for m in delivery.messages] == ["over tls"]
         delivery.ack()
-    with pytest.raises(RelayError, match="certificate|SSL|verify") as caught:
+    with pytest.raises(RelayError, match=r"certificate|SSL|verify") as caught:
         _store(rediss_url, tmp_path).ping()  # the throwaway CA is not trusted by default
     assert redis_tls_server.password not in str(caught.value)
 
@@ -479,3 +478,85 @@ def test_redact_hides_only_the_password():
     assert redact("rediss://user:pw@h:1/2") == "rediss://user:***@h:1/2"
     assert redact("redis://h:1/0") == "redis://h:1/0"
     assert redact("redis://token@h:1") == "redis://***@h:1"
+
+
+# -- the store on Redis: wakes, collection, diagnosis ----------------------------------------------
+
+SPENDER = """
+import sys, time
+from relay.redis_store import RedisStore
+store = RedisStore(sys.argv[1], home=sys.argv[2])
+now = time.time()
+print(len(store.spend_wake(sys.argv[3], now - 3600, now, 5)), flush=True)
+"""
+
+
+def test_the_wake_budget_is_shared_and_never_overspent(redis_url, tmp_path):
+    me = new_id()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SPENDER, redis_url, str(tmp_path / "local"), me],
+            stdout=subprocess.PIPE,
+            env=_child_env(),
+        )
+        for _ in range(8)
+    ]
+    seen = sorted(int(p.communicate(timeout=120)[0]) for p in procs)
+    assert seen == [0, 1, 2, 3, 4, 5, 5, 5]  # each saw the wakes before its own; 3 were refused
+    store = _store(redis_url, tmp_path)
+    now = time.time()
+    assert len(store.wake_times(me, now - 3600, now + 1)) == 5
+    assert store.wake_times(me, now + 1, now + 2) == []
+    assert store.auto_wakes(me) == 0
+    assert [store.count_auto_wake(me), store.count_auto_wake(me)] == [1, 2]
+    store.reset_auto_wakes(me)
+    assert store.auto_wakes(me) == 0
+
+
+def test_retire_archives_undelivered_mail_and_forgets_the_session(redis_server, redis_url, tmp_path):
+    store = _store(redis_url, tmp_path)
+    gone, kept = new_id(), new_id()
+    store.register(gone, name="old", directory="/w/old")
+    store.record_start(gone, "/w/old", "claude")
+    store.register(kept, name="new")
+    store.enqueue(gone, _message(gone, "unread 1"))
+    store.enqueue(gone, _message(gone, "unread 2"))
+    with store.take(gone):
+        pass  # claimed, never shown: still undelivered
+    assert store.retire(gone) == 2
+    registry = store.registry()
+    assert set(registry.agents) == {kept} and registry.names == {"new": kept}
+    assert store.marker("/w/old") is None and not store.has_mail(gone)
+    with redis_server.client() as client:
+        archived = [line.decode() for line in client.lrange(f"relay:archive:{gone}", 0, -1)]
+    assert ['"unread 1"' in archived[0], '"unread 2"' in archived[1]] == [True, True]
+
+
+def test_gc_helpers_drop_empty_mailboxes_and_old_receipts(redis_url, tmp_path):
+    store = _store(redis_url, tmp_path)
+    me = new_id()
+    message = _message(me, "read soon")
+    store.enqueue(me, message)
+    from relay.store import _to_json
+
+    assert store.mailbox_files() == [(f"{me}.jsonl", len(_to_json(message)))]
+    assert not store.drop_empty_mailbox(f"{me}.jsonl")
+    with store.take(me) as delivery:
+        delivery.ack()
+    assert store.mailbox_files() == [(f"{me}.jsonl", 0)]
+    assert store.drop_empty_mailbox(f"{me}.jsonl")
+    assert store.mailbox_files() == []
+    assert store.prune_receipts(3600) == 0 and store.receipt(message["id"]) is not None
+    assert store.prune_receipts(3600, now=time.time() + 7200) == 1 and store.receipt(message["id"]) is None
+    assert store.gc_due(0) is False  # the first call only starts counting
+    assert store.gc_due(0) is True and store.gc_due(3600) is False
+
+
+def test_facts_name_the_store_without_its_password(redis_server, redis_url, tmp_path):
+    store = _store(redis_url, tmp_path)
+    store.register(new_id(), name="one")
+    facts = store.facts()
+    assert ("registry", f"redis://:***@127.0.0.1:{redis_server.port}/0", "1 1") in facts
+    assert all(redis_server.password not in " ".join(fact) for fact in facts)
+    down = _store(redis_server.url_for(password="nope"), tmp_path).facts()
+    assert down[-1][0] == "unreachable" and "nope" not in " ".join(down[-1])
