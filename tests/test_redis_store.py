@@ -560,3 +560,39 @@ def test_facts_name_the_store_without_its_password(redis_server, redis_url, tmp_
     assert all(redis_server.password not in " ".join(fact) for fact in facts)
     down = _store(redis_server.url_for(password="nope"), tmp_path).facts()
     assert down[-1][0] == "unreachable" and "nope" not in " ".join(down[-1])
+
+
+def test_a_second_ack_of_the_same_mail_changes_nothing(redis_url, tmp_path, monkeypatch):
+    """A late ack (a slow taker whose claim another took over) must not free quota twice."""
+    monkeypatch.setenv("RELAY_MAILBOX_MAX", "1100")  # two messages of 300 (+ about 170 of JSON) fit
+    store = _store(redis_url, tmp_path)
+    me = new_id()
+    store.enqueue(me, _message(me, "x" * 300))
+    with store.take(me) as delivery:
+        store.enqueue(me, _message(me, "y" * 300))  # queued behind the claim: 600 bytes in all
+        delivery.ack()
+        delivery._store._ack(me, delivery._sids, delivery._sizes, delivery.messages)
+    store.enqueue(me, _message(me, "z" * 300))
+    with pytest.raises(Exception, match="full"):
+        store.enqueue(me, _message(me, "w" * 150))
+
+
+NAMER = """
+import sys
+from relay.redis_store import RedisStore
+store = RedisStore(sys.argv[1], home=sys.argv[2])
+for _ in range(150):
+    store.register(sys.argv[3], name="shared")
+"""
+
+
+def test_a_name_fought_over_by_four_processes_ends_bound_once(redis_url, tmp_path):
+    ids = [new_id() for _ in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", NAMER, redis_url, str(tmp_path / "local"), i], env=_child_env())
+        for i in ids
+    ]
+    assert [p.wait(120) for p in procs] == [0, 0, 0, 0]
+    registry = _store(redis_url, tmp_path).registry()
+    holders = [i for i, entry in registry.agents.items() if entry.get("name") == "shared"]
+    assert holders == [registry.names["shared"]] and set(registry.agents) == set(ids)
