@@ -596,3 +596,68 @@ def test_a_name_fought_over_by_four_processes_ends_bound_once(redis_url, tmp_pat
     registry = _store(redis_url, tmp_path).registry()
     holders = [i for i, entry in registry.agents.items() if entry.get("name") == "shared"]
     assert holders == [registry.names["shared"]] and set(registry.agents) == set(ids)
+
+
+# -- two machines sharing one Redis: a second host name through `unshare -u` (root) ---------------
+
+ON_HOST_B = """
+import sys, time
+from relay.redis_store import RedisStore
+store = RedisStore(sys.argv[1], home=sys.argv[2])
+store.record_start(sys.argv[3], "/work/on-b", "claude")
+store.register(sys.argv[3], name="bee")
+print("registered", flush=True)
+delivery = store.take(sys.argv[3])
+print(" ".join(m["id"] for m in delivery.messages), flush=True)
+time.sleep(600)  # SIGKILLed here, before its ack
+"""
+
+
+def _unshare_ok() -> bool:
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-u", "true"], capture_output=True, check=False).returncode == 0
+
+
+def test_two_hosts_share_one_redis_and_a_killed_taker_there_is_redelivered_here(redis_url, tmp_path, monkeypatch):
+    if not _unshare_ok():
+        if os.environ.get("RELAY_REQUIRE_REDIS") == "1":
+            pytest.fail("unshare -u as root is required for the several-hosts test")
+        pytest.skip("needs root and unshare -u for a second host name")
+    import relay.redis_store as redis_store
+
+    monkeypatch.delenv("RELAY_HOST", raising=False)
+    here = _store(redis_url, tmp_path)
+    mine, theirs = new_id(), new_id()
+    here.record_start(mine, "/work/here", "codex")
+    script = 'hostname box-b && exec "$0" -c "$1" "$2" "$3" "$4"'
+    child = subprocess.Popen(
+        ["unshare", "-u", "sh", "-c", script, sys.executable, ON_HOST_B, redis_url, str(tmp_path / "b"), theirs],
+        stdout=subprocess.PIPE,
+        env=_child_env(),
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "registered"
+        registry = here.registry()
+        assert registry.resolve("bee")["host"] == "box-b"
+        assert registry.agents[mine]["host"] == socket.gethostname() != "box-b"
+        message = _message(theirs, "from the other machine", **{"from": mine})
+        here.enqueue(theirs, message)
+        assert child.stdout.readline().split() == [message["id"]]
+    finally:
+        child.kill()
+        child.wait(10)
+        if child.stdout:
+            child.stdout.close()
+    assert here.message_state(message["id"])["state"] == "taken"
+    with here.take(theirs) as delivery:
+        assert delivery.messages == []  # box-b's pid means nothing here: its claim must go idle first
+    monkeypatch.setattr(redis_store, "CLAIM_IDLE_MS", 300)
+    time.sleep(0.4)
+    with here.take(theirs) as delivery:
+        assert [(m["id"], m.get("redelivered")) for m in delivery.messages] == [(message["id"], True)]
+        delivery.ack()
+    assert here.message_state(message["id"])["state"] == "delivered"
