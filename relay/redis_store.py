@@ -63,7 +63,9 @@ GROUP = "takers"
 PARKED = "~parked"
 # A claim idle this long whose taker runs on another host (its pid cannot be checked) is taken over.
 CLAIM_IDLE_MS = 20_000
-# Connect and read timeouts: an unreachable Redis fails well within SPEC's 3 s.
+# An unreachable Redis fails well within SPEC's 3 s (with room for the process start); a reachable
+# one that stops answering fails a little later.
+CONNECT_TIMEOUT = 2.0
 SOCKET_TIMEOUT = 2.5
 TAKE_LOCK_MS = 5_000
 TAKE_LOCK_WAIT = 3.0
@@ -118,10 +120,11 @@ if #info == 0 then redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]
 return 0
 """
 
-# KEYS: since-window sorted set. ARGV: since, now, budget, member. Returns the times in (since, now].
+# KEYS: the wakes sorted set. ARGV: since, now, budget, member. Returns every wake after `since`, later
+# ones too: a host whose clock runs behind must still see wakes another host stamped "in the future".
 _SPEND_WAKE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-local times = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], ARGV[2], 'WITHSCORES')
+local times = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES')
 if #times / 2 < tonumber(ARGV[3]) then
   redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
   redis.call('EXPIRE', KEYS[1], 86400)
@@ -329,7 +332,7 @@ class RedisStore:
             try:
                 client = redis.Redis.from_url(
                     self.url,
-                    socket_connect_timeout=SOCKET_TIMEOUT,
+                    socket_connect_timeout=CONNECT_TIMEOUT,
                     socket_timeout=SOCKET_TIMEOUT,
                     retry=Retry(NoBackoff(), 0),
                     retry_on_timeout=False,
@@ -795,7 +798,7 @@ class RedisStore:
         return sorted(float(member.decode().partition(":")[0]) for member in raw)
 
     def spend_wake(self, session_id: str, since: float, now: float, budget: int) -> list[float]:
-        """Atomically: the wakes in (since, now], plus one at `now` when fewer than `budget`."""
+        """Atomically: the wakes after `since`, plus one at `now` when fewer than `budget`."""
         member = f"{now!r}:{os.getpid()}:{time.monotonic_ns()}"
         with self._guard():
             raw = self._redis().eval(_SPEND_WAKE, 1, _key("wakes", session_id), repr(since), repr(now), budget, member)

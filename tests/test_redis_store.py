@@ -607,6 +607,7 @@ store = RedisStore(sys.argv[1], home=sys.argv[2])
 store.record_start(sys.argv[3], "/work/on-b", "claude")
 store.register(sys.argv[3], name="bee")
 print("registered", flush=True)
+sys.stdin.readline()  # the other host has sent
 delivery = store.take(sys.argv[3])
 print(" ".join(m["id"] for m in delivery.messages), flush=True)
 time.sleep(600)  # SIGKILLed here, before its ack
@@ -635,23 +636,28 @@ def test_two_hosts_share_one_redis_and_a_killed_taker_there_is_redelivered_here(
     script = 'hostname box-b && exec "$0" -c "$1" "$2" "$3" "$4"'
     child = subprocess.Popen(
         ["unshare", "-u", "sh", "-c", script, sys.executable, ON_HOST_B, redis_url, str(tmp_path / "b"), theirs],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=_child_env(),
         text=True,
     )
     try:
-        assert child.stdout is not None and child.stdout.readline().strip() == "registered"
+        assert child.stdin is not None and child.stdout is not None
+        assert child.stdout.readline().strip() == "registered"
         registry = here.registry()
         assert registry.resolve("bee")["host"] == "box-b"
         assert registry.agents[mine]["host"] == socket.gethostname() != "box-b"
         message = _message(theirs, "from the other machine", **{"from": mine})
         here.enqueue(theirs, message)
+        child.stdin.write("go\n")
+        child.stdin.flush()
         assert child.stdout.readline().split() == [message["id"]]
     finally:
         child.kill()
         child.wait(10)
-        if child.stdout:
-            child.stdout.close()
+        for stream in (child.stdin, child.stdout):
+            if stream:
+                stream.close()
     assert here.message_state(message["id"])["state"] == "taken"
     with here.take(theirs) as delivery:
         assert delivery.messages == []  # box-b's pid means nothing here: its claim must go idle first
