@@ -667,3 +667,55 @@ def test_two_hosts_share_one_redis_and_a_killed_taker_there_is_redelivered_here(
         assert [(m["id"], m.get("redelivered")) for m in delivery.messages] == [(message["id"], True)]
         delivery.ack()
     assert here.message_state(message["id"])["state"] == "delivered"
+
+
+# -- the least a managed Redis must grant (README "Several machines": the ACL user) ------------------
+
+# Every command the store sends, directly or from its scripts (which Redis checks against the same ACL).
+ACL_COMMANDS = (
+    "ping select eval xadd xack xdel xlen xrange xrevrange xpending xgroup|create xgroup|delconsumer "
+    "xreadgroup xclaim get set del exists incr incrby decrby expire sadd srem scard hset hsetnx hget hgetall "
+    "hdel rpush zadd zrangebyscore zremrangebyscore scan watch multi exec unwatch"
+)
+
+
+def test_an_acl_user_with_only_the_listed_commands_and_keys_runs_the_store(redis_server, redis_url, tmp_path):
+    with redis_server.client() as admin:
+        admin.execute_command(
+            "ACL", "SETUSER", "relay", "reset", "on", ">relay-pw", "~relay:*", "resetchannels",
+            *(f"+{command}" for command in ACL_COMMANDS.split()),
+        )  # fmt: skip
+    try:
+        url = f"redis://relay:relay-pw@127.0.0.1:{redis_server.port}/0"
+        store = _store(url, tmp_path)
+        me, other = new_id(), new_id()
+        store.record_start(me, "/w/me", "claude")
+        store.register(me, name="acl-me")
+        store.register(other, name="acl-other")
+        question = _message(me, "hello", expectsReply=True, urgent=True)
+        store.enqueue(me, question)
+        assert store.has_mail(me) and store.has_urgent(me) and store.mail_stamp(me)
+        assert _killed_taker(url, me, tmp_path) == [question["id"]]
+        with store.take(me) as delivery:
+            assert [m.get("redelivered") for m in delivery.messages] == [True]
+            delivery.ack()
+        store.enqueue(other, _message(other, "answer", replyTo=question["id"], thread=question["id"]))
+        assert store.message_state(question["id"])["state"] == "replied"
+        with store.take(other) as delivery:
+            delivery.ack(0)
+        assert store.peek_batch(other, 10_000)[0]
+        now = time.time()
+        assert store.spend_wake(me, now - 60, now, 3) == [] and store.count_auto_wake(me) == 1
+        store.reset_auto_wakes(me)
+        assert store.retire(other) == 1
+        assert store.mailbox_files() == [(f"{me}.jsonl", 0)] and store.drop_empty_mailbox(f"{me}.jsonl")
+        store.prune_receipts(0, now + 10)
+        store.gc_due(1)
+        store.touch_gc_stamp()
+        assert store.facts()[-1][0] != "unreachable"
+        # The user really is limited: a command off the list is refused.
+        with pytest.raises(Exception, match=r"(?i)no permissions|NOPERM"), store._redis() as client:
+            client.execute_command("KEYS", "*")
+    finally:
+        with redis_server.client() as admin:
+            admin.execute_command("ACL", "DELUSER", "relay")
