@@ -81,10 +81,11 @@ def make_tls_files(directory: Path) -> dict[str, Path]:
 class RedisServer:
     """One running redis-server; `url` carries its password (never print it)."""
 
-    def __init__(self, directory: Path, tls: bool = False) -> None:
+    def __init__(self, directory: Path, tls: bool = False, persist: bool = False) -> None:
         binary = redis_server_path()
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.password = secrets.token_hex(16)
         self.port = free_port()
@@ -103,7 +104,9 @@ class RedisServer:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if persist else "no",
+            "--appendfsync",
+            "always",
             "--databases",
             "16",
             "--logfile",
@@ -130,7 +133,16 @@ class RedisServer:
             args += ["--port", str(self.port)]
         # The password reaches the server on its argv; ps shows it only to this user's processes
         # on a throwaway test server, which is acceptable here and nowhere else.
+        self._args = args
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=directory)
+        self._wait_ready()
+
+    def start(self) -> None:
+        """Start it again on the same port, password and dir (after `stop`; with `persist` its data is back)."""
+        (self.directory / "redis.log").unlink(missing_ok=True)
+        self.process = subprocess.Popen(
+            self._args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=self.directory
+        )
         self._wait_ready()
 
     @property

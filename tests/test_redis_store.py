@@ -719,3 +719,31 @@ def test_an_acl_user_with_only_the_listed_commands_and_keys_runs_the_store(redis
     finally:
         with redis_server.client() as admin:
             admin.execute_command("ACL", "DELUSER", "relay")
+
+
+def test_redis_stopped_mid_run_fails_fast_and_loses_nothing_once_back(tmp_path):
+    from relay.errors import RelayError
+
+    server = redis_server_mod.RedisServer(tmp_path / "own-redis", persist=True)
+    try:
+        store = _store(server.url, tmp_path)
+        me = new_id()
+        first = _message(me, "before the outage")
+        store.enqueue(me, first)
+        server.stop()
+        second = _message(me, "during the outage")
+        for attempt in (lambda: store.enqueue(me, second), lambda: store.take(me), lambda: store.registry()):
+            started = time.monotonic()
+            with pytest.raises(RelayError) as caught:
+                attempt()
+            assert time.monotonic() - started < 3
+            text = str(caught.value)
+            assert server.password not in text and "\n" not in text and ":***@127.0.0.1" in text
+        server.start()
+        store.enqueue(me, second)  # the caller was told it failed; sending again after the outage works
+        with store.take(me) as delivery:
+            assert [m["id"] for m in delivery.messages] == [first["id"], second["id"]]
+            delivery.ack()
+        assert store.message_state(first["id"])["state"] == "delivered"
+    finally:
+        server.stop()
