@@ -202,10 +202,12 @@ def _taker_is_dead(consumer: str, here: str, idle_ms: int) -> bool:
     pid_text, _, start = rest.partition(":")
     if host != here or not pid_text.isdigit():
         return idle_ms >= CLAIM_IDLE_MS
-    from relay.procinfo import process_info
+    from relay.procinfo import is_zombie, process_info
 
-    info = process_info(int(pid_text))
-    return info is None or info.start.replace(" ", "_") != start
+    pid = int(pid_text)
+    info = process_info(pid)
+    # A killed taker its parent has not reaped yet still has its pid and start: it is dead too.
+    return info is None or info.start.replace(" ", "_") != start or is_zombie(pid)
 
 
 class _Guard:

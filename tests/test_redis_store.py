@@ -228,8 +228,9 @@ time.sleep(600)  # killed here: after XREADGROUP, before XACK
 """
 
 
-def _killed_taker(url: str, recipient: str, tmp_path: Path, **env: str) -> list[str]:
-    """Run a taker that claims the mailbox and is SIGKILLed before it acks; the ids it claimed."""
+def _killed_taker(url: str, recipient: str, tmp_path: Path, reap: bool = True, **env: str) -> list[str]:
+    """Run a taker that claims the mailbox and is SIGKILLed before it acks; the ids it claimed.
+    With `reap` False the dead taker stays a zombie (its parent has not waited for it yet)."""
     child = subprocess.Popen(
         [sys.executable, "-c", TAKER, url, recipient, str(tmp_path / "local")],
         stdout=subprocess.PIPE,
@@ -240,10 +241,37 @@ def _killed_taker(url: str, recipient: str, tmp_path: Path, **env: str) -> list[
         line = child.stdout.readline() if child.stdout else ""
     finally:
         child.send_signal(signal.SIGKILL)
-        child.wait(10)
+        if reap:
+            child.wait(10)
+        else:
+            _ZOMBIES.append(child)
         if child.stdout:
             child.stdout.close()
     return line.split()
+
+
+_ZOMBIES: list[subprocess.Popen] = []
+
+
+def test_a_killed_taker_not_yet_reaped_is_dead_too(redis_url, tmp_path):
+    store = _store(redis_url, tmp_path)
+    me = new_id()
+    message = _message(me, "claimed by a zombie")
+    store.enqueue(me, message)
+    assert _killed_taker(redis_url, me, tmp_path, reap=False) == [message["id"]]
+    zombie = _ZOMBIES.pop()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # SIGKILL lands asynchronously
+            with open(f"/proc/{zombie.pid}/stat") as stat:
+                if stat.read().rpartition(")")[2].split()[0] == "Z":
+                    break
+            time.sleep(0.01)
+        with store.take(me) as delivery:
+            assert [(m["id"], m.get("redelivered")) for m in delivery.messages] == [(message["id"], True)]
+            delivery.ack()
+    finally:
+        zombie.wait(10)
 
 
 def test_a_taker_killed_mid_take_is_redelivered_with_the_same_ids(redis_url, tmp_path):
