@@ -144,15 +144,28 @@ def sandbox(tmp_path: Path) -> Iterator["realclients.Sandbox"]:
 # -- the Redis store's server (SPEC §16) -----------------------------------------------------------
 
 
+def require_redis() -> None:
+    """The Redis tests need redis-py (the `test` extra) and Debian's redis-server. Without them they
+    skip, unless RELAY_REQUIRE_REDIS=1 (as `.ci/run` sets): then they fail."""
+    missing = None
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        missing = "redis-py is not installed (pip install -e '.[test]')"
+    if missing is None and redis_server_mod.redis_server_path() is None:
+        missing = "redis-server is not installed (apt-get install redis-server)"
+    if missing is not None:
+        if os.environ.get("RELAY_REQUIRE_REDIS") == "1":
+            pytest.fail(f"{missing} and RELAY_REQUIRE_REDIS=1")
+        pytest.skip(missing)
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator["redis_server_mod.RedisServer"]:
     """One real redis-server for the whole session (127.0.0.1, a free port, a password, a throwaway
     dir). Tests take `redis_url`, which empties it first. No redis-server fails the test instead of
     skipping when RELAY_REQUIRE_REDIS=1 (as `.ci/run` sets)."""
-    if redis_server_mod.redis_server_path() is None:
-        if os.environ.get("RELAY_REQUIRE_REDIS") == "1":
-            pytest.fail("redis-server is not installed and RELAY_REQUIRE_REDIS=1 (apt-get install redis-server)")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    require_redis()
     server = redis_server_mod.RedisServer(tmp_path_factory.mktemp("redis"))
     try:
         yield server
@@ -163,6 +176,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator["redis_se
 @pytest.fixture(scope="session")
 def redis_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator["redis_server_mod.RedisServer"]:
     """The same over TLS (`rediss://`), its certificate signed by a throwaway CA (`server.ca`)."""
+    require_redis()
     binary = redis_server_mod.redis_server_path()
     if binary is None or not redis_server_mod.supports_tls(binary):
         if os.environ.get("RELAY_REQUIRE_REDIS") == "1":

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 import redis_server as redis_server_mod
-from conftest import new_id
+from conftest import new_id, require_redis
+
+
+@pytest.fixture(autouse=True)
+def _needs_redis() -> None:
+    """Every test here needs redis-py and redis-server (conftest.require_redis)."""
+    require_redis()
 
 
 def _ping(server: redis_server_mod.RedisServer, password: str | None = None) -> bytes:
