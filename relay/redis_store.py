@@ -13,6 +13,7 @@ Keys (all under `relay:`; one Redis database per relay world, no cluster: script
     relay:rcpt:<msg id>        HASH receipt: `doc` (its JSON at queue time), `sid` (stream id),
                                `deliveredAt`, `repliedAt`, `replyId`, `changed` (epoch seconds)
     relay:takelock:<id>        held (SET NX PX) by one taker while it claims; never while it shows
+    relay:quarantine:<id>      LIST of stream entries that did not parse (kept for a human, never deleted)
 
 Mail, at least once, like the file store:
 
@@ -27,6 +28,7 @@ Mail, at least once, like the file store:
 - Mail a taker read but did not show (past the budget, refused by `select`, or the rest of a
   partial ack) is "parked": XCLAIMed to the consumer `~parked`, which the next take reads first,
   in stream order, without the redelivered flag. So it stays in front of newer mail, in order.
+  A dead taker's claims beyond one take's budget go to `~redeliver` instead: first again, flagged.
 - ack is one Lua script: XACK + XDEL, the byte count and urgent set follow what XDEL really
   removed (so a second ack changes nothing), and receipts get `deliveredAt`.
 """
@@ -61,6 +63,8 @@ from relay.store import (
 
 GROUP = "takers"
 PARKED = "~parked"
+# A dead taker's claims that did not fit one take: delivered first, and still flagged, by the next.
+REDELIVER = "~redeliver"
 # A claim idle this long whose taker runs on another host (its pid cannot be checked) is taken over.
 CLAIM_IDLE_MS = 20_000
 # An unreachable Redis fails well within SPEC's 3 s (with room for the process start); a reachable
@@ -242,7 +246,6 @@ class RedisDelivery:
         self._sids = sids
         self._sizes = sizes
         self._active = active
-        self._acked = 0
         self.messages = messages
         self.remaining = remaining
 
@@ -253,7 +256,6 @@ class RedisDelivery:
         shown = len(self.messages) if count is None else count
         self._store._ack(self._recipient, self._sids[:shown], self._sizes[:shown], self.messages[:shown])
         self._store._park(self._recipient, self._sids[shown:])
-        self._acked = len(self.messages)
 
     def close(self) -> None:
         """Release the mailbox; what was not acked stays claimed and is redelivered to the next taker."""
@@ -544,6 +546,8 @@ class RedisStore:
             return RedisDelivery(self, recipient, [], [], [], 0, active=False)
         with self._guard():
             client = self._redis()
+            if not client.exists(_mbox(recipient)):  # never had mail: create nothing
+                return RedisDelivery(self, recipient, [], [], [], 0, active=False)
             self._ensure_group(recipient)
             token = self._lock(recipient)
             _TAKING.add(recipient)
@@ -584,6 +588,7 @@ class RedisStore:
         messages: list[Message] = []
         used = 0
         to_park: list[str] = []
+        to_redeliver: list[str] = []
 
         def add(entries: list, redelivered: bool, selective: bool) -> None:
             nonlocal used
@@ -592,15 +597,19 @@ class RedisStore:
                 raw = fields.get(b"m") if fields else None
                 message = _parse(raw)
                 if not isinstance(raw, bytes) or message is None:  # deleted meanwhile, or not relay's
-                    if raw is not None:
-                        self.warn(f"an unreadable message {sid} in the mailbox of {recipient} was dropped")
+                    if isinstance(raw, bytes):  # kept for a human, never deleted (like quarantine/)
+                        client.rpush(_key("quarantine", recipient), raw)
+                        self.warn(
+                            f"an unreadable message in the mailbox of {recipient} was kept in "
+                            f"{_key('quarantine', recipient)}; the other messages were delivered"
+                        )
                     self._ack(recipient, [sid], [len(raw) if isinstance(raw, bytes) else 0], [])
                     continue
                 if selective and select is not None and not select(message):
                     to_park.append(sid)
                     continue
                 if sids and used + len(raw) > budget:
-                    to_park.append(sid)
+                    (to_redeliver if redelivered else to_park).append(sid)
                     continue
                 if redelivered:
                     message["redelivered"] = True
@@ -611,11 +620,20 @@ class RedisStore:
 
         # 1. Claims of dead takers (and this process's own earlier, closed-unacked claims).
         dead: list[str] = []
+        known: dict[str, bool] = {}  # same-host owners: one /proc look per taker, not per message
         for row in client.xpending_range(stream, GROUP, "-", "+", 10_000):
             owner = row["consumer"].decode()
             if owner == PARKED:
                 continue
-            if owner == self._consumer or _taker_is_dead(owner, self.host, row["time_since_delivered"]):
+            if owner in (self._consumer, REDELIVER):
+                is_dead = True
+            elif owner in known:
+                is_dead = known[owner]
+            else:
+                is_dead = _taker_is_dead(owner, self.host, row["time_since_delivered"])
+                if owner.partition(":")[0] == self.host:
+                    known[owner] = is_dead
+            if is_dead:
                 dead.append(row["message_id"].decode())
         if dead:
             add(_xclaim(client, stream, self._consumer, dead), True, False)
@@ -634,13 +652,16 @@ class RedisStore:
                 break
         if to_park:
             self._park(recipient, to_park)
+        if to_redeliver:
+            self._park(recipient, to_redeliver, REDELIVER)
         return sids, sizes, messages
 
-    def _park(self, recipient: str, sids: list[str]) -> None:
-        """Hand claimed but unshown mail to the parked consumer: it stays in front, unflagged."""
+    def _park(self, recipient: str, sids: list[str], consumer: str = PARKED) -> None:
+        """Hand claimed but unshown mail to the parked consumer: it stays in front, unflagged (or
+        to REDELIVER: first again, still flagged)."""
         if sids:
             with self._guard():
-                self._redis().xclaim(_mbox(recipient), GROUP, PARKED, 0, sids, justid=True)
+                self._redis().xclaim(_mbox(recipient), GROUP, consumer, 0, sids, justid=True)
 
     def _ack(self, recipient: str, sids: list[str], sizes: list[int], messages: list[Message]) -> None:
         if not sids:

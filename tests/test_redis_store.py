@@ -781,3 +781,46 @@ def test_redis_stopped_mid_run_fails_fast_and_loses_nothing_once_back(tmp_path):
         assert store.message_state(first["id"])["state"] == "delivered"
     finally:
         server.stop()
+
+
+def test_a_dead_takers_claims_beyond_one_take_stay_first_and_flagged(redis_url, tmp_path):
+    store = _store(redis_url, tmp_path)
+    me = new_id()
+    sent = [_message(me, f"{n}" * 1000) for n in range(6)]
+    for message in sent:
+        store.enqueue(me, message)
+    assert _killed_taker(redis_url, me, tmp_path) == [m["id"] for m in sent]
+    store.enqueue(me, _message(me, "newer"))
+    seen: list[tuple[str, object]] = []
+    while True:
+        with store.take(me, budget=2500) as delivery:
+            if not delivery.messages:
+                break
+            seen += [(str(m["body"])[:1], m.get("redelivered")) for m in delivery.messages]
+            delivery.ack()
+    assert seen == [*((str(n), True) for n in range(6)), ("n", None)]
+
+
+def test_an_entry_that_does_not_parse_is_kept_aside_and_the_rest_delivered(redis_server, redis_url, tmp_path):
+    warnings: list[str] = []
+    store = _store(redis_url, tmp_path, warn=warnings.append)
+    me = new_id()
+    store.enqueue(me, _message(me, "good one"))
+    with redis_server.client() as client:
+        client.xadd(f"relay:mbox:{me}", {"m": b"{not json"})
+    store.enqueue(me, _message(me, "good two"))
+    with store.take(me) as delivery:
+        assert [m["body"] for m in delivery.messages] == ["good one", "good two"]
+        delivery.ack()
+    assert not store.has_mail(me)
+    with redis_server.client() as client:
+        assert client.lrange(f"relay:quarantine:{me}", 0, -1) == [b"{not json"]
+    assert len(warnings) == 1 and f"relay:quarantine:{me}" in warnings[0]
+
+
+def test_taking_an_empty_mailbox_creates_nothing(redis_server, redis_url, tmp_path):
+    store = _store(redis_url, tmp_path)
+    with store.take(new_id()) as delivery:
+        assert delivery.messages == [] and delivery.remaining == 0
+    with redis_server.client() as client:
+        assert client.dbsize() == 0
