@@ -182,13 +182,14 @@ def test_woken_claude_reads_its_mail_and_answers_through_the_bus(
     answer = json.loads(relay(env, "peek", asker).stdout)
     assert [(m["from"], m["body"], m.get("hops")) for m in answer["messages"]] == [(target, ANSWER, 1)]
     assert json.loads(relay(env, "peek", target).stdout)["count"] == 0
-    assert_status_line(woken, target, "claude")
+    assert_status_line(woken, Path(sandbox.project).name, "claude")
 
 
-def assert_status_line(woken: dict[str, Any], target: str, tool: str) -> None:
-    """relay ran the CLI as its child and said on stderr how it ended (SPEC §14)."""
+def assert_status_line(woken: dict[str, Any], label: str, tool: str) -> None:
+    """relay ran the CLI as its child and said on stderr how it ended (SPEC §14), naming the session
+    by the name its start gave it (its project dir's)."""
     last = woken["stderr"].strip().splitlines()[-1]
-    assert re.fullmatch(rf"relay: woke {target}: {tool} exited 0 after \d+\.\d s", last), last
+    assert re.fullmatch(rf"relay: woke {re.escape(label)}: {tool} exited 0 after \d+\.\d s", last), last
 
 
 def input_texts(item: dict[str, Any]) -> list[str]:
@@ -249,5 +250,5 @@ def test_woken_codex_reads_its_mail_and_answers_through_the_bus(sandbox: rc.Sand
     # names, RELAY_HOPS among them, so the loop guard counts answers sent through the bus too.
     assert [(m["from"], m["body"], m.get("hops")) for m in answer["messages"]] == [(target, ANSWER, 1)]
     assert json.loads(relay(env, "peek", target).stdout)["count"] == 0
-    assert_status_line(woken, target, "codex")
+    assert_status_line(woken, Path(sandbox.project).name, "codex")
     assert list(rc.codex_rollouts(sandbox)) == [target], "the wake started a new session instead of resuming"
