@@ -18,6 +18,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from shlex import join, quote
 
+from relay.errors import RelayError
 from relay.paths import usable_env
 from relay.store import Store
 
@@ -163,7 +164,11 @@ def codex_hook_trust() -> list[Finding]:
         return [("PASS", f"Codex hooks: {PLUGIN} is not installed in Codex ({codex_home()}), nothing to trust", "")]
     if isinstance(entry, dict) and entry.get("enabled") is False:
         return [("WARN", f'Codex hooks: {PLUGIN} is disabled in {path} ([plugins."{PLUGIN_ID}"] enabled = false)', "")]
-    keys = codex_hook_keys(copy) if copy is not None else []
+    if copy is None:
+        return [
+            ("WARN", f"Codex hooks: Codex's copy of {PLUGIN} is missing from {codex_home()}", _codex_reinstall(None))
+        ]
+    keys = codex_hook_keys(copy)
     if not keys:
         return [("WARN", f"Codex hooks: no hooks found in Codex's copy of {PLUGIN} ({copy})", _codex_reinstall(None))]
     states = _table(config, "hooks", "state")
@@ -218,11 +223,11 @@ def _claude_settings_files(store: Store) -> list[Path]:
     Claude session's dir (it wakes there) and of the current dir."""
     dirs = {os.getcwd()}
     try:
-        for entry in store.registry().agents.values():
+        for entry in store.registry_as_is().agents.values():
             directory = entry.get("dir")
             if entry.get("tool") == "claude" and isinstance(directory, str) and directory.startswith("/"):
                 dirs.add(directory)
-    except Exception:  # doctor reports a broken registry among the store's facts; here it only narrows the look
+    except (RelayError, OSError):  # the store's facts report what is wrong with it; here it only narrows the look
         pass
     files = [claude_config_dir() / "settings.json"]
     for directory in sorted(dirs):

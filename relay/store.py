@@ -1179,6 +1179,13 @@ class Store:
             found.append(("lock-error", probe.path, str(err)))
         return found
 
+    def registry_as_is(self) -> Registry:
+        """The registry for a report: empty when missing or corrupt, and never moved aside (a corrupt
+        one stays where it is for `facts` to show; `registry()` would quarantine it)."""
+        if not self._check_home():
+            return Registry({"agents": {}, "names": {}})
+        return Registry(self._parse_registry() or {"agents": {}, "names": {}})
+
     def _entry_facts(self, path: str, expect: str, area: str = "") -> list[tuple[str, str, str]]:
         """Findings about one store entry: what it is, whose, its mode, links, and its content."""
         try:

@@ -51,6 +51,9 @@ def test_corrupt_registry_loose_mode_and_quarantine_are_reported(run_relay, stor
     assert result.returncode == 1
     assert b"registry.json does not parse" in result.stdout
     assert b"readable by others (mode 755)" in result.stdout
+    # reporting moved nothing aside: the corrupt registry is where it was
+    assert (store_home / "registry.json").read_text() == "{not json"
+    assert not (store_home / "quarantine").exists()
     # the next change quarantines the registry; doctor then points at the kept copy
     assert run_relay("register", "x", "--id", new_id()).returncode == 0
     result = run_relay("doctor")
@@ -394,3 +397,27 @@ def test_an_install_without_sources_skips_the_binary_check(env, tmp_path):
     shutil.rmtree(checkout / "relay")
     result = doctor_in(checkout, env)
     assert lines(result, "PASS  binary: no sources here"), result.stdout + result.stderr
+
+
+def test_a_wake_command_without_the_bus_allowed_is_a_warning_whose_fix_allows_it(env, tmp_path, monkeypatch):
+    """In-process: the committed wake command always allows the bus; were it changed, doctor must say so."""
+    from relay import doorbell, install_check
+    from relay.store import Store
+
+    claude = tmp_path / "claude-config"
+    claude.mkdir()
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(claude))
+    monkeypatch.setattr(doorbell, "CLAUDE_WAKE_OPTIONS", ("--allowedTools", "Read"))
+    [finding] = install_check.woken_claude_tools(Store())
+    assert finding[0] == "WARN" and "does not allow mcp__plugin_session-relay_bus" in finding[1]
+    assert subprocess.run(finding[2], shell=True, env=env, check=False).returncode == 0
+    settings = json.loads((claude / "settings.json").read_text())
+    assert settings == {"permissions": {"allow": ["mcp__plugin_session-relay_bus"]}}
+
+
+def test_codex_config_naming_the_plugin_without_its_copy_says_the_copy_is_missing(run_relay, codex_home):
+    copy = install_in_codex(codex_home, trusted=CODEX_EVENTS)
+    shutil.rmtree(copy)
+    result = run_relay("doctor", extra_env={"CODEX_HOME": str(codex_home)})
+    [line] = lines(result, "WARN  Codex hooks: Codex's copy of session-relay is missing")
+    assert fix_of(line) == f"codex plugin add {PLUGIN_ID}"
