@@ -268,7 +268,7 @@ def woken_claude_tools(store: Store) -> list[Finding]:
                     (
                         "WARN",
                         f"woken Claude: {path} denies {rule!r}, which wins over the wake's --allowedTools: "
-                        "a woken session cannot use the relay's tools",
+                        "Claude does not even offer a woken session the tools it names",
                         _edit_list(path, "deny", rule, add=False),
                     )
                 )

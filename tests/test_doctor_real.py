@@ -115,3 +115,59 @@ def test_claude_runs_a_local_clone_itself_and_doctor_says_so(sandbox: rc.Sandbox
     listed = rc.offline([str(rc.clients_bin() / "claude"), "mcp", "list"], env, sandbox.project)
     assert f"{other}//launcher bus" in listed.stdout.decode(), listed.stdout
     assert lines(doctor(other, env, sandbox.project), f"PASS  Claude Code runs this checkout itself ({other}")
+
+
+def test_a_deny_rule_doctor_warns_about_really_stops_a_woken_claude_and_its_fix_lets_it(
+    sandbox: rc.Sandbox, tmp_path: Path
+) -> None:
+    """Check (b) against the real Claude 2.1.197: a settings deny rule wins over the wake's --allowedTools
+    (Claude does not even offer the denied tool), and doctor's fix command gives it back."""
+    import uuid
+
+    from conftest import relay_command
+
+    rc.skip_unless_runnable("claude")
+    env = {**sandbox.env(), "PYTHONPATH": str(rc.REPO)}
+    claude = str(rc.clients_bin() / "claude")
+    clone = rc.plugin_under_test(tmp_path / "clone")
+    install(sandbox, env, clone, "claude", "install")
+    target = str(uuid.uuid4())
+    start = {"kind": "claude", "cwd": str(sandbox.project), "argv": [claude, "-p", "start", "--session-id", target]}
+    [started] = rc.scenario({"steps": [start]}, env, sandbox.project)["steps"]
+    assert started["rc"] == 0, started["stderr"][-2000:]
+    assert target in sandbox.registry()["agents"]
+
+    settings = sandbox.claude_config / "settings.json"
+    current = json.loads(settings.read_text())
+    current["permissions"] = {"deny": [rc.CLAUDE_TOOL_PREFIX + "inbox"]}
+    settings.write_text(json.dumps(current))
+    [warn] = lines(doctor(clone, env, sandbox.project), "WARN  woken Claude:")
+    assert str(settings) in warn
+
+    def wake() -> dict[str, Any]:
+        step = {
+            "kind": "claude",
+            "cwd": str(sandbox.root),
+            "argv": [*relay_command(), "wake", target, "--force"],
+            "calls": [[rc.CLAUDE_TOOL_PREFIX + "inbox", {}]],
+            "timeout": 50,
+        }
+        [woken] = rc.scenario({"steps": [step]}, env, sandbox.project)["steps"]
+        assert woken["rc"] == 0, woken["stderr"][-3000:]
+        return woken
+
+    # Denied, the tool is not even offered to the woken model (so it cannot read its mail that way).
+    denied = wake()
+    offered = rc.offered_tools(denied)
+    assert rc.CLAUDE_TOOL_PREFIX + "send" in offered and rc.CLAUDE_TOOL_PREFIX + "inbox" not in offered, offered
+    assert rc.tool_results(denied) == []
+    # doctor's fix, run for real, removes the rule: the woken model is offered inbox and may call it.
+    run_fix(warn, env, sandbox.project)
+    assert json.loads(settings.read_text())["permissions"]["deny"] == []
+    assert lines(doctor(clone, env, sandbox.project), "PASS  woken Claude:")
+    allowed = wake()
+    assert rc.CLAUDE_TOOL_PREFIX + "inbox" in rc.offered_tools(allowed)
+    [result] = rc.tool_results(allowed)
+    assert json.loads(result)["count"] == 0, result  # the hook had already handed it the mail (none)
+    outcome = json.loads(allowed["stdout"])
+    assert outcome["permission_denials"] == [] and outcome["is_error"] is False, outcome
