@@ -45,6 +45,7 @@ _STORE_WORDS = {
     "unreadable": ("FAIL", "{path} cannot be read: {detail}", ""),
     "lock-busy": ("FAIL", "the store lock is held by another process right now (normal while one works)", ""),
     "lock-error": ("FAIL", "the store lock: {detail}", ""),
+    "unreachable": ("FAIL", "the store at {path} does not answer: {detail}", ""),
 }
 
 

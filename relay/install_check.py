@@ -222,8 +222,10 @@ def _claude_settings_files(store: Store) -> list[Path]:
     """The settings a woken Claude reads: the user's, and the project settings of every registered
     Claude session's dir (it wakes there) and of the current dir."""
     dirs = {os.getcwd()}
+    # The file store reads a corrupt registry without moving it aside; another store's registry() is read-only.
+    read = getattr(store, "registry_as_is", store.registry)
     try:
-        for entry in store.registry_as_is().agents.values():
+        for entry in read().agents.values():
             directory = entry.get("dir")
             if entry.get("tool") == "claude" and isinstance(directory, str) and directory.startswith("/"):
                 dirs.add(directory)

@@ -421,3 +421,27 @@ def test_codex_config_naming_the_plugin_without_its_copy_says_the_copy_is_missin
     result = run_relay("doctor", extra_env={"CODEX_HOME": str(codex_home)})
     [line] = lines(result, "WARN  Codex hooks: Codex's copy of session-relay is missing")
     assert fix_of(line) == f"codex plugin add {PLUGIN_ID}"
+
+
+def test_every_store_fact_code_has_words_and_a_store_without_registry_as_is_works(env):
+    """In-process: the Redis store's facts ("unreachable") are worded, and the installation checks
+    read its registry through registry() (it has no registry_as_is)."""
+    from relay import doctor
+    from relay.store import Store
+
+    status, words, _ = doctor.store_finding("unreachable", "redis://host:6379/0", "connection refused")
+    assert (status, words) == ("FAIL", "the store at redis://host:6379/0 does not answer: connection refused")
+
+    class OtherStore:
+        def __init__(self) -> None:
+            self.inner = Store()
+
+        def facts(self) -> list[tuple[str, str, str]]:
+            return [("store", "redis://host:6379/0", "")]
+
+        def registry(self):
+            return self.inner.registry()
+
+    found = doctor.report(OtherStore())  # type: ignore[arg-type]
+    assert found[0] == ("PASS", "store at redis://host:6379/0", "")
+    assert any(status == "PASS" and text.startswith("woken Claude:") for status, text, _ in found)
