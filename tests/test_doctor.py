@@ -431,6 +431,12 @@ def test_every_store_fact_code_has_words_and_a_store_without_registry_as_is_work
 
     status, words, _ = doctor.store_finding("unreachable", "redis://host:6379/0", "connection refused")
     assert (status, words) == ("FAIL", "the store at redis://host:6379/0 does not answer: connection refused")
+    codes = ["no-store", "store", "lock-free", "registry", "in-flight", "foreign", "loose-mode", "shared-home"]
+    codes += ["symlink", "not-regular", "hard-links", "bad-registry", "bad-marker", "bad-lines", "quarantine"]
+    codes += ["over-quota", "unreadable", "lock-busy", "lock-error"]
+    for code in codes:  # none falls through to the raw "PATH: CODE DETAIL" of an unknown code
+        status, words, _ = doctor.store_finding(code, "/s/x", "1 2" if code == "registry" else "fifo")
+        assert not words.startswith(f"/s/x: {code} "), (code, words)
 
     class OtherStore:
         def __init__(self) -> None:
