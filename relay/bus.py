@@ -113,6 +113,7 @@ class Server:
         self.store = store
         self.out = out
         self.stop = stop  # True when the client sent more: a `wait` then returns instead of blocking it
+        self.hook_checked = False  # the first tools/call tells the model once if the hook never ran
 
     def _initialize(self, params: dict[str, Any]) -> dict[str, Any]:
         asked = params.get("protocolVersion")
@@ -137,6 +138,18 @@ class Server:
             return {"content": [{"type": "text", "text": text}], "isError": True}, None
         text = encode(result).decode()
         return {"content": [{"type": "text", "text": text}], "isError": False}, finish
+
+    def _hook_note(self, params: dict[str, Any]) -> str | None:
+        """At the first tools/call only: a note when this session's hook never registered it (looked at
+        before the call, so a first `register` still hears it)."""
+        if self.hook_checked:
+            return None
+        self.hook_checked = True
+        try:
+            return mcp_tools.hook_note(self.store, params.get("_meta"))
+        except (RelayError, OSError) as err:
+            log(f"could not tell whether this session is registered: {err}")
+            return None
 
     def answer(self, message: Any) -> tuple[Frame | None, Any]:
         """The reply to one message (None for notifications) and a finisher to run once it is sent."""
@@ -173,7 +186,10 @@ class Server:
             if not mcp_tools.known(name):
                 unknown = f"unknown tool {_quote(name)}: tools/list names the tools"
                 return _error(request_id, INVALID_PARAMS, unknown), None
+            note = self._hook_note(params)
             result, finish = self._call_tool(name, params)
+            if note:
+                result["content"].append({"type": "text", "text": note})
             return _result(request_id, result), finish
         return _error(request_id, METHOD_NOT_FOUND, f"method not found: {_quote(method)}"), None
 

@@ -73,7 +73,7 @@ SPECS: dict[str, Spec] = {
     ),
     "doctor": Spec(
         "relay doctor",
-        "check the store and report every problem it finds",
+        "check the store and the installation; one PASS/WARN/FAIL line each, with its fix",
     ),
     "gc": Spec(
         "relay gc [--older-than DAYS] [--dry] [--json]",
@@ -470,13 +470,10 @@ def wake_command(store: Store, parsed: Parsed) -> int:
 
 
 def doctor_command(store: Store, parsed: Parsed) -> int:
-    """Report every finding about the store; exit 1 when something needs attention."""
-    from relay.doctor import report
+    """Check the store and the installation, one PASS/WARN/FAIL line each; exit 1 on any FAIL."""
+    from relay.doctor import main
 
-    findings = report(store)
-    for status, text in findings:
-        print(f"{'ok     ' if status == 'ok' else 'PROBLEM'}  {text}")
-    return 1 if any(status != "ok" for status, _ in findings) else 0
+    return main(store)
 
 
 def gc_command(store: Store, parsed: Parsed) -> int:

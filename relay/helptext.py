@@ -243,10 +243,15 @@ TOPICS: dict[str, Topic] = {
     "doctor": Topic(
         "Checks the store and reports every problem it finds: foreign owners, loose modes, planted links, "
         "FIFOs and hard links, unparseable files, mailboxes over quota, mail left in flight, quarantined "
-        "files. Changes nothing.",
-        output=("one line per finding: `ok` or `PROBLEM`, then what it found and how to fix it",),
+        "files. Then the installation: are the Codex hooks trusted, may a woken Claude use the relay's "
+        "tools, do Claude Code and Codex run this checkout's version, was the binary built from the "
+        "current sources. Changes nothing.",
+        output=(
+            "one line per check: PASS, WARN or FAIL, what was checked, and when not PASS `; fix: COMMAND` "
+            "(shell-quoted) where a command fixes it",
+        ),
         example="relay doctor",
-        exits={"0": "nothing needs attention", "1": "something needs attention (a PROBLEM line)", "2": ""},
+        exits={"0": "no FAIL line (WARN lines may remain)", "1": "something needs attention (a FAIL line)", "2": ""},
     ),
     "gc": Topic(
         "Forgets the sessions not seen for DAYS whose transcript is gone or as old and that are not running, "

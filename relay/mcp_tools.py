@@ -220,6 +220,30 @@ def _need_me(me: Identity) -> str:
     return me.session_id
 
 
+def hook_note(store: Store, meta: object = None) -> str | None:
+    """Words for the model when its session was never registered, else None.
+
+    The SessionStart hook registers every session; a session missing from the registry means the
+    hook never ran, most often because Codex holds the plugin's hooks until the user trusts them.
+    Nothing else tells the user: without this the relay just stays silent for that session.
+    """
+    from relay.sessions import launcher_command
+
+    me = current_session(store, meta)
+    if me.session_id is not None and me.session_id in store.registry().agents:
+        return None
+    why = {
+        "codex": "Codex skips the plugin's hooks until they are trusted: the user should run `codex`, type /hooks "
+        'and choose "Trust all and continue", then start a new session',
+        "claude": "the user should check that the session-relay plugin is enabled (`claude plugin list`) and "
+        "restart this session",
+    }.get(me.tool or "", "in Codex the plugin's hooks must be trusted (/hooks); in Claude Code the plugin enabled")
+    return (
+        "session-relay note: this session is not registered because its SessionStart hook did not run, so "
+        f"mail is not delivered to it on its own; {why}. `{launcher_command()} doctor` checks the installation."
+    )
+
+
 def _whoami(store: Store, me: Identity, args: dict[str, Any]) -> Result:
     if me.session_id is not None:
         entry = store.registry().agents.get(me.session_id)

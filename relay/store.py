@@ -1136,10 +1136,13 @@ class Store:
     # -- facts for `relay doctor` (read-only) -------------------------------------------------
 
     def facts(self) -> list[tuple[str, str, str]]:
-        """Every finding about the store as (kind, path, detail), without changing anything.
+        """Every finding about the store as (code, path, detail), without changing anything.
+
+        Codes and details are data, not words (relay.doctor words them): a count, a mode in octal,
+        a uid, a symlink's target, or the kind of a misplaced entry (fifo, dir, file, other).
 
         It never stops at the first bad file and only probes the store lock (0.2 s at most), so
-        it is safe while sessions run. relay.doctor turns these into words.
+        it is safe while sessions run.
         """
         try:
             info = os.stat(self.home)
@@ -1176,6 +1179,13 @@ class Store:
             found.append(("lock-error", probe.path, str(err)))
         return found
 
+    def registry_as_is(self) -> Registry:
+        """The registry for a report: empty when missing or corrupt, and never moved aside (a corrupt
+        one stays where it is for `facts` to show; `registry()` would quarantine it)."""
+        if not self._check_home():
+            return Registry({"agents": {}, "names": {}})
+        return Registry(self._parse_registry() or {"agents": {}, "names": {}})
+
     def _entry_facts(self, path: str, expect: str, area: str = "") -> list[tuple[str, str, str]]:
         """Findings about one store entry: what it is, whose, its mode, links, and its content."""
         try:
@@ -1189,15 +1199,7 @@ class Store:
             return [*found, ("symlink", path, os.readlink(path))]
         is_dir, is_file = stat.S_ISDIR(info.st_mode), stat.S_ISREG(info.st_mode)
         if not (is_dir if expect == "dir" else is_file if expect == "file" else is_dir or is_file):
-            kind = (
-                "FIFO"
-                if stat.S_ISFIFO(info.st_mode)
-                else "directory"
-                if is_dir
-                else "plain file"
-                if is_file
-                else "socket or device"
-            )
+            kind = "fifo" if stat.S_ISFIFO(info.st_mode) else "dir" if is_dir else "file" if is_file else "other"
             return [*found, ("not-regular", path, kind)]
         if info.st_uid != os.geteuid():
             found.append(("foreign", path, str(info.st_uid)))
@@ -1221,16 +1223,16 @@ class Store:
             except ValueError:
                 data = None
             if data is None:
-                return [("unparseable", path, "registry")]
+                return [("bad-registry", path, "")]
             return [("registry", path, f"{len(data['agents'])} {len(data['names'])}")]
         if area == "markers" and not name.startswith("."):
             held_by, _ = _parse_marker(_read_plain(path, 64 << 10))
             from relay.ids import is_uuid
 
-            return [] if is_uuid(held_by) else [("unparseable", path, "marker")]
+            return [] if is_uuid(held_by) else [("bad-marker", path, "")]
         if area in ("mailbox", "inflight") and name.endswith(".jsonl"):
             good, bad = _count_lines(path)
-            found = [("unparseable", path, f"{bad} line(s)")] if bad else []
+            found = [("bad-lines", path, str(bad))] if bad else []
             if area == "inflight" and good:
                 found.append(("in-flight", path, str(good)))
             if area == "mailbox" and size > mailbox_max():

@@ -90,10 +90,18 @@ def by_id(replies: list[Any]) -> dict[Any, dict[str, Any]]:
     return out
 
 
+HOOK_NOTE = "session-relay note: this session is not registered because its SessionStart hook did not run"
+
+
 def tool_result(reply: dict[str, Any]) -> tuple[bool, str]:
+    """(isError, text) of a tool result: one text item, plus at most the one-time note about a missing hook."""
     result = reply["result"]
-    assert [c["type"] for c in result["content"]] == ["text"]
-    return result["isError"], result["content"][0]["text"]
+    content = result["content"]
+    if len(content) == 2:
+        assert content[1]["type"] == "text" and content[1]["text"].startswith(HOOK_NOTE), content
+        content = content[:1]
+    assert [c["type"] for c in content] == ["text"]
+    return result["isError"], content[0]["text"]
 
 
 def tool_json(reply: dict[str, Any]) -> dict[str, Any]:

@@ -264,7 +264,8 @@ def check_semantics(frame: Any, replies: list[list[dict[str, Any]]]) -> None:
             name = params.get("name")
             if isinstance(name, str) and name in TOOLS:
                 result = reply["result"]
-                assert [c["type"] for c in result["content"]] == ["text"]
+                assert [c["type"] for c in result["content"]] in (["text"], ["text", "text"])
+                assert all(c["text"].startswith("session-relay note: ") for c in result["content"][1:])
                 assert isinstance(result["isError"], bool)
                 if result["isError"] is False:
                     assert isinstance(json.loads(result["content"][0]["text"]), dict)
@@ -517,7 +518,8 @@ def check_hostile_exchange(want: dict[str, Any], raw_replies: list[bytes]) -> No
         assert reply["error"]["code"] == want["code"], reply
     else:
         result = reply["result"]
-        assert [c["type"] for c in result["content"]] == ["text"] and isinstance(result["isError"], bool)
+        assert [c["type"] for c in result["content"]] in (["text"], ["text", "text"])  # + the one-time hook note
+        assert isinstance(result["isError"], bool)
 
 
 def test_server_handle_line_hostile_frames(env, tmp_path, monkeypatch):
