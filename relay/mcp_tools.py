@@ -32,6 +32,10 @@ _NO_ARGS = {"type": "object", "properties": {}, "additionalProperties": False}
 # A message id, whole or its unique start (relay.sessions.message_id_of checks and expands it).
 _MESSAGE_ID = {"minLength": MIN_ID_PREFIX, "maxLength": 36}
 
+# Ten years: wider than any transcript is old. A window past it is cut to it, so an integer as big
+# as JSON allows never overflows the float it becomes.
+MAX_WITHIN_MIN = 10 * 366 * 24 * 60
+
 TOOLS: list[dict[str, Any]] = [
     {
         "name": "whoami",
@@ -429,7 +433,7 @@ def _discover(store: Store, me: Identity, args: dict[str, Any]) -> Result:
 
     rows = discover(
         store.registry(),
-        within_min=float(args.get("activeWithinMin", DEFAULT_WITHIN_MIN)),
+        within_min=float(min(args.get("activeWithinMin", DEFAULT_WITHIN_MIN), MAX_WITHIN_MIN)),
         tool=args.get("tool"),
         exclude=me.session_id,
         cwd_first=me.project_dir,

@@ -417,6 +417,7 @@ def test_discover_accepts_integer_and_float_minutes(store, me, env):
     assert ok(store, "discover", {"activeWithinMin": 1})["count"] == 1
     assert ok(store, "discover", {"activeWithinMin": 0.01})["count"] == 0
     assert ok(store, "discover", {"activeWithinMin": 1e308})["count"] == 1
+    assert ok(store, "discover", {"activeWithinMin": 10**400})["count"] == 1  # no float overflow
 
 
 @pytest.mark.parametrize(
