@@ -12,9 +12,10 @@ Used two ways:
   call of Codex's `exec` tool running a little JavaScript that calls the MCP tool. Every request
   body is recorded, so a test sees the tool list the client offered and the tool results it got.
 
-The clients come from `$RELAY_CLIENTS_DIR/node_modules/.bin` (default `<repo>/.ci/cache/clients`),
-installed from tests/clients/package.json (pinned versions) by `.ci/run`. Nothing here ever talks to
-a vendor: every client process runs in a network namespace that has only loopback.
+The clients come from `$RELAY_CLIENTS_DIR/node_modules/.bin` (default: `<repo>/.cache/clients`, where
+`./run-tests` puts them, else `<repo>/.ci/cache/clients`, where `.ci/run` does), installed from
+tests/clients/package-lock.json (pinned versions) by `tests/clients/install DIR`. Nothing here ever
+talks to a vendor: every client process runs in a network namespace that has only loopback.
 """
 
 import contextlib
@@ -38,7 +39,17 @@ REPO = Path(__file__).resolve().parent.parent
 CLIENTS_PACKAGE = Path(__file__).resolve().parent / "clients" / "package.json"
 
 # What a user's clone holds that a test copy should not: VCS data, caches, the clients themselves.
-_NOT_PLUGIN = {".git", ".ci", "node_modules", "__pycache__", ".pytest_cache", ".ruff_cache", ".venv", ".benchmarks"}
+_NOT_PLUGIN = {
+    ".git",
+    ".ci",
+    ".cache",
+    "node_modules",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".venv",
+    ".benchmarks",
+}
 
 CLAUDE_TOOL_PREFIX = "mcp__plugin_session-relay_bus__"
 CODEX_TOOL_PREFIX = "mcp__bus__"
@@ -57,8 +68,13 @@ def package_version() -> str:
 
 def clients_bin() -> Path:
     """Where the pinned clients' executables are."""
-    root = os.environ.get("RELAY_CLIENTS_DIR") or str(REPO / ".ci" / "cache" / "clients")
-    return Path(root) / "node_modules" / ".bin"
+    root = os.environ.get("RELAY_CLIENTS_DIR")
+    if root:
+        return Path(root) / "node_modules" / ".bin"
+    for where in (REPO / ".cache" / "clients", REPO / ".ci" / "cache" / "clients"):
+        if (where / "node_modules" / ".bin").is_dir():
+            return where / "node_modules" / ".bin"
+    return REPO / ".cache" / "clients" / "node_modules" / ".bin"
 
 
 def why_not_runnable(*clients: str) -> str | None:
@@ -75,8 +91,8 @@ def why_not_runnable(*clients: str) -> str | None:
     for name in clients:
         if not (clients_bin() / name).exists():
             return (
-                f"{clients_bin() / name} is missing: install the pinned clients with "
-                f"`npm ci --prefix <dir>` from tests/clients and set RELAY_CLIENTS_DIR=<dir>"
+                f"{clients_bin() / name} is missing: run ./run-tests (it installs the pinned clients "
+                f"when npm exists), or tests/clients/install DIR and set RELAY_CLIENTS_DIR=DIR"
             )
     return None
 
