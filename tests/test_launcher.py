@@ -220,6 +220,29 @@ def test_source_fallback_without_binary(tmp_path: Path) -> None:
     assert result.stdout.strip() == f"from-source {launcher.resolve()} ['a b', '']"
 
 
+def test_source_fallback_prefers_the_checkouts_venv(tmp_path: Path) -> None:
+    """Without a binary (macOS before a release), the .venv that ./run-tests made runs the sources,
+    even with no suitable python3 on PATH: `./run-tests` then `./launcher demo` works as written."""
+    import sys
+
+    launcher = checkout(tmp_path / "repo")
+    package = tmp_path / "repo" / "relay"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text("import sys\nprint('from-venv', sys.argv[1:])\n")
+    venv_python = tmp_path / "repo" / ".venv" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    venv_python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')  # this venv has orjson
+    venv_python.chmod(0o755)
+    result = run(["dash", str(launcher), "demo"], path_prefix=tmp_path / "empty")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "from-venv ['demo']"
+    venv_python.unlink()
+    missing = run(["dash", str(launcher), "demo"], path_prefix=tmp_path / "empty")
+    if missing.returncode == 127:  # this machine's /usr/bin/python3 has no orjson: the hint says what to do
+        assert "run ./run-tests once" in missing.stderr
+
+
 def test_real_checkout_runs_the_committed_binary() -> None:
     """./launcher of this checkout runs bin/relay-<host triple>, the same version as the sources."""
     host_binary()
