@@ -78,8 +78,15 @@ cp "$REPO/pyproject.toml" "$SRC/"
 # itself as python), but those are ordinary message words here (`relay send bob -- python -m x`).
 # _json: anti-bloat leaves out the C accelerator; without it json's fallback parser recurses in
 # Python and behaves differently from `python -m relay` on deeply nested input.
+# redis: redis-py for AGENT_RELAY_URL (relay/redis_store.py imports it only then, so a local run
+# loads none of it). `import redis` itself imports redis.asyncio and asyncio, so those stay. Left
+# out: its optional extras (hiredis, OCSP through cryptography/pyOpenSSL/requests, PyJWT); redis-py
+# falls back to its own parser when hiredis is missing, and OCSP is never asked for.
 set -- --python-flag=-m --python-flag=no_site --python-flag=isolated \
     --include-package=relay --include-module=_json --no-deployment-flag=self-execution \
+    --include-package=redis --nofollow-import-to=redis.ocsp --nofollow-import-to=hiredis \
+    --nofollow-import-to=cryptography --nofollow-import-to=OpenSSL --nofollow-import-to=requests \
+    --nofollow-import-to=jwt \
     --output-dir="$WORK/nuitka" --assume-yes-for-downloads \
     --noinclude-pytest-mode=nofollow --noinclude-setuptools-mode=nofollow
 if [ "$(uname -s)" = Darwin ]; then
