@@ -21,13 +21,15 @@ from relay import errorlog, mcp_tools
 from relay.errors import RelayError, describe_os_error
 from relay.identity import current_session
 from relay.jsontext import TooDeep, decode, encode
-from relay.store import Store
+from relay.store_api import open_store
 from relay.textsafe import one_line
 
 TYPE_CHECKING = False  # typing's import is a good part of a start; only mypy needs these names
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any, BinaryIO
+
+    from relay.store_api import StoreAPI
 
     Frame = dict[str, Any]
 
@@ -109,7 +111,7 @@ def read_lines(stream: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[bytes 
 class Server:
     """Answers one client's requests against one store."""
 
-    def __init__(self, store: Store, out: BinaryIO, stop: Callable[[], bool] = mcp_tools.never) -> None:
+    def __init__(self, store: StoreAPI, out: BinaryIO, stop: Callable[[], bool] = mcp_tools.never) -> None:
         self.store = store
         self.out = out
         self.stop = stop  # True when the client sent more: a `wait` then returns instead of blocking it
@@ -285,7 +287,7 @@ def main(argv: list[str]) -> int:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything that writes to fd 1 from now on lands on stderr
     sys.stdout = sys.stderr
-    server = Server(Store(warn=log), out, input_waiting(sys.stdin.fileno()))
+    server = Server(open_store(warn=log), out, input_waiting(sys.stdin.fileno()))
     try:
         for line in read_lines(sys.stdin.buffer):
             try:

@@ -77,9 +77,9 @@ def _run(argv: list[str]) -> int:
         parsed = parse(command, SPECS[command], rest)
         if parsed.help:
             return _help([command])
-        from relay.store import Store
+        from relay.store_api import open_store
 
-        return HANDLERS[command](Store(), parsed)
+        return HANDLERS[command](open_store(), parsed)
     except UsageError as err:
         raise UsageError(f"{err} (see relay {command} --help)") from None
 

@@ -44,9 +44,13 @@ from relay import procinfo
 from relay.attention import max_auto_wakes, mode_of
 from relay.errors import RelayError
 from relay.record import Record
-from relay.store import Entry, Message, Store
+from relay.store import Entry, Message
 from relay.textsafe import one_line
 from relay.transcripts import codex_home_of, turn_in_progress
+
+TYPE_CHECKING = False  # typing stays off the import path; only mypy reads this
+if TYPE_CHECKING:
+    from relay.store_api import StoreAPI
 
 QUEUE_TIMEOUT = 5.0
 
@@ -88,13 +92,13 @@ def is_exec_run(argv: list[str]) -> bool:
     return "exec" in words or "e" in words
 
 
-def _first_unread(store: Store, recipient: str, message: Message) -> bool:
+def _first_unread(store: "StoreAPI", recipient: str, message: Message) -> bool:
     """Is `message` the oldest mail waiting for `recipient` (nothing in flight or pending before it)?"""
     waiting, _ = store.peek_batch(recipient, 1)  # the first whole line is enough
     return bool(waiting) and waiting[0].get("id") == message.get("id") and waiting[0].get("state") == "pending"
 
 
-def plan(store: Store, recipient: Entry, message: Message) -> tuple[str, Launch | None]:
+def plan(store: "StoreAPI", recipient: Entry, message: Message) -> tuple[str, Launch | None]:
     """Whether to ring: (why not, None), or ("ring", the Launch)."""
     session_id = str(recipient.get("id"))
     if recipient.get("tool") != "codex":
@@ -128,7 +132,7 @@ def plan(store: Store, recipient: Entry, message: Message) -> tuple[str, Launch 
     return "ring", Launch(program=program, argv=argv, env=env, cwd=cwd)
 
 
-def ring_if_idle(store: Store, recipient: Entry, message: Message) -> tuple[str, str | None]:
+def ring_if_idle(store: "StoreAPI", recipient: Entry, message: Message) -> tuple[str, str | None]:
     """After `message` was queued for `recipient`: nudge its open, idle Codex session if the rules
     above allow. Returns (outcome, note): RANG, FAILED or why it did not ring; `note` is one line for
     the sender when a nudge failed (never raised: the mail is queued already)."""

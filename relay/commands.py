@@ -12,12 +12,13 @@ import sys
 from relay.argv import Parsed, Spec
 from relay.errors import RelayError, UsageError
 from relay.ids import AGENT_CLIS, require_uuid
-from relay.store import Store
 
 TYPE_CHECKING = False  # typing costs every short-lived command its import; only mypy needs these
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
+
+    from relay.store_api import StoreAPI
 
 SPECS: dict[str, Spec] = {
     "discover": Spec(
@@ -141,7 +142,7 @@ def _absolute(directory: str) -> str:
     return os.path.abspath(os.path.expanduser(directory))
 
 
-def discover_command(store: Store, parsed: Parsed) -> int:
+def discover_command(store: StoreAPI, parsed: Parsed) -> int:
     """Live sessions, newest first."""
     from relay.discover import DEFAULT_LIMIT, DEFAULT_WITHIN_MIN, discover
 
@@ -176,7 +177,7 @@ def _session_cells(tool: str, session_id: str, name: str, age: str, cwd: str) ->
     return f"{tool:<6}  {session_id:<36}  {name:<16}  {age:>11}  {cwd}"
 
 
-def list_command(store: Store, parsed: Parsed) -> int:
+def list_command(store: StoreAPI, parsed: Parsed) -> int:
     """The registry, one session a line."""
     empty = "no sessions registered yet: sessions register when they start (or: relay register NAME --id UUID)"
     from relay.attention import shown_with_mode
@@ -200,7 +201,7 @@ def _entry_cells(name: str, tool: str, session_id: str, deliver: str, directory:
     return f"{name:<16}  {tool:<6}  {session_id:<36}  {deliver:<7}  {directory}  {seen}"
 
 
-def register_command(store: Store, parsed: Parsed) -> int:
+def register_command(store: StoreAPI, parsed: Parsed) -> int:
     """Name a session."""
     spec = SPECS["register"]
     name = _need(parsed, "NAME", spec.usage)
@@ -226,7 +227,7 @@ def register_command(store: Store, parsed: Parsed) -> int:
     return 0
 
 
-def _sender(store: Store, parsed: Parsed) -> tuple[str | None, str | None]:
+def _sender(store: StoreAPI, parsed: Parsed) -> tuple[str | None, str | None]:
     """(id, name) to send as: the registered session --from names, else the person at the CLI."""
     who = parsed.options.get("--from")
     if who is None:
@@ -241,7 +242,7 @@ def _sender(store: Store, parsed: Parsed) -> tuple[str | None, str | None]:
     return require_uuid(entry["id"]), name if isinstance(name, str) else None
 
 
-def _target_and_words(store: Store, parsed: Parsed, command: str) -> tuple[str, list[str]]:
+def _target_and_words(store: StoreAPI, parsed: Parsed, command: str) -> tuple[str, list[str]]:
     """The recipient (TO, or --id UUID) and the message words."""
     from relay.sessions import session_id_of
 
@@ -255,7 +256,7 @@ def _target_and_words(store: Store, parsed: Parsed, command: str) -> tuple[str, 
     return target, words
 
 
-def _queue(store: Store, parsed: Parsed, command: str, sender: tuple[str | None, str | None], **fields: Any) -> Any:
+def _queue(store: StoreAPI, parsed: Parsed, command: str, sender: tuple[str | None, str | None], **fields: Any) -> Any:
     """Send the command line's message from `sender`, ring an idle Codex recipient; (recipient, message,
     what the ring learnt: relay.codex_queue's outcome)."""
     from relay.codex_queue import ring_if_idle
@@ -271,7 +272,7 @@ def _queue(store: Store, parsed: Parsed, command: str, sender: tuple[str | None,
     return recipient, message, rung
 
 
-def send_command(store: Store, parsed: Parsed) -> int:
+def send_command(store: StoreAPI, parsed: Parsed) -> int:
     """Queue a message from the command line; print where it went and its id."""
     from relay.sessions import message_id_of
 
@@ -295,7 +296,7 @@ def send_command(store: Store, parsed: Parsed) -> int:
 MAX_ASK_SECONDS = 3600.0
 
 
-def ask_command(store: Store, parsed: Parsed) -> int:
+def ask_command(store: StoreAPI, parsed: Parsed) -> int:
     """Send a question and print its reply: exit 0 with one, NoReply (exit 4) when time runs out.
 
     Without --from the question comes from an address minted for this ask, whose mailbox only
@@ -361,7 +362,7 @@ def _json_line(value: Any) -> str:
     return encode(value, False).decode("utf-8", "replace")
 
 
-def status_command(store: Store, parsed: Parsed) -> int:
+def status_command(store: StoreAPI, parsed: Parsed) -> int:
     """Print what became of one message."""
     from relay.conversation import status
     from relay.sessions import message_id_of
@@ -378,7 +379,7 @@ def status_command(store: Store, parsed: Parsed) -> int:
     return 0
 
 
-def _mailbox_owner(store: Store, parsed: Parsed, command: str) -> str:
+def _mailbox_owner(store: StoreAPI, parsed: Parsed, command: str) -> str:
     from relay.sessions import resolve
 
     who = _need(parsed, "WHO", SPECS[command].usage)
@@ -403,7 +404,7 @@ def _fitted(messages: list[Any], remaining: int) -> tuple[Any, int]:
     return fit_output(answered, build, lambda result: len(encode(result, True)))
 
 
-def inbox_command(store: Store, parsed: Parsed) -> int:
+def inbox_command(store: StoreAPI, parsed: Parsed) -> int:
     """Print a session's mail as JSON and take it (only what was printed, once it was printed)."""
     from relay.mail import deliver
 
@@ -416,7 +417,7 @@ def inbox_command(store: Store, parsed: Parsed) -> int:
     return 0
 
 
-def peek_command(store: Store, parsed: Parsed) -> int:
+def peek_command(store: StoreAPI, parsed: Parsed) -> int:
     """Print a session's mail without taking it."""
     from relay.store import TAKE_BUDGET
 
@@ -425,7 +426,7 @@ def peek_command(store: Store, parsed: Parsed) -> int:
     return 0
 
 
-def wake_command(store: Store, parsed: Parsed) -> int:
+def wake_command(store: StoreAPI, parsed: Parsed) -> int:
     """Ring the doorbell of a registered or an explicitly described session, unless a guardrail
     refuses (relay.wakeguard: exit 75, all mail stays queued).
 
@@ -469,14 +470,14 @@ def wake_command(store: Store, parsed: Parsed) -> int:
         return doorbell.ring(launch, ticket, label)
 
 
-def doctor_command(store: Store, parsed: Parsed) -> int:
+def doctor_command(store: StoreAPI, parsed: Parsed) -> int:
     """Check the store and the installation, one PASS/WARN/FAIL line each; exit 1 on any FAIL."""
     from relay.doctor import main
 
     return main(store)
 
 
-def gc_command(store: Store, parsed: Parsed) -> int:
+def gc_command(store: StoreAPI, parsed: Parsed) -> int:
     """Forget stale sessions (their mail is archived, never deleted); --dry only lists them."""
     from relay.gc import DEFAULT_DAYS, collect
     from relay.textsafe import one_line

@@ -11,7 +11,11 @@ from _collections_abc import Callable  # collections.abc would import all of col
 from relay.errors import RelayError
 from relay.ids import AGENT_CLIS
 from relay.mail import open_delivery, quoted_id, seen_by
-from relay.store import Entry, Message, Store
+from relay.store import Entry, Message
+
+TYPE_CHECKING = False  # typing stays off the import path; only mypy reads this
+if TYPE_CHECKING:
+    from relay.store_api import StoreAPI
 
 # How often a wait looks for the reply: a receipt read, so cheap; a reply shows up within this.
 POLL_SECONDS = 0.2
@@ -51,7 +55,7 @@ def recipient_state(entry: Entry, running: bool | None = None) -> dict[str, str]
     }
 
 
-def status(store: Store, message_id: object, viewer: str | None = None) -> dict[str, object]:
+def status(store: "StoreAPI", message_id: object, viewer: str | None = None) -> dict[str, object]:
     """What became of a message: {id, to, toName, state, queuedAt, deliveredAt, repliedAt, replyId,
     thread}. An error for an id that is unknown, or not `viewer`'s to see (relay.mail.visible_to)."""
     known = seen_by(store, message_id, viewer, with_state=True)
@@ -66,7 +70,7 @@ def status(store: Store, message_id: object, viewer: str | None = None) -> dict[
 
 
 def wait_for_reply(
-    store: Store,
+    store: "StoreAPI",
     message_id: str,
     mailbox: str,
     timeout: float,
@@ -94,7 +98,7 @@ def wait_for_reply(
 
 
 def _take_reply(
-    store: Store, reply_id: str, mailbox: str, show: Callable[[Message | None, list[Message], Message], None]
+    store: "StoreAPI", reply_id: str, mailbox: str, show: Callable[[Message | None, list[Message], Message], None]
 ) -> Callable[[bool], int]:
     """Take the reply `reply_id` from `mailbox` and show it, or show its receipt when it is not there."""
     found = False

@@ -11,7 +11,6 @@ from typing import Any
 from relay.clock import iso_from_epoch
 from relay.ids import is_uuid
 from relay.liveness import live_claude_sessions, live_codex_sessions
-from relay.store import Registry
 from relay.transcripts import (
     Sidechain,
     claude_cwd,
@@ -23,6 +22,10 @@ from relay.transcripts import (
     rollout_id,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from relay.store_api import RegistryAPI
+
 DEFAULT_WITHIN_MIN = 60.0
 DEFAULT_LIMIT = 50
 
@@ -30,7 +33,7 @@ Row = dict[str, Any]
 
 
 def discover(
-    registry: Registry,
+    registry: "RegistryAPI",
     within_min: float = DEFAULT_WITHIN_MIN,
     tool: str | None = None,
     exclude: str | None = None,

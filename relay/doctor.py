@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 from shlex import quote
 
-from relay.store import Store
 from relay.textsafe import one_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from relay.install_check import Finding
+    from relay.store_api import StoreAPI
 
 _KINDS = {"fifo": "FIFO", "dir": "directory", "file": "plain file", "other": "socket or device"}
 
@@ -68,7 +68,7 @@ def store_finding(code: str, path: str, detail: str) -> Finding:
     return status, words.format(**fields), fix.format(**fields)
 
 
-def report(store: Store) -> list[Finding]:
+def report(store: StoreAPI) -> list[Finding]:
     """Every finding, the store's first, then the installation's; each on one line."""
     from relay.install_check import installation
 
@@ -83,7 +83,7 @@ def line(finding: Finding) -> str:
     return f"{status}  {text}" + (f"; fix: {fix}" if fix else "")
 
 
-def main(store: Store) -> int:
+def main(store: StoreAPI) -> int:
     """Print every finding; 1 when any is FAIL, else 0."""
     findings = report(store)
     for finding in findings:

@@ -11,7 +11,11 @@ import calendar
 import time
 
 from relay.errors import LockBusy
-from relay.store import Entry, Store
+from relay.store import Entry
+
+TYPE_CHECKING = False  # typing stays off the import path; only mypy reads this
+if TYPE_CHECKING:
+    from relay.store_api import StoreAPI
 
 DEFAULT_DAYS = 14.0
 DAY_SECONDS = 86400
@@ -50,7 +54,7 @@ def transcript_times() -> dict[str, float]:
     return newest
 
 
-def stale_entries(store: Store, days: float, now: float) -> list[Entry]:
+def stale_entries(store: "StoreAPI", days: float, now: float) -> list[Entry]:
     """Registrations not seen for `days` whose transcript is gone or as old, and not running."""
     cutoff = now - days * DAY_SECONDS
     transcripts: dict[str, float] | None = None
@@ -69,7 +73,7 @@ def stale_entries(store: Store, days: float, now: float) -> list[Entry]:
     return stale
 
 
-def collect(store: Store, days: float = DEFAULT_DAYS, dry: bool = False, now: float | None = None) -> dict:
+def collect(store: "StoreAPI", days: float = DEFAULT_DAYS, dry: bool = False, now: float | None = None) -> dict:
     """Collect (or with `dry`, only list) what is stale; a report of what went and where mail went."""
     now = time.time() if now is None else now
     retired, skipped = [], []
@@ -95,5 +99,5 @@ def collect(store: Store, days: float = DEFAULT_DAYS, dry: bool = False, now: fl
         "skipped": skipped,
         "emptyMailboxes": empty,
         "receiptsRemoved": receipts,
-        "archive": f"{store.home}/archive",
+        "archive": store.archive_location(),
     }

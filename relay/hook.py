@@ -19,11 +19,14 @@ from relay import jsonlite
 from relay.attention import NOTHING, URGENT, is_urgent, mode_of, selection, started_by_relay
 from relay.errors import RelayError
 from relay.ids import require_uuid
-from relay.store import Message, Select, Show, Store
+from relay.store import Message, Select, Show
+from relay.store_api import open_store
 
 TYPE_CHECKING = False  # typing stays off the hook's import path; only mypy reads these
 if TYPE_CHECKING:
     from typing import BinaryIO
+
+    from relay.store_api import StoreAPI
 
 # The events this hook serves (SPEC §12); any other is ignored.
 _EVENTS = ("SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd")
@@ -90,7 +93,7 @@ def read_event(stdin: "BinaryIO") -> dict | None:
     return event
 
 
-def handle(event: dict, tool: str, stdout: "BinaryIO", store: Store) -> None:
+def handle(event: dict, tool: str, stdout: "BinaryIO", store: "StoreAPI") -> None:
     """Serve one hook event (SPEC §12): the event's name decides what is done and how it is printed.
 
     An event without `hook_event_name` is a SessionStart (0.1's hook saw only those); one this
@@ -139,7 +142,7 @@ def _session_dir(event: dict) -> str:
     return directory
 
 
-def _stop_watcher(store: Store, session_id: str) -> None:
+def _stop_watcher(store: "StoreAPI", session_id: str) -> None:
     """Make the session's idle-mail watcher (relay.watch), if one runs, leave. Nothing is written;
     one failed open when none runs."""
     pid = store.watcher(session_id)
@@ -152,7 +155,7 @@ def _stop_watcher(store: Store, session_id: str) -> None:
             pass  # it has just left
 
 
-def deliver_live(store: Store, session_id: str, moment: str, show: Show) -> int:
+def deliver_live(store: "StoreAPI", session_id: str, moment: str, show: Show) -> int:
     """Deliver what the recipient's attention policy lets `moment` deliver; how many were shown.
 
     Runs on every prompt and tool call, so when nothing waits it costs two stats and writes
@@ -204,7 +207,7 @@ def _show(stdout: "BinaryIO", name: str, session_id: str, batch: list[Message], 
     return shown
 
 
-def _collect_if_due(store: Store) -> None:
+def _collect_if_due(store: "StoreAPI") -> None:
     """Run `relay gc` at most once a day; one stat when it is not due. Never fails the hook."""
     try:
         if store.gc_due(GC_INTERVAL_SECONDS):
@@ -227,7 +230,7 @@ def main(argv: list[str]) -> int:
     try:
         event = read_event(sys.stdin.buffer)
         if event is not None:
-            handle(event, tool, sys.stdout.buffer, Store(warn=_log))
+            handle(event, tool, sys.stdout.buffer, open_store(warn=_log))
     except RelayError as err:
         _log(str(err))
     except Exception as err:  # the hook must never break a session, whatever the cause

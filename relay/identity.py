@@ -13,7 +13,10 @@ import os
 from relay.ids import is_uuid
 from relay.paths import usable_env
 from relay.record import Record
-from relay.store import Store
+
+TYPE_CHECKING = False  # typing stays off the import path; only mypy reads this
+if TYPE_CHECKING:
+    from relay.store_api import StoreAPI
 
 
 class Identity(Record):
@@ -34,7 +37,7 @@ def project_dir() -> str:
     return usable_env("RELAY_PROJECT_DIR") or usable_env("CLAUDE_PROJECT_DIR") or os.getcwd()
 
 
-def current_session(store: Store, meta: object = None) -> Identity:
+def current_session(store: "StoreAPI", meta: object = None) -> Identity:
     """Decide which session this process serves.
 
     `meta` is the `params._meta` of the tool call being answered: Codex names its session there

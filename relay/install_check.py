@@ -20,11 +20,12 @@ from shlex import join, quote
 
 from relay.errors import RelayError
 from relay.paths import usable_env
-from relay.store import Store
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from relay.store_api import StoreAPI
 
     Finding = tuple[str, str, str]
 
@@ -40,7 +41,7 @@ _RUNNING_FILES = ("launcher", "pyproject.toml", ".codex-mcp.json", ".mcp.json")
 _MAX_CONFIG = 4 << 20  # a settings or config file larger than this is not read
 
 
-def installation(store: Store) -> list[Finding]:
+def installation(store: StoreAPI) -> list[Finding]:
     """Every installation check, in the order a user fixes them."""
     root = plugin_root()
     found = codex_hook_trust()
@@ -218,7 +219,7 @@ def _edit_list(path: Path, key: str, rule: str, add: bool) -> str:
     return join(["python3", "-c", script, str(path), rule])
 
 
-def _claude_settings_files(store: Store) -> list[Path]:
+def _claude_settings_files(store: StoreAPI) -> list[Path]:
     """The settings a woken Claude reads: the user's, and the project settings of every registered
     Claude session's dir (it wakes there) and of the current dir."""
     dirs = {os.getcwd()}
@@ -237,7 +238,7 @@ def _claude_settings_files(store: Store) -> list[Path]:
     return files
 
 
-def woken_claude_tools(store: Store) -> list[Finding]:
+def woken_claude_tools(store: StoreAPI) -> list[Finding]:
     """Will `relay wake` give a resumed Claude the bus tools (inbox to read, send to answer)?"""
     from relay.doorbell import command
 

@@ -11,7 +11,11 @@ from relay.clock import now_iso
 from relay.errors import RelayError
 from relay.ids import is_uuid, new_uuid4
 from relay.sessions import resolve
-from relay.store import Entry, Message, Select, Show, Store
+from relay.store import Entry, Message, Select, Show
+
+TYPE_CHECKING = False  # typing stays off the import path; only mypy reads this
+if TYPE_CHECKING:
+    from relay.store_api import StoreAPI
 
 # A message must fit whole in the hook's context budget (32 KiB of mail text) with room for
 # its header line and the fence, and one agent must not flood another's context.
@@ -37,7 +41,7 @@ def check_body(body: object) -> str:
 
 
 def send(
-    store: Store,
+    store: "StoreAPI",
     target: str,
     body: str,
     sender_id: str | None,
@@ -84,8 +88,8 @@ def thread_of(message: Message) -> object:
     return message.get("thread") or message.get("id")
 
 
-def seen_by(store: Store, message_id: object, viewer: str | None, with_state: bool = False) -> Message | None:
-    """The receipt of a message (with `state` too: Store.message_state) when `viewer` may see it.
+def seen_by(store: "StoreAPI", message_id: object, viewer: str | None, with_state: bool = False) -> Message | None:
+    """The receipt of a message (with `state` too: "StoreAPI".message_state) when `viewer` may see it.
 
     `viewer` is a session id, or None for the user at the command line. A session sees only what
     it sent or received; the user sees everything in their store."""
@@ -103,7 +107,7 @@ def quoted_id(message_id: object) -> str:
     return message_id if is_uuid(message_id) else repr(str(message_id)[:40])
 
 
-def answered(store: Store, message_id: str, viewer: str | None) -> Message:
+def answered(store: "StoreAPI", message_id: str, viewer: str | None) -> Message:
     """The receipt of the message a reply answers; an error when there is none `viewer` may see."""
     receipt = seen_by(store, message_id, viewer)
     if receipt is None:
@@ -119,7 +123,7 @@ def answered(store: Store, message_id: str, viewer: str | None) -> Message:
 RESULT_BUDGET = 32 * 1024
 
 
-def open_delivery(store: Store, recipient: str, show: Show, select: Select | None = None) -> Callable[[bool], int]:
+def open_delivery(store: "StoreAPI", recipient: str, show: Show, select: Select | None = None) -> Callable[[bool], int]:
     """Take a batch and show it now; the returned `confirm(written)` acks what was shown, only
     when the output really was written, and releases the mailbox. Returns how many were acked.
 
@@ -145,7 +149,7 @@ def open_delivery(store: Store, recipient: str, show: Show, select: Select | Non
     return confirm
 
 
-def deliver(store: Store, recipient: str, show: Show, select: Select | None = None) -> int:
+def deliver(store: "StoreAPI", recipient: str, show: Show, select: Select | None = None) -> int:
     """take -> show -> confirm: `show` writes the output and returns how many it showed."""
     return open_delivery(store, recipient, show, select)(True)
 

@@ -13,13 +13,14 @@ from relay.errors import RelayError
 from relay.identity import Identity, current_session
 from relay.ids import AGENT_CLIS, MIN_ID_PREFIX, NAME_PATTERN, RESERVED_NAMES, UUID_PATTERN, check_name
 from relay.schema import violation
-from relay.store import Store
 from relay.textsafe import one_line
 
 TYPE_CHECKING = False  # typing's import is a good part of the MCP server's start; only mypy needs it
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
+
+    from relay.store_api import StoreAPI
 
     # The result, and for `inbox` a finisher told whether the answer reached the client.
     Result = tuple[dict[str, Any], Callable[[bool], object] | None]
@@ -224,7 +225,7 @@ def _need_me(me: Identity) -> str:
     return me.session_id
 
 
-def hook_note(store: Store, meta: object = None) -> str | None:
+def hook_note(store: StoreAPI, meta: object = None) -> str | None:
     """Words for the model when its session was never registered, else None.
 
     The SessionStart hook registers every session; a session missing from the registry means the
@@ -248,7 +249,7 @@ def hook_note(store: Store, meta: object = None) -> str | None:
     )
 
 
-def _whoami(store: Store, me: Identity, args: dict[str, Any]) -> Result:
+def _whoami(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
     if me.session_id is not None:
         entry = store.registry().agents.get(me.session_id)
         if entry is not None:
@@ -261,7 +262,7 @@ def _whoami(store: Store, me: Identity, args: dict[str, Any]) -> Result:
     return {"registered": False, "id": me.session_id, "dir": me.project_dir, "note": note}, None
 
 
-def _register(store: Store, me: Identity, args: dict[str, Any]) -> Result:
+def _register(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
     """Name this session, or a session nobody registered yet (SPEC §15).
 
     Through MCP any session could otherwise take another's name (and its mail), or re-point its
@@ -309,11 +310,11 @@ def _running(entry: dict[str, Any] | None, session_id: str) -> bool:
     return is_live(session_id, tool if tool in AGENT_CLIS else None)
 
 
-def _roster(store: Store, me: Identity, args: dict[str, Any]) -> Result:
+def _roster(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
     return {"agents": [shown_with_mode(entry) for entry in store.registry().entries()]}, None
 
 
-def _send(store: Store, me: Identity, args: dict[str, Any]) -> Result:
+def _send(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
     from relay.codex_queue import ring_if_idle, seen_running
     from relay.conversation import recipient_state
     from relay.hops import inherited_hops
@@ -350,7 +351,7 @@ def _send(store: Store, me: Identity, args: dict[str, Any]) -> Result:
     return result, None
 
 
-def _status(store: Store, me: Identity, args: dict[str, Any]) -> Result:
+def _status(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
     from relay.conversation import status
     from relay.sessions import message_id_of
 
@@ -358,7 +359,7 @@ def _status(store: Store, me: Identity, args: dict[str, Any]) -> Result:
     return status(store, message_id_of(store, args["id"], mine), mine), None
 
 
-def _wait(store: Store, me: Identity, args: dict[str, Any], stop: Callable[[], bool]) -> Result:
+def _wait(store: StoreAPI, me: Identity, args: dict[str, Any], stop: Callable[[], bool]) -> Result:
     from relay.conversation import status, wait_for_reply
     from relay.sessions import message_id_of
 
@@ -409,7 +410,7 @@ def _defused(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def _inbox(store: Store, me: Identity, args: dict[str, Any]) -> Result:
+def _inbox(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
     from relay.jsontext import encode
     from relay.mail import fit_output, open_delivery
 
@@ -428,7 +429,7 @@ def _inbox(store: Store, me: Identity, args: dict[str, Any]) -> Result:
     return answer, confirm
 
 
-def _discover(store: Store, me: Identity, args: dict[str, Any]) -> Result:
+def _discover(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
     from relay.discover import DEFAULT_WITHIN_MIN, discover
 
     rows = discover(
@@ -447,7 +448,7 @@ def _discover(store: Store, me: Identity, args: dict[str, Any]) -> Result:
     return {"count": len(rows), "sessions": rows, "note": note}, None
 
 
-_HANDLERS: dict[str, Callable[[Store, Identity, dict[str, Any]], Result]] = {
+_HANDLERS: dict[str, Callable[[StoreAPI, Identity, dict[str, Any]], Result]] = {
     "whoami": _whoami,
     "register": _register,
     "roster": _roster,
@@ -468,7 +469,7 @@ def never() -> bool:
     return False
 
 
-def call(store: Store, name: str, arguments: Any, meta: object = None, stop: Callable[[], bool] = never) -> Result:
+def call(store: StoreAPI, name: str, arguments: Any, meta: object = None, stop: Callable[[], bool] = never) -> Result:
     """Check `arguments` against the tool's schema, then run it; RelayError for any failure.
 
     `meta` is the call's `params._meta`, which may identify the calling session; `stop()` tells a

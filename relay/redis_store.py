@@ -861,6 +861,10 @@ class RedisStore:
         with self._guard():
             return bool(self._redis().eval(_DROP_EMPTY, len(keys), *keys))
 
+    def archive_location(self) -> str:
+        """Where `retire` keeps undelivered mail: lists in Redis (the URL without its password)."""
+        return f"{redact(self.url)} relay:archive:<id>"
+
     def retire(self, session_id: str) -> int:
         """Forget a session (entry, names, markers, counters) in one script; its undelivered mail is
         appended to the list relay:archive:<id>, never deleted. LockBusy while a taker claims."""
@@ -882,6 +886,16 @@ class RedisStore:
         if archived < 0:
             raise LockBusy()
         return archived
+
+    def receipt_ids(self, prefix: str) -> list[str]:
+        """The ids of the receipts kept that start with `prefix`, sorted (one SCAN; glob characters in
+        the prefix match only themselves)."""
+        prefix = prefix.lower()
+        pattern = "relay:rcpt:" + "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix) + "*"
+        with self._guard():
+            keys = [key.decode() for key in self._redis().scan_iter(match=pattern, count=500)]
+        ids = (key.removeprefix("relay:rcpt:") for key in keys)
+        return sorted(i for i in ids if i.startswith(prefix) and is_uuid(i))
 
     def prune_receipts(self, older_than: float, now: float | None = None) -> int:
         """Remove receipts unchanged for `older_than` seconds; how many went."""

@@ -5,8 +5,12 @@ import os
 from relay.errors import RelayError
 from relay.ids import PREFIX_RULE, is_id_prefix, is_uuid, prefix_digits, require_uuid
 from relay.paths import usable_env
-from relay.store import Entry, Registry, Store
+from relay.store import Entry
 from relay.textsafe import one_line
+
+TYPE_CHECKING = False  # typing stays off the import path; only mypy reads this
+if TYPE_CHECKING:
+    from relay.store_api import RegistryAPI, StoreAPI
 
 _FIND_HINT = (
     "call `roster` (CLI: `relay list`) for registered sessions, or `discover` (CLI: `relay discover`) "
@@ -14,7 +18,7 @@ _FIND_HINT = (
 )
 
 
-def lookup(registry: Registry, target: str) -> Entry | None:
+def lookup(registry: "RegistryAPI", target: str) -> Entry | None:
     """The registered session `target` names: an exact id, then a name, then the one known id it
     starts (ids.is_id_prefix: at least 8 hex digits). The one rule for finding a registered session,
     so every face (CLI TO/WHO/--from, MCP `to`) agrees; a name wins over a prefix, so a session
@@ -28,7 +32,7 @@ def lookup(registry: Registry, target: str) -> Entry | None:
     return entry
 
 
-def _by_prefix(registry: Registry, prefix: str) -> Entry | None:
+def _by_prefix(registry: "RegistryAPI", prefix: str) -> Entry | None:
     """The registered session whose id starts with `prefix`; None when none does, an error when several do."""
     found = [_known(registry, i) for i in registry.ids_starting(prefix)]
     if len(found) > 1:
@@ -40,7 +44,7 @@ def _by_prefix(registry: Registry, prefix: str) -> Entry | None:
     return found[0] if found else None
 
 
-def _known(registry: Registry, session_id: str) -> Entry:
+def _known(registry: "RegistryAPI", session_id: str) -> Entry:
     """The entry of a known id; one only a name is bound to (a 0.1 store) gets a stub entry."""
     entry = registry.agents.get(session_id)
     if entry is not None:
@@ -49,7 +53,7 @@ def _known(registry: Registry, session_id: str) -> Entry:
     return {"id": session_id, "dir": None, "name": name, "tool": None}
 
 
-def resolve(store: Store, target: str) -> Entry:
+def resolve(store: "StoreAPI", target: str) -> Entry:
     """A registered session (lookup: id, name, id prefix), then any whole id (a discovered session
     not yet registered)."""
     if not isinstance(target, str) or not target:
@@ -66,7 +70,7 @@ def resolve(store: Store, target: str) -> Entry:
     raise RelayError(f"no session named {target!r}: {_FIND_HINT}")
 
 
-def session_id_of(store: Store, value: object, what: str = "session id") -> str:
+def session_id_of(store: "StoreAPI", value: object, what: str = "session id") -> str:
     """The whole session id an id argument (`--id`, MCP `id`) stands for: a whole id as given
     (lower-cased; it need not be registered), or the one registered id it is a prefix of."""
     if is_uuid(value):
@@ -84,7 +88,7 @@ def session_id_of(store: Store, value: object, what: str = "session id") -> str:
     return require_uuid(value, what)
 
 
-def message_id_of(store: Store, value: str, viewer: str | None) -> str:
+def message_id_of(store: "StoreAPI", value: str, viewer: str | None) -> str:
     """The whole message id `value` stands for: a whole id (lower-cased), or the one message
     `viewer` may see (relay.mail.seen_by; None: the user, who sees all) whose id it starts.
     Anything else is returned as given, for the caller to refuse as an unknown message."""

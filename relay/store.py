@@ -1091,6 +1091,10 @@ class Store:
             durable.remove(path)
             return True
 
+    def archive_location(self) -> str:
+        """Where `retire` keeps undelivered mail, for a person to read (`relay gc` reports it)."""
+        return f"{self.home}/archive"
+
     def retire(self, session_id: str) -> int:
         """Forget a session: its entry, names and markers go; its undelivered mail (in flight and
         pending) is appended to archive/<id>.jsonl, never deleted. Returns the messages archived.

@@ -60,6 +60,10 @@ if TYPE_CHECKING:
             """An exact id first, then a name; None when neither."""
             ...
 
+        def ids_starting(self, prefix: str) -> list[str]:
+            """The registered ids that start with `prefix` (any case), sorted."""
+            ...
+
         def entries(self) -> list[Entry]:
             """Every entry, sorted by name, else id."""
             ...
@@ -156,6 +160,10 @@ if TYPE_CHECKING:
             """The receipt plus `state`: queued, taken, delivered or replied; None when unknown."""
             ...
 
+        def receipt_ids(self, prefix: str) -> list[str]:
+            """The ids of the receipts kept that start with `prefix` (any case), sorted."""
+            ...
+
         def prune_receipts(self, older_than: float, now: float | None = None) -> int:
             """Drop receipts unchanged for `older_than` seconds; how many went."""
             ...
@@ -190,6 +198,10 @@ if TYPE_CHECKING:
         def mailbox_files(self) -> list[tuple[str, int]]: ...
         def drop_empty_mailbox(self, name: str) -> bool: ...
 
+        def archive_location(self) -> str:
+            """Where `retire` keeps undelivered mail, in words a person can follow (no credentials)."""
+            ...
+
         def retire(self, session_id: str) -> int:
             """Forget a session (entry, names, markers); archive its undelivered mail, never delete it."""
             ...
@@ -209,8 +221,7 @@ def store_url() -> str | None:
 
 def open_store(warn: "Callable[[str], None] | None" = None) -> "StoreAPI":
     """The store this process uses, chosen once from AGENT_RELAY_URL (see the module docstring).
-
-    Not yet called by the faces: the next step replaces their `Store(...)` with this."""
+    Every face (CLI, hook, hook watch, bus) opens its store here; the demo keeps its own file store."""
     url = store_url()
     if url is None:
         from relay.store import Store

@@ -16,8 +16,11 @@ from relay.clock import iso_from_epoch
 from relay.errors import WakeRefused
 from relay.hops import hops_of, inherited_hops, max_hops, whole_number
 from relay.liveness import is_live
-from relay.store import Store, WakeLock
 from relay.textsafe import one_line
+
+TYPE_CHECKING = False  # typing stays off the import path; only mypy reads this
+if TYPE_CHECKING:
+    from relay.store_api import StoreAPI, WakeLockAPI
 
 WINDOW = 3600.0  # the budget's rolling hour, in seconds
 DEFAULT_BUDGET = 12
@@ -44,7 +47,7 @@ class Ticket:
     """A wake allowed to ring. It holds the session's resume lock (none for --dry) until closed;
     `hops` is the RELAY_HOPS its program runs with."""
 
-    def __init__(self, lock: WakeLock | None, hops: int) -> None:
+    def __init__(self, lock: "WakeLockAPI | None", hops: int) -> None:
         self.lock, self.hops = lock, hops
 
     def note_self(self) -> None:
@@ -89,7 +92,7 @@ def running_program(note: bytes) -> int | None:
 
 
 def admit(
-    store: Store,
+    store: "StoreAPI",
     session_id: str,
     tool: str,
     label: str,
@@ -123,7 +126,14 @@ def _mail_note(queued: str | None, dry: bool) -> str:
 
 
 def _why_not(
-    store: Store, session_id: str, tool: str, lock: WakeLock | None, limits: Limits, depth: int, force: bool, dry: bool
+    store: "StoreAPI",
+    session_id: str,
+    tool: str,
+    lock: "WakeLockAPI | None",
+    limits: Limits,
+    depth: int,
+    force: bool,
+    dry: bool,
 ) -> str | None:
     """Why the wake must not ring now, and what to do; None when it may (then it is counted)."""
     pid = _wake_running(store, session_id, lock, dry)
@@ -147,7 +157,7 @@ def _why_not(
     return _over_budget(store, session_id, limits.budget, dry)
 
 
-def _wake_running(store: Store, session_id: str, lock: WakeLock | None, dry: bool) -> int | None:
+def _wake_running(store: "StoreAPI", session_id: str, lock: "WakeLockAPI | None", dry: bool) -> int | None:
     """The pid of the program a running wake of the session started (0 when relay holds the lock
     but has not started it yet); None when none runs. A wake whose relay was killed still counts
     while its program runs."""
@@ -159,7 +169,7 @@ def _wake_running(store: Store, session_id: str, lock: WakeLock | None, dry: boo
     return running_program(note) or (0 if held else None)
 
 
-def _over_budget(store: Store, session_id: str, budget: int, dry: bool) -> str | None:
+def _over_budget(store: "StoreAPI", session_id: str, budget: int, dry: bool) -> str | None:
     """Count this wake in the rolling hour; when the hour's budget is spent, why not and until when."""
     if budget == 0:
         return "RELAY_WAKE_BUDGET=0 allows no wakes (raise it, or prompt the session yourself)"

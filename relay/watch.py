@@ -29,7 +29,12 @@ from relay.faults import checkpoint
 from relay.hook import deliver_live, fenced_text, read_event
 from relay.ids import require_uuid
 from relay.procinfo import ProcInfo, command_line, same_process
-from relay.store import Show, Store
+from relay.store import Show
+from relay.store_api import open_store
+
+TYPE_CHECKING = False  # typing stays off the import path; only mypy reads this
+if TYPE_CHECKING:
+    from relay.store_api import StoreAPI
 
 # How often the watcher looks for mail (two stats) and whether its session still runs.
 POLL_SECONDS = 0.5
@@ -92,7 +97,7 @@ def _input_ended(pid: int) -> bool:
         os.close(fd)
 
 
-def _deliver_and_leave(store: Store, session_id: str, show: Show) -> None:
+def _deliver_and_leave(store: "StoreAPI", session_id: str, show: Show) -> None:
     """Deliver what the policy lets through and, if anything was shown, exit 2 right here.
 
     The prompt hook's SIGTERM is held off meanwhile: mail confirmed taken must leave with exit 2
@@ -112,7 +117,7 @@ def _deliver_and_leave(store: Store, session_id: str, show: Show) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
-def watch(store: Store, session_id: str, claude: ProcInfo, stream: bool, lifetime: float) -> int:
+def watch(store: "StoreAPI", session_id: str, claude: ProcInfo, stream: bool, lifetime: float) -> int:
     """Wait for mail the policy lets through while idle: the process exits 2 once it was written to
     stderr; 0 is returned when the session ends, its input closes or the lifetime is up."""
     slot = store.claim_watch(session_id)
@@ -165,7 +170,7 @@ def main() -> int:
 
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         stream = any(word in ("-p", "--print") for word in argv)
-        return watch(Store(warn=_log), session_id, claude, stream, LIFETIME_SECONDS)
+        return watch(open_store(warn=_log), session_id, claude, stream, LIFETIME_SECONDS)
     except RelayError as err:
         _log(str(err))
     except Exception as err:  # a watcher must never disturb its session

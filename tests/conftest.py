@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 # Variables a developer's or an agent's shell may carry that would change what relay does.
 _SCRUBBED = (
     "AGENT_RELAY_HOME",
+    "AGENT_RELAY_URL",
     "SESSION_RELAY_HOME",
     "CLAUDE_CODE_SESSION_ID",
     "CLAUDE_PROJECT_DIR",

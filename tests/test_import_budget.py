@@ -27,11 +27,16 @@ finally:
 
 
 def modules_after(
-    tmp_path: Path, env: dict[str, str], argv: list[str], stdin: bytes = b"", allowed_codes: tuple[int, ...] = (0,)
+    tmp_path: Path,
+    env: dict[str, str],
+    argv: list[str],
+    stdin: bytes = b"",
+    allowed_codes: tuple[int, ...] = (0,),
+    flags: tuple[str, ...] = ("-I", "-S"),
 ) -> set[str]:
     listing = tmp_path / "modules.txt"
     done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", PROBE, str(REPO), str(listing), *argv],
+        [sys.executable, *flags, "-c", PROBE, str(REPO), str(listing), *argv],
         input=stdin,
         env=env,
         capture_output=True,
@@ -145,3 +150,47 @@ def test_the_hook_delivering_plain_mail_imports_nothing_heavy(env, store_home, t
     loaded = modules_after(tmp_path, env, ["hook"], json.dumps(payload).encode())
     assert "relay.fence" in loaded  # it really delivered
     assert sorted(loaded & set(HEAVY)) == []
+
+
+# The shapes of start that run most often: the hook per event, send, list, and the bus's start.
+_BUS_START = "".join(
+    json.dumps(frame) + "\n"
+    for frame in (
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18"}},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}},
+    )
+).encode()
+
+
+def _redis_probe(tmp_path: Path, env: dict[str, str], face: str, sid: str) -> set[str]:
+    """The modules one start of `face` imported, with site-packages on (where redis-py lives)."""
+    event = {"session_id": sid, "hook_event_name": "UserPromptSubmit", "cwd": str(tmp_path)}
+    argv, stdin = {
+        "hook": (["hook"], json.dumps(event).encode()),
+        "hook codex": (["hook", "codex"], json.dumps({**event, "hook_event_name": "SessionStart"}).encode()),
+        "send": (["send", sid, "--", "hello"], b""),
+        "list": (["list"], b""),
+        "bus": (["bus"], _BUS_START),
+    }[face]
+    return modules_after(tmp_path, {**env, "RELAY_NO_ANCESTRY": ""}, argv, stdin, allowed_codes=(0, 1), flags=("-I",))
+
+
+@pytest.mark.parametrize("face", ["hook", "hook codex", "send", "list", "bus"])
+def test_without_a_redis_url_no_face_imports_redis(env, store_home, tmp_path, face):
+    """SPEC §16: redis-py is imported only when AGENT_RELAY_URL is set, so the local store's hook,
+    send, list and bus pay nothing for it (site-packages are on here: redis-py could be imported)."""
+    pytest.importorskip("redis")
+    sid = new_id()
+    modules_after(tmp_path, env, ["hook"], json.dumps({"session_id": sid, "cwd": str(tmp_path)}).encode())
+    loaded = _redis_probe(tmp_path, env, face, sid)
+    assert "relay.cli" in loaded and "relay.store" in loaded
+    assert sorted(name for name in loaded if name == "redis" or name.startswith("redis.")) == []
+
+
+@pytest.mark.parametrize("face", ["hook", "send"])
+def test_with_a_redis_url_the_faces_do_import_redis(env, store_home, tmp_path, face):
+    """The check above is not vacuous: with AGENT_RELAY_URL set (here a refused port) the same
+    starts import redis-py and fail as the faces say (send: exit 1; hook: exit 0)."""
+    pytest.importorskip("redis")
+    loaded = _redis_probe(tmp_path, {**env, "AGENT_RELAY_URL": "redis://127.0.0.1:1/0"}, face, new_id())
+    assert "redis" in loaded and "relay.redis_store" in loaded
