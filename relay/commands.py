@@ -86,6 +86,7 @@ SPECS: dict[str, Spec] = {
 
 # The column titles of `list` and `discover`: their header line on a terminal, and their --help.
 LIST_COLUMNS = ("NAME", "TOOL", "ID", "DELIVER", "DIR", "LAST SEEN")
+HOST_COLUMN = "HOST"  # before DIR, when the store is shared by several machines (Redis, SPEC §16)
 DISCOVER_COLUMNS = ("TOOL", "ID", "NAME", "LAST WRITE", "CWD")
 DEFAULT_ASK_SECONDS = 120.0
 
@@ -183,22 +184,34 @@ def list_command(store: StoreAPI, parsed: Parsed) -> int:
     from relay.attention import shown_with_mode
 
     rows = [shown_with_mode(e) for e in store.registry().entries()]
-    return _show(parsed, rows, empty, _entry_line, _entry_cells(*LIST_COLUMNS))
+    # Entries carry `host` only in a store several machines share (Redis): then each line says where.
+    hosts = any(row.get("host") for row in rows)
+    titles = (*LIST_COLUMNS[:4], HOST_COLUMN, *LIST_COLUMNS[4:]) if hosts else LIST_COLUMNS
+
+    def line(entry: dict[str, Any]) -> str:
+        return _entry_line(entry, hosts)
+
+    return _show(parsed, rows, empty, line, _entry_cells(*titles))
 
 
-def _entry_line(entry: dict[str, Any]) -> str:
+def _entry_line(entry: dict[str, Any], hosts: bool = False) -> str:
     """One registry entry; every field is shown escaped (the registry file may have been planted)."""
     from relay.textsafe import one_line
 
-    name, tool, session_id, directory, seen = (
-        one_line(str(entry.get(key) or "-")) for key in ("name", "tool", "id", "dir", "lastSeen")
+    name, tool, session_id, host, directory, seen = (
+        one_line(str(entry.get(key) or "-")) for key in ("name", "tool", "id", "host", "dir", "lastSeen")
     )
     ended = f"  ended {one_line(str(entry['endedAt']))}" if entry.get("endedAt") else ""
+    if hosts:
+        return _entry_cells(name, tool, session_id, str(entry["deliver"]), host, directory, seen) + ended
     return _entry_cells(name, tool, session_id, str(entry["deliver"]), directory, seen) + ended
 
 
-def _entry_cells(name: str, tool: str, session_id: str, deliver: str, directory: str, seen: str) -> str:
-    return f"{name:<16}  {tool:<6}  {session_id:<36}  {deliver:<7}  {directory}  {seen}"
+def _entry_cells(name: str, tool: str, session_id: str, deliver: str, *rest: str) -> str:
+    """The fixed-width cells, then HOST (when shown, padded), DIR and LAST SEEN."""
+    *host, directory, seen = rest
+    where = f"{host[0]:<12}  " if host else ""
+    return f"{name:<16}  {tool:<6}  {session_id:<36}  {deliver:<7}  {where}{directory}  {seen}"
 
 
 def register_command(store: StoreAPI, parsed: Parsed) -> int:

@@ -1,10 +1,12 @@
 """`relay gc`: forget sessions that are gone for good, keeping their mail.
 
 A registration goes when it was not seen for DAYS and its transcript is gone or older than that,
-and the session is not running; its markers go with it and its undelivered mail is moved to
-`<home>/archive/<id>.jsonl`, never deleted. Empty mailboxes go. The hook runs the same collection
-at most once a day (relay.hook). Message receipts (`relay status`) unchanged for RECEIPT_DAYS
-go too. The store does the file work; this module only decides.
+and the session is not running; its markers go with it and its undelivered mail is archived
+(`<home>/archive/<id>.jsonl`, or relay:archive:<id> on Redis), never deleted. On a store several
+machines share, only this host's sessions are judged: their transcripts and processes are here.
+Empty mailboxes go. The hook runs the same collection at most once a day (relay.hook). Message
+receipts (`relay status`) unchanged for RECEIPT_DAYS go too. The store does the work; this module
+only decides.
 """
 
 import calendar
@@ -60,8 +62,8 @@ def stale_entries(store: "StoreAPI", days: float, now: float) -> list[Entry]:
     transcripts: dict[str, float] | None = None
     stale = []
     for entry in store.registry().entries():
-        if _epoch(entry.get("lastSeen")) >= cutoff:
-            continue
+        if _epoch(entry.get("lastSeen")) >= cutoff or not store.on_this_host(entry):
+            continue  # seen lately, or another machine's session: only its own host can judge it
         if transcripts is None:
             transcripts = transcript_times()
         session_id = str(entry.get("id"))

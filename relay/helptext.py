@@ -101,7 +101,8 @@ TOPICS: dict[str, Topic] = {
             "one line per session, under a header line of these titles when stdout is a terminal; a name or dir "
             "not set is -, DELIVER is its attention mode (now, turn or start), and `ended TIME` ends the line of "
             "a session whose SessionEnd was seen; a note instead when none is registered",
-            "--json: an array of {id, name, tool, dir, lastSeen, deliver, endedAt (after SessionEnd)}",
+            "with a store on Redis (AGENT_RELAY_URL), a HOST column before DIR: the machine the session runs on",
+            "--json: an array of {id, name, tool, dir, lastSeen, deliver, endedAt (after SessionEnd), host (on Redis)}",
         ),
         example="relay list",
         options={"--json": ("", "print a JSON array instead of lines", "off")},

@@ -87,7 +87,8 @@ TOOLS: list[dict[str, Any]] = [
     },
     {
         "name": "roster",
-        "description": "List every registered session (name, id, project dir, tool, deliver mode, last seen).",
+        "description": "List every registered session (name, id, project dir, tool, deliver mode, last seen; "
+        "host: its machine, when the store is shared on Redis).",
         "inputSchema": _NO_ARGS,
     },
     {

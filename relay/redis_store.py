@@ -861,6 +861,11 @@ class RedisStore:
         with self._guard():
             return bool(self._redis().eval(_DROP_EMPTY, len(keys), *keys))
 
+    def on_this_host(self, entry: Entry) -> bool:
+        """Does `entry` run on this machine (its `host` is this host's name)? An entry without one is
+        not claimed: only a machine that knows a session's transcripts and processes may judge it."""
+        return entry.get("host") == self.host
+
     def archive_location(self) -> str:
         """Where `retire` keeps undelivered mail: lists in Redis (the URL without its password)."""
         return f"{redact(self.url)} relay:archive:<id>"

@@ -1091,6 +1091,10 @@ class Store:
             durable.remove(path)
             return True
 
+    def on_this_host(self, entry: Entry) -> bool:
+        """Does `entry` run on this machine? Always: only this machine's sessions share these files."""
+        return True
+
     def archive_location(self) -> str:
         """Where `retire` keeps undelivered mail, for a person to read (`relay gc` reports it)."""
         return f"{self.home}/archive"
