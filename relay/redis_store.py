@@ -25,9 +25,11 @@ Mail, at least once, like the file store:
   host a taker is dead when its pid is gone or reused (relay.procinfo); on another host when its
   claim has been idle for CLAIM_IDLE_MS (20 s, within SPEC's 30 s). They are taken over with XCLAIM
   (not XAUTOCLAIM: that cannot tell a dead taker's claim from a parked one, below).
-- Mail a taker read but did not show (past the budget, refused by `select`, or the rest of a
-  partial ack) is "parked": XCLAIMed to the consumer `~parked`, which the next take reads first,
-  in stream order, without the redelivered flag. So it stays in front of newer mail, in order.
+- New mail is read (XREADGROUP) into the consumer `~parked`, and only what a taker takes is then
+  XCLAIMed to it; mail read but not taken (past the budget, refused by `select`), and the rest of
+  a partial ack, is "parked" there, and the next take reads it first, in stream order, without the
+  redelivered flag. So it stays in front of newer mail, in order, and a taker that dies between
+  reading and claiming leaves nothing flagged that it never showed.
   A dead taker's claims beyond one take's budget go to `~redeliver` instead: first again, flagged.
 - ack is one Lua script: XACK + XDEL, the byte count and urgent set follow what XDEL really
   removed (so a second ack changes nothing), and receipts get `deliveredAt`.
@@ -46,6 +48,7 @@ from relay import jsonlite
 from relay.attention import check_mode, is_urgent
 from relay.clock import now_iso
 from relay.errors import LockBusy, RelayError
+from relay.faults import checkpoint
 from relay.ids import AGENT_CLIS, check_name, is_uuid, require_uuid
 from relay.lock import FileLock
 from relay.store import (
@@ -56,6 +59,7 @@ from relay.store import (
     Select,
     Store,
     WakeLock,
+    _first_name,
     _new_receipt,
     _to_json,
     mailbox_max,
@@ -254,7 +258,9 @@ class RedisDelivery:
         if not self._active:
             return
         shown = len(self.messages) if count is None else count
+        checkpoint("take:before-ack")
         self._store._ack(self._recipient, self._sids[:shown], self._sizes[:shown], self.messages[:shown])
+        checkpoint("take:acked")
         self._store._park(self._recipient, self._sids[shown:])
 
     def close(self) -> None:
@@ -381,6 +387,17 @@ class RedisStore:
         names = {k.decode(): v.decode() for k, v in names_raw.items()}
         return Registry({"agents": agents, "names": names})
 
+    @staticmethod
+    def _registry_maps(pipe: Any) -> tuple[dict[str, Entry], dict[str, str]]:
+        """Every entry and name, read inside a WATCH (before MULTI)."""
+        agents: dict[str, Entry] = {}
+        for key, raw in pipe.hgetall("relay:agents").items():
+            entry = _load_entry(raw)
+            if entry is not None:
+                agents[key.decode()] = entry
+        names = {k.decode(): v.decode() for k, v in pipe.hgetall("relay:names").items()}
+        return agents, names
+
     def register(
         self,
         session_id: str,
@@ -431,6 +448,9 @@ class RedisStore:
                             entry["deliver"] = deliver
                         if started:
                             entry.pop("endedAt", None)
+                            if not entry.get("name") and isinstance(entry.get("dir"), str):
+                                # its dir's name, unique among all (WATCHed: two starts at once differ)
+                                name = _first_name(*self._registry_maps(pipe), str(entry["dir"]))
                         if started or fresh or "host" not in entry:
                             entry["host"] = self.host  # the session's own hook runs on its host
                         updates: dict[str, bytes] = {}
@@ -458,6 +478,7 @@ class RedisStore:
                             pipe.hset("relay:names", str(name), session_id)
                         if marker is not None:
                             pipe.hset("relay:markers", marker, session_id)
+                        checkpoint("register:before-write")
                         pipe.execute()
                         return dict(entry)
                     except WatchError:
@@ -526,8 +547,10 @@ class RedisStore:
             "1" if is_urgent(message) else "0",
             str(message.get("ts") or now_iso()),
         ]
+        checkpoint("send:before-append")
         with self._guard():
             done, detail = self._redis().eval(_ENQUEUE, len(keys), *keys, *args)
+        checkpoint("send:appended")
         if not done:
             from relay.textsafe import one_line
 
@@ -559,6 +582,7 @@ class RedisStore:
                 raise
             finally:
                 client.eval(_UNLOCK, 1, _takelock(recipient), token)
+        checkpoint("take:claimed")
         return RedisDelivery(self, recipient, sids, sizes, messages, remaining)
 
     def _ensure_group(self, recipient: str) -> None:
@@ -573,7 +597,17 @@ class RedisStore:
         token = f"{self._consumer}:{time.monotonic_ns()}"
         deadline = time.monotonic() + TAKE_LOCK_WAIT
         client = self._redis()
-        while not client.set(_takelock(recipient), token, nx=True, px=TAKE_LOCK_MS):
+        key = _takelock(recipient)
+        alive: set[bytes] = set()  # holders already seen alive: one /proc look each
+        while not client.set(key, token, nx=True, px=TAKE_LOCK_MS):
+            holder = client.get(key)
+            if holder is not None and holder not in alive:
+                # A taker of this host killed while claiming: its lock goes now, not in TAKE_LOCK_MS
+                # (deleted only if it still holds it). Another host's holder is left to the expiry.
+                if _taker_is_dead(holder.decode(errors="replace").rpartition(":")[0], self.host, 0):
+                    client.eval(_UNLOCK, 1, key, holder)
+                    continue
+                alive.add(holder)
             if time.monotonic() > deadline:
                 raise LockBusy()
             time.sleep(0.01)
@@ -587,11 +621,13 @@ class RedisStore:
         sizes: list[int] = []
         messages: list[Message] = []
         used = 0
-        to_park: list[str] = []
         to_redeliver: list[str] = []
 
-        def add(entries: list, redelivered: bool, selective: bool) -> None:
+        def add(entries: list, redelivered: bool, selective: bool) -> list[str]:
+            """Take what fits and `select` accepts; the stream ids taken. Entries left alone stay
+            where they are: parked ones (steps 2 and 3) stay parked, unflagged, in front."""
             nonlocal used
+            taken: list[str] = []
             for sid_raw, fields in entries:
                 sid = sid_raw.decode() if isinstance(sid_raw, bytes) else str(sid_raw)
                 raw = fields.get(b"m") if fields else None
@@ -606,17 +642,19 @@ class RedisStore:
                     self._ack(recipient, [sid], [len(raw) if isinstance(raw, bytes) else 0], [])
                     continue
                 if selective and select is not None and not select(message):
-                    to_park.append(sid)
                     continue
                 if sids and used + len(raw) > budget:
-                    (to_redeliver if redelivered else to_park).append(sid)
+                    if redelivered:
+                        to_redeliver.append(sid)
                     continue
                 if redelivered:
                     message["redelivered"] = True
                 sids.append(sid)
                 sizes.append(len(raw))
                 messages.append(message)
+                taken.append(sid)
                 used += len(raw)
+            return taken
 
         # 1. Claims of dead takers (and this process's own earlier, closed-unacked claims).
         dead: list[str] = []
@@ -638,23 +676,35 @@ class RedisStore:
         if dead:
             add(_xclaim(client, stream, self._consumer, dead), True, False)
         # 2. Parked mail: read but not shown by an earlier taker; still in front, in order.
+        # They are read where they are and only what is taken moves to this taker, so a taker that
+        # dies meanwhile leaves them parked: never flagged as redelivered, since none was shown.
         parked = [r["message_id"].decode() for r in client.xpending_range(stream, GROUP, "-", "+", 10_000, PARKED)]
         if parked:
-            add(_xclaim(client, stream, self._consumer, parked), False, True)
-        # 3. New mail, a few at a time, until the budget is spent (a selective take reads it all).
+            pipe = client.pipeline(transaction=False)
+            for sid in parked:
+                pipe.xrange(stream, sid, sid)
+            entries = [row[0] for row in pipe.execute() if row]
+            self._move(stream, add(entries, False, True), self._consumer)
+        # 3. New mail, a few at a time, until the budget is spent (a selective take reads it all):
+        # read into the parked consumer, then what is taken moves to this taker (same reason).
         while used < budget or select is not None:
-            got = client.xreadgroup(GROUP, self._consumer, {stream: ">"}, count=_READ_COUNT)
+            got = client.xreadgroup(GROUP, PARKED, {stream: ">"}, count=_READ_COUNT)
             entries = got[0][1] if got else []
             if not entries:
                 break
-            add(entries, False, True)
+            taken = add(entries, False, True)
+            checkpoint("take:copied")  # a crash here leaves all of them parked: delivered later, unflagged
+            self._move(stream, taken, self._consumer)
             if select is None and used >= budget:
                 break
-        if to_park:
-            self._park(recipient, to_park)
         if to_redeliver:
             self._park(recipient, to_redeliver, REDELIVER)
         return sids, sizes, messages
+
+    def _move(self, stream: str, sids: list[str], consumer: str) -> None:
+        """Hand these claims to `consumer` (min idle 0: the caller decided)."""
+        if sids:
+            self._redis().xclaim(stream, GROUP, consumer, 0, sids, justid=True)
 
     def _park(self, recipient: str, sids: list[str], consumer: str = PARKED) -> None:
         """Hand claimed but unshown mail to the parked consumer: it stays in front, unflagged (or
