@@ -5,10 +5,12 @@ Black-box tests run the program the way the agent CLIs do, as a subprocess, thro
 suite again with RELAY_CMD=./launcher, so the same tests check the committed frozen binary.
 """
 
+import json
 import os
 import shlex
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -195,6 +197,148 @@ def redis_url(redis_server: "redis_server_mod.RedisServer") -> str:
     """The URL (with its password) of an emptied Redis for this test."""
     redis_server.flush()
     return redis_server.url
+
+
+# -- one black-box suite, two stores ----------------------------------------------------------------
+
+WORLDS = ("files", "redis")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "files_only(reason): a test that reads or plants the file store's own files; it runs only in the "
+        "`files` world of a module parametrised by the `world` fixture",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses `world` (usually a module's `pytestmark = pytest.mark.usefixtures("world")`)
+    runs once per store; a `files_only` test only on files. The reason is required, so it is stated."""
+    if "world" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("files_only")
+    if marker is not None and not (marker.args or marker.kwargs.get("reason")):
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: files_only needs a reason")
+    metafunc.parametrize("world", ["files"] if marker else list(WORLDS), indirect=True)
+
+
+@pytest.fixture
+def world(request: pytest.FixtureRequest, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """The store the black-box commands run against: `files` (AGENT_RELAY_HOME, the default) or
+    `redis` (AGENT_RELAY_URL of this test's emptied Redis, set in `env`, hence in every run_relay and
+    in this process). Local state (error.log, watcher locks) stays under AGENT_RELAY_HOME either way.
+    Without redis-py or redis-server the redis world skips, or fails under RELAY_REQUIRE_REDIS=1."""
+    name = str(request.param)
+    if name == "redis":
+        url = request.getfixturevalue("redis_url")
+        env["AGENT_RELAY_URL"] = url
+        monkeypatch.setenv("AGENT_RELAY_URL", url)
+    return name
+
+
+def stored_registry(store_home: Path) -> dict:
+    """{"agents": {id: entry}, "names": {name: id}} as the store this test's world holds it: the
+    file store's registry.json (empty when absent), or Redis's relay:agents/relay:names with each
+    entry's `host` left out (tests/test_redis_hosts.py checks hosts), so one assertion fits both."""
+    url = os.environ.get("AGENT_RELAY_URL")
+    if not url:
+        path = store_home / "registry.json"
+        return json.loads(path.read_text()) if path.exists() else {"agents": {}, "names": {}}
+    import redis
+
+    with redis.Redis.from_url(url, socket_timeout=5) as client:
+        agents = {k.decode(): json.loads(v) for k, v in client.hgetall("relay:agents").items()}
+        names = {k.decode(): v.decode() for k, v in client.hgetall("relay:names").items()}
+    for entry in agents.values():
+        entry.pop("host", None)
+    return {"agents": agents, "names": names}
+
+
+def mailbox_lines(store_home: Path, session_id: str) -> list[bytes]:
+    """The session's queued mail, oldest first, each message's JSON as the store keeps it (a
+    mailbox line on files; the stream entry's `m` field on Redis, byte-identical to that line)."""
+    url = os.environ.get("AGENT_RELAY_URL")
+    if not url:
+        path = store_home / "mailbox" / f"{session_id}.jsonl"
+        return path.read_bytes().splitlines() if path.exists() else []
+    import redis
+
+    with redis.Redis.from_url(url, socket_timeout=5) as client:
+        return [fields[b"m"] for _, fields in client.xrange(f"relay:mbox:{session_id}")]
+
+
+def plant_registry(store_home: Path, data: dict) -> None:
+    """Replace the registry with `data` ({"agents", "names"}) as written by hand, bypassing every
+    check (a planted or hostile store): registry.json on files, the two hashes on Redis."""
+    url = os.environ.get("AGENT_RELAY_URL")
+    if not url:
+        store_home.mkdir(mode=0o700, exist_ok=True)
+        (store_home / "registry.json").write_text(json.dumps(data))
+        return
+    import redis
+
+    with redis.Redis.from_url(url, socket_timeout=5) as client:
+        client.delete("relay:agents", "relay:names")
+        for session_id, entry in data.get("agents", {}).items():
+            client.hset("relay:agents", session_id, json.dumps(entry))
+        for name, session_id in data.get("names", {}).items():
+            client.hset("relay:names", name, session_id)
+
+
+def plant_mail(store_home: Path, recipient: str, messages: list[dict]) -> None:
+    """Queue these messages as they are (no face's checks): appended to the mailbox file on files,
+    enqueued through the Redis store (a stream entry is the same JSON) on Redis."""
+    url = os.environ.get("AGENT_RELAY_URL")
+    if not url:
+        for sub in ("", "mailbox"):
+            (store_home / sub).mkdir(mode=0o700, exist_ok=True)
+        with (store_home / "mailbox" / f"{recipient}.jsonl").open("a", encoding="utf-8") as out:
+            for message in messages:
+                out.write(json.dumps(message, ensure_ascii=False) + "\n")
+        return
+    from relay.store_api import open_store
+
+    store = open_store()
+    for message in messages:
+        store.enqueue(recipient, message)
+
+
+def plant_receipt(store_home: Path, receipt: dict) -> None:
+    """Keep a receipt as written by hand (no face): receipts/<id>.json on files, the receipt hash on Redis."""
+    message_id = str(receipt["id"])
+    url = os.environ.get("AGENT_RELAY_URL")
+    if not url:
+        receipts = store_home / "receipts"
+        receipts.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = receipts / f"{message_id}.json"
+        path.write_text(json.dumps(receipt))
+        path.chmod(0o600)
+        return
+    import redis
+
+    with redis.Redis.from_url(url, socket_timeout=5) as client:
+        client.hset(f"relay:rcpt:{message_id}", mapping={"doc": json.dumps(receipt), "changed": repr(time.time())})
+
+
+def store_snapshot(store_home: Path) -> dict[str, object]:
+    """Everything the store holds, to compare before and after: every path under `store_home`
+    (mode, size, mtime, ctime, inode) and, on Redis, every key's DUMP (a stream's dump holds its
+    consumer groups and their pending claims, so a take put back shows too)."""
+    found: dict[str, object] = {}
+    if store_home.exists():
+        for path in [store_home, *sorted(store_home.rglob("*"))]:
+            info = path.lstat()
+            key = str(path.relative_to(store_home))
+            found[key] = (info.st_mode, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+    url = os.environ.get("AGENT_RELAY_URL")
+    if url:
+        import redis
+
+        with redis.Redis.from_url(url, socket_timeout=5) as client:
+            for key in sorted(client.scan_iter(count=1000)):
+                found[f"redis {key.decode()}"] = client.dump(key)
+    return found
 
 
 @pytest.fixture

@@ -11,16 +11,19 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import new_id, queued_to
+from conftest import new_id, queued_to, stored_registry
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_bus import by_id, call, run_bus, tool_json
 
 from relay.ids import check_name, name_from_dir
 
+# Black-box through the faces: each test runs on the file store and on Redis (conftest's `world`).
+pytestmark = pytest.mark.usefixtures("world")
+
 
 def registry(store_home: Path) -> dict:
-    return json.loads((store_home / "registry.json").read_text())
+    return stored_registry(store_home)
 
 
 def start_event(sid: str, directory: Path | str) -> str:

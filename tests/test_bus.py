@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import new_id
+from conftest import mailbox_lines, new_id
 
 from relay.bus import Server
 from relay.store import Store
+
+# Black-box through the faces: each test runs on the file store and on Redis (conftest's `world`).
+pytestmark = pytest.mark.usefixtures("world")
 
 VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 LATEST = "2025-11-25"
@@ -417,6 +420,7 @@ ALL_CALLS = [
 ]
 
 
+@pytest.mark.files_only("puts AGENT_RELAY_HOME under a regular file; a failing Redis is test_redis_faces's")
 def test_unwritable_store_gives_is_error_results_and_a_clean_stdout(run_relay, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("I am a regular file\n")
@@ -437,6 +441,7 @@ def test_unwritable_store_gives_is_error_results_and_a_clean_stdout(run_relay, t
         assert "session-relay" in text
 
 
+@pytest.mark.files_only("puts AGENT_RELAY_HOME under a regular file")
 def test_unwritable_store_without_a_session_id(run_relay, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -447,6 +452,7 @@ def test_unwritable_store_without_a_session_id(run_relay, tmp_path):
         assert "result" in got[request_id], got[request_id]
 
 
+@pytest.mark.files_only("makes AGENT_RELAY_HOME read-only")
 def test_read_only_store(run_relay, tmp_path):
     if os.geteuid() == 0:
         pytest.skip("running as root: permissions do not stop writes (the under-a-file case covers it)")
@@ -463,6 +469,7 @@ def test_read_only_store(run_relay, tmp_path):
         assert tool_result(got[request_id])[0] is True
 
 
+@pytest.mark.files_only("holds the file store's .lock; Redis has no store-wide lock")
 def test_lock_busy_is_an_error_result_and_the_server_survives(relay_cmd, env, tmp_path, store_home):
     me, peer = new_id(), new_id()
     store_home.mkdir(mode=0o700)
@@ -771,7 +778,7 @@ def test_codex_meta_session_id_identifies_the_caller_per_call(run_relay, store_h
     assert tool_json(got[5])["id"] == second
     assert tool_json(got[6])["id"] is None  # a non-UUID is never taken as an id
     assert tool_json(got[8])["id"] is None
-    (message,) = [json.loads(x) for x in (store_home / "mailbox" / f"{peer}.jsonl").read_text().splitlines()]
+    (message,) = [json.loads(x) for x in mailbox_lines(store_home, peer)]
     assert (message["from"], message["fromName"]) == (first, "cx")
 
 
@@ -850,6 +857,7 @@ def test_pathological_json_never_kills_the_server(run_relay, line):
     assert b"Traceback" not in stderr
 
 
+@pytest.mark.files_only("plants a torn mailbox line and registry file; Redis's quarantine is test_redis_store's")
 def test_store_warnings_go_to_stderr_not_stdout(run_relay, store_home):
     """A corrupt registry and an unreadable mailbox line are reported on stderr; stdout stays frames."""
     me = new_id()

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import new_id, queued_to
+from conftest import new_id, queued_to, stored_registry
 from hypothesis import given
 from hypothesis import strategies as st
 from transcripts import fake_agent_cli, read_record
@@ -16,6 +16,9 @@ from relay import __version__
 from relay.argv import parse
 from relay.commands import SPECS
 from relay.doorbell import CLAUDE_WAKE_OPTIONS
+
+# Black-box through the faces: each test runs on the file store and on Redis (conftest's `world`).
+pytestmark = pytest.mark.usefixtures("world")
 
 COMMANDS = ("discover", "list", "register", "send", "inbox", "peek", "wake", "hook", "bus", "demo")
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -32,8 +35,7 @@ def one_line_error(result) -> str:
 
 
 def registry(store_home: Path) -> dict:
-    path = store_home / "registry.json"
-    return json.loads(path.read_text()) if path.exists() else {"agents": {}, "names": {}}
+    return stored_registry(store_home)
 
 
 def peek(run_relay, who):
@@ -164,6 +166,9 @@ def test_wake_missing_dir_exits_1(run_relay, tmp_path):
     assert str(gone) in err and "does not exist" in err
 
 
+@pytest.mark.files_only(
+    "holds the file store's .lock; Redis has no store-wide lock (test_redis_faces covers its faults)"
+)
 def test_lock_busy_exits_1(run_relay, store_home):
     sid = new_id()
     assert run_relay("register", "alice", "--id", sid).returncode == 0
@@ -265,7 +270,7 @@ def test_option_equals_form(run_relay, store_home):
 # -- register / list --------------------------------------------------------------------------
 
 
-def test_register_and_list(run_relay, store_home, tmp_path):
+def test_register_and_list(run_relay, store_home, tmp_path, world):
     a, b = new_id(), new_id()
     result = run_relay("register", "zeta", "--id", a, "--dir", "rel/dir", "--tool", "codex")
     assert result.returncode == 0, result.stderr
@@ -282,13 +287,17 @@ def test_register_and_list(run_relay, store_home, tmp_path):
     assert listed.returncode == 0
     entries = json.loads(listed.stdout)
     assert [e["name"] for e in entries] == ["alpha", "zeta"]
-    assert set(entries[0]) == {"id", "dir", "name", "tool", "lastSeen", "deliver"}
+    shared = {"host"} if world == "redis" else set()  # a store several machines share says where
+    assert set(entries[0]) == {"id", "dir", "name", "tool", "lastSeen", "deliver", *shared}
     assert entries[0]["deliver"] == "turn"  # the default, shown though not stored
 
     text = run_relay("list").stdout.decode().splitlines()
     assert len(text) == 2
     assert text[0].split()[:4] == ["alpha", "claude", b, "turn"]
-    assert text[1].split()[:5] == ["zeta", "codex", a, "turn", str(tmp_path / "rel" / "dir")]
+    if world == "redis":  # HOST before DIR (tests/test_redis_hosts.py)
+        assert text[1].split()[:6] == ["zeta", "codex", a, "turn", entries[1]["host"], str(tmp_path / "rel" / "dir")]
+    else:
+        assert text[1].split()[:5] == ["zeta", "codex", a, "turn", str(tmp_path / "rel" / "dir")]
 
 
 def test_register_upserts_and_rebinds_name(run_relay, store_home):

@@ -13,6 +13,9 @@ from conftest import new_id, queued_to
 from test_bus import Bus, by_id, call, run_bus, tool_json, tool_result
 from test_liveness import Procs, named_copy, proc_start, write_session
 
+# Black-box through the faces: each test runs on the file store and on Redis (conftest's `world`).
+pytestmark = pytest.mark.usefixtures("world")
+
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 

@@ -4,13 +4,15 @@ through the CLI and through the MCP server, black-box through RELAY_CMD."""
 import json
 
 import pytest
-from conftest import new_id
+from conftest import mailbox_lines, new_id
 from test_bus import by_id, call, run_bus, tool_json, tool_result
+
+# Black-box through the faces: each test runs on the file store and on Redis (conftest's `world`).
+pytestmark = pytest.mark.usefixtures("world")
 
 
 def stored(store_home, recipient: str) -> list[dict]:
-    path = store_home / "mailbox" / f"{recipient}.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return [json.loads(line) for line in mailbox_lines(store_home, recipient)]
 
 
 def test_cli_send_and_ask_carry_relay_hops(run_relay, store_home):

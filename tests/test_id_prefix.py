@@ -12,10 +12,14 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import new_id, queued_to
+from conftest import mailbox_lines, new_id, queued_to
+from conftest import plant_receipt as keep_receipt
 from test_autoname import project, registry, start
 from test_bus import by_id, call, run_bus, tool_json, tool_result
 from transcripts import fake_agent_cli
+
+# Black-box through the faces: each test runs on the file store and on Redis (conftest's `world`).
+pytestmark = pytest.mark.usefixtures("world")
 
 A1 = "abcdef01-1111-4000-8000-000000000001"
 A2 = "abcdef01-2222-4000-8000-000000000002"
@@ -100,7 +104,7 @@ def test_an_ambiguous_prefix_lists_the_candidates(run_relay, store_home):
     ):
         err = refused(run_relay(*args))
         assert "matches 2 sessions" in err and f"{A1} (one)" in err and f"{A2} (two)" in err, (args, err)
-    assert not (store_home / "mailbox" / f"{A1}.jsonl").exists()
+    assert mailbox_lines(store_home, A1) == []
     # one more character makes it unique
     assert queued_to(ok(run_relay("send", "abcdef01-2", "--", "x"))) == "two"
 
@@ -159,13 +163,9 @@ def test_status_and_reply_to_by_message_prefix(run_relay, store_home, api, tmp_p
 
 
 def plant_receipt(store_home: Path, message_id: str, sender: str, to: str) -> None:
-    receipts = store_home / "receipts"
-    receipts.mkdir(mode=0o700, parents=True, exist_ok=True)
     receipt = {"id": message_id, "from": sender, "to": to, "toName": None, "thread": message_id}
     receipt.update(queuedAt="2026-12-01T00:00:00.000Z", deliveredAt=None, repliedAt=None, replyId=None)
-    path = receipts / f"{message_id}.json"
-    path.write_text(json.dumps(receipt))
-    path.chmod(0o600)
+    keep_receipt(store_home, receipt)
 
 
 def test_an_ambiguous_message_prefix_lists_the_candidates(run_relay, store_home, api):

@@ -4,15 +4,21 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import new_id
+from conftest import mailbox_lines, new_id, stored_registry
 
 from relay import mcp_tools as tools
 from relay.errors import LockBusy, RelayError
 from relay.mail import MAX_BODY_BYTES
-from relay.store import Store
+from relay.store_api import open_store
+
+if TYPE_CHECKING:
+    from relay.store_api import StoreAPI
+
+# Through the tools, in-process: each test runs on the file store and on Redis (conftest's `world`).
+pytestmark = pytest.mark.usefixtures("world")
 
 
 @pytest.fixture
@@ -31,11 +37,12 @@ def me(env, project, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
-def store(env) -> Store:
-    return Store()
+def store(env, world) -> "StoreAPI":
+    """The store of this test's world (conftest's `world`: files, or Redis)."""
+    return open_store()
 
 
-def ok(store: Store, name: str, arguments: Any = None) -> dict[str, Any]:
+def ok(store: "StoreAPI", name: str, arguments: Any = None) -> dict[str, Any]:
     result, finish = tools.call(store, name, {} if arguments is None else arguments)
     json.dumps(result)  # it must be JSON for the wire
     if finish is not None:
@@ -43,17 +50,24 @@ def ok(store: Store, name: str, arguments: Any = None) -> dict[str, Any]:
     return result
 
 
-def fails(store: Store, name: str, arguments: Any) -> str:
+def fails(store: "StoreAPI", name: str, arguments: Any) -> str:
     with pytest.raises(RelayError) as caught:
         tools.call(store, name, arguments)
     return str(caught.value)
 
 
-def stored_mail(store_home: Path) -> list[Path]:
-    found: list[Path] = []
+def stored_mail(store_home: Path) -> list[object]:
+    """Every mailbox that holds mail: files under mailbox/ and inflight/, or streams not empty on Redis."""
+    found: list[object] = []
     for sub in ("mailbox", "inflight"):
         if (store_home / sub).is_dir():
             found += [p for p in (store_home / sub).iterdir() if p.suffix == ".jsonl"]
+    url = os.environ.get("AGENT_RELAY_URL")
+    if url:
+        import redis
+
+        with redis.Redis.from_url(url, socket_timeout=5) as client:
+            found += [key for key in client.scan_iter(match="relay:mbox:*") if client.xlen(key)]
     return found
 
 
@@ -91,12 +105,13 @@ def test_whoami_without_any_id(store, env, project):
     assert "hook" in got["note"]
 
 
-def test_whoami_registered(store, me, project):
+def test_whoami_registered(store, me, project, world):
     ok(store, "register", {"name": "api"})
     got = ok(store, "whoami")
     assert got["registered"] is True
     assert (got["id"], got["name"], got["dir"], got["tool"]) == (me, "api", str(project), "claude")
-    assert set(got) == {"registered", "id", "dir", "name", "tool", "lastSeen", "deliver"}
+    shared = {"host"} if world == "redis" else set()  # a store several machines share says where
+    assert set(got) == {"registered", "id", "dir", "name", "tool", "lastSeen", "deliver", *shared}
     assert got["deliver"] == "turn"
 
 
@@ -124,7 +139,7 @@ def test_register_self_and_rename(store, me, project, store_home):
     assert (first["registered"], first["id"], first["name"], first["dir"]) == (True, me, "one", str(project))
     second = ok(store, "register", {"name": "two"})
     assert second["name"] == "two"
-    registry = json.loads((store_home / "registry.json").read_text())
+    registry = stored_registry(store_home)
     assert registry["names"] == {"two": me}
     assert registry["agents"][me]["name"] == "two"
 
@@ -139,24 +154,24 @@ def test_register_another_session_only_while_it_is_unregistered(store, me, store
     other = new_id()
     got = ok(store, "register", {"name": "other", "id": other, "dir": "/o"})
     assert (got["id"], got["name"], got["dir"]) == (other, "other", "/o")
-    before = (store_home / "registry.json").read_text()
+    before = stored_registry(store_home)
     for arguments in ({"name": "renamed", "id": other}, {"name": "other", "id": other, "dir": "/evil"}):
         text = fails(store, "register", arguments)
         assert "registered already" in text and "leave out `id`" in text and "relay register" in text
-    assert (store_home / "registry.json").read_text() == before
+    assert stored_registry(store_home) == before
     assert ok(store, "whoami")["registered"] is False  # I am untouched
 
 
 def test_register_cannot_repoint_another_sessions_dir_or_tool(store, me, store_home):
     victim = new_id()
     store.register(victim, name="victim", directory="/victim/project", tool="codex")
-    before = (store_home / "registry.json").read_text()
+    before = stored_registry(store_home)
     for arguments in (
         {"name": "victim", "id": victim, "dir": "/attacker"},
         {"name": "mine-now", "id": victim.upper()},
     ):
         assert "registered already" in fails(store, "register", arguments)
-    assert (store_home / "registry.json").read_text() == before
+    assert stored_registry(store_home) == before
 
 
 def test_register_moves_a_name_from_a_session_that_is_not_running(store, me):
@@ -170,13 +185,13 @@ def test_register_moves_a_name_from_a_session_that_is_not_running(store, me):
 @pytest.mark.parametrize("name", ["cli", "CLI", "user", "System", "relay", "RELAY", "session-relay", "Session-Relay"])
 def test_register_refuses_reserved_names(store, me, store_home, name):
     assert "reserved" in fails(store, "register", {"name": name})
-    assert not (store_home / "registry.json").exists()
+    assert stored_registry(store_home)["agents"] == {}
 
 
 def test_register_without_a_known_id(store, env, project, store_home):
     text = fails(store, "register", {"name": "x"})
     assert "unknown" in text and "`id`" in text
-    assert not (store_home / "registry.json").exists()
+    assert stored_registry(store_home)["agents"] == {}
     # with an explicit id it works
     assert ok(store, "register", {"name": "x", "id": new_id()})["name"] == "x"
 
@@ -208,7 +223,7 @@ def test_register_without_a_known_id(store, env, project, store_home):
 def test_register_errors_store_nothing(store, me, store_home, arguments, needle):
     text = fails(store, "register", arguments)
     assert needle in text, text
-    assert not (store_home / "registry.json").exists()
+    assert stored_registry(store_home)["agents"] == {}
 
 
 # -- roster ----------------------------------------------------------------------------------------
@@ -242,7 +257,7 @@ def test_send_by_name_and_by_id(store, me, store_home):
     assert (got["ok"], got["delivered_to"], got["recipient_dir"]) == (True, "bob", "/b")
     assert "wake bob" in got["hint"]
     ok(store, "send", {"to": bob, "body": "two"})
-    lines = (store_home / "mailbox" / f"{bob}.jsonl").read_text().splitlines()
+    lines = mailbox_lines(store_home, bob)
     messages = [json.loads(line) for line in lines]
     assert [m["body"] for m in messages] == ["one", "two"]
     for message in messages:
@@ -255,7 +270,7 @@ def test_send_from_an_unknown_session(store, env, project, store_home):
     got = ok(store, "send", {"to": target, "body": "anon"})
     assert got["delivered_to"] == target and got["recipient_dir"] is None
     assert "--id" in got["hint"]
-    (message,) = [json.loads(x) for x in (store_home / "mailbox" / f"{target}.jsonl").read_text().splitlines()]
+    (message,) = [json.loads(x) for x in mailbox_lines(store_home, target)]
     assert (message["from"], message["fromName"]) == (None, None)
 
 
@@ -293,9 +308,11 @@ def test_send_errors_store_nothing(store, me, store_home, arguments, needle):
 def test_send_largest_body(store, me, store_home):
     bob = new_id()
     ok(store, "send", {"to": bob, "body": "x" * MAX_BODY_BYTES})
-    assert len(json.loads((store_home / "mailbox" / f"{bob}.jsonl").read_text())["body"]) == MAX_BODY_BYTES
+    (line,) = mailbox_lines(store_home, bob)
+    assert len(json.loads(line)["body"]) == MAX_BODY_BYTES
 
 
+@pytest.mark.files_only("holds the file store's .lock; Redis has no store-wide lock")
 def test_send_when_the_lock_is_busy(store, me, store_home, monkeypatch):
     import subprocess
     import sys

@@ -13,26 +13,27 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
-from conftest import new_id
+from conftest import new_id, plant_registry, stored_registry
 from test_bus import by_id, call, run_bus, tool_json, tool_result
 from test_liveness import Procs, sleep_binary, wait_for, write_session
 
 from relay import doorbell, hook, liveness, sessions
-from relay.store import Store
+from relay.store_api import open_store
+
+# Black-box through the faces: each test runs on the file store and on Redis (conftest's `world`).
+pytestmark = pytest.mark.usefixtures("world")
 
 HOSTILE = "api$(touch {x}) `touch {x}` 'q' \"dq\" sp ace;touch {x}|touch {x}&\\ $HOME ~ *"
 
 
 def registry(store_home: Path) -> dict:
-    path = store_home / "registry.json"
-    return json.loads(path.read_text()) if path.exists() else {"agents": {}, "names": {}}
+    return stored_registry(store_home)
 
 
 def plant(store_home: Path, sid: str, name: str, directory: str, tool: str = "claude") -> None:
-    """A registry entry written by hand, bypassing the name rule."""
-    store_home.mkdir(mode=0o700, exist_ok=True)
+    """A registry entry written by hand, bypassing the name rule (in whichever store the test's world uses)."""
     entry = {"id": sid, "dir": directory, "name": name, "tool": tool, "lastSeen": "2026-11-30T10:00:00.000Z"}
-    (store_home / "registry.json").write_text(json.dumps({"agents": {sid: entry}, "names": {name: sid}}))
+    plant_registry(store_home, {"agents": {sid: entry}, "names": {name: sid}})
 
 
 def fake_launcher(directory: Path, record: Path) -> Path:
@@ -110,7 +111,7 @@ def test_hostile_launcher_path_and_name_in_every_hint(env, store_home, tmp_path,
     project = tmp_path / "proj"
     project.mkdir()
     plant(store_home, sid, name, str(project))
-    entry = Store().registry().resolve(name)
+    entry = open_store().registry().resolve(name)
     assert entry is not None
 
     # the wake hint a sender gets
@@ -125,11 +126,13 @@ def test_hostile_launcher_path_and_name_in_every_hint(env, store_home, tmp_path,
     assert not marker.exists()
 
     # the hook's reply hint uses the same quoted launcher
-    Store().enqueue(
+    open_store().enqueue(
         sid, {"id": new_id(), "ts": "2026-11-30T10:00:00.000Z", "from": None, "fromName": "cli", "body": "hi"}
     )
     out = BytesIO()
-    hook.handle({"session_id": sid, "cwd": str(project), "hook_event_name": "SessionStart"}, "claude", out, Store())
+    hook.handle(
+        {"session_id": sid, "cwd": str(project), "hook_event_name": "SessionStart"}, "claude", out, open_store()
+    )
     context = json.loads(out.getvalue())["hookSpecificOutput"]["additionalContext"]
     assert sessions.shell_quote(str(launcher)) in context
     assert f"{launcher} " not in context  # never the raw path
