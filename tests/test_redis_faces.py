@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 import redis_server as redis_server_mod
-from conftest import new_id, queued_to
+from conftest import new_id, queued_to, require_redis
+from test_bus import Bus, call, req, tool_json, tool_result
 
 # What SPEC §16 allows a failing command, from its start to its exit.
 LIMIT_SECONDS = 3.0
@@ -159,3 +160,77 @@ def test_the_hook_with_a_wrong_password_or_db_exits_0_and_leaves_the_mail(
     assert done.returncode == 0 and b"wait for me" in done.stdout, done.stderr
     again, _ = _hook(run_relay, redis_url, sid, "UserPromptSubmit", tmp_path)
     assert again.returncode == 0 and again.stdout == b""
+
+
+# -- Redis stopped in the middle of a run -----------------------------------------------------------
+
+
+@pytest.fixture
+def own_redis(tmp_path) -> Iterator["redis_server_mod.RedisServer"]:
+    """A server of this test alone that keeps its data across a stop and start (appendfsync always)."""
+    require_redis()
+    server = redis_server_mod.RedisServer(tmp_path / "own-redis", persist=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_redis_stopped_mid_run_fails_send_fast_keeps_the_hook_quiet_and_loses_nothing(
+    run_relay, env, tmp_path, own_redis
+):
+    url = own_redis.url
+    env["AGENT_RELAY_URL"] = url
+    sid = new_id()
+    assert _hook(run_relay, url, sid, "SessionStart", tmp_path)[0].returncode == 0
+    for body in ("before 1", "before 2"):
+        assert run_relay("send", sid, "--", body).returncode == 0
+    own_redis.stop()
+    # a send fails within 3 s in one line (exit 1); the caller knows nothing was queued
+    done, took = _timed(run_relay, "send", sid, "--", "during", url=url)
+    assert done.returncode == 1 and took < LIMIT_SECONDS, (took, done.stderr)
+    _assert_one_failure_line(done.stderr.decode(), own_redis.password)
+    # the hook exits 0 on every event, says so, shows nothing
+    for event in ("UserPromptSubmit", "PostToolUse", "Stop", "SessionStart"):
+        done, took = _hook(run_relay, url, sid, event, tmp_path)
+        assert done.returncode == 0 and done.stdout == b"" and took < LIMIT_SECONDS, (event, took, done.stderr)
+        _assert_one_failure_line(done.stderr.decode(), own_redis.password)
+    own_redis.start()
+    # back: what was queued before the outage is delivered, once, in order, and sending works again
+    done, _ = _hook(run_relay, url, sid, "UserPromptSubmit", tmp_path)
+    assert done.returncode == 0, done.stderr
+    text = json.loads(done.stdout)["hookSpecificOutput"]["additionalContext"]
+    assert text.index("before 1") < text.index("before 2") and "during" not in text and "redelivered" not in text
+    assert run_relay("send", sid, "--", "after").returncode == 0
+    inbox = json.loads(run_relay("inbox", sid).stdout)
+    assert [m["body"] for m in inbox["messages"]] == ["after"]
+
+
+def test_a_bus_outlives_a_redis_outage(relay_cmd, env, tmp_path, own_redis):
+    """The MCP server answers each call while Redis is down with a tool error (one line, password
+    hidden), keeps serving, and works again once Redis is back: no restart of the session needed."""
+    env["AGENT_RELAY_URL"] = own_redis.url
+    me, peer = new_id(), new_id()
+    bus = Bus(relay_cmd, {**env, "CLAUDE_CODE_SESSION_ID": me}, tmp_path, tmp_path / "bus.err")
+    try:
+        bus.ask(req(1, "initialize", {"protocolVersion": "2025-06-18"}))
+        assert tool_json(bus.ask(call(2, "send", {"to": peer, "body": "one"})))["ok"] is True
+        own_redis.stop()
+        started = time.monotonic()
+        is_error, text = tool_result(bus.ask(call(3, "send", {"to": peer, "body": "lost?"})))
+        assert is_error is True and time.monotonic() - started < LIMIT_SECONDS
+        _assert_one_failure_line(text, own_redis.password)
+        own_redis.start()
+        assert tool_json(bus.ask(call(4, "send", {"to": peer, "body": "two"})))["ok"] is True
+    finally:
+        assert bus.close() == 0
+    inbox = json.loads(run_inbox(relay_cmd, env, peer))
+    assert [m["body"] for m in inbox["messages"]] == ["one", "two"]
+
+
+def run_inbox(relay_cmd: list[str], env: dict[str, str], session_id: str) -> bytes:
+    import subprocess
+
+    done = subprocess.run([*relay_cmd, "inbox", session_id], env=env, capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
