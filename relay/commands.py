@@ -72,6 +72,12 @@ SPECS: dict[str, Spec] = {
         positionals=("WHO",),
         message=True,
     ),
+    "doorbell": Spec(
+        "relay doorbell [--serve] [--per-minute N]",
+        "list the hosts whose doorbell is served, or serve this host's (Redis store)",
+        values=("--per-minute",),
+        flags=("--serve",),
+    ),
     "doctor": Spec(
         "relay doctor",
         "check the store and the installation; one PASS/WARN/FAIL line each, with its fix",
@@ -89,6 +95,7 @@ LIST_COLUMNS = ("NAME", "TOOL", "ID", "DELIVER", "DIR", "LAST SEEN")
 HOST_COLUMN = "HOST"  # before DIR, when the store is shared by several machines (Redis, SPEC §16)
 DISCOVER_COLUMNS = ("TOOL", "ID", "NAME", "LAST WRITE", "CWD")
 DEFAULT_ASK_SECONDS = 120.0
+DOORBELL_PER_MINUTE = 6  # relay.doorbell_serve.DEFAULT_PER_MINUTE
 
 
 def _print_json(value: Any, pretty: bool = True) -> None:
@@ -467,6 +474,12 @@ def wake_command(store: StoreAPI, parsed: Parsed) -> int:
         session_id, directory, tool = str(entry["id"]), entry.get("dir"), entry.get("tool", "claude")
         label = str(entry.get("name") or session_id)
         words = parsed.words
+        host = store.wake_host(entry)
+        if host is not None:  # its doorbell rings on its own host (SPEC §16)
+            from relay.doorbell_serve import wake_elsewhere
+
+            force, dry = "--force" in parsed.flags, "--dry" in parsed.flags
+            return wake_elsewhere(store, host, entry, label, words, force=force, dry=dry)
     planned = doorbell.plan(tool, session_id, directory)
     dry = "--dry" in parsed.flags
     limits = wakeguard.Limits()  # a bad setting is an error before anything is queued
@@ -481,6 +494,23 @@ def wake_command(store: StoreAPI, parsed: Parsed) -> int:
         return 0
     with ticket:
         return doorbell.ring(launch, ticket, label)
+
+
+def doorbell_command(store: StoreAPI, parsed: Parsed) -> int:
+    """List the hosts whose doorbell is served, or serve this host's until SIGTERM or SIGINT
+    (relay.doorbell_serve)."""
+    if "--serve" not in parsed.flags:
+        from relay.doorbell_serve import show_served
+
+        return show_served(store)
+    per_minute = _number(parsed, "--per-minute", DOORBELL_PER_MINUTE)
+    if per_minute != int(per_minute):
+        raise UsageError("--per-minute needs a whole number")
+    from relay.cli import long_lived
+    from relay.doorbell_serve import serve
+
+    long_lived()
+    return serve(store, int(per_minute))
 
 
 def doctor_command(store: StoreAPI, parsed: Parsed) -> int:
@@ -523,6 +553,7 @@ HANDLERS = {
     "inbox": inbox_command,
     "peek": peek_command,
     "wake": wake_command,
+    "doorbell": doorbell_command,
     "doctor": doctor_command,
     "gc": gc_command,
 }

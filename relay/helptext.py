@@ -12,7 +12,14 @@ import textwrap
 
 from relay import __version__
 from relay.argv import Spec
-from relay.commands import DEFAULT_ASK_SECONDS, DISCOVER_COLUMNS, LIST_COLUMNS, MAX_ASK_SECONDS, SPECS
+from relay.commands import (
+    DEFAULT_ASK_SECONDS,
+    DISCOVER_COLUMNS,
+    DOORBELL_PER_MINUTE,
+    LIST_COLUMNS,
+    MAX_ASK_SECONDS,
+    SPECS,
+)
 from relay.ids import RESERVED_NAMES
 
 # The defaults of relay.discover and relay.gc, written out because those modules import orjson and
@@ -214,11 +221,17 @@ TOPICS: dict[str, Topic] = {
         "prompt is always relay's own fixed nudge: MESSAGE is queued as ordinary mail first, so it reaches "
         "the model fenced like any mail. Refused (exit 75, all mail stays queued) while the session runs in "
         "its CLI, while a wake of it runs, when its mail is RELAY_MAX_HOPS wakes deep, or past "
-        "RELAY_WAKE_BUDGET wakes in the last hour.",
+        "RELAY_WAKE_BUDGET wakes in the last hour. With the Redis store, a session on another host rings "
+        "there: the wake is posted to that host's doorbell server (relay doorbell), which answers; without "
+        "one, exit 1 with the command to run on that host.",
         output=(
             "the woken CLI's own stdout and stderr, then one line on stderr: relay: woke NAME: TOOL exited "
             "STATUS after SECONDS s",
-            "--dry: one JSON line {tool, cmd, args, cwd}, the command it would run",
+            "--dry: one JSON line {tool, cmd, args, cwd}, the command it would run ({..., host} for a session "
+            "on another host)",
+            "a session on another host: one line, posted the wake of NAME to HOST's doorbell (request ID): TOOL "
+            "started there (pid N); or its refusal (exit 75); or, with no doorbell server there: on HOST run: "
+            "relay wake NAME (exit 1)",
         ),
         example="relay wake backend -- the schema changed",
         exits={
@@ -240,6 +253,32 @@ TOPICS: dict[str, Topic] = {
             "--force": ("", "wake even a session that seems to run now (overrides only that check)", "off"),
         },
         positionals={"WHO": WHO, "MESSAGE": "optional: " + MESSAGE},
+    ),
+    "doorbell": Topic(
+        "Lists the hosts whose doorbell is served now. With --serve and the Redis store (AGENT_RELAY_URL), "
+        "serves this host's doorbell: `relay wake` of a session on "
+        "this host, run on another host, is posted here, and this server rings it under the same guardrails "
+        "as a local wake (live, resume lock, RELAY_MAX_HOPS, RELAY_WAKE_BUDGET) and answers the waker. It "
+        "advertises itself with a heartbeat while it runs; one server per host (RELAY_HOST names the host). "
+        "Requests past the rate wait in the stream; a request a killed server left unanswered is handled "
+        "when it starts again. SIGTERM or Ctrl-C stops it; the programs it woke run on. With the local store "
+        "it exits 1: every session is on this machine.",
+        output=(
+            "without --serve: one line per host whose doorbell is served (this host marked), or a note",
+            "--serve: one line when it starts and stops, and one per request: request ID from HOST: STATE: what "
+            "happened; one when a program it woke ends: woke NAME: TOOL exited STATUS after SECONDS s",
+        ),
+        example="relay doorbell --serve --per-minute 4",
+        exits={
+            "0": "listed; or, with --serve, stopped by SIGTERM or SIGINT",
+            "1": "--serve with the local store (no other hosts), another server already serves this host, or "
+            "Redis failed",
+            "2": "",
+        },
+        options={
+            "--serve": ("", "serve this host's doorbell until stopped", "off: list the served hosts"),
+            "--per-minute": ("N", "ring at most N wakes a minute; more wait their turn", str(DOORBELL_PER_MINUTE)),
+        },
     ),
     "doctor": Topic(
         "Checks the store and reports every problem it finds: foreign owners, loose modes, planted links, "

@@ -39,7 +39,7 @@ import os
 import socket
 import time
 from _collections_abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.exceptions import RedisError, WatchError
@@ -64,6 +64,9 @@ from relay.store import (
     _to_json,
     mailbox_max,
 )
+
+if TYPE_CHECKING:
+    from relay.doorbell_serve import RedisDoorbells
 
 GROUP = "takers"
 PARKED = "~parked"
@@ -848,6 +851,20 @@ class RedisStore:
 
     def wake_note(self, session_id: str) -> tuple[bool, bytes]:
         return self._local().wake_note(session_id)
+
+    # -- wakes across hosts (SPEC §16): a session's wake rings on its own host ------------------
+
+    def wake_host(self, entry: Entry) -> str | None:
+        """The host a session runs on when that is not this one (its `host`; RELAY_HOST overrides
+        this host's name); None when its wake rings here (also for an entry without `host`)."""
+        host = entry.get("host")
+        return host if isinstance(host, str) and host and host != self.host else None
+
+    def doorbells(self) -> "RedisDoorbells":
+        """The hosts' doorbell streams: posting a wake to another host, serving this host's."""
+        from relay.doorbell_serve import RedisDoorbells
+
+        return RedisDoorbells(self)
 
     # -- wake budgets and auto-wake counts: shared, so every host counts the same wakes ---------
 

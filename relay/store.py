@@ -641,6 +641,15 @@ class Store:
         lock = WakeLock(self._doorbell_file(session_id, ".lock"), deadline=0)
         return lock if self._claim_lock(lock, "a wake's lock") else None
 
+    def wake_host(self, entry: "Entry") -> str | None:
+        """The other host a session's wake must ring on; never one here: every session of a
+        local store is on this machine."""
+        return None
+
+    def doorbells(self) -> None:
+        """No doorbell streams: a local store has no other hosts to ring (relay.doorbell_serve)."""
+        return None
+
     def wake_note(self, session_id: str) -> tuple[bool, bytes]:
         """(held, note) of the session's resume lock, without taking it: whether a wake holds it
         now, and what its last woken program noted there (WakeLock). Never called by the holder:

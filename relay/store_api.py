@@ -75,6 +75,50 @@ if TYPE_CHECKING:
         def note(self) -> bytes: ...
         def release(self) -> None: ...
 
+    class DoorbellsAPI(Protocol):
+        """The hosts' doorbell streams (relay.doorbell_serve.RedisDoorbells): a wake of a session on
+        another host is posted to that host's stream, and its `relay doorbell --serve` rings it there."""
+
+        here: str
+
+        def serving(self, host: str) -> bool:
+            """Does a doorbell server on `host` answer now (its heartbeat has not expired)?"""
+            ...
+
+        def served_hosts(self) -> list[str]:
+            """Every host whose doorbell server answers now, sorted."""
+            ...
+
+        def post(self, host: str, request: dict[str, object]) -> str:
+            """Queue a wake request on `host`'s stream; its request id (the answers' address)."""
+            ...
+
+        def answer(self, request_id: str, seconds: float) -> dict[str, object] | None:
+            """The server's first answer to a request, waiting at most `seconds`; None when none came."""
+            ...
+
+        # the server's side, on its own host
+        def claim_server(self) -> None:
+            """Become this host's one server (RelayError while another live one is)."""
+            ...
+
+        def heartbeat(self) -> bool:
+            """Renew the server's liveness key; False when another server took it over."""
+            ...
+
+        def release_server(self) -> None: ...
+
+        def read(self, backlog: bool, block_ms: int) -> list[tuple[str, dict[str, object] | None]]:
+            """The next request (stream id, request or None when it does not parse): with `backlog`,
+            one a dead server of this host read and never acked; else a new one, waiting up to block_ms."""
+            ...
+
+        def ack(self, stream_id: str) -> None: ...
+
+        def reply(self, request_id: str, answer: dict[str, object]) -> None:
+            """Hand the waker an answer (refused, started, error; later ended)."""
+            ...
+
     class StoreAPI(Protocol):
         """What the faces (hook, bus, CLI, MCP tools) and core (mail, sessions, gc, wakeguard,
         watch, doctor) call. `warn` reports a problem the store fixed by itself (one line)."""
@@ -190,6 +234,15 @@ if TYPE_CHECKING:
 
         def spend_wake(self, session_id: str, since: float, now: float, budget: int) -> list[float]:
             """Atomically: the wakes in (since, now], and one more at `now` when under `budget`."""
+            ...
+
+        # -- wakes across hosts (SPEC §16) --
+        def wake_host(self, entry: Entry) -> str | None:
+            """The other host whose doorbell must ring for this session; None when it rings here."""
+            ...
+
+        def doorbells(self) -> DoorbellsAPI | None:
+            """The hosts' doorbell streams; None when the store has no other hosts (the file store)."""
             ...
 
         # -- collection and diagnosis (SPEC §15) --
