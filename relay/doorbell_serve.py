@@ -356,6 +356,9 @@ def _handle(
 ) -> bool:
     """Ring one request (or refuse it), ack it, and answer the waker; True when a program started."""
     rid = request.get("rid") if request is not None else None
+    from relay import faults
+
+    faults.checkpoint("doorbell-handle")  # crash tests: read, not yet handled nor acked
     try:
         answer, started = _ring(store, request)
     except Exception as err:  # one bad request never stops the server
