@@ -362,3 +362,36 @@ def test_the_default_rate_is_the_one_the_help_states():
     from relay import commands, doorbell_serve
 
     assert commands.DOORBELL_PER_MINUTE == doorbell_serve.DEFAULT_PER_MINUTE
+
+
+def test_an_acl_user_with_the_stores_commands_runs_the_doorbell(redis_server, redis_url, tmp_path, monkeypatch):
+    """The managed-Redis ACL user (README, test_redis_store.ACL_COMMANDS) is enough for both sides."""
+    from test_redis_store import ACL_COMMANDS
+
+    from relay.redis_store import RedisStore
+
+    with redis_server.client() as admin:
+        admin.execute_command(
+            "ACL", "SETUSER", "relay", "reset", "on", ">relay-pw", "~relay:*", "resetchannels",
+            *(f"+{command}" for command in ACL_COMMANDS.split()),
+        )  # fmt: skip
+    try:
+        url = f"redis://relay:relay-pw@127.0.0.1:{redis_server.port}/0"
+        monkeypatch.setenv("RELAY_HOST", HOST_B)
+        server = RedisStore(url, home=str(tmp_path / "b")).doorbells()
+        monkeypatch.setenv("RELAY_HOST", "box-a")
+        waker = RedisStore(url, home=str(tmp_path / "a")).doorbells()
+        server.claim_server()
+        assert server.heartbeat() and waker.serving(HOST_B) and waker.served_hosts() == [HOST_B]
+        request_id = waker.post(HOST_B, {"id": new_id()})
+        assert server.read(True, 100) == []
+        [(stream_id, request)] = server.read(False, 100)
+        assert request is not None and request["rid"] == request_id and request["from"] == "box-a"
+        server.ack(stream_id)
+        server.reply(request_id, {"state": "refused", "line": "no"})
+        assert waker.answer(request_id, 2) == {"state": "refused", "line": "no"}
+        server.release_server()
+        assert not waker.serving(HOST_B)
+    finally:
+        with redis_server.client() as admin:
+            admin.execute_command("ACL", "DELUSER", "relay")

@@ -705,11 +705,12 @@ def test_two_hosts_share_one_redis_and_a_killed_taker_there_is_redelivered_here(
 
 # -- the least a managed Redis must grant (README "Several machines": the ACL user) ------------------
 
-# Every command the store sends, directly or from its scripts (which Redis checks against the same ACL).
+# Every command the store sends, directly or from its scripts (which Redis checks against the same ACL);
+# blpop is the cross-host wake's (tests/test_cross_host_wake.py runs the doorbell as this user).
 ACL_COMMANDS = (
     "ping select eval xadd xack xdel xlen xrange xrevrange xpending xgroup|create xgroup|delconsumer "
     "xreadgroup xclaim get set del exists incr incrby decrby expire sadd srem scard hset hsetnx hget hgetall "
-    "hdel rpush zadd zrangebyscore zremrangebyscore scan watch multi exec unwatch"
+    "hdel rpush zadd zrangebyscore zremrangebyscore scan watch multi exec unwatch blpop"
 )
 
 
