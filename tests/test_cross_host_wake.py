@@ -287,6 +287,33 @@ def test_the_server_stops_cleanly_on_a_signal_and_stops_advertising(run_relay, w
     assert one_line(run_relay("wake", "web")).endswith("on box-b run: relay wake web")
 
 
+def test_a_stopped_server_leaves_its_woken_program_running_and_still_guarded(run_relay, world, tmp_path):
+    register_on_b(run_relay, world)
+    until = tmp_path / "until"
+    server = world.serve(FAKE_UNTIL=str(until))
+    server.line("serving the doorbell")
+    posted(run_relay("wake", "web"))
+    assert wait_for(lambda: len(world.agent.runs()) == 1)
+    assert server.stop() == 0
+    assert server.lines[-1].endswith("; 1 woken program(s) still run on their own"), server.lines
+    [run] = world.agent.runs()
+    os.kill(run["pid"], 0)  # still running
+    again = world.serve(FAKE_UNTIL=str(until))
+    again.line("serving the doorbell")
+    line = one_line(refused := run_relay("wake", "web"))
+    assert refused.returncode == 75 and "a wake of it that relay started is still running" in line, line
+    until.touch()
+    assert wait_for(lambda: not os.path.exists(f"/proc/{run['pid']}") or _zombie(run["pid"]))
+    assert len(world.agent.runs()) == 1
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def test_the_rate_holds_requests_in_the_stream_and_none_is_lost(run_relay, world, redis_server):
     register_on_b(run_relay, world, "web")
     register_on_b(run_relay, world, "api")
