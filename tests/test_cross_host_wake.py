@@ -235,6 +235,17 @@ def test_the_waker_hops_and_force_travel_and_dry_posts_nothing(run_relay, world,
     assert [run["hops"] for run in world.agent.runs()] == ["3"], "the waker's RELAY_HOPS reaches the woken program"
 
 
+def test_a_wake_the_serving_host_cannot_ring_is_an_error_line_for_the_waker(run_relay, world):
+    register_on_b(run_relay, world)
+    server = world.serve(PATH="/usr/bin:/bin")  # no agent CLI on host B
+    server.line("serving the doorbell")
+    done = run_relay("wake", "web")
+    line = one_line(done)
+    assert done.returncode == 1 and line.startswith(f"relay: {HOST_B}'s doorbell could not wake web: "), line
+    assert "`claude` is not on PATH" in line and world.agent.runs() == []
+    assert server.proc.poll() is None, "one request that cannot ring never stops the server"
+
+
 # -- the guardrails hold on the serving host --------------------------------------------------------
 
 
