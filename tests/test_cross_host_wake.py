@@ -325,6 +325,21 @@ def _zombie(pid: int) -> bool:
         return True
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_an_idle_server_waits_without_spinning(run_relay, world):
+    server = world.serve()
+    server.line("serving the doorbell")
+    before = _cpu_seconds(server.proc.pid)
+    time.sleep(4)
+    spent = _cpu_seconds(server.proc.pid) - before
+    assert spent < 0.4, f"an idle server used {spent:.2f} s of CPU in 4 s"
+    assert server.stop() == 0
+
+
 def test_the_rate_holds_requests_in_the_stream_and_none_is_lost(run_relay, world, redis_server):
     register_on_b(run_relay, world, "web")
     register_on_b(run_relay, world, "api")
