@@ -114,7 +114,7 @@ def unshare_ok() -> bool:
 
 
 @pytest.fixture
-def world(env, redis_url, tmp_path):
+def hosts(env, redis_url, tmp_path):
     made = World(env, redis_url, tmp_path)
     try:
         yield made
@@ -122,13 +122,13 @@ def world(env, redis_url, tmp_path):
         made.stop_all()
 
 
-def on_b(run_relay, world: World, *args: str, **extra: str):
-    return run_relay(*args, extra_env={**world.b_env, **extra})
+def on_b(run_relay, hosts: World, *args: str, **extra: str):
+    return run_relay(*args, extra_env={**hosts.b_env, **extra})
 
 
-def register_on_b(run_relay, world: World, name: str = "web") -> str:
+def register_on_b(run_relay, hosts: World, name: str = "web") -> str:
     sid = new_id()
-    done = on_b(run_relay, world, "register", name, "--id", sid, "--dir", str(world.project), "--tool", "claude")
+    done = on_b(run_relay, hosts, "register", name, "--id", sid, "--dir", str(hosts.project), "--tool", "claude")
     assert done.returncode == 0, done.stderr
     return sid
 
@@ -157,8 +157,8 @@ def posted(done: subprocess.CompletedProcess) -> str:
 # -- no server there: refused with the command to run there ---------------------------------------
 
 
-def test_a_session_on_another_host_is_refused_with_the_command_to_run_there(run_relay, world):
-    sid = register_on_b(run_relay, world)
+def test_a_session_on_another_host_is_refused_with_the_command_to_run_there(run_relay, hosts):
+    sid = register_on_b(run_relay, hosts)
     done = run_relay("wake", "web", "--", "please look")
     line = one_line(done)
     assert done.returncode == 1 and done.stdout == b""
@@ -169,17 +169,17 @@ def test_a_session_on_another_host_is_refused_with_the_command_to_run_there(run_
     assert f"your message {queued[0]['id']} is queued; " in line
     # the options that matter travel into the command, shell-quoted
     assert one_line(run_relay("wake", sid, "--force")).endswith("on box-b run: relay wake web --force")
-    assert world.agent.runs() == []
+    assert hosts.agent.runs() == []
     # the same session rings locally on its own host (here: its --dry plan)
-    done = on_b(run_relay, world, "wake", "web", "--dry")
-    assert done.returncode == 0 and json.loads(done.stdout)["cwd"] == str(world.project), done.stderr
+    done = on_b(run_relay, hosts, "wake", "web", "--dry")
+    assert done.returncode == 0 and json.loads(done.stdout)["cwd"] == str(hosts.project), done.stderr
 
 
-def test_the_command_shown_is_shell_quoted(run_relay, world, redis_server):
+def test_the_command_shown_is_shell_quoted(run_relay, hosts, redis_server):
     """Names are checked when registered, but anyone holding the Redis credentials can plant an entry:
     the command shown must still be one a shell reads as exactly that name."""
     sid = new_id()
-    planted = {"id": sid, "name": "we b;x", "tool": "claude", "dir": str(world.project), "host": HOST_B}
+    planted = {"id": sid, "name": "we b;x", "tool": "claude", "dir": str(hosts.project), "host": HOST_B}
     with redis_server.client() as client:
         client.hset("relay:agents", sid, json.dumps(planted))
     assert one_line(run_relay("wake", sid)).endswith("on box-b run: relay wake 'we b;x'")
@@ -188,20 +188,20 @@ def test_the_command_shown_is_shell_quoted(run_relay, world, redis_server):
 # -- a serving host rings it -----------------------------------------------------------------------
 
 
-def test_a_wake_posted_to_a_serving_host_on_a_real_second_host_rings_there(run_relay, world):
+def test_a_wake_posted_to_a_serving_host_on_a_real_second_host_rings_there(run_relay, hosts):
     if not unshare_ok():
         if os.environ.get("RELAY_REQUIRE_REDIS") == "1":
             pytest.fail("unshare -u as root is required for the several-hosts test")
         pytest.skip("needs root and unshare -u for a second host name")
     sid = new_id()
     # host B's own hook registers the session there (its entry's host is B's real host name)
-    event = json.dumps({"session_id": sid, "hook_event_name": "SessionStart", "cwd": str(world.project)})
-    env_b = {k: v for k, v in world.b_env.items() if k != "RELAY_HOST"}
+    event = json.dumps({"session_id": sid, "hook_event_name": "SessionStart", "cwd": str(hosts.project)})
+    env_b = {k: v for k, v in hosts.b_env.items() if k != "RELAY_HOST"}
     hooked = subprocess.run(unshare([*relay_command(), "hook"]), input=event.encode(), env=env_b, capture_output=True)
     assert hooked.returncode == 0 and hooked.stderr == b"", hooked.stderr
     assert run_relay("register", "web", "--id", sid).returncode == 0
     assert json.loads(run_relay("list", "--json").stdout)[0]["host"] == HOST_B
-    server = world.serve(unshared=True)
+    server = hosts.serve(unshared=True)
     assert HOST_B in server.line("serving the doorbell of")
     served = run_relay("doorbell")
     assert served.returncode == 0 and served.stdout.decode() == f"{HOST_B}\n", served
@@ -209,7 +209,7 @@ def test_a_wake_posted_to_a_serving_host_on_a_real_second_host_rings_there(run_r
     out = posted(done)
     pid = int(out.rsplit("(pid ", 1)[1].rstrip(")\n"))
     server.line("woke web: claude exited 0")
-    [run] = world.agent.runs()
+    [run] = hosts.agent.runs()
     assert run["prog"] == "claude" and run["pid"] == pid and run["hops"] == "1"
     assert run["argv"][:3] == ["-p", "--resume", sid]
     assert bodies(run_relay, "web") == ["the schema changed"]  # queued as mail; the fake read none
@@ -217,11 +217,11 @@ def test_a_wake_posted_to_a_serving_host_on_a_real_second_host_rings_there(run_r
     assert server.lines[-1] == f"relay: stopped serving the doorbell of {HOST_B}"
 
 
-def test_the_waker_hops_and_force_travel_and_dry_posts_nothing(run_relay, world, procs, tmp_path):
-    register_on_b(run_relay, world)
+def test_the_waker_hops_and_force_travel_and_dry_posts_nothing(run_relay, hosts, procs, tmp_path):
+    register_on_b(run_relay, hosts)
     sid = json.loads(run_relay("list", "--json").stdout)[0]["id"]
-    live_claude(procs, world.b_env, tmp_path, sid)  # the session runs on B: B's /proc says so
-    server = world.serve()
+    live_claude(procs, hosts.b_env, tmp_path, sid)  # the session runs on B: B's /proc says so
+    server = hosts.serve()
     server.line("serving the doorbell")
     dry = run_relay("wake", "web", "--dry")
     assert dry.returncode == 0 and json.loads(dry.stdout)["host"] == HOST_B, dry.stderr
@@ -232,62 +232,62 @@ def test_the_waker_hops_and_force_travel_and_dry_posts_nothing(run_relay, world,
     assert bodies(run_relay, "web") == ["hello"]
     posted(run_relay("wake", "web", "--force", extra_env={"RELAY_HOPS": "2"}))
     server.line("woke web: claude exited 0")
-    assert [run["hops"] for run in world.agent.runs()] == ["3"], "the waker's RELAY_HOPS reaches the woken program"
+    assert [run["hops"] for run in hosts.agent.runs()] == ["3"], "the waker's RELAY_HOPS reaches the woken program"
 
 
-def test_a_wake_the_serving_host_cannot_ring_is_an_error_line_for_the_waker(run_relay, world):
-    register_on_b(run_relay, world)
-    server = world.serve(PATH="/usr/bin:/bin")  # no agent CLI on host B
+def test_a_wake_the_serving_host_cannot_ring_is_an_error_line_for_the_waker(run_relay, hosts):
+    register_on_b(run_relay, hosts)
+    server = hosts.serve(PATH="/usr/bin:/bin")  # no agent CLI on host B
     server.line("serving the doorbell")
     done = run_relay("wake", "web")
     line = one_line(done)
     assert done.returncode == 1 and line.startswith(f"relay: {HOST_B}'s doorbell could not wake web: "), line
-    assert "`claude` is not on PATH" in line and world.agent.runs() == []
+    assert "`claude` is not on PATH" in line and hosts.agent.runs() == []
     assert server.proc.poll() is None, "one request that cannot ring never stops the server"
 
 
 # -- the guardrails hold on the serving host --------------------------------------------------------
 
 
-def test_hops_refuse_a_wake_posted_from_another_host(run_relay, world):
-    register_on_b(run_relay, world)
-    server = world.serve()
+def test_hops_refuse_a_wake_posted_from_another_host(run_relay, hosts):
+    register_on_b(run_relay, hosts)
+    server = hosts.serve()
     server.line("serving the doorbell")
     done = run_relay("wake", "web", extra_env={"RELAY_HOPS": "6"})
     line = one_line(done)
     assert done.returncode == 75 and "6 wakes deep (RELAY_MAX_HOPS=6)" in line, line
-    assert world.agent.runs() == []
+    assert hosts.agent.runs() == []
     server.line("refused: not waking web")
 
 
-def test_the_resume_lock_and_the_budget_refuse_on_the_serving_host(run_relay, world, tmp_path):
-    register_on_b(run_relay, world)
+def test_the_resume_lock_and_the_budget_refuse_on_the_serving_host(run_relay, hosts, tmp_path):
+    register_on_b(run_relay, hosts)
     until = tmp_path / "until"
-    server = world.serve(RELAY_WAKE_BUDGET="2", FAKE_UNTIL=str(until))
+    server = hosts.serve(RELAY_WAKE_BUDGET="2", FAKE_UNTIL=str(until))
     server.line("serving the doorbell")
     posted(run_relay("wake", "web"))
-    assert wait_for(lambda: len(world.agent.runs()) == 1)
+    assert wait_for(lambda: len(hosts.agent.runs()) == 1)
     line = one_line(running := run_relay("wake", "web"))
     assert running.returncode == 75 and "a wake of it that relay started is still running" in line, line
     until.touch()
     server.line("woke web: claude exited 0")
     posted(run_relay("wake", "web"))  # the lock went with its program
     server.line("request", timeout=5)
-    assert wait_for(lambda: len(world.agent.runs()) == 2)
+    assert wait_for(lambda: len(hosts.agent.runs()) == 2)
     assert wait_for(lambda: sum("woke web: claude exited 0" in line for line in server.lines) == 2)
     over = run_relay("wake", "web", "--", "third time")
     line = one_line(over)
     assert over.returncode == 75 and "RELAY_WAKE_BUDGET=2" in line and "your message" in line, line
-    assert len(world.agent.runs()) == 2 and bodies(run_relay, "web") == ["third time"]
+    assert len(hosts.agent.runs()) == 2 and bodies(run_relay, "web") == ["third time"]
 
 
 # -- bounded, and clean to stop ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_the_server_stops_cleanly_on_a_signal_and_stops_advertising(run_relay, world, signum):
-    register_on_b(run_relay, world)
-    server = world.serve()
+def test_the_server_stops_cleanly_on_a_signal_and_stops_advertising(run_relay, hosts, signum):
+    register_on_b(run_relay, hosts)
+    server = hosts.serve()
     server.line("serving the doorbell")
     began = time.monotonic()
     assert server.stop(signum) == 0
@@ -298,24 +298,24 @@ def test_the_server_stops_cleanly_on_a_signal_and_stops_advertising(run_relay, w
     assert one_line(run_relay("wake", "web")).endswith("on box-b run: relay wake web")
 
 
-def test_a_stopped_server_leaves_its_woken_program_running_and_still_guarded(run_relay, world, tmp_path):
-    register_on_b(run_relay, world)
+def test_a_stopped_server_leaves_its_woken_program_running_and_still_guarded(run_relay, hosts, tmp_path):
+    register_on_b(run_relay, hosts)
     until = tmp_path / "until"
-    server = world.serve(FAKE_UNTIL=str(until))
+    server = hosts.serve(FAKE_UNTIL=str(until))
     server.line("serving the doorbell")
     posted(run_relay("wake", "web"))
-    assert wait_for(lambda: len(world.agent.runs()) == 1)
+    assert wait_for(lambda: len(hosts.agent.runs()) == 1)
     assert server.stop() == 0
     assert server.lines[-1].endswith("; 1 woken program(s) still run on their own"), server.lines
-    [run] = world.agent.runs()
+    [run] = hosts.agent.runs()
     os.kill(run["pid"], 0)  # still running
-    again = world.serve(FAKE_UNTIL=str(until))
+    again = hosts.serve(FAKE_UNTIL=str(until))
     again.line("serving the doorbell")
     line = one_line(refused := run_relay("wake", "web"))
     assert refused.returncode == 75 and "a wake of it that relay started is still running" in line, line
     until.touch()
     assert wait_for(lambda: not os.path.exists(f"/proc/{run['pid']}") or _zombie(run["pid"]))
-    assert len(world.agent.runs()) == 1
+    assert len(hosts.agent.runs()) == 1
 
 
 def _zombie(pid: int) -> bool:
@@ -330,8 +330,8 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def test_an_idle_server_waits_without_spinning(run_relay, world):
-    server = world.serve()
+def test_an_idle_server_waits_without_spinning(run_relay, hosts):
+    server = hosts.serve()
     server.line("serving the doorbell")
     before = _cpu_seconds(server.proc.pid)
     time.sleep(4)
@@ -340,24 +340,24 @@ def test_an_idle_server_waits_without_spinning(run_relay, world):
     assert server.stop() == 0
 
 
-def test_the_rate_holds_requests_in_the_stream_and_none_is_lost(run_relay, world, redis_server):
-    register_on_b(run_relay, world, "web")
-    register_on_b(run_relay, world, "api")
-    server = world.serve("--per-minute", "1")
+def test_the_rate_holds_requests_in_the_stream_and_none_is_lost(run_relay, hosts, redis_server):
+    register_on_b(run_relay, hosts, "web")
+    register_on_b(run_relay, hosts, "api")
+    server = hosts.serve("--per-minute", "1")
     server.line("serving the doorbell")
     posted(run_relay("wake", "web"))
     second = subprocess.Popen(
         [*relay_command(), "wake", "api"],
-        env=world.a_env,
+        env=hosts.a_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     with redis_server.client() as client:
         assert wait_for(lambda: client.xlen(f"relay:doorbell:{HOST_B}") == 1), "the second request waits its turn"
         time.sleep(2)
-        assert client.xlen(f"relay:doorbell:{HOST_B}") == 1 and len(world.agent.runs()) == 1
+        assert client.xlen(f"relay:doorbell:{HOST_B}") == 1 and len(hosts.agent.runs()) == 1
     assert server.stop() == 0
-    again = world.serve("--per-minute", "5")
+    again = hosts.serve("--per-minute", "5")
     out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
     assert b"posted the wake of api" in out and b"started there" in out, out
@@ -366,13 +366,13 @@ def test_the_rate_holds_requests_in_the_stream_and_none_is_lost(run_relay, world
         assert client.xlen(f"relay:doorbell:{HOST_B}") == 0, "each request is acked and removed once handled"
 
 
-def test_a_killed_servers_unacked_request_is_handled_after_restart(run_relay, world, redis_server):
-    register_on_b(run_relay, world)
-    first = world.serve(RELAY_TEST_KILL_AT="doorbell-handle")
+def test_a_killed_servers_unacked_request_is_handled_after_restart(run_relay, hosts, redis_server):
+    register_on_b(run_relay, hosts)
+    first = hosts.serve(RELAY_TEST_KILL_AT="doorbell-handle")
     first.line("serving the doorbell")
     waker = subprocess.Popen(
         [*relay_command(), "wake", "web", "--", "after the crash"],
-        env=world.a_env,
+        env=hosts.a_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -381,21 +381,21 @@ def test_a_killed_servers_unacked_request_is_handled_after_restart(run_relay, wo
         pending = client.xpending(f"relay:doorbell:{HOST_B}", "ringers")
         assert pending["pending"] == 1, "read by the killed server, never acked"
         assert client.exists(f"relay:doorbell-alive:{HOST_B}"), "its heartbeat outlives it until it expires"
-    second = world.serve()  # takes over from its dead predecessor at once
+    second = hosts.serve()  # takes over from its dead predecessor at once
     second.line("serving the doorbell")
     out, err = waker.communicate(timeout=60)
     assert waker.returncode == 0 and b"claude started there" in out, (out, err)
     second.line("woke web: claude exited 0")
-    assert len(world.agent.runs()) == 1
+    assert len(hosts.agent.runs()) == 1
     with redis_server.client() as client:
         assert client.xpending(f"relay:doorbell:{HOST_B}", "ringers")["pending"] == 0
     assert bodies(run_relay, "web") == ["after the crash"]
 
 
-def test_one_server_per_host(run_relay, world):
-    first = world.serve()
+def test_one_server_per_host(run_relay, hosts):
+    first = hosts.serve()
     first.line("serving the doorbell")
-    done = on_b(run_relay, world, "doorbell", "--serve")
+    done = on_b(run_relay, hosts, "doorbell", "--serve")
     line = one_line(done)
     assert done.returncode == 1 and f"already serves {HOST_B} (pid {first.proc.pid})" in line, line
     assert first.proc.poll() is None
