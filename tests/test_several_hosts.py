@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import new_id, queued_to, relay_command
-from test_bus import by_id, call, req, run_bus, tool_json
+from test_bus import Bus, by_id, call, req, run_bus, tool_json
 
 # `sh -c` with $0 the host name: rename this UTS namespace's host, then become the program.
 _ON_HOST = 'hostname "$0" && exec "$@"'
@@ -273,3 +273,42 @@ def test_sessions_starting_at_once_on_two_hosts_in_same_named_dirs_get_distinct_
         assert {sid: row["host"] for sid, row in rows.items()} == {sid: h.name for sid, (h, _) in started.items()}
         names = [row["name"] for row in rows.values()]
         assert len(set(names)) == 6 and all(name.startswith("proj") for name in names), names
+
+
+def test_a_bus_waiting_on_one_host_gets_the_reply_sent_from_another(machines, tmp_path):
+    """MCP send + wait on beta; the question is shown by alpha's hook and answered there while beta waits."""
+    alpha, beta = machines("alpha"), machines("beta")
+    on_a, on_b = new_id(), new_id()
+    _start(alpha, on_a, tmp_path / "proj-a")
+    _start(beta, on_b, tmp_path / "proj-b")
+    api = _listed(beta)[on_a]["name"]
+    bus = Bus(beta.argv(), {**beta.env, "CLAUDE_CODE_SESSION_ID": on_b}, beta.root, tmp_path / "bus.err")
+    try:
+        bus.ask(req(0, "initialize", {"protocolVersion": "2025-06-18"}))
+        sent = tool_json(bus.ask(call(1, "send", {"to": api, "body": "ping across", "expectsReply": True})))
+        event = {
+            "session_id": on_a,
+            "hook_event_name": "UserPromptSubmit",
+            "prompt": "go",
+            "cwd": str(tmp_path / "proj-a"),
+        }
+        # alpha's next turn shows the question, then alpha answers, while beta's bus is waiting
+        later = (
+            'sleep 1 && "$@" hook <"$EVENT" >/dev/null && exec "$@" send "$TO" --from "$FROM" --reply-to "$RE" -- pong'
+        )
+        (tmp_path / "event.json").write_text(json.dumps(event))
+        replier = subprocess.Popen(
+            alpha.argv(script=f'hostname "$0" && {later}'),
+            env={**alpha.env, "EVENT": str(tmp_path / "event.json"), "TO": on_b, "FROM": on_a, "RE": sent["id"]},
+        )
+        started = time.monotonic()
+        got = tool_json(bus.ask(call(2, "wait", {"id": sent["id"], "timeoutSec": 30}), timeout=40))
+        waited = time.monotonic() - started
+        assert replier.wait(timeout=30) == 0
+        assert got["replied"] is True and got["message"]["body"] == "pong" and got["message"]["replyTo"] == sent["id"]
+        assert 0.9 < waited < 15, waited  # it really waited, and the reply from the other host ended it
+    finally:
+        assert bus.close() == 0
+    final = _json(alpha, "status", sent["id"], "--json")
+    assert final["state"] == "replied" and final["deliveredAt"] and final["replyId"] == got["message"]["id"]
+    assert _json(beta, "peek", on_b)["messages"] == []  # the wait took the reply, once
