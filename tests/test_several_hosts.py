@@ -312,3 +312,19 @@ def test_a_bus_waiting_on_one_host_gets_the_reply_sent_from_another(machines, tm
     final = _json(alpha, "status", sent["id"], "--json")
     assert final["state"] == "replied" and final["deliveredAt"] and final["replyId"] == got["message"]["id"]
     assert _json(beta, "peek", on_b)["messages"] == []  # the wait took the reply, once
+
+
+def test_wake_of_a_session_on_another_host_is_refused_with_the_command_to_run_there(machines, tmp_path):
+    alpha, beta = machines("alpha"), machines("beta")
+    sid = new_id()
+    _start(alpha, sid, tmp_path / "proj")
+    name = _listed(beta)[sid]["name"]
+    done = beta("wake", name, "--", "please look")
+    assert done.returncode == 1 and done.stdout == b"", done
+    line = done.stderr.decode()
+    assert line.count("\n") == 1 and line.rstrip("\n").endswith(f"on alpha run: relay wake {name}"), line
+    [queued] = _json(alpha, "peek", sid)["messages"]
+    assert queued["body"] == "please look" and queued["id"] in line
+    # on its own host the same wake is planned there (its --dry plan), not refused
+    planned = _json(alpha, "wake", name, "--dry")
+    assert planned["cwd"] == str(tmp_path / "proj")
