@@ -100,7 +100,7 @@ class Sandbox:
         """The Redis store in this process, for setting a workload up (never timed)."""
         if str(REPO) not in sys.path:
             sys.path.insert(0, str(REPO))
-        from relay.redis_store import RedisStore
+        from relay.store.redisdb import RedisStore
 
         return RedisStore(self.url, home=str(self.home))
 

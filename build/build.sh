@@ -78,7 +78,7 @@ cp "$REPO/pyproject.toml" "$SRC/"
 # itself as python), but those are ordinary message words here (`relay send bob -- python -m x`).
 # _json: anti-bloat leaves out the C accelerator; without it json's fallback parser recurses in
 # Python and behaves differently from `python -m relay` on deeply nested input.
-# redis: redis-py for AGENT_RELAY_URL (relay/redis_store.py imports it only then, so a local run
+# redis: redis-py for AGENT_RELAY_URL (relay/store/redisdb.py imports it only then, so a local run
 # loads none of it). `import redis` itself imports redis.asyncio and asyncio, so those stay. Left
 # out: its optional extras (hiredis, OCSP through cryptography/pyOpenSSL/requests, PyJWT); redis-py
 # falls back to its own parser when hiredis is missing, and OCSP is never asked for.

@@ -4,7 +4,7 @@ When the command is done nothing is left to clean up (files are closed, locks ar
 the kernel), so the process ends at once instead of tearing the interpreter down: a few
 milliseconds saved at every hook run. For the same reason the cyclic garbage collector is off
 while a short-lived command starts (its imports allocate thousands of objects, none garbage);
-the long-lived faces (bus, demo, the idle watcher) turn it back on (relay.cli.long_lived).
+the long-lived faces (bus, demo, the idle watcher) turn it back on (relay.faces.cli.long_lived).
 """
 
 import gc
@@ -14,7 +14,7 @@ gc.disable()
 import os  # noqa: E402 - after gc.disable(), on purpose
 import sys  # noqa: E402
 
-from relay.cli import main  # noqa: E402
+from relay.faces.cli import main  # noqa: E402
 
 code = main()
 try:

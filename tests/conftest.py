@@ -90,7 +90,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "RELAY_CODEX_SESSIONS": str(tmp_path / "codex-sessions"),
         "PYTHONPATH": str(REPO),
         # Run from inside a Codex session, a bus would take that session as its own by process
-        # ancestry (relay/codex_session.py); tests decide identities themselves. Tests of the
+        # ancestry (relay/host/codex_session.py); tests decide identities themselves. Tests of the
         # ancestry lookup remove this.
         "RELAY_NO_ANCESTRY": "1",
     }
@@ -297,7 +297,7 @@ def plant_mail(store_home: Path, recipient: str, messages: list[dict]) -> None:
             for message in messages:
                 out.write(json.dumps(message, ensure_ascii=False) + "\n")
         return
-    from relay.store_api import open_store
+    from relay.store.contract import open_store
 
     store = open_store()
     for message in messages:

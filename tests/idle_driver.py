@@ -41,7 +41,7 @@ def _until_result(events: queue.Queue, seen: list, timeout: float) -> bool:
 
 
 def _watcher_armed(store: str, sid: str) -> bool:
-    from relay.store import Store
+    from relay.store.files import Store
 
     return Store(store).watcher(sid) is not None
 
@@ -88,7 +88,7 @@ def main() -> None:
     report["wake_seconds"] = time.monotonic() - sent_at
     time.sleep(1.0)
     report["after_mail"] = mock.requests[len(report["before_mail"]) :]
-    from relay.store import Store
+    from relay.store.files import Store
 
     report["auto_wakes"] = Store(spec["store"]).auto_wakes(sid)  # the rewake turn is not the user's
     closed_at = time.monotonic()

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_bus import by_id, call, run_bus, tool_json
 
-from relay.ids import check_name, name_from_dir
+from relay.domain.ids import check_name, name_from_dir
 
 # Black-box through the faces: each test runs on the file store and on Redis (conftest's `world`).
 pytestmark = pytest.mark.usefixtures("world")

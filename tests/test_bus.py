@@ -1,7 +1,7 @@
 """`relay bus` spoken to as raw newline-delimited JSON-RPC 2.0 over a subprocess (SPEC §6).
 
 Black-box tests go through `relay_cmd`/`run_relay`, so they also run against the frozen binary.
-The last tests drive `relay.bus.Server` in-process to check that mail is removed only once its
+The last tests drive `relay.faces.bus.Server` in-process to check that mail is removed only once its
 answer was written.
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from conftest import mailbox_lines, new_id
 
-from relay.bus import Server
-from relay.store import Store
+from relay.faces.bus import Server
+from relay.store.files import Store
 
 # Black-box through the faces: each test runs on the file store and on Redis (conftest's `world`).
 pytestmark = pytest.mark.usefixtures("world")
@@ -657,7 +657,7 @@ class RecordingOut:
 
 
 def _queue_mail(store: Store, recipient: str, *bodies: str) -> None:
-    from relay.mail import send
+    from relay.usecases.mail import send
 
     for body in bodies:
         send(store, recipient, body, None, None)
@@ -712,7 +712,7 @@ def test_inbox_in_a_batch_whose_answer_fails_keeps_the_mail(env, monkeypatch):
 
 
 def test_server_handle_line_survives_a_tool_that_raises(env, monkeypatch):
-    from relay import mcp_tools as tools
+    from relay.faces import mcp_tools as tools
 
     def explode(*args: Any) -> Any:
         raise ValueError("boom")
@@ -951,7 +951,7 @@ def test_hostile_values_anywhere_in_params_get_one_answer(run_relay, value, wher
 
 
 def test_params_nested_deeper_than_the_limit_are_invalid_params(env, monkeypatch):
-    from relay.bus import MAX_DEPTH
+    from relay.faces.bus import MAX_DEPTH
 
     store = Store()
     out = RecordingOut(store, new_id())
@@ -1009,7 +1009,7 @@ def test_a_line_over_16_mib_gets_one_error_is_never_held_whole_and_the_server_go
 
 
 def test_a_line_of_exactly_16_mib_is_read(relay_cmd, env, tmp_path):
-    from relay.bus import MAX_LINE_BYTES
+    from relay.faces.bus import MAX_LINE_BYTES
 
     head = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"'
     tail = b'"}}'
@@ -1019,7 +1019,7 @@ def test_a_line_of_exactly_16_mib_is_read(relay_cmd, env, tmp_path):
 
 
 def test_read_lines_discards_a_long_line_in_pieces():
-    from relay.bus import read_lines
+    from relay.faces.bus import read_lines
 
     data = b"short\n" + b"z" * 100 + b"\n" + b"0123456789\n" + b"w" * 30 + b"\nlast"
     stream = io.BufferedReader(io.BytesIO(data), buffer_size=8)

@@ -9,7 +9,7 @@ answers to that example. Invariants:
   none; a message that is not an object gets one error with id null;
 - a `tools/call` of a known tool always answers a result `{content: [text], isError}`.
 
-The in-process variant drives `relay.bus.Server.handle_line` directly for many more examples.
+The in-process variant drives `relay.faces.bus.Server.handle_line` directly for many more examples.
 
 Generated JSON includes lone surrogate escapes, terminal escapes, bidi overrides and fence-tag
 lookalikes. The hostile-line tests build frames as text, to carry what Python's json cannot write:
@@ -33,8 +33,8 @@ from conftest import new_id
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay.bus import Server
-from relay.store import Store
+from relay.faces.bus import Server
+from relay.store.files import Store
 
 TOOLS = ["whoami", "register", "roster", "send", "inbox", "discover", "status", "wait"]
 METHODS = [

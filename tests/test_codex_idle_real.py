@@ -2,7 +2,7 @@
 
 The real interactive `codex` 0.169 runs in a pseudo-terminal with the plugin installed and its hooks
 trusted, against a mock Responses API; its first prompt is typed, then it sits idle. `relay send`
-to it must start a turn in that very session through `codex queue` (relay.codex_queue): the mock's
+to it must start a turn in that very session through `codex queue` (relay.usecases.codex_queue): the mock's
 next request of that thread carries relay's fixed nudge and, from the UserPromptSubmit hook, the
 fenced mail, exactly once; the mailbox is empty afterwards; nobody typed.
 

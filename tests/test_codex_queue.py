@@ -1,8 +1,8 @@
-"""relay.codex_queue against fake Codex processes: when a send rings an idle Codex session.
+"""relay.usecases.codex_queue against fake Codex processes: when a send rings an idle Codex session.
 
 A fake `codex` is a copy of this Python named `codex`: run as `codex -c HOLD <words>` it holds a
 session's rollout open with the command line of a daemon, a `--no-daemon` TUI or a `codex exec`
-run, which is all relay.liveness looks at. relay then runs that very executable as
+run, which is all relay.host.liveness looks at. relay then runs that very executable as
 `codex queue --thread ID --message NUDGE` from the session dir, where Python runs the dir's
 `queue` script: it records argv, dir, CODEX_HOME and stdin, and answers as `queue-mode` says.
 """
@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 from conftest import new_id, queued_to
 
-from relay import codex_queue, doorbell, liveness
-from relay import mcp_tools as tools
-from relay.mail import send
-from relay.store import Store
+from relay.faces import mcp_tools as tools
+from relay.host import liveness
+from relay.store.files import Store
+from relay.usecases import codex_queue, doorbell
+from relay.usecases.mail import send
 
 HOLD = "import os, time; f = open(os.environ['HOLD_FILE']); print('ready', flush=True); time.sleep(120)"
 QUEUE_SCRIPT = """\

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from relay import codex_session, procinfo
+from relay.host import codex_session, procinfo
 
 SESSION = "01a20ac4-c162-73e0-9a27-27cf0166dbc6"
 OTHER = "01a20ac5-0000-7000-8000-000000000001"
@@ -65,7 +65,8 @@ def _rollout(root: Path, session: str, cwd: str, source: object = "exec") -> Pat
 
 PROBE = """
 import json
-from relay import codex_session, procinfo
+from relay.host import codex_session
+from relay.host import procinfo
 found = codex_session.from_ancestor()
 anc = procinfo.codex_ancestor()
 print(json.dumps({"found": found and [found.session_id, found.cwd], "ancestor": anc and anc.name}))

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, new_id
 
-from relay.lock import FileLock
-from relay.store import Store
+from relay.store.files import Store
+from relay.store.lock import FileLock
 
 KILLED = -signal.SIGKILL
 STEPS = (
@@ -102,7 +102,9 @@ def _checkpoints(value: str | None) -> subprocess.CompletedProcess:
     env["PYTHONPATH"] = str(REPO)
     if value is not None:
         env["RELAY_TEST_KILL_AT"] = value
-    code = f"from relay.faults import checkpoint\nfor s in {STEPS!r}:\n    checkpoint(s)\n    print(s, flush=True)\n"
+    code = (
+        f"from relay.util.faults import checkpoint\nfor s in {STEPS!r}:\n    checkpoint(s)\n    print(s, flush=True)\n"
+    )
     return subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, timeout=30, check=False)
 
 

@@ -412,16 +412,16 @@ def test_the_file_store_refuses_to_serve(run_relay, env, store_home):
 
 
 def test_the_default_rate_is_the_one_the_help_states():
-    from relay import commands, doorbell_serve
+    from relay.faces import commands, doorbell_server
 
-    assert commands.DOORBELL_PER_MINUTE == doorbell_serve.DEFAULT_PER_MINUTE
+    assert commands.DOORBELL_PER_MINUTE == doorbell_server.DEFAULT_PER_MINUTE
 
 
 def test_an_acl_user_with_the_stores_commands_runs_the_doorbell(redis_server, redis_url, tmp_path, monkeypatch):
     """The managed-Redis ACL user (README, test_redis_store.ACL_COMMANDS) is enough for both sides."""
     from test_redis_store import ACL_COMMANDS
 
-    from relay.redis_store import RedisStore
+    from relay.store.redisdb import RedisStore
 
     with redis_server.client() as admin:
         admin.execute_command(

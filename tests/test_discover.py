@@ -25,9 +25,9 @@ from transcripts import (
     uuid7,
 )
 
-from relay import discover as discover_mod
-from relay import liveness, transcripts
-from relay.store import Registry
+from relay.host import liveness, transcripts
+from relay.store.files import Registry
+from relay.usecases import discover as discover_mod
 
 ROW_KEYS = {"tool", "id", "cwd", "name", "registered", "lastActivity", "ageSec", "live"}
 

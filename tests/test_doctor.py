@@ -143,7 +143,7 @@ def test_a_shared_home_is_reported_as_refused_and_left_alone(run_relay, store_ho
 
 PLUGIN_ID = "session-relay@session-relay"
 CODEX_EVENTS = ("session_start", "user_prompt_submit", "post_tool_use", "stop", "session_end")
-# What a plugin copy runs from (relay/install_check.py compares these between copies).
+# What a plugin copy runs from (relay/usecases/install_check.py compares these between copies).
 RUNNING = ("relay", "bin", "hooks", "skills", ".claude-plugin", ".codex-plugin", "launcher", "pyproject.toml")
 RUNNING += (".codex-mcp.json", ".mcp.json")
 
@@ -301,11 +301,11 @@ def test_claude_running_this_checkout_passes(run_relay, tmp_path):
 def test_claude_running_another_clone_is_a_warning_with_the_reinstall(run_relay, tmp_path):
     claude = tmp_path / "claude-config"
     other = plugin_copy(tmp_path / "other-clone")
-    (other / "relay" / "bus.py").write_text("# older\n")
+    (other / "relay" / "faces" / "bus.py").write_text("# older\n")
     install_in_claude(claude, other)
     result = run_relay("doctor", extra_env={"CLAUDE_CONFIG_DIR": str(claude)})
     [line] = lines(result, "WARN  Claude Code runs another copy of session-relay")
-    assert str(other) in line and "relay/bus.py" in line and "same version" in line
+    assert str(other) in line and "relay/faces/bus.py" in line and "same version" in line
     assert fix_of(line) == (
         "claude plugin marketplace remove session-relay && "
         f"claude plugin marketplace add {shlex.quote(str(REPO))} && claude plugin install {PLUGIN_ID}"
@@ -316,7 +316,7 @@ def test_codex_cache_like_this_checkout_passes_and_an_old_one_warns(run_relay, c
     copy = install_in_codex(codex_home, trusted=CODEX_EVENTS)
     extra = {"CODEX_HOME": str(codex_home)}
     assert lines(run_relay("doctor", extra_env=extra), "PASS  Codex runs a copy identical to this checkout")
-    (copy / "relay" / "mail.py").write_text("# an older mail.py\n")
+    (copy / "relay" / "usecases" / "mail.py").write_text("# an older mail.py\n")
     manifest = copy / ".codex-plugin" / "plugin.json"
     manifest.write_text(manifest.read_text().replace('"version": "0.2.0"', '"version": "0.1.9"'))
     (copy / "pyproject.toml").write_text(
@@ -324,7 +324,7 @@ def test_codex_cache_like_this_checkout_passes_and_an_old_one_warns(run_relay, c
     )
     result = run_relay("doctor", extra_env=extra)
     [line] = lines(result, "WARN  Codex runs another copy of session-relay")
-    assert "version 0.1.9, this checkout's is 0.2.0" in line and "relay/mail.py" in line
+    assert "version 0.1.9, this checkout's is 0.2.0" in line and "relay/usecases/mail.py" in line
     assert fix_of(line) == f"codex plugin add {PLUGIN_ID}"
 
 
@@ -379,7 +379,9 @@ def test_a_binary_built_from_the_current_sources_passes_and_a_stale_one_warns(en
     checkout, _ = checkout_with_binary(tmp_path)
     fresh = doctor_in(checkout, env)
     assert lines(fresh, f"PASS  binary: bin/relay-{_triple()} was built from the current sources"), fresh.stdout
-    (checkout / "relay" / "mail.py").write_text((checkout / "relay" / "mail.py").read_text() + "\n# edited\n")
+    (checkout / "relay" / "usecases" / "mail.py").write_text(
+        (checkout / "relay" / "usecases" / "mail.py").read_text() + "\n# edited\n"
+    )
     stale = doctor_in(checkout, env)
     assert stale.returncode == 0
     [line] = lines(stale, f"WARN  binary: bin/relay-{_triple()} was built from other sources")
@@ -401,8 +403,8 @@ def test_an_install_without_sources_skips_the_binary_check(env, tmp_path):
 
 def test_a_wake_command_without_the_bus_allowed_is_a_warning_whose_fix_allows_it(env, tmp_path, monkeypatch):
     """In-process: the committed wake command always allows the bus; were it changed, doctor must say so."""
-    from relay import doorbell, install_check
-    from relay.store import Store
+    from relay.store.files import Store
+    from relay.usecases import doorbell, install_check
 
     claude = tmp_path / "claude-config"
     claude.mkdir()
@@ -426,8 +428,8 @@ def test_codex_config_naming_the_plugin_without_its_copy_says_the_copy_is_missin
 def test_every_store_fact_code_has_words_and_a_store_without_registry_as_is_works(env):
     """In-process: the Redis store's facts ("unreachable") are worded, and the installation checks
     read its registry through registry() (it has no registry_as_is)."""
-    from relay import doctor
-    from relay.store import Store
+    from relay.store.files import Store
+    from relay.usecases import doctor
 
     status, words, _ = doctor.store_finding("unreachable", "redis://host:6379/0", "connection refused")
     assert (status, words) == ("FAIL", "the store at redis://host:6379/0 does not answer: connection refused")

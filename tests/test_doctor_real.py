@@ -85,11 +85,11 @@ def test_codex_untrusted_hook_then_trusted_then_a_stale_cache_refreshed(sandbox:
     assert after.returncode == 0, after.stdout
 
     # `git pull` in the clone: Codex still runs its cached copy, doctor warns; its fix refreshes the copy.
-    mail = clone / "relay" / "mail.py"
+    mail = clone / "relay" / "usecases" / "mail.py"
     mail.write_text(mail.read_text() + "\n# pulled\n")
     stale = doctor(clone, env, sandbox.project)
     [warn] = lines(stale, "WARN  Codex runs another copy of session-relay")
-    assert "relay/mail.py" in warn and warn.endswith(f"; fix: codex plugin add {PLUGIN_ID}")
+    assert "relay/usecases/mail.py" in warn and warn.endswith(f"; fix: codex plugin add {PLUGIN_ID}")
     run_fix(warn, env, sandbox.project)
     fixed = doctor(clone, env, sandbox.project)
     assert lines(fixed, "PASS  Codex runs a copy identical to this checkout"), fixed.stdout
@@ -108,7 +108,9 @@ def test_claude_runs_a_local_clone_itself_and_doctor_says_so(sandbox: rc.Sandbox
 
     # From another checkout, doctor warns, and its fix (run for real) points Claude at that checkout.
     other = rc.plugin_under_test(tmp_path / "other")
-    (other / "relay" / "mail.py").write_text((other / "relay" / "mail.py").read_text() + "\n# newer\n")
+    (other / "relay" / "usecases" / "mail.py").write_text(
+        (other / "relay" / "usecases" / "mail.py").read_text() + "\n# newer\n"
+    )
     [warn] = lines(doctor(other, env, sandbox.project), "WARN  Claude Code runs another copy of session-relay")
     assert f"claude plugin marketplace add {shlex.quote(str(other))}" in warn
     run_fix(warn, env, sandbox.project)

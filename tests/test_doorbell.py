@@ -12,9 +12,9 @@ import pytest
 from conftest import new_id
 from transcripts import fake_agent_cli, read_record, uuid7
 
-from relay import doorbell
-from relay.errors import RelayError
-from relay.store import Store
+from relay.store.files import Store
+from relay.usecases import doorbell
+from relay.util.errors import RelayError
 
 
 class Fakes:

@@ -1,4 +1,4 @@
-"""relay.durable: synced writes, nothing half-written on failure, no write through a symlink."""
+"""relay.store.fileio: synced writes, nothing half-written on failure, no write through a symlink."""
 
 import errno
 import os
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, new_id
 
-from relay import durable
-from relay.errors import RelayError
-from relay.store import Store
+from relay.store import fileio
+from relay.store.files import Store
+from relay.util.errors import RelayError
 
 
 @pytest.fixture
@@ -36,11 +36,11 @@ def _ino(path: Path) -> int:
 
 def test_append_syncs_the_file_and_a_new_files_directory(tmp_path, fsyncs):
     path = tmp_path / "box.jsonl"
-    durable.append_durably(str(path), b'{"a":1}\n')
+    fileio.append_durably(str(path), b'{"a":1}\n')
     assert (_ino(path), False) in fsyncs
     assert (_ino(tmp_path), True) in fsyncs
     fsyncs.clear()
-    durable.append_durably(str(path), b'{"a":2}\n')
+    fileio.append_durably(str(path), b'{"a":2}\n')
     assert (_ino(path), False) in fsyncs
     assert path.read_bytes() == b'{"a":1}\n{"a":2}\n'
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -48,7 +48,7 @@ def test_append_syncs_the_file_and_a_new_files_directory(tmp_path, fsyncs):
 
 def test_atomic_write_syncs_file_then_directory(tmp_path, fsyncs):
     path = tmp_path / "registry.json"
-    durable.atomic_write(str(path), b"{}\n")
+    fileio.atomic_write(str(path), b"{}\n")
     assert path.read_bytes() == b"{}\n"
     assert (_ino(path), False) in fsyncs  # the temp file, now renamed into place
     assert fsyncs[-1] == (_ino(tmp_path), True)
@@ -86,7 +86,7 @@ def test_atomic_write_failure_keeps_old_content_and_leaves_no_temp(tmp_path, mon
 
     monkeypatch.setattr(os, "write", no_space)
     with pytest.raises(RelayError, match="no space"):
-        durable.atomic_write(str(path), b"new content\n")
+        fileio.atomic_write(str(path), b"new content\n")
     monkeypatch.undo()
     assert path.read_bytes() == b"old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["registry.json"]
@@ -106,7 +106,7 @@ def test_append_failure_midway_cuts_the_file_back(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "write", partial_then_full)
     with pytest.raises(RelayError, match="no space"):
-        durable.append_durably(str(path), b'{"new":"' + b"x" * 100 + b'"}\n')
+        fileio.append_durably(str(path), b'{"new":"' + b"x" * 100 + b'"}\n')
     monkeypatch.undo()
     assert path.read_bytes() == b'{"ok":1}\n'
 
@@ -114,7 +114,7 @@ def test_append_failure_midway_cuts_the_file_back(tmp_path, monkeypatch):
 def test_append_after_a_torn_line_starts_a_new_line(tmp_path):
     path = tmp_path / "box.jsonl"
     path.write_bytes(b'{"ok":1}\n{"torn":')
-    durable.append_durably(str(path), b'{"ok":2}\n')
+    fileio.append_durably(str(path), b'{"ok":2}\n')
     assert path.read_bytes() == b'{"ok":1}\n{"torn":\n{"ok":2}\n'
 
 
@@ -124,7 +124,7 @@ def test_append_refuses_a_symlink(tmp_path):
     link = tmp_path / "box.jsonl"
     link.symlink_to(victim)
     with pytest.raises(RelayError, match="symlink"):
-        durable.append_durably(str(link), b"x\n")
+        fileio.append_durably(str(link), b"x\n")
     assert victim.read_bytes() == b"original\n"
 
 
@@ -132,8 +132,8 @@ def test_append_refuses_a_planted_fifo_without_hanging(tmp_path):
     """A FIFO planted as a mailbox must not block a sender (which holds the store lock) forever."""
     fifo = tmp_path / "box.jsonl"
     os.mkfifo(fifo, 0o600)
-    code = "import sys; from pathlib import Path; from relay import durable\n"
-    code += "try:\n    durable.append_durably(str(Path(sys.argv[1])), b'x\\n')\nexcept Exception as e:\n    print(e)\n"
+    code = "import sys; from pathlib import Path; from relay.store import fileio\n"
+    code += "try:\n    fileio.append_durably(str(Path(sys.argv[1])), b'x\\n')\nexcept Exception as e:\n    print(e)\n"
     try:
         result = subprocess.run(
             [sys.executable, "-c", code, str(fifo)],
@@ -152,7 +152,7 @@ def test_atomic_write_replaces_a_symlink_without_following_it(tmp_path):
     victim.write_bytes(b"original\n")
     link = tmp_path / "marker"
     link.symlink_to(victim)
-    durable.atomic_write(str(link), b"id\n")
+    fileio.atomic_write(str(link), b"id\n")
     assert not link.is_symlink()
     assert link.read_bytes() == b"id\n"
     assert victim.read_bytes() == b"original\n"
@@ -163,9 +163,9 @@ def test_read_file_does_not_follow_symlinks(tmp_path):
     victim.write_bytes(b"secret\n")
     (tmp_path / "link").symlink_to(victim)
     with pytest.raises(RelayError, match="symlink"):
-        durable.read_file(str(tmp_path / "link"))
-    assert durable.read_file(str(tmp_path / "missing")) is None
-    assert durable.read_file(str(victim)) == b"secret\n"
+        fileio.read_file(str(tmp_path / "link"))
+    assert fileio.read_file(str(tmp_path / "missing")) is None
+    assert fileio.read_file(str(victim)) == b"secret\n"
 
 
 def test_ensure_private_dir(tmp_path):
@@ -175,15 +175,15 @@ def test_ensure_private_dir(tmp_path):
     link = tmp_path / "link"
     link.symlink_to(real, target_is_directory=True)
     with pytest.raises(RelayError, match="symlink"):
-        durable.ensure_private_dir(str(link))
+        fileio.ensure_private_dir(str(link))
     assert stat.S_IMODE(os.stat(real).st_mode) == 0o755
-    durable.ensure_private_dir(str(link), allow_symlink=True)  # a user's own choice for the home
+    fileio.ensure_private_dir(str(link), allow_symlink=True)  # a user's own choice for the home
     assert stat.S_IMODE(os.stat(real).st_mode) == 0o700
     (tmp_path / "file").write_text("x")
     with pytest.raises(RelayError, match="not a directory"):
-        durable.ensure_private_dir(str(tmp_path / "file"))
+        fileio.ensure_private_dir(str(tmp_path / "file"))
     nested = tmp_path / "a" / "b"
-    durable.ensure_private_dir(str(nested))
+    fileio.ensure_private_dir(str(nested))
     assert stat.S_IMODE(os.stat(nested).st_mode) == 0o700
 
 
@@ -193,10 +193,10 @@ def test_move_aside_never_overwrites(tmp_path):
     kept = tmp_path / "kept"
     kept.write_text("earlier")
     with pytest.raises(RelayError, match="already exists"):
-        durable.move_aside(str(src), str(kept))
+        fileio.move_aside(str(src), str(kept))
     assert kept.read_text() == "earlier"
     assert src.read_text() == "{bad"
-    durable.move_aside(str(src), str(tmp_path / "kept2"))
+    fileio.move_aside(str(src), str(tmp_path / "kept2"))
     assert (tmp_path / "kept2").read_text() == "{bad"
     assert not src.exists()
 
@@ -204,8 +204,8 @@ def test_move_aside_never_overwrites(tmp_path):
 def test_remove_is_idempotent(tmp_path):
     path = tmp_path / "x"
     path.write_text("1")
-    durable.remove(str(path))
-    durable.remove(str(path))
+    fileio.remove(str(path))
+    fileio.remove(str(path))
     assert not path.exists()
 
 
@@ -217,12 +217,12 @@ def test_append_refuses_a_hard_link_and_leaves_its_target_alone(tmp_path):
     target.write_bytes(b"keep\n")
     link = tmp_path / "box.jsonl"
     os.link(target, link)
-    with pytest.raises(durable.UnsafeFile, match="2 hard links"):
-        durable.append_durably(str(link), b'{"x": 1}\n')
+    with pytest.raises(fileio.UnsafeFile, match="2 hard links"):
+        fileio.append_durably(str(link), b'{"x": 1}\n')
     assert target.read_bytes() == b"keep\n"
-    with pytest.raises(durable.UnsafeFile):
-        durable.read_file(str(link))
-    assert durable.read_file(str(link), links_ok=True) == b"keep\n"
+    with pytest.raises(fileio.UnsafeFile):
+        fileio.read_file(str(link))
+    assert fileio.read_file(str(link), links_ok=True) == b"keep\n"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
@@ -231,14 +231,14 @@ def test_a_file_or_dir_of_another_user_is_refused_unchanged(tmp_path):
     path.write_bytes(b"x")
     os.chmod(path, 0o644)
     os.chown(path, 12345, 12345)
-    with pytest.raises(durable.ForeignFile, match="uid 12345"):
-        durable.append_durably(str(path), b"y\n")
+    with pytest.raises(fileio.ForeignFile, match="uid 12345"):
+        fileio.append_durably(str(path), b"y\n")
     assert path.read_bytes() == b"x" and stat.S_IMODE(os.stat(path).st_mode) == 0o644
     folder = tmp_path / "their-dir"
     folder.mkdir(mode=0o755)
     os.chown(folder, 12345, 12345)
-    with pytest.raises(durable.ForeignFile, match="uid 12345"):
-        durable.ensure_private_dir(str(folder))
+    with pytest.raises(fileio.ForeignFile, match="uid 12345"):
+        fileio.ensure_private_dir(str(folder))
     assert stat.S_IMODE(os.stat(folder).st_mode) == 0o755
 
 
@@ -247,8 +247,8 @@ def test_a_home_writable_by_others_is_refused_never_chmodded(tmp_path, mode):
     home = tmp_path / "shared"
     home.mkdir()
     os.chmod(home, mode)
-    with pytest.raises(durable.ForeignFile, match="writable by group or others"):
-        durable.ensure_private_dir(str(home), allow_symlink=True, is_home=True)
+    with pytest.raises(fileio.ForeignFile, match="writable by group or others"):
+        fileio.ensure_private_dir(str(home), allow_symlink=True, is_home=True)
     assert stat.S_IMODE(os.stat(home).st_mode) == mode
 
 
@@ -256,30 +256,30 @@ def test_a_loose_file_of_the_user_is_tightened_on_open(tmp_path):
     path = tmp_path / "mine"
     path.write_bytes(b"x")
     os.chmod(path, 0o666)
-    assert durable.read_file(str(path)) == b"x"
+    assert fileio.read_file(str(path)) == b"x"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
 def test_read_head_returns_whole_lines_within_the_budget(tmp_path):
     path = tmp_path / "box"
     path.write_bytes(b"aaaa\nbbbb\ncccc\n")
-    assert durable.read_head(str(path), 12, 100) == (b"aaaa\nbbbb\n", 0, 15)
-    assert durable.read_head(str(path), 100, 100) == (b"aaaa\nbbbb\ncccc\n", 0, 15)
-    assert durable.read_head(str(path), 2, 100) == (b"aaaa\n", 0, 15)  # at least one line
+    assert fileio.read_head(str(path), 12, 100) == (b"aaaa\nbbbb\n", 0, 15)
+    assert fileio.read_head(str(path), 100, 100) == (b"aaaa\nbbbb\ncccc\n", 0, 15)
+    assert fileio.read_head(str(path), 2, 100) == (b"aaaa\n", 0, 15)  # at least one line
     path.write_bytes(b"x" * 50 + b"\nnext\n")
-    assert durable.read_head(str(path), 10, 20) == (b"", 51, 56)  # an oversize line: skip it
-    assert durable.read_head(str(tmp_path / "none"), 10, 10) is None
+    assert fileio.read_head(str(path), 10, 20) == (b"", 51, 56)  # an oversize line: skip it
+    assert fileio.read_head(str(tmp_path / "none"), 10, 10) is None
 
 
 def test_replace_prefix_streams_and_counts(tmp_path):
     path = tmp_path / "box"
     path.write_bytes(b"1\n2\n3\n")
     inode = os.stat(path).st_ino
-    assert durable.replace_prefix(str(path), 2, b"0\n") == 3
+    assert fileio.replace_prefix(str(path), 2, b"0\n") == 3
     assert path.read_bytes() == b"0\n2\n3\n"
     assert os.stat(path).st_ino != inode  # a new file: never written through a link
-    assert durable.replace_prefix(str(path), 6) == 0
+    assert fileio.replace_prefix(str(path), 6) == 0
     assert not path.exists()
-    assert durable.count_lines(str(path)) == 0
+    assert fileio.count_lines(str(path)) == 0
     path.write_bytes(b"a\nb")
-    assert durable.count_lines(str(path)) == 2
+    assert fileio.count_lines(str(path)) == 2

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import REPO, new_id
 
-from relay import errorlog
+from relay.store import errorlog
 
 STAMP = re.compile(r"^==== \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z relay \S+ pid \d+ ", re.MULTILINE)
 
@@ -28,10 +28,10 @@ def run_broken(env: dict[str, str], tmp_path: Path, *args: str, message: str = "
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(
-        "import relay.store\n"
+        "import relay.store.files\n"
         "def _boom(self, *args, **kwargs):\n"
         f"    raise ZeroDivisionError({message!r} or 'division by zero')\n"
-        "relay.store.Store.__init__ = _boom\n"
+        "relay.store.files.Store.__init__ = _boom\n"
     )
     run_env = {**env, "PYTHONPATH": f"{site}{os.pathsep}{REPO}", **more}
     return subprocess.run(
@@ -85,9 +85,9 @@ def test_hook_unexpected_error_is_logged_and_still_exits_0(env, tmp_path, store_
 
 
 def test_bus_internal_error_answers_with_the_log_and_keeps_serving(env, store_home, monkeypatch):
-    from relay import mcp_tools as tools
-    from relay.bus import Server
-    from relay.store import Store
+    from relay.faces import mcp_tools as tools
+    from relay.faces.bus import Server
+    from relay.store.files import Store
 
     def explode(*args: Any) -> Any:
         raise ZeroDivisionError("division by zero")
@@ -111,7 +111,7 @@ def test_bus_internal_error_answers_with_the_log_and_keeps_serving(env, store_ho
 
 
 def test_cli_in_process_unexpected_error(env, store_home, monkeypatch, capsys):
-    from relay import cli, commands
+    from relay.faces import cli, commands
 
     def explode(*args: Any) -> int:
         raise KeyError("no such thing")
@@ -124,7 +124,7 @@ def test_cli_in_process_unexpected_error(env, store_home, monkeypatch, capsys):
 
 
 def test_hook_in_process_unexpected_error(env, store_home, monkeypatch, capsys):
-    from relay import hook
+    from relay.faces import hook
 
     monkeypatch.setattr(hook, "read_event", lambda stdin: 1 / 0)
     assert hook.main(["codex"]) == 0
@@ -211,7 +211,7 @@ def test_the_log_stays_under_its_cap_by_dropping_the_oldest_half(env, tmp_path, 
 
 
 def test_a_huge_message_is_cut_in_the_log_and_on_the_line(env, store_home, monkeypatch, capsys):
-    from relay import cli, commands
+    from relay.faces import cli, commands
 
     def explode(*args: Any) -> int:
         raise ValueError("v" * 2_000_000)
@@ -234,7 +234,9 @@ def test_controls_in_the_error_never_reach_the_terminal_or_the_log_raw(env, tmp_
 
 
 def test_importing_errorlog_is_cheap(env):
-    code = "import sys, relay.errorlog; print(sorted({'traceback', 'fcntl', 'relay.clock'} & set(sys.modules)))"
+    code = (
+        "import sys, relay.store.errorlog; print(sorted({'traceback', 'fcntl', 'relay.util.clock'} & set(sys.modules)))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, check=True, text=True)
     assert result.stdout.strip() == "[]"
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from test_hook import hook_output, write_mail
 from transcripts import claude_hook_event
 
-from relay.fence import CLOSE, OPEN, defuse, render
+from relay.usecases.fence import CLOSE, OPEN, defuse, render
 
 ANY_OPEN = re.compile(r"<\s*session-relay-mail\s*>", re.IGNORECASE)
 ANY_CLOSE = re.compile(r"<\s*/\s*session-relay-mail\s*>", re.IGNORECASE)

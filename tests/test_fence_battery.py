@@ -6,7 +6,7 @@ Every variant of a fence tag a model could read - invisible characters in every 
 of every character, entities and escapes, attributes, case and spacing, unterminated tags - and every
 line-break forgery of a `- from` line is put into each field that reaches the text (body, fromName,
 from, ts, id) and rendered. The rendered text is then read the way a model would, by an oracle that
-is independent of relay.fence: NFKC, format characters and marks removed, entities and escapes
+is independent of relay.usecases.fence: NFKC, format characters and marks removed, entities and escapes
 decoded, lookalikes mapped. Nothing inside the fence may read as a tag; the text has exactly one
 OPEN and one CLOSE line and exactly one `- from` line per message.
 """
@@ -21,15 +21,15 @@ from conftest import new_id
 from test_hook import hook_output, write_mail
 from transcripts import claude_hook_event
 
-from relay.fence import CLOSE, OPEN, defuse, render
-from relay.textsafe import LINE_BREAKS
+from relay.usecases.fence import CLOSE, OPEN, defuse, render
+from relay.util.textsafe import LINE_BREAKS
 
 TS = "2026-11-23T10:00:00.000Z"
 TAGS = (OPEN, CLOSE)
 
 # -- the oracle: how a model reads text ------------------------------------------------------------
 
-# What a reader takes each character for; written independently of relay.fence on purpose.
+# What a reader takes each character for; written independently of relay.usecases.fence on purpose.
 READS_AS = {
     "<": "«‹〈《⟨⟪❬❮❰⦑⦓⧼˂˱ᐸ⋖⩹〈≮",
     ">": "»›〉》⟩⟫❭❯❱⦒⦔⧽˃˲ᐳ⋗⩺〉≯",

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_fence_battery import FORMAT_CHARACTERS, READS_AS, check_rendered, lookalikes, reads_as_tag
 
-from relay.fence import CLOSE, OPEN, defuse, render
-from relay.textsafe import LINE_BREAKS
+from relay.usecases.fence import CLOSE, OPEN, defuse, render
+from relay.util.textsafe import LINE_BREAKS
 
 _PIECES = [
     "<",

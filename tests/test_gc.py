@@ -10,8 +10,8 @@ from pathlib import Path
 from conftest import new_id
 from transcripts import claude_transcript
 
-from relay.paths import marker_name
-from relay.store import Store
+from relay.store.files import Store
+from relay.store.layout import marker_name
 
 DAY = 86400
 
@@ -96,7 +96,7 @@ def test_gc_dry_changes_nothing_and_older_than_is_honoured(run_relay, store_home
 def test_archived_mail_is_appended_never_replaced(env, store_home, tmp_path):
     store = Store(store_home, warn=lambda _m: None)
     sid = new_id()
-    from relay.mail import send
+    from relay.usecases.mail import send
 
     send(store, sid, "first", None, "cli")
     store.register(sid, name="gone")
@@ -110,7 +110,7 @@ def test_archived_mail_is_appended_never_replaced(env, store_home, tmp_path):
 
 
 def test_a_live_session_is_never_collected(env, store_home, tmp_path, monkeypatch):
-    from relay import gc
+    from relay.usecases import gc
 
     store = Store(store_home)
     sid = new_id()
@@ -143,7 +143,7 @@ def test_the_transcript_decides_for_both_clis(env, store_home, tmp_path):
     session; one as old as the registration does not."""
     from transcripts import codex_rollout
 
-    from relay import gc
+    from relay.usecases import gc
 
     store = Store(store_home)
     ids = {key: new_id() for key in ("claude-old", "claude-new", "codex-old", "codex-new", "none")}

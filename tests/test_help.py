@@ -1,6 +1,6 @@
 """`relay <command> --help`, `relay help`, the usage errors that point at them, and the header line
 `list` and `discover` print on a terminal (issue 12). Black-box through RELAY_CMD, except the checks
-that the help and the parser's Specs (relay.argv) name the same options, which read both."""
+that the help and the parser's Specs (relay.faces.argv) name the same options, which read both."""
 
 import json
 import os
@@ -14,8 +14,8 @@ import pytest
 from conftest import new_id
 from transcripts import claude_transcript, codex_rollout
 
-from relay.commands import SPECS
-from relay.helptext import FACES, TOPICS, render, usages
+from relay.faces.commands import SPECS
+from relay.faces.helptext import FACES, TOPICS, render, usages
 
 REPO = Path(__file__).resolve().parent.parent
 TOPIC_NAMES = [*SPECS, *FACES]
@@ -208,7 +208,8 @@ def test_help_entries_and_the_spec_name_the_same_options(name):
 
 
 def test_the_defaults_the_help_states_are_the_real_ones():
-    from relay import discover, gc, helptext
+    from relay.faces import helptext
+    from relay.usecases import discover, gc
 
     assert helptext.DISCOVER_WITHIN_MIN == discover.DEFAULT_WITHIN_MIN
     assert helptext.DISCOVER_LIMIT == discover.DEFAULT_LIMIT

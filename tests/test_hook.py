@@ -93,7 +93,7 @@ def test_registers_session_marker_and_entry(run_relay, store_home, tmp_path):
         "id": sid,
         "dir": str(project),
         "tool": "claude",
-        "name": "my-project.v2",  # named from its dir at its start (relay.ids.name_from_dir)
+        "name": "my-project.v2",  # named from its dir at its start (relay.domain.ids.name_from_dir)
     }
     assert ISO.match(entry["lastSeen"])
     assert data["names"] == {"my-project.v2": sid}
@@ -279,13 +279,14 @@ def test_hook_registration_is_enough_to_wake(run_relay, store_home, tmp_path):
 
 
 def test_hook_cli_inbox_and_mcp_inbox_share_one_delivery_protocol(env, store_home, tmp_path, monkeypatch, capsysbinary):
-    """take -> show -> confirm lives once, in relay.mail; each face only passes its own `show`."""
+    """take -> show -> confirm lives once, in relay.usecases.mail; each face only passes its own `show`."""
     import io
 
-    from relay import commands, hook, mail
-    from relay import mcp_tools as tools
-    from relay.argv import parse
-    from relay.store import Store
+    from relay.faces import commands, hook
+    from relay.faces import mcp_tools as tools
+    from relay.faces.argv import parse
+    from relay.store.files import Store
+    from relay.usecases import mail
 
     sid = new_id()
     monkeypatch.setenv("CLAUDE_CODE_SESSION_ID", sid)
@@ -318,8 +319,9 @@ def test_hook_cli_inbox_and_mcp_inbox_share_one_delivery_protocol(env, store_hom
 
 
 def test_hook_output_that_cannot_be_written_confirms_nothing(env, store_home, tmp_path):
-    from relay import hook, mail
-    from relay.store import Store
+    from relay.faces import hook
+    from relay.store.files import Store
+    from relay.usecases import mail
 
     class Broken:
         def write(self, data: bytes) -> int:

@@ -701,6 +701,6 @@ def test_urgent_mail_behind_a_large_ordinary_backlog_still_interrupts(run_relay,
 )
 def test_which_prompts_relay_started(prompt, by_relay):
     """A prompt relay started does not reset the count of unattended wake-ups; the user's does."""
-    from relay.attention import started_by_relay
+    from relay.domain.policy import started_by_relay
 
     assert started_by_relay(prompt) is by_relay

@@ -1,7 +1,7 @@
 """Id prefixes (issue 12): anywhere an id is accepted, a unique start of a known id with at least 8
 hex digits works. Session ids are known from the registry; message ids from the receipts the
 caller may see. An ambiguous prefix is a one-line error listing the candidates; a shorter one is
-refused as too short; a registered name wins over a prefix (relay.sessions.lookup).
+refused as too short; a registered name wins over a prefix (relay.usecases.addressing.lookup).
 
 Black-box through the program under test (RELAY_CMD): the CLI's TO/WHO, --id, --from,
 --reply-to and status MSG_ID, and the MCP bus's to, replyTo, status and wait.

@@ -11,8 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from transcripts import uuid7
 
-from relay import ids, paths
-from relay.errors import RelayError
+from relay.domain import ids
+from relay.store import layout
+from relay.util.errors import RelayError
 
 # -- ids --------------------------------------------------------------------------------------
 
@@ -143,7 +144,7 @@ def test_check_name_accepts_exactly_the_rule(name):
 
 
 def test_one_uuid_pattern_for_ids_and_the_mcp_schemas():
-    from relay import mcp_tools as tools
+    from relay.faces import mcp_tools as tools
 
     assert re.fullmatch(ids.UUID_PATTERN.strip("^$"), "123e4567-e89b-12d3-a456-426614174000")
     schemas = json.dumps([tool["inputSchema"] for tool in tools.TOOLS])
@@ -157,14 +158,14 @@ def test_one_uuid_pattern_for_ids_and_the_mcp_schemas():
 
 
 def test_marker_name_is_claude_codes_scheme():
-    assert paths.marker_name("/home/u/my project.v2") == "-home-u-my-project-v2"
-    assert paths.marker_name("/srv/ünï/x_y") == "-srv--n--x-y"
-    assert re.fullmatch(r"[A-Za-z0-9-]+", paths.marker_name("/a/../../etc/passwd"))
+    assert layout.marker_name("/home/u/my project.v2") == "-home-u-my-project-v2"
+    assert layout.marker_name("/srv/ünï/x_y") == "-srv--n--x-y"
+    assert re.fullmatch(r"[A-Za-z0-9-]+", layout.marker_name("/a/../../etc/passwd"))
 
 
 def test_marker_name_long_dirs_stay_short_and_distinct():
     base = "/very/long/" + "d" * 300
-    a, b = paths.marker_name(base + "/a"), paths.marker_name(base + "/b")
+    a, b = layout.marker_name(base + "/a"), layout.marker_name(base + "/b")
     assert a != b
     assert len(a.encode()) <= 255 and len(b.encode()) <= 255
     assert re.fullmatch(r"[A-Za-z0-9-]+", a)
@@ -172,7 +173,7 @@ def test_marker_name_long_dirs_stay_short_and_distinct():
 
 @given(st.text(min_size=1, max_size=400))
 def test_marker_name_is_always_a_safe_single_component(directory):
-    name = paths.marker_name(directory)
+    name = layout.marker_name(directory)
     assert name and "/" not in name and name not in (".", "..")
     assert len(name.encode()) <= 255
     assert re.fullmatch(r"[A-Za-z0-9-]+", name)
@@ -180,9 +181,9 @@ def test_marker_name_is_always_a_safe_single_component(directory):
 
 def test_mailbox_name():
     sid = new_id()
-    assert paths.mailbox_name(sid) == f"{sid}.jsonl"
-    assert paths.mailbox_name("../../etc/passwd") == "..-..-etc-passwd.jsonl"
-    assert "/" not in paths.mailbox_name("a/b\\c d")
+    assert layout.mailbox_name(sid) == f"{sid}.jsonl"
+    assert layout.mailbox_name("../../etc/passwd") == "..-..-etc-passwd.jsonl"
+    assert "/" not in layout.mailbox_name("a/b\\c d")
 
 
 # -- the store's home -------------------------------------------------------------------------
@@ -191,16 +192,16 @@ def test_mailbox_name():
 def test_relay_home_precedence(env, monkeypatch, tmp_path):
     monkeypatch.setenv("AGENT_RELAY_HOME", str(tmp_path / "agent"))
     monkeypatch.setenv("SESSION_RELAY_HOME", str(tmp_path / "session"))
-    assert Path(paths.relay_home()) == tmp_path / "agent"
+    assert Path(layout.relay_home()) == tmp_path / "agent"
     monkeypatch.setenv("AGENT_RELAY_HOME", "")  # empty counts as unset
-    assert Path(paths.relay_home()) == tmp_path / "session"
+    assert Path(layout.relay_home()) == tmp_path / "session"
     monkeypatch.setenv("SESSION_RELAY_HOME", "")
-    assert Path(paths.relay_home()) == Path(env["HOME"]) / ".agent-relay"
+    assert Path(layout.relay_home()) == Path(env["HOME"]) / ".agent-relay"
     monkeypatch.delenv("AGENT_RELAY_HOME")
     monkeypatch.delenv("SESSION_RELAY_HOME")
-    assert Path(paths.relay_home()) == Path(env["HOME"]) / ".agent-relay"
+    assert Path(layout.relay_home()) == Path(env["HOME"]) / ".agent-relay"
     monkeypatch.setenv("AGENT_RELAY_HOME", "~/custom")
-    assert Path(paths.relay_home()) == Path(env["HOME"]) / "custom"
+    assert Path(layout.relay_home()) == Path(env["HOME"]) / "custom"
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ HEAVY = ("inspect", "typing", "re", "json", "orjson", "pathlib", "dataclasses", 
 PROBE = """
 import os, sys
 sys.path.insert(0, sys.argv[1])
-from relay import cli
+from relay.faces import cli
 try:
     cli.main(sys.argv[3:])
 finally:
@@ -55,15 +55,15 @@ def test_hook_with_nothing_to_deliver_imports_nothing_heavy(env, store_home, tmp
     # the session exists (registered) and has a watcher-free, empty mailbox: the common case
     modules_after(tmp_path, env, ["hook", *tool], json.dumps({**payload, "hook_event_name": "SessionStart"}).encode())
     loaded = modules_after(tmp_path, env, ["hook", *tool], json.dumps(payload).encode())
-    assert "relay.hook" in loaded  # the probe really ran the hook
+    assert "relay.faces.hook" in loaded  # the probe really ran the hook
     assert sorted(loaded & set(HEAVY)) == []
 
 
 def test_the_probe_sees_a_heavy_import(env, store_home, tmp_path):
     """The check above is not vacuous: a malformed event, whose exact error comes from the json
-    package (relay.jsonlite asks it only then), is caught importing json."""
+    package (relay.util.jsonlite asks it only then), is caught importing json."""
     loaded = modules_after(tmp_path, env, ["hook"], b'{"session_id": "trunc')
-    assert "relay.hook" in loaded and "json" in loaded
+    assert "relay.faces.hook" in loaded and "json" in loaded
 
 
 def test_an_mcp_session_imports_nothing_heavy(env, store_home, tmp_path):
@@ -77,7 +77,7 @@ def test_an_mcp_session_imports_nothing_heavy(env, store_home, tmp_path):
     ]
     stdin = "".join(json.dumps(frame) + "\n" for frame in frames).encode()
     loaded = modules_after(tmp_path, {**env, "RELAY_NO_ANCESTRY": ""}, ["bus"], stdin)
-    assert "relay.mcp_tools" in loaded and "relay.identity" in loaded
+    assert "relay.faces.mcp_tools" in loaded and "relay.usecases.identity" in loaded
     assert sorted(loaded & set(HEAVY)) == []
 
 
@@ -107,9 +107,9 @@ def test_short_lived_commands_import_nothing_heavy(env, store_home, tmp_path, ar
     msg = json.loads(queued)["id"]
     words = [word.replace("{sid}", sid).replace("{msg}", msg) for word in argv]
     loaded = modules_after(tmp_path, env, words, allowed_codes=(0, 4))
-    assert "relay.cli" in loaded
+    assert "relay.faces.cli" in loaded
     assert sorted(loaded & set(HEAVY)) == []
-    assert "relay.helptext" not in loaded, "the long help is read only when asked for"
+    assert "relay.faces.helptext" not in loaded, "the long help is read only when asked for"
 
 
 @pytest.mark.parametrize(
@@ -123,7 +123,7 @@ def test_short_lived_commands_import_nothing_heavy(env, store_home, tmp_path, ar
     ids=lambda value: " ".join(value) if isinstance(value, list) else str(value),
 )
 def test_only_asking_for_help_imports_the_help_text(env, store_home, tmp_path, argv, helped):
-    """The check above is not vacuous: the probe sees relay.helptext when help is asked for. And
+    """The check above is not vacuous: the probe sees relay.faces.helptext when help is asked for. And
     the help needs no third-party module: it is printed, not an error, under `python -S`."""
     listing = tmp_path / "modules.txt"
     done = subprocess.run(
@@ -134,7 +134,7 @@ def test_only_asking_for_help_imports_the_help_text(env, store_home, tmp_path, a
         check=False,
     )
     loaded = set(listing.read_text().split())
-    assert ("relay.helptext" in loaded) is helped
+    assert ("relay.faces.helptext" in loaded) is helped
     if helped:
         assert done.stdout.startswith(b"usage: relay ") and done.stderr == b"", done.stderr
 
@@ -148,7 +148,7 @@ def test_the_hook_delivering_plain_mail_imports_nothing_heavy(env, store_home, t
         modules_after(tmp_path, env, ["send", sid, "--", f"message {i}: the build of feature-{i} finished"])
     payload = {"session_id": sid, "hook_event_name": event, "cwd": str(tmp_path)}
     loaded = modules_after(tmp_path, env, ["hook"], json.dumps(payload).encode())
-    assert "relay.fence" in loaded  # it really delivered
+    assert "relay.usecases.fence" in loaded  # it really delivered
     assert sorted(loaded & set(HEAVY)) == []
 
 
@@ -183,7 +183,7 @@ def test_without_a_redis_url_no_face_imports_redis(env, store_home, tmp_path, fa
     sid = new_id()
     modules_after(tmp_path, env, ["hook"], json.dumps({"session_id": sid, "cwd": str(tmp_path)}).encode())
     loaded = _redis_probe(tmp_path, env, face, sid)
-    assert "relay.cli" in loaded and "relay.store" in loaded
+    assert "relay.faces.cli" in loaded and "relay.store.files" in loaded
     assert sorted(name for name in loaded if name == "redis" or name.startswith("redis.")) == []
 
 
@@ -193,4 +193,4 @@ def test_with_a_redis_url_the_faces_do_import_redis(env, store_home, tmp_path, f
     starts import redis-py and fail as the faces say (send: exit 1; hook: exit 0)."""
     pytest.importorskip("redis")
     loaded = _redis_probe(tmp_path, {**env, "AGENT_RELAY_URL": "redis://127.0.0.1:1/0"}, face, new_id())
-    assert "redis" in loaded and "relay.redis_store" in loaded
+    assert "redis" in loaded and "relay.store.redisdb" in loaded

@@ -1,4 +1,4 @@
-"""relay.jsonlite must read and write exactly what the json module does, for the store's documents."""
+"""relay.util.jsonlite must read and write exactly what the json module does, for the store's documents."""
 
 import json
 import math
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay import jsonlite
+from relay.util import jsonlite
 
 # JSON values as the store holds them: any text (lone surrogates aside), ints, finite floats.
 text = st.text(st.characters(blacklist_categories=("Cs",)))

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import new_id
 
-from relay.errors import RelayError
-from relay.mail import MAX_BODY_BYTES, check_body
-from relay.store import Store
+from relay.store.files import Store
+from relay.usecases.mail import MAX_BODY_BYTES, check_body
+from relay.util.errors import RelayError
 
 BUDGET = 32 * 1024
 
@@ -90,7 +90,7 @@ def test_nul_byte_refused(env, store_home):
     # A NUL cannot travel in an argv; it can in a JSON string (the MCP send tool) or the core API.
     with pytest.raises(RelayError, match="NUL"):
         check_body("before\x00after")
-    from relay.mail import send
+    from relay.usecases.mail import send
 
     sid = new_id()
     with pytest.raises(RelayError, match="NUL"):

@@ -1,4 +1,4 @@
-"""relay.liveness: is a session running now? Real processes, real /proc, planted leftovers."""
+"""relay.host.liveness: is a session running now? Real processes, real /proc, planted leftovers."""
 
 import json
 import os
@@ -14,7 +14,7 @@ import pytest
 from conftest import new_id
 from transcripts import uuid7
 
-from relay import liveness
+from relay.host import liveness
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="these tests read /proc (Linux)")
 
@@ -285,8 +285,8 @@ def test_a_real_claude_code_session_is_live_while_it_runs(tmp_path, monkeypatch)
 
 def test_gc_never_retires_a_running_claude_session(store_home, claude_config, procs):
     """relay gc asks liveness, not only lastSeen: a session unseen for years whose Claude runs stays."""
-    from relay import gc
-    from relay.store import Store
+    from relay.store.files import Store
+    from relay.usecases import gc
 
     store = Store(store_home)
     sid = new_id()

@@ -14,16 +14,16 @@ import fasteners
 import pytest
 from conftest import REPO, new_id
 
-from relay.errors import LockBusy
-from relay.lock import FileLock
-from relay.store import Store
+from relay.store.files import Store
+from relay.store.lock import FileLock
+from relay.util.errors import LockBusy
 
 BUSY = "session-relay: lock busy (held > 3s)"
 
 HOLD_OURS = """
 import sys
 from pathlib import Path
-from relay.lock import FileLock
+from relay.store.lock import FileLock
 lock = FileLock(Path(sys.argv[1]))
 lock.acquire()
 print("held", flush=True)

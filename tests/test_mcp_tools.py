@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from conftest import mailbox_lines, new_id, stored_registry
 
-from relay import mcp_tools as tools
-from relay.errors import LockBusy, RelayError
-from relay.mail import MAX_BODY_BYTES
-from relay.store_api import open_store
+from relay.faces import mcp_tools as tools
+from relay.store.contract import open_store
+from relay.usecases.mail import MAX_BODY_BYTES
+from relay.util.errors import LockBusy, RelayError
 
 if TYPE_CHECKING:
-    from relay.store_api import StoreAPI
+    from relay.store.contract import StoreAPI
 
 # Through the tools, in-process: each test runs on the file store and on Redis (conftest's `world`).
 pytestmark = pytest.mark.usefixtures("world")
@@ -317,7 +317,7 @@ def test_send_when_the_lock_is_busy(store, me, store_home, monkeypatch):
     import subprocess
     import sys
 
-    from relay import lock
+    from relay.store import lock
 
     monkeypatch.setattr(lock, "DEADLINE_SECONDS", 0.2)
     monkeypatch.setattr(lock.FileLock.__init__, "__defaults__", (0.2,))

@@ -17,8 +17,10 @@ from conftest import new_id, plant_registry, stored_registry
 from test_bus import by_id, call, run_bus, tool_json, tool_result
 from test_liveness import Procs, sleep_binary, wait_for, write_session
 
-from relay import doorbell, hook, liveness, sessions
-from relay.store_api import open_store
+from relay.faces import hook
+from relay.host import liveness
+from relay.store.contract import open_store
+from relay.usecases import addressing, doorbell
 
 # Black-box through the faces: each test runs on the file store and on Redis (conftest's `world`).
 pytestmark = pytest.mark.usefixtures("world")
@@ -94,11 +96,11 @@ def test_shell_quote_round_trips_through_sh(tmp_path):
     words = ["plain", "", "sp ace", "it's", '"dq"', "$(touch x)", "`touch x`", "a\\b", "~", "*", "\n", "=x", "%1"]
     record = tmp_path / "argv.jsonl"
     launcher = fake_launcher(tmp_path / "bin", record)
-    sh(" ".join(sessions.shell_quote(w) for w in [str(launcher), *words]), tmp_path)
+    sh(" ".join(addressing.shell_quote(w) for w in [str(launcher), *words]), tmp_path)
     assert runs(record) == [words]
     assert not (tmp_path / "x").exists()
-    assert sessions.shell_quote("backend") == "backend"
-    assert sessions.shell_quote("/plain/path/launcher") == "/plain/path/launcher"
+    assert addressing.shell_quote("backend") == "backend"
+    assert addressing.shell_quote("/plain/path/launcher") == "/plain/path/launcher"
 
 
 def test_hostile_launcher_path_and_name_in_every_hint(env, store_home, tmp_path, monkeypatch):
@@ -115,10 +117,13 @@ def test_hostile_launcher_path_and_name_in_every_hint(env, store_home, tmp_path,
     assert entry is not None
 
     # the wake hint a sender gets
-    hint = sessions.wake_hint(entry)
+    hint = addressing.wake_hint(entry)
     sh(hint.split("reads the mail: ", 1)[1], tmp_path)
     # the hint for a session without a known dir
-    sh(sessions.wake_hint({"id": sid, "dir": None, "tool": None}).split("wake it: ", 1)[1].split(" --dir")[0], tmp_path)
+    sh(
+        addressing.wake_hint({"id": sid, "dir": None, "tool": None}).split("wake it: ", 1)[1].split(" --dir")[0],
+        tmp_path,
+    )
     # the woken session's nudge
     nudge = doorbell.nudge(sid)
     sh(re.search(r"or run: (.*)\)\.$", nudge).group(1), tmp_path)
@@ -134,14 +139,14 @@ def test_hostile_launcher_path_and_name_in_every_hint(env, store_home, tmp_path,
         {"session_id": sid, "cwd": str(project), "hook_event_name": "SessionStart"}, "claude", out, open_store()
     )
     context = json.loads(out.getvalue())["hookSpecificOutput"]["additionalContext"]
-    assert sessions.shell_quote(str(launcher)) in context
+    assert addressing.shell_quote(str(launcher)) in context
     assert f"{launcher} " not in context  # never the raw path
 
 
 @pytest.mark.parametrize("name", ["two\nlines", "esc\x1b]52;c;x\x07", "bidi\u202e", "cr\r"])
 def test_a_name_that_would_break_the_hint_line_is_replaced_by_the_id(name):
     sid = new_id()
-    hint = sessions.wake_hint({"id": sid, "dir": "/p", "name": name, "tool": "claude"})
+    hint = addressing.wake_hint({"id": sid, "dir": "/p", "name": name, "tool": "claude"})
     assert hint.endswith(f" wake {sid}") and "\n" not in hint and "\x1b" not in hint
 
 
@@ -149,8 +154,8 @@ def test_plugin_root_with_a_space_and_dollar_is_quoted(env, tmp_path, monkeypatc
     root = tmp_path / "my plugins $HOME"
     fake_launcher(root, tmp_path / "argv.jsonl")
     monkeypatch.setenv("CLAUDE_PLUGIN_ROOT", str(root))
-    command = sessions.launcher_command()
-    assert command == sessions.shell_quote(str(root / "launcher")) and command.startswith("'")
+    command = addressing.launcher_command()
+    assert command == addressing.shell_quote(str(root / "launcher")) and command.startswith("'")
     sh(f"{command} inbox x", tmp_path)
     assert runs(tmp_path / "argv.jsonl") == [["inbox", "x"]]
 
@@ -169,7 +174,7 @@ def test_send_hint_through_the_bus_runs_as_written(run_relay, store_home, tmp_pa
     fake = fake_launcher(tmp_path / "fakebin", record)
     words = command.split(" ", 2)  # launcher, "wake", the quoted name
     assert words[1] == "wake"
-    sh(f"{sessions.shell_quote(str(fake))} {words[1]} {words[2]}", tmp_path)
+    sh(f"{addressing.shell_quote(str(fake))} {words[1]} {words[2]}", tmp_path)
     assert runs(record) == [["wake", name]]
     assert not marker.exists()
 
@@ -185,7 +190,7 @@ def procs() -> Iterator[Procs]:
 
 
 def start_live_claude(running: Procs, config: Path, sid: str) -> subprocess.Popen:
-    """A process that is Claude Code for relay.liveness (argv[0] `claude`), with its sessions file."""
+    """A process that is Claude Code for relay.host.liveness (argv[0] `claude`), with its sessions file."""
     proc = running.start(["claude", "60"], executable=sleep_binary())
     assert wait_for(lambda: liveness.is_claude_process(proc.pid))
     write_session(config, proc.pid, sid)
@@ -253,7 +258,7 @@ def test_mcp_register_may_name_an_unregistered_session_once(run_relay, store_hom
 
 
 def test_register_description_states_the_rules():
-    from relay import mcp_tools as tools
+    from relay.faces import mcp_tools as tools
 
     [register] = [t for t in tools.TOOLS if t["name"] == "register"]
     for phrase in ("not a UUID", "cli", "session-relay", "only", "running session"):

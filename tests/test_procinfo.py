@@ -1,4 +1,4 @@
-"""relay.procinfo, the one reader of /proc: facts about a process that other modules act on."""
+"""relay.host.procinfo, the one reader of /proc: facts about a process that other modules act on."""
 
 import os
 import shutil
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from test_liveness import wait_for
 
-from relay import procinfo
+from relay.host import procinfo
 
 needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 

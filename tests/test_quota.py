@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from conftest import mailbox_lines, new_id, plant_mail
 
-from relay import mail
-from relay import mcp_tools as tools
-from relay.errors import RelayError
-from relay.jsontext import encode
-from relay.store import Store
-from relay.store_api import open_store
+from relay.faces import mcp_tools as tools
+from relay.store.contract import open_store
+from relay.store.files import Store
+from relay.usecases import mail
+from relay.util.errors import RelayError
+from relay.util.jsontext import encode
 
 # Tests of behaviour through the faces (or the store's interface) run on the file store and on Redis
 # (conftest's `world`); those that plant or read the file store's own files run on files only.
@@ -99,7 +99,7 @@ def test_the_quota_counts_mail_in_flight(env, store_home, monkeypatch):
 
 
 def test_default_quota_is_8_mib(env, store_home, monkeypatch):
-    from relay.store import mailbox_max
+    from relay.store.files import mailbox_max
 
     monkeypatch.delenv("RELAY_MAILBOX_MAX", raising=False)
     assert mailbox_max() == 8 * 1024 * 1024

@@ -71,14 +71,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _store(url: str, tmp_path: Path, **kwargs: object):  # type: ignore[no-untyped-def]
-    from relay.redis_store import RedisStore
+    from relay.store.redisdb import RedisStore
 
     return RedisStore(url, home=str(tmp_path / "local"), **kwargs)  # type: ignore[arg-type]
 
 
 def _message(to: str, body: str, **extra: object) -> dict:
-    from relay.clock import now_iso
-    from relay.ids import new_uuid4
+    from relay.domain.ids import new_uuid4
+    from relay.util.clock import now_iso
 
     return {
         "id": new_uuid4(),
@@ -185,7 +185,7 @@ def test_a_take_is_bounded_and_counts_what_remains(redis_url, tmp_path):
 
 
 def test_a_selective_take_leaves_the_rest_queued_in_order(redis_url, tmp_path):
-    from relay.attention import is_urgent
+    from relay.domain.policy import is_urgent
 
     store = _store(redis_url, tmp_path)
     me = new_id()
@@ -203,7 +203,7 @@ def test_a_selective_take_leaves_the_rest_queued_in_order(redis_url, tmp_path):
 
 
 def test_over_the_quota_a_send_is_refused_and_nothing_is_dropped(redis_url, tmp_path, monkeypatch):
-    from relay.errors import RelayError
+    from relay.util.errors import RelayError
 
     monkeypatch.setenv("RELAY_MAILBOX_MAX", "600")
     store = _store(redis_url, tmp_path)
@@ -226,7 +226,7 @@ def test_over_the_quota_a_send_is_refused_and_nothing_is_dropped(redis_url, tmp_
 
 TAKER = """
 import sys, time
-from relay.redis_store import RedisStore
+from relay.store.redisdb import RedisStore
 store = RedisStore(sys.argv[1], home=sys.argv[3])
 delivery = store.take(sys.argv[2])
 print(" ".join(m["id"] for m in delivery.messages), flush=True)
@@ -319,7 +319,7 @@ def test_a_live_taker_keeps_its_claim(redis_url, tmp_path):
 
 
 def test_a_dead_taker_on_another_host_is_known_by_its_idle_claim(redis_url, tmp_path, monkeypatch):
-    import relay.redis_store as redis_store
+    import relay.store.redisdb as redis_store
 
     store = _store(redis_url, tmp_path)
     me = new_id()
@@ -338,9 +338,9 @@ def test_a_dead_taker_on_another_host_is_known_by_its_idle_claim(redis_url, tmp_
 
 SENDER = """
 import sys
-from relay.clock import now_iso
-from relay.ids import new_uuid4
-from relay.redis_store import RedisStore
+from relay.util.clock import now_iso
+from relay.domain.ids import new_uuid4
+from relay.store.redisdb import RedisStore
 store = RedisStore(sys.argv[1], home=sys.argv[4])
 for n in range(int(sys.argv[3])):
     store.enqueue(sys.argv[2], {"id": new_uuid4(), "ts": now_iso(), "from": None, "fromName": None,
@@ -401,7 +401,7 @@ def test_register_resolve_rename_and_the_host(redis_url, tmp_path, monkeypatch):
 
 REGISTRAR = """
 import sys
-from relay.redis_store import RedisStore
+from relay.store.redisdb import RedisStore
 store = RedisStore(sys.argv[1], home=sys.argv[2])
 for line in sys.argv[3:]:
     session, name = line.split("=")
@@ -431,7 +431,7 @@ def test_concurrent_registrations_lose_nothing(redis_url, tmp_path):
 
 
 def test_an_unreachable_redis_fails_within_3s_with_the_password_hidden(tmp_path):
-    from relay.errors import RelayError
+    from relay.util.errors import RelayError
 
     closed = f"redis://:s3cret-pw@127.0.0.1:{redis_server_mod.free_port()}/0"
     blackhole = "redis://relay:s3cret-pw@10.255.255.1:6379/0"  # nothing answers: a connect timeout
@@ -448,7 +448,7 @@ def test_an_unreachable_redis_fails_within_3s_with_the_password_hidden(tmp_path)
 
 def test_an_unreachable_redis_fails_within_3s_in_a_fresh_process(tmp_path):
     url = f"redis://:s3cret-pw@127.0.0.1:{redis_server_mod.free_port()}/0"
-    probe = "import sys\nfrom relay.redis_store import RedisStore\nRedisStore(sys.argv[1], home=sys.argv[2]).ping()"
+    probe = "import sys\nfrom relay.store.redisdb import RedisStore\nRedisStore(sys.argv[1], home=sys.argv[2]).ping()"
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-c", probe, url, str(tmp_path / "local")],
@@ -463,7 +463,7 @@ def test_an_unreachable_redis_fails_within_3s_in_a_fresh_process(tmp_path):
 
 
 def test_a_wrong_password_is_one_line_without_the_password(redis_server, redis_url, tmp_path):
-    from relay.errors import RelayError
+    from relay.util.errors import RelayError
 
     store = _store(redis_server.url_for(password="not-the-password"), tmp_path)
     with pytest.raises(RelayError) as caught:
@@ -476,7 +476,7 @@ def test_a_wrong_password_is_one_line_without_the_password(redis_server, redis_u
 
 
 def test_a_wrong_db_fails_and_each_db_is_its_own_world(redis_server, redis_url, tmp_path):
-    from relay.errors import RelayError
+    from relay.util.errors import RelayError
 
     with pytest.raises(RelayError, match=r"DB index|out of range") as caught:
         _store(redis_server.url_for(db=999), tmp_path).ping()
@@ -491,7 +491,7 @@ def test_a_wrong_db_fails_and_each_db_is_its_own_world(redis_server, redis_url, 
 
 
 def test_the_store_works_over_tls_with_a_throwaway_ca(redis_tls_server, rediss_url, tmp_path):
-    from relay.errors import RelayError
+    from relay.util.errors import RelayError
 
     url = f"{rediss_url}?ssl_ca_certs={redis_tls_server.ca}"
     store = _store(url, tmp_path)
@@ -506,7 +506,7 @@ def test_the_store_works_over_tls_with_a_throwaway_ca(redis_tls_server, rediss_u
 
 
 def test_redact_hides_only_the_password():
-    from relay.redis_store import redact
+    from relay.store.redisdb import redact
 
     assert redact("redis://:pw@h:1/0") == "redis://:***@h:1/0"
     assert redact("rediss://user:pw@h:1/2") == "rediss://user:***@h:1/2"
@@ -518,7 +518,7 @@ def test_redact_hides_only_the_password():
 
 SPENDER = """
 import sys, time
-from relay.redis_store import RedisStore
+from relay.store.redisdb import RedisStore
 store = RedisStore(sys.argv[1], home=sys.argv[2])
 now = time.time()
 print(len(store.spend_wake(sys.argv[3], now - 3600, now, 5)), flush=True)
@@ -571,7 +571,7 @@ def test_gc_helpers_drop_empty_mailboxes_and_old_receipts(redis_url, tmp_path):
     me = new_id()
     message = _message(me, "read soon")
     store.enqueue(me, message)
-    from relay.store import _to_json
+    from relay.store.files import _to_json
 
     assert store.mailbox_files() == [(f"{me}.jsonl", len(_to_json(message)))]
     assert not store.drop_empty_mailbox(f"{me}.jsonl")
@@ -613,7 +613,7 @@ def test_a_second_ack_of_the_same_mail_changes_nothing(redis_url, tmp_path, monk
 
 NAMER = """
 import sys
-from relay.redis_store import RedisStore
+from relay.store.redisdb import RedisStore
 store = RedisStore(sys.argv[1], home=sys.argv[2])
 for _ in range(150):
     store.register(sys.argv[3], name="shared")
@@ -636,7 +636,7 @@ def test_a_name_fought_over_by_four_processes_ends_bound_once(redis_url, tmp_pat
 
 ON_HOST_B = """
 import sys, time
-from relay.redis_store import RedisStore
+from relay.store.redisdb import RedisStore
 store = RedisStore(sys.argv[1], home=sys.argv[2])
 store.record_start(sys.argv[3], "/work/on-b", "claude")
 store.register(sys.argv[3], name="bee")
@@ -661,7 +661,7 @@ def test_two_hosts_share_one_redis_and_a_killed_taker_there_is_redelivered_here(
         if os.environ.get("RELAY_REQUIRE_REDIS") == "1":
             pytest.fail("unshare -u as root is required for the several-hosts test")
         pytest.skip("needs root and unshare -u for a second host name")
-    import relay.redis_store as redis_store
+    import relay.store.redisdb as redis_store
 
     monkeypatch.delenv("RELAY_HOST", raising=False)
     here = _store(redis_url, tmp_path)
@@ -757,7 +757,7 @@ def test_an_acl_user_with_only_the_listed_commands_and_keys_runs_the_store(redis
 
 
 def test_redis_stopped_mid_run_fails_fast_and_loses_nothing_once_back(tmp_path):
-    from relay.errors import RelayError
+    from relay.util.errors import RelayError
 
     server = redis_server_mod.RedisServer(tmp_path / "own-redis", persist=True)
     try:

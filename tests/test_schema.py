@@ -1,11 +1,11 @@
-"""relay.schema.violation: tool arguments checked against the advertised JSON Schemas."""
+"""relay.faces.mcp_schema.violation: tool arguments checked against the advertised JSON Schemas."""
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.mcp_tools import TOOLS
-from relay.schema import violation
+from relay.faces.mcp_schema import violation
+from relay.faces.mcp_tools import TOOLS
 
 SCHEMAS = {tool["name"]: tool["inputSchema"] for tool in TOOLS}
 UUID = "123e4567-e89b-12d3-a456-426614174000"
@@ -223,8 +223,8 @@ def test_known_patterns_are_checked_exactly_as_their_regex(value):
     """relay's own patterns (ids, names) are checked without importing re: the same answers."""
     import re
 
-    from relay.ids import NAME_PATTERN, UUID_PATTERN
-    from relay.schema import _matches
+    from relay.domain.ids import NAME_PATTERN, UUID_PATTERN
+    from relay.faces.mcp_schema import _matches
 
     for pattern in (UUID_PATTERN, NAME_PATTERN):
         expected = re.search(re.sub(r"(?<!\\)\$$", r"\\Z", pattern), value) is not None

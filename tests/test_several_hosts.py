@@ -191,7 +191,7 @@ def test_concurrent_senders_on_two_hosts_lose_and_duplicate_nothing(machines, tm
 
 
 def test_a_killed_taker_is_redelivered_at_once_on_its_host_and_after_idle_on_another(machines, tmp_path):
-    from relay import redis_store
+    from relay.store import redisdb
 
     alpha, beta = machines("alpha"), machines("beta")
     first, second = new_id(), new_id()
@@ -212,7 +212,7 @@ def test_a_killed_taker_is_redelivered_at_once_on_its_host_and_after_idle_on_ano
     killed = alpha("inbox", second, extra_env={"RELAY_TEST_KILL_AT": "take:claimed"})
     assert killed.returncode != 0
     died = time.monotonic()
-    idle = redis_store.CLAIM_IDLE_MS / 1000
+    idle = redisdb.CLAIM_IDLE_MS / 1000
     empty_polls = 0
     while True:
         got = _json(beta, "inbox", second)["messages"]

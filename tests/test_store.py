@@ -1,6 +1,6 @@
 """The store (SPEC §3, §4, §10): the 0.1 on-disk format, upserts, resolving, privacy, symlinks, ids.
 
-In-process tests call relay.store directly; the format and id checks also go through the program
+In-process tests call relay.store.files directly; the format and id checks also go through the program
 (run_relay) so they hold for the frozen binary too.
 """
 
@@ -14,10 +14,10 @@ import orjson
 import pytest
 from conftest import new_id, queued_to
 
-import relay.store as store_module
-from relay.errors import RelayError
-from relay.paths import mailbox_name, marker_name
-from relay.store import Store
+import relay.store.files as store_module
+from relay.store.files import Store
+from relay.store.layout import mailbox_name, marker_name
+from relay.util.errors import RelayError
 
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -263,7 +263,7 @@ def _exercise(store: Store, tmp: Path) -> None:
     a, b = new_id(), new_id()
     store.register(a, directory=str(tmp), name="alpha")
     store.set_marker(str(tmp), a)
-    from relay.mail import send
+    from relay.usecases.mail import send
 
     send(store, "alpha", "one", b, None)
     send(store, "alpha", "two", b, None)
@@ -478,7 +478,7 @@ def test_cli_and_hook_refuse_non_uuid_ids(run_relay, store_home, tmp_path):
 def test_peek_marks_inflight_and_pending(env, store_home):
     store = Store(store_home)
     sid = new_id()
-    from relay.mail import send
+    from relay.usecases.mail import send
 
     send(store, sid, "first", None, "cli")
     delivery = store.take(sid)
@@ -498,7 +498,7 @@ def test_peek_marks_inflight_and_pending(env, store_home):
 def test_partial_ack_puts_the_rest_back_before_newer_mail(env, store_home):
     store = Store(store_home)
     sid = new_id()
-    from relay.mail import send
+    from relay.usecases.mail import send
 
     for body in ("m1", "m2", "m3"):
         send(store, sid, body, None, "cli")
@@ -603,7 +603,7 @@ def test_a_loose_store_of_the_user_is_tightened(env, store_home, tmp_path):
         os.chmod(path, 0o644)
     store = Store(store_home)
     store.register(sid, name="loose")
-    from relay.mail import send
+    from relay.usecases.mail import send
 
     send(store, sid, "hi", None, "cli")
     for rel, mode in _all_modes(store_home).items():
@@ -732,7 +732,7 @@ def test_a_01_marker_without_a_dir_line_is_still_read(env, store_home, tmp_path)
 
 def _queue_mixed(store: Store, sid: str) -> list[str]:
     """a, b!, c, d!, e (! = urgent); their ids."""
-    from relay.mail import send
+    from relay.usecases.mail import send
 
     return [
         send(store, sid, body, None, "cli", urgent=body.endswith("!"))[1]["id"] for body in ["a", "b!", "c", "d!", "e"]
@@ -740,7 +740,7 @@ def _queue_mixed(store: Store, sid: str) -> list[str]:
 
 
 def test_take_select_takes_the_accepted_and_keeps_the_rest_queued_in_order(env, store_home):
-    from relay.attention import is_urgent
+    from relay.domain.policy import is_urgent
 
     store, sid = Store(store_home), new_id()
     ids = _queue_mixed(store, sid)

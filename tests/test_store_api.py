@@ -1,4 +1,4 @@
-"""relay.store_api: the store is chosen once from AGENT_RELAY_URL, and choosing it costs a local
+"""relay.store.contract: the store is chosen once from AGENT_RELAY_URL, and choosing it costs a local
 hook nothing (no typing, no redis-py)."""
 
 import os
@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 PROBE = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from relay.store_api import open_store
+from relay.store.contract import open_store
 store = open_store()
 print(type(store).__module__, type(store).__name__, "redis" in sys.modules, "typing" in sys.modules)
 """
@@ -36,7 +36,7 @@ def _probe(env: dict[str, str], url: str | None) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("url", [None, ""])
 def test_without_a_url_the_file_store_is_chosen_and_nothing_heavy_is_imported(env, url):
     done = _probe(env, url)
-    assert done.stdout.split() == ["relay.store", "Store", "False", "False"], done.stderr
+    assert done.stdout.split() == ["relay.store.files", "Store", "False", "False"], done.stderr
 
 
 def test_a_redis_url_chooses_the_redis_store(env):
@@ -50,7 +50,7 @@ def test_a_redis_url_chooses_the_redis_store(env):
         timeout=60,
         check=False,
     )
-    assert done.stdout.split()[:3] == ["relay.redis_store", "RedisStore", "True"], done.stderr
+    assert done.stdout.split()[:3] == ["relay.store.redisdb", "RedisStore", "True"], done.stderr
 
 
 def test_another_scheme_is_refused_without_echoing_the_value(env):

@@ -1,4 +1,4 @@
-"""The transcript readers (relay.transcripts), each on its own: where the CLIs' files live, which
+"""The transcript readers (relay.host.transcripts), each on its own: where the CLIs' files live, which
 are listed, and what is read from one. discover, gc, liveness, codex_session and codex_queue all
 read through these, so their safety rules (UUID ids only, no symlinks, no blocking on a FIFO,
 bounded reads) are checked here once, on real-shaped files from tests/transcripts.py."""
@@ -19,7 +19,7 @@ from transcripts import (
     uuid7,
 )
 
-from relay import transcripts
+from relay.host import transcripts
 
 # ---------------------------------------------------------------- where they live
 

@@ -31,7 +31,8 @@ from test_liveness import (
 )
 from transcripts import uuid7
 
-from relay import liveness, wakeguard
+from relay.host import liveness
+from relay.usecases import wakeguard
 
 __all__ = ["procs"]  # the fixture, shared with test_liveness
 
@@ -464,7 +465,7 @@ def test_sigterm_to_relay_reaches_the_program(run_relay, env, agent, project, tm
 
 
 def test_retiring_a_session_drops_its_wake_times(run_relay, agent, project, store_home):
-    from relay.store import Store
+    from relay.store.files import Store
 
     sid = new_id()
     register(run_relay, "web", sid, project)

@@ -84,7 +84,7 @@ def _watchers_left(tmp_path: Path) -> list[int]:
 def watcher_pid(env: dict[str, str], sid: str) -> int | None:
     """The live watcher's pid as the store records it (read the way relay reads it)."""
     done = subprocess.run(
-        [sys.executable, "-c", f"from relay.store import Store; print(Store().watcher({sid!r}))"],
+        [sys.executable, "-c", f"from relay.store.files import Store; print(Store().watcher({sid!r}))"],
         env=env,
         capture_output=True,
         text=True,

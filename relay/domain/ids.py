@@ -1,0 +1,145 @@
+"""Validation of session ids and session names.
+
+Both CLIs mint UUIDs. An id that reaches a file name or another program's argv must be one, so
+that a planted, flag-shaped id such as `--config=evil` can never become an option of `claude`.
+"""
+
+import os
+
+from relay.util.errors import RelayError
+
+TYPE_CHECKING = False  # typing stays off the hook's import path; only mypy reads these
+if TYPE_CHECKING:
+    from typing import TypeGuard
+
+# The agent CLIs relay serves: the one list every face and the store check a `tool` against.
+AGENT_CLIS = ("claude", "codex")
+
+# The one spelling of a session id (SPEC §4); the MCP tools' JSON Schemas advertise this same text.
+UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_HEX = frozenset("0123456789abcdefABCDEF")
+_DASHES = (8, 13, 18, 23)
+# Anywhere an id is accepted, the start of one with at least this many hex digits will do when it
+# names exactly one known id (relay.usecases.addressing resolves it; a registered name is looked up first).
+MIN_ID_PREFIX = 8
+
+MAX_NAME_CHARS = 64
+# Names are typed into shells and shown to models (SPEC §15): only characters no shell, terminal
+# or fence gives a meaning to.
+NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+NAME_PATTERN = "^[A-Za-z0-9._-]{1,64}$"
+# Names that would pass a session off as a person, relay itself or the CLI (mail from the CLI is
+# `fromName: "cli"`); compared case-insensitively.
+RESERVED_NAMES = ("cli", "user", "system", "relay", "session-relay")
+
+
+def is_uuid(value: object) -> "TypeGuard[str]":
+    """True for a canonical 8-4-4-4-12 hex UUID string (any version, any case): UUID_PATTERN,
+    checked without importing re on the hook's path (tests/test_ids_paths.py holds them equal)."""
+    return (
+        isinstance(value, str)
+        and len(value) == 36
+        and all(value[i] == "-" for i in _DASHES)
+        and all(ch in _HEX for ch in value.replace("-", "", 4))
+        and value.count("-") == 4
+    )
+
+
+def prefix_digits(value: object) -> int:
+    """How many hex digits `value` holds when it reads as the start of an id (8-4-4-4-12, its
+    dashes in place), else 0. The one shape test for id prefixes, without re on the hook's path."""
+    if not isinstance(value, str) or not 0 < len(value) <= 36:
+        return 0
+    for at, ch in enumerate(value):
+        if (ch != "-") if at in _DASHES else (ch not in _HEX):
+            return 0
+    return len(value) - value.count("-")
+
+
+def is_id_prefix(value: object) -> "TypeGuard[str]":
+    """True for the start of an id long enough to look up (MIN_ID_PREFIX hex digits), not a whole id."""
+    return prefix_digits(value) >= MIN_ID_PREFIX and not is_uuid(value)
+
+
+# Said wherever a value that looks like the start of an id is too short to look up.
+PREFIX_RULE = f"an id prefix needs at least {MIN_ID_PREFIX} hex characters of the id (or give the whole id)"
+
+
+def new_uuid4() -> str:
+    """A random (version 4) UUID, without importing the uuid module on the hot path."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def require_uuid(value: object, what: str = "session id") -> str:
+    """The id in canonical (lower-case) form when `value` is a UUID, else an error saying what a
+    valid id looks like. Both CLIs mint lower-case ids; an upper-case spelling of the same id must
+    reach the same mailbox, so every id is lowered where it enters."""
+    if not is_uuid(value):
+        raise RelayError(
+            f"invalid {what} {value!r}: expected a UUID like "
+            "123e4567-e89b-12d3-a456-426614174000 (see `relay discover` or `relay list`)"
+        )
+    return value.lower()
+
+
+def check_name(name: object) -> str:
+    """Return a usable session name or raise (SPEC §15).
+
+    Names are typed on command lines and shown to models, so they are 1-64 characters of
+    [A-Za-z0-9._-], never look like a flag or an id (targets resolve ids before names), and never
+    pose as a person, the CLI or relay itself.
+    """
+    rule = "use 1-64 letters, digits, '.', '_' or '-', such as `backend`"
+    if not isinstance(name, str) or not name:
+        raise RelayError(f"invalid name: give a non-empty name; {rule}")
+    if len(name) > MAX_NAME_CHARS:
+        raise RelayError(f"invalid name: at most {MAX_NAME_CHARS} characters; {rule}")
+    bad = sorted({ch for ch in name if ch not in NAME_CHARS})
+    if bad:
+        shown = "".join(bad).encode("unicode_escape").decode("ascii")
+        raise RelayError(f"invalid name {name!r}: characters {shown!r} are not allowed; {rule}")
+    if name.startswith("-"):
+        raise RelayError(f"invalid name {name!r}: a name cannot start with '-'; {rule}")
+    if is_uuid(name):
+        raise RelayError(f"invalid name {name!r}: a name cannot be a UUID; {rule}")
+    if name.lower() in RESERVED_NAMES:
+        raise RelayError(f"invalid name {name!r}: {', '.join(RESERVED_NAMES)} are reserved; choose another name")
+    return name
+
+
+# The name a session starts with when its dir's base name leaves nothing usable (or is an id).
+FALLBACK_NAME = "session"
+
+
+def _name_base(text: str) -> str:
+    """`text` made to fit the name rule: accents dropped, every other character outside NAME_CHARS
+    turned into '-', runs of '-' joined, the ends trimmed of '-', '.', '_', at most 64 characters."""
+    if not text.isascii():
+        import unicodedata  # only for a non-ASCII dir name
+
+        text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+    mapped = "".join(ch if ch in NAME_CHARS else "-" for ch in text)
+    while "--" in mapped:
+        mapped = mapped.replace("--", "-")
+    base = mapped.strip("-._")[:MAX_NAME_CHARS].rstrip("-._")
+    return FALLBACK_NAME if not base or is_uuid(base) else base
+
+
+def name_from_dir(directory: str, taken: "set[str]") -> str:
+    """A session's first name: its project dir's base name, made safe (`My App` -> `My-App`) and
+    unique: `api`, then `api-2`, `api-3`, ... A session is addressable by name from its start.
+
+    `taken` holds the lower-cased names in use; a reserved name counts as taken (`relay` -> `relay-2`),
+    and names differing only in case count as one, so no two sessions look alike in `relay list`.
+    """
+    base = _name_base(os.path.basename(directory.rstrip("/")))
+    candidate, number = base, 2
+    while candidate.lower() in taken or candidate.lower() in RESERVED_NAMES:
+        suffix = f"-{number}"
+        candidate = base[: MAX_NAME_CHARS - len(suffix)].rstrip("-._") + suffix
+        number += 1
+    return candidate

@@ -1,0 +1,559 @@
+"""The people-facing commands: discover, list, register, send, ask, status, inbox, peek, wake.
+
+Each is a thin face over the shared core and prints what a person (or an agent without MCP)
+needs. Each takes the parsed command line and returns the exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from relay.domain.ids import AGENT_CLIS, require_uuid
+from relay.faces.argv import Parsed, Spec
+from relay.util.errors import RelayError, UsageError
+
+TYPE_CHECKING = False  # typing costs every short-lived command its import; only mypy needs these
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from relay.store.contract import StoreAPI
+
+SPECS: dict[str, Spec] = {
+    "discover": Spec(
+        "relay discover [--within MIN] [--tool claude|codex] [--exclude ID] [--cwd DIR] [--limit N] [--json]",
+        "list the sessions running now, from the CLIs' transcripts",
+        values=("--within", "--tool", "--exclude", "--cwd", "--limit"),
+        flags=("--json",),
+    ),
+    "list": Spec("relay list [--json]", "list registered sessions", flags=("--json",)),
+    "register": Spec(
+        "relay register NAME --id UUID [--dir DIR] [--tool claude|codex] [--deliver now|turn|start]",
+        "name a session and set when its mail reaches it",
+        values=("--id", "--dir", "--tool", "--deliver"),
+        positionals=("NAME",),
+    ),
+    "send": Spec(
+        "relay send TO [--from WHO] [--reply-to ID] [--urgent] [--json] [--] MESSAGE... | "
+        "relay send --id UUID [options] [--] MESSAGE...",
+        "queue a message for a session and print its id",
+        values=("--id", "--from", "--reply-to"),
+        flags=("--urgent", "--json"),
+        positionals=("TO",),
+        message=True,
+    ),
+    "ask": Spec(
+        "relay ask TO [--from WHO] [--wait SECONDS] [--json] [--] MESSAGE...",
+        "send a question, wait for its reply and print it",
+        values=("--from", "--wait"),
+        flags=("--json",),
+        positionals=("TO",),
+        message=True,
+    ),
+    "status": Spec(
+        "relay status MSG_ID [--json]",
+        "what became of a message: queued, taken, delivered or replied (with the reply's id)",
+        flags=("--json",),
+        positionals=("MSG_ID",),
+    ),
+    "inbox": Spec(
+        "relay inbox WHO",
+        "print a session's mail as JSON and take it",
+        positionals=("WHO",),
+    ),
+    "peek": Spec("relay peek WHO", "print a session's mail as JSON without taking it", positionals=("WHO",)),
+    "wake": Spec(
+        "relay wake WHO [--dry] [--force] [--] [MESSAGE...] | "
+        "relay wake --id UUID --dir DIR --tool claude|codex [--dry] [--force] [--] [MESSAGE...]",
+        "resume an idle session headless so it reads its mail",
+        values=("--id", "--dir", "--tool"),
+        flags=("--dry", "--force"),
+        positionals=("WHO",),
+        message=True,
+    ),
+    "doorbell": Spec(
+        "relay doorbell [--serve] [--per-minute N]",
+        "list the hosts whose doorbell is served, or serve this host's (Redis store)",
+        values=("--per-minute",),
+        flags=("--serve",),
+    ),
+    "doctor": Spec(
+        "relay doctor",
+        "check the store and the installation; one PASS/WARN/FAIL line each, with its fix",
+    ),
+    "gc": Spec(
+        "relay gc [--older-than DAYS] [--dry] [--json]",
+        "forget stale sessions; their undelivered mail goes to archive/",
+        values=("--older-than",),
+        flags=("--dry", "--json"),
+    ),
+}
+
+# The column titles of `list` and `discover`: their header line on a terminal, and their --help.
+LIST_COLUMNS = ("NAME", "TOOL", "ID", "DELIVER", "DIR", "LAST SEEN")
+HOST_COLUMN = "HOST"  # before DIR, when the store is shared by several machines (Redis, SPEC §16)
+DISCOVER_COLUMNS = ("TOOL", "ID", "NAME", "LAST WRITE", "CWD")
+DEFAULT_ASK_SECONDS = 120.0
+DOORBELL_PER_MINUTE = 6  # relay.faces.doorbell_server.DEFAULT_PER_MINUTE
+
+
+def _print_json(value: Any, pretty: bool = True) -> None:
+    from relay.util.jsontext import encode
+
+    sys.stdout.buffer.write(encode(value, pretty) + b"\n")
+    sys.stdout.flush()
+
+
+def _show(parsed: Parsed, rows: list[Any], empty: str, line: Callable[[Any], str], header: str) -> int:
+    """Rows as a JSON array with --json, else one line each (or a note when there are none), under
+    a header line of column titles when a person reads them on a terminal (never in a pipe)."""
+    if "--json" in parsed.flags:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print(empty)
+    elif sys.stdout.isatty():
+        print(header)
+    for row in rows:
+        print(line(row))
+    return 0
+
+
+def _tool_option(parsed: Parsed) -> str | None:
+    tool = parsed.options.get("--tool")
+    if tool is not None and tool not in AGENT_CLIS:
+        raise UsageError(f"--tool must be claude or codex, not {tool!r}")
+    return tool
+
+
+def _number(parsed: Parsed, option: str, default: float) -> float:
+    raw = parsed.options.get(option)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"{option} needs a number, not {raw!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise UsageError(f"{option} must be a positive number, not {raw!r}")
+    return value
+
+
+def _need(parsed: Parsed, what: str, usage: str) -> str:
+    if not parsed.positionals:
+        raise UsageError(f"missing {what}; usage: {usage}")
+    return parsed.positionals[0]
+
+
+def _absolute(directory: str) -> str:
+    return os.path.abspath(os.path.expanduser(directory))
+
+
+def discover_command(store: StoreAPI, parsed: Parsed) -> int:
+    """Live sessions, newest first."""
+    from relay.usecases.discover import DEFAULT_LIMIT, DEFAULT_WITHIN_MIN, discover
+
+    limit = _number(parsed, "--limit", DEFAULT_LIMIT)
+    if limit != int(limit):
+        raise UsageError("--limit needs a whole number")
+    cwd = parsed.options.get("--cwd")
+    rows = discover(
+        store.registry(),
+        within_min=_number(parsed, "--within", DEFAULT_WITHIN_MIN),
+        tool=_tool_option(parsed),
+        exclude=parsed.options.get("--exclude"),
+        cwd_first=_absolute(cwd) if cwd else None,
+        limit=int(limit),
+    )
+    empty = "no session transcripts written in that window (try --within with more minutes)"
+    return _show(parsed, rows, empty, _session_line, _session_cells(*DISCOVER_COLUMNS))
+
+
+def _session_line(row: dict[str, Any]) -> str:
+    """One discovered session; the cwd (from a transcript) and name (from the registry) are shown
+    escaped, so nothing planted in them can drive the terminal."""
+    from relay.util.textsafe import one_line
+
+    busy = "  (live)" if row["live"] else ""
+    name = one_line(row["name"] or "-")
+    cwd = one_line(row["cwd"] or "?")
+    return _session_cells(row["tool"], one_line(row["id"]), name, f"{row['ageSec']}s ago", cwd) + busy
+
+
+def _session_cells(tool: str, session_id: str, name: str, age: str, cwd: str) -> str:
+    return f"{tool:<6}  {session_id:<36}  {name:<16}  {age:>11}  {cwd}"
+
+
+def list_command(store: StoreAPI, parsed: Parsed) -> int:
+    """The registry, one session a line."""
+    empty = "no sessions registered yet: sessions register when they start (or: relay register NAME --id UUID)"
+    from relay.domain.policy import shown_with_mode
+
+    rows = [shown_with_mode(e) for e in store.registry().entries()]
+    # Entries carry `host` only in a store several machines share (Redis): then each line says where.
+    hosts = any(row.get("host") for row in rows)
+    titles = (*LIST_COLUMNS[:4], HOST_COLUMN, *LIST_COLUMNS[4:]) if hosts else LIST_COLUMNS
+
+    def line(entry: dict[str, Any]) -> str:
+        return _entry_line(entry, hosts)
+
+    return _show(parsed, rows, empty, line, _entry_cells(*titles))
+
+
+def _entry_line(entry: dict[str, Any], hosts: bool = False) -> str:
+    """One registry entry; every field is shown escaped (the registry file may have been planted)."""
+    from relay.util.textsafe import one_line
+
+    name, tool, session_id, host, directory, seen = (
+        one_line(str(entry.get(key) or "-")) for key in ("name", "tool", "id", "host", "dir", "lastSeen")
+    )
+    ended = f"  ended {one_line(str(entry['endedAt']))}" if entry.get("endedAt") else ""
+    if hosts:
+        return _entry_cells(name, tool, session_id, str(entry["deliver"]), host, directory, seen) + ended
+    return _entry_cells(name, tool, session_id, str(entry["deliver"]), directory, seen) + ended
+
+
+def _entry_cells(name: str, tool: str, session_id: str, deliver: str, *rest: str) -> str:
+    """The fixed-width cells, then HOST (when shown, padded), DIR and LAST SEEN."""
+    *host, directory, seen = rest
+    where = f"{host[0]:<12}  " if host else ""
+    return f"{name:<16}  {tool:<6}  {session_id:<36}  {deliver:<7}  {where}{directory}  {seen}"
+
+
+def register_command(store: StoreAPI, parsed: Parsed) -> int:
+    """Name a session."""
+    spec = SPECS["register"]
+    name = _need(parsed, "NAME", spec.usage)
+    if "--id" not in parsed.options:
+        raise UsageError(f"--id is required; usage: {spec.usage}")
+    fields: dict[str, Any] = {"name": name}
+    if "--dir" in parsed.options:
+        fields["directory"] = _absolute(parsed.options["--dir"])
+    tool = _tool_option(parsed)
+    if tool:
+        fields["tool"] = tool
+    if "--deliver" in parsed.options:
+        fields["deliver"] = parsed.options["--deliver"]
+    from relay.usecases.addressing import session_id_of
+
+    entry = store.register(session_id_of(store, parsed.options["--id"]), **fields)
+    from relay.domain.policy import mode_of
+    from relay.util.textsafe import one_line
+
+    where = entry["dir"] or "no dir"
+    shown = f"registered {entry['name']} -> {entry['id']} ({entry['tool']}, {where}, deliver {mode_of(entry)})"
+    print(one_line(shown))
+    return 0
+
+
+def _sender(store: StoreAPI, parsed: Parsed) -> tuple[str | None, str | None]:
+    """(id, name) to send as: the registered session --from names, else the person at the CLI."""
+    who = parsed.options.get("--from")
+    if who is None:
+        return None, "cli"
+    from relay.usecases.addressing import lookup
+
+    registry = store.registry()
+    entry = lookup(registry, who)
+    if entry is None or entry.get("id") not in registry.agents:
+        raise RelayError(f"--from {who!r} is not a registered session: give a name or id from `relay list`")
+    name = entry.get("name")
+    return require_uuid(entry["id"]), name if isinstance(name, str) else None
+
+
+def _target_and_words(store: StoreAPI, parsed: Parsed, command: str) -> tuple[str, list[str]]:
+    """The recipient (TO, or --id UUID) and the message words."""
+    from relay.usecases.addressing import session_id_of
+
+    spec = SPECS[command]
+    if "--id" in parsed.options:
+        target, words = session_id_of(store, parsed.options["--id"]), parsed.positionals + parsed.words
+    else:
+        target, words = _need(parsed, "TO", spec.usage), parsed.words
+    if not words:
+        raise UsageError(f"missing MESSAGE; usage: {spec.usage}")
+    return target, words
+
+
+def _queue(store: StoreAPI, parsed: Parsed, command: str, sender: tuple[str | None, str | None], **fields: Any) -> Any:
+    """Send the command line's message from `sender`, ring an idle Codex recipient; (recipient, message,
+    what the ring learnt: relay.usecases.codex_queue's outcome)."""
+    from relay.domain.loopguard import inherited_hops
+    from relay.usecases.codex_queue import ring_if_idle
+    from relay.usecases.mail import send
+
+    target, words = _target_and_words(store, parsed, command)
+    urgent = "--urgent" in parsed.flags
+    recipient, message = send(store, target, " ".join(words), *sender, urgent=urgent, hops=inherited_hops(), **fields)
+    rung, note = ring_if_idle(store, recipient, message)
+    if note:
+        print(f"relay: {note}", file=sys.stderr)
+    return recipient, message, rung
+
+
+def send_command(store: StoreAPI, parsed: Parsed) -> int:
+    """Queue a message from the command line; print where it went and its id."""
+    from relay.usecases.addressing import message_id_of
+
+    sender = _sender(store, parsed)
+    reply_to = parsed.options.get("--reply-to")
+    if reply_to is not None:
+        reply_to = message_id_of(store, reply_to, sender[0])
+    recipient, message, rung = _queue(store, parsed, "send", sender, reply_to=reply_to)
+    if "--json" in parsed.flags:
+        from relay.usecases.codex_queue import seen_running
+        from relay.usecases.conversation import recipient_state
+        from relay.usecases.mail import thread_of
+
+        fields = {"id": message["id"], "thread": thread_of(message), "to": message["to"], "toName": message["toName"]}
+        _print_json({**fields, "recipient": recipient_state(recipient, seen_running(rung))}, pretty=False)
+        return 0
+    print(f"queued -> {recipient.get('name') or recipient['id']} {message['id']}", flush=True)
+    return 0
+
+
+MAX_ASK_SECONDS = 3600.0
+
+
+def ask_command(store: StoreAPI, parsed: Parsed) -> int:
+    """Send a question and print its reply: exit 0 with one, NoReply (exit 4) when time runs out.
+
+    Without --from the question comes from an address minted for this ask, whose mailbox only
+    this command reads: a script can ask a session something and get the answer on stdout.
+    """
+    from relay.domain.ids import new_uuid4
+    from relay.usecases.conversation import wait_for_reply
+    from relay.util.errors import NoReply
+
+    seconds = _seconds(parsed.options.get("--wait"), DEFAULT_ASK_SECONDS)
+    sender = _sender(store, parsed)
+    minted = sender[0] is None
+    if minted:
+        sender = new_uuid4(), None
+    asker = str(sender[0])
+    recipient, message, _ = _queue(store, parsed, "ask", sender, expects_reply=True)
+
+    def show(reply: Any, earlier: list[Any], receipt: Any) -> None:
+        for other in earlier:  # mail a dead taker left in flight in the asker's mailbox
+            sys.stderr.write(f"relay: also waiting for {asker}: {_json_line(other)}\n")
+        if reply is None:
+            sys.stderr.write(
+                f"relay: the reply {receipt.get('id')} was already delivered to {asker} another way "
+                f"(state {receipt.get('state')}); see relay status {message['id']}\n"
+            )
+        elif "--json" in parsed.flags:
+            _print_json(reply, pretty=False)
+        else:
+            sys.stdout.write(f"{reply.get('body')}\n")
+        sys.stdout.flush()
+
+    confirm = wait_for_reply(store, message["id"], asker, seconds, show)
+    if confirm is not None:
+        confirm(True)
+        if minted:
+            from relay.store.layout import mailbox_name
+
+            store.drop_empty_mailbox(mailbox_name(asker))
+        return 0
+    late = f"; a late reply waits in `relay inbox {asker}`" if minted else ""
+    raise NoReply(
+        f"no reply within {seconds:g} s; the question {message['id']} stays queued for "
+        f"{recipient.get('name') or recipient['id']}: follow it with `relay status {message['id']}`{late}"
+    )
+
+
+def _seconds(raw: str | None, default: float) -> float:
+    """--wait's value: 0 to MAX_ASK_SECONDS seconds."""
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"--wait needs a number of seconds, not {raw!r}") from None
+    if not 0 <= value <= MAX_ASK_SECONDS:
+        raise UsageError(f"--wait must be 0 to {MAX_ASK_SECONDS:g} seconds, not {raw!r}")
+    return value
+
+
+def _json_line(value: Any) -> str:
+    from relay.util.jsontext import encode
+
+    return encode(value, False).decode("utf-8", "replace")
+
+
+def status_command(store: StoreAPI, parsed: Parsed) -> int:
+    """Print what became of one message."""
+    from relay.usecases.addressing import message_id_of
+    from relay.usecases.conversation import status
+
+    found = status(store, message_id_of(store, _need(parsed, "MSG_ID", SPECS["status"].usage), None))
+    if "--json" in parsed.flags:
+        _print_json(found, pretty=False)
+        return 0
+    from relay.util.textsafe import one_line
+
+    times = ", ".join(f"{k} {found[k]}" for k in ("queuedAt", "deliveredAt", "repliedAt") if found.get(k))
+    reply = f"; reply {found['replyId']}" if found.get("replyId") else ""
+    print(one_line(f"{found['id']} -> {found.get('toName') or found.get('to')}: {found['state']} ({times}){reply}"))
+    return 0
+
+
+def _mailbox_owner(store: StoreAPI, parsed: Parsed, command: str) -> str:
+    from relay.usecases.addressing import resolve
+
+    who = _need(parsed, "WHO", SPECS[command].usage)
+    return require_uuid(resolve(store, who)["id"])
+
+
+def _fitted(messages: list[Any], remaining: int) -> tuple[Any, int]:
+    """The CLI's mail result for as many messages as fit one 32 KiB result, and that count; a
+    question carries its `answer`, as in the MCP `inbox`."""
+    from relay.usecases.addressing import launcher_command
+    from relay.usecases.fence import with_answer
+    from relay.usecases.mail import fit_output
+    from relay.util.jsontext import encode
+
+    launcher = launcher_command()
+    answered = [with_answer(message, launcher) for message in messages]
+
+    def build(shown: list[Any]) -> tuple[dict[str, Any], int]:
+        result = {"count": len(shown), "messages": shown, "remaining": remaining + len(messages) - len(shown)}
+        return result, len(shown)
+
+    return fit_output(answered, build, lambda result: len(encode(result, True)))
+
+
+def inbox_command(store: StoreAPI, parsed: Parsed) -> int:
+    """Print a session's mail as JSON and take it (only what was printed, once it was printed)."""
+    from relay.usecases.mail import deliver
+
+    def show(batch: list[Any], remaining: int) -> int:
+        result, shown = _fitted(batch, remaining)
+        _print_json(result)
+        return shown
+
+    deliver(store, _mailbox_owner(store, parsed, "inbox"), show)
+    return 0
+
+
+def peek_command(store: StoreAPI, parsed: Parsed) -> int:
+    """Print a session's mail without taking it."""
+    from relay.store.files import TAKE_BUDGET
+
+    messages, more = store.peek_batch(_mailbox_owner(store, parsed, "peek"), TAKE_BUDGET)
+    _print_json(_fitted(messages, more)[0])
+    return 0
+
+
+def wake_command(store: StoreAPI, parsed: Parsed) -> int:
+    """Ring the doorbell of a registered or an explicitly described session, unless a guardrail
+    refuses (relay.usecases.wakeguard: exit 75, all mail stays queued).
+
+    The caller's words never become the woken session's prompt: they are queued as mail from
+    `cli` once the bell can ring, before the guardrails, and reach the model fenced (SPEC §9, §14).
+    """
+    from relay.usecases import doorbell, wakeguard
+    from relay.usecases.addressing import resolve, session_id_of
+    from relay.usecases.mail import send
+
+    spec = SPECS["wake"]
+    directory: object  # from the registry: checked by doorbell.plan
+    tool: object
+    if "--id" in parsed.options:
+        missing = [o for o in ("--dir", "--tool") if o not in parsed.options]
+        if missing:
+            raise UsageError(f"--id needs {' and '.join(missing)} too; usage: {spec.usage}")
+        session_id = label = session_id_of(store, parsed.options["--id"])
+        directory = _absolute(parsed.options["--dir"])
+        tool = _tool_option(parsed)
+        words = parsed.positionals + parsed.words
+    else:
+        entry = resolve(store, _need(parsed, "WHO", spec.usage))
+        # An entry without a `tool` is 0.1's default, claude; a tool it does not know is refused.
+        session_id, directory, tool = str(entry["id"]), entry.get("dir"), entry.get("tool", "claude")
+        label = str(entry.get("name") or session_id)
+        words = parsed.words
+        host = store.wake_host(entry)
+        if host is not None:  # its doorbell rings on its own host (SPEC §16)
+            from relay.faces.doorbell_server import wake_elsewhere
+
+            force, dry = "--force" in parsed.flags, "--dry" in parsed.flags
+            return wake_elsewhere(store, host, entry, label, words, force=force, dry=dry)
+    planned = doorbell.plan(tool, session_id, directory)
+    dry = "--dry" in parsed.flags
+    limits = wakeguard.Limits()  # a bad setting is an error before anything is queued
+    launch = None if dry else doorbell.prepare(planned)
+    queued = None
+    if words and not dry:
+        queued = str(send(store, session_id, " ".join(words), None, "cli", hops=limits.caller_hops)[1]["id"])
+    force = "--force" in parsed.flags
+    ticket = wakeguard.admit(store, session_id, planned["tool"], label, limits, force=force, dry=dry, queued=queued)
+    if launch is None:
+        _print_json(planned, pretty=False)
+        return 0
+    with ticket:
+        return doorbell.ring(launch, ticket, label)
+
+
+def doorbell_command(store: StoreAPI, parsed: Parsed) -> int:
+    """List the hosts whose doorbell is served, or serve this host's until SIGTERM or SIGINT
+    (relay.faces.doorbell_server)."""
+    if "--serve" not in parsed.flags:
+        from relay.faces.doorbell_server import show_served
+
+        return show_served(store)
+    per_minute = _number(parsed, "--per-minute", DOORBELL_PER_MINUTE)
+    if per_minute != int(per_minute):
+        raise UsageError("--per-minute needs a whole number")
+    from relay.faces.cli import long_lived
+    from relay.faces.doorbell_server import serve
+
+    long_lived()
+    return serve(store, int(per_minute))
+
+
+def doctor_command(store: StoreAPI, parsed: Parsed) -> int:
+    """Check the store and the installation, one PASS/WARN/FAIL line each; exit 1 on any FAIL."""
+    from relay.usecases.doctor import main
+
+    return main(store)
+
+
+def gc_command(store: StoreAPI, parsed: Parsed) -> int:
+    """Forget stale sessions (their mail is archived, never deleted); --dry only lists them."""
+    from relay.usecases.gc import DEFAULT_DAYS, collect
+    from relay.util.textsafe import one_line
+
+    days = _number(parsed, "--older-than", DEFAULT_DAYS)
+    report = collect(store, days=days, dry="--dry" in parsed.flags)
+    if "--json" in parsed.flags:
+        _print_json(report)
+        return 0
+    verb = "would forget" if report["dry"] else "forgot"
+    for row in report["retired"]:
+        mail = f", {row['archived']} message(s) archived" if row.get("archived") else ""
+        print(one_line(f"{verb} {row.get('name') or '-'} {row['id']} (last seen {row.get('lastSeen')}){mail}"))
+    for row in report["skipped"]:
+        print(one_line(f"skipped {row['id']}: {row['reason']}"))
+    if report["emptyMailboxes"]:
+        print(f"{'would remove' if report['dry'] else 'removed'} {len(report['emptyMailboxes'])} empty mailbox(es)")
+    if not report["retired"] and not report["emptyMailboxes"]:
+        print(f"nothing to collect (no session unseen for {days:g} days)")
+    return 0
+
+
+HANDLERS = {
+    "discover": discover_command,
+    "list": list_command,
+    "register": register_command,
+    "send": send_command,
+    "ask": ask_command,
+    "status": status_command,
+    "inbox": inbox_command,
+    "peek": peek_command,
+    "wake": wake_command,
+    "doorbell": doorbell_command,
+    "doctor": doctor_command,
+    "gc": gc_command,
+}

@@ -1,0 +1,426 @@
+"""File primitives for the store: private dirs, atomic replace, durable append.
+
+Every write is synced (file, then directory) before it is reported done, a failed write leaves
+nothing half-written behind, and no write ever follows a symlink planted in the store.
+"""
+
+import errno
+import os
+import stat
+
+from relay.util.errors import RelayError
+
+_PRIVATE_DIR = 0o700
+_PRIVATE_FILE = 0o600
+
+
+def fsync_dir(directory: str) -> None:
+    """Make a rename or a new file inside `directory` survive a power cut."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class UnsafeFile(RelayError):
+    """A store path holds something the store must not use: a symlink, FIFO or other non-regular
+    file, or a file with more than one hard link. The store moves it aside or replaces it."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(f"session-relay: {path} {why}; the store will not use it")
+        self.path = path
+        self.why = why
+
+
+class ForeignFile(RelayError):
+    """A store path belongs to another user: refused, never changed (not even its mode)."""
+
+
+def ensure_private_dir(directory: str, allow_symlink: bool = False, is_home: bool = False) -> None:
+    """Create `directory` 0700 if missing; refuse a symlink or one that is not the user's.
+
+    Only the store's home may be a symlink (a user's own choice of where the store lives); a
+    symlinked sub-directory would let a planted link redirect writes. A home writable by group or
+    others (a 1777 /tmp-like dir) is refused, never chmodded: anyone could have planted files in it.
+    A loose dir that is the user's and that nobody else could write into is tightened to 0700.
+    """
+    try:
+        _make_private_dir(directory, allow_symlink, is_home)
+    except OSError as err:
+        raise RelayError(
+            f"session-relay: cannot use {directory} as a store directory: {err.strerror}; "
+            "check AGENT_RELAY_HOME and the permissions of its parent"
+        ) from None
+
+
+def check_dir(directory: str, info: os.stat_result, is_home: bool) -> None:
+    """Refuse a store dir owned by another user, or a home writable by group or others."""
+    if not stat.S_ISDIR(info.st_mode):
+        raise RelayError(f"session-relay: {directory} is not a directory; move it out of the way")
+    if info.st_uid != os.geteuid():
+        raise ForeignFile(
+            f"session-relay: the store directory {directory} belongs to uid {info.st_uid}, not to you; "
+            "point AGENT_RELAY_HOME at a directory of your own"
+        )
+    if is_home and info.st_mode & 0o022:
+        raise ForeignFile(
+            f"session-relay: the store directory {directory} is writable by group or others "
+            f"(mode {stat.S_IMODE(info.st_mode):o}); point AGENT_RELAY_HOME at a private directory "
+            "(relay never changes the mode of a shared one)"
+        )
+
+
+def _make_private_dir(directory: str, allow_symlink: bool, is_home: bool) -> None:
+    try:
+        os.mkdir(directory, _PRIVATE_DIR)
+        return
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(directory), exist_ok=True)
+        os.mkdir(directory, _PRIVATE_DIR)
+        return
+    info = os.stat(directory) if allow_symlink else os.lstat(directory)
+    if stat.S_ISLNK(info.st_mode):
+        raise RelayError(f"session-relay: {directory} is a symlink; the store will not write through it")
+    check_dir(directory, info, is_home)
+    if info.st_mode & 0o077:
+        os.chmod(directory, _PRIVATE_DIR)
+
+
+def open_regular(path: str, flags: int, mode: int = _PRIVATE_FILE, links_ok: bool = False) -> int:
+    """Open a store file that must be a regular file of the user's, never through a symlink and
+    never blocking.
+
+    O_NONBLOCK keeps a FIFO planted in the store from hanging the open (and the lock holder);
+    it has no effect on regular files. Anything but a regular file, and (unless `links_ok`) a
+    file with more than one hard link, is UnsafeFile; another user's file is ForeignFile. A file
+    of the user's with a loose mode is tightened to 0600.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise UnsafeFile(path, "is a symlink") from None
+        if err.errno == errno.ENXIO:  # a FIFO opened for writing with no reader
+            raise UnsafeFile(path, "is not a regular file") from None
+        raise
+    try:
+        check_file(path, os.fstat(fd), links_ok)
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, _PRIVATE_FILE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_file(path: str, info: os.stat_result, links_ok: bool = False) -> None:
+    """Raise UnsafeFile or ForeignFile for a store file the store must not use as it is."""
+    if not stat.S_ISREG(info.st_mode):
+        raise UnsafeFile(path, "is not a regular file")
+    if info.st_uid != os.geteuid():
+        raise ForeignFile(
+            f"session-relay: {path} belongs to uid {info.st_uid}, not to you; "
+            "the store will not use it: inspect and remove it"
+        )
+    if info.st_nlink > 1 and not links_ok:
+        raise UnsafeFile(path, f"has {info.st_nlink} hard links")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _explain(err: OSError, path: str) -> RelayError:
+    if err.errno == errno.ELOOP:
+        return RelayError(f"session-relay: {path} is a symlink; the store will not write through it")
+    if err.errno == errno.ENOSPC:
+        return RelayError(f"session-relay: no space left to write {path}; free some disk space")
+    if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return RelayError(f"session-relay: cannot write {path}: {err.strerror}; check the store's permissions")
+    return RelayError(f"session-relay: cannot write {path}: {err.strerror}")
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Replace `path` with `data` all at once: temp file in the same dir, fsync, rename, fsync dir.
+
+    A symlink at `path` is replaced, never followed. On any failure the temp file is removed and
+    the old content stays.
+    """
+    folder, name = os.path.split(path)
+    temp = os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _PRIVATE_FILE)
+    except OSError as err:
+        raise _explain(err, path) from None
+    try:
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temp, path)
+    except OSError as err:
+        _unlink_quietly(temp)
+        raise _explain(err, path) from None
+    fsync_dir(os.path.dirname(path))
+
+
+def _open_to_append(path: str) -> tuple[int, int, bool]:
+    """(fd, size, torn) of `path` opened to append (created 0600): `torn` when an earlier writer
+    died mid-line, so the file does not end in a newline and the next line must start one."""
+    try:
+        fd = open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+    except OSError as err:
+        raise _explain(err, path) from None
+    try:
+        size = os.fstat(fd).st_size
+        return fd, size, bool(size) and os.pread(fd, 1, size - 1) != b"\n"
+    except OSError as err:
+        os.close(fd)
+        raise _explain(err, path) from None
+
+
+def append_durably(path: str, data: bytes) -> None:
+    """Append `data` (whole lines) to `path` and sync it; on failure cut the file back.
+
+    If an earlier writer died mid-line, the file does not end in a newline: one is written first,
+    so the new line never fuses with the torn one (which a reader then quarantines).
+    """
+    fd, size, torn = _open_to_append(path)
+    try:
+        if torn:
+            data = b"\n" + data
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        except OSError as err:
+            _truncate_quietly(fd, size)
+            if size == 0:
+                _unlink_quietly(path)  # a mailbox this failed write created: leave no empty file
+            raise _explain(err, path) from None
+    finally:
+        os.close(fd)
+    if size == 0:
+        fsync_dir(os.path.dirname(path))
+
+
+def _truncate_quietly(fd: int, size: int) -> None:
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    except OSError:
+        pass  # already failing: the caller reports the first error
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass  # already failing: the caller reports the first error
+
+
+def read_file(path: str, links_ok: bool = False) -> bytes | None:
+    """The whole file, or None when it does not exist; UnsafeFile for a symlink, FIFO or hard link.
+
+    Only for the store's small documents (registry, markers); mailboxes are read by `read_head`.
+    """
+    fd = _open_for_reading(path, links_ok)
+    if fd is None:
+        return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _open_for_reading(path: str, links_ok: bool = False) -> int | None:
+    try:
+        return open_regular(path, os.O_RDONLY, links_ok=links_ok)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise RelayError(f"session-relay: cannot read {path}: {err.strerror}") from None
+
+
+_CHUNK = 1 << 16
+
+
+def read_head(path: str, budget: int, max_line: int) -> tuple[bytes, int, int] | None:
+    """The first whole lines of `path` within `budget` bytes, without reading the rest.
+
+    Returns (head, skip, size): `head` holds whole lines (at least one when the first line is
+    at most `max_line` bytes, even past the budget); when the first line is longer than that,
+    `head` is empty and `skip` is its length, for the caller to set aside. A last line without a
+    newline (a torn write) counts as a line. None when the file does not exist.
+    """
+    fd = _open_for_reading(path)
+    if fd is None:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        data = os.pread(fd, min(budget, size), 0)
+        if len(data) == size:
+            return data, 0, size
+        cut = data.rfind(b"\n")
+        if cut >= 0:
+            return data[: cut + 1], 0, size
+        more = os.pread(fd, max_line + 1 - len(data), len(data))
+        data += more
+        cut = data.find(b"\n")
+        if cut >= 0:
+            return data[: cut + 1], 0, size
+        if len(data) >= size:
+            return data, 0, size
+        offset = len(data)
+        while offset < size:  # an oversize line: find where it ends without keeping it
+            chunk = os.pread(fd, _CHUNK, offset)
+            if not chunk:
+                break
+            cut = chunk.find(b"\n")
+            if cut >= 0:
+                return b"", offset + cut + 1, size
+            offset += len(chunk)
+        return b"", offset, size
+    finally:
+        os.close(fd)
+
+
+def replace_prefix(path: str, drop: int, prepend: bytes = b"", keep_from: str | None = None) -> int:
+    """Atomically rewrite `path` as `prepend` + its bytes after the first `drop`, streamed.
+
+    With `keep_from`, the kept bytes come from that file instead of `path` (still after `drop`).
+    Returns how many lines the new file holds; an empty result removes the file. A new inode
+    replaces the old one, so nothing is ever written through a link.
+    """
+    source = keep_from or path
+    folder, name = os.path.split(path)
+    temp = os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    lines = prepend.count(b"\n")
+    written = len(prepend)
+    src = _open_for_reading(source)
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _PRIVATE_FILE)
+    except OSError as err:
+        if src is not None:
+            os.close(src)
+        raise _explain(err, path) from None
+    try:
+        try:
+            _write_all(fd, prepend)
+            offset = drop
+            while src is not None and (chunk := os.pread(src, 1 << 20, offset)):
+                _write_all(fd, chunk)
+                lines += chunk.count(b"\n")
+                written += len(chunk)
+                offset += len(chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            if src is not None:
+                os.close(src)
+        if written == 0:
+            os.unlink(temp)
+            remove(path)
+            return 0
+        os.rename(temp, path)
+    except OSError as err:
+        _unlink_quietly(temp)
+        raise _explain(err, path) from None
+    fsync_dir(folder)
+    return lines
+
+
+def _stream(src: int, fd: int, length: int | None = None) -> bytes:
+    """Copy the first `length` bytes of `src` (all of it when None) to `fd` in 1 MiB pieces, so
+    a big mailbox is never held in memory whole; returns the last byte copied (b"" for none)."""
+    offset, last = 0, b""
+    while length is None or offset < length:
+        piece = 1 << 20 if length is None else min(1 << 20, length - offset)
+        chunk = os.pread(src, piece, offset)
+        if not chunk:
+            break
+        _write_all(fd, chunk)
+        offset += len(chunk)
+        last = chunk[-1:]
+    return last
+
+
+def copy_range(source: str, length: int, destination: str) -> None:
+    """Copy the first `length` bytes of `source` into a new file, streamed (for quarantine)."""
+    src = _open_for_reading(source)
+    if src is None:
+        return
+    try:
+        fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _PRIVATE_FILE)
+        try:
+            _stream(src, fd, length)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(src)
+    fsync_dir(os.path.dirname(destination))
+
+
+def count_lines(path: str) -> int:
+    """How many lines `path` holds (a torn last line counts), read in chunks; 0 when absent."""
+    fd = _open_for_reading(path)
+    if fd is None:
+        return 0
+    try:
+        lines = 0
+        last = b"\n"
+        while chunk := os.read(fd, 1 << 20):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+        return lines + (last != b"\n")
+    finally:
+        os.close(fd)
+
+
+def remove(path: str) -> None:
+    """Delete `path` (gone already is fine) and sync its directory."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    fsync_dir(os.path.dirname(path))
+
+
+def move_aside(path: str, new_path: str) -> None:
+    """Rename `path` to a fresh name chosen by the caller (timestamped, never reused)."""
+    if os.path.lexists(new_path):
+        raise RelayError(f"session-relay: {new_path} already exists; not overwriting it")
+    os.rename(path, new_path)
+    fsync_dir(os.path.dirname(path))
+
+
+def append_file(source: str, destination: str) -> None:
+    """Append all of `source` to `destination` (created 0600), streamed and synced, so mail being
+    archived is never held in memory whole; a torn last line is ended with a newline."""
+    src = _open_for_reading(source)
+    if src is None:
+        return
+    try:
+        fd, _, torn = _open_to_append(destination)
+        try:
+            if torn:
+                _write_all(fd, b"\n")
+            last = _stream(src, fd) or b"\n"  # the destination already ends a line
+            if last != b"\n":
+                _write_all(fd, b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(src)
+    fsync_dir(os.path.dirname(destination))

@@ -1,0 +1,1292 @@
+"""The on-disk store under `<home>`: the only module that reads or writes its files.
+
+Layout (the session-relay 0.1 format, so an upgrade keeps registrations and unread mail):
+
+    registry.json          {"agents": {id: Entry}, "names": {name: id}}
+    mailbox/<id>.jsonl     pending mail, one JSON message per line
+    markers/<encoded-dir>  "<session-id>\\n", the session last registered for that dir
+    .lock                  the lock file every mutation holds
+
+Added by this version, ignored by 0.1 readers:
+
+    inflight/<id>.jsonl    mail a taker has claimed but not yet confirmed as shown
+    inflight/<id>.lock     held by the one live taker of that mailbox
+    quarantine/            unparseable lines, registries and planted files, kept for a human
+    archive/<id>.jsonl     undelivered mail of sessions `relay gc` retired, never deleted
+    gc.stamp               when the hook last collected (it does so at most once a day)
+    watchers/<id>.pid      locked by a session's one idle-mail watcher, holding its pid
+    receipts/<msg-id>.json what became of one message: queued, delivered, replied (SPEC §13)
+    wakes/<id>.lock        held by the one running `relay wake` of a session; notes its program's pid
+    wakes/<id>.json        {"times": [epoch seconds]}: that session's recent wakes, for the wake budget
+
+A marker now holds "<session-id>\n<dir>\n" (0.1 wrote only the first line and reads only it):
+two dirs that encode to the same name (`/x/my_proj`, `/x/my-proj`) are told apart by the second
+line, and the later one gets the encoded name plus a hash of its dir.
+
+Nothing an attacker on the machine plants can flood, poison or block the store: a mailbox holds
+at most RELAY_MAILBOX_MAX bytes (8 MiB), a take reads a bounded prefix, a home or file of another
+user (or a home writable by others) is refused and never chmodded, a file with a second hard link
+is never written through, and a symlink or FIFO in place of a store file is replaced or moved to
+quarantine/ instead of blocking a session.
+
+Delivery is at-least-once: taking mail moves (at most TAKE_BUDGET bytes of) it to `inflight/`
+under the lock, the caller shows it, and only its `ack` removes it. A taker that dies before the
+ack leaves the mail in flight; the next taker delivers it again, first and with the same ids,
+marked `"redelivered": true`. A message id seen twice in one take (a crash between two steps of
+a claim or an ack leaves a copy in both files) is delivered once.
+"""
+
+import os
+import stat
+import sys
+import time
+from _collections_abc import Callable  # collections.abc would import all of collections
+
+from relay.domain.ids import AGENT_CLIS, check_name, is_uuid, name_from_dir, require_uuid
+from relay.domain.policy import check_mode, is_urgent
+from relay.store import fileio
+from relay.store.layout import mailbox_name, marker_name, relay_home
+from relay.store.lock import FileLock, holder
+from relay.util import jsonlite
+from relay.util.clock import now_iso
+from relay.util.errors import LockBusy, RelayError
+from relay.util.faults import checkpoint
+
+# JSON objects as stored; `object` rather than typing.Any keeps typing off the hook's import path.
+Entry = dict[str, object]
+Message = dict[str, object]
+Select = Callable[[Message], bool]
+# show(batch, remaining) -> how many of the batch's first messages a face showed; `remaining`
+# counts the messages queued behind the batch (relay.usecases.mail's delivery protocol).
+Show = Callable[[list[Message], int], int]
+
+_UNSET = object()
+
+
+def _warn_to_stderr(message: str) -> None:
+    sys.stderr.write(f"session-relay: {message}\n")
+
+
+class Registry:
+    """A read-only view of registry.json."""
+
+    def __init__(self, data: dict) -> None:
+        self.agents: dict[str, Entry] = data["agents"]
+        self.names: dict[str, str] = data["names"]
+
+    def resolve(self, target: str) -> Entry | None:
+        """An exact id first, then a name."""
+        if target in self.agents:
+            return self.agents[target]
+        bound = self.names.get(target)
+        if bound is None:
+            return None
+        return self.agents.get(bound) or {"id": bound, "dir": None, "name": target, "tool": None}
+
+    def ids_starting(self, prefix: str) -> list[str]:
+        """The known session ids (registered, or bound to a name) that start with `prefix`, sorted."""
+        prefix = prefix.lower()
+        return sorted({i for i in (*self.agents, *self.names.values()) if i.lower().startswith(prefix)})
+
+    def entries(self) -> list[Entry]:
+        """Every entry, sorted by name, else id."""
+        return sorted(self.agents.values(), key=lambda e: str(e.get("name") or e.get("id")))
+
+
+# Mailboxes this process is taking right now. fcntl locks do not exclude within one process (and
+# closing any descriptor of a file drops them all), so a second take here must not touch the lock.
+_TAKING: set[str] = set()
+
+
+# What one take claims: about what one result (hook text, `inbox`) can show, so a huge mailbox
+# is never read whole. A line longer than MAX_LINE cannot be a message this relay wrote.
+TAKE_BUDGET = 32 * 1024
+MAX_LINE = 256 * 1024
+DEFAULT_MAILBOX_MAX = 8 * 1024 * 1024
+
+
+def mailbox_max() -> int:
+    """RELAY_MAILBOX_MAX (bytes of pending and in-flight mail per mailbox), default 8 MiB."""
+    raw = os.environ.get("RELAY_MAILBOX_MAX") or ""
+    if not raw:
+        return DEFAULT_MAILBOX_MAX
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise RelayError(
+            f"RELAY_MAILBOX_MAX must be a positive whole number of bytes, not {raw[:40]!r}; fix or unset it"
+        )
+    return value
+
+
+class Delivery:
+    """Mail claimed by one taker, who holds that mailbox's take lock until `close`.
+
+    `messages` is a bounded batch; `remaining` counts the messages still queued behind it.
+    `ack(n)` confirms the first n messages were shown; closing without an ack leaves them in
+    flight for the next taker. A Delivery without a lock claimed nothing (the mailbox is already
+    being taken in this process) and its ack does nothing.
+    """
+
+    def __init__(
+        self,
+        store: "Store",
+        recipient: str,
+        lines: list[bytes],
+        messages: list[Message],
+        lock: FileLock | None,
+        remaining: int = 0,
+        whole: bool = True,
+    ) -> None:
+        self._store = store
+        self._recipient = recipient
+        self._lines = lines
+        self._lock = lock
+        self._whole = whole  # the batch is all of the in-flight file
+        self.messages = messages
+        self.remaining = remaining
+
+    def ack(self, count: int | None = None) -> None:
+        """Remove the first `count` messages (all by default); the rest go back to the queue front."""
+        if self._lock is None:
+            return
+        shown = len(self.messages) if count is None else count
+        checkpoint("take:before-ack")
+        self._store._finish_take(self._recipient, self._lines[:shown], self._lines[shown:], self._whole)
+        checkpoint("take:acked")
+        self._store._mark_delivered(self.messages[:shown])
+
+    def close(self) -> None:
+        """Release the mailbox for the next taker."""
+        if self._lock is not None:
+            self._lock.release()
+            _TAKING.discard(self._lock.path)
+            self._lock = None
+
+    def __enter__(self) -> "Delivery":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _to_json(value: object, indent: int | None = None) -> bytes:
+    """Serialise for the store; text that is not valid Unicode is refused before anything is written.
+
+    relay.util.jsonlite (CPython's C encoder), neither orjson nor the json package: the store's
+    documents are small, and importing either costs more of every hook start than parsing saves.
+    """
+    text = jsonlite.dumps(value, indent)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RelayError("text is not valid UTF-8 (it holds a lone surrogate); send plain text") from None
+
+
+def _listdir(directory: str) -> list[str]:
+    try:
+        return sorted(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _size(path: str) -> int:
+    try:
+        return os.lstat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _split_lines(data: bytes) -> tuple[list[bytes], list[Message], list[bytes]]:
+    """Parse mailbox bytes into (good raw lines, their messages, unparseable lines)."""
+    good: list[bytes] = []
+    messages: list[Message] = []
+    bad: list[bytes] = []
+    for raw in data.split(b"\n"):
+        if not raw.strip():
+            continue
+        try:
+            message = jsonlite.loads(raw)
+        except ValueError:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not UTF-8
+            bad.append(raw)
+            continue
+        if isinstance(message, dict):
+            good.append(raw)
+            messages.append(message)
+        else:
+            bad.append(raw)
+    return good, messages, bad
+
+
+def _parse_line(raw: bytes) -> Message | None:
+    """One mailbox line as a message; None when it is blank or not a JSON object."""
+    if not raw.strip():
+        return None
+    try:
+        message = jsonlite.loads(raw)
+    except ValueError:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not UTF-8
+        return None
+    return message if isinstance(message, dict) else None
+
+
+_RECEIPT_FIELDS = ("from", "fromName", "to", "toName", "thread", "replyTo", "expectsReply")
+
+
+def _new_receipt(message: Message) -> Message | None:
+    """A fresh receipt for a message (None when its id is not a UUID: planted or pre-0.1 mail)."""
+    message_id = message.get("id")
+    if not is_uuid(message_id):
+        return None
+    receipt: Message = {"id": str(message_id).lower()}
+    receipt.update((k, message[k]) for k in _RECEIPT_FIELDS if k in message)
+    receipt.setdefault("thread", receipt["id"])
+    receipt.update(queuedAt=message.get("ts"), deliveredAt=None, repliedAt=None, replyId=None)
+    return receipt
+
+
+def _join(lines: list[bytes]) -> bytes:
+    return b"".join(line + b"\n" for line in lines)
+
+
+def _check_registry(data: object) -> dict | None:
+    """The registry with both maps present, or None when its shape is not the store's."""
+    if not isinstance(data, dict):
+        return None
+    agents = data.setdefault("agents", {})
+    names = data.setdefault("names", {})
+    if not isinstance(agents, dict) or not isinstance(names, dict):
+        return None
+    if not all(isinstance(e, dict) for e in agents.values()):
+        return None
+    if not all(isinstance(i, str) for i in names.values()):
+        return None
+    return data
+
+
+def _parse_marker(raw: bytes | None) -> tuple[str | None, str | None]:
+    """(session id, dir) of a marker's bytes; the dir is None for a 0.1 marker ("<id>\\n")."""
+    if raw is None:
+        return None, None
+    text = raw.decode("utf-8", "surrogateescape")
+    first, _, rest = text.partition("\n")
+    rest = rest[:-1] if rest.endswith("\n") else rest
+    return first.strip() or None, rest or None
+
+
+def _hashed_marker_name(directory: str) -> str:
+    import hashlib  # only for a dir whose encoded name another dir already holds
+
+    digest = hashlib.sha256(directory.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return f"{marker_name(directory)[:183]}-{digest}"
+
+
+def _first_name(agents: dict[str, Entry], names: dict[str, str], directory: str) -> str:
+    """The name a session without one gets at its start: its dir's base name, unique among the
+    names registered (chosen under the store lock, so two sessions starting at once differ)."""
+    taken = {name.lower() for name in names}
+    taken.update(str(e["name"]).lower() for e in agents.values() if isinstance(e.get("name"), str))
+    return name_from_dir(directory, taken)
+
+
+class _StoreLock:
+    """Holds the store lock for a `with` block (a class, not contextlib: that import is costly)."""
+
+    def __init__(self, store: "Store", prepare: bool) -> None:
+        self._store, self._prepare = store, prepare
+        self._lock: FileLock | None = None
+
+    def __enter__(self) -> None:
+        if self._store._held:
+            return  # an outer block of this store holds it
+        if self._prepare:
+            self._store._prepare()
+        lock = FileLock(self._store._path(".lock"))
+        lock.acquire()
+        self._lock, self._store._held = lock, True
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._lock is not None:
+            self._store._held = False
+            self._lock.release()
+            self._lock = None
+
+
+class WakeLock(FileLock):
+    """A session's resume lock (`relay wake`), held while the program it woke runs. That program
+    notes itself in it ("<pid>", then relay adds its start: "<pid> <start>") before it starts
+    (relay.usecases.doorbell), so the note names it even when relay is killed while it runs."""
+
+    def note(self) -> bytes:
+        """What the last woken program noted, read through the held descriptor (opening the file
+        again and closing it would drop this process's lock)."""
+        return os.pread(self._fd, 64, 0) if self._fd is not None else b""
+
+
+class Store:
+    """One store directory. Methods that change anything hold the store lock.
+
+    Public methods check the ids they are given; the `_`-methods trust ids already checked.
+    """
+
+    def __init__(
+        self, home: str | os.PathLike[str] | None = None, warn: Callable[[str], None] = _warn_to_stderr
+    ) -> None:
+        self.home = os.fspath(home) if home is not None else relay_home()
+        self.warn = warn
+        self._held = False
+        self._trusted = False
+
+    # -- locking and layout -------------------------------------------------------------------
+
+    def _locked(self, prepare: bool = True) -> "_StoreLock":
+        """The store lock for a `with` block; re-entrant within this Store."""
+        return _StoreLock(self, prepare)
+
+    def _prepare(self) -> None:
+        """Create the store (0700) or check that the existing one is the user's, tightening it."""
+        fileio.ensure_private_dir(self.home, allow_symlink=True, is_home=True)
+        self._trusted = True
+        for sub in ("mailbox", "markers", "inflight"):
+            fileio.ensure_private_dir(self._path(sub))
+
+    def _check_home(self) -> bool:
+        """For reads: False when there is no store yet; ForeignFile when it is not the user's."""
+        if self._trusted:
+            return True
+        try:
+            info = os.stat(self.home)
+        except FileNotFoundError:
+            return False
+        fileio.check_dir(self.home, info, is_home=True)
+        self._trusted = True
+        return True
+
+    def _path(self, *parts: str) -> str:
+        return os.path.join(self.home, *parts)
+
+    def _mailbox(self, session_id: str) -> str:
+        return self._path("mailbox", mailbox_name(session_id))
+
+    def _inflight(self, session_id: str) -> str:
+        return self._path("inflight", mailbox_name(session_id))
+
+    def _quarantine_path(self, stem: str) -> str:
+        directory = self._path("quarantine")
+        fileio.ensure_private_dir(directory)
+        return os.path.join(directory, f"{stem}-{time.time_ns()}")
+
+    def _set_aside(self, path: str, why: str, what: str) -> None:
+        """Move a planted or unusable file to quarantine/ (never writing to it) and say so."""
+        kept = self._quarantine_path(f"{os.path.basename(path)}.{why.replace(' ', '-')}")
+        try:
+            fileio.move_aside(path, kept)
+        except FileNotFoundError:
+            return
+        self.warn(f"{path} {why}; {what} was moved to {kept} (inspect it, then delete it)")
+
+    # -- registry -----------------------------------------------------------------------------
+
+    def registry(self) -> Registry:
+        """The current registry (empty when there is none yet)."""
+        if not self._check_home():
+            return Registry({"agents": {}, "names": {}})
+        data = self._parse_registry()
+        if data is None:
+            with self._locked():
+                data = self._load_registry()
+        return Registry(data)
+
+    def _parse_registry(self) -> dict | None:
+        """The parsed registry, `{}`-shaped when absent, None when it is corrupt or not a plain file."""
+        try:
+            raw = fileio.read_file(self._path("registry.json"))
+        except fileio.UnsafeFile:
+            return None
+        if raw is None:
+            return {"agents": {}, "names": {}}
+        try:
+            return _check_registry(jsonlite.loads(raw))
+        except ValueError:
+            return None
+
+    def _load_registry(self) -> dict:
+        """Under the lock: the registry, moving a corrupt one aside (once) so it is never overwritten."""
+        data = self._parse_registry()
+        if data is not None:
+            return data
+        path = self._path("registry.json")
+        kept = self._quarantine_path(f"registry.json.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+        fileio.move_aside(path, kept)
+        self.warn(
+            f"registry.json did not parse (or was not a plain file); it was kept as {kept} and a new "
+            "registry was started. Repair that file by hand to recover the old registrations."
+        )
+        return {"agents": {}, "names": {}}
+
+    def _write_registry(self, data: dict) -> None:
+        fileio.atomic_write(self._path("registry.json"), _to_json(data, indent=2) + b"\n")
+
+    def register(
+        self,
+        session_id: str,
+        *,
+        directory: object = _UNSET,
+        name: object = _UNSET,
+        tool: object = _UNSET,
+        deliver: object = _UNSET,
+    ) -> Entry:
+        """Upsert one entry: fields not given keep their value, lastSeen is refreshed.
+
+        A name given is bound to this id, moving it off any other session and dropping any other
+        name this session had.
+        """
+        session_id = require_uuid(session_id)
+        if name is not _UNSET and name is not None:
+            check_name(name)
+        if tool is not _UNSET and tool not in AGENT_CLIS:
+            raise RelayError(f"invalid tool {tool!r}: use claude or codex")
+        if directory is not _UNSET and directory is not None and not str(directory).startswith("/"):
+            raise RelayError(f"invalid dir {directory!r}: give an absolute path")
+        if deliver is not _UNSET:
+            check_mode(deliver)
+        return self._register(session_id, directory, name, tool, deliver)
+
+    def _register(
+        self,
+        session_id: str,
+        directory: object,
+        name: object,
+        tool: object,
+        deliver: object = _UNSET,
+        started: bool = False,
+    ) -> Entry:
+        with self._locked():
+            data = self._load_registry()
+            agents, names = data["agents"], data["names"]
+            entry = agents.get(session_id) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
+            if directory is not _UNSET:
+                entry["dir"] = directory
+            if tool is not _UNSET:
+                entry["tool"] = tool
+            if deliver is not _UNSET:
+                entry["deliver"] = deliver
+            if started:
+                entry.pop("endedAt", None)  # a session resumed after it ended is running again
+                if not entry.get("name") and isinstance(entry.get("dir"), str):
+                    name = _first_name(agents, names, str(entry["dir"]))
+            if name is not _UNSET:
+                self._bind_name(agents, names, session_id, None if name is None else str(name))
+                entry["name"] = name
+            entry["lastSeen"] = now_iso()
+            agents[session_id] = entry
+            checkpoint("register:before-write")
+            self._write_registry(data)
+            return dict(entry)
+
+    @staticmethod
+    def _bind_name(agents: dict[str, Entry], names: dict[str, str], session_id: str, name: str | None) -> None:
+        for old_name, bound in list(names.items()):
+            if bound == session_id and old_name != name:
+                del names[old_name]
+        if name is None:
+            return
+        previous = names.get(name)
+        if previous is not None and previous != session_id and previous in agents:
+            agents[previous]["name"] = None
+        names[name] = session_id
+
+    # -- markers ------------------------------------------------------------------------------
+
+    def _read_marker(self, name: str) -> tuple[str | None, str | None]:
+        """(id, dir) of one marker file; a planted symlink or FIFO reads as no marker."""
+        try:
+            return _parse_marker(fileio.read_file(self._path("markers", name)))
+        except fileio.UnsafeFile:
+            return None, None
+
+    def set_marker(self, directory: str, session_id: str) -> None:
+        """Record that `session_id` is the session last registered for `directory`."""
+        self._set_marker(directory, require_uuid(session_id))
+
+    def _set_marker(self, directory: str, session_id: str) -> None:
+        content = f"{session_id}\n{directory}\n".encode("utf-8", "surrogateescape")
+        with self._locked():
+            name = marker_name(directory)
+            held_by, held_dir = self._read_marker(name)
+            if held_by is not None and held_dir is not None and held_dir != directory:
+                name = _hashed_marker_name(directory)  # another dir encodes to the same name
+            path = self._path("markers", name)
+            try:
+                current = fileio.read_file(path)
+            except fileio.UnsafeFile:
+                current = None  # a planted link or FIFO: replaced atomically below, never followed
+            if current != content:
+                fileio.atomic_write(path, content)
+
+    def record_start(self, session_id: str, directory: str, tool: str) -> Entry:
+        """A session start's writes, the dir's marker and the entry {id, dir, tool}, under one lock hold.
+        A session without a name gets its dir's (relay.domain.ids.name_from_dir) in the same registry write;
+        a name it has is kept.
+
+        The id and the absolute dir were checked once at the edge (relay.faces.hook) and are trusted here.
+        """
+        if tool not in AGENT_CLIS:
+            raise RelayError(f"invalid tool {tool!r}: use claude or codex")
+        with self._locked():
+            self._set_marker(directory, session_id)
+            return self._register(session_id, directory, _UNSET, tool, started=True)
+
+    def record_end(self, session_id: str) -> None:
+        """SessionEnd: stamp the (registered) session's entry with `endedAt`; unknown ids (and a
+        store that does not exist) are left alone, with nothing written."""
+        if self._check_home() and session_id in self.registry().agents:
+            self._update_entry(session_id, endedAt=now_iso())
+
+    def _update_entry(self, session_id: str, **fields: object) -> None:
+        """Set fields of an existing entry, without touching lastSeen or names."""
+        with self._locked():
+            data = self._load_registry()
+            entry = data["agents"].get(session_id)
+            if isinstance(entry, dict):
+                entry.update(fields)
+                self._write_registry(data)
+
+    def marker(self, directory: str) -> str | None:
+        """The session id the marker for `directory` names, if any."""
+        if not self._check_home():
+            return None
+        held_by, held_dir = self._read_marker(marker_name(directory))
+        if held_by is not None and held_dir in (None, directory):
+            return held_by
+        held_by, held_dir = self._read_marker(_hashed_marker_name(directory))
+        return held_by if held_dir == directory else None
+
+    # -- watchers -----------------------------------------------------------------------------
+
+    def _session_file(self, area: str, session_id: str, suffix: str) -> str:
+        """The one name rule for a session's small files: `<area>/<mailbox stem><suffix>`."""
+        return self._path(area, mailbox_name(session_id).removesuffix(".jsonl") + suffix)
+
+    def _watch_path(self, session_id: str) -> str:
+        return self._session_file("watchers", session_id, ".pid")
+
+    def claim_watch(self, session_id: str) -> FileLock | None:
+        """The session's one watcher slot, held and stamped with this pid; None when another
+        live watcher holds it. The kernel frees it when its holder dies, however it dies."""
+        lock = FileLock(self._watch_path(session_id), deadline=0)
+        if not self._claim_lock(lock, "a watcher's lock"):
+            return None
+        lock.record(f"{os.getpid()}\n".encode())
+        return lock
+
+    def _claim_lock(self, lock: FileLock, what: str) -> bool:
+        """Acquire `lock` at once (creating its dir): False while another process holds it. A
+        planted link or FIFO in its place is moved to quarantine/ first."""
+        self._prepare()
+        fileio.ensure_private_dir(os.path.dirname(lock.path))
+        try:
+            try:
+                lock.acquire()
+            except fileio.UnsafeFile as err:
+                self._set_aside(lock.path, err.why, what)
+                lock.acquire()
+        except LockBusy:
+            return False
+        return True
+
+    def watcher(self, session_id: str) -> int | None:
+        """The pid of the session's live watcher, if one runs. Read-only, one stat when none ever ran."""
+        note = holder(self._watch_path(session_id))
+        if note is None:
+            return None
+        text = note.decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() and int(text) > 1 else None
+
+    def _auto_wake_count_path(self, session_id: str) -> str:
+        """The watcher's count of wakes it rang on its own since the session last took mail."""
+        return self._session_file("watchers", session_id, ".wakes")
+
+    def auto_wakes(self, session_id: str) -> int:
+        """How many turns relay started by itself in this session since its user last prompted it."""
+        try:
+            raw = fileio.read_file(self._auto_wake_count_path(session_id))
+        except fileio.UnsafeFile:
+            return 0
+        text = (raw or b"").decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() else 0
+
+    def count_auto_wake(self, session_id: str) -> int:
+        """One more turn relay started by itself (a watcher's rewake, a Codex nudge); the new count."""
+        with self._locked():
+            fileio.ensure_private_dir(self._path("watchers"))
+            count = self.auto_wakes(session_id) + 1
+            fileio.atomic_write(self._auto_wake_count_path(session_id), f"{count}\n".encode())
+            return count
+
+    def reset_auto_wakes(self, session_id: str) -> None:
+        """The session's user prompted it: relay may start turns by itself again. One failed stat
+        (nothing written) when there is nothing to reset."""
+        if os.path.lexists(self._auto_wake_count_path(session_id)):
+            fileio.remove(self._auto_wake_count_path(session_id))
+
+    # -- wakes: `relay wake`'s resume lock and budget (SPEC §14; relay.usecases.wakeguard decides) -------
+
+    def _doorbell_file(self, session_id: str, suffix: str) -> str:
+        """The doorbell's resume lock (.lock) and wake budget (.json) for one session."""
+        return self._session_file("wakes", session_id, suffix)
+
+    def claim_wake(self, session_id: str) -> "WakeLock | None":
+        """The session's resume lock, held by this process; None while another wake holds it."""
+        lock = WakeLock(self._doorbell_file(session_id, ".lock"), deadline=0)
+        return lock if self._claim_lock(lock, "a wake's lock") else None
+
+    def wake_host(self, entry: "Entry") -> str | None:
+        """The other host a session's wake must ring on; never one here: every session of a
+        local store is on this machine."""
+        return None
+
+    def doorbells(self) -> None:
+        """No doorbell streams: a local store has no other hosts to ring (relay.faces.doorbell_server)."""
+        return None
+
+    def wake_note(self, session_id: str) -> tuple[bool, bytes]:
+        """(held, note) of the session's resume lock, without taking it: whether a wake holds it
+        now, and what its last woken program noted there (WakeLock). Never called by the holder:
+        closing a second descriptor of the file would drop this process's lock."""
+        path = self._doorbell_file(session_id, ".lock")
+        note = holder(path)
+        if note is not None:
+            return True, note
+        try:
+            return False, fileio.read_file(path, links_ok=True) or b""
+        except RelayError:
+            return False, b""  # planted or unreadable: the next claim sets it aside
+
+    def wake_times(self, session_id: str, since: float, until: float) -> list[float]:
+        """When the session's wakes in (since, until] rang, in epoch seconds, oldest first."""
+        try:
+            raw = fileio.read_file(self._doorbell_file(session_id, ".json"))
+            data = jsonlite.loads(raw) if raw else None
+        except (fileio.UnsafeFile, ValueError):
+            data = None  # planted or torn: replaced at the next count
+        times = data.get("times") if isinstance(data, dict) else None
+        if not isinstance(times, list):
+            return []
+        return sorted(t for t in times if type(t) in (int, float) and since < t <= until)
+
+    def spend_wake(self, session_id: str, since: float, now: float, budget: int) -> list[float]:
+        """The session's wakes in (since, now]; when fewer than `budget`, one at `now` is counted
+        too (times before `since` are dropped). Under the store lock: two wakes never both take
+        the last one."""
+        with self._locked():
+            times = self.wake_times(session_id, since, now)
+            if len(times) < budget:
+                fileio.ensure_private_dir(self._path("wakes"))
+                fileio.atomic_write(
+                    self._doorbell_file(session_id, ".json"), _to_json({"times": [*times, now]}) + b"\n"
+                )
+            return times
+
+    # -- mail ---------------------------------------------------------------------------------
+
+    def has_mail(self, recipient: str) -> bool:
+        """Is anything waiting for `recipient` (pending or in flight)? Two stats, no lock, no writes:
+        the check every hook event makes before it pays for anything else."""
+        return self.mail_stamp(recipient) is not None
+
+    def has_urgent(self, recipient: str) -> bool:
+        """Is mail marked urgent waiting for `recipient`, anywhere in its mailbox or in flight?
+        Read-only (no lock, nothing created): PostToolUse asks before it takes anything."""
+        for path in (self._inflight(recipient), self._mailbox(recipient)):
+            try:
+                head = fileio.read_head(path, mailbox_max(), MAX_LINE)
+            except fileio.UnsafeFile:
+                continue  # the next take sets it aside
+            if head is None or b'"urgent"' not in head[0]:
+                continue
+            for raw in head[0].split(b"\n"):
+                if b'"urgent"' in raw:
+                    message = _parse_line(raw)
+                    if message is not None and is_urgent(message):
+                        return True
+        return False
+
+    def mail_stamp(self, recipient: str) -> tuple[int, ...] | None:
+        """Sizes and change times of the recipient's pending and in-flight mail; None when there is
+        none. Equal stamps mean nothing arrived in between (the idle watcher's cheap check)."""
+        stamp: list[int] = []
+        for path in (self._mailbox(recipient), self._inflight(recipient)):
+            try:
+                info = os.stat(path)
+            except OSError:
+                stamp += (0, 0)
+                continue
+            stamp += (info.st_size, info.st_mtime_ns)
+        return tuple(stamp) if stamp[0] or stamp[2] else None
+
+    def enqueue(self, recipient: str, message: Message) -> None:
+        """Append one message to the recipient's mailbox; synced to disk when this returns.
+
+        Refused, with nothing written, when the mailbox already holds RELAY_MAILBOX_MAX bytes of
+        pending and in-flight mail: a flood fills the flooder's error log, not the disk.
+        """
+        recipient = require_uuid(recipient, "recipient id")
+        line = _to_json(message) + b"\n"
+        limit = mailbox_max()
+        with self._locked():
+            pending = self._mailbox(recipient)
+            used = _size(pending) + _size(self._inflight(recipient))
+            if used + len(line) > limit:
+                from relay.util.textsafe import one_line
+
+                label = one_line(str(message.get("toName") or recipient))
+                raise RelayError(
+                    f"the mailbox of {label} is full ({used} bytes waiting; RELAY_MAILBOX_MAX is {limit}): "
+                    "nothing was queued; send again after that session has read its mail"
+                )
+            checkpoint("send:before-append")
+            try:
+                fileio.append_durably(pending, line)
+            except fileio.UnsafeFile as err:
+                self._set_aside(pending, err.why, "the mailbox")
+                fileio.append_durably(pending, line)
+            checkpoint("send:appended")
+            self._record_queued(message)
+
+    def take(self, recipient: str, budget: int = TAKE_BUDGET, select: Select | None = None) -> Delivery:
+        """Claim a bounded batch of the recipient's mail; confirm what was shown with
+        `Delivery.ack`, then close.
+
+        Only one taker per mailbox at a time (its own lock, so the store lock is not held while
+        the caller writes to a possibly slow pipe). Mail left in flight by a dead taker comes
+        first, flagged `redelivered`, then the oldest pending mail, about `budget` bytes in all.
+        With `select`, only pending messages it accepts are taken; the others stay queued, in order.
+        """
+        return self.take_checked(require_uuid(recipient, "recipient id"), budget, select)
+
+    def take_checked(self, recipient: str, budget: int = TAKE_BUDGET, select: Select | None = None) -> Delivery:
+        """`take` for a caller that already checked the id at its edge (relay.usecases.mail's delivery)."""
+        self._prepare()
+        take_lock = self._take_lock(recipient)
+        if take_lock is None:
+            return Delivery(self, recipient, [], [], None)
+        try:
+            checkpoint("take:locked")
+            with self._locked(prepare=False):  # prepared above: the take lock lives in inflight/
+                delivery = self._claim(recipient, budget, take_lock, select)
+            checkpoint("take:claimed")
+        except BaseException:
+            take_lock.release()
+            _TAKING.discard(take_lock.path)
+            raise
+        return delivery
+
+    def _take_lock(self, recipient: str) -> FileLock | None:
+        """The mailbox's take lock, held; None when this process is taking it already.
+
+        A symlink or FIFO planted in its place is moved to quarantine/ under the store lock (so
+        two takers never both replace it) and a fresh lock file is used.
+        """
+        lock = FileLock(self._inflight(recipient).removesuffix(".jsonl") + ".lock")
+        if lock.path in _TAKING:
+            return None
+        try:
+            lock.acquire()
+        except fileio.UnsafeFile as err:
+            with self._locked(prepare=False):
+                try:
+                    fileio.check_file(lock.path, os.lstat(lock.path), links_ok=True)
+                except fileio.UnsafeFile:
+                    self._set_aside(lock.path, err.why, "the take lock")
+                except FileNotFoundError:
+                    pass
+            lock.acquire()
+        _TAKING.add(lock.path)
+        return lock
+
+    def _read_head(self, path: str, budget: int, what: str) -> tuple[bytes, int] | None:
+        """Whole lines from the start of a mail file within `budget`, and the file's size.
+
+        An oversize line is copied to quarantine/ and cut off; a planted symlink, FIFO or hard
+        link is moved to quarantine/. None when there is no (usable) file.
+        """
+        while True:
+            try:
+                head = fileio.read_head(path, budget, MAX_LINE)
+            except fileio.UnsafeFile as err:
+                self._set_aside(path, err.why, what)
+                return None
+            if head is None:
+                return None
+            data, skip, size = head
+            if not skip:
+                return data, size
+            kept = self._quarantine_path(f"{os.path.basename(path)}.oversize")
+            fileio.copy_range(path, skip, kept)
+            fileio.replace_prefix(path, skip)
+            self.warn(f"a line of {skip} bytes in {what} cannot be a message; it was kept in {kept}")
+
+    def _claim(self, recipient: str, budget: int, take_lock: FileLock, select: Select | None) -> Delivery:
+        """Under the store lock: move a bounded batch of pending mail into flight, deduplicated."""
+        inflight, pending = self._inflight(recipient), self._mailbox(recipient)
+        leftover = self._read_head(inflight, budget, "mail in flight") or (b"", 0)
+        old_lines, old_messages, old_bad = _split_lines(leftover[0])
+        whole = len(leftover[0]) >= leftover[1]
+        remaining = 0
+        new_lines: list[bytes] = []
+        new_messages: list[Message] = []
+        new_bad: list[bytes] = []
+        if not whole:  # in-flight mail beyond one batch (left by an older relay): no new mail yet
+            remaining = fileio.count_lines(inflight) - leftover[0].count(b"\n") + fileio.count_lines(pending)
+        else:
+            # A selective take looks through the whole mailbox (at most RELAY_MAILBOX_MAX): urgent
+            # mail queued behind a backlog of ordinary mail must still be found.
+            head = self._read_head(pending, budget if select is None else mailbox_max(), "the mailbox")
+            if head is not None:
+                data, size = head
+                seen = {m.get("id") for m in old_messages if isinstance(m.get("id"), str)}
+                room, consumed, dropped, taken = budget - len(leftover[0]), 0, 0, 0
+                kept: list[bytes] = []  # mail `select` passed over: it stays pending, in order
+                for raw in data.removesuffix(b"\n").split(b"\n"):
+                    message = _parse_line(raw)
+                    key = message.get("id") if message is not None else None
+                    if message is None:
+                        if raw.strip():
+                            new_bad.append(raw)
+                    elif isinstance(key, str) and key in seen:
+                        dropped += 1  # a copy left by a crash between two steps: delivered once
+                    elif (old_lines or new_lines) and taken + len(raw) + 1 > room:
+                        break
+                    elif select is not None and not select(message):
+                        kept.append(raw)
+                    else:
+                        if isinstance(key, str):
+                            seen.add(key)
+                        taken += len(raw) + 1
+                        new_lines.append(raw)
+                        new_messages.append(message)
+                    consumed += len(raw) + 1
+                consumed = min(consumed, len(data))
+                if not new_lines and not new_bad and not dropped:
+                    remaining = fileio.count_lines(pending)  # nothing taken: the mailbox is not rewritten
+                elif not old_lines and not old_bad and not dropped and not kept and consumed == size:
+                    os.rename(pending, inflight)  # the common case: all of it, in one step
+                    fileio.fsync_dir(os.path.dirname(inflight))
+                    fileio.fsync_dir(os.path.dirname(pending))
+                else:
+                    if new_lines:
+                        fileio.append_durably(inflight, _join(new_lines))
+                    checkpoint("take:copied")  # a crash here leaves copies in both files: deduped
+                    remaining = fileio.replace_prefix(pending, consumed, _join(kept))
+        bad = old_bad + new_bad
+        if bad:
+            self._quarantine_lines(recipient, bad)
+            fileio.replace_prefix(
+                inflight, len(leftover[0]) if not whole else _size(inflight), _join(old_lines + new_lines)
+            )
+        for message in old_messages:
+            message["redelivered"] = True
+        return Delivery(
+            self, recipient, old_lines + new_lines, old_messages + new_messages, take_lock, remaining, whole
+        )
+
+    def _finish_take(self, recipient: str, shown: list[bytes], rest: list[bytes], whole: bool) -> None:
+        """Drop the shown mail from flight; unshown mail goes back in front of newer mail."""
+        inflight = self._inflight(recipient)
+        if not whole:  # an older relay's oversized in-flight file: drop just the shown prefix
+            if not shown:
+                return
+            with self._locked():
+                fileio.replace_prefix(inflight, len(_join(shown)))
+            return
+        if rest:
+            with self._locked():
+                fileio.replace_prefix(self._mailbox(recipient), 0, _join(rest))
+            checkpoint("take:requeued")  # a crash here leaves the rest in both files: deduped
+        fileio.remove(inflight)
+
+    def _quarantine_lines(self, recipient: str, bad: list[bytes]) -> None:
+        path = self._quarantine_path(f"{mailbox_name(recipient)}.unparsed")
+        fileio.atomic_write(path, _join(bad))
+        self.warn(
+            f"{len(bad)} unreadable line(s) in the mailbox of {recipient} were kept in {path}; "
+            "the other messages were delivered"
+        )
+
+    def peek(self, recipient: str) -> list[Message]:
+        """Every waiting message without taking any: in flight first, then pending, each marked."""
+        return self.peek_batch(recipient, None)[0]
+
+    def peek_batch(self, recipient: str, budget: int | None) -> tuple[list[Message], int]:
+        """Waiting messages without taking any (in flight first, then pending, each marked) within
+        about `budget` bytes (all of them when None), and how many more wait beyond those."""
+        recipient = require_uuid(recipient, "recipient id")
+        if not self._check_home():
+            return [], 0
+        left = sys.maxsize if budget is None else budget
+        shown: list[Message] = []
+        more = 0
+        with self._locked():
+            for state, path in (("inflight", self._inflight(recipient)), ("pending", self._mailbox(recipient))):
+                try:
+                    head = fileio.read_head(path, max(left, 1), MAX_LINE) if left > 0 else None
+                    cut = head is None or len(head[0]) < head[2]
+                    total = fileio.count_lines(path) if cut else 0
+                except fileio.UnsafeFile as err:
+                    self.warn(f"{path} {err.why}; its mail was not read (run `relay doctor`)")
+                    continue
+                data = head[0] if head else b""
+                more += max(total - data.count(b"\n"), 0) if cut else 0
+                left -= len(data)
+                _, messages, bad = _split_lines(data)
+                for message in messages:
+                    message["state"] = state
+                shown.extend(messages)
+                if bad:
+                    self.warn(f"{len(bad)} unreadable line(s) in the {state} mail of {recipient} (left in place)")
+        return shown, more
+
+    # -- receipts: what became of each message (SPEC §13) -------------------------------------
+    #
+    # A receipt is written when a message is queued and rewritten when it is delivered (its
+    # taker's ack) and when its first reply is queued. `taken` is not written: mail in flight is
+    # taken, so the state is read off the mail files. A receipt lost to a crash is rebuilt from
+    # the message at its ack; mail whose ack removed it but whose receipt was not yet rewritten
+    # is found in neither file, which reads as delivered too.
+
+    def _receipt_path(self, message_id: str) -> str:
+        return self._path("receipts", f"{message_id.lower()}.json")
+
+    def receipt(self, message_id: str) -> Message | None:
+        """The receipt of a message relay queued, or None (not a UUID, never queued, unreadable)."""
+        if not is_uuid(message_id) or not self._check_home():
+            return None
+        try:
+            data = fileio.read_file(self._receipt_path(message_id))
+        except fileio.UnsafeFile:
+            return None
+        try:
+            value = jsonlite.loads(data) if data else None
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) and value.get("id") == message_id.lower() else None
+
+    def receipt_ids(self, prefix: str) -> list[str]:
+        """The ids of the receipts kept (messages relay queued) that start with `prefix`, sorted."""
+        if not self._check_home():
+            return []
+        prefix = prefix.lower()
+        stems = (name.removesuffix(".json") for name in _listdir(self._path("receipts")) if name.endswith(".json"))
+        return [stem for stem in stems if stem.startswith(prefix) and is_uuid(stem)]
+
+    def _write_receipt(self, receipt: Message) -> None:
+        """Under the store lock: replace one receipt (a planted link in its place is replaced, not followed)."""
+        fileio.ensure_private_dir(self._path("receipts"))
+        fileio.atomic_write(self._receipt_path(str(receipt["id"])), _to_json(receipt))
+
+    def _record_queued(self, message: Message) -> None:
+        """Under the store lock: the new message's receipt, and its parent's first reply."""
+        receipt = _new_receipt(message)
+        if receipt is None:
+            return
+        self._write_receipt(receipt)
+        parent_id = message.get("replyTo")
+        parent = self.receipt(parent_id) if isinstance(parent_id, str) else None
+        if parent is not None and not parent.get("replyId"):
+            self._write_receipt({**parent, "repliedAt": message.get("ts"), "replyId": receipt["id"]})
+
+    def _mark_delivered(self, messages: list[Message]) -> None:
+        """Stamp `deliveredAt` on the receipts of messages a taker confirmed it showed."""
+        stamp = now_iso()
+        with self._locked(prepare=False):
+            for message in messages:
+                receipt = self.receipt(str(message.get("id"))) or _new_receipt(message)
+                if receipt is not None and not receipt.get("deliveredAt"):
+                    self._write_receipt({**receipt, "deliveredAt": stamp})
+
+    def message_state(self, message_id: str) -> Message | None:
+        """A message's receipt with its `state` (queued, taken, delivered, replied); None when unknown."""
+        receipt = self.receipt(message_id)
+        if receipt is None:
+            return None
+        if receipt.get("repliedAt"):
+            state = "replied"
+        elif receipt.get("deliveredAt"):
+            state = "delivered"
+        else:
+            state = self._waiting_state(str(receipt.get("to")), str(receipt["id"])) or "delivered"
+        return {**receipt, "state": state}
+
+    def _waiting_state(self, recipient: str, message_id: str) -> str | None:
+        """`taken` when the message is in flight, `queued` when pending, else None."""
+        needle = message_id.encode()
+        with self._locked():
+            for state, path in (("taken", self._inflight(recipient)), ("queued", self._mailbox(recipient))):
+                try:
+                    head = fileio.read_head(path, mailbox_max(), MAX_LINE)
+                except fileio.UnsafeFile:
+                    continue
+                for raw in (head[0] if head else b"").split(b"\n"):
+                    if needle in raw and (_parse_line(raw) or {}).get("id") == message_id:
+                        return state
+        return None
+
+    def prune_receipts(self, older_than: float, now: float | None = None) -> int:
+        """Remove receipts unchanged for `older_than` seconds; how many went."""
+        if not self._check_home():
+            return 0
+        cutoff = (time.time() if now is None else now) - older_than
+        removed = 0
+        directory = self._path("receipts")
+        with self._locked():
+            for name in _listdir(directory):
+                path = os.path.join(directory, name)
+                try:
+                    if os.lstat(path).st_mtime < cutoff:
+                        fileio.remove(path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+        return removed
+
+    # -- collection (`relay gc`) ----------------------------------------------------------------
+
+    def gc_due(self, interval: float) -> bool:
+        """True once `interval` seconds have passed since the last collection, counting from the
+        first call on this store (which only writes the stamp). One stat when not due."""
+        stamp = self._path("gc.stamp")
+        try:
+            return os.lstat(stamp).st_mtime + interval <= time.time()
+        except FileNotFoundError:
+            pass
+        if self._check_home():
+            with self._locked():
+                if not os.path.lexists(stamp):
+                    self.touch_gc_stamp()
+        return False
+
+    def touch_gc_stamp(self) -> None:
+        """Record that a collection ran now (nothing when there is no store)."""
+        if not self._check_home():
+            return
+        with self._locked():
+            fileio.atomic_write(self._path("gc.stamp"), now_iso().encode() + b"\n")
+
+    def mailbox_files(self) -> list[tuple[str, int]]:
+        """(file name, size) of every regular mailbox file."""
+        if not self._check_home():
+            return []
+        found = []
+        for name in _listdir(self._path("mailbox")):
+            try:
+                info = os.lstat(self._path("mailbox", name))
+            except FileNotFoundError:
+                continue
+            if name.endswith(".jsonl") and stat.S_ISREG(info.st_mode):
+                found.append((name, info.st_size))
+        return found
+
+    def drop_empty_mailbox(self, name: str) -> bool:
+        """Remove mailbox file `name` if it is (still) an empty plain file of the user's."""
+        path = self._path("mailbox", os.path.basename(name))
+        with self._locked():
+            try:
+                fileio.check_file(path, os.lstat(path))
+            except (FileNotFoundError, RelayError):
+                return False
+            if _size(path):
+                return False
+            fileio.remove(path)
+            return True
+
+    def on_this_host(self, entry: Entry) -> bool:
+        """Does `entry` run on this machine? Always: only this machine's sessions share these files."""
+        return True
+
+    def archive_location(self) -> str:
+        """Where `retire` keeps undelivered mail, for a person to read (`relay gc` reports it)."""
+        return f"{self.home}/archive"
+
+    def retire(self, session_id: str) -> int:
+        """Forget a session: its entry, names and markers go; its undelivered mail (in flight and
+        pending) is appended to archive/<id>.jsonl, never deleted. Returns the messages archived.
+
+        LockBusy when a taker holds its mailbox right now (then nothing is changed).
+        """
+        session_id = require_uuid(session_id)
+        self._prepare()
+        take_lock = FileLock(self._inflight(session_id).removesuffix(".jsonl") + ".lock", deadline=0.2)
+        with take_lock, self._locked(prepare=False):
+            archived = 0
+            archive = self._path("archive")
+            for path in (self._inflight(session_id), self._mailbox(session_id)):
+                if not os.path.lexists(path):
+                    continue
+                try:
+                    archived += fileio.count_lines(path)
+                except fileio.UnsafeFile as err:
+                    self._set_aside(path, err.why, "a mail file")
+                    continue
+                fileio.ensure_private_dir(archive)
+                fileio.append_file(path, os.path.join(archive, mailbox_name(session_id)))
+                fileio.remove(path)
+            # The take lock file stays: unlinking a held lock would let two takers hold two inodes.
+            # A watcher's lock goes when no watcher holds it (a retired session runs none).
+            if holder(self._watch_path(session_id)) is None:
+                fileio.remove(self._watch_path(session_id))
+            fileio.remove(self._auto_wake_count_path(session_id))
+            fileio.remove(self._doorbell_file(session_id, ".json"))  # its lock file stays, as the take lock does
+            for name in _listdir(self._path("markers")):
+                held_by, _ = self._read_marker(name)
+                if held_by is not None and held_by.lower() == session_id.lower():
+                    fileio.remove(self._path("markers", name))
+            data = self._load_registry()
+            if session_id in data["agents"] or session_id in data["names"].values():
+                data["agents"].pop(session_id, None)
+                for name, bound in list(data["names"].items()):
+                    if bound == session_id:
+                        del data["names"][name]
+                self._write_registry(data)
+            return archived
+
+    # -- facts for `relay doctor` (read-only) -------------------------------------------------
+
+    def facts(self) -> list[tuple[str, str, str]]:
+        """Every finding about the store as (code, path, detail), without changing anything.
+
+        Codes and details are data, not words (relay.usecases.doctor words them): a count, a mode in octal,
+        a uid, a symlink's target, or the kind of a misplaced entry (fifo, dir, file, other).
+
+        It never stops at the first bad file and only probes the store lock (0.2 s at most), so
+        it is safe while sessions run.
+        """
+        try:
+            info = os.stat(self.home)
+        except FileNotFoundError:
+            return [("no-store", self.home, "")]
+        found: list[tuple[str, str, str]] = [("store", self.home, "")]
+        if info.st_uid != os.geteuid():
+            found.append(("foreign", self.home, str(info.st_uid)))
+        if info.st_mode & 0o022:
+            found.append(("shared-home", self.home, f"{stat.S_IMODE(info.st_mode):o}"))
+        elif info.st_mode & 0o077:
+            found.append(("loose-mode", self.home, f"{stat.S_IMODE(info.st_mode):o}"))
+        for name in _listdir(self.home):
+            path = self._path(name)
+            if name in ("mailbox", "markers", "inflight", "quarantine", "archive", "receipts", "watchers", "wakes"):
+                found.extend(self._entry_facts(path, expect="dir"))
+                for inner in _listdir(path):
+                    found.extend(self._entry_facts(os.path.join(path, inner), expect="file", area=name))
+            else:
+                found.extend(
+                    self._entry_facts(
+                        path, "file" if name in (".lock", "registry.json", "gc.stamp", "error.log") else "any"
+                    )
+                )
+        if not os.path.lexists(self._path("registry.json")):
+            found.append(("registry", self._path("registry.json"), "0 0"))
+        probe = FileLock(self._path(".lock"), deadline=0.2)
+        try:
+            with probe:
+                found.append(("lock-free", probe.path, ""))
+        except LockBusy:
+            found.append(("lock-busy", probe.path, ""))
+        except RelayError as err:
+            found.append(("lock-error", probe.path, str(err)))
+        return found
+
+    def registry_as_is(self) -> Registry:
+        """The registry for a report: empty when missing or corrupt, and never moved aside (a corrupt
+        one stays where it is for `facts` to show; `registry()` would quarantine it)."""
+        if not self._check_home():
+            return Registry({"agents": {}, "names": {}})
+        return Registry(self._parse_registry() or {"agents": {}, "names": {}})
+
+    def _entry_facts(self, path: str, expect: str, area: str = "") -> list[tuple[str, str, str]]:
+        """Findings about one store entry: what it is, whose, its mode, links, and its content."""
+        try:
+            info = os.lstat(path)
+        except OSError as err:
+            return [("unreadable", path, err.strerror or "")]
+        found: list[tuple[str, str, str]] = []
+        if area == "quarantine":
+            found.append(("quarantine", path, ""))
+        if stat.S_ISLNK(info.st_mode):
+            return [*found, ("symlink", path, os.readlink(path))]
+        is_dir, is_file = stat.S_ISDIR(info.st_mode), stat.S_ISREG(info.st_mode)
+        if not (is_dir if expect == "dir" else is_file if expect == "file" else is_dir or is_file):
+            kind = "fifo" if stat.S_ISFIFO(info.st_mode) else "dir" if is_dir else "file" if is_file else "other"
+            return [*found, ("not-regular", path, kind)]
+        if info.st_uid != os.geteuid():
+            found.append(("foreign", path, str(info.st_uid)))
+        if info.st_mode & 0o077:
+            found.append(("loose-mode", path, f"{stat.S_IMODE(info.st_mode):o}"))
+        if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+            found.append(("hard-links", path, str(info.st_nlink)))
+        if not stat.S_ISREG(info.st_mode) or (found and found[-1][0] in ("foreign", "hard-links")):
+            return found
+        try:
+            found.extend(self._content_facts(path, area, info.st_size))
+        except OSError as err:
+            found.append(("unreadable", path, err.strerror or ""))
+        return found
+
+    def _content_facts(self, path: str, area: str, size: int) -> list[tuple[str, str, str]]:
+        name = os.path.basename(path)
+        if area == "" and name == "registry.json":
+            try:
+                data = _check_registry(jsonlite.loads(_read_plain(path, 64 << 20)))
+            except ValueError:
+                data = None
+            if data is None:
+                return [("bad-registry", path, "")]
+            return [("registry", path, f"{len(data['agents'])} {len(data['names'])}")]
+        if area == "markers" and not name.startswith("."):
+            held_by, _ = _parse_marker(_read_plain(path, 64 << 10))
+            from relay.domain.ids import is_uuid
+
+            return [] if is_uuid(held_by) else [("bad-marker", path, "")]
+        if area in ("mailbox", "inflight") and name.endswith(".jsonl"):
+            good, bad = _count_lines(path)
+            found = [("bad-lines", path, str(bad))] if bad else []
+            if area == "inflight" and good:
+                found.append(("in-flight", path, str(good)))
+            if area == "mailbox" and size > mailbox_max():
+                found.append(("over-quota", path, str(size)))
+            return found
+        return []
+
+
+def _read_plain(path: str, limit: int) -> bytes:
+    """At most `limit` bytes of a file checked to be regular, without changing it (for facts)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
+def _count_lines(path: str) -> tuple[int, int]:
+    """(message lines, unparseable lines) of a mail file, read line by line with a bounded line."""
+    good = bad = 0
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as stream:
+        while line := stream.readline(MAX_LINE + 1):
+            if len(line) > MAX_LINE:
+                bad += 1
+                while (rest := stream.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+                    pass
+                continue
+            if not line.strip():
+                continue
+            try:
+                value = jsonlite.loads(line)
+            except ValueError:
+                value = None
+            if isinstance(value, dict):
+                good += 1
+            else:
+                bad += 1
+    return good, bad

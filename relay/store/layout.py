@@ -1,0 +1,51 @@
+"""Where the store lives and how session ids and dirs become file names.
+
+Only names are computed here; `relay.store.files` is the one module that touches the files. Paths are
+plain strings on the hook's path: importing pathlib costs milliseconds of every session start.
+"""
+
+import os
+
+from relay.util.env import env_value
+
+
+class _DashOthers(dict[int, int]):
+    """A str.translate table keeping `kept` characters and turning every other one into '-'
+    (what re.sub with a negated class did, without importing re on the hook's path)."""
+
+    def __init__(self, kept: str) -> None:
+        super().__init__((ord(ch), ord(ch)) for ch in kept)
+
+    def __missing__(self, key: int) -> int:
+        return ord("-")
+
+
+_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_NOT_ALNUM = _DashOthers(_ALNUM)
+_NOT_MAILBOX_SAFE = _DashOthers(_ALNUM + "._-")
+
+# Most file systems cap a name at 255 bytes; longer encoded dirs are shortened with a hash so
+# that two long dirs never share a marker. Shorter ones keep Claude Code's exact scheme.
+_MAX_FILE_NAME = 200
+
+
+def relay_home() -> str:
+    """The store directory: $AGENT_RELAY_HOME, else $SESSION_RELAY_HOME, else ~/.agent-relay."""
+    chosen = env_value("AGENT_RELAY_HOME") or env_value("SESSION_RELAY_HOME")
+    return os.path.expanduser(chosen or "~/.agent-relay")
+
+
+def marker_name(directory: str) -> str:
+    """The marker file name for a project dir: every char outside [A-Za-z0-9] becomes '-'."""
+    encoded = directory.translate(_NOT_ALNUM)
+    if len(encoded) <= _MAX_FILE_NAME:
+        return encoded
+    import hashlib  # rare: only for very long dirs
+
+    digest = hashlib.sha256(directory.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return f"{encoded[: _MAX_FILE_NAME - 17]}-{digest}"
+
+
+def mailbox_name(session_id: str) -> str:
+    """The mailbox file name for an id: every char outside [A-Za-z0-9._-] becomes '-'."""
+    return session_id.translate(_NOT_MAILBOX_SAFE) + ".jsonl"

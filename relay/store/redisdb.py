@@ -1,0 +1,1059 @@
+"""The store on Redis (SPEC §16): the same guarantees as relay.store.files, shared by every machine that
+reaches the same Redis. The only module that imports redis-py, and only when AGENT_RELAY_URL is set.
+
+Keys (all under `relay:`; one Redis database per relay world, no cluster: scripts touch several keys):
+
+    relay:agents               HASH id -> Entry JSON (Entry as in SPEC §3, plus `host`)
+    relay:names                HASH name -> id
+    relay:markers              HASH absolute dir -> session id (no file-name encoding, so no clashes)
+    relay:mbox:<id>            STREAM of pending and claimed mail, field `m` = the message's JSON line;
+                               consumer group `takers`
+    relay:mbytes:<id>          bytes of mail in that stream (the RELAY_MAILBOX_MAX quota)
+    relay:urgent:<id>          SET of stream ids of urgent mail still in the stream
+    relay:rcpt:<msg id>        HASH receipt: `doc` (its JSON at queue time), `sid` (stream id),
+                               `deliveredAt`, `repliedAt`, `replyId`, `changed` (epoch seconds)
+    relay:takelock:<id>        held (SET NX PX) by one taker while it claims; never while it shows
+    relay:quarantine:<id>      LIST of stream entries that did not parse (kept for a human, never deleted)
+
+Mail, at least once, like the file store:
+
+- enqueue is one Lua script: quota check, XADD, byte count, urgent set, receipt, parent's first
+  reply. `send` returns only after Redis answered it.
+- take reads through the consumer group under a short claim lock. Each taking process is the
+  consumer `<host>:<pid>:<process start>`; mail in the group's pending list (PEL) belongs to the
+  taker that claimed it. Claims of takers known dead come first, with `redelivered: true`: on this
+  host a taker is dead when its pid is gone or reused (relay.host.procinfo); on another host when its
+  claim has been idle for CLAIM_IDLE_MS (20 s, within SPEC's 30 s). They are taken over with XCLAIM
+  (not XAUTOCLAIM: that cannot tell a dead taker's claim from a parked one, below).
+- New mail is read (XREADGROUP) into the consumer `~parked`, and only what a taker takes is then
+  XCLAIMed to it; mail read but not taken (past the budget, refused by `select`), and the rest of
+  a partial ack, is "parked" there, and the next take reads it first, in stream order, without the
+  redelivered flag. So it stays in front of newer mail, in order, and a taker that dies between
+  reading and claiming leaves nothing flagged that it never showed.
+  A dead taker's claims beyond one take's budget go to `~redeliver` instead: first again, flagged.
+- ack is one Lua script: XACK + XDEL, the byte count and urgent set follow what XDEL really
+  removed (so a second ack changes nothing), and receipts get `deliveredAt`.
+"""
+
+import os
+import socket
+import time
+from _collections_abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import redis
+from redis.exceptions import RedisError, WatchError
+
+from relay.domain.ids import AGENT_CLIS, check_name, is_uuid, require_uuid
+from relay.domain.policy import check_mode, is_urgent
+from relay.store.files import (
+    TAKE_BUDGET,
+    Entry,
+    Message,
+    Registry,
+    Select,
+    Store,
+    WakeLock,
+    _first_name,
+    _new_receipt,
+    _to_json,
+    mailbox_max,
+)
+from relay.store.lock import FileLock
+from relay.util import jsonlite
+from relay.util.clock import now_iso
+from relay.util.errors import LockBusy, RelayError
+from relay.util.faults import checkpoint
+
+if TYPE_CHECKING:
+    from relay.faces.doorbell_server import RedisDoorbells
+
+GROUP = "takers"
+PARKED = "~parked"
+# A dead taker's claims that did not fit one take: delivered first, and still flagged, by the next.
+REDELIVER = "~redeliver"
+# A claim idle this long whose taker runs on another host (its pid cannot be checked) is taken over.
+CLAIM_IDLE_MS = 20_000
+# An unreachable Redis, or one that accepts and never answers, fails a command within SPEC's 3 s,
+# with room for the process start and redis-py's import (~0.5 s on a loaded machine).
+CONNECT_TIMEOUT = 2.0
+SOCKET_TIMEOUT = 2.0
+TAKE_LOCK_MS = 5_000
+TAKE_LOCK_WAIT = 3.0
+_READ_COUNT = 32
+
+_UNSET = object()
+
+_ENQUEUE = """
+local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+local size = string.len(ARGV[1])
+if used + size > tonumber(ARGV[2]) then return {0, used} end
+pcall(redis.call, 'XGROUP', 'CREATE', KEYS[1], ARGV[6], '0', 'MKSTREAM')
+local sid = redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
+redis.call('INCRBY', KEYS[2], size)
+if ARGV[7] == '1' then redis.call('SADD', KEYS[3], sid) end
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[4], 'doc', ARGV[3], 'sid', sid, 'changed', ARGV[5])
+end
+if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[5]) == 1 then
+  if redis.call('HSETNX', KEYS[5], 'replyId', ARGV[4]) == 1 then
+    redis.call('HSET', KEYS[5], 'repliedAt', ARGV[8], 'changed', ARGV[5])
+  end
+end
+return {1, sid}
+"""
+
+# KEYS: stream, bytes, urgent set, then one receipt key per message. ARGV: group, stamp, changed,
+# then (stream id, size) pairs.
+_ACK = """
+local n = (#ARGV - 3) / 2
+for i = 1, n do
+  local sid = ARGV[2 + 2 * i]
+  local size = tonumber(ARGV[3 + 2 * i])
+  redis.call('XACK', KEYS[1], ARGV[1], sid)
+  if redis.call('XDEL', KEYS[1], sid) == 1 then
+    redis.call('DECRBY', KEYS[2], size)
+    redis.call('SREM', KEYS[3], sid)
+  end
+  local receipt = KEYS[3 + i]
+  if redis.call('EXISTS', receipt) == 1 and redis.call('HSETNX', receipt, 'deliveredAt', ARGV[2]) == 1 then
+    redis.call('HSET', receipt, 'changed', ARGV[3])
+  end
+end
+if tonumber(redis.call('GET', KEYS[2]) or '0') <= 0 then redis.call('DEL', KEYS[2]) end
+return n
+"""
+
+# Drop this process's consumer once it claims nothing, so consumers do not pile up.
+_DROP_CONSUMER = """
+local info = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #info == 0 then redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) return 1 end
+return 0
+"""
+
+# KEYS: the wakes sorted set. ARGV: since, now, budget, member. Returns every wake after `since`, later
+# ones too: a host whose clock runs behind must still see wakes another host stamped "in the future".
+_SPEND_WAKE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local times = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES')
+if #times / 2 < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+  redis.call('EXPIRE', KEYS[1], 86400)
+end
+return times
+"""
+
+# KEYS: stream, bytes, urgent, archive, agents, names, markers, auto wakes, wakes, take lock. ARGV: id.
+# Returns the messages archived, or -1 while a taker is claiming (then nothing changed).
+_RETIRE = """
+if redis.call('EXISTS', KEYS[10]) == 1 then return -1 end
+local entries = redis.call('XRANGE', KEYS[1], '-', '+')
+for _, entry in ipairs(entries) do
+  local fields = entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'm' then redis.call('RPUSH', KEYS[4], fields[i + 1]) end
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[8], KEYS[9])
+redis.call('HDEL', KEYS[5], ARGV[1])
+for _, key in ipairs({KEYS[6], KEYS[7]}) do
+  local pairs_ = redis.call('HGETALL', key)
+  for i = 1, #pairs_, 2 do
+    if string.lower(pairs_[i + 1]) == ARGV[1] then redis.call('HDEL', key, pairs_[i]) end
+  end
+end
+return #entries
+"""
+
+_DROP_EMPTY = """
+if redis.call('EXISTS', KEYS[4]) == 1 or redis.call('XLEN', KEYS[1]) > 0 then return 0 end
+return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) > 0 and 1 or 0
+"""
+
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _warn_to_stderr(message: str) -> None:
+    import sys
+
+    sys.stderr.write(f"session-relay: {message}\n")
+
+
+def host_name() -> str:
+    """This machine's name in entries and taker names: RELAY_HOST, else the host name."""
+    return os.environ.get("RELAY_HOST") or socket.gethostname() or "localhost"
+
+
+def redact(url: str) -> str:
+    """The URL with its password (and nothing else) replaced by `***`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***"
+    auth, at, where = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = auth.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{where}" if colon else f"{scheme}://***@{where}"
+
+
+def _process_start(pid: int) -> str:
+    from relay.host.procinfo import process_info
+
+    info = process_info(pid)
+    return info.start.replace(" ", "_") if info is not None else "0"
+
+
+def _taker_is_dead(consumer: str, here: str, idle_ms: int) -> bool:
+    """Is the taker named `consumer` dead? On this host its pid and start say so exactly (a live
+    taker showing slowly keeps its claim); on another host, a claim idle for CLAIM_IDLE_MS."""
+    host, _, rest = consumer.partition(":")
+    pid_text, _, start = rest.partition(":")
+    if host != here or not pid_text.isdigit():
+        return idle_ms >= CLAIM_IDLE_MS
+    from relay.host.procinfo import is_zombie, process_info
+
+    pid = int(pid_text)
+    info = process_info(pid)
+    # A killed taker its parent has not reaped yet still has its pid and start: it is dead too.
+    return info is None or info.start.replace(" ", "_") != start or is_zombie(pid)
+
+
+class _Guard:
+    """Turns redis-py's errors into one RelayError line naming the URL without its password."""
+
+    def __init__(self, store: "RedisStore") -> None:
+        self._store = store
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, err: object, tb: object) -> None:
+        if isinstance(err, RedisError) and not isinstance(err, WatchError):
+            raise RelayError(self._store.describe(err)) from None
+
+
+class RedisDelivery:
+    """Mail claimed by one taker (store.Delivery's contract). `sids` are the stream ids."""
+
+    def __init__(
+        self,
+        store: "RedisStore",
+        recipient: str,
+        sids: list[str],
+        sizes: list[int],
+        messages: list[Message],
+        remaining: int,
+        active: bool = True,
+    ) -> None:
+        self._store = store
+        self._recipient = recipient
+        self._sids = sids
+        self._sizes = sizes
+        self._active = active
+        self.messages = messages
+        self.remaining = remaining
+
+    def ack(self, count: int | None = None) -> None:
+        """Remove the first `count` (default all) for good; the rest are parked in front of newer mail."""
+        if not self._active:
+            return
+        shown = len(self.messages) if count is None else count
+        checkpoint("take:before-ack")
+        self._store._ack(self._recipient, self._sids[:shown], self._sizes[:shown], self.messages[:shown])
+        checkpoint("take:acked")
+        self._store._park(self._recipient, self._sids[shown:])
+
+    def close(self) -> None:
+        """Release the mailbox; what was not acked stays claimed and is redelivered to the next taker."""
+        if self._active:
+            self._active = False
+            _TAKING.discard(self._recipient)
+            self._store._drop_consumer(self._recipient)
+
+    def __enter__(self) -> "RedisDelivery":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# Mailboxes this process is taking now: a second take here claims nothing (store.Delivery's rule).
+_TAKING: set[str] = set()
+
+
+class RedisStore:
+    """The store in one Redis database. Public methods check ids like relay.store.files.Store's."""
+
+    def __init__(self, url: str, warn: Callable[[str], None] = _warn_to_stderr, home: str | None = None) -> None:
+        self.url = url
+        self.warn = warn
+        self.host = host_name()
+        if home is None:
+            from relay.store.layout import relay_home
+
+            home = relay_home()
+        self.home = home  # local-only files (error.log) stay on this machine
+        # redis-py's hints mix its sync and async APIs (every result is `X | Awaitable[X]`); this
+        # module uses only the sync client, typed as Any.
+        self._client: Any = None
+        self._consumer = f"{self.host}:{os.getpid()}:{_process_start(os.getpid())}"
+        self._local_store: Store | None = None
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def describe(self, err: BaseException) -> str:
+        """One line for a Redis failure: the URL with its password hidden, and why."""
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        password = self._password()
+        if password:
+            reason = reason.replace(password, "***")
+        return f"session-relay: Redis at {redact(self.url)} failed: {reason}"
+
+    def _password(self) -> str | None:
+        from urllib.parse import unquote, urlsplit
+
+        try:
+            secret = urlsplit(self.url).password
+        except ValueError:
+            return None
+        return unquote(secret) if secret else None
+
+    def _check_url(self) -> None:
+        """Refuse what redis-py would silently read otherwise (a db that is not a number is db 0)."""
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(self.url)
+            parts.port  # noqa: B018 (parsing the port raises ValueError when it is not a number)
+        except ValueError as err:
+            raise RelayError(self.describe(err)) from None
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise RelayError(self.describe(ValueError("use redis://[user:password@]host:port[/db] or rediss://")))
+        db = parts.path.removeprefix("/")
+        if db and not (db.isascii() and db.isdigit()):
+            raise RelayError(self.describe(ValueError(f"the database must be a number, not {db[:20]!r}")))
+
+    def _redis(self) -> Any:
+        if self._client is None:
+            self._check_url()
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            try:
+                client = redis.Redis.from_url(
+                    self.url,
+                    socket_connect_timeout=CONNECT_TIMEOUT,
+                    socket_timeout=SOCKET_TIMEOUT,
+                    retry=Retry(NoBackoff(), 0),
+                    retry_on_timeout=False,
+                    health_check_interval=0,
+                    client_name=None,
+                )
+            except (ValueError, RedisError) as err:
+                raise RelayError(self.describe(err)) from None
+            self._client = client
+        return self._client
+
+    def _guard(self) -> _Guard:
+        return _Guard(self)
+
+    def ping(self) -> None:
+        """Reach Redis now (authenticated, in the right database) or raise RelayError."""
+        with self._guard():
+            self._redis().ping()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- registry, names, markers ---------------------------------------------------------------
+
+    def registry(self) -> Registry:
+        """A consistent snapshot of every entry and name (one MULTI/EXEC)."""
+        with self._guard():
+            pipe = self._redis().pipeline(transaction=True)
+            pipe.hgetall("relay:agents")
+            pipe.hgetall("relay:names")
+            agents_raw, names_raw = pipe.execute()
+        agents: dict[str, Entry] = {}
+        for key, raw in agents_raw.items():
+            try:
+                entry = jsonlite.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                agents[key.decode()] = entry
+        names = {k.decode(): v.decode() for k, v in names_raw.items()}
+        return Registry({"agents": agents, "names": names})
+
+    @staticmethod
+    def _registry_maps(pipe: Any) -> tuple[dict[str, Entry], dict[str, str]]:
+        """Every entry and name, read inside a WATCH (before MULTI)."""
+        agents: dict[str, Entry] = {}
+        for key, raw in pipe.hgetall("relay:agents").items():
+            entry = _load_entry(raw)
+            if entry is not None:
+                agents[key.decode()] = entry
+        names = {k.decode(): v.decode() for k, v in pipe.hgetall("relay:names").items()}
+        return agents, names
+
+    def register(
+        self,
+        session_id: str,
+        *,
+        directory: object = _UNSET,
+        name: object = _UNSET,
+        tool: object = _UNSET,
+        deliver: object = _UNSET,
+    ) -> Entry:
+        """Upsert one entry atomically (relay.store.files.Store.register's contract)."""
+        session_id = require_uuid(session_id)
+        if name is not _UNSET and name is not None:
+            check_name(name)
+        if tool is not _UNSET and tool not in AGENT_CLIS:
+            raise RelayError(f"invalid tool {tool!r}: use claude or codex")
+        if directory is not _UNSET and directory is not None and not str(directory).startswith("/"):
+            raise RelayError(f"invalid dir {directory!r}: give an absolute path")
+        if deliver is not _UNSET:
+            check_mode(deliver)
+        return self._register(session_id, directory, name, tool, deliver)
+
+    def _register(
+        self,
+        session_id: str,
+        directory: object,
+        name: object,
+        tool: object,
+        deliver: object = _UNSET,
+        started: bool = False,
+        marker: str | None = None,
+    ) -> Entry:
+        """WATCH the registry, compute the new entry and names, write them in one MULTI/EXEC; retry
+        when another writer got in between (optimistic, so a dead writer never blocks anyone)."""
+        with self._guard():
+            client = self._redis()
+            for _ in range(100):
+                with client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch("relay:agents", "relay:names")
+                        raw = pipe.hget("relay:agents", session_id)
+                        entry = _load_entry(raw) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
+                        fresh = raw is None
+                        if directory is not _UNSET:
+                            entry["dir"] = directory
+                        if tool is not _UNSET:
+                            entry["tool"] = tool
+                        if deliver is not _UNSET:
+                            entry["deliver"] = deliver
+                        if started:
+                            entry.pop("endedAt", None)
+                            if not entry.get("name") and isinstance(entry.get("dir"), str):
+                                # its dir's name, unique among all (WATCHed: two starts at once differ)
+                                name = _first_name(*self._registry_maps(pipe), str(entry["dir"]))
+                        if started or fresh or "host" not in entry:
+                            entry["host"] = self.host  # the session's own hook runs on its host
+                        updates: dict[str, bytes] = {}
+                        drop_names: list[str] = []
+                        if name is not _UNSET:
+                            names = {k.decode(): v.decode() for k, v in pipe.hgetall("relay:names").items()}
+                            for old, bound in names.items():
+                                if bound == session_id and old != name:
+                                    drop_names.append(old)
+                            if name is not None:
+                                previous = names.get(str(name))
+                                if previous is not None and previous != session_id:
+                                    other = _load_entry(pipe.hget("relay:agents", previous))
+                                    if other is not None:
+                                        other["name"] = None
+                                        updates[previous] = _to_json(other)
+                            entry["name"] = name
+                        entry["lastSeen"] = now_iso()
+                        updates[session_id] = _to_json(entry)
+                        pipe.multi()
+                        pipe.hset("relay:agents", mapping=updates)
+                        if drop_names:
+                            pipe.hdel("relay:names", *drop_names)
+                        if name is not _UNSET and name is not None:
+                            pipe.hset("relay:names", str(name), session_id)
+                        if marker is not None:
+                            pipe.hset("relay:markers", marker, session_id)
+                        checkpoint("register:before-write")
+                        pipe.execute()
+                        return dict(entry)
+                    except WatchError:
+                        continue
+        raise RelayError("session-relay: the registry in Redis kept changing; try again")
+
+    def set_marker(self, directory: str, session_id: str) -> None:
+        session_id = require_uuid(session_id)
+        with self._guard():
+            self._redis().hset("relay:markers", directory, session_id)
+
+    def marker(self, directory: str) -> str | None:
+        with self._guard():
+            raw = self._redis().hget("relay:markers", directory)
+        return raw.decode() if raw else None
+
+    def record_start(self, session_id: str, directory: str, tool: str) -> Entry:
+        """SessionStart: the marker and the entry {id, dir, tool, host} in one transaction."""
+        if tool not in AGENT_CLIS:
+            raise RelayError(f"invalid tool {tool!r}: use claude or codex")
+        return self._register(session_id, directory, _UNSET, tool, started=True, marker=directory)
+
+    def record_end(self, session_id: str) -> None:
+        """SessionEnd: stamp endedAt on a registered entry (atomically); unknown ids write nothing."""
+        with self._guard():
+            client = self._redis()
+            for _ in range(100):
+                with client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch("relay:agents")
+                        entry = _load_entry(pipe.hget("relay:agents", session_id))
+                        if entry is None:
+                            return
+                        entry["endedAt"] = now_iso()
+                        pipe.multi()
+                        pipe.hset("relay:agents", session_id, _to_json(entry))
+                        pipe.execute()
+                        return
+                    except WatchError:
+                        continue
+
+    # -- mail -----------------------------------------------------------------------------------
+
+    def enqueue(self, recipient: str, message: Message) -> None:
+        """Queue one message (one script: quota, XADD, receipt, parent's reply); refused past the quota."""
+        recipient = require_uuid(recipient, "recipient id")
+        line = _to_json(message)
+        limit = mailbox_max()
+        receipt = _new_receipt(message)
+        parent = message.get("replyTo")
+        message_id = str(receipt["id"]) if receipt is not None else ""
+        keys = [
+            _mbox(recipient),
+            _mbytes(recipient),
+            _urgent(recipient),
+            _rcpt(message_id or "none"),
+            _rcpt(str(parent).lower() if isinstance(parent, str) and is_uuid(parent) else "none"),
+        ]
+        args = [
+            line,
+            limit,
+            _to_json(receipt) if receipt is not None else b"",
+            message_id if isinstance(parent, str) and is_uuid(parent) else "",
+            repr(time.time()),
+            GROUP,
+            "1" if is_urgent(message) else "0",
+            str(message.get("ts") or now_iso()),
+        ]
+        checkpoint("send:before-append")
+        with self._guard():
+            done, detail = self._redis().eval(_ENQUEUE, len(keys), *keys, *args)
+        checkpoint("send:appended")
+        if not done:
+            from relay.util.textsafe import one_line
+
+            label = one_line(str(message.get("toName") or recipient))
+            raise RelayError(
+                f"the mailbox of {label} is full ({int(detail)} bytes waiting; RELAY_MAILBOX_MAX is {limit}): "
+                "nothing was queued; send again after that session has read its mail"
+            )
+
+    def take(self, recipient: str, budget: int = TAKE_BUDGET, select: Select | None = None) -> RedisDelivery:
+        return self.take_checked(require_uuid(recipient, "recipient id"), budget, select)
+
+    def take_checked(self, recipient: str, budget: int = TAKE_BUDGET, select: Select | None = None) -> RedisDelivery:
+        """Claim a bounded batch: dead takers' claims first (redelivered), then parked, then new mail."""
+        if recipient in _TAKING:
+            return RedisDelivery(self, recipient, [], [], [], 0, active=False)
+        with self._guard():
+            client = self._redis()
+            if not client.exists(_mbox(recipient)):  # never had mail: create nothing
+                return RedisDelivery(self, recipient, [], [], [], 0, active=False)
+            self._ensure_group(recipient)
+            token = self._lock(recipient)
+            _TAKING.add(recipient)
+            try:
+                sids, sizes, messages = self._claim(client, recipient, budget, select)
+                remaining = max(int(client.xlen(_mbox(recipient))) - len(sids), 0)
+            except BaseException:
+                _TAKING.discard(recipient)
+                raise
+            finally:
+                client.eval(_UNLOCK, 1, _takelock(recipient), token)
+        checkpoint("take:claimed")
+        return RedisDelivery(self, recipient, sids, sizes, messages, remaining)
+
+    def _ensure_group(self, recipient: str) -> None:
+        try:
+            self._redis().xgroup_create(_mbox(recipient), GROUP, id="0", mkstream=True)
+        except redis.ResponseError as err:
+            if "BUSYGROUP" not in str(err):
+                raise
+
+    def _lock(self, recipient: str) -> str:
+        """The mailbox's claim lock (a few ms while claiming); LockBusy after TAKE_LOCK_WAIT."""
+        token = f"{self._consumer}:{time.monotonic_ns()}"
+        deadline = time.monotonic() + TAKE_LOCK_WAIT
+        client = self._redis()
+        key = _takelock(recipient)
+        alive: set[bytes] = set()  # holders already seen alive: one /proc look each
+        while not client.set(key, token, nx=True, px=TAKE_LOCK_MS):
+            holder = client.get(key)
+            if holder is not None and holder not in alive:
+                # A taker of this host killed while claiming: its lock goes now, not in TAKE_LOCK_MS
+                # (deleted only if it still holds it). Another host's holder is left to the expiry.
+                if _taker_is_dead(holder.decode(errors="replace").rpartition(":")[0], self.host, 0):
+                    client.eval(_UNLOCK, 1, key, holder)
+                    continue
+                alive.add(holder)
+            if time.monotonic() > deadline:
+                raise LockBusy()
+            time.sleep(0.01)
+        return token
+
+    def _claim(
+        self, client: Any, recipient: str, budget: int, select: Select | None
+    ) -> tuple[list[str], list[int], list[Message]]:
+        stream = _mbox(recipient)
+        sids: list[str] = []
+        sizes: list[int] = []
+        messages: list[Message] = []
+        used = 0
+        to_redeliver: list[str] = []
+
+        def add(entries: list, redelivered: bool, selective: bool) -> list[str]:
+            """Take what fits and `select` accepts; the stream ids taken. Entries left alone stay
+            where they are: parked ones (steps 2 and 3) stay parked, unflagged, in front."""
+            nonlocal used
+            taken: list[str] = []
+            for sid_raw, fields in entries:
+                sid = sid_raw.decode() if isinstance(sid_raw, bytes) else str(sid_raw)
+                raw = fields.get(b"m") if fields else None
+                message = _parse(raw)
+                if not isinstance(raw, bytes) or message is None:  # deleted meanwhile, or not relay's
+                    if isinstance(raw, bytes):  # kept for a human, never deleted (like quarantine/)
+                        client.rpush(_key("quarantine", recipient), raw)
+                        self.warn(
+                            f"an unreadable message in the mailbox of {recipient} was kept in "
+                            f"{_key('quarantine', recipient)}; the other messages were delivered"
+                        )
+                    self._ack(recipient, [sid], [len(raw) if isinstance(raw, bytes) else 0], [])
+                    continue
+                if selective and select is not None and not select(message):
+                    continue
+                if sids and used + len(raw) > budget:
+                    if redelivered:
+                        to_redeliver.append(sid)
+                    continue
+                if redelivered:
+                    message["redelivered"] = True
+                sids.append(sid)
+                sizes.append(len(raw))
+                messages.append(message)
+                taken.append(sid)
+                used += len(raw)
+            return taken
+
+        # 1. Claims of dead takers (and this process's own earlier, closed-unacked claims).
+        dead: list[str] = []
+        known: dict[str, bool] = {}  # same-host owners: one /proc look per taker, not per message
+        for row in client.xpending_range(stream, GROUP, "-", "+", 10_000):
+            owner = row["consumer"].decode()
+            if owner == PARKED:
+                continue
+            if owner in (self._consumer, REDELIVER):
+                is_dead = True
+            elif owner in known:
+                is_dead = known[owner]
+            else:
+                is_dead = _taker_is_dead(owner, self.host, row["time_since_delivered"])
+                if owner.partition(":")[0] == self.host:
+                    known[owner] = is_dead
+            if is_dead:
+                dead.append(row["message_id"].decode())
+        if dead:
+            add(_xclaim(client, stream, self._consumer, dead), True, False)
+        # 2. Parked mail: read but not shown by an earlier taker; still in front, in order.
+        # They are read where they are and only what is taken moves to this taker, so a taker that
+        # dies meanwhile leaves them parked: never flagged as redelivered, since none was shown.
+        parked = [r["message_id"].decode() for r in client.xpending_range(stream, GROUP, "-", "+", 10_000, PARKED)]
+        if parked:
+            pipe = client.pipeline(transaction=False)
+            for sid in parked:
+                pipe.xrange(stream, sid, sid)
+            entries = [row[0] for row in pipe.execute() if row]
+            self._move(stream, add(entries, False, True), self._consumer)
+        # 3. New mail, a few at a time, until the budget is spent (a selective take reads it all):
+        # read into the parked consumer, then what is taken moves to this taker (same reason).
+        while used < budget or select is not None:
+            got = client.xreadgroup(GROUP, PARKED, {stream: ">"}, count=_READ_COUNT)
+            entries = got[0][1] if got else []
+            if not entries:
+                break
+            taken = add(entries, False, True)
+            checkpoint("take:copied")  # a crash here leaves all of them parked: delivered later, unflagged
+            self._move(stream, taken, self._consumer)
+            if select is None and used >= budget:
+                break
+        if to_redeliver:
+            self._park(recipient, to_redeliver, REDELIVER)
+        return sids, sizes, messages
+
+    def _move(self, stream: str, sids: list[str], consumer: str) -> None:
+        """Hand these claims to `consumer` (min idle 0: the caller decided)."""
+        if sids:
+            self._redis().xclaim(stream, GROUP, consumer, 0, sids, justid=True)
+
+    def _park(self, recipient: str, sids: list[str], consumer: str = PARKED) -> None:
+        """Hand claimed but unshown mail to the parked consumer: it stays in front, unflagged (or
+        to REDELIVER: first again, still flagged)."""
+        if sids:
+            with self._guard():
+                self._redis().xclaim(_mbox(recipient), GROUP, consumer, 0, sids, justid=True)
+
+    def _ack(self, recipient: str, sids: list[str], sizes: list[int], messages: list[Message]) -> None:
+        if not sids:
+            return
+        receipts = [_rcpt(str(m.get("id")).lower() if is_uuid(m.get("id")) else "none") for m in messages]
+        receipts += [_rcpt("none")] * (len(sids) - len(receipts))
+        keys = [_mbox(recipient), _mbytes(recipient), _urgent(recipient), *receipts]
+        pairs: list[object] = []
+        for sid, size in zip(sids, sizes, strict=True):
+            pairs += [sid, size]
+        with self._guard():
+            self._redis().eval(_ACK, len(keys), *keys, GROUP, now_iso(), repr(time.time()), *pairs)
+
+    def _drop_consumer(self, recipient: str) -> None:
+        try:
+            with self._guard():
+                self._redis().eval(_DROP_CONSUMER, 1, _mbox(recipient), GROUP, self._consumer)
+        except RelayError:
+            pass  # only tidiness: a leftover consumer with nothing claimed costs nothing
+
+    def peek(self, recipient: str) -> list[Message]:
+        return self.peek_batch(recipient, None)[0]
+
+    def peek_batch(self, recipient: str, budget: int | None) -> tuple[list[Message], int]:
+        """Waiting mail without taking it (claimed first, then pending), within about `budget` bytes."""
+        recipient = require_uuid(recipient, "recipient id")
+        stream = _mbox(recipient)
+        with self._guard():
+            client = self._redis()
+            claimed: set[str] = set()
+            try:
+                for row in client.xpending_range(stream, GROUP, "-", "+", 10_000):
+                    if row["consumer"].decode() != PARKED:
+                        claimed.add(row["message_id"].decode())
+            except redis.ResponseError:
+                pass  # no group yet: nothing was ever taken
+            entries = client.xrange(stream, "-", "+")
+        inflight: list[Message] = []
+        pending: list[Message] = []
+        for sid_raw, fields in entries:
+            message = _parse(fields.get(b"m"))
+            if message is None:
+                continue
+            sid = sid_raw.decode()
+            message["state"] = "inflight" if sid in claimed else "pending"
+            (inflight if sid in claimed else pending).append(message)
+        every = inflight + pending
+        if budget is None:
+            return every, 0
+        shown: list[Message] = []
+        left = budget
+        for message in every:
+            size = len(_to_json({k: v for k, v in message.items() if k != "state"}))
+            if shown and size > left:
+                break
+            shown.append(message)
+            left -= size
+        return shown, len(every) - len(shown)
+
+    def has_mail(self, recipient: str) -> bool:
+        with self._guard():
+            return bool(self._redis().xlen(_mbox(recipient)))
+
+    def has_urgent(self, recipient: str) -> bool:
+        with self._guard():
+            return bool(self._redis().scard(_urgent(recipient)))
+
+    def mail_stamp(self, recipient: str) -> tuple[int, ...] | None:
+        """(entries, bytes, last stream id's milliseconds): changes whenever mail arrives or leaves."""
+        with self._guard():
+            pipe = self._redis().pipeline(transaction=True)
+            pipe.xlen(_mbox(recipient))
+            pipe.get(_mbytes(recipient))
+            pipe.xrevrange(_mbox(recipient), count=1)
+            count, size, last = pipe.execute()
+        if not count:
+            return None
+        ms, _, seq = last[0][0].decode().partition("-") if last else ("0", "", "0")
+        return (int(count), int(size or 0), int(ms), int(seq or 0))
+
+    # -- receipts -------------------------------------------------------------------------------
+
+    def receipt(self, message_id: str) -> Message | None:
+        if not is_uuid(message_id):
+            return None
+        with self._guard():
+            fields = self._redis().hgetall(_rcpt(message_id.lower()))
+        return _receipt_of(fields, message_id.lower())
+
+    def message_state(self, message_id: str) -> Message | None:
+        """The receipt plus `state`: queued, taken, delivered or replied."""
+        if not is_uuid(message_id):
+            return None
+        with self._guard():
+            client = self._redis()
+            fields = client.hgetall(_rcpt(message_id.lower()))
+            receipt = _receipt_of(fields, message_id.lower())
+            if receipt is None:
+                return None
+            if receipt.get("repliedAt"):
+                return {**receipt, "state": "replied"}
+            if receipt.get("deliveredAt"):
+                return {**receipt, "state": "delivered"}
+            sid = (fields.get(b"sid") or b"").decode()
+            stream = _mbox(str(receipt.get("to")))
+            state = "delivered"
+            if sid and client.xrange(stream, sid, sid):
+                state = "queued"
+                try:
+                    rows = client.xpending_range(stream, GROUP, sid, sid, 1)
+                except redis.ResponseError:
+                    rows = []
+                if rows and rows[0]["consumer"].decode() != PARKED:
+                    state = "taken"
+        return {**receipt, "state": state}
+
+    # -- host-local state: watchers and resume locks guard this machine's processes -------------
+
+    def _local(self) -> Store:
+        """The file store under `<home>` for what only this host's processes share (watcher and
+        wake locks: kernel locks that die with their holder)."""
+        if self._local_store is None:
+            self._local_store = Store(self.home, warn=self.warn)
+        return self._local_store
+
+    def claim_watch(self, session_id: str) -> FileLock | None:
+        return self._local().claim_watch(session_id)
+
+    def watcher(self, session_id: str) -> int | None:
+        return self._local().watcher(session_id)
+
+    def claim_wake(self, session_id: str) -> WakeLock | None:
+        return self._local().claim_wake(session_id)
+
+    def wake_note(self, session_id: str) -> tuple[bool, bytes]:
+        return self._local().wake_note(session_id)
+
+    # -- wakes across hosts (SPEC §16): a session's wake rings on its own host ------------------
+
+    def wake_host(self, entry: Entry) -> str | None:
+        """The host a session runs on when that is not this one (its `host`; RELAY_HOST overrides
+        this host's name); None when its wake rings here (also for an entry without `host`)."""
+        host = entry.get("host")
+        return host if isinstance(host, str) and host and host != self.host else None
+
+    def doorbells(self) -> "RedisDoorbells":
+        """The hosts' doorbell streams: posting a wake to another host, serving this host's."""
+        from relay.faces.doorbell_server import RedisDoorbells
+
+        return RedisDoorbells(self)
+
+    # -- wake budgets and auto-wake counts: shared, so every host counts the same wakes ---------
+
+    def auto_wakes(self, session_id: str) -> int:
+        with self._guard():
+            raw = self._redis().get(_key("autowakes", session_id))
+        return int(raw) if raw and raw.isdigit() else 0
+
+    def count_auto_wake(self, session_id: str) -> int:
+        with self._guard():
+            return int(self._redis().incr(_key("autowakes", session_id)))
+
+    def reset_auto_wakes(self, session_id: str) -> None:
+        with self._guard():
+            self._redis().delete(_key("autowakes", session_id))
+
+    def wake_times(self, session_id: str, since: float, until: float) -> list[float]:
+        """When the session's wakes in (since, until] rang, oldest first."""
+        with self._guard():
+            raw = self._redis().zrangebyscore(_key("wakes", session_id), f"({since!r}", repr(until))
+        return sorted(float(member.decode().partition(":")[0]) for member in raw)
+
+    def spend_wake(self, session_id: str, since: float, now: float, budget: int) -> list[float]:
+        """Atomically: the wakes after `since`, plus one at `now` when fewer than `budget`."""
+        member = f"{now!r}:{os.getpid()}:{time.monotonic_ns()}"
+        with self._guard():
+            raw = self._redis().eval(_SPEND_WAKE, 1, _key("wakes", session_id), repr(since), repr(now), budget, member)
+        return sorted(float(raw[i + 1]) for i in range(0, len(raw), 2))
+
+    # -- collection (`relay gc`) and diagnosis ------------------------------------------------------
+
+    def gc_due(self, interval: float) -> bool:
+        """Per host (gc judges sessions by this host's transcripts): due `interval` s after the
+        last collection, counting from the first call, which only sets the stamp."""
+        key = _key("gcstamp", self.host)
+        with self._guard():
+            client = self._redis()
+            raw = client.get(key)
+            if raw is None:
+                client.set(key, repr(time.time()), nx=True)
+                return False
+        return float(raw) + interval <= time.time()
+
+    def touch_gc_stamp(self) -> None:
+        with self._guard():
+            self._redis().set(_key("gcstamp", self.host), repr(time.time()))
+
+    def mailbox_files(self) -> list[tuple[str, int]]:
+        """("<id>.jsonl", bytes of mail) of every mailbox stream, the file store's shape."""
+        found: list[tuple[str, int]] = []
+        with self._guard():
+            client = self._redis()
+            for key in client.scan_iter(match="relay:mbox:*", count=500):
+                session_id = key.decode().removeprefix("relay:mbox:")
+                found.append((f"{session_id}.jsonl", int(client.get(_mbytes(session_id)) or 0)))
+        return found
+
+    def drop_empty_mailbox(self, name: str) -> bool:
+        session_id = os.path.basename(name).removesuffix(".jsonl")
+        keys = [_mbox(session_id), _mbytes(session_id), _urgent(session_id), _takelock(session_id)]
+        with self._guard():
+            return bool(self._redis().eval(_DROP_EMPTY, len(keys), *keys))
+
+    def on_this_host(self, entry: Entry) -> bool:
+        """Does `entry` run on this machine (its `host` is this host's name)? An entry without one is
+        not claimed: only a machine that knows a session's transcripts and processes may judge it."""
+        return entry.get("host") == self.host
+
+    def archive_location(self) -> str:
+        """Where `retire` keeps undelivered mail: lists in Redis (the URL without its password)."""
+        return f"{redact(self.url)} relay:archive:<id>"
+
+    def retire(self, session_id: str) -> int:
+        """Forget a session (entry, names, markers, counters) in one script; its undelivered mail is
+        appended to the list relay:archive:<id>, never deleted. LockBusy while a taker claims."""
+        session_id = require_uuid(session_id)
+        keys = [
+            _mbox(session_id),
+            _mbytes(session_id),
+            _urgent(session_id),
+            _key("archive", session_id),
+            "relay:agents",
+            "relay:names",
+            "relay:markers",
+            _key("autowakes", session_id),
+            _key("wakes", session_id),
+            _takelock(session_id),
+        ]
+        with self._guard():
+            archived = int(self._redis().eval(_RETIRE, len(keys), *keys, session_id))
+        if archived < 0:
+            raise LockBusy()
+        return archived
+
+    def receipt_ids(self, prefix: str) -> list[str]:
+        """The ids of the receipts kept that start with `prefix`, sorted (one SCAN; glob characters in
+        the prefix match only themselves)."""
+        prefix = prefix.lower()
+        pattern = "relay:rcpt:" + "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix) + "*"
+        with self._guard():
+            keys = [key.decode() for key in self._redis().scan_iter(match=pattern, count=500)]
+        ids = (key.removeprefix("relay:rcpt:") for key in keys)
+        return sorted(i for i in ids if i.startswith(prefix) and is_uuid(i))
+
+    def prune_receipts(self, older_than: float, now: float | None = None) -> int:
+        """Remove receipts unchanged for `older_than` seconds; how many went."""
+        cutoff = (time.time() if now is None else now) - older_than
+        removed = 0
+        with self._guard():
+            client = self._redis()
+            for key in client.scan_iter(match="relay:rcpt:*", count=500):
+                changed = client.hget(key, "changed")
+                if changed is None or float(changed) < cutoff:
+                    removed += int(client.delete(key))
+        return removed
+
+    def facts(self) -> list[tuple[str, str, str]]:
+        """For `relay doctor`: where the store is, whether Redis answers, the registry's size and
+        mail claimed by takers (read-only; the URL never shows its password)."""
+        where = redact(self.url)
+        found: list[tuple[str, str, str]] = [("store", where, "")]
+        try:
+            registry = self.registry()
+            found.append(("registry", where, f"{len(registry.agents)} {len(registry.names)}"))
+            limit = mailbox_max()
+            for name, size in self.mailbox_files():
+                if size > limit:
+                    found.append(("over-quota", f"{where} {name}", str(size)))
+        except RelayError as err:
+            found.append(("unreachable", where, str(err)))
+        return found
+
+
+def _xclaim(client: Any, stream: str, consumer: str, sids: list[str]) -> list:
+    """Take over these claims (min idle 0: the caller decided), returning their entries in order."""
+    entries = client.xclaim(stream, GROUP, consumer, 0, sids)
+    return sorted(entries, key=lambda e: _sid_key(e[0]))
+
+
+def _sid_key(sid: bytes | str) -> tuple[int, int]:
+    text = sid.decode() if isinstance(sid, bytes) else sid
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _parse(raw: object) -> Message | None:
+    if not isinstance(raw, bytes):
+        return None
+    try:
+        value = jsonlite.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _load_entry(raw: object) -> Entry | None:
+    return _parse(raw)
+
+
+def _receipt_of(fields: dict, message_id: str) -> Message | None:
+    doc = _parse(fields.get(b"doc"))
+    if doc is None or doc.get("id") != message_id:
+        return None
+    for key in ("deliveredAt", "repliedAt", "replyId"):
+        value = fields.get(key.encode())
+        if value is not None:
+            doc[key] = value.decode()
+    return doc
+
+
+def _mbox(session_id: str) -> str:
+    return f"relay:mbox:{session_id}"
+
+
+def _mbytes(session_id: str) -> str:
+    return f"relay:mbytes:{session_id}"
+
+
+def _urgent(session_id: str) -> str:
+    return f"relay:urgent:{session_id}"
+
+
+def _rcpt(message_id: str) -> str:
+    return f"relay:rcpt:{message_id}"
+
+
+def _takelock(session_id: str) -> str:
+    return f"relay:takelock:{session_id}"
+
+
+def _key(kind: str, session_id: str) -> str:
+    return f"relay:{kind}:{session_id}"

@@ -1,0 +1,163 @@
+"""Session operations shared by the hook, the MCP server and the CLI."""
+
+import os
+
+from relay.domain.ids import PREFIX_RULE, is_id_prefix, is_uuid, prefix_digits, require_uuid
+from relay.store.files import Entry
+from relay.util.env import usable_env
+from relay.util.errors import RelayError
+from relay.util.textsafe import one_line
+
+TYPE_CHECKING = False  # typing stays off the import path; only mypy reads this
+if TYPE_CHECKING:
+    from relay.store.contract import RegistryAPI, StoreAPI
+
+_FIND_HINT = (
+    "call `roster` (CLI: `relay list`) for registered sessions, or `discover` (CLI: `relay discover`) "
+    "for running ones, and use a name or id from it"
+)
+
+
+def lookup(registry: "RegistryAPI", target: str) -> Entry | None:
+    """The registered session `target` names: an exact id, then a name, then the one known id it
+    starts (ids.is_id_prefix: at least 8 hex digits). The one rule for finding a registered session,
+    so every face (CLI TO/WHO/--from, MCP `to`) agrees; a name wins over a prefix, so a session
+    named `deadbeef` is found by its name even when some id starts with `deadbeef`. An ambiguous
+    prefix is an error listing the candidates."""
+    entry = registry.resolve(target)
+    if entry is None and is_uuid(target):
+        entry = registry.resolve(target.lower())
+    if entry is None and is_id_prefix(target):
+        entry = _by_prefix(registry, target)
+    return entry
+
+
+def _by_prefix(registry: "RegistryAPI", prefix: str) -> Entry | None:
+    """The registered session whose id starts with `prefix`; None when none does, an error when several do."""
+    found = [_known(registry, i) for i in registry.ids_starting(prefix)]
+    if len(found) > 1:
+        shown = ", ".join(f"{e['id']} ({one_line(str(e.get('name') or 'no name'))})" for e in found[:10])
+        more = f" and {len(found) - 10} more" if len(found) > 10 else ""
+        raise RelayError(
+            f"the id prefix {prefix!r} matches {len(found)} sessions: {shown}{more}; give more of the id, or a name"
+        )
+    return found[0] if found else None
+
+
+def _known(registry: "RegistryAPI", session_id: str) -> Entry:
+    """The entry of a known id; one only a name is bound to (a 0.1 store) gets a stub entry."""
+    entry = registry.agents.get(session_id)
+    if entry is not None:
+        return entry
+    name = next((n for n, bound in registry.names.items() if bound == session_id), None)
+    return {"id": session_id, "dir": None, "name": name, "tool": None}
+
+
+def resolve(store: "StoreAPI", target: str) -> Entry:
+    """A registered session (lookup: id, name, id prefix), then any whole id (a discovered session
+    not yet registered)."""
+    if not isinstance(target, str) or not target:
+        raise RelayError("no recipient given: name a session or give its id (see roster / discover)")
+    entry = lookup(store.registry(), target)
+    if entry is None and is_uuid(target):
+        entry = {"id": target.lower(), "dir": None, "name": None, "tool": None}
+    if entry is not None:
+        return entry
+    if is_id_prefix(target):
+        raise RelayError(f"no registered session id starts with {target!r}: {_FIND_HINT}")
+    if prefix_digits(target):
+        raise RelayError(f"no session named {target!r}, and it is too short for an id: {PREFIX_RULE}; {_FIND_HINT}")
+    raise RelayError(f"no session named {target!r}: {_FIND_HINT}")
+
+
+def session_id_of(store: "StoreAPI", value: object, what: str = "session id") -> str:
+    """The whole session id an id argument (`--id`, MCP `id`) stands for: a whole id as given
+    (lower-cased; it need not be registered), or the one registered id it is a prefix of."""
+    if is_uuid(value):
+        return value.lower()
+    if is_id_prefix(value):
+        entry = _by_prefix(store.registry(), value)
+        if entry is None:
+            raise RelayError(
+                f"no registered session id starts with {value!r}: give the whole {what} "
+                "(`relay discover` shows the ids of running sessions)"
+            )
+        return str(entry["id"])
+    if prefix_digits(value):
+        raise RelayError(f"invalid {what} {value!r}: too short; {PREFIX_RULE}")
+    return require_uuid(value, what)
+
+
+def message_id_of(store: "StoreAPI", value: str, viewer: str | None) -> str:
+    """The whole message id `value` stands for: a whole id (lower-cased), or the one message
+    `viewer` may see (relay.usecases.mail.seen_by; None: the user, who sees all) whose id it starts.
+    Anything else is returned as given, for the caller to refuse as an unknown message."""
+    if is_uuid(value):
+        return value.lower()
+    if is_id_prefix(value):
+        from relay.usecases.mail import seen_by
+
+        seen = [r for r in (seen_by(store, i, viewer) for i in store.receipt_ids(value)) if r is not None]
+        if len(seen) > 1:
+            shown = ", ".join(f"{r['id']} (to {one_line(str(r.get('toName') or r.get('to')))})" for r in seen[:10])
+            more = f" and {len(seen) - 10} more" if len(seen) > 10 else ""
+            raise RelayError(
+                f"the id prefix {value!r} matches {len(seen)} messages: {shown}{more}; give more of the id"
+            )
+        if not seen:
+            raise RelayError(
+                f"no message id starts with {value!r}: use an id `send` returned (or one from your own mail)"
+            )
+        return str(seen[0]["id"])
+    if prefix_digits(value):
+        raise RelayError(f"invalid message id {value!r}: too short; {PREFIX_RULE}")
+    return value
+
+
+# Characters no POSIX shell (nor zsh, where a leading `=` or `%` means something) gives a meaning
+# to, in any position of a word.
+_SHELL_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@+:,./_-")
+
+
+def shell_quote(word: str) -> str:
+    """`word` as one POSIX shell word that stands for itself (the hook's path: no shlex, no re).
+
+    Plain words stay as they are so hints read naturally; anything else goes in single quotes,
+    inside which a shell expands nothing, with each `'` written as `'\\''`.
+    """
+    if word and all(ch in _SHELL_PLAIN for ch in word):
+        return word
+    return "'" + word.replace("'", "'\\''") + "'"
+
+
+def launcher_command() -> str:
+    """How a user or model should invoke relay from a shell, for hints: ready to paste into a shell.
+
+    The launcher exports RELAY_LAUNCHER; a plugin host exports CLAUDE_PLUGIN_ROOT; a source
+    checkout has the launcher next to the package. A path with a space or `$` in it is quoted.
+    """
+    exported = usable_env("RELAY_LAUNCHER")
+    if exported:
+        return shell_quote(exported)
+    for root in (usable_env("CLAUDE_PLUGIN_ROOT"), os.path.dirname(os.path.dirname(os.path.realpath(__file__)))):
+        if root and os.access(os.path.join(root, "launcher"), os.X_OK):
+            return shell_quote(os.path.join(root, "launcher"))
+    return "relay"
+
+
+def wake_hint(entry: Entry) -> str:
+    """The command that rings the doorbell of `entry`, every word shell-quoted.
+
+    A name planted by hand with a line break or control character in it would still run as quoted,
+    but could forge or garble the lines around it: such a session is named by its id instead.
+    """
+    launcher = launcher_command()
+    name = entry.get("name")
+    shown = name if isinstance(name, str) and name and one_line(name) == name else entry["id"]
+    target = shell_quote(str(shown))
+    if entry.get("dir") and entry.get("tool"):
+        return f"If it is idle, wake it so it reads the mail: {launcher} wake {target}"
+    return (
+        f"If it is idle, wake it: {launcher} wake --id {shell_quote(str(entry['id']))} --dir <its project dir> "
+        "--tool <claude|codex> (discover shows both)"
+    )

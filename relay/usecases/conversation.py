@@ -1,0 +1,120 @@
+"""Conversations (SPEC §13): where a recipient is, what became of a message, waiting for a reply.
+
+The CLI (`send`, `status`, `ask`) and the MCP server (`send`, `status`, `wait`) are faces over
+these functions: one definition of a recipient's state, one status view and one bounded wait,
+which takes the reply through relay.usecases.mail's delivery protocol like every other delivery.
+"""
+
+import time
+from _collections_abc import Callable  # collections.abc would import all of collections
+
+from relay.domain.ids import AGENT_CLIS
+from relay.store.files import Entry, Message
+from relay.usecases.mail import open_delivery, quoted_id, seen_by
+from relay.util.errors import RelayError
+
+TYPE_CHECKING = False  # typing stays off the import path; only mypy reads this
+if TYPE_CHECKING:
+    from relay.store.contract import StoreAPI
+
+# How often a wait looks for the reply: a receipt read, so cheap; a reply shows up within this.
+POLL_SECONDS = 0.2
+
+# The fields of `relay status` / MCP `status`, in this order.
+STATUS_FIELDS = ("id", "to", "toName", "state", "queuedAt", "deliveredAt", "repliedAt", "replyId", "thread")
+
+
+def recipient_state(entry: Entry, running: bool | None = None) -> dict[str, str]:
+    """{state, detail}: whether the mail is seen soon (`live`) or needs a wake (`idle`, `ended`).
+
+    `live`: its CLI process runs now (relay.host.liveness, unless the caller already knows: `running`);
+    `ended`: its SessionEnd was seen and it has not started since; `idle`: registered, not running;
+    `unknown`: never registered here.
+    """
+    if running is None:
+        from relay.host.liveness import is_live
+
+        tool = entry.get("tool")
+        running = is_live(entry["id"], tool if tool in AGENT_CLIS else None)
+    if running:
+        return {
+            "state": "live",
+            "detail": "running now: it gets the mail before its next prompt or when its current turn ends "
+            "(urgent mail between tool calls); do not wake it",
+        }
+    if entry.get("endedAt"):
+        return {
+            "state": "ended",
+            "detail": f"its session ended at {entry['endedAt']}: the mail waits for its next start, or wake it",
+        }
+    if entry.get("lastSeen") or entry.get("name"):
+        return {"state": "idle", "detail": "not running: the mail waits for its next start, or wake it"}
+    return {
+        "state": "unknown",
+        "detail": "not registered here and not running: the mail waits until a session with this id starts",
+    }
+
+
+def status(store: "StoreAPI", message_id: object, viewer: str | None = None) -> dict[str, object]:
+    """What became of a message: {id, to, toName, state, queuedAt, deliveredAt, repliedAt, replyId,
+    thread}. An error for an id that is unknown, or not `viewer`'s to see (relay.usecases.mail.visible_to)."""
+    known = seen_by(store, message_id, viewer, with_state=True)
+    if known is None:
+        from relay.usecases.gc import RECEIPT_DAYS
+
+        raise RelayError(
+            f"unknown message id {quoted_id(message_id)}: use an id `send` returned (or one from your own mail); "
+            f"messages are forgotten {RECEIPT_DAYS} days after their last change"
+        )
+    return {field: known.get(field) for field in STATUS_FIELDS}
+
+
+def wait_for_reply(
+    store: "StoreAPI",
+    message_id: str,
+    mailbox: str,
+    timeout: float,
+    show: Callable[[Message | None, list[Message], Message], None],
+    stop: Callable[[], bool] = lambda: False,
+) -> Callable[[bool], int] | None:
+    """Wait at most `timeout` seconds for the first reply to `message_id`; None when none came.
+
+    The reply is taken from `mailbox` (the asker's) through the delivery protocol: `show(reply,
+    earlier, receipt)` renders it, and the returned `confirm(written)` acks it once the face wrote
+    it. `earlier` holds mail a dead taker left in flight there, which every take hands over first
+    (shown and confirmed with it). A reply already delivered to that session some other way (its
+    hook), or addressed elsewhere, ends the wait too, shown as `reply=None` with its receipt.
+    `stop()` ends the wait early (the MCP client sent something else).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        receipt = store.receipt(message_id) or {}
+        reply_id = receipt.get("replyId")
+        if isinstance(reply_id, str):
+            return _take_reply(store, reply_id, mailbox, show)
+        if time.monotonic() >= deadline or stop():
+            return None
+        time.sleep(min(POLL_SECONDS, max(deadline - time.monotonic(), 0)))
+
+
+def _take_reply(
+    store: "StoreAPI", reply_id: str, mailbox: str, show: Callable[[Message | None, list[Message], Message], None]
+) -> Callable[[bool], int]:
+    """Take the reply `reply_id` from `mailbox` and show it, or show its receipt when it is not there."""
+    found = False
+
+    def shown(batch: list[Message], remaining: int) -> int:
+        nonlocal found
+        ids = [m.get("id") for m in batch]
+        if reply_id not in ids:
+            return 0
+        at = ids.index(reply_id)
+        found = True
+        show(batch[at], batch[:at], store.receipt(reply_id) or {"id": reply_id})
+        return at + 1
+
+    confirm = open_delivery(store, mailbox, shown, select=lambda m: m.get("id") == reply_id)
+    if not found:
+        confirm(False)  # releases the mailbox; nothing was shown
+        show(None, [], store.message_state(reply_id) or {"id": reply_id})
+    return confirm

@@ -1,0 +1,105 @@
+"""`relay gc`: forget sessions that are gone for good, keeping their mail.
+
+A registration goes when it was not seen for DAYS and its transcript is gone or older than that,
+and the session is not running; its markers go with it and its undelivered mail is archived
+(`<home>/archive/<id>.jsonl`, or relay:archive:<id> on Redis), never deleted. On a store several
+machines share, only this host's sessions are judged: their transcripts and processes are here.
+Empty mailboxes go. The hook runs the same collection at most once a day (relay.faces.hook). Message
+receipts (`relay status`) unchanged for RECEIPT_DAYS go too. The store does the work; this module
+only decides.
+"""
+
+import calendar
+import time
+
+from relay.store.files import Entry
+from relay.util.errors import LockBusy
+
+TYPE_CHECKING = False  # typing stays off the import path; only mypy reads this
+if TYPE_CHECKING:
+    from relay.store.contract import StoreAPI
+
+DEFAULT_DAYS = 14.0
+DAY_SECONDS = 86400
+# How long `relay status` can follow a message after its last change (SPEC §13).
+RECEIPT_DAYS = 30
+
+
+def is_live(session_id: str, tool: object) -> bool:
+    """Whether a session runs now (relay.host.liveness); gc never touches a live session."""
+    from relay.host.liveness import is_live as probe
+
+    return probe(session_id, tool)
+
+
+def _epoch(stamp: object) -> float:
+    """Seconds since the epoch of an ISO `lastSeen`; 0 (long ago) when it does not parse."""
+    if not isinstance(stamp, str):
+        return 0.0
+    try:
+        return float(calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")))
+    except ValueError:
+        return 0.0
+
+
+def transcript_times() -> dict[str, float]:
+    """The newest transcript mtime of every Claude and Codex session on this machine, by id."""
+    from relay.host.transcripts import claude_files, claude_root, codex_files, codex_root, rollout_id
+
+    newest: dict[str, float] = {}
+    for session_id, _, mtime in claude_files(claude_root(), 0.0):
+        newest[session_id.lower()] = max(mtime, newest.get(session_id.lower(), 0.0))
+    for path, mtime in codex_files(codex_root(), 0.0):
+        named = rollout_id(path)
+        if named:
+            newest[named.lower()] = max(mtime, newest.get(named.lower(), 0.0))
+    return newest
+
+
+def stale_entries(store: "StoreAPI", days: float, now: float) -> list[Entry]:
+    """Registrations not seen for `days` whose transcript is gone or as old, and not running."""
+    cutoff = now - days * DAY_SECONDS
+    transcripts: dict[str, float] | None = None
+    stale = []
+    for entry in store.registry().entries():
+        if _epoch(entry.get("lastSeen")) >= cutoff or not store.on_this_host(entry):
+            continue  # seen lately, or another machine's session: only its own host can judge it
+        if transcripts is None:
+            transcripts = transcript_times()
+        session_id = str(entry.get("id"))
+        if transcripts.get(session_id.lower(), 0.0) >= cutoff:
+            continue
+        if is_live(session_id, entry.get("tool")):
+            continue
+        stale.append(entry)
+    return stale
+
+
+def collect(store: "StoreAPI", days: float = DEFAULT_DAYS, dry: bool = False, now: float | None = None) -> dict:
+    """Collect (or with `dry`, only list) what is stale; a report of what went and where mail went."""
+    now = time.time() if now is None else now
+    retired, skipped = [], []
+    for entry in stale_entries(store, days, now):
+        row = {k: entry.get(k) for k in ("id", "name", "tool", "dir", "lastSeen")}
+        if not dry:
+            try:
+                row["archived"] = store.retire(str(entry["id"]))
+            except LockBusy:
+                skipped.append({**row, "reason": "its mailbox is being read right now"})
+                continue
+        retired.append(row)
+    empty = [name for name, size in store.mailbox_files() if size == 0]
+    receipts = 0
+    if not dry:
+        empty = [name for name in empty if store.drop_empty_mailbox(name)]
+        receipts = store.prune_receipts(RECEIPT_DAYS * DAY_SECONDS, now)
+        store.touch_gc_stamp()
+    return {
+        "olderThanDays": days,
+        "dry": dry,
+        "retired": retired,
+        "skipped": skipped,
+        "emptyMailboxes": empty,
+        "receiptsRemoved": receipts,
+        "archive": store.archive_location(),
+    }
