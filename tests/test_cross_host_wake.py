@@ -418,7 +418,7 @@ def test_the_default_rate_is_the_one_the_help_states():
 
 
 def test_an_acl_user_with_the_stores_commands_runs_the_doorbell(redis_server, redis_url, tmp_path, monkeypatch):
-    """The managed-Redis ACL user (README, test_redis_store.ACL_COMMANDS) is enough for both sides."""
+    """The managed-Redis ACL user (docs/redis-store.md, test_redis_store.ACL_COMMANDS) is enough for both sides."""
     from test_redis_store import ACL_COMMANDS
 
     from relay.store.redisdb import RedisStore

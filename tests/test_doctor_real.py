@@ -71,7 +71,7 @@ def test_codex_untrusted_hook_then_trusted_then_a_stale_cache_refreshed(sandbox:
     assert texts[1].startswith("session-relay note: this session is not registered because its SessionStart hook")
     assert 'type /hooks and choose "Trust all and continue"' in texts[1]
 
-    # The user trusts the hooks in the TUI, as the README says: doctor passes.
+    # The user trusts the hooks in the TUI, as docs/install.md says: doctor passes.
     config = sandbox.codex_home / "config.toml"
     config.write_text(rc.codex_mock_config() + "\n" + config.read_text())
     tui = {"kind": "codex-tui-trust", "cwd": str(sandbox.project), "config": str(config)}

@@ -223,14 +223,21 @@ def test_every_topic_is_a_command_relay_runs(run_relay):
         assert not TOPICS[name].options, "faces parse no options; a Spec would list them"
 
 
-# -- the README's command table agrees with the help --------------------------------------------
+# -- the command table of docs/cli.md agrees with the help, and the README names every command --
+
+
+def commands_section(path: Path) -> str:
+    """The text of a page's "## Commands" section, up to its next heading."""
+    text = path.read_text()
+    commands = text[text.index("\n## Commands\n") + 1 :]
+    end = re.search(r"\n#{1,3} ", commands)
+    assert end is not None, f"{path.name}: nothing follows the Commands section"
+    return commands[: end.start()]
 
 
 def readme_rows() -> list[tuple[str, str]]:
-    """(usage, example) of each row of the README's command table."""
-    text = (REPO / "README.md").read_text()
-    commands = text[text.index("\n## Commands\n") :]
-    commands = commands[: commands.index("\n### ")]
+    """(usage, example) of each row of the command table in docs/cli.md."""
+    commands = commands_section(REPO / "docs" / "cli.md")
     rows = []
     for line in commands.splitlines():
         cells = [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
@@ -248,6 +255,13 @@ def test_readme_command_table_matches_the_help():
     for name in TOPICS:
         if not name.startswith(("hook", "bus")):  # the agent CLI runs those
             assert TOPICS[name].example in examples, name
+
+
+def test_the_readme_command_table_names_every_command():
+    """The README's compact table is not the reference, but it must not leave a command out."""
+    shown = set(re.findall(r"`relay (--version|[a-z]+(?: watch)?)", commands_section(REPO / "README.md")))
+    shown = {"version" if word == "--version" else word for word in shown}
+    assert set(TOPICS) <= shown, sorted(set(TOPICS) - shown)
 
 
 # -- headers on a terminal ---------------------------------------------------------------------

@@ -239,7 +239,7 @@ def test_send_then_wake_a_codex_session_with_the_real_doorbell(sandbox: rc.Sandb
 
 
 def test_trusting_the_hook_once_in_the_tui_makes_every_codex_run_register(sandbox: rc.Sandbox) -> None:
-    """The README's Codex step: answer the TUI's hook review with "Trust all and continue"; from then
+    """The Codex install step (docs/install.md): answer the TUI's hook review with "Trust all and continue"; from then
     on plain `codex exec` (and so the doorbell's `codex exec resume`) runs the hook."""
     config = sandbox.codex_home / "config.toml"
     config.write_text(rc.codex_mock_config() + "\n" + config.read_text())  # no login screen, no OpenAI

@@ -1,6 +1,6 @@
-"""README "Several machines" quotes the ACL user a managed Redis needs. The list that is verified
-against a real redis-server is tests/test_redis_store.py's ACL_COMMANDS; the README must quote
-exactly that list, so a command the store learns (and the test adds) cannot be missing from it."""
+"""docs/redis-store.md quotes the ACL user a managed Redis needs. The list that is verified against a
+real redis-server is tests/test_redis_store.py's ACL_COMMANDS; the page must quote exactly that
+list, so a command the store learns (and the test adds) cannot be missing from it."""
 
 import ast
 from pathlib import Path
@@ -16,9 +16,10 @@ def _verified_acl() -> list[str]:
     raise AssertionError("tests/test_redis_store.py has no ACL_COMMANDS")
 
 
-def test_the_readme_quotes_the_verified_acl_user():
-    lines = [line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("ACL SETUSER relay")]
-    assert len(lines) == 1, "README must show one ACL SETUSER line for relay's user"
+def test_the_redis_page_quotes_the_verified_acl_user():
+    page = (REPO / "docs" / "redis-store.md").read_text()
+    lines = [line for line in page.splitlines() if line.startswith("ACL SETUSER relay")]
+    assert len(lines) == 1, "docs/redis-store.md must show one ACL SETUSER line for relay's user"
     words = lines[0].split()
     assert words[:4] == ["ACL", "SETUSER", "relay", "reset"] and "~relay:*" in words and "resetchannels" in words
     assert [word[1:] for word in words if word.startswith("+")] == _verified_acl()

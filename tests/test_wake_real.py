@@ -89,7 +89,7 @@ def idle_codex_session(sandbox: rc.Sandbox, env: dict[str, str], tmp_path: Path)
     """A real Codex session with the plugin under test installed, started once and left idle; its id.
 
     Every codex run, the doorbell's too, uses the mock; the user trusted the hook once in the TUI
-    (README), since the doorbell cannot bypass hook trust. The real hook registered the session."""
+    (docs/install.md), since the doorbell cannot bypass hook trust. The real hook registered the session."""
     codex = str(rc.clients_bin() / "codex")
     install_plugin(sandbox, env, rc.plugin_under_test(tmp_path / "clone"), "codex", "add")
     config = sandbox.codex_home / "config.toml"
