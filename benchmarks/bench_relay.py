@@ -414,7 +414,7 @@ class Worlds:
 
 
 def baseline() -> float:
-    """One `python3 -I -S -c pass` (ms): SPEC §17's targets are ratios to it, from the same rounds."""
+    """One `python3 -I -S -c pass` (ms): the targets in docs/benchmarks.md are ratios to it, from the same rounds."""
     python = shutil.which("python3") or sys.executable
     return timed(lambda: subprocess.run([python, "-I", "-S", "-c", "pass"], check=True))
 

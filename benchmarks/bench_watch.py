@@ -5,9 +5,9 @@
 
 The watcher runs as Claude Code runs an asyncRewake hook (tests/fake_claude_host.py: `sh -c` in a
 new session under a process Claude-named by its argv[0]) in a throwaway store. Idle: the watcher's
-own user+system CPU time from /proc over `--idle` seconds, as a share of one core (SPEC §17: < 0.1 %).
+own user+system CPU time from /proc over `--idle` seconds, as a share of one core (docs/benchmarks.md: < 0.1 %).
 Latency: per trial, a fresh watcher, then `relay send`; the time from the send's start until the
-watcher has exited 2 with the mail (SPEC §17: mail seen within 1 s; the watcher then waits a 0.5 s
+watcher has exited 2 with the mail (docs/benchmarks.md: mail seen within 1 s; the watcher then waits a 0.5 s
 grace so a prompt being typed gets the mail instead).
 """
 

@@ -144,7 +144,7 @@ def sandbox(tmp_path: Path) -> Iterator["realclients.Sandbox"]:
         box.stop_leftovers()
 
 
-# -- the Redis store's server (SPEC §16) -----------------------------------------------------------
+# -- the Redis store's server (docs/redis-store.md) ------------------------------------------------
 
 
 def require_redis() -> None:

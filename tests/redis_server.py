@@ -1,4 +1,4 @@
-"""A real, throwaway `redis-server` (Debian's) for the Redis store's tests (SPEC §16).
+"""A real, throwaway `redis-server` (Debian's) for the Redis store's tests (docs/redis-store.md).
 
 Each server listens on 127.0.0.1 only, on a port the kernel picked, with a random `requirepass`,
 no persistence and its own temporary dir; nothing it writes outlives the test session. The TLS

@@ -1,4 +1,4 @@
-"""`relay bus` spoken to as raw newline-delimited JSON-RPC 2.0 over a subprocess (SPEC §6).
+"""`relay bus` spoken to as raw newline-delimited JSON-RPC 2.0 over a subprocess (docs/mcp.md).
 
 Black-box tests go through `relay_cmd`/`run_relay`, so they also run against the frozen binary.
 The last tests drive `relay.faces.bus.Server` in-process to check that mail is removed only once its
@@ -877,7 +877,7 @@ def test_store_warnings_go_to_stderr_not_stdout(run_relay, store_home):
     assert b"unreadable line" in stderr
 
 
-# -- any single frame: the server survives it and goes on answering (SPEC §6, §15) -----------------
+# -- any single frame: the server survives it and goes on answering (docs/mcp.md, docs/security.md) ---
 
 
 DEEP_ID = b'{"jsonrpc":"2.0","id":' + b"[" * 1000 + b"]" * 1000 + b',"method":"ping"}\n'

@@ -1,4 +1,4 @@
-"""The people-facing CLI (SPEC §8): help, exit codes, one-line errors, `--` and flag values, commands."""
+"""The people-facing CLI (docs/cli.md): help, exit codes, one-line errors, `--` and flag values, commands."""
 
 import fcntl
 import json
@@ -14,7 +14,7 @@ from transcripts import fake_agent_cli, read_record
 
 from relay import __version__
 from relay.faces.argv import parse
-from relay.faces.commands import SPECS
+from relay.faces.commands import SHAPES
 from relay.usecases.doorbell import CLAUDE_WAKE_OPTIONS
 
 # Black-box through the faces: each test runs on the file store and on Redis (conftest's `world`).
@@ -399,7 +399,7 @@ _WORDS = st.lists(
     before=st.sampled_from([["bob"], ["bob", "--dry"], ["--id", "11111111-1111-4111-8111-111111111111"]]), after=_WORDS
 )
 def test_parse_everything_after_the_first_dashdash_is_verbatim(before, after):
-    parsed = parse("wake", SPECS["wake"], [*before, "--", *after])
+    parsed = parse("wake", SHAPES["wake"], [*before, "--", *after])
     assert parsed.words == after
     assert parsed.help is False
     assert parsed.message == (" ".join(after) if after else None)
@@ -407,5 +407,5 @@ def test_parse_everything_after_the_first_dashdash_is_verbatim(before, after):
 
 @given(value=st.text(min_size=1).filter(lambda v: v != "--"))
 def test_parse_flag_value_is_the_next_argument_as_given(value):
-    parsed = parse("register", SPECS["register"], ["x", "--id", value])
+    parsed = parse("register", SHAPES["register"], ["x", "--id", value])
     assert parsed.options["--id"] == value

@@ -1,4 +1,4 @@
-"""An open, idle Codex TUI gets mail with nobody typing (SPEC §12, issue 9), offline.
+"""An open, idle Codex TUI gets mail with nobody typing (docs/delivery.md), offline.
 
 The real interactive `codex` 0.169 runs in a pseudo-terminal with the plugin installed and its hooks
 trusted, against a mock Responses API; its first prompt is typed, then it sits idle. `relay send`

@@ -1,4 +1,4 @@
-"""Conversations (SPEC §13, issue 10), black-box through RELAY_CMD: message ids, threads, replies,
+"""Conversations (docs/delivery.md), black-box through RELAY_CMD: message ids, threads, replies,
 delivery state through real takes and replies, `status`, `ask` and the MCP `wait`."""
 
 import json

@@ -1,4 +1,4 @@
-"""A question answered across a real doorbell: ask, wake, reply, and the asker gets it (SPEC §13, issue 10).
+"""A question answered across a real doorbell: ask, wake, reply, and the asker gets it (docs/delivery.md).
 
 Offline, in a loopback-only network namespace (tests/realclients.py), like tests/test_wake_real.py: a
 real idle session (Claude Code, then Codex) is asked something, the real `relay wake` resumes it

@@ -1,8 +1,8 @@
-"""Wake across hosts (SPEC §16), black-box through the CLI against a real redis-server.
+"""Wake across hosts (docs/redis-store.md), black-box through the CLI against a real redis-server.
 
 A session's doorbell rings only on its own host. `relay wake` of a session on another host is
 refused with the command to run there (exit 1), unless that host runs `relay doorbell --serve`,
-which rings it under every guardrail of SPEC §14 and answers the waker. Hosts are RELAY_HOST
+which rings it under every guardrail of docs/wake.md and answers the waker. Hosts are RELAY_HOST
 names, and once a real second host name (`unshare -u` + `hostname`, as root). The agent CLI is a
 fake on the serving host's PATH (tests/test_wake_guard.py's), never the real one.
 """

@@ -1,4 +1,4 @@
-"""Discovery (SPEC §7): live sessions from real-shaped Claude and Codex transcripts, read-only and bounded."""
+"""Discovery (docs/discovery.md): live sessions from real-shaped Claude and Codex transcripts, read-only and bounded."""
 
 import builtins
 import io

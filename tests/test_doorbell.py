@@ -1,4 +1,5 @@
-"""The doorbell, `relay wake` (SPEC §9, §4, §10): exact argv, no shell, no option injection, pass-through.
+"""The doorbell, `relay wake` (docs/wake.md, docs/security.md): exact argv, no shell, no option injection,
+pass-through.
 
 Fake `claude` and `codex` executables on PATH record every run (argv, cwd, environment).
 """

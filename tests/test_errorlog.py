@@ -1,4 +1,4 @@
-"""An unexpected error leaves its traceback in `<home>/error.log` and one line that says so (SPEC §15).
+"""An unexpected error leaves its traceback in `<home>/error.log` and one line that says so (docs/security.md).
 
 Unexpected errors are bugs, so they are forced: in a subprocess by a `sitecustomize` on PYTHONPATH
 that makes the store raise ZeroDivisionError (these run the sources with this interpreter, because a

@@ -1,4 +1,4 @@
-"""The fence around mail (SPEC §5.4): no body or sender name can close it early or open a fake one."""
+"""The fence around mail (docs/security.md): no body or sender name can close it early or open a fake one."""
 
 import json
 import re

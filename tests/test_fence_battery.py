@@ -1,6 +1,6 @@
 # Lookalike characters are what this file is about.
 # ruff: noqa: RUF001
-"""A generated battery against the fence (SPEC §5.4, §15; issue 8).
+"""A generated battery against the fence (docs/security.md).
 
 Every variant of a fence tag a model could read - invisible characters in every position, lookalikes
 of every character, entities and escapes, attributes, case and spacing, unterminated tags - and every

@@ -1,4 +1,4 @@
-"""`relay gc` (SPEC §15, issue 8): stale registrations go with their markers, their mail is archived
+"""`relay gc` (docs/store.md): stale registrations go with their markers, their mail is archived
 and never deleted, empty mailboxes go, nothing of a recent or live session is touched; the hook runs
 the same collection at most once a day, counting from its first run on the store."""
 

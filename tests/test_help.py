@@ -14,11 +14,11 @@ import pytest
 from conftest import new_id
 from transcripts import claude_transcript, codex_rollout
 
-from relay.faces.commands import SPECS
+from relay.faces.commands import SHAPES
 from relay.faces.helptext import FACES, TOPICS, render, usages
 
 REPO = Path(__file__).resolve().parent.parent
-TOPIC_NAMES = [*SPECS, *FACES]
+TOPIC_NAMES = [*SHAPES, *FACES]
 SECTIONS = ("usage: ", "\noptions:\n", "\noutput:\n", "\nexit status:\n", "\nexample:\n  relay ")
 KNOWN_EXITS = {"0", "1", "2", "4", "75", "other"}
 
@@ -66,10 +66,10 @@ def test_every_command_has_usage_options_output_exit_codes_and_an_example(run_re
     assert not store_home.exists(), "asking for help touches no store"
 
 
-@pytest.mark.parametrize("name", list(SPECS))
+@pytest.mark.parametrize("name", list(SHAPES))
 def test_each_option_is_shown_with_its_meaning_and_default(run_relay, name):
     text = help_of(run_relay, name, "--help")
-    spec = SPECS[name]
+    spec = SHAPES[name]
     options = "\n".join(section(text, "options"))
     for option in (*spec.values, *spec.flags):
         shown = re.search(rf"^  {re.escape(option)}\b(.*?)(?=^  -)", options + "\n  -", re.M | re.S)
@@ -83,7 +83,7 @@ def test_each_option_is_shown_with_its_meaning_and_default(run_relay, name):
 
 def test_exit_codes_are_those_the_command_can_return(run_relay):
     """4 is ask's alone, 75 wake's; every people command can fail (1) and be misused (2)."""
-    for name in SPECS:
+    for name in SHAPES:
         codes = exit_codes(help_of(run_relay, name, "--help"))
         assert {"0", "1", "2"} <= codes, name
         assert ("4" in codes) == (name == "ask"), name
@@ -140,7 +140,7 @@ def test_after_dashdash_help_is_message_text(run_relay, store_home):
 
 
 def test_an_options_value_is_no_help_request(run_relay):
-    """`--from --help`: the next word is --from's value (SPEC §8), so no help is shown."""
+    """`--from --help`: the next word is --from's value (docs/cli.md), so no help is shown."""
     result = run_relay("send", "bob", "--from", "--help", "--", "hi")
     assert result.returncode == 1 and b"usage:" not in result.stdout
 
@@ -189,11 +189,11 @@ def test_help_for_no_such_command_is_a_usage_error(run_relay):
 # -- the help and the parser name the same options ----------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(SPECS))
+@pytest.mark.parametrize("name", list(SHAPES))
 def test_help_entries_and_the_spec_name_the_same_options(name):
     """Fails when a Spec gains an option, flag or positional without help, or the help names one the
     Spec lacks (in its entries, its usage, its text or its example)."""
-    spec, topic = SPECS[name], TOPICS[name]
+    spec, topic = SHAPES[name], TOPICS[name]
     assert set(topic.options) == set(spec.values) | set(spec.flags), name
     assert list(topic.positionals) == [*spec.positionals, *(("MESSAGE",) if spec.message else ())], name
     for option in spec.values:
@@ -218,7 +218,7 @@ def test_the_defaults_the_help_states_are_the_real_ones():
 
 
 def test_every_topic_is_a_command_relay_runs(run_relay):
-    assert set(TOPICS) == {*SPECS, *FACES}
+    assert set(TOPICS) == {*SHAPES, *FACES}
     for name in FACES:
         assert not TOPICS[name].options, "faces parse no options; a Spec would list them"
 

@@ -1,4 +1,4 @@
-"""The SessionStart hook (SPEC §5): register, print fenced mail as one JSON object, never break a session."""
+"""The SessionStart hook (docs/delivery.md): register, print fenced mail as one JSON object, never break a session."""
 
 import fcntl
 import json
@@ -22,7 +22,7 @@ def registry(store_home: Path) -> dict:
 
 
 def write_mail(store_home: Path, recipient: str, messages: list[dict]) -> None:
-    """Queue messages by writing the on-disk mailbox format (SPEC §3) directly."""
+    """Queue messages by writing the on-disk mailbox format (docs/store.md) directly."""
     for sub in ("", "mailbox"):
         (store_home / sub).mkdir(mode=0o700, exist_ok=True)
     with (store_home / "mailbox" / f"{recipient}.jsonl").open("a", encoding="utf-8") as out:
@@ -304,7 +304,7 @@ def test_hook_cli_inbox_and_mcp_inbox_share_one_delivery_protocol(env, store_hom
     hook.handle({"session_id": sid, "cwd": str(tmp_path)}, "claude", out, store)
     assert "for the hook" in out.getvalue().decode()
     mail.send(store, sid, "for the cli", None, "cli")
-    assert commands.inbox_command(store, parse("inbox", commands.SPECS["inbox"], [sid])) == 0
+    assert commands.inbox_command(store, parse("inbox", commands.SHAPES["inbox"], [sid])) == 0
     assert b"for the cli" in capsysbinary.readouterr().out
     mail.send(store, sid, "for mcp", None, "cli")
     result, confirm = tools.call(store, "inbox", {})

@@ -1,4 +1,4 @@
-"""Live delivery through every hook event (SPEC §12), black-box through the program.
+"""Live delivery through every hook event (docs/delivery.md), black-box through the program.
 
 `relay hook [codex]` serves SessionStart, UserPromptSubmit, PostToolUse, Stop and SessionEnd under
 the recipient's attention policy (`relay register --deliver now|turn|start`). These tests pin each
@@ -445,7 +445,7 @@ IGNORED_NAMES = [
 
 @tools
 def test_unknown_or_non_string_event_is_ignored(run_relay, store_home, tmp_path, tool):
-    """SPEC §12: an event the hook does not serve, or a name that is not a string (JSON null too), is
+    """docs/delivery.md: an event the hook does not serve, or a name that is not a string (JSON null too), is
     ignored: no registration, no delivery, nothing written, for a known session or a new one."""
     sid = new_id()
     register(run_relay, sid, "now")

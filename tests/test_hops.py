@@ -1,4 +1,4 @@
-"""The loop guard's counter (SPEC §14): mail carries the RELAY_HOPS of the process that sent it,
+"""The loop guard's counter (docs/wake.md): mail carries the RELAY_HOPS of the process that sent it,
 through the CLI and through the MCP server, black-box through RELAY_CMD."""
 
 import json

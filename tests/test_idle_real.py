@@ -1,4 +1,4 @@
-"""Mail reaches an open, idle, real Claude Code session with nobody typing (SPEC §12, issue 9).
+"""Mail reaches an open, idle, real Claude Code session with nobody typing (docs/delivery.md).
 
 The plugin is installed the user's way; Claude runs with stream-json input kept open against a
 mock Messages API inside `unshare -n` (tests/idle_driver.py). After its first turn nobody types;

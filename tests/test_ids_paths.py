@@ -1,4 +1,4 @@
-"""Session ids (SPEC §4), names, the store's home and its file names (SPEC §3)."""
+"""Session ids, names, the store's home and its file names (docs/store.md, docs/security.md)."""
 
 import json
 import re

@@ -177,7 +177,7 @@ def _redis_probe(tmp_path: Path, env: dict[str, str], face: str, sid: str) -> se
 
 @pytest.mark.parametrize("face", ["hook", "hook codex", "send", "list", "bus"])
 def test_without_a_redis_url_no_face_imports_redis(env, store_home, tmp_path, face):
-    """SPEC §16: redis-py is imported only when AGENT_RELAY_URL is set, so the local store's hook,
+    """docs/redis-store.md: redis-py is imported only when AGENT_RELAY_URL is set, so the local store's hook,
     send, list and bus pay nothing for it (site-packages are on here: redis-py could be imported)."""
     pytest.importorskip("redis")
     sid = new_id()

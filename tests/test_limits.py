@@ -146,7 +146,7 @@ def test_mcp_request_with_a_lone_surrogate_still_gets_one_answer(relay_cmd, env,
 
 
 def test_mcp_line_with_invalid_utf8_is_skipped_and_the_bus_goes_on(relay_cmd, env, store_home, tmp_path):
-    """Invalid UTF-8 is not JSON (SPEC §6: logged and skipped); the bus survives and stdout stays JSON-RPC."""
+    """Invalid UTF-8 is not JSON (docs/mcp.md: logged and skipped); the bus survives and stdout stays JSON-RPC."""
     sid = new_id()
     frame = b'{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"send","arguments":{"to":"'
     frame += sid.encode() + b'","body":"raw \xff byte"}}}\n'

@@ -1,4 +1,4 @@
-"""Live delivery through the real CLIs, real turns (SPEC §12, issue 9), offline.
+"""Live delivery through the real CLIs, real turns (docs/delivery.md), offline.
 
 Claude Code (`claude -p`, against a mock Messages API) and Codex (`codex exec`, against a mock
 Responses provider) run the plugin under test inside `unshare -n` (tests/realclients.py). The mock

@@ -1,4 +1,4 @@
-"""The store lock (SPEC §3): 3 s deadline and its exact error, crashed holders, the 0.1 lock
+"""The store lock (docs/store.md): 3 s deadline and its exact error, crashed holders, the 0.1 lock
 directory, and interop with fasteners' InterProcessLock.
 
 Kernel record locks are per process, so every holder here is a child process.

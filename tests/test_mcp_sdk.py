@@ -1,4 +1,4 @@
-"""The official MCP Python SDK client drives `relay bus` as a subprocess (SPEC §6).
+"""The official MCP Python SDK client drives `relay bus` as a subprocess (docs/mcp.md).
 
 Every tool is called with good arguments (results and store effects checked) and with bad ones
 (isError naming the field, nothing stored). The program under test comes from `relay_cmd`.

@@ -1,4 +1,4 @@
-"""Safe names (SPEC §15), shell-quoted hints, and what MCP `register` may not do, through the real bus.
+"""Safe names (docs/security.md), shell-quoted hints, and what MCP `register` may not do, through the real bus.
 
 Hostile names can still reach the registry by hand (a planted file, a 0.1 store); every command
 relay shows must then still run as written in a shell, with nothing expanded.

@@ -83,7 +83,7 @@ def test_codex_manifests() -> None:
     assert (bus["command"], bus["args"], bus["cwd"]) == ("./launcher", ["bus"], ".")
     assert "${" not in json.dumps(bus), "Codex does not substitute variables in MCP configs"
     assert {"AGENT_RELAY_HOME", "SESSION_RELAY_HOME", "CODEX_HOME", "RELAY_HOPS"} <= set(bus["env_vars"])
-    # The Redis store (SPEC §16): without these the Codex bus would use the local files while its
+    # The Redis store (docs/redis-store.md): without these the Codex bus would use the local files while its
     # hook, which inherits Codex's whole environment, uses Redis (and name another host).
     assert {"AGENT_RELAY_URL", "RELAY_HOST"} <= set(bus["env_vars"])
 

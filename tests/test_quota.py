@@ -1,4 +1,4 @@
-"""Quotas and bounded takes (issue 8, SPEC §15): a mailbox cannot be flooded, a huge backlog never
+"""Quotas and bounded takes (docs/security.md): a mailbox cannot be flooded, a huge backlog never
 costs the hook its memory or its time, and every result (hook text, CLI and MCP inbox) stays within
 32 KiB and says how many messages remain, so nothing is confirmed that a client cut off unseen."""
 

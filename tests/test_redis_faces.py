@@ -1,4 +1,4 @@
-"""The faces on a Redis store that fails (SPEC §16), black-box through the CLI and the hook.
+"""The faces on a Redis store that fails (docs/redis-store.md), black-box through the CLI and the hook.
 
 A command fails within 3 s with one line naming the URL with its password hidden (exit 1); the hook
 exits 0, says so in one line on stderr, and leaves the mail where it was. The throwaway server is
@@ -16,7 +16,7 @@ import redis_server as redis_server_mod
 from conftest import new_id, queued_to, require_redis
 from test_bus import Bus, call, req, tool_json, tool_result
 
-# What SPEC §16 allows a failing command, from its start to its exit.
+# What docs/redis-store.md allows a failing command, from its start to its exit.
 LIMIT_SECONDS = 3.0
 
 PASSWORD = "s3cret-pw"

@@ -1,4 +1,4 @@
-"""Several machines on one Redis store (SPEC §16), black-box through the CLI, the hook and the bus.
+"""Several machines on one Redis store (docs/redis-store.md), black-box through the CLI, the hook and the bus.
 
 Each machine is a RELAY_HOST name (the store's only notion of a machine; test_redis_store checks a
 real second host name with `unshare -u`). Entries carry `host`; `relay list` shows a HOST column and

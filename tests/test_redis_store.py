@@ -1,4 +1,4 @@
-"""The store on Redis (SPEC §16), against a real redis-server (tests/redis_server.py)."""
+"""The store on Redis (docs/redis-store.md), against a real redis-server (tests/redis_server.py)."""
 
 import os
 import signal
@@ -703,7 +703,7 @@ def test_two_hosts_share_one_redis_and_a_killed_taker_there_is_redelivered_here(
     assert here.message_state(message["id"])["state"] == "delivered"
 
 
-# -- the least a managed Redis must grant (docs/redis-store.md: the ACL user) -----------------------
+# -- the least a managed Redis must grant (docs/redis-store.md: the ACL user) ----------------------
 
 # Every command the store sends, directly or from its scripts (which Redis checks against the same ACL);
 # blpop is the cross-host wake's (tests/test_cross_host_wake.py runs the doorbell as this user).

@@ -1,4 +1,4 @@
-"""Several machines on one Redis (SPEC §16, issue 13), black-box through the CLI, the hook and the bus.
+"""Several machines on one Redis (docs/redis-store.md), black-box through the CLI, the hook and the bus.
 
 Each machine is a process tree with its own host name (`unshare -u` + `hostname`, as root), its own
 HOME and its own AGENT_RELAY_HOME (local state), all sharing one real redis-server through
@@ -220,7 +220,9 @@ def test_a_killed_taker_is_redelivered_at_once_on_its_host_and_after_idle_on_ano
         if got:
             break
         empty_polls += 1
-        assert waited <= 30, "SPEC §16: mail a dead taker claimed is delivered again at the latest 30 s after it died"
+        assert waited <= 30, (
+            "mail a dead taker claimed comes again at the latest 30 s after it died (docs/redis-store.md)"
+        )
         assert _json(beta, "status", two["id"], "--json")["state"] == "taken"
         time.sleep(2)
     assert empty_polls > 0 and waited >= idle - 1, f"taken over after {waited:.1f}s, before the claim went idle"

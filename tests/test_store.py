@@ -1,4 +1,4 @@
-"""The store (SPEC §3, §4, §10): the 0.1 on-disk format, upserts, resolving, privacy, symlinks, ids.
+"""The store (docs/store.md, docs/security.md): the 0.1 on-disk format, upserts, resolving, privacy, symlinks, ids.
 
 In-process tests call relay.store.files directly; the format and id checks also go through the program
 (run_relay) so they hold for the frozen binary too.
@@ -515,7 +515,7 @@ def test_partial_ack_puts_the_rest_back_before_newer_mail(env, store_home):
 
 
 def test_an_id_in_upper_case_reaches_the_same_session(run_relay, store_home):
-    """SPEC §4's id pattern accepts A-F; both CLIs mint lower case. Mail sent to the upper-case spelling
+    """The id pattern of docs/store.md accepts A-F; both CLIs mint lower case. Mail sent to the upper-case spelling
     must reach the session, not a mailbox nobody reads. Bug B-T5 in notes/bugs.md."""
     sid = new_id()
     assert run_relay("register", "lower", "--id", sid).returncode == 0
@@ -727,7 +727,7 @@ def test_a_01_marker_without_a_dir_line_is_still_read(env, store_home, tmp_path)
     assert Store(store_home).marker(str(tmp_path)) == sid
 
 
-# -- take(select=): a hook event that may deliver only some mail (SPEC §12) ----------------------
+# -- take(select=): a hook event that may deliver only some mail (docs/delivery.md) --------------
 
 
 def _queue_mixed(store: Store, sid: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Nothing planted in a name, dir, cwd, id or path reaches a terminal raw (SPEC §15).
+"""Nothing planted in a name, dir, cwd, id or path reaches a terminal raw (docs/security.md).
 
 The registry and the agent CLIs' transcripts can be written by anyone who shares the machine (or
 by a session through MCP). An OSC 52 sequence in a dir writes the reader's clipboard, `ESC[2J`

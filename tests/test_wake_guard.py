@@ -1,4 +1,4 @@
-"""The doorbell's guardrails (SPEC §14): `relay wake` refuses with exit 75 while the session is live,
+"""The doorbell's guardrails (docs/wake.md): `relay wake` refuses with exit 75 while the session is live,
 while a wake of it runs (even when relay was killed), when its mail is RELAY_MAX_HOPS deep, and
 past RELAY_WAKE_BUDGET wakes an hour; every refusal keeps all mail queued. A real wake reports how
 its program ended and exits with its status.

@@ -1,4 +1,4 @@
-"""A real `relay wake` of a real idle session, which reads its mail and answers it (SPEC §9, issue 8).
+"""A real `relay wake` of a real idle session, which reads its mail and answers it (docs/wake.md).
 
 Offline, in a loopback-only network namespace (tests/realclients.py): the plugin is installed the
 user's way from a copy that runs the relay under test, a real session is created, another party
@@ -186,7 +186,7 @@ def test_woken_claude_reads_its_mail_and_answers_through_the_bus(
 
 
 def assert_status_line(woken: dict[str, Any], label: str, tool: str) -> None:
-    """relay ran the CLI as its child and said on stderr how it ended (SPEC §14), naming the session
+    """relay ran the CLI as its child and said on stderr how it ended (docs/wake.md), naming the session
     by the name its start gave it (its project dir's)."""
     last = woken["stderr"].strip().splitlines()[-1]
     assert re.fullmatch(rf"relay: woke {re.escape(label)}: {tool} exited 0 after \d+\.\d s", last), last

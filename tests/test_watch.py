@@ -1,4 +1,4 @@
-"""The idle-mail watcher, `relay hook watch` (SPEC §12): run as Claude runs an asyncRewake hook
+"""The idle-mail watcher, `relay hook watch` (docs/delivery.md): run as Claude runs an asyncRewake hook
 (tests/fake_claude_host.py, a process Claude-named by its argv[0]), black-box through RELAY_CMD."""
 
 import json

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 # The agent CLIs relay serves: the one list every face and the store check a `tool` against.
 AGENT_CLIS = ("claude", "codex")
 
-# The one spelling of a session id (SPEC §4); the MCP tools' JSON Schemas advertise this same text.
+# The one spelling of a session id (docs/store.md); the MCP tools' JSON Schemas advertise this same text.
 UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 _HEX = frozenset("0123456789abcdefABCDEF")
 _DASHES = (8, 13, 18, 23)
@@ -24,7 +24,7 @@ _DASHES = (8, 13, 18, 23)
 MIN_ID_PREFIX = 8
 
 MAX_NAME_CHARS = 64
-# Names are typed into shells and shown to models (SPEC §15): only characters no shell, terminal
+# Names are typed into shells and shown to models (docs/security.md): only characters no shell, terminal
 # or fence gives a meaning to.
 NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 NAME_PATTERN = "^[A-Za-z0-9._-]{1,64}$"
@@ -87,7 +87,7 @@ def require_uuid(value: object, what: str = "session id") -> str:
 
 
 def check_name(name: object) -> str:
-    """Return a usable session name or raise (SPEC §15).
+    """Return a usable session name or raise (docs/security.md).
 
     Names are typed on command lines and shown to models, so they are 1-64 characters of
     [A-Za-z0-9._-], never look like a flag or an id (targets resolve ids before names), and never

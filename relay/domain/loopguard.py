@@ -1,4 +1,4 @@
-"""How many wakes deep a message is (SPEC §14): the loop guard's counter.
+"""How many wakes deep a message is (docs/wake.md): the loop guard's counter.
 
 A person or a script starts at 0. `relay wake` runs its session with RELAY_HOPS=n+1, n being the
 largest `hops` of the mail it rings for, and mail sent from inside that run (its MCP server, the

@@ -1,4 +1,4 @@
-"""The attention policy (SPEC §12): which mail each hook event may put in front of a model.
+"""The attention policy (docs/delivery.md): which mail each hook event may put in front of a model.
 
 A recipient chooses how often it wants to be interrupted: `now` (at every event, even between
 tool calls), `turn` (the default: before a prompt, at the end of a turn and while idle; between

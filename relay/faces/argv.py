@@ -1,6 +1,6 @@
 """A small, exact command-line parser for the relay's subcommands.
 
-argparse is not used because SPEC §8 needs two things it does not do reliably: everything after
+argparse is not used because the command line (docs/cli.md) needs two things it does not do reliably: everything after
 a bare `--` is the message verbatim (even words that look like flags), and a flag's value is the
 next argument as given (even `--config=evil`, which the UUID check then refuses by name).
 """

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from relay.store.contract import StoreAPI
 
-SPECS: dict[str, Spec] = {
+SHAPES: dict[str, Spec] = {
     "discover": Spec(
         "relay discover [--within MIN] [--tool claude|codex] [--exclude ID] [--cwd DIR] [--limit N] [--json]",
         "list the sessions running now, from the CLIs' transcripts",
@@ -92,7 +92,7 @@ SPECS: dict[str, Spec] = {
 
 # The column titles of `list` and `discover`: their header line on a terminal, and their --help.
 LIST_COLUMNS = ("NAME", "TOOL", "ID", "DELIVER", "DIR", "LAST SEEN")
-HOST_COLUMN = "HOST"  # before DIR, when the store is shared by several machines (Redis, SPEC §16)
+HOST_COLUMN = "HOST"  # before DIR, when the store is shared by several machines (Redis, docs/redis-store.md)
 DISCOVER_COLUMNS = ("TOOL", "ID", "NAME", "LAST WRITE", "CWD")
 DEFAULT_ASK_SECONDS = 120.0
 DOORBELL_PER_MINUTE = 6  # relay.faces.doorbell_server.DEFAULT_PER_MINUTE
@@ -223,7 +223,7 @@ def _entry_cells(name: str, tool: str, session_id: str, deliver: str, *rest: str
 
 def register_command(store: StoreAPI, parsed: Parsed) -> int:
     """Name a session."""
-    spec = SPECS["register"]
+    spec = SHAPES["register"]
     name = _need(parsed, "NAME", spec.usage)
     if "--id" not in parsed.options:
         raise UsageError(f"--id is required; usage: {spec.usage}")
@@ -266,7 +266,7 @@ def _target_and_words(store: StoreAPI, parsed: Parsed, command: str) -> tuple[st
     """The recipient (TO, or --id UUID) and the message words."""
     from relay.usecases.addressing import session_id_of
 
-    spec = SPECS[command]
+    spec = SHAPES[command]
     if "--id" in parsed.options:
         target, words = session_id_of(store, parsed.options["--id"]), parsed.positionals + parsed.words
     else:
@@ -387,7 +387,7 @@ def status_command(store: StoreAPI, parsed: Parsed) -> int:
     from relay.usecases.addressing import message_id_of
     from relay.usecases.conversation import status
 
-    found = status(store, message_id_of(store, _need(parsed, "MSG_ID", SPECS["status"].usage), None))
+    found = status(store, message_id_of(store, _need(parsed, "MSG_ID", SHAPES["status"].usage), None))
     if "--json" in parsed.flags:
         _print_json(found, pretty=False)
         return 0
@@ -402,7 +402,7 @@ def status_command(store: StoreAPI, parsed: Parsed) -> int:
 def _mailbox_owner(store: StoreAPI, parsed: Parsed, command: str) -> str:
     from relay.usecases.addressing import resolve
 
-    who = _need(parsed, "WHO", SPECS[command].usage)
+    who = _need(parsed, "WHO", SHAPES[command].usage)
     return require_uuid(resolve(store, who)["id"])
 
 
@@ -451,13 +451,13 @@ def wake_command(store: StoreAPI, parsed: Parsed) -> int:
     refuses (relay.usecases.wakeguard: exit 75, all mail stays queued).
 
     The caller's words never become the woken session's prompt: they are queued as mail from
-    `cli` once the bell can ring, before the guardrails, and reach the model fenced (SPEC §9, §14).
+    `cli` once the bell can ring, before the guardrails, and reach the model fenced (docs/wake.md).
     """
     from relay.usecases import doorbell, wakeguard
     from relay.usecases.addressing import resolve, session_id_of
     from relay.usecases.mail import send
 
-    spec = SPECS["wake"]
+    spec = SHAPES["wake"]
     directory: object  # from the registry: checked by doorbell.plan
     tool: object
     if "--id" in parsed.options:
@@ -475,7 +475,7 @@ def wake_command(store: StoreAPI, parsed: Parsed) -> int:
         label = str(entry.get("name") or session_id)
         words = parsed.words
         host = store.wake_host(entry)
-        if host is not None:  # its doorbell rings on its own host (SPEC §16)
+        if host is not None:  # its doorbell rings on its own host (docs/redis-store.md)
             from relay.faces.doorbell_server import wake_elsewhere
 
             force, dry = "--force" in parsed.flags, "--dry" in parsed.flags

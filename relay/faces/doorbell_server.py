@@ -1,10 +1,10 @@
-"""Wake across hosts (SPEC §16): a session's doorbell rings only on its own host.
+"""Wake across hosts (docs/redis-store.md): a session's doorbell rings only on its own host.
 
 A wake starts the agent CLI in the session's project dir, and reads its liveness from /proc: both
 exist only on the machine the session runs on. So `relay wake` of a session whose entry names
 another host either refuses with the command to run there (exit 1), or, when that host runs
 `relay doorbell --serve`, posts a request to that host's stream; the server there rings the local
-doorbell under every guardrail of SPEC §14 (relay.usecases.wakeguard) and answers the waker.
+doorbell under every guardrail of docs/wake.md (relay.usecases.wakeguard) and answers the waker.
 
 Keys (Redis; the rest of the store's keys are in relay.store.redisdb):
 

@@ -19,7 +19,7 @@ from relay.faces.commands import (
     DOORBELL_PER_MINUTE,
     LIST_COLUMNS,
     MAX_ASK_SECONDS,
-    SPECS,
+    SHAPES,
 )
 
 # The defaults of relay.usecases.discover and relay.usecases.gc, written out because those modules import orjson and
@@ -373,18 +373,18 @@ FACES = ("hook", "hook watch", "bus", "demo", "version", "help")
 
 def usages(name: str) -> list[str]:
     """The usage lines of a topic: a Spec's `a | b` alternatives, one a line."""
-    spec = SPECS.get(name)
+    spec = SHAPES.get(name)
     return spec.usage.split(" | ") if spec is not None else [TOPICS[name].usage]
 
 
 def summary(name: str) -> str:
-    spec = SPECS.get(name)
+    spec = SHAPES.get(name)
     return spec.summary if spec is not None else TOPICS[name].summary
 
 
 def listing() -> str:
     """`relay --help`: every command with one line each."""
-    names = [*SPECS, *FACES]
+    names = [*SHAPES, *FACES]
     width = max(len(name) for name in names) + 2
     lines = [
         f"relay {__version__}: a message bus between Claude Code and Codex sessions on this machine",
@@ -428,7 +428,7 @@ def _option_lines(spec: Spec | None, topic: Topic) -> list[str]:
 
 def render(name: str) -> str:
     """One command's whole help."""
-    topic, spec = TOPICS[name], SPECS.get(name)
+    topic, spec = TOPICS[name], SHAPES.get(name)
     first, *others = usages(name)
     lines = [f"usage: {first}", *(f"       {usage}" for usage in others), ""]
     lines += textwrap.wrap(topic.about, WIDTH)

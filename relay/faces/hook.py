@@ -1,5 +1,5 @@
 """`relay hook [codex]`: run by the agent CLI at session start, at every prompt, after tool calls,
-at the end of a turn and at session end (SPEC §5, §12).
+at the end of a turn and at session end (docs/delivery.md).
 
 At session start it registers the session; at every event it hands the model the mail its
 attention policy lets through, fenced as untrusted data. It must never block or break a session:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from relay.store.contract import StoreAPI
 
-# The events this hook serves (SPEC §12); any other is ignored.
+# The events this hook serves (docs/delivery.md); any other is ignored.
 _EVENTS = ("SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd")
 
 # How long the hook waits for its event on stdin before giving up (the session goes on).
@@ -94,7 +94,7 @@ def read_event(stdin: "BinaryIO") -> dict | None:
 
 
 def handle(event: dict, tool: str, stdout: "BinaryIO", store: "StoreAPI") -> None:
-    """Serve one hook event (SPEC §12): the event's name decides what is done and how it is printed.
+    """Serve one hook event (docs/delivery.md): the event's name decides what is done and how it is printed.
 
     An event without `hook_event_name` is a SessionStart (0.1's hook saw only those); one this
     hook does not serve, or a name that is not a string, is ignored.

@@ -264,7 +264,7 @@ def _whoami(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
 
 
 def _register(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
-    """Name this session, or a session nobody registered yet (SPEC §15).
+    """Name this session, or a session nobody registered yet (docs/security.md).
 
     Through MCP any session could otherwise take another's name (and its mail), or re-point its
     dir so that a later wake runs in a directory of the caller's choosing. So: another session's id

@@ -1,4 +1,4 @@
-"""`relay hook watch`: mail for an open but idle Claude Code session, with nobody typing (SPEC §12).
+"""`relay hook watch`: mail for an open but idle Claude Code session, with nobody typing (docs/delivery.md).
 
 Claude Code runs this hook in the background (`"asyncRewake": true`, armed at SessionStart and at
 every Stop) and, when it exits 2, hands its stderr to the model as a new turn. So the watcher

@@ -1,5 +1,5 @@
 """The one interface of the store, with two implementations: files (relay.store.files.Store, the embedded
-default) and Redis (relay.store.redisdb.RedisStore, SPEC §16). Faces and core name `StoreAPI` in
+default) and Redis (relay.store.redisdb.RedisStore, docs/redis-store.md). Faces and core name `StoreAPI` in
 their hints and call `open_store()` once at start; they never learn which store they hold.
 
 Everything below the TYPE_CHECKING guard exists only for mypy: at run time this module imports
@@ -7,7 +7,7 @@ nothing but os (the hook's path pays for neither typing nor redis-py).
 
 Choosing the store (`open_store`), once per process, at start:
 
-- AGENT_RELAY_URL unset or empty: `relay.store.files.Store()` over `<home>` (SPEC §3), byte-compatible
+- AGENT_RELAY_URL unset or empty: `relay.store.files.Store()` over `<home>` (docs/store.md), byte-compatible
   with 0.1. redis-py is never imported.
 - `redis://...` or `rediss://...`: `relay.store.redisdb.RedisStore(url)`; the URL is parsed and the
   connection opened lazily by the first call that needs Redis, with 3 s socket timeouts; failure
@@ -126,7 +126,7 @@ if TYPE_CHECKING:
         home: str
         warn: Callable[[str], None]
 
-        # -- registry, names, markers (SPEC §3) --
+        # -- registry, names, markers (docs/store.md) --
         def registry(self) -> RegistryAPI:
             """A consistent snapshot of every entry and name (empty when there is no store yet)."""
             ...
@@ -160,7 +160,7 @@ if TYPE_CHECKING:
             """The id the marker of `directory` names, if any."""
             ...
 
-        # -- mail (SPEC §3, §13, §15) --
+        # -- mail (docs/store.md, docs/delivery.md, docs/security.md) --
         def enqueue(self, recipient: str, message: Message) -> None:
             """Durably queue one message and write its receipt (and its parent's first reply) before
             returning. Refused with nothing queued past RELAY_MAILBOX_MAX bytes of pending mail."""
@@ -195,7 +195,7 @@ if TYPE_CHECKING:
             """A value that changes whenever mail arrives or leaves; None when there is none."""
             ...
 
-        # -- delivery state (SPEC §13) --
+        # -- delivery state (docs/delivery.md) --
         def receipt(self, message_id: str) -> Message | None:
             """The receipt of a queued message, or None."""
             ...
@@ -212,7 +212,7 @@ if TYPE_CHECKING:
             """Drop receipts unchanged for `older_than` seconds; how many went."""
             ...
 
-        # -- watchers and wakes (SPEC §12, §14) --
+        # -- watchers and wakes (docs/delivery.md, docs/wake.md) --
         def claim_watch(self, session_id: str) -> FileLock | None:
             """The session's one idle-mail watcher slot, or None while a live watcher holds it."""
             ...
@@ -236,7 +236,7 @@ if TYPE_CHECKING:
             """Atomically: the wakes in (since, now], and one more at `now` when under `budget`."""
             ...
 
-        # -- wakes across hosts (SPEC §16) --
+        # -- wakes across hosts (docs/redis-store.md) --
         def wake_host(self, entry: Entry) -> str | None:
             """The other host whose doorbell must ring for this session; None when it rings here."""
             ...
@@ -245,7 +245,7 @@ if TYPE_CHECKING:
             """The hosts' doorbell streams; None when the store has no other hosts (the file store)."""
             ...
 
-        # -- collection and diagnosis (SPEC §15) --
+        # -- collection and diagnosis (docs/store.md, docs/security.md) --
         def gc_due(self, interval: float) -> bool: ...
         def touch_gc_stamp(self) -> None: ...
         def mailbox_files(self) -> list[tuple[str, int]]: ...

@@ -15,7 +15,7 @@ Added by this version, ignored by 0.1 readers:
     archive/<id>.jsonl     undelivered mail of sessions `relay gc` retired, never deleted
     gc.stamp               when the hook last collected (it does so at most once a day)
     watchers/<id>.pid      locked by a session's one idle-mail watcher, holding its pid
-    receipts/<msg-id>.json what became of one message: queued, delivered, replied (SPEC §13)
+    receipts/<msg-id>.json what became of one message: queued, delivered, replied (docs/delivery.md)
     wakes/<id>.lock        held by the one running `relay wake` of a session; notes its program's pid
     wakes/<id>.json        {"times": [epoch seconds]}: that session's recent wakes, for the wake budget
 
@@ -631,7 +631,7 @@ class Store:
         if os.path.lexists(self._auto_wake_count_path(session_id)):
             fileio.remove(self._auto_wake_count_path(session_id))
 
-    # -- wakes: `relay wake`'s resume lock and budget (SPEC §14; relay.usecases.wakeguard decides) -------
+    # -- wakes: `relay wake`'s resume lock and budget (docs/wake.md; relay.usecases.wakeguard decides) ---
 
     def _doorbell_file(self, session_id: str, suffix: str) -> str:
         """The doorbell's resume lock (.lock) and wake budget (.json) for one session."""
@@ -948,7 +948,7 @@ class Store:
                     self.warn(f"{len(bad)} unreadable line(s) in the {state} mail of {recipient} (left in place)")
         return shown, more
 
-    # -- receipts: what became of each message (SPEC §13) -------------------------------------
+    # -- receipts: what became of each message (docs/delivery.md) -----------------------------
     #
     # A receipt is written when a message is queued and rewritten when it is delivered (its
     # taker's ack) and when its first reply is queued. `taken` is not written: mail in flight is

@@ -1,9 +1,9 @@
-"""The store on Redis (SPEC §16): the same guarantees as relay.store.files, shared by every machine that
+"""The store on Redis (docs/redis-store.md): the same guarantees as relay.store.files, shared by every machine that
 reaches the same Redis. The only module that imports redis-py, and only when AGENT_RELAY_URL is set.
 
 Keys (all under `relay:`; one Redis database per relay world, no cluster: scripts touch several keys):
 
-    relay:agents               HASH id -> Entry JSON (Entry as in SPEC §3, plus `host`)
+    relay:agents               HASH id -> Entry JSON (Entry as in docs/store.md, plus `host`)
     relay:names                HASH name -> id
     relay:markers              HASH absolute dir -> session id (no file-name encoding, so no clashes)
     relay:mbox:<id>            STREAM of pending and claimed mail, field `m` = the message's JSON line;
@@ -23,7 +23,7 @@ Mail, at least once, like the file store:
   consumer `<host>:<pid>:<process start>`; mail in the group's pending list (PEL) belongs to the
   taker that claimed it. Claims of takers known dead come first, with `redelivered: true`: on this
   host a taker is dead when its pid is gone or reused (relay.host.procinfo); on another host when its
-  claim has been idle for CLAIM_IDLE_MS (20 s, within SPEC's 30 s). They are taken over with XCLAIM
+  claim has been idle for CLAIM_IDLE_MS (20 s, within the 30 s of docs/redis-store.md). They are taken over with XCLAIM
   (not XAUTOCLAIM: that cannot tell a dead taker's claim from a parked one, below).
 - New mail is read (XREADGROUP) into the consumer `~parked`, and only what a taker takes is then
   XCLAIMed to it; mail read but not taken (past the budget, refused by `select`), and the rest of
@@ -74,7 +74,7 @@ PARKED = "~parked"
 REDELIVER = "~redeliver"
 # A claim idle this long whose taker runs on another host (its pid cannot be checked) is taken over.
 CLAIM_IDLE_MS = 20_000
-# An unreachable Redis, or one that accepts and never answers, fails a command within SPEC's 3 s,
+# An unreachable Redis, or one that accepts and never answers, fails a command within the 3 s of docs/redis-store.md,
 # with room for the process start and redis-py's import (~0.5 s on a loaded machine).
 CONNECT_TIMEOUT = 2.0
 SOCKET_TIMEOUT = 2.0
@@ -852,7 +852,7 @@ class RedisStore:
     def wake_note(self, session_id: str) -> tuple[bool, bytes]:
         return self._local().wake_note(session_id)
 
-    # -- wakes across hosts (SPEC §16): a session's wake rings on its own host ------------------
+    # -- wakes across hosts (docs/redis-store.md): a session's wake rings on its own host -------
 
     def wake_host(self, entry: Entry) -> str | None:
         """The host a session runs on when that is not this one (its `host`; RELAY_HOST overrides

@@ -1,4 +1,4 @@
-"""Ring an open, idle Codex session: Codex's own `codex queue` starts a turn there (SPEC §12).
+"""Ring an open, idle Codex session: Codex's own `codex queue` starts a turn there (docs/delivery.md).
 
 Codex 0.169 hosts every session in an app-server: the shared per-CODEX_HOME daemon the TUI starts,
 an embedded one (`codex --no-daemon`), or a `codex exec` run. The host watches the session's queue

@@ -1,4 +1,4 @@
-"""Conversations (SPEC §13): where a recipient is, what became of a message, waiting for a reply.
+"""Conversations (docs/delivery.md): where a recipient is, what became of a message, waiting for a reply.
 
 The CLI (`send`, `status`, `ask`) and the MCP server (`send`, `status`, `wait`) are faces over
 these functions: one definition of a recipient's state, one status view and one bounded wait,

@@ -1,7 +1,7 @@
 """`relay wake`: resume an idle session headless so it reads its mail.
 
 The woken session runs with its user's authority and nobody watching, so the doorbell never turns
-anyone's text into a prompt (SPEC §9): the prompt is always relay's own fixed nudge, and text
+anyone's text into a prompt (docs/wake.md): the prompt is always relay's own fixed nudge, and text
 given to `wake` travels as ordinary mail, fenced by the hook like any other. The command runs with
 no shell, from the target's project dir, with the nudge the single last argument after `--`, so no
 text and no id can become an option of the agent CLI.
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from relay.usecases.wakeguard import Ticket
 
 
-# Fixed options of the woken Claude (SPEC §9), tried against the real Claude Code 2.1.197:
+# Fixed options of the woken Claude (docs/wake.md), tried against the real Claude Code 2.1.197:
 # - `claude -p` denies MCP tools nobody allowed; the server-wide rule lets the woken session call every
 #   tool of the plugin's bus (`inbox` to read, `send` to answer) and nothing else.
 # - In `-p` mode Claude connects MCP servers in the background, so a bus that starts slowly (a loaded

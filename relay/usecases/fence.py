@@ -3,7 +3,7 @@
 Every field of a message that reaches the text is defused, so no message can close the fence early
 or open a fake one - not even with text that only *reads* as a fence tag to a model: lookalike
 brackets, letters and hyphens, invisible characters inside the tag, HTML entities or escapes, an
-attribute, any case or spacing. Line breaks can never forge a line of relay's own (SPEC §5, §15).
+attribute, any case or spacing. Line breaks can never forge a line of relay's own (docs/delivery.md, docs/security.md).
 
 Defusing works on a normalised *view* of the text with a map back to the original, so only the
 spans that read as a tag change; all other text stays byte-for-byte as sent.
@@ -61,7 +61,7 @@ _MAYBE = (
 )
 # Printable ASCII with no escape starts: its view is itself, so the tag pattern runs on it directly.
 _PLAIN = r"[\t\n\r\x20-\x24\x27-\x5b\x5d-\x7e]*"
-_SPECIAL = r"[^\t\n\r\x20-\x24\x27-\x5b\x5d-\x7e]"
+_NOT_PLAIN = r"[^\t\n\r\x20-\x24\x27-\x5b\x5d-\x7e]"
 
 _ESCAPE = (
     r"&(?:amp;)*(?:#([0-9]{1,8});?|#[xX]([0-9a-fA-F]{1,8});?|([A-Za-z][A-Za-z0-9]{0,31};?))"
@@ -185,7 +185,7 @@ def _view(text: str, pos: int) -> tuple[str, list[int], list[int]]:
     parts: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
-    for special in _re(_SPECIAL).finditer(text, pos):
+    for special in _re(_NOT_PLAIN).finditer(text, pos):
         at = special.start()
         if at < pos:
             continue  # inside an escape already decoded
@@ -250,7 +250,7 @@ def sender_label(message: Message) -> str:
 
 
 def mail_line(message: Message, launcher: str = "relay") -> str:
-    """One message as it appears inside the fence: a `- from` line with its id (SPEC §13), its
+    """One message as it appears inside the fence: a `- from` line with its id (docs/delivery.md), its
     body's lines indented under it, and for a question the exact way to answer it."""
     notes = []
     if message.get("id"):

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 DEFAULT_DAYS = 14.0
 DAY_SECONDS = 86400
-# How long `relay status` can follow a message after its last change (SPEC §13).
+# How long `relay status` can follow a message after its last change (docs/delivery.md).
 RECEIPT_DAYS = 30
 
 

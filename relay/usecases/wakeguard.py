@@ -1,4 +1,4 @@
-"""May `relay wake` ring now? The guardrails of SPEC §14, each a refusal with exit 75.
+"""May `relay wake` ring now? The guardrails of docs/wake.md, each a refusal with exit 75.
 
 Waking a session that runs starts a second writer on its transcript, and two agents that wake
 each other can loop and spend real money. So a wake is refused while a wake relay started for the

@@ -26,7 +26,7 @@ class NoReply(RelayError):
 
 
 class WakeRefused(RelayError):
-    """The doorbell would harm the session or feed a loop (SPEC §14); retrying later may work."""
+    """The doorbell would harm the session or feed a loop (docs/wake.md); retrying later may work."""
 
     exit_code = 75
 
