@@ -18,6 +18,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from shlex import join, quote
 
+from relay.domain.bus_tools import SERVER as BUS_SERVER
 from relay.util.env import usable_env
 from relay.util.errors import RelayError
 
@@ -33,7 +34,7 @@ PLUGIN = "session-relay"
 MARKETPLACE = "session-relay"
 PLUGIN_ID = f"{PLUGIN}@{MARKETPLACE}"
 # Claude names a plugin's MCP tools mcp__plugin_<plugin>_<server>__<tool>; the plugin's server is `bus`.
-CLAUDE_SERVER = f"mcp__plugin_{PLUGIN}_bus"
+CLAUDE_SERVER = f"mcp__plugin_{PLUGIN}_{BUS_SERVER}"
 TRUST_HOOKS = 'type /hooks and choose "Trust all and continue"'
 # What a plugin copy runs from: compared file by file between the checkout and an installed copy.
 _RUNNING_DIRS = ("relay", "bin", "hooks", "skills", ".claude-plugin", ".codex-plugin")
@@ -197,9 +198,9 @@ def codex_hook_trust() -> list[Finding]:
 
 
 def _bus_tools() -> list[str]:
-    from relay.faces.mcp_tools import TOOLS
+    from relay.domain.bus_tools import TOOL_NAMES
 
-    return [f"{CLAUDE_SERVER}__{tool['name']}" for tool in TOOLS]
+    return [f"{CLAUDE_SERVER}__{name}" for name in TOOL_NAMES]
 
 
 def _rule_covers(rule: str, tool: str) -> bool:
@@ -434,18 +435,6 @@ def platform_triple() -> str | None:
     return f"{cpu}-{system}" if cpu and system else None
 
 
-def _source_hash_module(root: Path) -> Any:
-    """The checkout's own build/source_hash.py, the one definition of "the sources a binary is built from"."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("relay_build_source_hash", root / "build" / "source_hash.py")
-    if spec is None or spec.loader is None:
-        raise ImportError("build/source_hash.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def binary_freshness(root: Path | None) -> list[Finding]:
     """In a source checkout: was bin/relay-<this platform> built from the current sources?"""
     if (
@@ -461,10 +450,11 @@ def binary_freshness(root: Path | None) -> list[Finding]:
     fix = f"cd {quote(str(root))} && sh {script}"
     binary = root / "bin" / f"relay-{triple}"
     try:
-        source_hash = _source_hash_module(root)
-        recorded = source_hash.read_record(root / "build" / "built-from.txt").get(triple)
-        current = source_hash.source_hash(root)
-    except (OSError, ValueError, ImportError, SyntaxError) as err:
+        from relay.util.source_hash import RECORD_NAME, read_record, source_hash
+
+        recorded = read_record(root / RECORD_NAME).get(triple)
+        current = source_hash(root)
+    except (OSError, ValueError) as err:
         return [("WARN", f"binary: cannot tell what bin/relay-{triple} was built from ({err})", fix)]
     if not binary.is_file():
         return [("WARN", f"binary: bin/relay-{triple} is missing; the launcher runs the sources with python3", fix)]
