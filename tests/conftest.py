@@ -90,7 +90,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "RELAY_CODEX_SESSIONS": str(tmp_path / "codex-sessions"),
         "PYTHONPATH": str(REPO),
         # Run from inside a Codex session, a bus would take that session as its own by process
-        # ancestry (relay/host/codex_session.py); tests decide identities themselves. Tests of the
+        # ancestry (relay/agents/codex.py); tests decide identities themselves. Tests of the
         # ancestry lookup remove this.
         "RELAY_NO_ANCESTRY": "1",
     }

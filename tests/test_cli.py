@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from transcripts import fake_agent_cli, read_record
 
 from relay import __version__
+from relay.agents.claude import WAKE_OPTIONS as CLAUDE_WAKE_OPTIONS
 from relay.faces.argv import parse
 from relay.faces.commands import SHAPES
-from relay.usecases.doorbell import CLAUDE_WAKE_OPTIONS
 
 # Black-box through the faces: each test runs on the file store and on Redis (conftest's `world`).
 pytestmark = pytest.mark.usefixtures("world")

@@ -2,7 +2,7 @@
 
 A fake `codex` is a copy of this Python named `codex`: run as `codex -c HOLD <words>` it holds a
 session's rollout open with the command line of a daemon, a `--no-daemon` TUI or a `codex exec`
-run, which is all relay.host.liveness looks at. relay then runs that very executable as
+run, which is all relay.agents.codex looks at. relay then runs that very executable as
 `codex queue --thread ID --message NUDGE` from the session dir, where Python runs the dir's
 `queue` script: it records argv, dir, CODEX_HOME and stdin, and answers as `queue-mode` says.
 """
@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from conftest import new_id, queued_to
 
+from relay.agents import codex
 from relay.faces import mcp_tools as tools
-from relay.host import liveness
 from relay.store.files import Store
 from relay.usecases import codex_queue, doorbell
 from relay.usecases.mail import send
@@ -284,18 +284,18 @@ def test_the_mcp_send_rings_and_notes_a_failure(
 
 
 def test_codex_hosts_names_the_holding_process(session: Session, host: Callable[..., int]) -> None:
-    assert liveness.codex_hosts(session.id) == []
+    assert codex.hosts(session.id) == []
     pid = host(*DAEMON)
-    [(found, argv, rollout)] = liveness.codex_hosts(session.id.upper())
+    [(found, argv, rollout)] = codex.hosts(session.id.upper())
     assert (found, argv[-4:], rollout) == (pid, list(DAEMON), str(session.rollout))
 
 
 def test_is_exec_run() -> None:
-    assert codex_queue.is_exec_run(["codex", "exec", "resume", "X"])
-    assert codex_queue.is_exec_run(["codex", "-c", "a=b", "e", "hi"])
-    assert not codex_queue.is_exec_run(["codex", "app-server", "--listen", "unix://"])
-    assert not codex_queue.is_exec_run(["codex", "--no-daemon", "resume", "X"])
-    assert not codex_queue.is_exec_run(["codex", "--", "exec"])  # a prompt, not the subcommand
+    assert codex.is_exec_run(["codex", "exec", "resume", "X"])
+    assert codex.is_exec_run(["codex", "-c", "a=b", "e", "hi"])
+    assert not codex.is_exec_run(["codex", "app-server", "--listen", "unix://"])
+    assert not codex.is_exec_run(["codex", "--no-daemon", "resume", "X"])
+    assert not codex.is_exec_run(["codex", "--", "exec"])  # a prompt, not the subcommand
 
 
 def test_relay_stops_ringing_after_enough_unattended_turns_until_the_user_prompts(

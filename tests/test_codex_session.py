@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from relay.host import codex_session, procinfo
+from relay.agents import codex
+from relay.host import procinfo
 
 SESSION = "01a20ac4-c162-73e0-9a27-27cf0166dbc6"
 OTHER = "01a20ac5-0000-7000-8000-000000000001"
@@ -27,10 +28,10 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="ne
 
 def test_meta_session_id_in_the_order_codex_sends_it() -> None:
     turn = {"session_id": OTHER, "thread_id": OTHER}
-    assert codex_session.id_from_meta({"sessionId": SESSION, "threadId": OTHER}) == SESSION
-    assert codex_session.id_from_meta({"threadId": SESSION, "x-codex-turn-metadata": turn}) == SESSION
-    assert codex_session.id_from_meta({"x-codex-turn-metadata": {"session_id": SESSION}}) == SESSION
-    assert codex_session.id_from_meta({"x-codex-turn-metadata": {"thread_id": SESSION}}) == SESSION
+    assert codex.id_from_meta({"sessionId": SESSION, "threadId": OTHER}) == SESSION
+    assert codex.id_from_meta({"threadId": SESSION, "x-codex-turn-metadata": turn}) == SESSION
+    assert codex.id_from_meta({"x-codex-turn-metadata": {"session_id": SESSION}}) == SESSION
+    assert codex.id_from_meta({"x-codex-turn-metadata": {"thread_id": SESSION}}) == SESSION
 
 
 @pytest.mark.parametrize(
@@ -38,18 +39,18 @@ def test_meta_session_id_in_the_order_codex_sends_it() -> None:
     [None, "x", [], {}, {"sessionId": "--config=evil"}, {"sessionId": 7}, {"x-codex-turn-metadata": "s"}],
 )
 def test_meta_without_a_uuid_names_nobody(meta: object) -> None:
-    assert codex_session.id_from_meta(meta) is None
+    assert codex.id_from_meta(meta) is None
 
 
 def test_planted_non_uuid_falls_through_to_the_next_field() -> None:
-    assert codex_session.id_from_meta({"sessionId": "../../etc", "threadId": SESSION}) == SESSION
+    assert codex.id_from_meta({"sessionId": "../../etc", "threadId": SESSION}) == SESSION
 
 
 def test_resolve_prefers_the_call_meta(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(codex_session, "_codex_of", lambda pid: None)
-    found = codex_session.resolve({"sessionId": SESSION})
-    assert found == codex_session.CodexSession(SESSION, None, "Codex tools/call _meta.sessionId")
-    assert codex_session.resolve(None) is None
+    monkeypatch.setattr(codex, "_codex_of", lambda pid: None)
+    found = codex.resolve({"sessionId": SESSION})
+    assert found == codex.CodexSession(SESSION, None, "Codex tools/call _meta.sessionId")
+    assert codex.resolve(None) is None
 
 
 # ------------------------------------------------------------------ a real process tree (Linux)
@@ -65,10 +66,10 @@ def _rollout(root: Path, session: str, cwd: str, source: object = "exec") -> Pat
 
 PROBE = """
 import json
-from relay.host import codex_session
+from relay.agents import codex
 from relay.host import procinfo
-found = codex_session.from_ancestor()
-anc = procinfo.codex_ancestor()
+found = codex.from_ancestor()
+anc = codex.codex_ancestor()
 print(json.dumps({"found": found and [found.session_id, found.cwd], "ancestor": anc and anc.name}))
 """
 
@@ -138,12 +139,12 @@ def test_is_codex_matches_the_native_binary_not_the_node_wrapper() -> None:
     def named(name: str) -> procinfo.ProcInfo:
         return procinfo.ProcInfo(pid=2, ppid=1, start="1", name=name)
 
-    assert procinfo.is_codex(named("codex"))
-    assert procinfo.is_codex(named("codex-x86_64-unknown-linux-musl"))
-    assert procinfo.is_codex(named("codex-aarch64-apple-darwin"))
-    assert not procinfo.is_codex(named("node"))
-    assert not procinfo.is_codex(named("codex-helper"))
-    assert not procinfo.is_codex(named("claude"))
+    assert codex.is_codex(named("codex"))
+    assert codex.is_codex(named("codex-x86_64-unknown-linux-musl"))
+    assert codex.is_codex(named("codex-aarch64-apple-darwin"))
+    assert not codex.is_codex(named("node"))
+    assert not codex.is_codex(named("codex-helper"))
+    assert not codex.is_codex(named("claude"))
 
 
 # ------------------------------------------------------------------ macOS: ps and lsof
@@ -172,7 +173,7 @@ def test_macos_fallbacks_parse_ps_and_lsof(monkeypatch: pytest.MonkeyPatch) -> N
     info = procinfo.process_info(413)
     assert info == procinfo.ProcInfo(pid=413, ppid=412, start="Mon Nov 23 23:33:16 2026", name="codex")
     assert procinfo.process_cwd(413) == "/Users/me/src/api"
-    assert SESSION in codex_session.open_sessions(413)
+    assert SESSION in codex.open_sessions(413)
     assert "/dev/null" in procinfo.open_files(413)
 
 

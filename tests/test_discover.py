@@ -25,7 +25,9 @@ from transcripts import (
     uuid7,
 )
 
-from relay.host import liveness, transcripts
+from relay import agents
+from relay.agents import claude, codex
+from relay.host import transcripts
 from relay.store.files import Registry
 from relay.usecases import discover as discover_mod
 
@@ -254,7 +256,7 @@ def test_transcript_swapped_right_after_its_stat_is_skipped_never_waited_on(
     path = claude_transcript(claude, "/victim") if kind == "claude" else codex_rollout(codex, "/victim")
     decoy = tmp_path / "decoy.jsonl"
     decoy.write_bytes(path.read_bytes().replace(b"/victim", b"/decoy"))
-    real_fresh = transcripts._fresh
+    real_fresh = transcripts.fresh_mtime
 
     def fresh_then_swapped(entry: os.DirEntry[str], since: float) -> float | None:
         mtime = real_fresh(entry, since)
@@ -266,7 +268,7 @@ def test_transcript_swapped_right_after_its_stat_is_skipped_never_waited_on(
                 os.symlink(decoy, path)
         return mtime
 
-    monkeypatch.setattr(transcripts, "_fresh", fresh_then_swapped)
+    monkeypatch.setattr(transcripts, "fresh_mtime", fresh_then_swapped)
     found: list[list[dict]] = []
     worker = threading.Thread(target=lambda: found.append(_run_discover(within_min=60)), daemon=True)
     worker.start()
@@ -609,7 +611,7 @@ def procs() -> Iterator[Procs]:
 def fake_claude(procs: Procs, sessions: Path, session_id: str) -> tuple[subprocess.Popen, Path]:
     """A running process that is Claude Code for relay (argv[0] `claude`) and its sessions/<pid>.json."""
     proc = procs.start(["claude", "60"], executable=sleep_binary())
-    assert wait_for(lambda: liveness.is_claude_process(proc.pid))
+    assert wait_for(lambda: claude.is_claude_process(proc.pid))
     return proc, write_session(sessions.parent, proc.pid, session_id, procStart=proc_start(proc.pid))
 
 
@@ -683,7 +685,7 @@ def test_a_process_of_the_other_cli_does_not_make_a_row_live(run_relay, roots, e
     cid = uuid7()
     codex_rollout(codex, "/srv/codex", session_id=cid)
     fake_claude(procs, Path(env["HOME"]) / ".claude" / "sessions", cid)
-    assert liveness.is_live(cid, "claude")
+    assert agents.is_live(cid, "claude")
     assert [r["live"] for r in discover_rows(run_relay)] == [False]
 
 
@@ -711,12 +713,12 @@ def test_a_registered_session_whose_end_was_recorded_is_not_live(run_relay, root
 
 def test_liveness_is_asked_once_per_cli_however_many_rows(env, roots, monkeypatch):
     """One pass over each CLI's signals per discover (not one per row), and none for a CLI without rows."""
-    claude, codex = roots
+    claude_dir, codex_dir = roots
     for _ in range(30):
-        claude_transcript(claude, "/srv/many")
-        codex_rollout(codex, "/srv/many-codex")
+        claude_transcript(claude_dir, "/srv/many")
+        codex_rollout(codex_dir, "/srv/many-codex")
     calls: list[str] = []
-    real_claude, real_codex = discover_mod.live_claude_sessions, discover_mod.live_codex_sessions
+    real_claude, real_codex = claude.live_sessions, codex.live_sessions
 
     def counted_claude(*args):
         calls.append("claude")
@@ -726,8 +728,8 @@ def test_liveness_is_asked_once_per_cli_however_many_rows(env, roots, monkeypatc
         calls.append("codex")
         return real_codex()
 
-    monkeypatch.setattr(discover_mod, "live_claude_sessions", counted_claude)
-    monkeypatch.setattr(discover_mod, "live_codex_sessions", counted_codex)
+    monkeypatch.setattr(claude, "live_sessions", counted_claude)
+    monkeypatch.setattr(codex, "live_sessions", counted_codex)
     assert len(_run_discover(limit=100)) == 60
     assert sorted(calls) == ["claude", "codex"]
     calls.clear()
@@ -755,17 +757,17 @@ def test_the_bulk_form_and_is_live_give_the_same_answers(env, procs, tmp_path):
     holder = hold_open(procs, named_copy(tmp_path, "codex"), path)
     assert wait_for(lambda: holds(holder, path))
 
-    assert liveness.live_claude_sessions() == {claude_id}
-    assert codex_id in liveness.live_codex_sessions()  # a lower-case id, whatever the file name's case
-    assert {claude_id, codex_id} <= liveness.live_sessions()
-    assert claude_id in liveness.live_sessions("claude") and codex_id not in liveness.live_sessions("claude")
-    assert codex_id in liveness.live_sessions("codex") and claude_id not in liveness.live_sessions("codex")
+    assert claude.live_sessions() == {claude_id}
+    assert codex_id in codex.live_sessions()  # a lower-case id, whatever the file name's case
+    assert {claude_id, codex_id} <= agents.live_sessions()
+    assert claude_id in agents.live_sessions("claude") and codex_id not in agents.live_sessions("claude")
+    assert codex_id in agents.live_sessions("codex") and claude_id not in agents.live_sessions("codex")
     for sid in (claude_id, codex_id, nobody):
-        assert liveness.is_live(sid) == (sid in liveness.live_sessions())
+        assert agents.is_live(sid) == (sid in agents.live_sessions())
     procs.stop(proc)
     procs.stop(holder)
-    assert liveness.live_claude_sessions() == set()
-    assert not liveness.is_live(claude_id) and not liveness.is_live(codex_id)
+    assert claude.live_sessions() == set()
+    assert not agents.is_live(claude_id) and not agents.is_live(codex_id)
 
 
 # -- the real CLIs (offline, in `unshare -n`) ---------------------------------------------------

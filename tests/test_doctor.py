@@ -403,17 +403,18 @@ def test_an_install_without_sources_skips_the_binary_check(env, tmp_path):
 
 def test_a_wake_command_without_the_bus_allowed_is_a_warning_whose_fix_allows_it(env, tmp_path, monkeypatch):
     """In-process: the committed wake command always allows the bus; were it changed, doctor must say so."""
+    from relay.agents import claude
     from relay.store.files import Store
-    from relay.usecases import doorbell, install_check
+    from relay.usecases import install_check
 
-    claude = tmp_path / "claude-config"
-    claude.mkdir()
-    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(claude))
-    monkeypatch.setattr(doorbell, "CLAUDE_WAKE_OPTIONS", ("--allowedTools", "Read"))
+    config = tmp_path / "claude-config"
+    config.mkdir()
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(config))
+    monkeypatch.setattr(claude, "WAKE_OPTIONS", ("--allowedTools", "Read"))
     [finding] = install_check.woken_claude_tools(Store())
     assert finding[0] == "WARN" and "does not allow mcp__plugin_session-relay_bus" in finding[1]
     assert subprocess.run(finding[2], shell=True, env=env, check=False).returncode == 0
-    settings = json.loads((claude / "settings.json").read_text())
+    settings = json.loads((config / "settings.json").read_text())
     assert settings == {"permissions": {"allow": ["mcp__plugin_session-relay_bus"]}}
 
 

@@ -13,6 +13,7 @@ import pytest
 from conftest import new_id
 from transcripts import fake_agent_cli, read_record, uuid7
 
+from relay.agents import claude
 from relay.store.files import Store
 from relay.usecases import doorbell
 from relay.util.errors import RelayError
@@ -58,7 +59,7 @@ def one_line_error(result) -> str:
 
 def claude_args(sid: str) -> list[str]:
     """The claude argv after the program name, up to and including `--` (the nudge follows)."""
-    return ["-p", "--resume", sid, "--output-format", "json", *doorbell.CLAUDE_WAKE_OPTIONS, "--"]
+    return ["-p", "--resume", sid, "--output-format", "json", *claude.WAKE_OPTIONS, "--"]
 
 
 def codex_args(sid: str) -> list[str]:
@@ -100,7 +101,7 @@ def test_claude_exact_argv_and_cwd(run_relay, fakes, project):
 
 
 def test_claude_wake_options_let_it_use_the_relays_tools():
-    options = list(doorbell.CLAUDE_WAKE_OPTIONS)
+    options = list(claude.WAKE_OPTIONS)
     assert options[0] == "--allowedTools" and "mcp__plugin_session-relay_bus" in options[1]
 
 
@@ -456,7 +457,7 @@ def test_command_is_exactly_the_contract():
     sid = new_id()
     nudge = doorbell.nudge(sid)
     assert doorbell.command("claude", sid) == [
-        "claude", "-p", "--resume", sid, "--output-format", "json", *doorbell.CLAUDE_WAKE_OPTIONS, "--", nudge
+        "claude", "-p", "--resume", sid, "--output-format", "json", *claude.WAKE_OPTIONS, "--", nudge
     ]  # fmt: skip
     assert doorbell.command("codex", sid) == ["codex", "exec", "resume", sid, "--json", "--", nudge]
     check_nudge(nudge, sid)

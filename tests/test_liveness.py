@@ -1,4 +1,4 @@
-"""relay.host.liveness: is a session running now? Real processes, real /proc, planted leftovers."""
+"""relay.agents (claude, codex liveness): is a session running now? Real processes, real /proc, planted leftovers."""
 
 import json
 import os
@@ -14,7 +14,8 @@ import pytest
 from conftest import new_id
 from transcripts import uuid7
 
-from relay.host import liveness
+from relay import agents
+from relay.agents import claude
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="these tests read /proc (Linux)")
 
@@ -98,22 +99,22 @@ def proc_start(pid: int) -> str:
 def test_claude_named_by_argv0_is_live_until_killed(claude_config, procs, tmp_path):
     sid = new_id()
     proc = procs.start(["claude", "60"], executable=sleep_binary())
-    assert wait_for(lambda: liveness.is_claude_process(proc.pid))
+    assert wait_for(lambda: claude.is_claude_process(proc.pid))
     write_session(claude_config, proc.pid, sid, procStart=proc_start(proc.pid))
-    assert liveness.is_live(sid, "claude")
-    assert liveness.is_live(sid.upper())  # tool None: both CLIs asked; any case of the id
-    assert not liveness.is_live(sid, "codex")
-    assert not liveness.is_live(new_id(), "claude")
+    assert agents.is_live(sid, "claude")
+    assert agents.is_live(sid.upper())  # tool None: both CLIs asked; any case of the id
+    assert not agents.is_live(sid, "codex")
+    assert not agents.is_live(new_id(), "claude")
     procs.stop(proc)
     assert (claude_config / "sessions" / f"{proc.pid}.json").exists()  # a leftover file ...
-    assert not liveness.is_live(sid, "claude")  # ... of a dead pid does not count
+    assert not agents.is_live(sid, "claude")  # ... of a dead pid does not count
 
 
 def test_claude_executable_named_claude_is_live(claude_config, procs, tmp_path):
     sid = new_id()
     proc = procs.start([named_copy(tmp_path, "claude.exe"), "60"])
     write_session(claude_config, proc.pid, sid)
-    assert wait_for(lambda: liveness.is_live(sid, "claude"))
+    assert wait_for(lambda: agents.is_live(sid, "claude"))
 
 
 def test_node_running_claude_codes_cli_js_is_claude(procs, tmp_path):
@@ -122,15 +123,15 @@ def test_node_running_claude_codes_cli_js_is_claude(procs, tmp_path):
     script.parent.mkdir(parents=True)
     script.write_text("import time\ntime.sleep(60)\n")
     proc = procs.start(["node", str(script)], executable=sys.executable)
-    assert wait_for(lambda: liveness.is_claude_process(proc.pid))
+    assert wait_for(lambda: claude.is_claude_process(proc.pid))
     time.sleep(0.3)
-    assert proc.poll() is None and liveness.is_claude_process(proc.pid)
+    assert proc.poll() is None and claude.is_claude_process(proc.pid)
     other = tmp_path / "node_modules" / "other" / "cli.js"
     other.parent.mkdir(parents=True)
     other.write_text("import time\ntime.sleep(60)\n")
     unrelated = procs.start(["node", str(other)], executable=sys.executable)
     time.sleep(0.3)
-    assert unrelated.poll() is None and not liveness.is_claude_process(unrelated.pid)
+    assert unrelated.poll() is None and not claude.is_claude_process(unrelated.pid)
 
 
 def test_a_live_pid_that_is_not_claude_does_not_count(claude_config, procs):
@@ -139,23 +140,23 @@ def test_a_live_pid_that_is_not_claude_does_not_count(claude_config, procs):
     write_session(claude_config, proc.pid, sid)
     write_session(claude_config, os.getpid(), sid)  # this python process
     time.sleep(0.2)
-    assert not liveness.is_claude_process(proc.pid)
-    assert not liveness.is_live(sid)
+    assert not claude.is_claude_process(proc.pid)
+    assert not agents.is_live(sid)
 
 
 def test_a_reused_pid_does_not_count(claude_config, procs):
     sid = new_id()
     proc = procs.start(["claude", "60"], executable=sleep_binary())
-    assert wait_for(lambda: liveness.is_claude_process(proc.pid))
+    assert wait_for(lambda: claude.is_claude_process(proc.pid))
     write_session(claude_config, proc.pid, sid, procStart="1")  # the file's process started at another time
-    assert not liveness.is_live(sid, "claude")
+    assert not agents.is_live(sid, "claude")
 
 
 def test_claude_config_dir_default_is_home(env, monkeypatch):
     monkeypatch.delenv("CLAUDE_CONFIG_DIR", raising=False)
-    assert liveness.claude_sessions_dir() == os.path.join(env["HOME"], ".claude", "sessions")
+    assert claude.sessions_dir() == os.path.join(env["HOME"], ".claude", "sessions")
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", "")
-    assert liveness.claude_sessions_dir() == os.path.join(env["HOME"], ".claude", "sessions")
+    assert claude.sessions_dir() == os.path.join(env["HOME"], ".claude", "sessions")
 
 
 def test_planted_files_in_the_sessions_dir_never_block_or_crash(claude_config, procs, tmp_path):
@@ -169,16 +170,16 @@ def test_planted_files_in_the_sessions_dir_never_block_or_crash(claude_config, p
     (sessions / "6.json").mkdir()
     (sessions / "7.json").write_bytes(b" " * (1 << 20))
     proc = procs.start(["claude", "60"], executable=sleep_binary())
-    assert wait_for(lambda: liveness.is_claude_process(proc.pid))
+    assert wait_for(lambda: claude.is_claude_process(proc.pid))
     (sessions / "8.json").symlink_to(write_session(tmp_path / "elsewhere", proc.pid, sid))
     started = time.monotonic()
-    assert not liveness.is_live(sid)
+    assert not agents.is_live(sid)
     assert time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize("value", [None, "", "not-a-uuid", "../../x", 7])
 def test_not_a_uuid_is_never_live(value):
-    assert not liveness.is_live(value)
+    assert not agents.is_live(value)
 
 
 # -- Codex -------------------------------------------------------------------------------------
@@ -215,12 +216,12 @@ def test_codex_holding_its_rollout_is_live_until_killed(procs, tmp_path):
     path = rollout(tmp_path, sid)
     proc = hold_open(procs, named_copy(tmp_path, "codex"), path)
     assert wait_for(lambda: holds(proc, path))
-    assert liveness.is_live(sid, "codex")
-    assert liveness.is_live(sid)
-    assert not liveness.is_live(sid, "claude")
-    assert not liveness.is_live(uuid7(), "codex")
+    assert agents.is_live(sid, "codex")
+    assert agents.is_live(sid)
+    assert not agents.is_live(sid, "claude")
+    assert not agents.is_live(uuid7(), "codex")
     procs.stop(proc)
-    assert not liveness.is_live(sid, "codex")
+    assert not agents.is_live(sid, "codex")
 
 
 def test_a_process_that_is_not_codex_holding_the_rollout_does_not_count(procs, tmp_path):
@@ -228,7 +229,7 @@ def test_a_process_that_is_not_codex_holding_the_rollout_does_not_count(procs, t
     path = rollout(tmp_path, sid)
     proc = hold_open(procs, sleep_binary(), path)
     assert wait_for(lambda: holds(proc, path))
-    assert not liveness.is_live(sid, "codex")
+    assert not agents.is_live(sid, "codex")
 
 
 def test_codex_holding_another_file_does_not_count(procs, tmp_path):
@@ -237,11 +238,11 @@ def test_codex_holding_another_file_does_not_count(procs, tmp_path):
     other.write_text("")
     proc = hold_open(procs, named_copy(tmp_path, "codex"), other)
     assert wait_for(lambda: holds(proc, other))
-    assert not liveness.is_live(sid, "codex")
+    assert not agents.is_live(sid, "codex")
 
 
 def test_python_is_not_claude():
-    assert not liveness.is_claude_process(os.getpid())
+    assert not claude.is_claude_process(os.getpid())
 
 
 # -- the real Claude Code ----------------------------------------------------------------------
@@ -269,8 +270,8 @@ def test_a_real_claude_code_session_is_live_while_it_runs(tmp_path, monkeypatch)
         [record] = [json.loads(p.read_text()) for p in sessions.glob("*.json")]
         sid = record["sessionId"]
         assert record["pid"] == proc.pid  # unshare execs claude
-        assert liveness.is_live(sid, "claude") and liveness.is_live(sid)
-        assert not liveness.is_live(sid, "codex")
+        assert agents.is_live(sid, "claude") and agents.is_live(sid)
+        assert not agents.is_live(sid, "codex")
     finally:
         assert proc.stdin is not None
         proc.stdin.close()  # end of input: claude exits
@@ -280,7 +281,7 @@ def test_a_real_claude_code_session_is_live_while_it_runs(tmp_path, monkeypatch)
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    assert not liveness.is_live(sid, "claude")
+    assert not agents.is_live(sid, "claude")
 
 
 def test_gc_never_retires_a_running_claude_session(store_home, claude_config, procs):
@@ -295,7 +296,7 @@ def test_gc_never_retires_a_running_claude_session(store_home, claude_config, pr
     registry["agents"][sid]["lastSeen"] = "2020-01-01T00:00:00.000Z"
     (store_home / "registry.json").write_text(json.dumps(registry))
     proc = procs.start(["claude", "60"], executable=sleep_binary())
-    assert wait_for(lambda: liveness.is_claude_process(proc.pid))
+    assert wait_for(lambda: claude.is_claude_process(proc.pid))
     write_session(claude_config, proc.pid, sid, procStart=proc_start(proc.pid))
     assert gc.collect(store)["retired"] == []
     procs.stop(proc)

@@ -17,8 +17,8 @@ from conftest import new_id, plant_registry, stored_registry
 from test_bus import by_id, call, run_bus, tool_json, tool_result
 from test_liveness import Procs, sleep_binary, wait_for, write_session
 
+from relay.agents import claude
 from relay.faces import hook
-from relay.host import liveness
 from relay.store.contract import open_store
 from relay.usecases import addressing, doorbell
 
@@ -190,9 +190,9 @@ def procs() -> Iterator[Procs]:
 
 
 def start_live_claude(running: Procs, config: Path, sid: str) -> subprocess.Popen:
-    """A process that is Claude Code for relay.host.liveness (argv[0] `claude`), with its sessions file."""
+    """A process that is Claude Code for relay.agents.claude (argv[0] `claude`), with its sessions file."""
     proc = running.start(["claude", "60"], executable=sleep_binary())
-    assert wait_for(lambda: liveness.is_claude_process(proc.pid))
+    assert wait_for(lambda: claude.is_claude_process(proc.pid))
     write_session(config, proc.pid, sid)
     return proc
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from test_liveness import wait_for
 
+from relay.agents import codex
 from relay.host import procinfo
 
 needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
@@ -51,16 +52,16 @@ def test_no_such_process_is_no_zombie() -> None:
 
 @needs_proc
 def test_codex_pids_lists_running_codex_processes(tmp_path: Path) -> None:
-    codex = tmp_path / "codex"
-    shutil.copy(shutil.which("sleep") or "/bin/sleep", codex)
-    proc = subprocess.Popen([str(codex), "30"])
+    program = tmp_path / "codex"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", program)
+    proc = subprocess.Popen([str(program), "30"])
     try:
-        assert wait_for(lambda: proc.pid in procinfo.codex_pids())
-        assert os.getpid() not in procinfo.codex_pids()
+        assert wait_for(lambda: proc.pid in codex.codex_pids())
+        assert os.getpid() not in codex.codex_pids()
     finally:
         proc.kill()
         proc.wait()
-    assert proc.pid not in procinfo.codex_pids()
+    assert proc.pid not in codex.codex_pids()
 
 
 def test_codex_pids_from_ps_where_there_is_no_proc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -68,9 +69,9 @@ def test_codex_pids_from_ps_where_there_is_no_proc(monkeypatch: pytest.MonkeyPat
     listing = "  412 /opt/homebrew/bin/codex\n  413 /usr/bin/node\n 7001 /tmp/codex-aarch64-apple-darwin\nnot a pid\n"
     monkeypatch.setattr(procinfo, "_PROC", str(tmp_path / "no-proc"))
     monkeypatch.setattr(procinfo, "_run", lambda argv: listing if argv[:2] == ["ps", "-A"] else None)
-    assert procinfo.codex_pids() == [412, 7001]
+    assert codex.codex_pids() == [412, 7001]
     monkeypatch.setattr(procinfo, "_run", lambda argv: None)  # no ps: nobody
-    assert procinfo.codex_pids() == []
+    assert codex.codex_pids() == []
 
 
 @needs_proc

@@ -17,7 +17,7 @@ import pytest
 import realclients as rc
 from conftest import queued_to
 
-from relay.usecases.doorbell import CLAUDE_WAKE_OPTIONS
+from relay.agents.claude import WAKE_OPTIONS as CLAUDE_WAKE_OPTIONS
 
 SKILL_DIR = rc.REPO / "skills" / "session-relay"
 SKILL = SKILL_DIR / "SKILL.md"

@@ -19,6 +19,7 @@ from transcripts import (
     uuid7,
 )
 
+from relay.agents import claude, codex
 from relay.host import transcripts
 
 # ---------------------------------------------------------------- where they live
@@ -28,21 +29,21 @@ def test_roots_from_relay_override_then_cli_config_then_home(monkeypatch, tmp_pa
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     for name in ("RELAY_CLAUDE_PROJECTS", "RELAY_CODEX_SESSIONS", "CLAUDE_CONFIG_DIR", "CODEX_HOME"):
         monkeypatch.setenv(name, "")  # empty counts as unset
-    assert transcripts.claude_root() == tmp_path / "home" / ".claude" / "projects"
-    assert transcripts.codex_root() == tmp_path / "home" / ".codex" / "sessions"
+    assert claude.projects_root() == tmp_path / "home" / ".claude" / "projects"
+    assert codex.sessions_root() == tmp_path / "home" / ".codex" / "sessions"
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", "/cfg/claude")
     monkeypatch.setenv("CODEX_HOME", "/cfg/codex")
-    assert transcripts.claude_root() == Path("/cfg/claude/projects")
-    assert transcripts.codex_root() == Path("/cfg/codex/sessions")
+    assert claude.projects_root() == Path("/cfg/claude/projects")
+    assert codex.sessions_root() == Path("/cfg/codex/sessions")
     monkeypatch.setenv("RELAY_CLAUDE_PROJECTS", "/override/claude")
     monkeypatch.setenv("RELAY_CODEX_SESSIONS", "/override/codex")
-    assert transcripts.claude_root() == Path("/override/claude")
-    assert transcripts.codex_root() == Path("/override/codex")
+    assert claude.projects_root() == Path("/override/claude")
+    assert codex.sessions_root() == Path("/override/codex")
 
 
 def test_codex_home_of() -> None:
-    assert transcripts.codex_home_of("/h/.codex/sessions/2026/11/30/rollout-x.jsonl") == "/h/.codex"
-    assert transcripts.codex_home_of("/h/.codex/archived_sessions/rollout-x.jsonl") is None
+    assert codex.home_of("/h/.codex/sessions/2026/11/30/rollout-x.jsonl") == "/h/.codex"
+    assert codex.home_of("/h/.codex/archived_sessions/rollout-x.jsonl") is None
 
 
 @pytest.mark.parametrize(
@@ -62,7 +63,7 @@ def test_codex_home_of() -> None:
     ],
 )
 def test_rollout_id_from_the_file_name(name, expected):
-    assert transcripts.rollout_id(name) == expected
+    assert codex.rollout_id(name) == expected
 
 
 # ---------------------------------------------------------------- listing them
@@ -77,10 +78,10 @@ def test_claude_files_lists_uuid_transcripts_one_level_deep_and_fresh(tmp_path) 
     (root / "-p-fresh" / "notes.jsonl").write_text("{}\n")
     os.symlink(fresh_path, root / "-p-fresh" / f"{new_id()}.jsonl")  # a link is not a transcript
     os.symlink(root / "-p-fresh", root / "-linked-project")  # nor is a linked project dir
-    listed = list(transcripts.claude_files(root, since=os.path.getmtime(fresh_path) - 1))
+    listed = list(claude.transcript_files(root, since=os.path.getmtime(fresh_path) - 1))
     assert [(sid, path) for sid, path, _ in listed] == [(fresh, str(fresh_path))]
-    assert {sid for sid, _, _ in transcripts.claude_files(root, since=0.0)} == {fresh, old}
-    assert list(transcripts.claude_files(tmp_path / "missing", since=0.0)) == []
+    assert {sid for sid, _, _ in claude.transcript_files(root, since=0.0)} == {fresh, old}
+    assert list(claude.transcript_files(tmp_path / "missing", since=0.0)) == []
 
 
 def test_codex_files_walks_every_depth_but_archived_and_links(tmp_path) -> None:
@@ -92,7 +93,7 @@ def test_codex_files_walks_every_depth_but_archived_and_links(tmp_path) -> None:
     os.symlink(today.parent, root / "linked-day")
     (today.parent / "notes.jsonl").write_text("{}\n")
     since = os.path.getmtime(today) - 1
-    assert sorted(path for path, _ in transcripts.codex_files(root, since)) == sorted([str(today), str(resumed)])
+    assert sorted(path for path, _ in codex.rollout_files(root, since)) == sorted([str(today), str(resumed)])
 
 
 # ---------------------------------------------------------------- reading one
@@ -129,25 +130,25 @@ def test_bounded_lines_never_follows_a_link_nor_waits_on_a_fifo(tmp_path) -> Non
 @pytest.mark.parametrize("first", ["user", "queue-operation", "file-history-snapshot", "summary"])
 def test_claude_cwd_is_the_first_cwd_however_far(tmp_path, first) -> None:
     path = claude_transcript(tmp_path, "/srv/app", first=first, prompt_bytes=200 * 1024)
-    assert transcripts.claude_cwd(str(path)) == "/srv/app"
-    assert transcripts.claude_cwd(str(claude_transcript(tmp_path, None))) is None
+    assert claude.transcript_cwd(str(path)) == "/srv/app"
+    assert claude.transcript_cwd(str(claude_transcript(tmp_path, None))) is None
 
 
 def test_claude_cwd_refuses_a_subagent_transcript(tmp_path) -> None:
     for path in claude_subagent_files(tmp_path, "/srv/app", new_id()):
-        with pytest.raises(transcripts.Sidechain):
-            transcripts.claude_cwd(str(path))
+        with pytest.raises(claude.Sidechain):
+            claude.transcript_cwd(str(path))
 
 
 def test_codex_meta_reads_the_session_meta_line(tmp_path) -> None:
     sid = uuid7()
-    assert transcripts.codex_meta(str(codex_rollout(tmp_path, "/srv/x", session_id=sid))) == (sid, "/srv/x")
+    assert codex.session_meta(str(codex_rollout(tmp_path, "/srv/x", session_id=sid))) == (sid, "/srv/x")
     blank_first = codex_rollout(tmp_path, None, first_line="\n  \n" + codex_meta_line(sid, "/srv/blank"))
-    assert transcripts.codex_meta(str(blank_first)) == (sid, "/srv/blank")
+    assert codex.session_meta(str(blank_first)) == (sid, "/srv/blank")
     no_cwd = codex_rollout(tmp_path, None, session_id=sid)
-    assert transcripts.codex_meta(str(no_cwd)) == (sid, None)
+    assert codex.session_meta(str(no_cwd)) == (sid, None)
     only_session_id = json.dumps({"type": "session_meta", "payload": {"session_id": sid, "cwd": "/s"}}) + "\n"
-    assert transcripts.codex_meta(str(codex_rollout(tmp_path, None, first_line=only_session_id))) == (sid, "/s")
+    assert codex.session_meta(str(codex_rollout(tmp_path, None, first_line=only_session_id))) == (sid, "/s")
 
 
 @pytest.mark.parametrize(
@@ -164,12 +165,12 @@ def test_codex_meta_without_a_session_meta_first_is_nothing(tmp_path, first_line
     path = codex_rollout(tmp_path, None, first_line=first_line)
     if not first_line:
         path.write_text("")
-    assert transcripts.codex_meta(str(path)) == (None, None)
+    assert codex.session_meta(str(path)) == (None, None)
 
 
 def test_codex_meta_ids_are_returned_only_as_strings(tmp_path) -> None:
     line = json.dumps({"type": "session_meta", "payload": {"id": 7, "cwd": ""}}) + "\n"
-    assert transcripts.codex_meta(str(codex_rollout(tmp_path, None, first_line=line))) == (None, None)
+    assert codex.session_meta(str(codex_rollout(tmp_path, None, first_line=line))) == (None, None)
 
 
 @pytest.mark.parametrize(
@@ -179,34 +180,34 @@ def test_codex_meta_ids_are_returned_only_as_strings(tmp_path) -> None:
 def test_codex_is_subagent_from_the_meta_source(tmp_path, source, expected) -> None:
     sid = uuid7()
     line = json.dumps({"type": "session_meta", "payload": {"id": sid, "cwd": "/s", "source": source}}) + "\n"
-    assert transcripts.codex_is_subagent(str(codex_rollout(tmp_path, None, first_line=line))) is expected
+    assert codex.is_subagent(str(codex_rollout(tmp_path, None, first_line=line))) is expected
 
 
 def test_codex_is_subagent_of_nothing_readable_is_false(tmp_path) -> None:
-    assert transcripts.codex_is_subagent(None) is False
-    assert transcripts.codex_is_subagent(str(tmp_path / "missing.jsonl")) is False
-    assert transcripts.codex_is_subagent(str(codex_rollout(tmp_path, None, first_line="{oops\n"))) is False
+    assert codex.is_subagent(None) is False
+    assert codex.is_subagent(str(tmp_path / "missing.jsonl")) is False
+    assert codex.is_subagent(str(codex_rollout(tmp_path, None, first_line="{oops\n"))) is False
 
 
 def test_turn_in_progress(tmp_path: Path) -> None:
     rollout = tmp_path / "r.jsonl"
-    assert not transcripts.turn_in_progress(str(rollout))  # unreadable: not busy
+    assert not codex.turn_in_progress(str(rollout))  # unreadable: not busy
     rollout.write_bytes(b"")
-    assert not transcripts.turn_in_progress(str(rollout))
+    assert not codex.turn_in_progress(str(rollout))
     rollout.write_bytes(DONE_TURN)
-    assert not transcripts.turn_in_progress(str(rollout))
+    assert not codex.turn_in_progress(str(rollout))
     rollout.write_bytes(DONE_TURN + STARTED)
-    assert transcripts.turn_in_progress(str(rollout))
+    assert codex.turn_in_progress(str(rollout))
     # A user's text quoting the marker is escaped inside the JSON line and does not count.
     rollout.write_bytes(DONE_TURN + json.dumps({"text": '"type":"task_started"'}).encode() + b"\n")
-    assert not transcripts.turn_in_progress(str(rollout))
+    assert not codex.turn_in_progress(str(rollout))
 
 
 def test_turn_in_progress_reads_only_the_tail(tmp_path: Path) -> None:
     """A turn that started before the last `_TAIL_BYTES` is not seen: the read stays bounded."""
     rollout = tmp_path / "r.jsonl"
     filler = b'{"type":"event_msg","payload":{"type":"token_count","n":"' + b"0" * 1000 + b'"}}\n'
-    rollout.write_bytes(STARTED + filler * (transcripts._TAIL_BYTES // len(filler) + 1))
-    assert not transcripts.turn_in_progress(str(rollout))
-    rollout.write_bytes(STARTED + filler * (transcripts._TAIL_BYTES // len(filler) - 1))
-    assert transcripts.turn_in_progress(str(rollout))
+    rollout.write_bytes(STARTED + filler * (codex.TAIL_BYTES // len(filler) + 1))
+    assert not codex.turn_in_progress(str(rollout))
+    rollout.write_bytes(STARTED + filler * (codex.TAIL_BYTES // len(filler) - 1))
+    assert codex.turn_in_progress(str(rollout))

@@ -31,7 +31,7 @@ from test_liveness import (
 )
 from transcripts import uuid7
 
-from relay.host import liveness
+from relay.agents import claude
 from relay.usecases import wakeguard
 
 __all__ = ["procs"]  # the fixture, shared with test_liveness
@@ -134,7 +134,7 @@ def live_claude(procs, env: dict[str, str], tmp_path: Path, sid: str) -> subproc
     config = tmp_path / "claude-config"
     env["CLAUDE_CONFIG_DIR"] = str(config)
     proc = procs.start(["claude", "60"], executable=sleep_binary())
-    assert wait_for(lambda: liveness.is_claude_process(proc.pid))
+    assert wait_for(lambda: claude.is_claude_process(proc.pid))
     write_session(config, proc.pid, sid, procStart=proc_start(proc.pid))
     return proc
 

@@ -19,7 +19,7 @@ import pytest
 import realclients as rc
 from conftest import relay_command
 
-from relay.usecases.doorbell import CLAUDE_WAKE_OPTIONS
+from relay.agents.claude import WAKE_OPTIONS as CLAUDE_WAKE_OPTIONS
 
 QUESTION = "question from the asker: is the v2 schema final"
 ANSWER = "answer from the woken session: yes, v2 is final"

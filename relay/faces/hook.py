@@ -24,12 +24,10 @@ from relay.util.errors import RelayError
 
 TYPE_CHECKING = False  # typing stays off the hook's import path; only mypy reads these
 if TYPE_CHECKING:
+    from types import ModuleType
     from typing import BinaryIO
 
     from relay.store.contract import StoreAPI
-
-# The events this hook serves (docs/delivery.md); any other is ignored.
-_EVENTS = ("SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd")
 
 # How long the hook waits for its event on stdin before giving up (the session goes on).
 STDIN_DEADLINE_SECONDS = 5.0
@@ -99,8 +97,12 @@ def handle(event: dict, tool: str, stdout: "BinaryIO", store: "StoreAPI") -> Non
     An event without `hook_event_name` is a SessionStart (0.1's hook saw only those); one this
     hook does not serve, or a name that is not a string, is ignored.
     """
-    name = event.get("hook_event_name", "SessionStart")
-    if not isinstance(name, str) or name not in _EVENTS:
+    from relay.agents import adapter
+
+    agent = adapter(tool)  # the CLI's event names and answer shape
+    raw = event.get("hook_event_name", "SessionStart")
+    name = agent.EVENTS.get(raw) if isinstance(raw, str) else None
+    if name is None:
         return
     session_id = event.get("session_id")
     if not session_id:
@@ -108,7 +110,7 @@ def handle(event: dict, tool: str, stdout: "BinaryIO", store: "StoreAPI") -> Non
     session_id = require_uuid(session_id)  # checked once here; everything inward trusts it
 
     def show(batch: list[Message], remaining: int) -> int:
-        return _show(stdout, name, session_id, batch, remaining)
+        return _show(stdout, agent, name, session_id, batch, remaining)
 
     if name == "SessionStart":
         store.record_start(session_id, _session_dir(event), tool)
@@ -193,16 +195,14 @@ def fenced_text(session_id: str, batch: list[Message], remaining: int) -> tuple[
     return str(text), shown
 
 
-def _show(stdout: "BinaryIO", name: str, session_id: str, batch: list[Message], remaining: int) -> int:
+def _show(
+    stdout: "BinaryIO", agent: "ModuleType", name: str, session_id: str, batch: list[Message], remaining: int
+) -> int:
     """Write as much of the batch as fits one hook result, in the shape event `name` takes; how many."""
     if not batch:
         return 0
     text, shown = fenced_text(session_id, batch, remaining)
-    if name == "Stop":  # the turn goes on with this as its next input (Codex refuses hookSpecificOutput here)
-        payload: dict[str, object] = {"decision": "block", "reason": text}
-    else:
-        payload = {"hookSpecificOutput": {"hookEventName": name, "additionalContext": text}}
-    stdout.write(jsonlite.dumps(payload).encode("utf-8", "replace") + b"\n")
+    stdout.write(jsonlite.dumps(agent.hook_output(name, text)).encode("utf-8", "replace") + b"\n")
     stdout.flush()
     return shown
 

@@ -305,7 +305,7 @@ def _register(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
 
 def _running(entry: dict[str, Any] | None, session_id: str) -> bool:
     """Is the session `session_id` (registry `entry`, if any) running now in its CLI?"""
-    from relay.host.liveness import is_live
+    from relay.agents import is_live
 
     tool = (entry or {}).get("tool")
     return is_live(session_id, tool if tool in AGENT_CLIS else None)

@@ -55,7 +55,7 @@ def _log(message: str) -> None:
 
 def _claude_of(pid: int | None = None) -> ProcInfo | None:
     """The Claude Code process this hook runs under: the nearest ancestor that is one."""
-    from relay.host.liveness import is_claude_process
+    from relay.agents.claude import is_claude_process
     from relay.host.procinfo import ancestors
 
     for info in ancestors(pid):

@@ -1,7 +1,7 @@
 """Read-only facts about running processes: parent, start time, name, cwd and open files.
 
-session-relay uses them to learn which Codex process started the MCP server (see
-`relay.host.codex_session`). Linux answers from /proc; macOS (no /proc) from `ps` and `lsof`, which
+The agents' adapters (relay.agents) use them to tell which of their CLI's processes run and which
+one started the MCP server. Linux answers from /proc; macOS (no /proc) from `ps` and `lsof`, which
 ship with the system. Every function answers None or an empty list when it cannot tell (the process
 is gone, belongs to another user, or the tools are missing); none of them raises.
 """
@@ -11,12 +11,15 @@ import sys
 
 from relay.util.values import Record
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 _PROC = "/proc"  # plain strings: pathlib costs every start its import
 # Ancestry is short in practice (codex -> launcher/stub -> relay); the cap only stops loops.
 MAX_DEPTH = 32
 # `ps`/`lsof` on a busy Mac answer in tens of milliseconds; never let them hang a tool call.
 _TOOL_TIMEOUT = 5.0
-_TRIPLE_ENDINGS = ("-musl", "-gnu", "-darwin")
 
 
 class ProcInfo(Record):
@@ -159,24 +162,14 @@ def ancestors(pid: int | None = None, max_depth: int = MAX_DEPTH) -> list[ProcIn
     return chain
 
 
-def is_codex(info: ProcInfo) -> bool:
-    """True for the Codex CLI's native process (not its `node` npm wrapper).
-
-    The npm and Homebrew installs run a binary named `codex`; a binary taken straight from a
-    GitHub release keeps its target-triple name (`codex-x86_64-unknown-linux-musl`).
-    """
-    name = info.name.lower().removesuffix(".exe")
-    return name == "codex" or (name.startswith("codex-") and name.endswith(_TRIPLE_ENDINGS))
-
-
-def codex_pids() -> list[int]:
-    """Pids of the running Codex CLI processes (see is_codex)."""
+def matching_pids(matches: "Callable[[ProcInfo], bool]") -> list[int]:
+    """Pids of the running processes for which `matches` (which sees pid and name only) is true."""
     if os.path.isdir(f"{_PROC}/self"):
         found = []
         for name in os.listdir(_PROC):
             if name.isdigit():
                 info = process_info(int(name))
-                if info is not None and is_codex(info):
+                if info is not None and matches(info):
                     found.append(info.pid)
         return found
     out = _run(["ps", "-A", "-o", "pid=", "-o", "comm="])
@@ -184,15 +177,15 @@ def codex_pids() -> list[int]:
     for line in (out or "").splitlines():
         pid, _, command = line.strip().partition(" ")
         name = os.path.basename(command.strip())
-        if pid.isdigit() and is_codex(ProcInfo(pid=int(pid), ppid=0, start="", name=name)):
+        if pid.isdigit() and matches(ProcInfo(pid=int(pid), ppid=0, start="", name=name)):
             pids.append(int(pid))
     return pids
 
 
-def codex_ancestor(pid: int | None = None) -> ProcInfo | None:
-    """The nearest ancestor of `pid` (default: this process) that is a Codex CLI process."""
+def nearest_ancestor(matches: "Callable[[ProcInfo], bool]", pid: int | None = None) -> ProcInfo | None:
+    """The nearest ancestor of `pid` (default: this process) for which `matches` is true."""
     for info in ancestors(pid):
-        if is_codex(info):
+        if matches(info):
             return info
     return None
 

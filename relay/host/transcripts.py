@@ -1,29 +1,22 @@
-"""The agent CLIs' transcript files: where they live, how to list them, what to read from one.
+"""Reading the files agent CLIs write (transcripts, session records), safely and within bounds.
 
-Every read of a Claude Code transcript or a Codex rollout goes through here, so the rules hold in
-one place: read-only; listings filter by mtime with `stat` alone before any file is opened; a file
-is read only as far as needed, never past `READ_LIMIT_BYTES` (a rollout's tail: `_TAIL_BYTES`); a
-file swapped for a FIFO or a symlink between that `stat` and the open is skipped, never waited on
-or followed; a session id is taken only when it is a UUID. A cwd comes from the file's content,
-never from Claude's lossy directory names.
-
-- Claude Code: `${CLAUDE_CONFIG_DIR:-~/.claude}/projects/<encoded dir>/<uuid>.jsonl`.
-- Codex: `${CODEX_HOME:-~/.codex}/sessions/YYYY/MM/DD/rollout-<timestamp>-<uuid>.jsonl`, whose
-  first line is a `session_meta` event (id, cwd, source).
+The CLIs' adapters (relay.agents) say where their files are and what a line means; this module
+holds the rules every such read obeys, so they hold in one place: read-only; listings filter by
+mtime with `stat` alone before any file is opened; a file is read only as far as needed, never
+past `READ_LIMIT_BYTES`; a file swapped for a FIFO or a symlink between that `stat` and the open is
+skipped, never waited on or followed.
 
 Real files are why the limit is large: Claude Code 2.1 writes `cwd` after the message on each
 line, so a big first prompt or `file-history-snapshot` pushes the first `cwd` far past 64 KiB,
 and Codex's first line (`session_meta`, holding the whole system prompt) is ~23 KB and growing.
 
-Imported by `send` (relay.host.liveness, relay.usecases.codex_queue) and the MCP server: pathlib, typing and
+Imported by `send` (through the adapters' liveness checks) and the MCP server: pathlib, typing and
 orjson are imported only where a function needs them.
 """
 
 import os
 import stat
 
-from relay.domain.ids import is_uuid
-from relay.util import jsonlite
 from relay.util.env import usable_env
 
 TYPE_CHECKING = False  # typing and pathlib stay off the send path
@@ -34,17 +27,10 @@ if TYPE_CHECKING:
 
 READ_LIMIT_BYTES = 8 * 1024 * 1024
 _CHUNK = 256 * 1024
-# Enough of a rollout's end to hold the current turn's start event; a turn's events are small.
-_TAIL_BYTES = 256 * 1024
-_STARTED = b'"type":"task_started"'
-_ENDED = (b'"type":"task_complete"', b'"type":"turn_aborted"')
 
 
-# ---------------------------------------------------------------- where they live
-
-
-def _root(explicit: str, config: str, default_config: str, leaf: str) -> "Path":
-    """$<explicit>, else ${<config>:-~/<default_config>}/<leaf>."""
+def config_root(explicit: str, config: str, default_config: str, leaf: str) -> "Path":
+    """$<explicit>, else ${<config>:-~/<default_config>}/<leaf>: where a CLI keeps a kind of file."""
     from pathlib import Path
 
     chosen = usable_env(explicit)
@@ -54,37 +40,11 @@ def _root(explicit: str, config: str, default_config: str, leaf: str) -> "Path":
     return (Path(base) if base else Path.home() / default_config) / leaf
 
 
-def claude_root() -> "Path":
-    """$RELAY_CLAUDE_PROJECTS, else ${CLAUDE_CONFIG_DIR:-~/.claude}/projects."""
-    return _root("RELAY_CLAUDE_PROJECTS", "CLAUDE_CONFIG_DIR", ".claude", "projects")
-
-
-def codex_root() -> "Path":
-    """$RELAY_CODEX_SESSIONS, else ${CODEX_HOME:-~/.codex}/sessions."""
-    return _root("RELAY_CODEX_SESSIONS", "CODEX_HOME", ".codex", "sessions")
-
-
-def codex_home_of(rollout: str) -> str | None:
-    """The CODEX_HOME a live rollout belongs to: <home>/sessions/YYYY/MM/DD/rollout-*.jsonl."""
-    sessions = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(rollout))))
-    if os.path.basename(sessions) != "sessions":
-        return None
-    return os.path.dirname(sessions)
-
-
-def rollout_id(path: str) -> str | None:
-    """The session id (lower case) in a rollout's file name, rollout-<timestamp>-<uuid>.jsonl."""
-    base = os.path.basename(path)
-    if not (base.startswith("rollout-") and base.endswith(".jsonl")):
-        return None
-    candidate = base[:-6][-36:]
-    return candidate.lower() if is_uuid(candidate) else None
-
-
 # ---------------------------------------------------------------- listing them
 
 
-def _scan(directory: "Path | str") -> "list[os.DirEntry[str]]":
+def scan_dir(directory: "Path | str") -> "list[os.DirEntry[str]]":
+    """The entries of a directory; none when it cannot be read."""
     try:
         with os.scandir(directory) as entries:
             return list(entries)
@@ -92,7 +52,7 @@ def _scan(directory: "Path | str") -> "list[os.DirEntry[str]]":
         return []
 
 
-def _fresh(entry: "os.DirEntry[str]", since: float) -> float | None:
+def fresh_mtime(entry: "os.DirEntry[str]", since: float) -> float | None:
     """The file's mtime when it is a regular file modified since `since`, else None."""
     try:
         if not entry.is_file(follow_symlinks=False):
@@ -101,42 +61,6 @@ def _fresh(entry: "os.DirEntry[str]", since: float) -> float | None:
     except OSError:
         return None
     return mtime if mtime >= since else None
-
-
-def claude_files(root: "Path", since: float) -> "Iterator[tuple[str, str, float]]":
-    """(id, path, mtime) of `<root>/<dir>/<uuid>.jsonl` changed since `since`.
-
-    Only one level deep, so sub-agent transcripts under `<uuid>/subagents/` are never seen, and
-    the uuid file-name rule drops the older `agent-<hex>.jsonl` side files.
-    """
-    for project in _scan(root):
-        if not project.is_dir(follow_symlinks=False):
-            continue
-        for entry in _scan(project.path):
-            stem = entry.name[:-6] if entry.name.endswith(".jsonl") else ""
-            if not is_uuid(stem):
-                continue
-            mtime = _fresh(entry, since)
-            if mtime is not None:
-                yield stem, entry.path, mtime
-
-
-def codex_files(root: "Path", since: float) -> "Iterator[tuple[str, float]]":
-    """(path, mtime) of `rollout-*.jsonl` at any depth under `root` changed since `since`.
-
-    `codex exec resume` appends to the original file, so an old date directory can hold a live
-    session: every directory is walked. Archived sessions are not sessions.
-    """
-    pending = [str(root)]
-    while pending:
-        for entry in _scan(pending.pop()):
-            if entry.is_dir(follow_symlinks=False):
-                if entry.name != "archived_sessions":
-                    pending.append(entry.path)
-            elif entry.name.startswith("rollout-") and entry.name.endswith(".jsonl"):
-                mtime = _fresh(entry, since)
-                if mtime is not None:
-                    yield entry.path, mtime
 
 
 # ---------------------------------------------------------------- reading one
@@ -195,7 +119,7 @@ def bounded_lines(path: str, limit: int = READ_LIMIT_BYTES) -> "Iterator[bytes]"
         os.close(fd)
 
 
-def _first_line(path: str) -> bytes | None:
+def first_line(path: str) -> bytes | None:
     """The first non-blank line within the read limit (a rollout's `session_meta`), if any."""
     for line in bounded_lines(path):
         if line.strip():
@@ -203,7 +127,7 @@ def _first_line(path: str) -> bytes | None:
     return None
 
 
-def _json_object(line: bytes) -> "dict[str, Any] | None":
+def json_object(line: bytes) -> "dict[str, Any] | None":
     import orjson  # a discover or a fallback lookup, never an ordinary send
 
     try:
@@ -213,68 +137,29 @@ def _json_object(line: bytes) -> "dict[str, Any] | None":
     return value if isinstance(value, dict) else None
 
 
-class Sidechain(Exception):
-    """The transcript belongs to a sub-agent, not a session."""
-
-
-def claude_cwd(path: str) -> str | None:
-    """The first `cwd` in a Claude transcript; raises Sidechain for a sub-agent's file."""
-    for line in bounded_lines(path):
-        if b'"cwd"' not in line and b'"isSidechain"' not in line:
-            continue
-        record = _json_object(line)
-        if record is None:
-            continue
-        if record.get("isSidechain") is True:
-            raise Sidechain
-        cwd = record.get("cwd")
-        if isinstance(cwd, str) and cwd:
-            return cwd
-    return None
-
-
-def codex_meta(path: str) -> tuple[str | None, str | None]:
-    """(id, cwd) from a Codex rollout's first non-blank line, a `session_meta` event.
-
-    The id is as written (callers check that it is a UUID)."""
-    line = _first_line(path)
-    if line is None:
-        return None, None
-    record = _json_object(line)
-    payload = record.get("payload") if record and record.get("type") == "session_meta" else None
-    if not isinstance(payload, dict):
-        return None, None
-    found = payload.get("id") or payload.get("session_id")
-    cwd = payload.get("cwd")
-    return (found if isinstance(found, str) else None), (cwd if isinstance(cwd, str) and cwd else None)
-
-
-def codex_is_subagent(path: str | None) -> bool:
-    """True when the rollout's first line says a sub-agent thread (its payload's `source` is an
-    object, where a session's is a string such as "exec")."""
-    line = _first_line(path) if path else None
-    if line is None:
-        return False
+def read_small(path: str, limit: int) -> bytes | None:
+    """The content of a regular file of at most `limit` bytes; None for anything else (never
+    blocks on a FIFO)."""
+    fd = open_regular(path)
+    if fd is None:
+        return None
     try:
-        record = jsonlite.loads(line)
-    except ValueError:
-        return False
-    payload = record.get("payload") if isinstance(record, dict) else None
-    return isinstance(payload, dict) and isinstance(payload.get("source"), dict)
-
-
-def turn_in_progress(rollout: str) -> bool:
-    """Does the rollout's tail show a turn that started and has not ended? Unreadable: no.
-
-    Codex 0.169 appends an `event_msg` of type `task_started` when a turn begins and
-    `task_complete` (or `turn_aborted`) when it ends; the last `_TAIL_BYTES` tell it cheaply."""
-    try:
-        with open(rollout, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - _TAIL_BYTES))
-            tail = handle.read(_TAIL_BYTES)
+        if os.fstat(fd).st_size > limit:
+            return None
+        return os.read(fd, limit + 1)
     except OSError:
-        return False
-    started = tail.rfind(_STARTED)
-    return started >= 0 and all(tail.rfind(ended) < started for ended in _ENDED)
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_tail(path: str, size: int) -> bytes | None:
+    """The last `size` bytes of a file (all of a shorter one); None when it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            end = handle.tell()
+            handle.seek(max(0, end - size))
+            return handle.read(size)
+    except OSError:
+        return None

@@ -13,7 +13,7 @@ After a message is queued, `ring_if_idle` runs
 - this message is the first unread one: nothing else was in flight or pending before it. One
   nudge per batch: the turn it starts delivers the whole batch, and one queued item is one turn,
   so later mail never piles up turns. (If that nudge failed, later mail waits for a turn too.)
-- a live Codex process holds the session's rollout open (relay.host.liveness) and none of the holders
+- a live Codex process holds the session's rollout open (relay.agents.codex) and none of the holders
   is a `codex exec` run: exec drains the queue after its own turn, then exits under the queued
   turn (the mail is taken, the model never answers). So only the daemon or a `--no-daemon` TUI;
 - relay has not already started RELAY_MAX_AUTO_WAKES turns (default 5) in this session since its
@@ -41,8 +41,6 @@ tell that apart from an open window.
 import os
 
 from relay.domain.policy import max_auto_wakes, mode_of
-from relay.host import procinfo
-from relay.host.transcripts import codex_home_of, turn_in_progress
 from relay.store.files import Entry, Message
 from relay.util.errors import RelayError
 from relay.util.textsafe import one_line
@@ -84,14 +82,6 @@ class Launch(Record):
         self._fields(program=program, argv=argv, env=env, cwd=cwd)
 
 
-def is_exec_run(argv: list[str]) -> bool:
-    """Is this Codex command line a `codex exec` (alias `e`) run? Words after `--` are a prompt."""
-    words = argv[1:]
-    if "--" in words:
-        words = words[: words.index("--")]
-    return "exec" in words or "e" in words
-
-
 def _first_unread(store: "StoreAPI", recipient: str, message: Message) -> bool:
     """Is `message` the oldest mail waiting for `recipient` (nothing in flight or pending before it)?"""
     waiting, _ = store.peek_batch(recipient, 1)  # the first whole line is enough
@@ -109,17 +99,18 @@ def plan(store: "StoreAPI", recipient: Entry, message: Message) -> tuple[str, La
         return "relay started enough turns unattended", None
     if not _first_unread(store, session_id, message):
         return "not the first unread message", None
-    from relay.host.liveness import codex_hosts  # every send imports this module: only Codex mail pays
+    from relay.agents import codex  # every send imports this module: only Codex mail pays
+    from relay.host import procinfo
 
-    hosts = codex_hosts(session_id)
+    hosts = codex.hosts(session_id)
     if not hosts:
         return NOT_RUNNING, None
-    if any(is_exec_run(argv) for _, argv, _ in hosts):
+    if any(codex.is_exec_run(argv) for _, argv, _ in hosts):
         return EXEC_HOST, None
     pid, _, rollout = hosts[0]
-    if turn_in_progress(rollout):
+    if codex.turn_in_progress(rollout):
         return BUSY, None
-    program, home = procinfo.executable(pid), codex_home_of(rollout)
+    program, home = procinfo.executable(pid), codex.home_of(rollout)
     if program is None or home is None:
         return HOST_UNKNOWN, None
     from relay.usecases.doorbell import child_environment, initial_environment, nudge
@@ -128,8 +119,7 @@ def plan(store: "StoreAPI", recipient: Entry, message: Message) -> tuple[str, La
     env["CODEX_HOME"] = home
     directory = recipient.get("dir")
     cwd = directory if isinstance(directory, str) and os.path.isdir(directory) else home
-    argv = ["codex", "queue", "--thread", session_id, "--message", nudge(session_id)]
-    return "ring", Launch(program=program, argv=argv, env=env, cwd=cwd)
+    return "ring", Launch(program=program, argv=codex.queue_argv(session_id, nudge(session_id)), env=env, cwd=cwd)
 
 
 def ring_if_idle(store: "StoreAPI", recipient: Entry, message: Message) -> tuple[str, str | None]:

@@ -27,12 +27,12 @@ STATUS_FIELDS = ("id", "to", "toName", "state", "queuedAt", "deliveredAt", "repl
 def recipient_state(entry: Entry, running: bool | None = None) -> dict[str, str]:
     """{state, detail}: whether the mail is seen soon (`live`) or needs a wake (`idle`, `ended`).
 
-    `live`: its CLI process runs now (relay.host.liveness, unless the caller already knows: `running`);
+    `live`: its CLI process runs now (relay.agents, unless the caller already knows: `running`);
     `ended`: its SessionEnd was seen and it has not started since; `idle`: registered, not running;
     `unknown`: never registered here.
     """
     if running is None:
-        from relay.host.liveness import is_live
+        from relay.agents import is_live
 
         tool = entry.get("tool")
         running = is_live(entry["id"], tool if tool in AGENT_CLIS else None)

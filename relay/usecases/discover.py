@@ -1,25 +1,15 @@
 """Finding sessions that are running now, from the agent CLIs' own transcript stores.
 
-The transcripts are listed and read by relay.host.transcripts (bounded, read-only, no symlinks); this
-module turns them into rows: one per session id, newest first, with its registration and whether
+Each agent CLI's adapter (relay.agents) lists and reads its own transcripts (bounded, read-only, no
+symlinks); this module turns them into rows: one per session id, newest first, with its registration and whether
 its CLI says it runs now.
 """
 
 import time
 from typing import Any
 
+from relay.agents import adapter, adapters
 from relay.domain.ids import is_uuid
-from relay.host.liveness import live_claude_sessions, live_codex_sessions
-from relay.host.transcripts import (
-    Sidechain,
-    claude_cwd,
-    claude_files,
-    claude_root,
-    codex_files,
-    codex_meta,
-    codex_root,
-    rollout_id,
-)
 from relay.util.clock import iso_from_epoch
 
 TYPE_CHECKING = False
@@ -43,7 +33,7 @@ def discover(
     """Sessions whose transcript changed in the last `within_min` minutes, newest first.
 
     One row per id (the newest file wins); rows whose cwd is `cwd_first` sort first. `live` is
-    asked of the CLIs' own process state (relay.host.liveness), never of the mtime: a finished
+    asked of the CLIs' own process state (relay.agents), never of the mtime: a finished
     `claude -p` wrote its transcript a second ago and is not running. Each CLI is asked once, and
     only when it has rows; a registered session whose SessionEnd was seen (`endedAt`) is not live.
     """
@@ -76,16 +66,11 @@ def discover(
             "_mtime": mtime,
         }
 
-    if tool in (None, "claude"):
-        for session_id, path, mtime in claude_files(claude_root(), since):
-            try:
-                add("claude", session_id, claude_cwd(path), mtime)
-            except Sidechain:
-                continue
-    if tool in (None, "codex"):
-        for path, mtime in codex_files(codex_root(), since):
-            codex_id, cwd = codex_meta(path)
-            add("codex", codex_id if is_uuid(codex_id) else rollout_id(path), cwd, mtime)
+    for agent in adapters():
+        if tool not in (None, agent.NAME):
+            continue
+        for session_id, cwd, mtime in agent.recent_sessions(since):
+            add(agent.NAME, session_id, cwd, mtime)
 
     rows = sorted(found.values(), key=lambda r: r["_mtime"], reverse=True)
     if cwd_first:
@@ -100,9 +85,6 @@ def discover(
 def _mark_live(rows: list[Row]) -> None:
     """Set each row's `live`, with one pass over each CLI's signals that has rows to answer."""
     tools = {row["tool"] for row in rows if not row["_ended"]}
-    live = {
-        "claude": live_claude_sessions() if "claude" in tools else set(),
-        "codex": live_codex_sessions() if "codex" in tools else set(),
-    }
+    live = {tool: adapter(tool).live_sessions() for tool in tools}
     for row in rows:
-        row["live"] = not row["_ended"] and row["id"] in live[row["tool"]]
+        row["live"] = not row["_ended"] and row["id"] in live.get(row["tool"], ())

@@ -22,19 +22,6 @@ if TYPE_CHECKING:
     from relay.usecases.wakeguard import Ticket
 
 
-# Fixed options of the woken Claude (docs/wake.md), tried against the real Claude Code 2.1.197:
-# - `claude -p` denies MCP tools nobody allowed; the server-wide rule lets the woken session call every
-#   tool of the plugin's bus (`inbox` to read, `send` to answer) and nothing else.
-# - In `-p` mode Claude connects MCP servers in the background, so a bus that starts slowly (a loaded
-#   machine, a cold start) is missing from the first model request. MCP_CONNECTION_NONBLOCKING=0 makes
-#   Claude wait for its servers first, but only MCP_CONNECT_TIMEOUT_MS (default 5 s) long.
-CLAUDE_WAKE_OPTIONS: tuple[str, ...] = (
-    "--allowedTools",
-    "mcp__plugin_session-relay_bus",
-    "--settings",
-    '{"env":{"MCP_CONNECTION_NONBLOCKING":"0","MCP_CONNECT_TIMEOUT_MS":"30000"}}',
-)
-
 # Variables that describe the *calling* session; the woken CLI must not inherit them (a nested
 # Claude Code refuses to start while CLAUDECODE is set, and would take the caller's identity).
 _CALLER_SCOPED = (
@@ -60,21 +47,11 @@ def nudge(session_id: str) -> str:
 def command(tool: str, session_id: str) -> list[str]:
     """The exact argv that resumes `session_id` with the nudge as its prompt."""
     session_id = require_uuid(session_id)
-    if tool == "claude":
-        return [
-            "claude",
-            "-p",
-            "--resume",
-            session_id,
-            "--output-format",
-            "json",
-            *CLAUDE_WAKE_OPTIONS,
-            "--",
-            nudge(session_id),
-        ]
-    if tool == "codex":
-        return ["codex", "exec", "resume", session_id, "--json", "--", nudge(session_id)]
-    raise RelayError(_unknown_tool(session_id, tool))
+    if tool not in AGENT_CLIS:
+        raise RelayError(_unknown_tool(session_id, tool))
+    from relay.agents import adapter
+
+    return adapter(tool).wake_argv(session_id, nudge(session_id))
 
 
 def _unknown_tool(session_id: str, tool: object) -> str:

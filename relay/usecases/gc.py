@@ -26,8 +26,8 @@ RECEIPT_DAYS = 30
 
 
 def is_live(session_id: str, tool: object) -> bool:
-    """Whether a session runs now (relay.host.liveness); gc never touches a live session."""
-    from relay.host.liveness import is_live as probe
+    """Whether a session runs now (relay.agents); gc never touches a live session."""
+    from relay.agents import is_live as probe
 
     return probe(session_id, tool)
 
@@ -43,16 +43,13 @@ def _epoch(stamp: object) -> float:
 
 
 def transcript_times() -> dict[str, float]:
-    """The newest transcript mtime of every Claude and Codex session on this machine, by id."""
-    from relay.host.transcripts import claude_files, claude_root, codex_files, codex_root, rollout_id
+    """The newest transcript mtime of every agent CLI's session on this machine, by id."""
+    from relay.agents import adapters
 
     newest: dict[str, float] = {}
-    for session_id, _, mtime in claude_files(claude_root(), 0.0):
-        newest[session_id.lower()] = max(mtime, newest.get(session_id.lower(), 0.0))
-    for path, mtime in codex_files(codex_root(), 0.0):
-        named = rollout_id(path)
-        if named:
-            newest[named.lower()] = max(mtime, newest.get(named.lower(), 0.0))
+    for agent in adapters():
+        for session_id, mtime in agent.transcript_times():
+            newest[session_id.lower()] = max(mtime, newest.get(session_id.lower(), 0.0))
     return newest
 
 

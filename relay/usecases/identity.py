@@ -41,17 +41,17 @@ def current_session(store: "StoreAPI", meta: object = None) -> Identity:
     """Decide which session this process serves.
 
     `meta` is the `params._meta` of the tool call being answered: Codex names its session there
-    (see `relay.host.codex_session`), and one Codex process can host several sessions over time.
+    (see `relay.agents.codex`), and one Codex process can host several sessions over time.
     """
-    from relay.host import codex_session
+    from relay.agents import codex
 
     directory = project_dir()
     claimed = usable_env("CLAUDE_CODE_SESSION_ID")
     if is_uuid(claimed):
         return Identity(claimed.lower(), directory, "CLAUDE_CODE_SESSION_ID", "claude")
-    codex = codex_session.resolve(meta)
-    if codex is not None:
-        return Identity(codex.session_id, codex.cwd or directory, codex.source, "codex")
+    served = codex.resolve(meta)
+    if served is not None:
+        return Identity(served.session_id, served.cwd or directory, served.source, "codex")
     marked = store.marker(directory)
     if is_uuid(marked):
         return Identity(marked.lower(), directory, f"marker for {directory}")

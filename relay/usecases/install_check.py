@@ -34,7 +34,7 @@ PLUGIN = "session-relay"
 MARKETPLACE = "session-relay"
 PLUGIN_ID = f"{PLUGIN}@{MARKETPLACE}"
 # Claude names a plugin's MCP tools mcp__plugin_<plugin>_<server>__<tool>; the plugin's server is `bus`.
-CLAUDE_SERVER = f"mcp__plugin_{PLUGIN}_{BUS_SERVER}"
+CLAUDE_SERVER = f"mcp__plugin_{PLUGIN}_{BUS_SERVER}"  # relay.agents.claude.BUS_RULE
 TRUST_HOOKS = 'type /hooks and choose "Trust all and continue"'
 # What a plugin copy runs from: compared file by file between the checkout and an installed copy.
 _RUNNING_DIRS = ("relay", "bin", "hooks", "skills", ".claude-plugin", ".codex-plugin")

@@ -11,9 +11,9 @@ given to the wake were queued before the checks. `--dry` asks the same questions
 import os
 import time
 
+from relay.agents import is_live
 from relay.domain.loopguard import hops_of, inherited_hops, max_hops, whole_number
 from relay.host import procinfo
-from relay.host.liveness import is_live
 from relay.util.clock import iso_from_epoch
 from relay.util.errors import WakeRefused
 from relay.util.textsafe import one_line

@@ -1,0 +1,49 @@
+"""The agent CLIs relay serves, one adapter module each (relay.agents.claude, relay.agents.codex).
+
+An adapter holds all relay knows of one CLI: its hook events and answer shape, where its
+transcripts are and what they say (discover, gc), how to tell a session runs now, how to resume
+one headless (wake). This registry maps a tool name (relay.domain.ids.AGENT_CLIS) to its adapter
+and imports only the adapters a caller asks for: the hook loads one, never all.
+"""
+
+from relay.domain.ids import AGENT_CLIS, is_uuid
+
+TYPE_CHECKING = False  # typing stays off the hook's path
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+def adapter(tool: str) -> "ModuleType":
+    """The adapter module of `tool` (one of AGENT_CLIS); KeyError for any other name."""
+    if tool == "claude":
+        from relay.agents import claude
+
+        return claude
+    if tool == "codex":
+        from relay.agents import codex
+
+        return codex
+    raise KeyError(tool)
+
+
+def adapters(tool: object = None) -> "list[ModuleType]":
+    """The adapter of `tool` when it names one, else every adapter."""
+    return [adapter(name) for name in AGENT_CLIS if tool in (None, name) or tool not in AGENT_CLIS]
+
+
+def live_sessions(tool: object = None) -> set[str]:
+    """Ids (lower case) of every session running now: one pass over each CLI's signals, for
+    callers that ask about many sessions at once (discover). `tool` as for `is_live`."""
+    live: set[str] = set()
+    for each in adapters(tool):
+        live |= each.live_sessions()
+    return live
+
+
+def is_live(session_id: object, tool: object = None) -> bool:
+    """Is `session_id` running now in its CLI? A `tool` of AGENT_CLIS asks only that CLI; any
+    other value asks them all. Not a UUID: never live."""
+    if not is_uuid(session_id):
+        return False
+    canonical = str(session_id).lower()
+    return any(each.is_live(canonical) for each in adapters(tool))
