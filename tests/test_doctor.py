@@ -143,7 +143,7 @@ def test_a_shared_home_is_reported_as_refused_and_left_alone(run_relay, store_ho
 
 PLUGIN_ID = "session-relay@session-relay"
 CODEX_EVENTS = ("session_start", "user_prompt_submit", "post_tool_use", "stop", "session_end")
-# What a plugin copy runs from (relay/usecases/install_check.py compares these between copies).
+# What a plugin copy runs from (relay/agents/install_files.py compares these between copies).
 RUNNING = ("relay", "bin", "hooks", "skills", ".claude-plugin", ".codex-plugin", "launcher", "pyproject.toml")
 RUNNING += (".codex-mcp.json", ".mcp.json")
 
@@ -405,13 +405,12 @@ def test_a_wake_command_without_the_bus_allowed_is_a_warning_whose_fix_allows_it
     """In-process: the committed wake command always allows the bus; were it changed, doctor must say so."""
     from relay.agents import claude
     from relay.store.files import Store
-    from relay.usecases import install_check
 
     config = tmp_path / "claude-config"
     config.mkdir()
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(config))
     monkeypatch.setattr(claude, "WAKE_OPTIONS", ("--allowedTools", "Read"))
-    [finding] = install_check.woken_claude_tools(Store())
+    [finding] = claude.woken_tools(Store())
     assert finding[0] == "WARN" and "does not allow mcp__plugin_session-relay_bus" in finding[1]
     assert subprocess.run(finding[2], shell=True, env=env, check=False).returncode == 0
     settings = json.loads((config / "settings.json").read_text())

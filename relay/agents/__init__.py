@@ -10,11 +10,14 @@ from relay.domain.ids import AGENT_CLIS, is_uuid
 
 TYPE_CHECKING = False  # typing stays off the hook's path
 if TYPE_CHECKING:
-    from types import ModuleType
+    from relay.agents.adapter_protocol import Adapter
 
 
-def adapter(tool: str) -> "ModuleType":
-    """The adapter module of `tool` (one of AGENT_CLIS); KeyError for any other name."""
+def adapter(tool: str) -> "Adapter":
+    """The adapter module of `tool` (one of AGENT_CLIS); KeyError for any other name.
+
+    Typed with the Adapter Protocol, so mypy checks each module returned here against it: a new
+    CLI is one adapter module and one branch here."""
     if tool == "claude":
         from relay.agents import claude
 
@@ -26,7 +29,7 @@ def adapter(tool: str) -> "ModuleType":
     raise KeyError(tool)
 
 
-def adapters(tool: object = None) -> "list[ModuleType]":
+def adapters(tool: object = None) -> "list[Adapter]":
     """The adapter of `tool` when it names one, else every adapter."""
     return [adapter(name) for name in AGENT_CLIS if tool in (None, name) or tool not in AGENT_CLIS]
 

@@ -15,7 +15,8 @@ Everything read here is read-only and best effort: what cannot be read counts as
 
 import os
 
-from relay.agents.hook_protocol import EVENTS, hook_output
+from relay.agents.hook_protocol import EVENTS as EVENTS  # this CLI speaks Claude's hook protocol
+from relay.agents.hook_protocol import hook_output as hook_output
 from relay.domain.ids import is_uuid
 from relay.host import procinfo, transcripts
 from relay.util import jsonlite
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-__all__ = ["EVENTS", "hook_output"]
+    from relay.agents.adapter_protocol import Finding
+    from relay.store.contract import StoreAPI
 
 NAME = "claude"
 
@@ -36,7 +38,9 @@ _MAX_SESSION_FILE = 64 * 1024
 # native installer's a version number behind a `claude` link; both set their title to `claude`.
 _CLAUDE_NAMES = ("claude", "claude.exe")
 
-# Claude names a plugin's MCP tools mcp__plugin_<plugin>_<server>__<tool>; relay's server is `bus`.
+# Claude names a plugin's MCP tools mcp__plugin_<plugin>_<server>__<tool>: this rule allows every tool
+# of the plugin's server (relay.agents.install_files.PLUGIN, relay.domain.bus_tools.SERVER; a test
+# holds the three together). Written out so that the hook imports neither.
 BUS_RULE = "mcp__plugin_session-relay_bus"
 
 # Fixed options of the woken Claude, tried against the real Claude Code 2.1.197:
@@ -187,3 +191,186 @@ def live_sessions(only: str | None = None) -> set[str]:
 def is_live(session_id: str) -> bool:
     """A running Claude Code process has `session_id` (lower case) open."""
     return session_id in live_sessions(session_id)
+
+
+# ---------------------------------------------------------------- relay doctor: is the plugin installed so it works?
+#
+# Claude Code installs the plugin from the clone with `claude plugin marketplace add <clone>` and
+# `claude plugin install <id>`; a marketplace added from a local clone runs the clone itself.
+# `claude -p` (a wake) denies MCP tools nobody allowed, and a settings file's deny rule wins over
+# the wake's --allowedTools. Read from $CLAUDE_CONFIG_DIR and the projects' .claude/ settings.
+
+
+def config_dir() -> "Path":
+    """$CLAUDE_CONFIG_DIR, else ~/.claude."""
+    return transcripts.config_home("CLAUDE_CONFIG_DIR", ".claude")
+
+
+def _bus_tools() -> list[str]:
+    from relay.domain.bus_tools import TOOL_NAMES
+
+    return [f"{BUS_RULE}__{name}" for name in TOOL_NAMES]
+
+
+def _rule_covers(rule: str, tool: str) -> bool:
+    """Does a Claude permission rule name this MCP tool (the server, the tool, or a wildcard)?"""
+    from fnmatch import fnmatchcase
+
+    return rule == BUS_RULE or fnmatchcase(tool, rule)
+
+
+def _edit_list(path: "Path", key: str, rule: str, add: bool) -> str:
+    """A command that adds (or removes) `rule` in `key` ("allow"/"deny") of a settings file's permissions."""
+    from shlex import join
+
+    change = "l.append(r) if r not in l else None" if add else "l.remove(r) if r in l else None"
+    script = (
+        "import json,os,sys;p,r=sys.argv[1],sys.argv[2];"
+        "d=json.load(open(p)) if os.path.exists(p) else {};"
+        f"l=d.setdefault('permissions',{{}}).setdefault('{key}',[]);{change};"
+        "json.dump(d,open(p,'w'),indent=2)"
+    )
+    return join(["python3", "-c", script, str(path), rule])
+
+
+def _settings_files(store: "StoreAPI") -> "list[Path]":
+    """The settings a woken Claude reads: the user's, and the project settings of every registered
+    Claude session's dir (it wakes there) and of the current dir."""
+    from pathlib import Path
+
+    from relay.util.errors import RelayError
+
+    dirs = {os.getcwd()}
+    # The file store reads a corrupt registry without moving it aside; another store's registry() is read-only.
+    read = getattr(store, "registry_as_is", store.registry)
+    try:
+        for entry in read().agents.values():
+            directory = entry.get("dir")
+            if entry.get("tool") == NAME and isinstance(directory, str) and directory.startswith("/"):
+                dirs.add(directory)
+    except (RelayError, OSError):  # the store's facts report what is wrong with it; here it only narrows the look
+        pass
+    files = [config_dir() / "settings.json"]
+    for directory in sorted(dirs):
+        files += [Path(directory) / ".claude" / "settings.json", Path(directory) / ".claude" / "settings.local.json"]
+    return files
+
+
+def woken_tools(store: "StoreAPI") -> "list[Finding]":
+    """Will `relay wake` give a resumed Claude the bus tools (inbox to read, send to answer)?"""
+    from shlex import join
+
+    from relay.agents.install_files import PLUGIN, PLUGIN_ID, read_json, table
+
+    argv = wake_argv("00000000-0000-4000-8000-000000000000", "")
+    allowed: list[str] = []
+    for i, word in enumerate(argv[:-1]):
+        if word in ("--allowedTools", "--allowed-tools"):
+            allowed += argv[i + 1].replace(",", " ").split()
+    tools = _bus_tools()
+    found: list[Finding] = []
+    if not all(any(_rule_covers(rule, tool) for rule in allowed) for tool in tools):
+        found.append(
+            (
+                "WARN",
+                f"woken Claude: the wake command does not allow {BUS_RULE}: `claude -p` denies MCP tools "
+                "nobody allowed, so a woken session cannot read its mail",
+                _edit_list(config_dir() / "settings.json", "allow", BUS_RULE, add=True),
+            )
+        )
+    files = _settings_files(store)
+    for path in files:
+        settings = read_json(path)
+        if not isinstance(settings, dict):
+            continue
+        deny = table(settings, "permissions").get("deny")
+        for rule in deny if isinstance(deny, list) else []:
+            if isinstance(rule, str) and any(_rule_covers(rule, tool) for tool in tools):
+                found.append(
+                    (
+                        "WARN",
+                        f"woken Claude: {path} denies {rule!r}, which wins over the wake's --allowedTools: "
+                        "Claude does not even offer a woken session the tools it names",
+                        _edit_list(path, "deny", rule, add=False),
+                    )
+                )
+        if path == files[0] and table(settings, "enabledPlugins").get(PLUGIN_ID) is False:
+            found.append(
+                (
+                    "WARN",
+                    f"Claude Code: {PLUGIN} is disabled in {path}: no hook, no bus tools",
+                    join(["claude", "plugin", "enable", PLUGIN_ID]),
+                )
+            )
+    if not found:
+        found.append(
+            (
+                "PASS",
+                f"woken Claude: the wake runs `claude -p --allowedTools {' '.join(allowed)}` and none of "
+                f"{len(files)} settings file(s) denies the relay's tools",
+                "",
+            )
+        )
+    return found
+
+
+def _marketplace_plugin_dir(marketplace: "Path") -> str:
+    """Where, inside a local marketplace, the plugin lives (its `source`; "./" for this repo)."""
+    from relay.agents.install_files import PLUGIN, read_json
+
+    listing = read_json(marketplace / ".claude-plugin" / "marketplace.json")
+    for plugin in listing.get("plugins", []) if isinstance(listing, dict) else []:
+        if isinstance(plugin, dict) and plugin.get("name") == PLUGIN and isinstance(plugin.get("source"), str):
+            return plugin["source"]
+    return "."
+
+
+def reinstall(root: "Path", from_directory: bool) -> str:
+    """The commands that make Claude Code run the checkout `root`: a marketplace added from a local
+    directory is replaced by `root`; any other is updated, and the plugin with it."""
+    from shlex import join
+
+    from relay.agents.install_files import MARKETPLACE, PLUGIN_ID
+
+    steps = [["claude", "plugin", "marketplace", "update", MARKETPLACE], ["claude", "plugin", "update", PLUGIN_ID]]
+    if from_directory:
+        steps = [
+            ["claude", "plugin", "marketplace", "remove", MARKETPLACE],
+            ["claude", "plugin", "marketplace", "add", str(root)],
+            ["claude", "plugin", "install", PLUGIN_ID],
+        ]
+    return " && ".join(join(words) for words in steps)
+
+
+def runs_checkout(root: "Path | None") -> "list[Finding]":
+    """Does Claude Code run this checkout? A marketplace added from a local clone runs the clone itself."""
+    from pathlib import Path
+
+    from relay.agents.install_files import MARKETPLACE, PLUGIN, PLUGIN_ID, compare, read_json, table, version
+
+    config = config_dir()
+    installed = table(read_json(config / "plugins" / "installed_plugins.json"), "plugins").get(PLUGIN_ID)
+    if not isinstance(installed, list) or not installed:
+        return [("PASS", f"Claude Code: {PLUGIN} is not installed ({config}), nothing to compare", "")]
+    if root is None:
+        return [("PASS", "Claude Code: this relay runs without a plugin dir, nothing to compare", "")]
+    market = table(read_json(config / "plugins" / "known_marketplaces.json"), MARKETPLACE)
+    source = table(market, "source")
+    location = market.get("installLocation") or source.get("path")
+    if source.get("source") == "directory" and isinstance(location, str):
+        copy = Path(location) / _marketplace_plugin_dir(Path(location))
+        fix = reinstall(root, from_directory=True)
+    else:
+        entry = installed[0] if isinstance(installed[0], dict) else {}
+        copy = Path(str(entry.get("installPath") or ""))
+        fix = reinstall(root, from_directory=False)
+    if os.path.realpath(copy) == str(root):
+        return [("PASS", f"Claude Code runs this checkout itself ({root}, version {version(root)})", "")]
+    if not copy.is_dir():
+        return [("WARN", f"Claude Code's copy of {PLUGIN} is missing ({copy})", fix)]
+    return [compare("Claude Code", copy, root, fix)]
+
+
+def doctor_findings(store: "StoreAPI", root: "Path | None") -> "list[Finding]":
+    """Claude Code's install checks: may a woken session use the bus, and does it run this checkout?"""
+    return woken_tools(store) + runs_checkout(root)

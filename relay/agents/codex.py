@@ -33,7 +33,8 @@
 
 import os
 
-from relay.agents.hook_protocol import EVENTS, hook_output
+from relay.agents.hook_protocol import EVENTS as EVENTS  # this CLI speaks Claude's hook protocol
+from relay.agents.hook_protocol import hook_output as hook_output
 from relay.domain.ids import is_uuid
 from relay.host import procinfo, transcripts
 from relay.util import jsonlite
@@ -43,8 +44,10 @@ TYPE_CHECKING = False  # typing and pathlib stay off the send path
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+    from typing import Any
 
-__all__ = ["EVENTS", "hook_output"]
+    from relay.agents.adapter_protocol import Finding
+    from relay.store.contract import StoreAPI
 
 NAME = "codex"
 
@@ -344,3 +347,149 @@ def resolve(meta: object = None, pid: int | None = None) -> CodexSession | None:
         path = open_sessions(codex.pid).get(session_id)
         cwd = _rollout_cwd(path) or procinfo.process_cwd(codex.pid)
     return CodexSession(session_id, cwd, "Codex tools/call _meta.sessionId")
+
+
+# ---------------------------------------------------------------- relay doctor: is the plugin installed so it works?
+#
+# Codex installs the plugin from the clone with `codex plugin marketplace add <clone>` and `codex
+# plugin add <id>`, which copies it into $CODEX_HOME/plugins/cache/: Codex runs that copy until the
+# plugin is added again. It holds the plugin's hooks for review until the user trusts them, and
+# skips untrusted ones, so none of its sessions registers. Read from its config.toml and cache.
+
+TRUST_HOOKS = 'type /hooks and choose "Trust all and continue"'
+
+
+def home() -> "Path":
+    """$CODEX_HOME, else ~/.codex."""
+    return transcripts.config_home("CODEX_HOME", ".codex")
+
+
+def _config() -> "tuple[dict[str, Any] | None, str]":
+    """Codex's config.toml as a dict ({} when there is none), or None and why it cannot be read."""
+    import tomllib
+
+    from relay.agents.install_files import read_small
+
+    path = home() / "config.toml"
+    if not path.exists():
+        return {}, ""
+    data = read_small(path)
+    if data is None:
+        return None, "cannot be read"
+    try:
+        return tomllib.loads(data.decode("utf-8")), ""
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        return None, f"does not parse ({err})"
+
+
+def cached_copy() -> "Path | None":
+    """The copy Codex runs: $CODEX_HOME/plugins/cache/<marketplace>/<plugin>/<version>/ (newest)."""
+    from relay.agents.install_files import MARKETPLACE, PLUGIN
+
+    versions = home() / "plugins" / "cache" / MARKETPLACE / PLUGIN
+    try:
+        copies = [entry for entry in versions.iterdir() if entry.is_dir()]
+    except OSError:
+        return None
+    return max(copies, key=lambda entry: entry.stat().st_mtime, default=None)
+
+
+def _snake(event: str) -> str:
+    return "".join("_" + ch.lower() if ch.isupper() and i else ch.lower() for i, ch in enumerate(event))
+
+
+def hook_keys(copy: "Path") -> list[str]:
+    """The keys under which Codex 0.169 records trust in config.toml's [hooks.state] for a plugin
+    copy's hooks: `<plugin id>:<hooks file>:<event in snake case>:<group>:<handler>`."""
+    from relay.agents.install_files import PLUGIN_ID, read_json, table
+
+    manifest = read_json(copy / ".codex-plugin" / "plugin.json")
+    hooks_file = manifest.get("hooks") if isinstance(manifest, dict) else None
+    if not isinstance(hooks_file, str):
+        return []
+    relative = os.path.normpath(hooks_file).replace(os.sep, "/")
+    events = table(read_json(copy / relative), "hooks")
+    keys = []
+    for event, groups in events.items():
+        for g, group in enumerate(groups if isinstance(groups, list) else []):
+            handlers = group.get("hooks") if isinstance(group, dict) else None
+            for h, _ in enumerate(handlers if isinstance(handlers, list) else []):
+                keys.append(f"{PLUGIN_ID}:{relative}:{_snake(event)}:{g}:{h}")
+    return keys
+
+
+def hook_trust() -> "list[Finding]":
+    """Are the plugin's Codex hooks trusted? Untrusted, Codex never runs them: no session registers."""
+    from relay.agents.install_files import PLUGIN, PLUGIN_ID, table
+
+    config, why = _config()
+    path = home() / "config.toml"
+    if config is None:
+        return [("WARN", f"Codex hooks: {path} {why}, so their trust is unknown", "")]
+    entry = table(config, "plugins").get(PLUGIN_ID)
+    copy = cached_copy()
+    if entry is None and copy is None:
+        return [("PASS", f"Codex hooks: {PLUGIN} is not installed in Codex ({home()}), nothing to trust", "")]
+    if isinstance(entry, dict) and entry.get("enabled") is False:
+        return [("WARN", f'Codex hooks: {PLUGIN} is disabled in {path} ([plugins."{PLUGIN_ID}"] enabled = false)', "")]
+    if copy is None:
+        return [("WARN", f"Codex hooks: Codex's copy of {PLUGIN} is missing from {home()}", reinstall(None))]
+    keys = hook_keys(copy)
+    if not keys:
+        return [("WARN", f"Codex hooks: no hooks found in Codex's copy of {PLUGIN} ({copy})", reinstall(None))]
+    states = table(config, "hooks", "state")
+    untrusted = [
+        key.split(":")[2]
+        for key in keys
+        if not isinstance(states.get(key), dict)
+        or not states[key].get("trusted_hash")
+        or states[key].get("enabled") is False
+    ]
+    if untrusted:
+        what = "none" if len(untrusted) == len(keys) else f"{len(keys) - len(untrusted)} of {len(keys)}"
+        return [
+            (
+                "FAIL",
+                f"Codex hooks: {what} of {PLUGIN}'s hooks are trusted in {path} (not: {', '.join(untrusted)}); Codex "
+                f"skips untrusted hooks, so its sessions are not registered and get no mail; run codex, {TRUST_HOOKS}",
+                "codex",
+            )
+        ]
+    return [("PASS", f"Codex hooks: all {len(keys)} of {PLUGIN}'s hooks are trusted in {path}", "")]
+
+
+def reinstall(root: "Path | None") -> str:
+    """The commands that make Codex run the checkout `root` (None: re-add what its marketplace holds).
+
+    Codex copies the plugin into its cache at `codex plugin add`; adding it again refreshes the copy."""
+    from shlex import join
+
+    from relay.agents.install_files import MARKETPLACE, PLUGIN_ID, table
+
+    config, _ = _config()
+    source = table(config or {}, "marketplaces", MARKETPLACE).get("source")
+    steps = []
+    if root is not None and (not isinstance(source, str) or os.path.realpath(source) != str(root)):
+        if isinstance(source, str):
+            steps.append(["codex", "plugin", "marketplace", "remove", MARKETPLACE])
+        steps.append(["codex", "plugin", "marketplace", "add", str(root)])
+    steps.append(["codex", "plugin", "add", PLUGIN_ID])
+    return " && ".join(join(words) for words in steps)
+
+
+def runs_checkout(root: "Path | None") -> "list[Finding]":
+    """Does Codex run what this checkout holds? It runs its cached copy until `codex plugin add` again."""
+    from relay.agents.install_files import PLUGIN, PLUGIN_ID, compare, table
+
+    config, _ = _config()
+    copy = cached_copy()
+    if copy is None or (config is not None and PLUGIN_ID not in table(config, "plugins")):
+        return [("PASS", f"Codex: {PLUGIN} is not installed ({home()}), nothing to compare", "")]
+    if root is None:
+        return [("PASS", "Codex: this relay runs without a plugin dir, nothing to compare", "")]
+    return [compare("Codex", copy, root, reinstall(root))]
+
+
+def doctor_findings(store: "StoreAPI", root: "Path | None") -> "list[Finding]":
+    """Codex's install checks: are its hooks trusted, and does it run this checkout?"""
+    return hook_trust() + runs_checkout(root)

@@ -24,9 +24,9 @@ from relay.util.errors import RelayError
 
 TYPE_CHECKING = False  # typing stays off the hook's import path; only mypy reads these
 if TYPE_CHECKING:
-    from types import ModuleType
     from typing import BinaryIO
 
+    from relay.agents.adapter_protocol import Adapter
     from relay.store.contract import StoreAPI
 
 # How long the hook waits for its event on stdin before giving up (the session goes on).
@@ -196,7 +196,7 @@ def fenced_text(session_id: str, batch: list[Message], remaining: int) -> tuple[
 
 
 def _show(
-    stdout: "BinaryIO", agent: "ModuleType", name: str, session_id: str, batch: list[Message], remaining: int
+    stdout: "BinaryIO", agent: "Adapter", name: str, session_id: str, batch: list[Message], remaining: int
 ) -> int:
     """Write as much of the batch as fits one hook result, in the shape event `name` takes; how many."""
     if not batch:

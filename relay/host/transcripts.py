@@ -34,10 +34,15 @@ def config_root(explicit: str, config: str, default_config: str, leaf: str) -> "
     from pathlib import Path
 
     chosen = usable_env(explicit)
-    if chosen:
-        return Path(chosen)
+    return Path(chosen) if chosen else config_home(config, default_config) / leaf
+
+
+def config_home(config: str, default_config: str) -> "Path":
+    """${<config>:-~/<default_config>}: where a CLI keeps its settings and state."""
+    from pathlib import Path
+
     base = usable_env(config)
-    return (Path(base) if base else Path.home() / default_config) / leaf
+    return Path(base) if base else Path.home() / default_config
 
 
 # ---------------------------------------------------------------- listing them

@@ -15,8 +15,8 @@ from relay.util.textsafe import one_line
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from relay.agents.adapter_protocol import Finding
     from relay.store.contract import StoreAPI
-    from relay.usecases.install_check import Finding
 
 _KINDS = {"fifo": "FIFO", "dir": "directory", "file": "plain file", "other": "socket or device"}
 
