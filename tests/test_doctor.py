@@ -401,6 +401,18 @@ def test_an_install_without_sources_skips_the_binary_check(env, tmp_path):
     assert lines(result, "PASS  binary: no sources here"), result.stdout + result.stderr
 
 
+def test_the_bus_rule_names_the_plugin_and_server_the_manifests_name():
+    """Claude's permission rule for the bus is written out once (the hook imports nothing for it):
+    it must stay mcp__plugin_<plugin>_<server>, as the manifests and the MCP config name them."""
+    from relay.agents.claude import BUS_RULE
+    from relay.agents.install_files import PLUGIN
+    from relay.domain.bus_tools import SERVER
+
+    assert f"mcp__plugin_{PLUGIN}_{SERVER}" == BUS_RULE
+    manifest = json.loads((REPO / ".claude-plugin" / "plugin.json").read_text())
+    assert manifest["name"] == PLUGIN and SERVER in manifest["mcpServers"]
+
+
 def test_a_wake_command_without_the_bus_allowed_is_a_warning_whose_fix_allows_it(env, tmp_path, monkeypatch):
     """In-process: the committed wake command always allows the bus; were it changed, doctor must say so."""
     from relay.agents import claude
