@@ -2,8 +2,11 @@
 
 An adapter holds all relay knows of one CLI: its hook events and answer shape, where its
 transcripts are and what they say (discover, gc), how to tell a session runs now, how to resume
-one headless (wake). This registry maps a tool name (relay.domain.ids.AGENT_CLIS) to its adapter
-and imports only the adapters a caller asks for: the hook loads one, never all.
+one headless (wake), how the plugin is installed in it and what `relay doctor` checks there
+(relay.agents.adapter_protocol lists the names each must define). This registry maps a tool name
+(relay.domain.ids.AGENT_CLIS) to its adapter and imports only the adapters a caller asks for: the
+hook loads one, never all. A new CLI is one adapter module, its branch in `adapter` and its name
+in AGENT_CLIS.
 """
 
 from relay.domain.ids import AGENT_CLIS, is_uuid
