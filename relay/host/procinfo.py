@@ -126,6 +126,15 @@ def same_process(pid: int, start: str) -> bool:
     return now is not None and now.start == start
 
 
+def holder_runs(pid: int, start: str | None = None) -> bool:
+    """Does the process a lock or claim names still run? The one liveness rule for every holder
+    relay notes (a resume lock, a doorbell server, a Redis taker): the same process when `start`
+    is known (a reused pid is another process), and never a zombie, since an orphan under an init
+    that does not reap (as in some containers) would otherwise hold on for good."""
+    alive = same_process(pid, start) if start is not None else process_info(pid) is not None
+    return alive and not is_zombie(pid)
+
+
 def title(pid: int) -> str | None:
     """The process's own name for itself (Linux `comm`, which a program may set), or None."""
     try:

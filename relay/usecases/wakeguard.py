@@ -85,10 +85,7 @@ def running_program(note: bytes) -> int | None:
     if not words or not words[0].isdigit():
         return None
     pid = int(words[0])
-    alive = procinfo.same_process(pid, words[1]) if len(words) > 1 else procinfo.process_info(pid) is not None
-    # An orphan under an init that does not reap (as in some containers) would otherwise hold the
-    # lock for good.
-    return pid if alive and not procinfo.is_zombie(pid) else None
+    return pid if procinfo.holder_runs(pid, words[1] if len(words) > 1 else None) else None
 
 
 def admit(
