@@ -706,9 +706,10 @@ def test_two_hosts_share_one_redis_and_a_killed_taker_there_is_redelivered_here(
 # -- the least a managed Redis must grant (docs/redis-store.md: the ACL user) ----------------------
 
 # Every command the store sends, directly or from its scripts (which Redis checks against the same ACL);
-# blpop is the cross-host wake's (tests/test_cross_host_wake.py runs the doorbell as this user).
+# its scripts run by SHA (evalsha), loaded once per server (script|load); blpop is the cross-host
+# wake's (tests/test_cross_host_wake.py runs the doorbell as this user).
 ACL_COMMANDS = (
-    "ping select eval xadd xack xdel xlen xrange xrevrange xpending xgroup|create xgroup|delconsumer "
+    "ping select evalsha script|load xadd xack xdel xlen xrange xrevrange xpending xgroup|create xgroup|delconsumer "
     "xreadgroup xclaim get set del exists incr incrby decrby expire sadd srem scard hset hsetnx hget hgetall "
     "hdel rpush zadd zrangebyscore zremrangebyscore scan watch multi exec unwatch blpop"
 )
@@ -720,6 +721,7 @@ def test_an_acl_user_with_only_the_listed_commands_and_keys_runs_the_store(redis
             "ACL", "SETUSER", "relay", "reset", "on", ">relay-pw", "~relay:*", "resetchannels",
             *(f"+{command}" for command in ACL_COMMANDS.split()),
         )  # fmt: skip
+        admin.execute_command("SCRIPT", "FLUSH")  # so this user's store must load its scripts itself
     try:
         url = f"redis://relay:relay-pw@127.0.0.1:{redis_server.port}/0"
         store = _store(url, tmp_path)

@@ -6,14 +6,8 @@ another host either refuses with the command to run there (exit 1), or, when tha
 `relay doorbell --serve`, posts a request to that host's stream; the server there rings the local
 doorbell under every guardrail of docs/wake.md (relay.usecases.wakeguard) and answers the waker.
 
-Keys (Redis; the rest of the store's keys are in relay.store.redisdb):
-
-    relay:doorbell:<host>          STREAM of wake requests for sessions on <host>, field `r` = the
-                                   request's JSON; group `ringers`, one consumer `server`
-    relay:doorbell-alive:<host>    "<pid> <start>" of the host's one server, SET PX ALIVE_MS and
-                                   renewed every BEAT seconds: a waker posts only while it exists
-    relay:doorbell-answer:<req id> LIST of the server's answers to one request (refused, started or
-                                   error; then ended), kept ANSWER_TTL seconds
+The doorbell streams themselves (keys, scripts, the server's claim) are the store's
+(relay.store.redis_doorbells); this module is the waker's command and the server's loop.
 
 The server is bounded: it waits with XREADGROUP BLOCK (no busy loop), rings at most `--per-minute`
 wakes a minute and RUNNING_MAX at once (past that, requests wait in the stream), acks each request
@@ -22,14 +16,11 @@ resume locks still name them). A request a killed server read but never acked is
 when a server starts on that host again: the guardrails make handling it twice harmless.
 """
 
-import json
-import os
 import shlex
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -40,180 +31,12 @@ from relay.util.textsafe import one_line
 if TYPE_CHECKING:
     from relay.store.contract import DoorbellsAPI, StoreAPI
     from relay.store.files import Entry
-    from relay.store.redisdb import RedisStore
 
-GROUP = "ringers"
-CONSUMER = "server"  # one server per host (claim_server), so its unacked requests are its own
-ALIVE_MS = 15_000
 BEAT = 3.0
 BLOCK_MS = 1_000  # well inside the client's 2.5 s socket timeout
 ANSWER_WAIT = 15.0
-ANSWER_TTL = 600
-STREAM_MAX = 1_000
 RUNNING_MAX = 4
 DEFAULT_PER_MINUTE = 6
-
-# The stream and its group, from its first entry on (an existing group stays as it is).
-_GROUP = """
-pcall(redis.call, 'XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
-return 1
-"""
-
-# Set the liveness key when it is free or ours; 0 when another server holds it.
-_BEAT = """
-local held = redis.call('GET', KEYS[1])
-if held and held ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-# Take the key over from a holder this host knows is dead (the value still names it).
-_TAKE_OVER = """
-if redis.call('GET', KEYS[1]) == ARGV[3] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-
-
-def _stream(host: str) -> str:
-    return f"relay:doorbell:{host}"
-
-
-def _alive(host: str) -> str:
-    return f"relay:doorbell-alive:{host}"
-
-
-def _answers(request_id: str) -> str:
-    return f"relay:doorbell-answer:{request_id}"
-
-
-def _holder_is_dead(value: str) -> bool:
-    """Is the server a liveness key on this host names gone (or its pid reused)?"""
-    from relay.host.procinfo import is_zombie, same_process
-
-    pid_text, _, start = value.partition(" ")
-    if not pid_text.isdigit():
-        return True
-    pid = int(pid_text)
-    return not same_process(pid, start) or is_zombie(pid)
-
-
-class RedisDoorbells:
-    """The doorbell streams of every host sharing one Redis (the DoorbellsAPI of RedisStore)."""
-
-    def __init__(self, store: "RedisStore") -> None:
-        from relay.host.procinfo import process_info
-
-        self._store = store
-        self.here = store.host
-        info = process_info(os.getpid())
-        self._me = f"{os.getpid()} {info.start if info is not None else '0'}"
-
-    def _redis(self) -> Any:
-        return self._store._redis()
-
-    # -- the waker's side -----------------------------------------------------------------------
-
-    def serving(self, host: str) -> bool:
-        with self._store._guard():
-            return bool(self._redis().exists(_alive(host)))
-
-    def served_hosts(self) -> list[str]:
-        with self._store._guard():
-            keys = self._redis().scan_iter(match=_alive("*"), count=500)
-            return sorted(key.decode().removeprefix(_alive("")) for key in keys)
-
-    def post(self, host: str, request: dict[str, object]) -> str:
-        request_id = str(uuid.uuid4())
-        body = json.dumps({**request, "rid": request_id, "from": self.here, "ts": time.time()})
-        with self._store._guard():
-            self._redis().xadd(_stream(host), {"r": body}, maxlen=STREAM_MAX, approximate=True)
-        return request_id
-
-    def answer(self, request_id: str, seconds: float) -> dict[str, object] | None:
-        deadline = time.monotonic() + seconds
-        with self._store._guard():
-            client = self._redis()
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                got = client.blpop([_answers(request_id)], timeout=min(1.0, max(left, 0.01)))
-                if got:
-                    value = _load(got[1])
-                    if value is not None:
-                        return value
-
-    # -- the server's side ----------------------------------------------------------------------
-
-    def claim_server(self) -> None:
-        key = _alive(self.here)
-        with self._store._guard():
-            client = self._redis()
-            client.eval(_GROUP, 1, _stream(self.here), GROUP)
-            if client.set(key, self._me, px=ALIVE_MS, nx=True):
-                return
-            held = client.get(key)
-            holder = held.decode("ascii", "replace") if held else ""
-            if held is None or _holder_is_dead(holder):
-                if held is None and client.set(key, self._me, px=ALIVE_MS, nx=True):
-                    return
-                if held is not None and client.eval(_TAKE_OVER, 1, key, self._me, ALIVE_MS, held):
-                    return
-        pid = holder.partition(" ")[0]
-        raise RelayError(
-            f"a doorbell server already serves {one_line(self.here)} (pid {one_line(pid)}): one per host; "
-            "stop it first, or set RELAY_HOST to serve under another name"
-        )
-
-    def heartbeat(self) -> bool:
-        with self._store._guard():
-            return bool(self._redis().eval(_BEAT, 1, _alive(self.here), self._me, ALIVE_MS))
-
-    def release_server(self) -> None:
-        with self._store._guard():
-            self._redis().eval(_RELEASE, 1, _alive(self.here), self._me)
-
-    def read(self, backlog: bool, block_ms: int) -> list[tuple[str, dict[str, object] | None]]:
-        stream = _stream(self.here)
-        with self._store._guard():
-            if backlog:
-                got = self._redis().xreadgroup(GROUP, CONSUMER, {stream: "0"}, count=1)
-            else:
-                got = self._redis().xreadgroup(GROUP, CONSUMER, {stream: ">"}, count=1, block=block_ms)
-        rows = got[0][1] if got else []
-        return [(sid.decode(), _load((fields or {}).get(b"r"))) for sid, fields in rows]
-
-    def ack(self, stream_id: str) -> None:
-        with self._store._guard():
-            pipe = self._redis().pipeline(transaction=True)
-            pipe.xack(_stream(self.here), GROUP, stream_id)
-            pipe.xdel(_stream(self.here), stream_id)
-            pipe.execute()
-
-    def reply(self, request_id: str, answer: dict[str, object]) -> None:
-        with self._store._guard():
-            pipe = self._redis().pipeline(transaction=True)
-            pipe.rpush(_answers(request_id), json.dumps(answer))
-            pipe.expire(_answers(request_id), ANSWER_TTL)
-            pipe.execute()
-
-
-def _load(raw: object) -> dict[str, object] | None:
-    if not isinstance(raw, bytes):
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 # -- `relay wake` of a session on another host -------------------------------------------------

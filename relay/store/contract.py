@@ -76,7 +76,7 @@ if TYPE_CHECKING:
         def release(self) -> None: ...
 
     class DoorbellsAPI(Protocol):
-        """The hosts' doorbell streams (relay.faces.doorbell_server.RedisDoorbells): a wake of a session on
+        """The hosts' doorbell streams (relay.store.redis_doorbells.RedisDoorbells): a wake of a session on
         another host is posted to that host's stream, and its `relay doorbell --serve` rings it there."""
 
         here: str

@@ -1,7 +1,8 @@
 """The store on Redis (docs/redis-store.md): the same guarantees as relay.store.files, shared by every machine that
 reaches the same Redis. The only module that imports redis-py, and only when AGENT_RELAY_URL is set.
 
-Keys (all under `relay:`; one Redis database per relay world, no cluster: scripts touch several keys):
+Keys (all under `relay:`, named in relay.store.redis_keys; one Redis database per relay world, no
+cluster: scripts touch several keys):
 
     relay:agents               HASH id -> Entry JSON (Entry as in docs/store.md, plus `host`)
     relay:names                HASH name -> id
@@ -36,16 +37,16 @@ Mail, at least once, like the file store:
 """
 
 import os
-import socket
 import time
 from _collections_abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import redis
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import WatchError
 
 from relay.domain.ids import AGENT_CLIS, check_name, is_uuid, require_uuid
 from relay.domain.policy import check_mode, is_urgent
+from relay.store import redis_keys
 from relay.store.files import (
     TAKE_BUDGET,
     Entry,
@@ -60,13 +61,14 @@ from relay.store.files import (
     mailbox_max,
 )
 from relay.store.lock import FileLock
+from relay.store.redis_client import UNLOCK, RedisConnection, redact
 from relay.util import jsonlite
 from relay.util.clock import now_iso
 from relay.util.errors import LockBusy, RelayError
 from relay.util.faults import checkpoint
 
 if TYPE_CHECKING:
-    from relay.faces.doorbell_server import RedisDoorbells
+    from relay.store.redis_doorbells import RedisDoorbells
 
 GROUP = "takers"
 PARKED = "~parked"
@@ -74,10 +76,6 @@ PARKED = "~parked"
 REDELIVER = "~redeliver"
 # A claim idle this long whose taker runs on another host (its pid cannot be checked) is taken over.
 CLAIM_IDLE_MS = 20_000
-# An unreachable Redis, or one that accepts and never answers, fails a command within the 3 s of docs/redis-store.md,
-# with room for the process start and redis-py's import (~0.5 s on a loaded machine).
-CONNECT_TIMEOUT = 2.0
-SOCKET_TIMEOUT = 2.0
 TAKE_LOCK_MS = 5_000
 TAKE_LOCK_WAIT = 3.0
 _READ_COUNT = 32
@@ -170,33 +168,11 @@ if redis.call('EXISTS', KEYS[4]) == 1 or redis.call('XLEN', KEYS[1]) > 0 then re
 return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) > 0 and 1 or 0
 """
 
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 def _warn_to_stderr(message: str) -> None:
     import sys
 
     sys.stderr.write(f"session-relay: {message}\n")
-
-
-def host_name() -> str:
-    """This machine's name in entries and taker names: RELAY_HOST, else the host name."""
-    return os.environ.get("RELAY_HOST") or socket.gethostname() or "localhost"
-
-
-def redact(url: str) -> str:
-    """The URL with its password (and nothing else) replaced by `***`."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "***"
-    auth, at, where = rest.rpartition("@")
-    if not at:
-        return url
-    user, colon, _ = auth.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{where}" if colon else f"{scheme}://***@{where}"
 
 
 def _process_start(pid: int) -> str:
@@ -213,26 +189,9 @@ def _taker_is_dead(consumer: str, here: str, idle_ms: int) -> bool:
     pid_text, _, start = rest.partition(":")
     if host != here or not pid_text.isdigit():
         return idle_ms >= CLAIM_IDLE_MS
-    from relay.host.procinfo import is_zombie, process_info
+    from relay.host.procinfo import holder_runs
 
-    pid = int(pid_text)
-    info = process_info(pid)
-    # A killed taker its parent has not reaped yet still has its pid and start: it is dead too.
-    return info is None or info.start.replace(" ", "_") != start or is_zombie(pid)
-
-
-class _Guard:
-    """Turns redis-py's errors into one RelayError line naming the URL without its password."""
-
-    def __init__(self, store: "RedisStore") -> None:
-        self._store = store
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, err: object, tb: object) -> None:
-        if isinstance(err, RedisError) and not isinstance(err, WatchError):
-            raise RelayError(self._store.describe(err)) from None
+    return not holder_runs(int(pid_text), start.replace("_", " "))
 
 
 class RedisDelivery:
@@ -284,91 +243,19 @@ class RedisDelivery:
 _TAKING: set[str] = set()
 
 
-class RedisStore:
+class RedisStore(RedisConnection):
     """The store in one Redis database. Public methods check ids like relay.store.files.Store's."""
 
     def __init__(self, url: str, warn: Callable[[str], None] = _warn_to_stderr, home: str | None = None) -> None:
-        self.url = url
+        super().__init__(url)
         self.warn = warn
-        self.host = host_name()
         if home is None:
             from relay.store.layout import relay_home
 
             home = relay_home()
         self.home = home  # local-only files (error.log) stay on this machine
-        # redis-py's hints mix its sync and async APIs (every result is `X | Awaitable[X]`); this
-        # module uses only the sync client, typed as Any.
-        self._client: Any = None
         self._consumer = f"{self.host}:{os.getpid()}:{_process_start(os.getpid())}"
         self._local_store: Store | None = None
-
-    # -- connection ---------------------------------------------------------------------------
-
-    def describe(self, err: BaseException) -> str:
-        """One line for a Redis failure: the URL with its password hidden, and why."""
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        password = self._password()
-        if password:
-            reason = reason.replace(password, "***")
-        return f"session-relay: Redis at {redact(self.url)} failed: {reason}"
-
-    def _password(self) -> str | None:
-        from urllib.parse import unquote, urlsplit
-
-        try:
-            secret = urlsplit(self.url).password
-        except ValueError:
-            return None
-        return unquote(secret) if secret else None
-
-    def _check_url(self) -> None:
-        """Refuse what redis-py would silently read otherwise (a db that is not a number is db 0)."""
-        from urllib.parse import urlsplit
-
-        try:
-            parts = urlsplit(self.url)
-            parts.port  # noqa: B018 (parsing the port raises ValueError when it is not a number)
-        except ValueError as err:
-            raise RelayError(self.describe(err)) from None
-        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            raise RelayError(self.describe(ValueError("use redis://[user:password@]host:port[/db] or rediss://")))
-        db = parts.path.removeprefix("/")
-        if db and not (db.isascii() and db.isdigit()):
-            raise RelayError(self.describe(ValueError(f"the database must be a number, not {db[:20]!r}")))
-
-    def _redis(self) -> Any:
-        if self._client is None:
-            self._check_url()
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-
-            try:
-                client = redis.Redis.from_url(
-                    self.url,
-                    socket_connect_timeout=CONNECT_TIMEOUT,
-                    socket_timeout=SOCKET_TIMEOUT,
-                    retry=Retry(NoBackoff(), 0),
-                    retry_on_timeout=False,
-                    health_check_interval=0,
-                    client_name=None,
-                )
-            except (ValueError, RedisError) as err:
-                raise RelayError(self.describe(err)) from None
-            self._client = client
-        return self._client
-
-    def _guard(self) -> _Guard:
-        return _Guard(self)
-
-    def ping(self) -> None:
-        """Reach Redis now (authenticated, in the right database) or raise RelayError."""
-        with self._guard():
-            self._redis().ping()
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
     # -- registry, names, markers ---------------------------------------------------------------
 
@@ -376,8 +263,8 @@ class RedisStore:
         """A consistent snapshot of every entry and name (one MULTI/EXEC)."""
         with self._guard():
             pipe = self._redis().pipeline(transaction=True)
-            pipe.hgetall("relay:agents")
-            pipe.hgetall("relay:names")
+            pipe.hgetall(redis_keys.AGENTS)
+            pipe.hgetall(redis_keys.NAMES)
             agents_raw, names_raw = pipe.execute()
         agents: dict[str, Entry] = {}
         for key, raw in agents_raw.items():
@@ -394,11 +281,11 @@ class RedisStore:
     def _registry_maps(pipe: Any) -> tuple[dict[str, Entry], dict[str, str]]:
         """Every entry and name, read inside a WATCH (before MULTI)."""
         agents: dict[str, Entry] = {}
-        for key, raw in pipe.hgetall("relay:agents").items():
+        for key, raw in pipe.hgetall(redis_keys.AGENTS).items():
             entry = _load_entry(raw)
             if entry is not None:
                 agents[key.decode()] = entry
-        names = {k.decode(): v.decode() for k, v in pipe.hgetall("relay:names").items()}
+        names = {k.decode(): v.decode() for k, v in pipe.hgetall(redis_keys.NAMES).items()}
         return agents, names
 
     def register(
@@ -439,8 +326,8 @@ class RedisStore:
             for _ in range(100):
                 with client.pipeline(transaction=True) as pipe:
                     try:
-                        pipe.watch("relay:agents", "relay:names")
-                        raw = pipe.hget("relay:agents", session_id)
+                        pipe.watch(redis_keys.AGENTS, redis_keys.NAMES)
+                        raw = pipe.hget(redis_keys.AGENTS, session_id)
                         entry = _load_entry(raw) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
                         fresh = raw is None
                         if directory is not _UNSET:
@@ -459,14 +346,14 @@ class RedisStore:
                         updates: dict[str, bytes] = {}
                         drop_names: list[str] = []
                         if name is not _UNSET:
-                            names = {k.decode(): v.decode() for k, v in pipe.hgetall("relay:names").items()}
+                            names = {k.decode(): v.decode() for k, v in pipe.hgetall(redis_keys.NAMES).items()}
                             for old, bound in names.items():
                                 if bound == session_id and old != name:
                                     drop_names.append(old)
                             if name is not None:
                                 previous = names.get(str(name))
                                 if previous is not None and previous != session_id:
-                                    other = _load_entry(pipe.hget("relay:agents", previous))
+                                    other = _load_entry(pipe.hget(redis_keys.AGENTS, previous))
                                     if other is not None:
                                         other["name"] = None
                                         updates[previous] = _to_json(other)
@@ -474,13 +361,13 @@ class RedisStore:
                         entry["lastSeen"] = now_iso()
                         updates[session_id] = _to_json(entry)
                         pipe.multi()
-                        pipe.hset("relay:agents", mapping=updates)
+                        pipe.hset(redis_keys.AGENTS, mapping=updates)
                         if drop_names:
-                            pipe.hdel("relay:names", *drop_names)
+                            pipe.hdel(redis_keys.NAMES, *drop_names)
                         if name is not _UNSET and name is not None:
-                            pipe.hset("relay:names", str(name), session_id)
+                            pipe.hset(redis_keys.NAMES, str(name), session_id)
                         if marker is not None:
-                            pipe.hset("relay:markers", marker, session_id)
+                            pipe.hset(redis_keys.MARKERS, marker, session_id)
                         checkpoint("register:before-write")
                         pipe.execute()
                         return dict(entry)
@@ -491,11 +378,11 @@ class RedisStore:
     def set_marker(self, directory: str, session_id: str) -> None:
         session_id = require_uuid(session_id)
         with self._guard():
-            self._redis().hset("relay:markers", directory, session_id)
+            self._redis().hset(redis_keys.MARKERS, directory, session_id)
 
     def marker(self, directory: str) -> str | None:
         with self._guard():
-            raw = self._redis().hget("relay:markers", directory)
+            raw = self._redis().hget(redis_keys.MARKERS, directory)
         return raw.decode() if raw else None
 
     def record_start(self, session_id: str, directory: str, tool: str) -> Entry:
@@ -511,13 +398,13 @@ class RedisStore:
             for _ in range(100):
                 with client.pipeline(transaction=True) as pipe:
                     try:
-                        pipe.watch("relay:agents")
-                        entry = _load_entry(pipe.hget("relay:agents", session_id))
+                        pipe.watch(redis_keys.AGENTS)
+                        entry = _load_entry(pipe.hget(redis_keys.AGENTS, session_id))
                         if entry is None:
                             return
                         entry["endedAt"] = now_iso()
                         pipe.multi()
-                        pipe.hset("relay:agents", session_id, _to_json(entry))
+                        pipe.hset(redis_keys.AGENTS, session_id, _to_json(entry))
                         pipe.execute()
                         return
                     except WatchError:
@@ -534,11 +421,11 @@ class RedisStore:
         parent = message.get("replyTo")
         message_id = str(receipt["id"]) if receipt is not None else ""
         keys = [
-            _mbox(recipient),
-            _mbytes(recipient),
-            _urgent(recipient),
-            _rcpt(message_id or "none"),
-            _rcpt(str(parent).lower() if isinstance(parent, str) and is_uuid(parent) else "none"),
+            redis_keys.mbox(recipient),
+            redis_keys.mbytes(recipient),
+            redis_keys.urgent(recipient),
+            redis_keys.receipt(message_id or "none"),
+            redis_keys.receipt(str(parent).lower() if isinstance(parent, str) and is_uuid(parent) else "none"),
         ]
         args = [
             line,
@@ -552,7 +439,7 @@ class RedisStore:
         ]
         checkpoint("send:before-append")
         with self._guard():
-            done, detail = self._redis().eval(_ENQUEUE, len(keys), *keys, *args)
+            done, detail = self._run(_ENQUEUE, keys, args)
         checkpoint("send:appended")
         if not done:
             from relay.util.textsafe import one_line
@@ -572,25 +459,25 @@ class RedisStore:
             return RedisDelivery(self, recipient, [], [], [], 0, active=False)
         with self._guard():
             client = self._redis()
-            if not client.exists(_mbox(recipient)):  # never had mail: create nothing
+            if not client.exists(redis_keys.mbox(recipient)):  # never had mail: create nothing
                 return RedisDelivery(self, recipient, [], [], [], 0, active=False)
             self._ensure_group(recipient)
             token = self._lock(recipient)
             _TAKING.add(recipient)
             try:
                 sids, sizes, messages = self._claim(client, recipient, budget, select)
-                remaining = max(int(client.xlen(_mbox(recipient))) - len(sids), 0)
+                remaining = max(int(client.xlen(redis_keys.mbox(recipient))) - len(sids), 0)
             except BaseException:
                 _TAKING.discard(recipient)
                 raise
             finally:
-                client.eval(_UNLOCK, 1, _takelock(recipient), token)
+                self._run(UNLOCK, [redis_keys.take_lock(recipient)], [token])
         checkpoint("take:claimed")
         return RedisDelivery(self, recipient, sids, sizes, messages, remaining)
 
     def _ensure_group(self, recipient: str) -> None:
         try:
-            self._redis().xgroup_create(_mbox(recipient), GROUP, id="0", mkstream=True)
+            self._redis().xgroup_create(redis_keys.mbox(recipient), GROUP, id="0", mkstream=True)
         except redis.ResponseError as err:
             if "BUSYGROUP" not in str(err):
                 raise
@@ -600,7 +487,7 @@ class RedisStore:
         token = f"{self._consumer}:{time.monotonic_ns()}"
         deadline = time.monotonic() + TAKE_LOCK_WAIT
         client = self._redis()
-        key = _takelock(recipient)
+        key = redis_keys.take_lock(recipient)
         alive: set[bytes] = set()  # holders already seen alive: one /proc look each
         while not client.set(key, token, nx=True, px=TAKE_LOCK_MS):
             holder = client.get(key)
@@ -608,7 +495,7 @@ class RedisStore:
                 # A taker of this host killed while claiming: its lock goes now, not in TAKE_LOCK_MS
                 # (deleted only if it still holds it). Another host's holder is left to the expiry.
                 if _taker_is_dead(holder.decode(errors="replace").rpartition(":")[0], self.host, 0):
-                    client.eval(_UNLOCK, 1, key, holder)
+                    self._run(UNLOCK, [key], [holder])
                     continue
                 alive.add(holder)
             if time.monotonic() > deadline:
@@ -619,7 +506,7 @@ class RedisStore:
     def _claim(
         self, client: Any, recipient: str, budget: int, select: Select | None
     ) -> tuple[list[str], list[int], list[Message]]:
-        stream = _mbox(recipient)
+        stream = redis_keys.mbox(recipient)
         sids: list[str] = []
         sizes: list[int] = []
         messages: list[Message] = []
@@ -637,10 +524,10 @@ class RedisStore:
                 message = _parse(raw)
                 if not isinstance(raw, bytes) or message is None:  # deleted meanwhile, or not relay's
                     if isinstance(raw, bytes):  # kept for a human, never deleted (like quarantine/)
-                        client.rpush(_key("quarantine", recipient), raw)
+                        client.rpush(redis_keys.quarantine(recipient), raw)
                         self.warn(
                             f"an unreadable message in the mailbox of {recipient} was kept in "
-                            f"{_key('quarantine', recipient)}; the other messages were delivered"
+                            f"{redis_keys.quarantine(recipient)}; the other messages were delivered"
                         )
                     self._ack(recipient, [sid], [len(raw) if isinstance(raw, bytes) else 0], [])
                     continue
@@ -714,24 +601,24 @@ class RedisStore:
         to REDELIVER: first again, still flagged)."""
         if sids:
             with self._guard():
-                self._redis().xclaim(_mbox(recipient), GROUP, consumer, 0, sids, justid=True)
+                self._redis().xclaim(redis_keys.mbox(recipient), GROUP, consumer, 0, sids, justid=True)
 
     def _ack(self, recipient: str, sids: list[str], sizes: list[int], messages: list[Message]) -> None:
         if not sids:
             return
-        receipts = [_rcpt(str(m.get("id")).lower() if is_uuid(m.get("id")) else "none") for m in messages]
-        receipts += [_rcpt("none")] * (len(sids) - len(receipts))
-        keys = [_mbox(recipient), _mbytes(recipient), _urgent(recipient), *receipts]
+        receipts = [redis_keys.receipt(str(m.get("id")).lower() if is_uuid(m.get("id")) else "none") for m in messages]
+        receipts += [redis_keys.receipt("none")] * (len(sids) - len(receipts))
+        keys = [redis_keys.mbox(recipient), redis_keys.mbytes(recipient), redis_keys.urgent(recipient), *receipts]
         pairs: list[object] = []
         for sid, size in zip(sids, sizes, strict=True):
             pairs += [sid, size]
         with self._guard():
-            self._redis().eval(_ACK, len(keys), *keys, GROUP, now_iso(), repr(time.time()), *pairs)
+            self._run(_ACK, keys, [GROUP, now_iso(), repr(time.time()), *pairs])
 
     def _drop_consumer(self, recipient: str) -> None:
         try:
             with self._guard():
-                self._redis().eval(_DROP_CONSUMER, 1, _mbox(recipient), GROUP, self._consumer)
+                self._run(_DROP_CONSUMER, [redis_keys.mbox(recipient)], [GROUP, self._consumer])
         except RelayError:
             pass  # only tidiness: a leftover consumer with nothing claimed costs nothing
 
@@ -741,7 +628,7 @@ class RedisStore:
     def peek_batch(self, recipient: str, budget: int | None) -> tuple[list[Message], int]:
         """Waiting mail without taking it (claimed first, then pending), within about `budget` bytes."""
         recipient = require_uuid(recipient, "recipient id")
-        stream = _mbox(recipient)
+        stream = redis_keys.mbox(recipient)
         with self._guard():
             client = self._redis()
             claimed: set[str] = set()
@@ -776,19 +663,19 @@ class RedisStore:
 
     def has_mail(self, recipient: str) -> bool:
         with self._guard():
-            return bool(self._redis().xlen(_mbox(recipient)))
+            return bool(self._redis().xlen(redis_keys.mbox(recipient)))
 
     def has_urgent(self, recipient: str) -> bool:
         with self._guard():
-            return bool(self._redis().scard(_urgent(recipient)))
+            return bool(self._redis().scard(redis_keys.urgent(recipient)))
 
     def mail_stamp(self, recipient: str) -> tuple[int, ...] | None:
         """(entries, bytes, last stream id's milliseconds): changes whenever mail arrives or leaves."""
         with self._guard():
             pipe = self._redis().pipeline(transaction=True)
-            pipe.xlen(_mbox(recipient))
-            pipe.get(_mbytes(recipient))
-            pipe.xrevrange(_mbox(recipient), count=1)
+            pipe.xlen(redis_keys.mbox(recipient))
+            pipe.get(redis_keys.mbytes(recipient))
+            pipe.xrevrange(redis_keys.mbox(recipient), count=1)
             count, size, last = pipe.execute()
         if not count:
             return None
@@ -801,7 +688,7 @@ class RedisStore:
         if not is_uuid(message_id):
             return None
         with self._guard():
-            fields = self._redis().hgetall(_rcpt(message_id.lower()))
+            fields = self._redis().hgetall(redis_keys.receipt(message_id.lower()))
         return _receipt_of(fields, message_id.lower())
 
     def message_state(self, message_id: str) -> Message | None:
@@ -810,7 +697,7 @@ class RedisStore:
             return None
         with self._guard():
             client = self._redis()
-            fields = client.hgetall(_rcpt(message_id.lower()))
+            fields = client.hgetall(redis_keys.receipt(message_id.lower()))
             receipt = _receipt_of(fields, message_id.lower())
             if receipt is None:
                 return None
@@ -819,7 +706,7 @@ class RedisStore:
             if receipt.get("deliveredAt"):
                 return {**receipt, "state": "delivered"}
             sid = (fields.get(b"sid") or b"").decode()
-            stream = _mbox(str(receipt.get("to")))
+            stream = redis_keys.mbox(str(receipt.get("to")))
             state = "delivered"
             if sid and client.xrange(stream, sid, sid):
                 state = "queued"
@@ -862,7 +749,7 @@ class RedisStore:
 
     def doorbells(self) -> "RedisDoorbells":
         """The hosts' doorbell streams: posting a wake to another host, serving this host's."""
-        from relay.faces.doorbell_server import RedisDoorbells
+        from relay.store.redis_doorbells import RedisDoorbells
 
         return RedisDoorbells(self)
 
@@ -870,28 +757,28 @@ class RedisStore:
 
     def auto_wakes(self, session_id: str) -> int:
         with self._guard():
-            raw = self._redis().get(_key("autowakes", session_id))
+            raw = self._redis().get(redis_keys.auto_wakes(session_id))
         return int(raw) if raw and raw.isdigit() else 0
 
     def count_auto_wake(self, session_id: str) -> int:
         with self._guard():
-            return int(self._redis().incr(_key("autowakes", session_id)))
+            return int(self._redis().incr(redis_keys.auto_wakes(session_id)))
 
     def reset_auto_wakes(self, session_id: str) -> None:
         with self._guard():
-            self._redis().delete(_key("autowakes", session_id))
+            self._redis().delete(redis_keys.auto_wakes(session_id))
 
     def wake_times(self, session_id: str, since: float, until: float) -> list[float]:
         """When the session's wakes in (since, until] rang, oldest first."""
         with self._guard():
-            raw = self._redis().zrangebyscore(_key("wakes", session_id), f"({since!r}", repr(until))
+            raw = self._redis().zrangebyscore(redis_keys.wakes(session_id), f"({since!r}", repr(until))
         return sorted(float(member.decode().partition(":")[0]) for member in raw)
 
     def spend_wake(self, session_id: str, since: float, now: float, budget: int) -> list[float]:
         """Atomically: the wakes after `since`, plus one at `now` when fewer than `budget`."""
         member = f"{now!r}:{os.getpid()}:{time.monotonic_ns()}"
         with self._guard():
-            raw = self._redis().eval(_SPEND_WAKE, 1, _key("wakes", session_id), repr(since), repr(now), budget, member)
+            raw = self._run(_SPEND_WAKE, [redis_keys.wakes(session_id)], [repr(since), repr(now), budget, member])
         return sorted(float(raw[i + 1]) for i in range(0, len(raw), 2))
 
     # -- collection (`relay gc`) and diagnosis ------------------------------------------------------
@@ -899,7 +786,7 @@ class RedisStore:
     def gc_due(self, interval: float) -> bool:
         """Per host (gc judges sessions by this host's transcripts): due `interval` s after the
         last collection, counting from the first call, which only sets the stamp."""
-        key = _key("gcstamp", self.host)
+        key = redis_keys.gc_stamp(self.host)
         with self._guard():
             client = self._redis()
             raw = client.get(key)
@@ -910,23 +797,28 @@ class RedisStore:
 
     def touch_gc_stamp(self) -> None:
         with self._guard():
-            self._redis().set(_key("gcstamp", self.host), repr(time.time()))
+            self._redis().set(redis_keys.gc_stamp(self.host), repr(time.time()))
 
     def mailbox_files(self) -> list[tuple[str, int]]:
         """("<id>.jsonl", bytes of mail) of every mailbox stream, the file store's shape."""
         found: list[tuple[str, int]] = []
         with self._guard():
             client = self._redis()
-            for key in client.scan_iter(match="relay:mbox:*", count=500):
-                session_id = key.decode().removeprefix("relay:mbox:")
-                found.append((f"{session_id}.jsonl", int(client.get(_mbytes(session_id)) or 0)))
+            for key in client.scan_iter(match=redis_keys.mbox("*"), count=500):
+                session_id = key.decode().removeprefix(redis_keys.mbox(""))
+                found.append((f"{session_id}.jsonl", int(client.get(redis_keys.mbytes(session_id)) or 0)))
         return found
 
     def drop_empty_mailbox(self, name: str) -> bool:
         session_id = os.path.basename(name).removesuffix(".jsonl")
-        keys = [_mbox(session_id), _mbytes(session_id), _urgent(session_id), _takelock(session_id)]
+        keys = [
+            redis_keys.mbox(session_id),
+            redis_keys.mbytes(session_id),
+            redis_keys.urgent(session_id),
+            redis_keys.take_lock(session_id),
+        ]
         with self._guard():
-            return bool(self._redis().eval(_DROP_EMPTY, len(keys), *keys))
+            return bool(self._run(_DROP_EMPTY, keys, []))
 
     def on_this_host(self, entry: Entry) -> bool:
         """Does `entry` run on this machine (its `host` is this host's name)? An entry without one is
@@ -942,19 +834,19 @@ class RedisStore:
         appended to the list relay:archive:<id>, never deleted. LockBusy while a taker claims."""
         session_id = require_uuid(session_id)
         keys = [
-            _mbox(session_id),
-            _mbytes(session_id),
-            _urgent(session_id),
-            _key("archive", session_id),
-            "relay:agents",
-            "relay:names",
-            "relay:markers",
-            _key("autowakes", session_id),
-            _key("wakes", session_id),
-            _takelock(session_id),
+            redis_keys.mbox(session_id),
+            redis_keys.mbytes(session_id),
+            redis_keys.urgent(session_id),
+            redis_keys.archive(session_id),
+            redis_keys.AGENTS,
+            redis_keys.NAMES,
+            redis_keys.MARKERS,
+            redis_keys.auto_wakes(session_id),
+            redis_keys.wakes(session_id),
+            redis_keys.take_lock(session_id),
         ]
         with self._guard():
-            archived = int(self._redis().eval(_RETIRE, len(keys), *keys, session_id))
+            archived = int(self._run(_RETIRE, keys, [session_id]))
         if archived < 0:
             raise LockBusy()
         return archived
@@ -963,10 +855,10 @@ class RedisStore:
         """The ids of the receipts kept that start with `prefix`, sorted (one SCAN; glob characters in
         the prefix match only themselves)."""
         prefix = prefix.lower()
-        pattern = "relay:rcpt:" + "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix) + "*"
+        pattern = redis_keys.receipt("") + "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix) + "*"
         with self._guard():
             keys = [key.decode() for key in self._redis().scan_iter(match=pattern, count=500)]
-        ids = (key.removeprefix("relay:rcpt:") for key in keys)
+        ids = (key.removeprefix(redis_keys.receipt("")) for key in keys)
         return sorted(i for i in ids if i.startswith(prefix) and is_uuid(i))
 
     def prune_receipts(self, older_than: float, now: float | None = None) -> int:
@@ -975,7 +867,7 @@ class RedisStore:
         removed = 0
         with self._guard():
             client = self._redis()
-            for key in client.scan_iter(match="relay:rcpt:*", count=500):
+            for key in client.scan_iter(match=redis_keys.receipt("*"), count=500):
                 changed = client.hget(key, "changed")
                 if changed is None or float(changed) < cutoff:
                     removed += int(client.delete(key))
@@ -1033,27 +925,3 @@ def _receipt_of(fields: dict, message_id: str) -> Message | None:
         if value is not None:
             doc[key] = value.decode()
     return doc
-
-
-def _mbox(session_id: str) -> str:
-    return f"relay:mbox:{session_id}"
-
-
-def _mbytes(session_id: str) -> str:
-    return f"relay:mbytes:{session_id}"
-
-
-def _urgent(session_id: str) -> str:
-    return f"relay:urgent:{session_id}"
-
-
-def _rcpt(message_id: str) -> str:
-    return f"relay:rcpt:{message_id}"
-
-
-def _takelock(session_id: str) -> str:
-    return f"relay:takelock:{session_id}"
-
-
-def _key(kind: str, session_id: str) -> str:
-    return f"relay:{kind}:{session_id}"
