@@ -571,9 +571,9 @@ def test_gc_helpers_drop_empty_mailboxes_and_old_receipts(redis_url, tmp_path):
     me = new_id()
     message = _message(me, "read soon")
     store.enqueue(me, message)
-    from relay.store.files import _to_json
+    from relay.store.base import to_json
 
-    assert store.mailbox_files() == [(f"{me}.jsonl", len(_to_json(message)))]
+    assert store.mailbox_files() == [(f"{me}.jsonl", len(to_json(message)))]
     assert not store.drop_empty_mailbox(f"{me}.jsonl")
     with store.take(me) as delivery:
         delivery.ack()

@@ -18,8 +18,8 @@ Choosing the store (`open_store`), once per process, at start:
 The faces catch RelayError as today: a command prints its one line and exits 1, the hook writes it
 to error.log and exits 0, the bus answers the tool call with it.
 
-The contract of each method is the file store's (its docstrings in relay/store/files.py are the long
-form); the summaries below are what any implementation must keep.
+The contract of each method is the file store's (its docstrings in relay/store/files.py and
+relay/store/base.py are the long form); the summaries below are what any implementation must keep.
 """
 
 import os

@@ -42,9 +42,10 @@ import sys
 import time
 from _collections_abc import Callable  # collections.abc would import all of collections
 
-from relay.domain.ids import AGENT_CLIS, check_name, is_uuid, name_from_dir, require_uuid
-from relay.domain.policy import check_mode, is_urgent
+from relay.domain.ids import is_uuid, require_uuid
+from relay.domain.policy import is_urgent
 from relay.store import fileio
+from relay.store.base import UNSET, StoreBase, first_name, new_receipt, to_json
 from relay.store.layout import mailbox_name, marker_name, relay_home
 from relay.store.lock import FileLock, holder
 from relay.util import jsonlite
@@ -59,8 +60,6 @@ Select = Callable[[Message], bool]
 # show(batch, remaining) -> how many of the batch's first messages a face showed; `remaining`
 # counts the messages queued behind the batch (relay.usecases.mail's delivery protocol).
 Show = Callable[[list[Message], int], int]
-
-_UNSET = object()
 
 
 def _warn_to_stderr(message: str) -> None:
@@ -172,19 +171,6 @@ class Delivery:
         self.close()
 
 
-def _to_json(value: object, indent: int | None = None) -> bytes:
-    """Serialise for the store; text that is not valid Unicode is refused before anything is written.
-
-    relay.util.jsonlite (CPython's C encoder), neither orjson nor the json package: the store's
-    documents are small, and importing either costs more of every hook start than parsing saves.
-    """
-    text = jsonlite.dumps(value, indent)
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise RelayError("text is not valid UTF-8 (it holds a lone surrogate); send plain text") from None
-
-
 def _listdir(directory: str) -> list[str]:
     try:
         return sorted(os.listdir(directory))
@@ -231,21 +217,6 @@ def _parse_line(raw: bytes) -> Message | None:
     return message if isinstance(message, dict) else None
 
 
-_RECEIPT_FIELDS = ("from", "fromName", "to", "toName", "thread", "replyTo", "expectsReply")
-
-
-def _new_receipt(message: Message) -> Message | None:
-    """A fresh receipt for a message (None when its id is not a UUID: planted or pre-0.1 mail)."""
-    message_id = message.get("id")
-    if not is_uuid(message_id):
-        return None
-    receipt: Message = {"id": str(message_id).lower()}
-    receipt.update((k, message[k]) for k in _RECEIPT_FIELDS if k in message)
-    receipt.setdefault("thread", receipt["id"])
-    receipt.update(queuedAt=message.get("ts"), deliveredAt=None, repliedAt=None, replyId=None)
-    return receipt
-
-
 def _join(lines: list[bytes]) -> bytes:
     return b"".join(line + b"\n" for line in lines)
 
@@ -282,14 +253,6 @@ def _hashed_marker_name(directory: str) -> str:
     return f"{marker_name(directory)[:183]}-{digest}"
 
 
-def _first_name(agents: dict[str, Entry], names: dict[str, str], directory: str) -> str:
-    """The name a session without one gets at its start: its dir's base name, unique among the
-    names registered (chosen under the store lock, so two sessions starting at once differ)."""
-    taken = {name.lower() for name in names}
-    taken.update(str(e["name"]).lower() for e in agents.values() if isinstance(e.get("name"), str))
-    return name_from_dir(directory, taken)
-
-
 class _StoreLock:
     """Holds the store lock for a `with` block (a class, not contextlib: that import is costly)."""
 
@@ -324,7 +287,7 @@ class WakeLock(FileLock):
         return os.pread(self._fd, 64, 0) if self._fd is not None else b""
 
 
-class Store:
+class Store(StoreBase):
     """One store directory. Methods that change anything hold the store lock.
 
     Public methods check the ids they are given; the `_`-methods trust ids already checked.
@@ -426,32 +389,7 @@ class Store:
         return {"agents": {}, "names": {}}
 
     def _write_registry(self, data: dict) -> None:
-        fileio.atomic_write(self._path("registry.json"), _to_json(data, indent=2) + b"\n")
-
-    def register(
-        self,
-        session_id: str,
-        *,
-        directory: object = _UNSET,
-        name: object = _UNSET,
-        tool: object = _UNSET,
-        deliver: object = _UNSET,
-    ) -> Entry:
-        """Upsert one entry: fields not given keep their value, lastSeen is refreshed.
-
-        A name given is bound to this id, moving it off any other session and dropping any other
-        name this session had.
-        """
-        session_id = require_uuid(session_id)
-        if name is not _UNSET and name is not None:
-            check_name(name)
-        if tool is not _UNSET and tool not in AGENT_CLIS:
-            raise RelayError(f"invalid tool {tool!r}: use claude or codex")
-        if directory is not _UNSET and directory is not None and not str(directory).startswith("/"):
-            raise RelayError(f"invalid dir {directory!r}: give an absolute path")
-        if deliver is not _UNSET:
-            check_mode(deliver)
-        return self._register(session_id, directory, name, tool, deliver)
+        fileio.atomic_write(self._path("registry.json"), to_json(data, indent=2) + b"\n")
 
     def _register(
         self,
@@ -459,24 +397,24 @@ class Store:
         directory: object,
         name: object,
         tool: object,
-        deliver: object = _UNSET,
+        deliver: object = UNSET,
         started: bool = False,
     ) -> Entry:
         with self._locked():
             data = self._load_registry()
             agents, names = data["agents"], data["names"]
             entry = agents.get(session_id) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
-            if directory is not _UNSET:
+            if directory is not UNSET:
                 entry["dir"] = directory
-            if tool is not _UNSET:
+            if tool is not UNSET:
                 entry["tool"] = tool
-            if deliver is not _UNSET:
+            if deliver is not UNSET:
                 entry["deliver"] = deliver
             if started:
                 entry.pop("endedAt", None)  # a session resumed after it ended is running again
                 if not entry.get("name") and isinstance(entry.get("dir"), str):
-                    name = _first_name(agents, names, str(entry["dir"]))
-            if name is not _UNSET:
+                    name = first_name(agents, names, str(entry["dir"]))
+            if name is not UNSET:
                 self._bind_name(agents, names, session_id, None if name is None else str(name))
                 entry["name"] = name
             entry["lastSeen"] = now_iso()
@@ -525,18 +463,11 @@ class Store:
             if current != content:
                 fileio.atomic_write(path, content)
 
-    def record_start(self, session_id: str, directory: str, tool: str) -> Entry:
-        """A session start's writes, the dir's marker and the entry {id, dir, tool}, under one lock hold.
-        A session without a name gets its dir's (relay.domain.ids.name_from_dir) in the same registry write;
-        a name it has is kept.
-
-        The id and the absolute dir were checked once at the edge (relay.faces.hook) and are trusted here.
-        """
-        if tool not in AGENT_CLIS:
-            raise RelayError(f"invalid tool {tool!r}: use claude or codex")
+    def _record_start(self, session_id: str, directory: str, tool: str) -> Entry:
+        """record_start's writes under one lock hold: the marker, then the entry in one registry write."""
         with self._locked():
             self._set_marker(directory, session_id)
-            return self._register(session_id, directory, _UNSET, tool, started=True)
+            return self._register(session_id, directory, UNSET, tool, started=True)
 
     def record_end(self, session_id: str) -> None:
         """SessionEnd: stamp the (registered) session's entry with `endedAt`; unknown ids (and a
@@ -684,9 +615,7 @@ class Store:
             times = self.wake_times(session_id, since, now)
             if len(times) < budget:
                 fileio.ensure_private_dir(self._path("wakes"))
-                fileio.atomic_write(
-                    self._doorbell_file(session_id, ".json"), _to_json({"times": [*times, now]}) + b"\n"
-                )
+                fileio.atomic_write(self._doorbell_file(session_id, ".json"), to_json({"times": [*times, now]}) + b"\n")
             return times
 
     # -- mail ---------------------------------------------------------------------------------
@@ -733,7 +662,7 @@ class Store:
         pending and in-flight mail: a flood fills the flooder's error log, not the disk.
         """
         recipient = require_uuid(recipient, "recipient id")
-        line = _to_json(message) + b"\n"
+        line = to_json(message) + b"\n"
         limit = mailbox_max()
         with self._locked():
             pending = self._mailbox(recipient)
@@ -915,10 +844,6 @@ class Store:
             "the other messages were delivered"
         )
 
-    def peek(self, recipient: str) -> list[Message]:
-        """Every waiting message without taking any: in flight first, then pending, each marked."""
-        return self.peek_batch(recipient, None)[0]
-
     def peek_batch(self, recipient: str, budget: int | None) -> tuple[list[Message], int]:
         """Waiting messages without taking any (in flight first, then pending, each marked) within
         about `budget` bytes (all of them when None), and how many more wait beyond those."""
@@ -984,11 +909,11 @@ class Store:
     def _write_receipt(self, receipt: Message) -> None:
         """Under the store lock: replace one receipt (a planted link in its place is replaced, not followed)."""
         fileio.ensure_private_dir(self._path("receipts"))
-        fileio.atomic_write(self._receipt_path(str(receipt["id"])), _to_json(receipt))
+        fileio.atomic_write(self._receipt_path(str(receipt["id"])), to_json(receipt))
 
     def _record_queued(self, message: Message) -> None:
         """Under the store lock: the new message's receipt, and its parent's first reply."""
-        receipt = _new_receipt(message)
+        receipt = new_receipt(message)
         if receipt is None:
             return
         self._write_receipt(receipt)
@@ -1002,7 +927,7 @@ class Store:
         stamp = now_iso()
         with self._locked(prepare=False):
             for message in messages:
-                receipt = self.receipt(str(message.get("id"))) or _new_receipt(message)
+                receipt = self.receipt(str(message.get("id"))) or new_receipt(message)
                 if receipt is not None and not receipt.get("deliveredAt"):
                     self._write_receipt({**receipt, "deliveredAt": stamp})
 

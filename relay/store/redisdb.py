@@ -44,9 +44,10 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redis.exceptions import WatchError
 
-from relay.domain.ids import AGENT_CLIS, check_name, is_uuid, require_uuid
-from relay.domain.policy import check_mode, is_urgent
+from relay.domain.ids import is_uuid, require_uuid
+from relay.domain.policy import is_urgent
 from relay.store import redis_keys
+from relay.store.base import UNSET, StoreBase, first_name, new_receipt, to_json
 from relay.store.files import (
     TAKE_BUDGET,
     Entry,
@@ -55,9 +56,6 @@ from relay.store.files import (
     Select,
     Store,
     WakeLock,
-    _first_name,
-    _new_receipt,
-    _to_json,
     mailbox_max,
 )
 from relay.store.lock import FileLock
@@ -79,8 +77,6 @@ CLAIM_IDLE_MS = 20_000
 TAKE_LOCK_MS = 5_000
 TAKE_LOCK_WAIT = 3.0
 _READ_COUNT = 32
-
-_UNSET = object()
 
 _ENQUEUE = """
 local used = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -243,7 +239,7 @@ class RedisDelivery:
 _TAKING: set[str] = set()
 
 
-class RedisStore(RedisConnection):
+class RedisStore(RedisConnection, StoreBase):
     """The store in one Redis database. Public methods check ids like relay.store.files.Store's."""
 
     def __init__(self, url: str, warn: Callable[[str], None] = _warn_to_stderr, home: str | None = None) -> None:
@@ -288,34 +284,13 @@ class RedisStore(RedisConnection):
         names = {k.decode(): v.decode() for k, v in pipe.hgetall(redis_keys.NAMES).items()}
         return agents, names
 
-    def register(
-        self,
-        session_id: str,
-        *,
-        directory: object = _UNSET,
-        name: object = _UNSET,
-        tool: object = _UNSET,
-        deliver: object = _UNSET,
-    ) -> Entry:
-        """Upsert one entry atomically (relay.store.files.Store.register's contract)."""
-        session_id = require_uuid(session_id)
-        if name is not _UNSET and name is not None:
-            check_name(name)
-        if tool is not _UNSET and tool not in AGENT_CLIS:
-            raise RelayError(f"invalid tool {tool!r}: use claude or codex")
-        if directory is not _UNSET and directory is not None and not str(directory).startswith("/"):
-            raise RelayError(f"invalid dir {directory!r}: give an absolute path")
-        if deliver is not _UNSET:
-            check_mode(deliver)
-        return self._register(session_id, directory, name, tool, deliver)
-
     def _register(
         self,
         session_id: str,
         directory: object,
         name: object,
         tool: object,
-        deliver: object = _UNSET,
+        deliver: object = UNSET,
         started: bool = False,
         marker: str | None = None,
     ) -> Entry:
@@ -330,22 +305,22 @@ class RedisStore(RedisConnection):
                         raw = pipe.hget(redis_keys.AGENTS, session_id)
                         entry = _load_entry(raw) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
                         fresh = raw is None
-                        if directory is not _UNSET:
+                        if directory is not UNSET:
                             entry["dir"] = directory
-                        if tool is not _UNSET:
+                        if tool is not UNSET:
                             entry["tool"] = tool
-                        if deliver is not _UNSET:
+                        if deliver is not UNSET:
                             entry["deliver"] = deliver
                         if started:
                             entry.pop("endedAt", None)
                             if not entry.get("name") and isinstance(entry.get("dir"), str):
                                 # its dir's name, unique among all (WATCHed: two starts at once differ)
-                                name = _first_name(*self._registry_maps(pipe), str(entry["dir"]))
+                                name = first_name(*self._registry_maps(pipe), str(entry["dir"]))
                         if started or fresh or "host" not in entry:
                             entry["host"] = self.host  # the session's own hook runs on its host
                         updates: dict[str, bytes] = {}
                         drop_names: list[str] = []
-                        if name is not _UNSET:
+                        if name is not UNSET:
                             names = {k.decode(): v.decode() for k, v in pipe.hgetall(redis_keys.NAMES).items()}
                             for old, bound in names.items():
                                 if bound == session_id and old != name:
@@ -356,15 +331,15 @@ class RedisStore(RedisConnection):
                                     other = _load_entry(pipe.hget(redis_keys.AGENTS, previous))
                                     if other is not None:
                                         other["name"] = None
-                                        updates[previous] = _to_json(other)
+                                        updates[previous] = to_json(other)
                             entry["name"] = name
                         entry["lastSeen"] = now_iso()
-                        updates[session_id] = _to_json(entry)
+                        updates[session_id] = to_json(entry)
                         pipe.multi()
                         pipe.hset(redis_keys.AGENTS, mapping=updates)
                         if drop_names:
                             pipe.hdel(redis_keys.NAMES, *drop_names)
-                        if name is not _UNSET and name is not None:
+                        if name is not UNSET and name is not None:
                             pipe.hset(redis_keys.NAMES, str(name), session_id)
                         if marker is not None:
                             pipe.hset(redis_keys.MARKERS, marker, session_id)
@@ -385,11 +360,9 @@ class RedisStore(RedisConnection):
             raw = self._redis().hget(redis_keys.MARKERS, directory)
         return raw.decode() if raw else None
 
-    def record_start(self, session_id: str, directory: str, tool: str) -> Entry:
-        """SessionStart: the marker and the entry {id, dir, tool, host} in one transaction."""
-        if tool not in AGENT_CLIS:
-            raise RelayError(f"invalid tool {tool!r}: use claude or codex")
-        return self._register(session_id, directory, _UNSET, tool, started=True, marker=directory)
+    def _record_start(self, session_id: str, directory: str, tool: str) -> Entry:
+        """record_start's writes in one transaction: the marker and the entry {id, dir, tool, host}."""
+        return self._register(session_id, directory, UNSET, tool, started=True, marker=directory)
 
     def record_end(self, session_id: str) -> None:
         """SessionEnd: stamp endedAt on a registered entry (atomically); unknown ids write nothing."""
@@ -404,7 +377,7 @@ class RedisStore(RedisConnection):
                             return
                         entry["endedAt"] = now_iso()
                         pipe.multi()
-                        pipe.hset(redis_keys.AGENTS, session_id, _to_json(entry))
+                        pipe.hset(redis_keys.AGENTS, session_id, to_json(entry))
                         pipe.execute()
                         return
                     except WatchError:
@@ -415,9 +388,9 @@ class RedisStore(RedisConnection):
     def enqueue(self, recipient: str, message: Message) -> None:
         """Queue one message (one script: quota, XADD, receipt, parent's reply); refused past the quota."""
         recipient = require_uuid(recipient, "recipient id")
-        line = _to_json(message)
+        line = to_json(message)
         limit = mailbox_max()
-        receipt = _new_receipt(message)
+        receipt = new_receipt(message)
         parent = message.get("replyTo")
         message_id = str(receipt["id"]) if receipt is not None else ""
         keys = [
@@ -430,7 +403,7 @@ class RedisStore(RedisConnection):
         args = [
             line,
             limit,
-            _to_json(receipt) if receipt is not None else b"",
+            to_json(receipt) if receipt is not None else b"",
             message_id if isinstance(parent, str) and is_uuid(parent) else "",
             repr(time.time()),
             GROUP,
@@ -622,9 +595,6 @@ class RedisStore(RedisConnection):
         except RelayError:
             pass  # only tidiness: a leftover consumer with nothing claimed costs nothing
 
-    def peek(self, recipient: str) -> list[Message]:
-        return self.peek_batch(recipient, None)[0]
-
     def peek_batch(self, recipient: str, budget: int | None) -> tuple[list[Message], int]:
         """Waiting mail without taking it (claimed first, then pending), within about `budget` bytes."""
         recipient = require_uuid(recipient, "recipient id")
@@ -654,7 +624,7 @@ class RedisStore(RedisConnection):
         shown: list[Message] = []
         left = budget
         for message in every:
-            size = len(_to_json({k: v for k, v in message.items() if k != "state"}))
+            size = len(to_json({k: v for k, v in message.items() if k != "state"}))
             if shown and size > left:
                 break
             shown.append(message)
