@@ -12,7 +12,7 @@ from relay.util.errors import RelayError
 # A field `register` was not given (None is a value: it clears a name or a dir).
 UNSET = object()
 
-# The receipt of a message copies these fields of it (SPEC §13).
+# The receipt of a message copies these fields of it (docs/delivery.md: what became of a message).
 RECEIPT_FIELDS = ("from", "fromName", "to", "toName", "thread", "replyTo", "expectsReply")
 
 

@@ -1,6 +1,6 @@
-"""The hosts' doorbell streams in Redis (the store's half of the wake across hosts, docs/redis-store.md): a wake of a
-session on another host is posted to that host's stream, and the `relay doorbell --serve` there
-(relay.faces.doorbell_server) reads, acks and answers it through this class.
+"""The hosts' doorbell streams in Redis, the store's half of the wake across hosts (docs/redis-store.md):
+a wake of a session on another host is posted to that host's stream, and the `relay doorbell --serve`
+there (relay.faces.doorbell_server) reads, acks and answers it through this class.
 
 Keys (named in relay.store.redis_keys):
 
