@@ -24,8 +24,9 @@ from relay.util.errors import RelayError
         "123e4567-e89b-12d3-a456-426614174000",
         "123E4567-E89B-12D3-A456-426614174000",
         "00000000-0000-0000-0000-000000000000",
-        str(uuid.uuid4()),
-        str(uuid.uuid1()),
+        # Fresh each run, so named: xdist's workers must collect the same test ids.
+        pytest.param(str(uuid.uuid4()), id="random-uuid4"),
+        pytest.param(str(uuid.uuid1()), id="random-uuid1"),
     ],
 )
 def test_is_uuid_accepts(value):

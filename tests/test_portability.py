@@ -120,6 +120,19 @@ def test_env_i_on_the_host(tmp_path: Path) -> None:
     assert len(registered(store)) == 1
 
 
+@pytest.fixture
+def nobody_tmp() -> Iterator[None]:
+    """Held while a test uses NOBODY's fixed dirs /tmp/session-relay-NOBODY and /dev/shm/...: one test
+    plants a foreign dir there, another expects a fresh one. The lock is machine-wide (flock on a file
+    in /tmp), so xdist's workers and other checkouts' runs on this machine take turns."""
+    import fcntl
+
+    with open(f"/tmp/relay-tests-uid-{NOBODY}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.mark.usefixtures("nobody_tmp")
 def test_uid_without_passwd_entry_or_home(shared_dir: Path) -> None:
     """`docker run --user N`: no HOME and getpwuid() fails -> a private dir under /tmp."""
     require_root()
@@ -144,6 +157,7 @@ def test_uid_without_passwd_entry_or_home(shared_dir: Path) -> None:
         shutil.rmtree(cache, ignore_errors=True)
 
 
+@pytest.mark.usefixtures("nobody_tmp")
 def test_foreign_tmp_dir_is_not_trusted(shared_dir: Path) -> None:
     """A per-uid cache dir planted under /tmp by someone else is skipped, never executed from."""
     require_root()
