@@ -138,6 +138,13 @@ def _nfkc_sources() -> dict[str, list[str]]:
     found: dict[str, set[str]] = {ch: set() for ch in wanted}
     for code in range(0x80, sys.maxunicode + 1):
         ch = chr(code)
+        # Most code points have no decomposition. NFKD leaves such a character as it is, and so does
+        # NFKC (a lone character has nothing to compose with): it stands for itself. The quick check
+        # spares normalizing each of them twice, which every xdist worker would pay at collection.
+        if unicodedata.is_normalized("NFKD", ch):
+            if ch.lower() in wanted and unicodedata.category(ch) != "Mn":
+                found[ch.lower()].add(ch)
+            continue
         for form in ("NFKC", "NFKD"):
             plain = "".join(c for c in unicodedata.normalize(form, ch) if unicodedata.category(c) != "Mn").lower()
             if plain in wanted:
