@@ -12,10 +12,10 @@ Used two ways:
   call of Codex's `exec` tool running a little JavaScript that calls the MCP tool. Every request
   body is recorded, so a test sees the tool list the client offered and the tool results it got.
 
-The clients come from `$RELAY_CLIENTS_DIR/node_modules/.bin` (default: `<repo>/.cache/clients`, where
-`./run-tests` puts them, else `<repo>/.ci/cache/clients`, where `.ci/run` does), installed from
-tests/clients/package-lock.json (pinned versions) by `tests/clients/install DIR`. Nothing here ever
-talks to a vendor: every client process runs in a network namespace that has only loopback.
+The clients come from `$RELAY_CLIENTS_DIR/node_modules/.bin` (default: `clients` in the dir outside
+the clone where `./run-tests` keeps its venv, else `<repo>/.ci/cache/clients`, where `.ci/run` puts
+them), installed from tests/clients/package-lock.json (pinned versions) by `tests/clients/install DIR`.
+Nothing here ever talks to a vendor: every client process runs in a network namespace that has only loopback.
 """
 
 import contextlib
@@ -71,10 +71,18 @@ def clients_bin() -> Path:
     root = os.environ.get("RELAY_CLIENTS_DIR")
     if root:
         return Path(root) / "node_modules" / ".bin"
-    for where in (REPO / ".cache" / "clients", REPO / ".ci" / "cache" / "clients"):
+    for where in (run_tests_state() / "clients", REPO / ".ci" / "cache" / "clients"):
         if (where / "node_modules" / ".bin").is_dir():
             return where / "node_modules" / ".bin"
-    return REPO / ".cache" / "clients" / "node_modules" / ".bin"
+    return run_tests_state() / "clients" / "node_modules" / ".bin"
+
+
+def run_tests_state() -> Path:
+    """Where `./run-tests` keeps its venv and clients for this clone: outside it, named by the
+    clone's name and the POSIX `cksum` of its path (as run-tests and the launcher name it)."""
+    crc = subprocess.run(["cksum"], input=str(REPO).encode(), capture_output=True, check=False).stdout.split()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.environ.get("HOME") or "/tmp", ".cache")
+    return Path(cache) / "session-relay" / "tests" / f"{REPO.name}-{crc[0].decode() if crc else 'unknown'}"
 
 
 def why_not_runnable(*clients: str) -> str | None:
