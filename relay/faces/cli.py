@@ -39,14 +39,6 @@ def _help(words: list[str]) -> int:
     return 0
 
 
-def long_lived() -> None:
-    """A face that runs for a whole session: the garbage collector `python -m relay` turned off
-    for start-up goes back on."""
-    import gc
-
-    gc.enable()
-
-
 def _fail(message: str, code: int) -> int:
     from relay.util.textsafe import one_line
 
@@ -95,6 +87,8 @@ def _face(command: str, rest: list[str]) -> int:
     if command == "version":
         print(f"relay {__version__}")
         return 0
+    from relay.faces.boundary import long_lived
+
     long_lived()
     if command == "bus":
         from relay.faces import bus

@@ -406,30 +406,13 @@ def _mailbox_owner(store: StoreAPI, parsed: Parsed, command: str) -> str:
     return require_uuid(resolve(store, who)["id"])
 
 
-def _fitted(messages: list[Any], remaining: int) -> tuple[Any, int]:
-    """The CLI's mail result for as many messages as fit one 32 KiB result, and that count; a
-    question carries its `answer`, as in the MCP `inbox`."""
-    from relay.usecases.addressing import launcher_command
-    from relay.usecases.fence import with_answer
-    from relay.usecases.mail import fit_output
-    from relay.util.jsontext import encode
-
-    launcher = launcher_command()
-    answered = [with_answer(message, launcher) for message in messages]
-
-    def build(shown: list[Any]) -> tuple[dict[str, Any], int]:
-        result = {"count": len(shown), "messages": shown, "remaining": remaining + len(messages) - len(shown)}
-        return result, len(shown)
-
-    return fit_output(answered, build, lambda result: len(encode(result, True)))
-
-
 def inbox_command(store: StoreAPI, parsed: Parsed) -> int:
     """Print a session's mail as JSON and take it (only what was printed, once it was printed)."""
+    from relay.usecases.deliver import inbox_result
     from relay.usecases.mail import deliver
 
     def show(batch: list[Any], remaining: int) -> int:
-        result, shown = _fitted(batch, remaining)
+        result, shown = inbox_result(batch, remaining, model=False)
         _print_json(result)
         return shown
 
@@ -440,60 +423,41 @@ def inbox_command(store: StoreAPI, parsed: Parsed) -> int:
 def peek_command(store: StoreAPI, parsed: Parsed) -> int:
     """Print a session's mail without taking it."""
     from relay.store.files import TAKE_BUDGET
+    from relay.usecases.deliver import inbox_result
 
     messages, more = store.peek_batch(_mailbox_owner(store, parsed, "peek"), TAKE_BUDGET)
-    _print_json(_fitted(messages, more)[0])
+    _print_json(inbox_result(messages, more, model=False)[0])
     return 0
 
 
 def wake_command(store: StoreAPI, parsed: Parsed) -> int:
-    """Ring the doorbell of a registered or an explicitly described session, unless a guardrail
-    refuses (relay.usecases.wakeguard: exit 75, all mail stays queued).
-
-    The caller's words never become the woken session's prompt: they are queued as mail from
-    `cli` once the bell can ring, before the guardrails, and reach the model fenced (docs/wake.md).
-    """
-    from relay.usecases import doorbell, wakeguard
+    """Ring the doorbell of a registered or an explicitly described session (relay.usecases.wake),
+    unless a guardrail refuses (exit 75, all mail stays queued)."""
     from relay.usecases.addressing import resolve, session_id_of
-    from relay.usecases.mail import send
+    from relay.usecases.wake import Target, wake
 
     spec = SHAPES["wake"]
-    directory: object  # from the registry: checked by doorbell.plan
-    tool: object
     if "--id" in parsed.options:
         missing = [o for o in ("--dir", "--tool") if o not in parsed.options]
         if missing:
             raise UsageError(f"--id needs {' and '.join(missing)} too; usage: {spec.usage}")
-        session_id = label = session_id_of(store, parsed.options["--id"])
+        session_id = session_id_of(store, parsed.options["--id"])
         directory = _absolute(parsed.options["--dir"])
-        tool = _tool_option(parsed)
+        target = Target(session_id, directory, _tool_option(parsed), session_id, None)
         words = parsed.positionals + parsed.words
     else:
-        entry = resolve(store, _need(parsed, "WHO", spec.usage))
-        # An entry without a `tool` is 0.1's default, claude; a tool it does not know is refused.
-        session_id, directory, tool = str(entry["id"]), entry.get("dir"), entry.get("tool", "claude")
-        label = str(entry.get("name") or session_id)
+        target = Target.registered(resolve(store, _need(parsed, "WHO", spec.usage)))
         words = parsed.words
-        host = store.wake_host(entry)
-        if host is not None:  # its doorbell rings on its own host (docs/redis-store.md)
-            from relay.faces.doorbell_server import wake_elsewhere
 
-            force, dry = "--force" in parsed.flags, "--dry" in parsed.flags
-            return wake_elsewhere(store, host, entry, label, words, force=force, dry=dry)
-    planned = doorbell.plan(tool, session_id, directory)
-    dry = "--dry" in parsed.flags
-    limits = wakeguard.Limits()  # a bad setting is an error before anything is queued
-    launch = None if dry else doorbell.prepare(planned)
-    queued = None
-    if words and not dry:
-        queued = str(send(store, session_id, " ".join(words), None, "cli", hops=limits.caller_hops)[1]["id"])
-    force = "--force" in parsed.flags
-    ticket = wakeguard.admit(store, session_id, planned["tool"], label, limits, force=force, dry=dry, queued=queued)
-    if launch is None:
-        _print_json(planned, pretty=False)
-        return 0
-    with ticket:
-        return doorbell.ring(launch, ticket, label)
+    def report(shown: object) -> None:
+        if isinstance(shown, str):
+            from relay.util.textsafe import one_line
+
+            print(one_line(shown))
+        else:
+            _print_json(shown, pretty=False)
+
+    return wake(store, target, words, report, force="--force" in parsed.flags, dry="--dry" in parsed.flags)
 
 
 def doorbell_command(store: StoreAPI, parsed: Parsed) -> int:
@@ -506,7 +470,7 @@ def doorbell_command(store: StoreAPI, parsed: Parsed) -> int:
     per_minute = _number(parsed, "--per-minute", DOORBELL_PER_MINUTE)
     if per_minute != int(per_minute):
         raise UsageError("--per-minute needs a whole number")
-    from relay.faces.cli import long_lived
+    from relay.faces.boundary import long_lived
     from relay.faces.doorbell_server import serve
 
     long_lived()
