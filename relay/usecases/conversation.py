@@ -10,7 +10,8 @@ from _collections_abc import Callable  # collections.abc would import all of col
 
 from relay.domain.ids import AGENT_CLIS
 from relay.store.files import Entry, Message
-from relay.usecases.mail import open_delivery, quoted_id, seen_by
+from relay.usecases.addressing import seen_by
+from relay.usecases.mail import open_delivery, quoted_id
 from relay.util.errors import RelayError
 
 TYPE_CHECKING = False  # typing stays off the import path; only mypy reads this
