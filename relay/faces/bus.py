@@ -22,7 +22,7 @@ from relay.store import errorlog
 from relay.store.contract import open_store
 from relay.usecases.identity import current_session
 from relay.util.errors import RelayError, describe_os_error
-from relay.util.jsontext import TooDeep, decode, encode
+from relay.util.jsonlite import TooDeep, decode, encode
 from relay.util.textsafe import one_line
 
 TYPE_CHECKING = False  # typing's import is a good part of a start; only mypy needs these names

@@ -99,7 +99,7 @@ DOORBELL_PER_MINUTE = 6  # relay.faces.doorbell_server.DEFAULT_PER_MINUTE
 
 
 def _print_json(value: Any, pretty: bool = True) -> None:
-    from relay.util.jsontext import encode
+    from relay.util.jsonlite import encode
 
     sys.stdout.buffer.write(encode(value, pretty) + b"\n")
     sys.stdout.flush()
@@ -377,7 +377,7 @@ def _seconds(raw: str | None, default: float) -> float:
 
 
 def _json_line(value: Any) -> str:
-    from relay.util.jsontext import encode
+    from relay.util.jsonlite import encode
 
     return encode(value, False).decode("utf-8", "replace")
 

@@ -81,7 +81,7 @@ def inbox_result(batch: "list[Message]", remaining: int, model: bool) -> "tuple[
     from relay.usecases.fence import with_answer
     from relay.usecases.launcher import launcher_command
     from relay.usecases.mail import fit_output
-    from relay.util.jsontext import encode
+    from relay.util.jsonlite import encode
 
     if model:
         shown_as = for_model(batch)
