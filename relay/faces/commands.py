@@ -277,19 +277,15 @@ def _target_and_words(store: StoreAPI, parsed: Parsed, command: str) -> tuple[st
 
 
 def _queue(store: StoreAPI, parsed: Parsed, command: str, sender: tuple[str | None, str | None], **fields: Any) -> Any:
-    """Send the command line's message from `sender`, ring an idle Codex recipient; (recipient, message,
-    what the ring learnt: relay.usecases.codex_queue's outcome)."""
-    from relay.domain.loopguard import inherited_hops
-    from relay.usecases.codex_queue import ring_if_idle
-    from relay.usecases.mail import send
+    """Send the command line's message from `sender` (relay.usecases.conversation.send_and_ring);
+    a note on stderr when an idle Codex recipient could not be rung."""
+    from relay.usecases.conversation import send_and_ring
 
     target, words = _target_and_words(store, parsed, command)
-    urgent = "--urgent" in parsed.flags
-    recipient, message = send(store, target, " ".join(words), *sender, urgent=urgent, hops=inherited_hops(), **fields)
-    rung, note = ring_if_idle(store, recipient, message)
-    if note:
-        print(f"relay: {note}", file=sys.stderr)
-    return recipient, message, rung
+    sent = send_and_ring(store, target, " ".join(words), *sender, urgent="--urgent" in parsed.flags, **fields)
+    if sent.note:
+        print(f"relay: {sent.note}", file=sys.stderr)
+    return sent
 
 
 def send_command(store: StoreAPI, parsed: Parsed) -> int:
@@ -300,14 +296,13 @@ def send_command(store: StoreAPI, parsed: Parsed) -> int:
     reply_to = parsed.options.get("--reply-to")
     if reply_to is not None:
         reply_to = message_id_of(store, reply_to, sender[0])
-    recipient, message, rung = _queue(store, parsed, "send", sender, reply_to=reply_to)
+    sent = _queue(store, parsed, "send", sender, reply_to=reply_to)
+    recipient, message = sent.recipient, sent.message
     if "--json" in parsed.flags:
-        from relay.usecases.codex_queue import seen_running
-        from relay.usecases.conversation import recipient_state
         from relay.usecases.mail import thread_of
 
         fields = {"id": message["id"], "thread": thread_of(message), "to": message["to"], "toName": message["toName"]}
-        _print_json({**fields, "recipient": recipient_state(recipient, seen_running(rung))}, pretty=False)
+        _print_json({**fields, "recipient": sent.recipient_state()}, pretty=False)
         return 0
     print(f"queued -> {recipient.get('name') or recipient['id']} {message['id']}", flush=True)
     return 0
@@ -332,7 +327,8 @@ def ask_command(store: StoreAPI, parsed: Parsed) -> int:
     if minted:
         sender = new_uuid4(), None
     asker = str(sender[0])
-    recipient, message, _ = _queue(store, parsed, "ask", sender, expects_reply=True)
+    sent = _queue(store, parsed, "ask", sender, expects_reply=True)
+    recipient, message = sent.recipient, sent.message
 
     def show(reply: Any, earlier: list[Any], receipt: Any) -> None:
         for other in earlier:  # mail a dead taker left in flight in the asker's mailbox

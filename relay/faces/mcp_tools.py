@@ -316,39 +316,35 @@ def _roster(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
 
 
 def _send(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
-    from relay.domain.loopguard import inherited_hops
     from relay.usecases.addressing import message_id_of, wake_hint
-    from relay.usecases.codex_queue import ring_if_idle, seen_running
-    from relay.usecases.conversation import recipient_state
-    from relay.usecases.mail import send, thread_of
+    from relay.usecases.conversation import send_and_ring
+    from relay.usecases.mail import thread_of
 
     sender = store.registry().agents.get(me.session_id) if me.session_id else None
     name = (sender or {}).get("name")
-    sender_name = name if isinstance(name, str) else None
     reply_to = args.get("replyTo")
-    recipient, message = send(
+    sent = send_and_ring(
         store,
         args["to"],
         args["body"],
         me.session_id,
-        sender_name,
+        name if isinstance(name, str) else None,
         urgent=args.get("urgent") is True,
-        hops=inherited_hops(),
         reply_to=None if reply_to is None else message_id_of(store, reply_to, me.session_id),
         expects_reply=args.get("expectsReply") is True,
     )
-    rung, note = ring_if_idle(store, recipient, message)
+    recipient, message = sent.recipient, sent.message
     result = {
         "ok": True,
         "id": message["id"],
         "thread": thread_of(message),
         "delivered_to": recipient.get("name") or recipient["id"],
         "recipient_dir": recipient.get("dir"),
-        "recipient": recipient_state(recipient, seen_running(rung)),
+        "recipient": sent.recipient_state(),
         "hint": wake_hint(recipient),
     }
-    if note:
-        result["note"] = note
+    if sent.note:
+        result["note"] = sent.note
     return result, None
 
 

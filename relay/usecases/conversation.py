@@ -25,6 +25,54 @@ POLL_SECONDS = 0.2
 STATUS_FIELDS = ("id", "to", "toName", "state", "queuedAt", "deliveredAt", "repliedAt", "replyId", "thread")
 
 
+class Sent:
+    """A message `send_and_ring` queued: its recipient's entry, the message, and what the ring of
+    an idle Codex recipient learnt (relay.usecases.codex_queue's outcome, and a note for the sender)."""
+
+    __slots__ = ("message", "note", "recipient", "rung")
+
+    def __init__(self, recipient: Entry, message: Message, rung: str, note: str | None) -> None:
+        self.recipient, self.message, self.rung, self.note = recipient, message, rung, note
+
+    def recipient_state(self) -> dict[str, str]:
+        """recipient_state of the recipient, using what the ring saw of its process."""
+        from relay.usecases.codex_queue import seen_running
+
+        return recipient_state(self.recipient, seen_running(self.rung))
+
+
+def send_and_ring(
+    store: "StoreAPI",
+    target: str,
+    body: str,
+    sender_id: str | None,
+    sender_name: str | None,
+    *,
+    urgent: bool = False,
+    reply_to: str | None = None,
+    expects_reply: bool = False,
+) -> Sent:
+    """Queue `body` for `target`, carrying the wakes behind this process (RELAY_HOPS), then nudge
+    the recipient when it is an open, idle Codex session: what every face's `send` does."""
+    from relay.domain.loopguard import inherited_hops
+    from relay.usecases.codex_queue import ring_if_idle
+    from relay.usecases.mail import send
+
+    recipient, message = send(
+        store,
+        target,
+        body,
+        sender_id,
+        sender_name,
+        urgent=urgent,
+        hops=inherited_hops(),
+        reply_to=reply_to,
+        expects_reply=expects_reply,
+    )
+    rung, note = ring_if_idle(store, recipient, message)
+    return Sent(recipient, message, rung, note)
+
+
 def recipient_state(entry: Entry, running: bool | None = None) -> dict[str, str]:
     """{state, detail}: whether the mail is seen soon (`live`) or needs a wake (`idle`, `ended`).
 
