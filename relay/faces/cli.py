@@ -12,7 +12,7 @@ import sys
 from relay import __version__
 from relay.util.errors import RelayError, UsageError, describe_os_error
 
-# The commands that are not people commands (relay.faces.commands.SHAPES): they parse their own arguments.
+# The commands that are not people commands (relay.faces.command_table): they parse their own arguments.
 _FACES = ("hook", "bus", "demo", "version")
 _HELP = ("-h", "--help")
 
@@ -61,7 +61,7 @@ def _run(argv: list[str]) -> int:
             return _help(["hook", "watch"] if command == "hook" and rest[:1] == ["watch"] else [command])
         return _face(command, rest)
     from relay.faces.argv import parse
-    from relay.faces.commands import HANDLERS, SHAPES
+    from relay.faces.command_table import SHAPES
 
     if command not in SHAPES:
         return _fail(f"unknown command {command!r}; run relay --help for the list", 2)
@@ -69,6 +69,7 @@ def _run(argv: list[str]) -> int:
         parsed = parse(command, SHAPES[command], rest)
         if parsed.help:
             return _help([command])
+        from relay.faces.commands import HANDLERS
         from relay.store.contract import open_store
 
         return HANDLERS[command](open_store(), parsed)

@@ -10,7 +10,16 @@ import os
 import sys
 
 from relay.domain.ids import AGENT_CLIS, require_uuid
-from relay.faces.argv import Parsed, Spec
+from relay.faces.argv import Parsed
+from relay.faces.command_table import (
+    DEFAULT_ASK_SECONDS,
+    DISCOVER_COLUMNS,
+    DOORBELL_PER_MINUTE,
+    HOST_COLUMN,
+    LIST_COLUMNS,
+    MAX_ASK_SECONDS,
+    SHAPES,
+)
 from relay.util.errors import RelayError, UsageError
 
 TYPE_CHECKING = False  # typing costs every short-lived command its import; only mypy needs these
@@ -19,83 +28,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     from relay.store.contract import StoreAPI
-
-SHAPES: dict[str, Spec] = {
-    "discover": Spec(
-        "relay discover [--within MIN] [--tool claude|codex] [--exclude ID] [--cwd DIR] [--limit N] [--json]",
-        "list the sessions running now, from the CLIs' transcripts",
-        values=("--within", "--tool", "--exclude", "--cwd", "--limit"),
-        flags=("--json",),
-    ),
-    "list": Spec("relay list [--json]", "list registered sessions", flags=("--json",)),
-    "register": Spec(
-        "relay register NAME --id UUID [--dir DIR] [--tool claude|codex] [--deliver now|turn|start]",
-        "name a session and set when its mail reaches it",
-        values=("--id", "--dir", "--tool", "--deliver"),
-        positionals=("NAME",),
-    ),
-    "send": Spec(
-        "relay send TO [--from WHO] [--reply-to ID] [--urgent] [--json] [--] MESSAGE... | "
-        "relay send --id UUID [options] [--] MESSAGE...",
-        "queue a message for a session and print its id",
-        values=("--id", "--from", "--reply-to"),
-        flags=("--urgent", "--json"),
-        positionals=("TO",),
-        message=True,
-    ),
-    "ask": Spec(
-        "relay ask TO [--from WHO] [--wait SECONDS] [--json] [--] MESSAGE...",
-        "send a question, wait for its reply and print it",
-        values=("--from", "--wait"),
-        flags=("--json",),
-        positionals=("TO",),
-        message=True,
-    ),
-    "status": Spec(
-        "relay status MSG_ID [--json]",
-        "what became of a message: queued, taken, delivered or replied (with the reply's id)",
-        flags=("--json",),
-        positionals=("MSG_ID",),
-    ),
-    "inbox": Spec(
-        "relay inbox WHO",
-        "print a session's mail as JSON and take it",
-        positionals=("WHO",),
-    ),
-    "peek": Spec("relay peek WHO", "print a session's mail as JSON without taking it", positionals=("WHO",)),
-    "wake": Spec(
-        "relay wake WHO [--dry] [--force] [--] [MESSAGE...] | "
-        "relay wake --id UUID --dir DIR --tool claude|codex [--dry] [--force] [--] [MESSAGE...]",
-        "resume an idle session headless so it reads its mail",
-        values=("--id", "--dir", "--tool"),
-        flags=("--dry", "--force"),
-        positionals=("WHO",),
-        message=True,
-    ),
-    "doorbell": Spec(
-        "relay doorbell [--serve] [--per-minute N]",
-        "list the hosts whose doorbell is served, or serve this host's (Redis store)",
-        values=("--per-minute",),
-        flags=("--serve",),
-    ),
-    "doctor": Spec(
-        "relay doctor",
-        "check the store and the installation; one PASS/WARN/FAIL line each, with its fix",
-    ),
-    "gc": Spec(
-        "relay gc [--older-than DAYS] [--dry] [--json]",
-        "forget stale sessions; their undelivered mail goes to archive/",
-        values=("--older-than",),
-        flags=("--dry", "--json"),
-    ),
-}
-
-# The column titles of `list` and `discover`: their header line on a terminal, and their --help.
-LIST_COLUMNS = ("NAME", "TOOL", "ID", "DELIVER", "DIR", "LAST SEEN")
-HOST_COLUMN = "HOST"  # before DIR, when the store is shared by several machines (Redis, docs/redis-store.md)
-DISCOVER_COLUMNS = ("TOOL", "ID", "NAME", "LAST WRITE", "CWD")
-DEFAULT_ASK_SECONDS = 120.0
-DOORBELL_PER_MINUTE = 6  # relay.faces.doorbell_server.DEFAULT_PER_MINUTE
 
 
 def _print_json(value: Any, pretty: bool = True) -> None:
@@ -308,9 +240,6 @@ def send_command(store: StoreAPI, parsed: Parsed) -> int:
     return 0
 
 
-MAX_ASK_SECONDS = 3600.0
-
-
 def ask_command(store: StoreAPI, parsed: Parsed) -> int:
     """Send a question and print its reply: exit 0 with one, NoReply (exit 4) when time runs out.
 
@@ -503,17 +432,7 @@ def gc_command(store: StoreAPI, parsed: Parsed) -> int:
     return 0
 
 
-HANDLERS = {
-    "discover": discover_command,
-    "list": list_command,
-    "register": register_command,
-    "send": send_command,
-    "ask": ask_command,
-    "status": status_command,
-    "inbox": inbox_command,
-    "peek": peek_command,
-    "wake": wake_command,
-    "doorbell": doorbell_command,
-    "doctor": doctor_command,
-    "gc": gc_command,
+# Each command's handler, by the name its row of the command table gives.
+HANDLERS: dict[str, Callable[[StoreAPI, Parsed], int]] = {
+    name: globals()[spec.handler] for name, spec in SHAPES.items()
 }

@@ -1,4 +1,5 @@
-"""`wake`: ring a session's doorbell, on this host or on the host it runs on (SPEC §14, §16).
+"""`wake`: ring a session's doorbell, on this host or on the host it runs on (docs/wake.md,
+docs/redis-store.md).
 
 Every face that wakes a session calls this module: `relay wake` (`wake`), and the doorbell server
 for a wake another host posted (`ring_request`). Whichever rings, the same steps run in the same
