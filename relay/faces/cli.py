@@ -10,7 +10,7 @@ import os
 import sys
 
 from relay import __version__
-from relay.util.errors import RelayError, UsageError, describe_os_error
+from relay.util.errors import UsageError
 
 # The commands that are not people commands (relay.faces.command_table): they parse their own arguments.
 _FACES = ("hook", "bus", "demo", "version")
@@ -40,10 +40,9 @@ def _help(words: list[str]) -> int:
 
 
 def _fail(message: str, code: int) -> int:
-    from relay.util.textsafe import one_line
+    from relay.faces.boundary import say
 
-    line = message if message.startswith("session-relay:") else f"relay: {message}"
-    sys.stderr.write(one_line(line) + "\n")
+    say("" if message.startswith("session-relay:") else "relay: ", message)
     return code
 
 
@@ -107,8 +106,6 @@ def main(argv: list[str] | None = None) -> int:
         code = _run(args)
         sys.stdout.flush()
         return code
-    except RelayError as err:
-        return _fail(str(err), err.exit_code)
     except BrokenPipeError:
         # The reader went away (e.g. `relay list | head`): stop quietly, and point stdout at
         # /dev/null so the interpreter's final flush does not complain either.
@@ -117,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
-    except OSError as err:
-        return _fail(describe_os_error(err), 1)
-    except Exception as err:  # anything else still ends as one line; the traceback goes to the error log
-        from relay.store import errorlog
+    except Exception as err:  # every error ends as one line; an unexpected one's traceback goes to the error log
+        from relay.faces.boundary import described
 
-        return _fail(errorlog.unexpected(f"cli {args[0] if args else ''}", err), 1)
+        return _fail(*described(f"cli {args[0] if args else ''}", err))

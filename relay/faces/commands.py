@@ -11,6 +11,7 @@ import sys
 
 from relay.domain.ids import AGENT_CLIS, require_uuid
 from relay.faces.argv import Parsed
+from relay.faces.boundary import say
 from relay.faces.command_table import (
     DEFAULT_ASK_SECONDS,
     DISCOVER_COLUMNS,
@@ -216,7 +217,7 @@ def _queue(store: StoreAPI, parsed: Parsed, command: str, sender: tuple[str | No
     target, words = _target_and_words(store, parsed, command)
     sent = send_and_ring(store, target, " ".join(words), *sender, urgent="--urgent" in parsed.flags, **fields)
     if sent.note:
-        print(f"relay: {sent.note}", file=sys.stderr)
+        say("relay: ", sent.note)
     return sent
 
 
@@ -261,11 +262,12 @@ def ask_command(store: StoreAPI, parsed: Parsed) -> int:
 
     def show(reply: Any, earlier: list[Any], receipt: Any) -> None:
         for other in earlier:  # mail a dead taker left in flight in the asker's mailbox
-            sys.stderr.write(f"relay: also waiting for {asker}: {_json_line(other)}\n")
+            say("relay: ", f"also waiting for {asker}: {_json_line(other)}")
         if reply is None:
-            sys.stderr.write(
-                f"relay: the reply {receipt.get('id')} was already delivered to {asker} another way "
-                f"(state {receipt.get('state')}); see relay status {message['id']}\n"
+            say(
+                "relay: ",
+                f"the reply {receipt.get('id')} was already delivered to {asker} another way "
+                f"(state {receipt.get('state')}); see relay status {message['id']}",
             )
         elif "--json" in parsed.flags:
             _print_json(reply, pretty=False)

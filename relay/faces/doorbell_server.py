@@ -317,9 +317,9 @@ def _handle(
         answer, woke = ring_request(store, request)
         started = _Running(woke) if woke is not None else None
     except Exception as err:  # one bad request never stops the server
-        from relay.store import errorlog
+        from relay.faces.boundary import described
 
-        answer, started = {"state": "error", "line": errorlog.unexpected("doorbell --serve", err)}, None
+        answer, started = {"state": "error", "line": described("doorbell --serve", err)[0]}, None
     bells.ack(stream_id)
     if started is not None:
         running.append(started)

@@ -16,6 +16,8 @@ from relay.util.errors import RelayError
 
 TYPE_CHECKING = False  # typing stays off the import path; only mypy reads this
 if TYPE_CHECKING:
+    from typing import Any
+
     from relay.store.contract import StoreAPI
 
 # How often a wait looks for the reply: a receipt read, so cheap; a reply shows up within this.
@@ -42,33 +44,16 @@ class Sent:
 
 
 def send_and_ring(
-    store: "StoreAPI",
-    target: str,
-    body: str,
-    sender_id: str | None,
-    sender_name: str | None,
-    *,
-    urgent: bool = False,
-    reply_to: str | None = None,
-    expects_reply: bool = False,
+    store: "StoreAPI", target: str, body: str, sender_id: str | None, sender_name: str | None, **options: "Any"
 ) -> Sent:
     """Queue `body` for `target`, carrying the wakes behind this process (RELAY_HOPS), then nudge
-    the recipient when it is an open, idle Codex session: what every face's `send` does."""
+    the recipient when it is an open, idle Codex session: what every face's `send` does. `options`
+    are relay.usecases.mail.send's (urgent, reply_to, expects_reply)."""
     from relay.domain.loopguard import inherited_hops
     from relay.usecases.codex_queue import ring_if_idle
     from relay.usecases.mail import send
 
-    recipient, message = send(
-        store,
-        target,
-        body,
-        sender_id,
-        sender_name,
-        urgent=urgent,
-        hops=inherited_hops(),
-        reply_to=reply_to,
-        expects_reply=expects_reply,
-    )
+    recipient, message = send(store, target, body, sender_id, sender_name, hops=inherited_hops(), **options)
     rung, note = ring_if_idle(store, recipient, message)
     return Sent(recipient, message, rung, note)
 
