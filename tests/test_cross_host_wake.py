@@ -412,9 +412,9 @@ def test_the_file_store_refuses_to_serve(run_relay, env, store_home):
 
 
 def test_the_default_rate_is_the_one_the_help_states():
-    from relay.faces import commands, doorbell_server
+    from relay.faces import command_table, doorbell_server
 
-    assert commands.DOORBELL_PER_MINUTE == doorbell_server.DEFAULT_PER_MINUTE
+    assert command_table.DOORBELL_PER_MINUTE == doorbell_server.DEFAULT_PER_MINUTE
 
 
 def test_an_acl_user_with_the_stores_commands_runs_the_doorbell(redis_server, redis_url, tmp_path, monkeypatch):

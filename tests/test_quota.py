@@ -18,7 +18,7 @@ from relay.store.contract import open_store
 from relay.store.files import Store
 from relay.usecases import mail
 from relay.util.errors import RelayError
-from relay.util.jsontext import encode
+from relay.util.jsonlite import encode
 
 # Tests of behaviour through the faces (or the store's interface) run on the file store and on Redis
 # (conftest's `world`); those that plant or read the file store's own files run on files only.

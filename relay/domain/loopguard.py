@@ -6,30 +6,19 @@ CLI) carries that count. Two agents that wake each other raise it every round un
 refuses at RELAY_MAX_HOPS, so the loop ends with a person instead of a bill.
 """
 
-import os
-
-from relay.util.errors import RelayError
+from relay.util.env import whole_number_env
 
 DEFAULT_MAX_HOPS = 6
 
 
-def whole_number(name: str, raw: str) -> int:
-    """The value of setting `name` when `raw` is a whole number >= 0; else a one-line error."""
-    if not raw.isdigit() or len(raw) > 9:
-        raise RelayError(f"{name} must be a whole number >= 0, not {raw[:40]!r}; fix or unset it")
-    return int(raw)
-
-
 def inherited_hops() -> int:
     """RELAY_HOPS of this process (set by a wake), 0 when unset: what mail sent from here carries."""
-    raw = os.environ.get("RELAY_HOPS") or ""
-    return whole_number("RELAY_HOPS", raw) if raw else 0
+    return whole_number_env("RELAY_HOPS", 0)
 
 
 def max_hops() -> int:
     """RELAY_MAX_HOPS, default 6: mail this many hops deep never rings the doorbell."""
-    raw = os.environ.get("RELAY_MAX_HOPS") or ""
-    return whole_number("RELAY_MAX_HOPS", raw) if raw else DEFAULT_MAX_HOPS
+    return whole_number_env("RELAY_MAX_HOPS", DEFAULT_MAX_HOPS)
 
 
 def hops_of(message: dict[str, object]) -> int:

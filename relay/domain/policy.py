@@ -6,8 +6,6 @@ tool calls only mail its sender marked urgent) or `start` (only at session start
 calls `inbox` itself, as relay 0.1 did). This module is the one place that rule is written.
 """
 
-import os
-
 from relay.util.errors import RelayError
 
 DELIVER_MODES = ("now", "turn", "start")
@@ -66,9 +64,10 @@ DEFAULT_MAX_AUTO_WAKES = 5
 
 
 def max_auto_wakes() -> int:
-    """RELAY_MAX_AUTO_WAKES when it is a whole number >= 0, else the default."""
-    raw = os.environ.get("RELAY_MAX_AUTO_WAKES", "")
-    return int(raw) if raw.isdigit() else DEFAULT_MAX_AUTO_WAKES
+    """RELAY_MAX_AUTO_WAKES, default 5; a value that is not a whole number >= 0 is an error."""
+    from relay.util.env import whole_number_env
+
+    return whole_number_env("RELAY_MAX_AUTO_WAKES", DEFAULT_MAX_AUTO_WAKES)
 
 
 # Claude Code starts the turn of an asyncRewake hook that exited 2 (relay's idle watcher) with a

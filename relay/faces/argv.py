@@ -9,24 +9,30 @@ from relay.util.errors import UsageError
 
 
 class Spec:
-    """One command's shape: its options, named positionals and whether it takes message words.
+    """One command's row of the command table (relay.faces.command_table): its usage and summary,
+    the name of its handler in relay.faces.commands, its options, named positionals and whether it
+    takes message words.
 
-    A plain class, not a dataclass: importing dataclasses pulls inspect, re and typing into every
-    short-lived command."""
+    `options` maps each option to (METAVAR, meaning, default) for --help; an empty METAVAR makes
+    it a flag, any other an option that takes a value. A plain class, not a dataclass: importing
+    dataclasses pulls inspect, re and typing into every short-lived command."""
 
-    __slots__ = ("flags", "message", "positionals", "summary", "usage", "values")
+    __slots__ = ("flags", "handler", "message", "options", "positionals", "summary", "usage", "values")
 
     def __init__(
         self,
         usage: str,
         summary: str,
-        values: tuple[str, ...] = (),
-        flags: tuple[str, ...] = (),
+        handler: str,
+        options: dict[str, tuple[str, str, str]] | None = None,
         positionals: tuple[str, ...] = (),
         message: bool = False,
     ) -> None:
-        self.usage, self.summary = usage, summary
-        self.values, self.flags, self.positionals, self.message = values, flags, positionals, message
+        self.usage, self.summary, self.handler = usage, summary, handler
+        self.options = options or {}
+        self.values = tuple(name for name, (metavar, _, _) in self.options.items() if metavar)
+        self.flags = tuple(name for name, (metavar, _, _) in self.options.items() if not metavar)
+        self.positionals, self.message = positionals, message
 
 
 class Parsed:

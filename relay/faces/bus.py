@@ -18,11 +18,12 @@ import os
 import sys
 
 from relay.faces import mcp_tools
+from relay.faces.boundary import say
 from relay.store import errorlog
 from relay.store.contract import open_store
 from relay.usecases.identity import current_session
 from relay.util.errors import RelayError, describe_os_error
-from relay.util.jsontext import TooDeep, decode, encode
+from relay.util.jsonlite import TooDeep, decode, encode
 from relay.util.textsafe import one_line
 
 TYPE_CHECKING = False  # typing's import is a good part of a start; only mypy needs these names
@@ -51,8 +52,7 @@ _QUOTE_CHARS = 80
 
 def log(message: str) -> None:
     """One line on stderr, which MCP clients collect as the server's log."""
-    sys.stderr.write(f"[session-relay/bus] {one_line(message)}\n")
-    sys.stderr.flush()
+    say("[session-relay/bus] ", message)
 
 
 def _error(request_id: Any, code: int, message: str) -> Frame:

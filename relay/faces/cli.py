@@ -10,9 +10,9 @@ import os
 import sys
 
 from relay import __version__
-from relay.util.errors import RelayError, UsageError, describe_os_error
+from relay.util.errors import UsageError
 
-# The commands that are not people commands (relay.faces.commands.SHAPES): they parse their own arguments.
+# The commands that are not people commands (relay.faces.command_table): they parse their own arguments.
 _FACES = ("hook", "bus", "demo", "version")
 _HELP = ("-h", "--help")
 
@@ -39,19 +39,10 @@ def _help(words: list[str]) -> int:
     return 0
 
 
-def long_lived() -> None:
-    """A face that runs for a whole session: the garbage collector `python -m relay` turned off
-    for start-up goes back on."""
-    import gc
-
-    gc.enable()
-
-
 def _fail(message: str, code: int) -> int:
-    from relay.util.textsafe import one_line
+    from relay.faces.boundary import say
 
-    line = message if message.startswith("session-relay:") else f"relay: {message}"
-    sys.stderr.write(one_line(line) + "\n")
+    say("" if message.startswith("session-relay:") else "relay: ", message)
     return code
 
 
@@ -69,7 +60,7 @@ def _run(argv: list[str]) -> int:
             return _help(["hook", "watch"] if command == "hook" and rest[:1] == ["watch"] else [command])
         return _face(command, rest)
     from relay.faces.argv import parse
-    from relay.faces.commands import HANDLERS, SHAPES
+    from relay.faces.command_table import SHAPES
 
     if command not in SHAPES:
         return _fail(f"unknown command {command!r}; run relay --help for the list", 2)
@@ -77,6 +68,7 @@ def _run(argv: list[str]) -> int:
         parsed = parse(command, SHAPES[command], rest)
         if parsed.help:
             return _help([command])
+        from relay.faces.commands import HANDLERS
         from relay.store.contract import open_store
 
         return HANDLERS[command](open_store(), parsed)
@@ -95,6 +87,8 @@ def _face(command: str, rest: list[str]) -> int:
     if command == "version":
         print(f"relay {__version__}")
         return 0
+    from relay.faces.boundary import long_lived
+
     long_lived()
     if command == "bus":
         from relay.faces import bus
@@ -112,8 +106,6 @@ def main(argv: list[str] | None = None) -> int:
         code = _run(args)
         sys.stdout.flush()
         return code
-    except RelayError as err:
-        return _fail(str(err), err.exit_code)
     except BrokenPipeError:
         # The reader went away (e.g. `relay list | head`): stop quietly, and point stdout at
         # /dev/null so the interpreter's final flush does not complain either.
@@ -122,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
-    except OSError as err:
-        return _fail(describe_os_error(err), 1)
-    except Exception as err:  # anything else still ends as one line; the traceback goes to the error log
-        from relay.store import errorlog
+    except Exception as err:  # every error ends as one line; an unexpected one's traceback goes to the error log
+        from relay.faces.boundary import described
 
-        return _fail(errorlog.unexpected(f"cli {args[0] if args else ''}", err), 1)
+        return _fail(*described(f"cli {args[0] if args else ''}", err))

@@ -10,7 +10,17 @@ import os
 import sys
 
 from relay.domain.ids import AGENT_CLIS, require_uuid
-from relay.faces.argv import Parsed, Spec
+from relay.faces.argv import Parsed
+from relay.faces.boundary import say
+from relay.faces.command_table import (
+    DEFAULT_ASK_SECONDS,
+    DISCOVER_COLUMNS,
+    DOORBELL_PER_MINUTE,
+    HOST_COLUMN,
+    LIST_COLUMNS,
+    MAX_ASK_SECONDS,
+    SHAPES,
+)
 from relay.util.errors import RelayError, UsageError
 
 TYPE_CHECKING = False  # typing costs every short-lived command its import; only mypy needs these
@@ -20,86 +30,9 @@ if TYPE_CHECKING:
 
     from relay.store.contract import StoreAPI
 
-SHAPES: dict[str, Spec] = {
-    "discover": Spec(
-        "relay discover [--within MIN] [--tool claude|codex] [--exclude ID] [--cwd DIR] [--limit N] [--json]",
-        "list the sessions running now, from the CLIs' transcripts",
-        values=("--within", "--tool", "--exclude", "--cwd", "--limit"),
-        flags=("--json",),
-    ),
-    "list": Spec("relay list [--json]", "list registered sessions", flags=("--json",)),
-    "register": Spec(
-        "relay register NAME --id UUID [--dir DIR] [--tool claude|codex] [--deliver now|turn|start]",
-        "name a session and set when its mail reaches it",
-        values=("--id", "--dir", "--tool", "--deliver"),
-        positionals=("NAME",),
-    ),
-    "send": Spec(
-        "relay send TO [--from WHO] [--reply-to ID] [--urgent] [--json] [--] MESSAGE... | "
-        "relay send --id UUID [options] [--] MESSAGE...",
-        "queue a message for a session and print its id",
-        values=("--id", "--from", "--reply-to"),
-        flags=("--urgent", "--json"),
-        positionals=("TO",),
-        message=True,
-    ),
-    "ask": Spec(
-        "relay ask TO [--from WHO] [--wait SECONDS] [--json] [--] MESSAGE...",
-        "send a question, wait for its reply and print it",
-        values=("--from", "--wait"),
-        flags=("--json",),
-        positionals=("TO",),
-        message=True,
-    ),
-    "status": Spec(
-        "relay status MSG_ID [--json]",
-        "what became of a message: queued, taken, delivered or replied (with the reply's id)",
-        flags=("--json",),
-        positionals=("MSG_ID",),
-    ),
-    "inbox": Spec(
-        "relay inbox WHO",
-        "print a session's mail as JSON and take it",
-        positionals=("WHO",),
-    ),
-    "peek": Spec("relay peek WHO", "print a session's mail as JSON without taking it", positionals=("WHO",)),
-    "wake": Spec(
-        "relay wake WHO [--dry] [--force] [--] [MESSAGE...] | "
-        "relay wake --id UUID --dir DIR --tool claude|codex [--dry] [--force] [--] [MESSAGE...]",
-        "resume an idle session headless so it reads its mail",
-        values=("--id", "--dir", "--tool"),
-        flags=("--dry", "--force"),
-        positionals=("WHO",),
-        message=True,
-    ),
-    "doorbell": Spec(
-        "relay doorbell [--serve] [--per-minute N]",
-        "list the hosts whose doorbell is served, or serve this host's (Redis store)",
-        values=("--per-minute",),
-        flags=("--serve",),
-    ),
-    "doctor": Spec(
-        "relay doctor",
-        "check the store and the installation; one PASS/WARN/FAIL line each, with its fix",
-    ),
-    "gc": Spec(
-        "relay gc [--older-than DAYS] [--dry] [--json]",
-        "forget stale sessions; their undelivered mail goes to archive/",
-        values=("--older-than",),
-        flags=("--dry", "--json"),
-    ),
-}
-
-# The column titles of `list` and `discover`: their header line on a terminal, and their --help.
-LIST_COLUMNS = ("NAME", "TOOL", "ID", "DELIVER", "DIR", "LAST SEEN")
-HOST_COLUMN = "HOST"  # before DIR, when the store is shared by several machines (Redis, docs/redis-store.md)
-DISCOVER_COLUMNS = ("TOOL", "ID", "NAME", "LAST WRITE", "CWD")
-DEFAULT_ASK_SECONDS = 120.0
-DOORBELL_PER_MINUTE = 6  # relay.faces.doorbell_server.DEFAULT_PER_MINUTE
-
 
 def _print_json(value: Any, pretty: bool = True) -> None:
-    from relay.util.jsontext import encode
+    from relay.util.jsonlite import encode
 
     sys.stdout.buffer.write(encode(value, pretty) + b"\n")
     sys.stdout.flush()
@@ -277,19 +210,15 @@ def _target_and_words(store: StoreAPI, parsed: Parsed, command: str) -> tuple[st
 
 
 def _queue(store: StoreAPI, parsed: Parsed, command: str, sender: tuple[str | None, str | None], **fields: Any) -> Any:
-    """Send the command line's message from `sender`, ring an idle Codex recipient; (recipient, message,
-    what the ring learnt: relay.usecases.codex_queue's outcome)."""
-    from relay.domain.loopguard import inherited_hops
-    from relay.usecases.codex_queue import ring_if_idle
-    from relay.usecases.mail import send
+    """Send the command line's message from `sender` (relay.usecases.conversation.send_and_ring);
+    a note on stderr when an idle Codex recipient could not be rung."""
+    from relay.usecases.conversation import send_and_ring
 
     target, words = _target_and_words(store, parsed, command)
-    urgent = "--urgent" in parsed.flags
-    recipient, message = send(store, target, " ".join(words), *sender, urgent=urgent, hops=inherited_hops(), **fields)
-    rung, note = ring_if_idle(store, recipient, message)
-    if note:
-        print(f"relay: {note}", file=sys.stderr)
-    return recipient, message, rung
+    sent = send_and_ring(store, target, " ".join(words), *sender, urgent="--urgent" in parsed.flags, **fields)
+    if sent.note:
+        say("relay: ", sent.note)
+    return sent
 
 
 def send_command(store: StoreAPI, parsed: Parsed) -> int:
@@ -300,20 +229,16 @@ def send_command(store: StoreAPI, parsed: Parsed) -> int:
     reply_to = parsed.options.get("--reply-to")
     if reply_to is not None:
         reply_to = message_id_of(store, reply_to, sender[0])
-    recipient, message, rung = _queue(store, parsed, "send", sender, reply_to=reply_to)
+    sent = _queue(store, parsed, "send", sender, reply_to=reply_to)
+    recipient, message = sent.recipient, sent.message
     if "--json" in parsed.flags:
-        from relay.usecases.codex_queue import seen_running
-        from relay.usecases.conversation import recipient_state
         from relay.usecases.mail import thread_of
 
         fields = {"id": message["id"], "thread": thread_of(message), "to": message["to"], "toName": message["toName"]}
-        _print_json({**fields, "recipient": recipient_state(recipient, seen_running(rung))}, pretty=False)
+        _print_json({**fields, "recipient": sent.recipient_state()}, pretty=False)
         return 0
     print(f"queued -> {recipient.get('name') or recipient['id']} {message['id']}", flush=True)
     return 0
-
-
-MAX_ASK_SECONDS = 3600.0
 
 
 def ask_command(store: StoreAPI, parsed: Parsed) -> int:
@@ -332,15 +257,17 @@ def ask_command(store: StoreAPI, parsed: Parsed) -> int:
     if minted:
         sender = new_uuid4(), None
     asker = str(sender[0])
-    recipient, message, _ = _queue(store, parsed, "ask", sender, expects_reply=True)
+    sent = _queue(store, parsed, "ask", sender, expects_reply=True)
+    recipient, message = sent.recipient, sent.message
 
     def show(reply: Any, earlier: list[Any], receipt: Any) -> None:
         for other in earlier:  # mail a dead taker left in flight in the asker's mailbox
-            sys.stderr.write(f"relay: also waiting for {asker}: {_json_line(other)}\n")
+            say("relay: ", f"also waiting for {asker}: {_json_line(other)}")
         if reply is None:
-            sys.stderr.write(
-                f"relay: the reply {receipt.get('id')} was already delivered to {asker} another way "
-                f"(state {receipt.get('state')}); see relay status {message['id']}\n"
+            say(
+                "relay: ",
+                f"the reply {receipt.get('id')} was already delivered to {asker} another way "
+                f"(state {receipt.get('state')}); see relay status {message['id']}",
             )
         elif "--json" in parsed.flags:
             _print_json(reply, pretty=False)
@@ -377,7 +304,7 @@ def _seconds(raw: str | None, default: float) -> float:
 
 
 def _json_line(value: Any) -> str:
-    from relay.util.jsontext import encode
+    from relay.util.jsonlite import encode
 
     return encode(value, False).decode("utf-8", "replace")
 
@@ -406,30 +333,13 @@ def _mailbox_owner(store: StoreAPI, parsed: Parsed, command: str) -> str:
     return require_uuid(resolve(store, who)["id"])
 
 
-def _fitted(messages: list[Any], remaining: int) -> tuple[Any, int]:
-    """The CLI's mail result for as many messages as fit one 32 KiB result, and that count; a
-    question carries its `answer`, as in the MCP `inbox`."""
-    from relay.usecases.addressing import launcher_command
-    from relay.usecases.fence import with_answer
-    from relay.usecases.mail import fit_output
-    from relay.util.jsontext import encode
-
-    launcher = launcher_command()
-    answered = [with_answer(message, launcher) for message in messages]
-
-    def build(shown: list[Any]) -> tuple[dict[str, Any], int]:
-        result = {"count": len(shown), "messages": shown, "remaining": remaining + len(messages) - len(shown)}
-        return result, len(shown)
-
-    return fit_output(answered, build, lambda result: len(encode(result, True)))
-
-
 def inbox_command(store: StoreAPI, parsed: Parsed) -> int:
     """Print a session's mail as JSON and take it (only what was printed, once it was printed)."""
+    from relay.usecases.deliver import inbox_result
     from relay.usecases.mail import deliver
 
     def show(batch: list[Any], remaining: int) -> int:
-        result, shown = _fitted(batch, remaining)
+        result, shown = inbox_result(batch, remaining, model=False)
         _print_json(result)
         return shown
 
@@ -440,60 +350,41 @@ def inbox_command(store: StoreAPI, parsed: Parsed) -> int:
 def peek_command(store: StoreAPI, parsed: Parsed) -> int:
     """Print a session's mail without taking it."""
     from relay.store.files import TAKE_BUDGET
+    from relay.usecases.deliver import inbox_result
 
     messages, more = store.peek_batch(_mailbox_owner(store, parsed, "peek"), TAKE_BUDGET)
-    _print_json(_fitted(messages, more)[0])
+    _print_json(inbox_result(messages, more, model=False)[0])
     return 0
 
 
 def wake_command(store: StoreAPI, parsed: Parsed) -> int:
-    """Ring the doorbell of a registered or an explicitly described session, unless a guardrail
-    refuses (relay.usecases.wakeguard: exit 75, all mail stays queued).
-
-    The caller's words never become the woken session's prompt: they are queued as mail from
-    `cli` once the bell can ring, before the guardrails, and reach the model fenced (docs/wake.md).
-    """
-    from relay.usecases import doorbell, wakeguard
+    """Ring the doorbell of a registered or an explicitly described session (relay.usecases.wake),
+    unless a guardrail refuses (exit 75, all mail stays queued)."""
     from relay.usecases.addressing import resolve, session_id_of
-    from relay.usecases.mail import send
+    from relay.usecases.wake import Target, wake
 
     spec = SHAPES["wake"]
-    directory: object  # from the registry: checked by doorbell.plan
-    tool: object
     if "--id" in parsed.options:
         missing = [o for o in ("--dir", "--tool") if o not in parsed.options]
         if missing:
             raise UsageError(f"--id needs {' and '.join(missing)} too; usage: {spec.usage}")
-        session_id = label = session_id_of(store, parsed.options["--id"])
+        session_id = session_id_of(store, parsed.options["--id"])
         directory = _absolute(parsed.options["--dir"])
-        tool = _tool_option(parsed)
+        target = Target(session_id, directory, _tool_option(parsed), session_id, None)
         words = parsed.positionals + parsed.words
     else:
-        entry = resolve(store, _need(parsed, "WHO", spec.usage))
-        # An entry without a `tool` is 0.1's default, claude; a tool it does not know is refused.
-        session_id, directory, tool = str(entry["id"]), entry.get("dir"), entry.get("tool", "claude")
-        label = str(entry.get("name") or session_id)
+        target = Target.registered(resolve(store, _need(parsed, "WHO", spec.usage)))
         words = parsed.words
-        host = store.wake_host(entry)
-        if host is not None:  # its doorbell rings on its own host (docs/redis-store.md)
-            from relay.faces.doorbell_server import wake_elsewhere
 
-            force, dry = "--force" in parsed.flags, "--dry" in parsed.flags
-            return wake_elsewhere(store, host, entry, label, words, force=force, dry=dry)
-    planned = doorbell.plan(tool, session_id, directory)
-    dry = "--dry" in parsed.flags
-    limits = wakeguard.Limits()  # a bad setting is an error before anything is queued
-    launch = None if dry else doorbell.prepare(planned)
-    queued = None
-    if words and not dry:
-        queued = str(send(store, session_id, " ".join(words), None, "cli", hops=limits.caller_hops)[1]["id"])
-    force = "--force" in parsed.flags
-    ticket = wakeguard.admit(store, session_id, planned["tool"], label, limits, force=force, dry=dry, queued=queued)
-    if launch is None:
-        _print_json(planned, pretty=False)
-        return 0
-    with ticket:
-        return doorbell.ring(launch, ticket, label)
+    def report(shown: object) -> None:
+        if isinstance(shown, str):
+            from relay.util.textsafe import one_line
+
+            print(one_line(shown))
+        else:
+            _print_json(shown, pretty=False)
+
+    return wake(store, target, words, report, force="--force" in parsed.flags, dry="--dry" in parsed.flags)
 
 
 def doorbell_command(store: StoreAPI, parsed: Parsed) -> int:
@@ -506,7 +397,7 @@ def doorbell_command(store: StoreAPI, parsed: Parsed) -> int:
     per_minute = _number(parsed, "--per-minute", DOORBELL_PER_MINUTE)
     if per_minute != int(per_minute):
         raise UsageError("--per-minute needs a whole number")
-    from relay.faces.cli import long_lived
+    from relay.faces.boundary import long_lived
     from relay.faces.doorbell_server import serve
 
     long_lived()
@@ -543,17 +434,7 @@ def gc_command(store: StoreAPI, parsed: Parsed) -> int:
     return 0
 
 
-HANDLERS = {
-    "discover": discover_command,
-    "list": list_command,
-    "register": register_command,
-    "send": send_command,
-    "ask": ask_command,
-    "status": status_command,
-    "inbox": inbox_command,
-    "peek": peek_command,
-    "wake": wake_command,
-    "doorbell": doorbell_command,
-    "doctor": doctor_command,
-    "gc": gc_command,
+# Each command's handler, by the name its row of the command table gives.
+HANDLERS: dict[str, Callable[[StoreAPI, Parsed], int]] = {
+    name: globals()[spec.handler] for name, spec in SHAPES.items()
 }

@@ -10,13 +10,12 @@ import tempfile
 from io import BytesIO
 from pathlib import Path
 
-import orjson
-
 from relay.domain.ids import new_uuid4
 from relay.faces import hook
 from relay.store.files import Store
 from relay.usecases import doorbell
 from relay.usecases.mail import send
+from relay.util import jsonlite
 
 
 def _step(number: int, title: str) -> None:
@@ -26,7 +25,7 @@ def _step(number: int, title: str) -> None:
 def _start(store: Store, session_id: str, directory: Path, tool: str) -> None:
     """Run the real hook code for a session start and show what the agent CLI would receive."""
     event = {"session_id": session_id, "cwd": str(directory), "hook_event_name": "SessionStart", "source": "startup"}
-    print(f"   hook stdin: {orjson.dumps(event).decode()}")
+    print(f"   hook stdin: {jsonlite.dumps(event)}")
     out = BytesIO()
     hook.handle(event, tool, out, store)
     name = store.registry().agents[session_id]["name"]
@@ -34,7 +33,9 @@ def _start(store: Store, session_id: str, directory: Path, tool: str) -> None:
     if not out.getvalue():
         print("   hook stdout: (nothing: no mail waiting)")
         return
-    context = orjson.loads(out.getvalue())["hookSpecificOutput"]["additionalContext"]
+    answer = jsonlite.loads(out.getvalue())
+    assert isinstance(answer, dict)  # the hook writes one JSON object
+    context = answer["hookSpecificOutput"]["additionalContext"]
     print("   hook stdout: one JSON object; its additionalContext, which the model sees, is:")
     for line in context.splitlines():
         print(f"   | {line}")
@@ -82,6 +83,6 @@ def main() -> int:
         _step(8, "the doorbell: how `relay wake NAME --dry` would resume each idle session")
         for session_id, tool, directory in ((alice, "claude", web), (bob, "codex", api)):
             planned = doorbell.plan(tool, session_id, str(directory))
-            print(f"   {orjson.dumps(planned).decode()}")
+            print(f"   {jsonlite.dumps(planned)}")
         print("\nDone: the throwaway store is deleted. Install the plugin to do this for real (see README).")
     return 0

@@ -16,78 +16,23 @@ resume locks still name them). A request a killed server read but never acked is
 when a server starts on that host again: the guardrails make handling it twice harmless.
 """
 
-import shlex
 import signal
-import subprocess
-import sys
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from relay.domain.ids import is_uuid
-from relay.util.errors import RelayError, WakeRefused
+from relay.util.errors import RelayError
 from relay.util.textsafe import one_line
 
 if TYPE_CHECKING:
     from relay.store.contract import DoorbellsAPI, StoreAPI
-    from relay.store.files import Entry
+    from relay.usecases.wake import Started
 
 BEAT = 3.0
 BLOCK_MS = 1_000  # well inside the client's 2.5 s socket timeout
-ANSWER_WAIT = 15.0
 RUNNING_MAX = 4
 DEFAULT_PER_MINUTE = 6
-
-
-# -- `relay wake` of a session on another host -------------------------------------------------
-
-
-def wake_elsewhere(
-    store: "StoreAPI", host: str, entry: "Entry", label: str, words: list[str], *, force: bool, dry: bool
-) -> int:
-    """Post the wake to `host`'s doorbell and print its answer; refuse with the command to run on
-    `host` (exit 1) when no doorbell server runs there. The words are queued as mail first, as a
-    local wake does, so no refusal loses them."""
-    from relay.usecases import doorbell, wakeguard
-    from relay.usecases.mail import send
-
-    session_id = str(entry["id"])
-    planned = doorbell.plan(entry.get("tool", "claude"), session_id, entry.get("dir"))
-    limits = wakeguard.Limits()  # a bad setting is an error before anything is queued
-    bells = store.doorbells()
-    served = bells is not None and bells.serving(host)
-    if dry and served:
-        from relay.util.jsontext import encode
-
-        sys.stdout.buffer.write(encode({**planned, "host": host}, False) + b"\n")
-        return 0
-    queued = None
-    if words and not dry:
-        sent = send(store, session_id, " ".join(words), None, "cli", hops=limits.caller_hops)
-        queued = str(sent[1]["id"])
-    shown_host = one_line(host)
-    if bells is None or not served:
-        options = [*(["--force"] if force else []), *(["--dry"] if dry else [])]
-        command = shlex.join(["relay", "wake", label, *options])
-        mail = f"your message {queued} is queued; " if queued else ""
-        raise RelayError(
-            f"not waking {label} here: it runs on host {shown_host}, where no `relay doorbell --serve` runs; "
-            f"{mail}on {shown_host} run: {command}"
-        )
-    request = {"id": session_id, "label": label, "force": force, "hops": limits.caller_hops, "queued": queued}
-    request_id = bells.post(host, request)
-    answer = bells.answer(request_id, ANSWER_WAIT)
-    posted = f"posted the wake of {label} to {shown_host}'s doorbell (request {request_id})"
-    if answer is None:
-        print(one_line(f"{posted}; no answer within {ANSWER_WAIT:g} s: it rings when that server gets to it"))
-        return 0
-    state, line = answer.get("state"), str(answer.get("line") or "")
-    if state == "refused":
-        raise WakeRefused(f"{line} (answered by {shown_host}'s doorbell)")
-    if state == "started":
-        print(one_line(f"{posted}: {answer.get('tool')} started there (pid {answer.get('pid')})"))
-        return 0
-    raise RelayError(f"{shown_host}'s doorbell could not wake {label}: {line}")
 
 
 # -- `relay doorbell [--serve]` -------------------------------------------------------------------
@@ -108,10 +53,16 @@ def show_served(store: "StoreAPI") -> int:
 
 
 class _Running:
-    """A program this server woke, and what to report when it ends."""
+    """A program this server woke (relay.usecases.wake.Started), and since when, to report when it ends."""
 
-    def __init__(self, proc: "subprocess.Popen[bytes]", ticket: Any, label: str, tool: str, rid: str) -> None:
-        self.proc, self.ticket, self.label, self.tool, self.rid = proc, ticket, label, tool, rid
+    def __init__(self, started: "Started") -> None:
+        self.proc, self.ticket, self.label, self.tool, self.rid = (
+            started.proc,
+            started.ticket,
+            started.label,
+            started.tool,
+            started.rid,
+        )
         self.began = time.monotonic()
 
 
@@ -183,11 +134,14 @@ def _handle(
 
     faults.checkpoint("doorbell-handle")  # crash tests: read, not yet handled nor acked
     try:
-        answer, started = _ring(store, request)
-    except Exception as err:  # one bad request never stops the server
-        from relay.store import errorlog
+        from relay.usecases.wake import ring_request
 
-        answer, started = {"state": "error", "line": errorlog.unexpected("doorbell --serve", err)}, None
+        answer, woke = ring_request(store, request)
+        started = _Running(woke) if woke is not None else None
+    except Exception as err:  # one bad request never stops the server
+        from relay.faces.boundary import described
+
+        answer, started = {"state": "error", "line": described("doorbell --serve", err)[0]}, None
     bells.ack(stream_id)
     if started is not None:
         running.append(started)
@@ -196,59 +150,6 @@ def _handle(
     if isinstance(rid, str) and is_uuid(rid):
         bells.reply(rid, answer)
     return started is not None
-
-
-def _ring(store: "StoreAPI", request: dict[str, object] | None) -> tuple[dict[str, object], _Running | None]:
-    from relay.usecases import doorbell, wakeguard
-
-    if request is None or not is_uuid(request.get("id")):
-        return {"state": "error", "line": "the request does not parse"}, None
-    session_id = str(request["id"]).lower()
-    entry = store.registry().agents.get(session_id)
-    if entry is None:
-        return {"state": "error", "line": f"no session {session_id} is registered"}, None
-    label = str(entry.get("name") or session_id)
-    elsewhere = store.wake_host(entry)
-    if elsewhere is not None:
-        line = f"{label} is not on this host: its entry names {one_line(elsewhere)}"
-        return {"state": "error", "line": line}, None
-    hops, force, queued = request.get("hops"), request.get("force") is True, request.get("queued")
-    try:
-        planned = doorbell.plan(entry.get("tool", "claude"), session_id, entry.get("dir"))
-        launch = doorbell.prepare(planned)
-        limits = wakeguard.Limits()
-        if isinstance(hops, int) and not isinstance(hops, bool) and hops > limits.caller_hops:
-            limits.caller_hops = hops
-        shown_queued = str(queued) if is_uuid(queued) else None
-        ticket = wakeguard.admit(store, session_id, planned["tool"], label, limits, force=force, queued=shown_queued)
-    except WakeRefused as err:
-        return {"state": "refused", "line": str(err)}, None
-    except RelayError as err:
-        return {"state": "error", "line": str(err)}, None
-    try:
-        proc = _start(launch, ticket)
-    except BaseException:
-        ticket.close()
-        raise
-    answer = {"state": "started", "tool": planned["tool"], "pid": proc.pid, "line": f"woke {label}"}
-    return answer, _Running(proc, ticket, label, str(planned["tool"]), str(request.get("rid")))
-
-
-def _start(launch: dict[str, Any], ticket: Any) -> "subprocess.Popen[bytes]":
-    """Start the agent CLI as relay.usecases.doorbell.ring does, without waiting: in its own session (a Ctrl-C
-    to the server does not reach it), noting itself in the resume lock before it runs."""
-    env = {**launch["env"], "RELAY_HOPS": str(ticket.hops)}
-    proc = subprocess.Popen(
-        launch["argv"],
-        executable=launch["program"],
-        env=env,
-        cwd=launch["cwd"],
-        stdin=subprocess.DEVNULL,
-        preexec_fn=ticket.note_self,
-        start_new_session=True,
-    )
-    ticket.started(proc.pid)
-    return proc
 
 
 def _reap(bells: "DoorbellsAPI", running: list[_Running]) -> None:

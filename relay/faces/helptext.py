@@ -2,8 +2,8 @@
 
 Kept out of relay.faces.commands and relay.faces.cli so that the help's text costs nothing to the commands that
 run hundreds of times a day (the hook, `send`, `list`): relay.faces.cli imports this module only when help
-is asked. Which options a command has is not written here but read from its Spec (relay.faces.argv); the
-tests fail when an option of a Spec has no entry here, or an entry here names an option it lacks.
+is asked. A people command's usage, summary and options (with what each means) are not written here but
+read from its row of the command table (relay.faces.command_table), which the parser reads too.
 """
 
 from __future__ import annotations
@@ -13,18 +13,7 @@ import textwrap
 from relay import __version__
 from relay.domain.ids import RESERVED_NAMES
 from relay.faces.argv import Spec
-from relay.faces.commands import (
-    DEFAULT_ASK_SECONDS,
-    DISCOVER_COLUMNS,
-    DOORBELL_PER_MINUTE,
-    LIST_COLUMNS,
-    MAX_ASK_SECONDS,
-    SHAPES,
-)
-
-# The defaults of relay.usecases.discover and relay.usecases.gc, written out because those modules import orjson and
-# pathlib, which help needs no more than `list` does; tests/test_help.py checks they still agree.
-DISCOVER_WITHIN_MIN, DISCOVER_LIMIT, GC_DAYS = 60, 50, 14
+from relay.faces.command_table import DISCOVER_COLUMNS, LIST_COLUMNS, SHAPES
 
 WIDTH = 100
 
@@ -42,12 +31,12 @@ PLAIN_EXITS = {"0": "", "1": "", "2": ""}
 
 
 class Topic:
-    """One command's help. `options` maps each option to (METAVAR, meaning, default); a flag's
-    METAVAR is empty. `positionals` maps each positional word to its meaning; `exits` maps exit
-    statuses to their meaning here ("" for the usual one). `usage`/`summary` are for the commands
-    without a Spec; the others take theirs from it."""
+    """One command's help beyond its table row: what it does, its output, exit statuses (meaning
+    "" for the usual one) and example. `positionals` maps each positional word to its meaning.
+    `usage`/`summary` are for the faces without a row (hook, bus, ...); the others take theirs,
+    and their options, from the command table."""
 
-    __slots__ = ("about", "example", "exits", "options", "output", "positionals", "summary", "usage")
+    __slots__ = ("about", "example", "exits", "output", "positionals", "summary", "usage")
 
     def __init__(
         self,
@@ -55,14 +44,12 @@ class Topic:
         output: tuple[str, ...],
         example: str,
         exits: dict[str, str] | None = None,
-        options: dict[str, tuple[str, str, str]] | None = None,
         positionals: dict[str, str] | None = None,
         usage: str = "",
         summary: str = "",
     ) -> None:
         self.about, self.output, self.example = about, output, example
         self.exits = PLAIN_EXITS if exits is None else exits
-        self.options = options or {}
         self.positionals = positionals or {}
         self.usage, self.summary = usage, summary
 
@@ -72,7 +59,6 @@ MESSAGE = (
     "verbatim, even words that look like options"
 )
 WHO = "a session: its registered name or its id"
-TOOL_CHOICE = "claude|codex"
 
 TOPICS: dict[str, Topic] = {
     "discover": Topic(
@@ -87,18 +73,6 @@ TOPICS: dict[str, Topic] = {
             "--json: an array of {tool, id, cwd, name, registered, lastActivity, ageSec, live}",
         ),
         example="relay discover --within 30 --cwd .",
-        options={
-            "--within": (
-                "MIN",
-                "only sessions whose transcript was written in the last MIN minutes",
-                str(DISCOVER_WITHIN_MIN),
-            ),
-            "--tool": (TOOL_CHOICE, "only the sessions of this agent CLI", "both"),
-            "--exclude": ("ID", "leave out the session with this (whole) id (e.g. your own)", "none"),
-            "--cwd": ("DIR", "sessions running in DIR come first", "none"),
-            "--limit": ("N", "at most N sessions", str(DISCOVER_LIMIT)),
-            "--json": ("", "print a JSON array instead of lines", "off"),
-        },
     ),
     "list": Topic(
         "Lists the sessions registered in the store (they register at their session start, or with "
@@ -112,7 +86,6 @@ TOPICS: dict[str, Topic] = {
             "--json: an array of {id, name, tool, dir, lastSeen, deliver, endedAt (after SessionEnd), host (on Redis)}",
         ),
         example="relay list",
-        options={"--json": ("", "print a JSON array instead of lines", "off")},
     ),
     "register": Topic(
         "Names a session, so mail can be sent to it by name, and sets when its mail reaches it while it "
@@ -120,17 +93,6 @@ TOPICS: dict[str, Topic] = {
         "this one.",
         output=("one line: registered NAME -> ID (TOOL, DIR, deliver MODE)",),
         example="relay register backend --id 0b6f3a52-8d1e-4c7a-9f3b-2a4c6e8d01e1 --deliver now",
-        options={
-            "--id": ("UUID", "the session to name: its id, or a unique prefix of 8+ hex characters", "required"),
-            "--dir": ("DIR", "its project dir (relative to the current dir)", "kept; none for a new session"),
-            "--tool": (TOOL_CHOICE, "its agent CLI", "kept; claude for a new session"),
-            "--deliver": (
-                "now|turn|start",
-                "when its mail reaches it while it runs: now (also between tool calls), turn (at its next "
-                "prompt or turn end; urgent mail between tool calls), start (only when a session starts)",
-                "kept; turn for a new session",
-            ),
-        },
         positionals={
             "NAME": "1 to 64 of A-Z a-z 0-9 . _ -, not starting with -, not a UUID, not " + "/".join(RESERVED_NAMES),
         },
@@ -146,22 +108,6 @@ TOPICS: dict[str, Topic] = {
             "or unknown",
         ),
         example="relay send backend -- please rerun --all tests",
-        options={
-            "--id": (
-                "UUID",
-                "send to this session id instead of TO, even one not registered (e.g. from discover); a unique "
-                "prefix of 8+ hex characters of a registered id works too",
-                "none",
-            ),
-            "--from": ("WHO", "send as this registered session, so the answer goes to it", "cli, the person"),
-            "--reply-to": (
-                "ID",
-                "the id (or a unique 8+ hex prefix) of the message this answers; it joins its thread",
-                "none",
-            ),
-            "--urgent": ("", "the message may interrupt the recipient between tool calls", "off"),
-            "--json": ("", "print the result as one JSON line", "off"),
-        },
         positionals={
             "TO": "the recipient: a registered name, a session id or a unique 8+ hex prefix of one",
             "MESSAGE": MESSAGE,
@@ -178,15 +124,6 @@ TOPICS: dict[str, Topic] = {
         ),
         example="relay ask backend --wait 300 -- is the migration done?",
         exits={**PLAIN_EXITS, "4": "no reply within --wait seconds; the question stays queued (relay status ID)"},
-        options={
-            "--from": ("WHO", "ask as this registered session (its inbox gets the reply)", "a new address"),
-            "--wait": (
-                "SECONDS",
-                f"how long to wait for the reply, 0 to {MAX_ASK_SECONDS:g}",
-                f"{DEFAULT_ASK_SECONDS:g}",
-            ),
-            "--json": ("", "print the whole reply as JSON", "off"),
-        },
         positionals={"TO": "the session asked: a registered name or a session id", "MESSAGE": MESSAGE},
     ),
     "status": Topic(
@@ -197,7 +134,6 @@ TOPICS: dict[str, Topic] = {
             "--json: one line {id, to, toName, state, queuedAt, deliveredAt, repliedAt, replyId, thread}",
         ),
         example="relay status 3f0c2b1a-5d4e-4f6a-8b7c-9d0e1f2a3b9a",
-        options={"--json": ("", "print the status as one JSON line", "off")},
         positionals={"MSG_ID": "a message id, as send printed it, or a unique prefix of 8+ hex characters"},
     ),
     "inbox": Topic(
@@ -241,17 +177,6 @@ TOPICS: dict[str, Topic] = {
             "75": "refused by a guardrail; the line says why and when to retry",
             "other": "the woken CLI's own exit status (128+N when signal N killed it)",
         },
-        options={
-            "--id": (
-                "UUID",
-                "wake this session id instead of WHO, even one not registered; needs --dir and --tool",
-                "none",
-            ),
-            "--dir": ("DIR", "with --id: the session's project dir", "required with --id"),
-            "--tool": (TOOL_CHOICE, "with --id: the session's agent CLI", "required with --id"),
-            "--dry": ("", "print what it would run; run, queue and count nothing", "off"),
-            "--force": ("", "wake even a session that seems to run now (overrides only that check)", "off"),
-        },
         positionals={"WHO": WHO, "MESSAGE": "optional: " + MESSAGE},
     ),
     "doorbell": Topic(
@@ -274,10 +199,6 @@ TOPICS: dict[str, Topic] = {
             "1": "--serve with the local store (no other hosts), another server already serves this host, or "
             "Redis failed",
             "2": "",
-        },
-        options={
-            "--serve": ("", "serve this host's doorbell until stopped", "off: list the served hosts"),
-            "--per-minute": ("N", "ring at most N wakes a minute; more wait their turn", str(DOORBELL_PER_MINUTE)),
         },
     ),
     "doctor": Topic(
@@ -303,11 +224,6 @@ TOPICS: dict[str, Topic] = {
             "--json: {olderThanDays, dry, retired, skipped, emptyMailboxes, receiptsRemoved, archive}",
         ),
         example="relay gc --dry",
-        options={
-            "--older-than": ("DAYS", "forget sessions not seen for DAYS days", str(GC_DAYS)),
-            "--dry": ("", "only list what it would do", "off"),
-            "--json": ("", "print the report as JSON", "off"),
-        },
     ),
     "hook": Topic(
         "Run by the agent CLI, not by you: at session start, each prompt, after tool calls, at turn end and "
@@ -411,11 +327,10 @@ def _wrapped(label: str, text: str, indent: int) -> list[str]:
     return textwrap.wrap(text, WIDTH, initial_indent=head, subsequent_indent=" " * indent) or [head.rstrip()]
 
 
-def _option_lines(spec: Spec | None, topic: Topic) -> list[str]:
+def _option_lines(spec: Spec | None) -> list[str]:
     rows: list[tuple[str, str]] = []
-    names = [*spec.values, *spec.flags] if spec is not None else []
-    for option in names:
-        metavar, meaning, default = topic.options[option]
+    options = [(name, spec.options[name]) for name in (*spec.values, *spec.flags)] if spec is not None else []
+    for option, (metavar, meaning, default) in options:
         note = default if default.startswith("required") else f"default: {default}"
         rows.append((f"{option} {metavar}".rstrip(), f"{meaning} ({note})"))
     rows.append(("-h, --help", "show this help and exit"))
@@ -437,7 +352,7 @@ def render(name: str) -> str:
         indent = max(len(word) for word in topic.positionals) + 4
         for word, meaning in topic.positionals.items():
             lines += _wrapped(word, meaning, indent)
-    lines += ["", "options:", *_option_lines(spec, topic), "", "output:"]
+    lines += ["", "options:", *_option_lines(spec), "", "output:"]
     for line in topic.output:
         lines += textwrap.wrap(line, WIDTH, initial_indent="  ", subsequent_indent="    ")
     lines += ["", "exit status:"]

@@ -11,14 +11,15 @@ runs `relay gc`'s collection (one stat when that is not due).
 """
 
 import os
-import select
 import sys
-import time
 
 from relay.domain.ids import require_uuid
-from relay.domain.policy import NOTHING, URGENT, is_urgent, mode_of, selection, started_by_relay
+from relay.domain.policy import started_by_relay
+from relay.faces.boundary import described, say
+from relay.faces.hookevent import read_event
 from relay.store.contract import open_store
-from relay.store.files import Message, Select, Show
+from relay.store.files import Message
+from relay.usecases.deliver import deliver_live, fenced_text
 from relay.util import jsonlite
 from relay.util.errors import RelayError
 
@@ -29,66 +30,15 @@ if TYPE_CHECKING:
     from relay.agents.adapter_protocol import Adapter
     from relay.store.contract import StoreAPI
 
-# How long the hook waits for its event on stdin before giving up (the session goes on).
-STDIN_DEADLINE_SECONDS = 5.0
-
 # The hook collects stale registrations (`relay gc`) at most this often, counted from its first run.
 GC_INTERVAL_SECONDS = 24 * 3600
 
 
+PREFIX = "[session-relay/hook] "
+
+
 def _log(message: str) -> None:
-    """One line on stderr; it may quote planted paths or names, so it is made terminal-safe."""
-    from relay.util.textsafe import one_line
-
-    sys.stderr.write(f"[session-relay/hook] {one_line(message)}\n")
-    sys.stderr.flush()
-
-
-# What _read_json returns when stdin held nothing at all (JSON `null` is a value, and a bad event).
-_NOTHING = object()
-
-
-def _read_json(fd: int, deadline: float) -> object:
-    """The JSON value on stdin (_NOTHING when nothing came), read until EOF, a complete object, or
-    the deadline; ValueError when what came does not parse.
-
-    The agent CLI is expected to close stdin, but the hook must not hang a session if one does
-    not: it stops as soon as what it has read parses.
-    """
-    data = b""
-    give_up = time.monotonic() + deadline
-    while (left := give_up - time.monotonic()) > 0:
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            break
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        data += chunk
-        if data.rstrip().endswith(b"}"):
-            try:
-                return jsonlite.loads(data)
-            except ValueError:
-                pass  # not complete yet: read on
-    return jsonlite.loads(data) if data.strip() else _NOTHING
-
-
-def read_event(stdin: "BinaryIO") -> dict | None:
-    """The hook event from stdin, or None (with a note on stderr) when there is none usable."""
-    if stdin.isatty():
-        _log("expects the agent CLI's hook event as JSON on stdin; nothing to do")
-        return None
-    try:
-        event = _read_json(stdin.fileno(), STDIN_DEADLINE_SECONDS)
-    except ValueError as err:
-        _log(f"stdin is not a JSON hook event ({err}); nothing done")
-        return None
-    if event is _NOTHING:
-        return None
-    if not isinstance(event, dict):
-        _log("the hook event is not a JSON object; nothing done")
-        return None
-    return event
+    say(PREFIX, message)
 
 
 def handle(event: dict, tool: str, stdout: "BinaryIO", store: "StoreAPI") -> None:
@@ -157,44 +107,6 @@ def _stop_watcher(store: "StoreAPI", session_id: str) -> None:
             pass  # it has just left
 
 
-def deliver_live(store: "StoreAPI", session_id: str, moment: str, show: Show) -> int:
-    """Deliver what the recipient's attention policy lets `moment` deliver; how many were shown.
-
-    Runs on every prompt and tool call, so when nothing waits it costs two stats and writes
-    nothing; only then is the registry read for the policy.
-    """
-    if not store.has_mail(session_id):
-        return 0
-    rule = selection(moment, mode_of(store.registry().agents.get(session_id)))
-    if rule == NOTHING or (rule == URGENT and not store.has_urgent(session_id)):
-        return 0
-    from relay.usecases.mail import deliver
-
-    only: Select | None = is_urgent if rule == URGENT else None
-    return deliver(store, session_id, show, only)
-
-
-def fenced_text(session_id: str, batch: list[Message], remaining: int) -> tuple[str, int]:
-    """The fenced mail text for as much of the batch as fits one hook result, and how many it holds."""
-    from relay.usecases.addressing import launcher_command
-    from relay.usecases.fence import render
-    from relay.usecases.mail import fit_output
-
-    launcher = launcher_command()
-    # No `<` in relay's own text: the fence would read the text past it with regular expressions.
-    reply_hint = (
-        "Reply with the session-relay `send` tool (replyTo: the message's id), or run: "
-        f"{launcher} send SENDER --reply-to ID -- REPLY (SENDER: the name or id after `from`)"
-    )
-    more_hint = f"call the session-relay `inbox` tool, or run: {launcher} inbox {session_id}"
-
-    def text_of(messages: list[Message]) -> tuple[str, int]:
-        return render(messages, reply_hint, more_hint, remaining + len(batch) - len(messages), launcher)
-
-    text, shown = fit_output(batch, text_of, lambda text: len(str(text).encode("utf-8", "replace")))
-    return str(text), shown
-
-
 def _show(
     stdout: "BinaryIO", agent: "Adapter", name: str, session_id: str, batch: list[Message], remaining: int
 ) -> int:
@@ -221,20 +133,16 @@ def _collect_if_due(store: "StoreAPI") -> None:
 def main(argv: list[str]) -> int:
     """Entry point; always 0 so the agent CLI's session goes on."""
     if argv[:1] == ["watch"]:
-        from relay.faces.cli import long_lived
+        from relay.faces.boundary import long_lived
         from relay.faces.watch import main as watch
 
         long_lived()
         return watch()
     tool = "codex" if argv[:1] == ["codex"] else "claude"
     try:
-        event = read_event(sys.stdin.buffer)
+        event = read_event(sys.stdin.buffer, PREFIX)
         if event is not None:
             handle(event, tool, sys.stdout.buffer, open_store(warn=_log))
-    except RelayError as err:
-        _log(str(err))
     except Exception as err:  # the hook must never break a session, whatever the cause
-        from relay.store import errorlog
-
-        _log(errorlog.unexpected(f"hook {tool}", err))
+        _log(described(f"hook {tool}", err)[0])
     return 0

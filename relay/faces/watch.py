@@ -25,10 +25,12 @@ import time
 
 from relay.domain.ids import require_uuid
 from relay.domain.policy import max_auto_wakes
-from relay.faces.hook import deliver_live, fenced_text, read_event
+from relay.faces.boundary import described, say
+from relay.faces.hookevent import read_event
 from relay.host.procinfo import ProcInfo, command_line, same_process
 from relay.store.contract import open_store
 from relay.store.files import Show
+from relay.usecases.deliver import deliver_live, fenced_text
 from relay.util.errors import RelayError
 from relay.util.faults import checkpoint
 
@@ -47,10 +49,11 @@ LIFETIME_SECONDS = 24 * 3600 - 30
 RECHECK_SECONDS = 30.0
 
 
-def _log(message: str) -> None:
-    from relay.util.textsafe import one_line
+PREFIX = "[session-relay/watch] "
 
-    sys.stderr.write(f"[session-relay/watch] {one_line(message)}\n")
+
+def _log(message: str) -> None:
+    say(PREFIX, message)
 
 
 def _claude_of(pid: int | None = None) -> ProcInfo | None:
@@ -156,7 +159,7 @@ def watch(store: "StoreAPI", session_id: str, claude: ProcInfo, stream: bool, li
 def main() -> int:
     """`relay hook watch`: 2 when mail was handed to the model, 0 otherwise (never an error)."""
     try:
-        event = read_event(sys.stdin.buffer)
+        event = read_event(sys.stdin.buffer, PREFIX)
         if event is None or not event.get("session_id"):
             return 0
         session_id = require_uuid(event["session_id"])
@@ -171,10 +174,6 @@ def main() -> int:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         stream = any(word in ("-p", "--print") for word in argv)
         return watch(open_store(warn=_log), session_id, claude, stream, LIFETIME_SECONDS)
-    except RelayError as err:
-        _log(str(err))
     except Exception as err:  # a watcher must never disturb its session
-        from relay.store import errorlog
-
-        _log(errorlog.unexpected("hook watch", err))
+        _log(described("hook watch", err)[0])
     return 0

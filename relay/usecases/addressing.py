@@ -1,10 +1,8 @@
 """Session operations shared by the hook, the MCP server and the CLI."""
 
-import os
-
 from relay.domain.ids import PREFIX_RULE, is_id_prefix, is_uuid, prefix_digits, require_uuid
-from relay.store.files import Entry
-from relay.util.env import usable_env
+from relay.store.files import Entry, Message
+from relay.usecases.launcher import launcher_command, shell_quote
 from relay.util.errors import RelayError
 from relay.util.textsafe import one_line
 
@@ -88,15 +86,27 @@ def session_id_of(store: "StoreAPI", value: object, what: str = "session id") ->
     return require_uuid(value, what)
 
 
+def seen_by(store: "StoreAPI", message_id: object, viewer: str | None, with_state: bool = False) -> Message | None:
+    """The receipt of a message (with `state` too: StoreAPI.message_state) when `viewer` may see it.
+
+    `viewer` is a session id, or None for the user at the command line. A session sees only what
+    it sent or received; the user sees everything in their store."""
+    if not is_uuid(message_id):
+        return None
+    receipt = store.message_state(message_id) if with_state else store.receipt(message_id)
+    if receipt is None:
+        return None
+    parties = (str(receipt.get("from")).lower(), str(receipt.get("to")).lower())
+    return receipt if viewer is None or viewer.lower() in parties else None
+
+
 def message_id_of(store: "StoreAPI", value: str, viewer: str | None) -> str:
     """The whole message id `value` stands for: a whole id (lower-cased), or the one message
-    `viewer` may see (relay.usecases.mail.seen_by; None: the user, who sees all) whose id it starts.
+    `viewer` may see (seen_by; None: the user, who sees all) whose id it starts.
     Anything else is returned as given, for the caller to refuse as an unknown message."""
     if is_uuid(value):
         return value.lower()
     if is_id_prefix(value):
-        from relay.usecases.mail import seen_by
-
         seen = [r for r in (seen_by(store, i, viewer) for i in store.receipt_ids(value)) if r is not None]
         if len(seen) > 1:
             shown = ", ".join(f"{r['id']} (to {one_line(str(r.get('toName') or r.get('to')))})" for r in seen[:10])
@@ -112,37 +122,6 @@ def message_id_of(store: "StoreAPI", value: str, viewer: str | None) -> str:
     if prefix_digits(value):
         raise RelayError(f"invalid message id {value!r}: too short; {PREFIX_RULE}")
     return value
-
-
-# Characters no POSIX shell (nor zsh, where a leading `=` or `%` means something) gives a meaning
-# to, in any position of a word.
-_SHELL_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@+:,./_-")
-
-
-def shell_quote(word: str) -> str:
-    """`word` as one POSIX shell word that stands for itself (the hook's path: no shlex, no re).
-
-    Plain words stay as they are so hints read naturally; anything else goes in single quotes,
-    inside which a shell expands nothing, with each `'` written as `'\\''`.
-    """
-    if word and all(ch in _SHELL_PLAIN for ch in word):
-        return word
-    return "'" + word.replace("'", "'\\''") + "'"
-
-
-def launcher_command() -> str:
-    """How a user or model should invoke relay from a shell, for hints: ready to paste into a shell.
-
-    The launcher exports RELAY_LAUNCHER; a plugin host exports CLAUDE_PLUGIN_ROOT; a source
-    checkout has the launcher next to the package. A path with a space or `$` in it is quoted.
-    """
-    exported = usable_env("RELAY_LAUNCHER")
-    if exported:
-        return shell_quote(exported)
-    for root in (usable_env("CLAUDE_PLUGIN_ROOT"), os.path.dirname(os.path.dirname(os.path.realpath(__file__)))):
-        if root and os.access(os.path.join(root, "launcher"), os.X_OK):
-            return shell_quote(os.path.join(root, "launcher"))
-    return "relay"
 
 
 def wake_hint(entry: Entry) -> str:

@@ -10,11 +10,14 @@ from _collections_abc import Callable  # collections.abc would import all of col
 
 from relay.domain.ids import AGENT_CLIS
 from relay.store.files import Entry, Message
-from relay.usecases.mail import open_delivery, quoted_id, seen_by
+from relay.usecases.addressing import seen_by
+from relay.usecases.mail import open_delivery, quoted_id
 from relay.util.errors import RelayError
 
 TYPE_CHECKING = False  # typing stays off the import path; only mypy reads this
 if TYPE_CHECKING:
+    from typing import Any
+
     from relay.store.contract import StoreAPI
 
 # How often a wait looks for the reply: a receipt read, so cheap; a reply shows up within this.
@@ -22,6 +25,37 @@ POLL_SECONDS = 0.2
 
 # The fields of `relay status` / MCP `status`, in this order.
 STATUS_FIELDS = ("id", "to", "toName", "state", "queuedAt", "deliveredAt", "repliedAt", "replyId", "thread")
+
+
+class Sent:
+    """A message `send_and_ring` queued: its recipient's entry, the message, and what the ring of
+    an idle Codex recipient learnt (relay.usecases.codex_queue's outcome, and a note for the sender)."""
+
+    __slots__ = ("message", "note", "recipient", "rung")
+
+    def __init__(self, recipient: Entry, message: Message, rung: str, note: str | None) -> None:
+        self.recipient, self.message, self.rung, self.note = recipient, message, rung, note
+
+    def recipient_state(self) -> dict[str, str]:
+        """recipient_state of the recipient, using what the ring saw of its process."""
+        from relay.usecases.codex_queue import seen_running
+
+        return recipient_state(self.recipient, seen_running(self.rung))
+
+
+def send_and_ring(
+    store: "StoreAPI", target: str, body: str, sender_id: str | None, sender_name: str | None, **options: "Any"
+) -> Sent:
+    """Queue `body` for `target`, carrying the wakes behind this process (RELAY_HOPS), then nudge
+    the recipient when it is an open, idle Codex session: what every face's `send` does. `options`
+    are relay.usecases.mail.send's (urgent, reply_to, expects_reply)."""
+    from relay.domain.loopguard import inherited_hops
+    from relay.usecases.codex_queue import ring_if_idle
+    from relay.usecases.mail import send
+
+    recipient, message = send(store, target, body, sender_id, sender_name, hops=inherited_hops(), **options)
+    rung, note = ring_if_idle(store, recipient, message)
+    return Sent(recipient, message, rung, note)
 
 
 def recipient_state(entry: Entry, running: bool | None = None) -> dict[str, str]:

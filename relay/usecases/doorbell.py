@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from relay.domain.ids import AGENT_CLIS, require_uuid
 from relay.domain.policy import NUDGE_OPENING
-from relay.usecases.addressing import launcher_command
+from relay.usecases.launcher import launcher_command
 from relay.util.errors import RelayError
 from relay.util.textsafe import one_line
 
 if TYPE_CHECKING:
+    import subprocess
+
     from relay.usecases.wakeguard import Ticket
 
 
@@ -197,6 +199,25 @@ def ring(launch: dict[str, Any], ticket: "Ticket", label: str) -> int:
     how = f"exited {code}" if code >= 0 else f"was killed by signal {-code} ({signal.strsignal(-code)})"
     sys.stderr.write(one_line(f"relay: woke {label}: {launch['argv'][0]} {how} after {seconds:.1f} s") + "\n")
     return code if code >= 0 else 128 - code
+
+
+def start(launch: dict[str, Any], ticket: "Ticket") -> "subprocess.Popen[bytes]":
+    """Start the agent CLI as `ring` does, without waiting (the doorbell server): in its own session,
+    so a Ctrl-C to the server does not reach it, noting itself in the resume lock before it runs."""
+    import subprocess
+
+    env = {**launch["env"], "RELAY_HOPS": str(ticket.hops)}
+    proc = subprocess.Popen(
+        launch["argv"],
+        executable=launch["program"],
+        env=env,
+        cwd=launch["cwd"],
+        stdin=subprocess.DEVNULL,
+        preexec_fn=ticket.note_self,
+        start_new_session=True,
+    )
+    ticket.started(proc.pid)
+    return proc
 
 
 def _leave_to_child(_signum: int, _frame: object) -> None:

@@ -9,7 +9,7 @@ from _collections_abc import Callable  # collections.abc would import all of col
 
 from relay.domain.ids import is_uuid, new_uuid4
 from relay.store.files import Entry, Message, Select, Show
-from relay.usecases.addressing import resolve
+from relay.usecases.addressing import resolve, seen_by
 from relay.util.clock import now_iso
 from relay.util.errors import RelayError
 
@@ -86,20 +86,6 @@ def send(
 def thread_of(message: Message) -> object:
     """The id of the first message of this message's conversation."""
     return message.get("thread") or message.get("id")
-
-
-def seen_by(store: "StoreAPI", message_id: object, viewer: str | None, with_state: bool = False) -> Message | None:
-    """The receipt of a message (with `state` too: "StoreAPI".message_state) when `viewer` may see it.
-
-    `viewer` is a session id, or None for the user at the command line. A session sees only what
-    it sent or received; the user sees everything in their store."""
-    if not is_uuid(message_id):
-        return None
-    receipt = store.message_state(message_id) if with_state else store.receipt(message_id)
-    if receipt is None:
-        return None
-    parties = (str(receipt.get("from")).lower(), str(receipt.get("to")).lower())
-    return receipt if viewer is None or viewer.lower() in parties else None
 
 
 def quoted_id(message_id: object) -> str:

@@ -12,9 +12,10 @@ import os
 import time
 
 from relay.agents import is_live
-from relay.domain.loopguard import hops_of, inherited_hops, max_hops, whole_number
+from relay.domain.loopguard import hops_of, inherited_hops, max_hops
 from relay.host import procinfo
 from relay.util.clock import iso_from_epoch
+from relay.util.env import whole_number_env
 from relay.util.errors import WakeRefused
 from relay.util.textsafe import one_line
 
@@ -28,8 +29,7 @@ DEFAULT_BUDGET = 12
 
 def wake_budget() -> int:
     """RELAY_WAKE_BUDGET, default 12: how many wakes of one session a rolling hour allows."""
-    raw = os.environ.get("RELAY_WAKE_BUDGET") or ""
-    return whole_number("RELAY_WAKE_BUDGET", raw) if raw else DEFAULT_BUDGET
+    return whole_number_env("RELAY_WAKE_BUDGET", DEFAULT_BUDGET)
 
 
 class Limits:

@@ -18,3 +18,18 @@ def usable_env(name: str) -> str | None:
     if value is None or "${" in value:
         return None
     return value
+
+
+def whole_number_env(name: str, default: int, least: int = 0) -> int:
+    """Setting `name` as a whole number >= `least`; `default` when unset or empty.
+
+    Every numeric setting is read here, so each refuses a bad value the same way: a one-line error
+    naming it (a typo must not quietly become the default, or an unlimited budget)."""
+    from relay.util.errors import RelayError
+
+    raw = env_value(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 9 or int(raw) < least:
+        raise RelayError(f"{name} must be a whole number >= {least}, not {raw[:40]!r}; fix or unset it")
+    return int(raw)

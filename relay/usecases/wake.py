@@ -1,0 +1,195 @@
+"""`wake`: ring a session's doorbell, on this host or on the host it runs on (docs/wake.md,
+docs/redis-store.md).
+
+Every face that wakes a session calls this module: `relay wake` (`wake`), and the doorbell server
+for a wake another host posted (`ring_request`). Whichever rings, the same steps run in the same
+order: plan the command, read the caller's limits (a bad setting is an error before anything is
+queued), check the bell can ring, queue the caller's words as mail, then pass the guardrails
+(relay.usecases.wakeguard). A session whose entry names another host is rung by that host's
+doorbell server, reached through the store (`store.doorbells()`).
+"""
+
+import shlex
+
+from relay.domain.ids import is_uuid
+from relay.usecases import doorbell, wakeguard
+from relay.util.errors import RelayError, WakeRefused
+from relay.util.textsafe import one_line
+
+TYPE_CHECKING = False  # typing stays off the import path; only mypy reads these
+if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Callable
+    from typing import Any
+
+    from relay.store.contract import StoreAPI
+    from relay.store.files import Entry
+
+    Report = Callable[[object], None]
+
+# How long `relay wake` waits for the answer of another host's doorbell server.
+ANSWER_WAIT = 15.0
+
+
+class Target:
+    """The session to wake: its id, project dir and agent CLI as the registry or the caller gave
+    them (checked by doorbell.plan), the name shown for it, and its registry entry when it has one."""
+
+    __slots__ = ("directory", "entry", "label", "session_id", "tool")
+
+    def __init__(self, session_id: str, directory: object, tool: object, label: str, entry: "Entry | None") -> None:
+        self.session_id, self.directory, self.tool, self.label, self.entry = session_id, directory, tool, label, entry
+
+    @classmethod
+    def registered(cls, entry: "Entry") -> "Target":
+        """A registry entry; one without a `tool` is 0.1's default, claude."""
+        session_id = str(entry["id"])
+        return cls(
+            session_id, entry.get("dir"), entry.get("tool", "claude"), str(entry.get("name") or session_id), entry
+        )
+
+
+def _queue(store: "StoreAPI", target: Target, words: list[str], limits: wakeguard.Limits) -> str | None:
+    """Queue the caller's words (if any) for `target` as mail from `cli`; the message's id."""
+    if not words:
+        return None
+    from relay.usecases.mail import send
+
+    return str(send(store, target.session_id, " ".join(words), None, "cli", hops=limits.caller_hops)[1]["id"])
+
+
+def _admitted(
+    store: "StoreAPI",
+    target: Target,
+    words: list[str],
+    *,
+    force: bool,
+    dry: bool,
+    least_hops: int = 0,
+    queued: str | None = None,
+) -> "tuple[dict[str, Any], dict[str, Any] | None, wakeguard.Ticket]":
+    """The plan, the checked launch (None with `dry`) and the guardrails' ticket, after the
+    caller's words were queued as mail from `cli`; WakeRefused or RelayError when it may not ring."""
+    planned = doorbell.plan(target.tool, target.session_id, target.directory)
+    limits = wakeguard.Limits()  # a bad setting is an error before anything is queued
+    limits.caller_hops = max(limits.caller_hops, least_hops)
+    launch = None if dry else doorbell.prepare(planned)
+    if not dry:
+        queued = _queue(store, target, words, limits) or queued
+    ticket = wakeguard.admit(
+        store, target.session_id, planned["tool"], target.label, limits, force=force, dry=dry, queued=queued
+    )
+    return planned, launch, ticket
+
+
+def wake(store: "StoreAPI", target: Target, words: list[str], report: "Report", *, force: bool, dry: bool) -> int:
+    """Ring `target`'s doorbell where it runs; the exit status. `report` shows the plan (--dry) or
+    the other host's answer; a local ring runs the agent CLI here and waits for it.
+
+    The caller's words never become the woken session's prompt: they are queued as mail once the
+    bell can ring, before the guardrails, and reach the model fenced."""
+    host = store.wake_host(target.entry) if target.entry is not None else None
+    if host is not None:
+        return _wake_elsewhere(store, host, target, words, report, force=force, dry=dry)
+    planned, launch, ticket = _admitted(store, target, words, force=force, dry=dry)
+    if launch is None:
+        report(planned)
+        return 0
+    with ticket:
+        return doorbell.ring(launch, ticket, target.label)
+
+
+def _wake_elsewhere(
+    store: "StoreAPI", host: str, target: Target, words: list[str], report: "Report", *, force: bool, dry: bool
+) -> int:
+    """Post the wake to `host`'s doorbell and report its answer; refuse with the command to run on
+    `host` (exit 1) when no doorbell server runs there. The words are queued as mail first, as a
+    local wake does, so no refusal loses them."""
+    planned = doorbell.plan(target.tool, target.session_id, target.directory)
+    limits = wakeguard.Limits()  # a bad setting is an error before anything is queued
+    bells = store.doorbells()
+    served = bells is not None and bells.serving(host)
+    if dry and served:
+        report({**planned, "host": host})
+        return 0
+    queued = None if dry else _queue(store, target, words, limits)
+    shown_host = one_line(host)
+    if bells is None or not served:
+        options = [*(["--force"] if force else []), *(["--dry"] if dry else [])]
+        command = shlex.join(["relay", "wake", target.label, *options])
+        mail = f"your message {queued} is queued; " if queued else ""
+        raise RelayError(
+            f"not waking {target.label} here: it runs on host {shown_host}, where no `relay doorbell --serve` runs; "
+            f"{mail}on {shown_host} run: {command}"
+        )
+    request = {
+        "id": target.session_id,
+        "label": target.label,
+        "force": force,
+        "hops": limits.caller_hops,
+        "queued": queued,
+    }
+    request_id = bells.post(host, request)
+    answer = bells.answer(request_id, ANSWER_WAIT)
+    posted = f"posted the wake of {target.label} to {shown_host}'s doorbell (request {request_id})"
+    if answer is None:
+        report(f"{posted}; no answer within {ANSWER_WAIT:g} s: it rings when that server gets to it")
+        return 0
+    state, line = answer.get("state"), str(answer.get("line") or "")
+    if state == "refused":
+        raise WakeRefused(f"{line} (answered by {shown_host}'s doorbell)")
+    if state == "started":
+        report(f"{posted}: {answer.get('tool')} started there (pid {answer.get('pid')})")
+        return 0
+    raise RelayError(f"{shown_host}'s doorbell could not wake {target.label}: {line}")
+
+
+class Started:
+    """A program a doorbell server woke for a request, still to be reaped."""
+
+    __slots__ = ("label", "proc", "rid", "ticket", "tool")
+
+    def __init__(
+        self, proc: "subprocess.Popen[bytes]", ticket: wakeguard.Ticket, label: str, tool: str, rid: str
+    ) -> None:
+        self.proc, self.ticket, self.label, self.tool, self.rid = proc, ticket, label, tool, rid
+
+
+def ring_request(store: "StoreAPI", request: dict[str, object] | None) -> "tuple[dict[str, object], Started | None]":
+    """Ring the wake another host posted to this host's doorbell, under the same guardrails as a
+    local wake, without waiting for the program; the answer for the waker, and what was started."""
+    if request is None or not is_uuid(request.get("id")):
+        return {"state": "error", "line": "the request does not parse"}, None
+    session_id = str(request["id"]).lower()
+    entry = store.registry().agents.get(session_id)
+    if entry is None:
+        return {"state": "error", "line": f"no session {session_id} is registered"}, None
+    target = Target.registered(entry)
+    elsewhere = store.wake_host(entry)
+    if elsewhere is not None:
+        line = f"{target.label} is not on this host: its entry names {one_line(elsewhere)}"
+        return {"state": "error", "line": line}, None
+    hops, queued = request.get("hops"), request.get("queued")
+    least = hops if isinstance(hops, int) and not isinstance(hops, bool) else 0
+    try:
+        planned, launch, ticket = _admitted(
+            store,
+            target,
+            [],
+            force=request.get("force") is True,
+            dry=False,
+            least_hops=least,
+            queued=str(queued) if is_uuid(queued) else None,
+        )
+    except WakeRefused as err:
+        return {"state": "refused", "line": str(err)}, None
+    except RelayError as err:
+        return {"state": "error", "line": str(err)}, None
+    assert launch is not None  # not dry
+    try:
+        proc = doorbell.start(launch, ticket)
+    except BaseException:
+        ticket.close()
+        raise
+    answer = {"state": "started", "tool": planned["tool"], "pid": proc.pid, "line": f"woke {target.label}"}
+    return answer, Started(proc, ticket, target.label, str(planned["tool"]), str(request.get("rid")))
