@@ -47,9 +47,10 @@ OUT=$REPO/bin/relay-$TRIPLE
 log() { echo "build.sh [$TRIPLE]: $*" >&2; }
 mkdir -p "$WORK" "$REPO/bin"
 
-# 1. venv with pinned build deps; reinstalled only when requirements.txt changes.
+# 1. venv with pinned build deps; reinstalled when requirements.txt or patch_nuitka.py changes (a
+#    new patch applies to a pristine Nuitka, never on top of an older patch).
 VENV=$WORK/venv
-REQ_SUM=$(cksum <"$REPO/build/requirements.txt")
+REQ_SUM=$(cat "$REPO/build/requirements.txt" "$REPO/build/patch_nuitka.py" | cksum)
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements" 2>/dev/null)" != "$REQ_SUM" ]; then
     log "venv: $VENV ($("$PYTHON" --version))"
     rm -rf "$VENV"
