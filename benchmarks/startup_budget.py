@@ -11,7 +11,7 @@ hook delivering 10 messages; one MCP session (initialize, tools/list, whoami). P
 - instructions: user-space instructions retired by the whole start, dynamic loader included,
   counted by valgrind (`--tool=callgrind`, following the extractor's exec). More imports, more
   constants to unpack, a bigger module table to search or more work on the hot path show here; the
-  least of three runs is taken. The build that froze redis-py in as compiled C is 3.5-3.8 % over the
+  least of three runs is taken. The build that froze redis-py in as compiled C is 3.4-4.0 % over the
   budget of the build that freezes it as bytecode with the loader patched (build/patch_nuitka.py).
 
 Peak RSS and minor faults were tried and left out: the kernel maps file pages around a fault in
