@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -167,10 +165,23 @@ def binary_commands(label: str, path: str, workdir: str) -> list[Command]:
     return commands
 
 
-def measure(specs: list[str], rounds: int) -> None:
-    python = shutil.which("python3")
-    if python is None:
-        raise SystemExit("python3 is not on PATH (it is the denominator)")
+def real_python(given: str | None) -> str:
+    """The denominator's interpreter: --python, else the first python3 on PATH that is a program
+    and not a script (a pyenv or asdf shim is a shell script that runs another process first,
+    which would make every ratio look better than it is)."""
+    candidates = [given] if given else [os.path.join(d or ".", "python3") for d in os.get_exec_path()]
+    for path in candidates:
+        if not os.access(path, os.X_OK) or os.path.isdir(path):
+            continue
+        with open(path, "rb") as f:
+            if f.read(4) == b"\x7fELF":
+                return os.path.realpath(path)
+        if given:
+            raise SystemExit(f"{given}: not an ELF program (a shim script?); give the interpreter itself")
+    raise SystemExit("no python3 program on PATH (it is the denominator); give one with --python")
+
+
+def measure(specs: list[str], rounds: int, python: str) -> None:
     binaries = [parse_binary(spec) for spec in specs]
     here = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="relay-bench-startup-") as workdir:
@@ -190,6 +201,7 @@ def measure(specs: list[str], rounds: int) -> None:
             os.chdir(here)
     load = os.getloadavg()
     print(f"{rounds} interleaved rounds, {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"  denominator: {python}")
     for label, path in binaries:
         print(f"  {label}: {path}, {os.path.getsize(path) / (1 << 20):.1f} MiB")
     for name in sorted(os.listdir(REPO / "bin")) if (REPO / "bin").is_dir() else []:
@@ -219,8 +231,7 @@ def importtime(argv: list[str], env: dict[str, str], stdin: str) -> list[tuple[s
     return rows
 
 
-def imports(runs: int) -> None:
-    python = shutil.which("python3") or sys.executable
+def imports(runs: int, python: str) -> None:
     flags = [python, "-I", "-S", "-X", "importtime", "-c"]
     # Like the binary: the relay entry point with argv ["relay", "hook"], no runpy, no site.
     entry = f"import sys; sys.argv[:] = ['relay', 'hook']; sys.path.insert(0, {str(REPO)!r}); import relay.__main__"
@@ -256,14 +267,15 @@ def main() -> None:
     parser.add_argument("binaries", nargs="*", help="relay binaries (LABEL=PATH or PATH) to compare")
     parser.add_argument("--rounds", type=int, default=200, help="interleaved rounds (default 200)")
     parser.add_argument("--imports", action="store_true", help="list what `relay hook` imports from the sources")
+    parser.add_argument("--python", help="the python3 of the denominator (default: the first on PATH that is no shim)")
     parser.add_argument("--import-runs", type=int, default=20, help="runs per event for --imports (default 20)")
     args = parser.parse_args()
     if not args.binaries and not args.imports:
         parser.error("give at least one binary, or --imports")
     if args.imports:
-        imports(args.import_runs)
+        imports(args.import_runs, real_python(args.python))
     if args.binaries:
-        measure(args.binaries, args.rounds)
+        measure(args.binaries, args.rounds, real_python(args.python))
 
 
 if __name__ == "__main__":

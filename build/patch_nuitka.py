@@ -17,6 +17,11 @@ This script makes the patching happen when the modules are first loaded instead:
 Python >= 3.12 (where the same function also patches `sys` and `typing`) and non-standalone builds
 (whose stdlib is not loaded through Nuitka's loader) keep the eager call.
 
+It also makes the loader's module-table lookup (run for every import, entry after entry) compare
+each plain entry's name in place, where Nuitka first copied it into a buffer: the lookups cost in
+proportion to the number of modules frozen in, and every frozen-in module, used or not, made every
+import of every start slower.
+
 Every file is checked against the sha256 of the exact Nuitka text this was written for: on any other
 Nuitka the build stops with an error instead of silently building unpatched. Running it again on a
 venv it already patched is a no-op.
@@ -162,7 +167,7 @@ PATCHES: list[tuple[str, str, str, list[tuple[str, str]]]] = [
     (
         "build/static_src/MetaPathBasedLoader.c",
         "e3e45e49118bb0cda28d1340371432356bf81e4ada7a2588cccd4546ebd671e4",
-        "1f279f18b4202165c7f1e2d1e361c018f2f9d3eff55cfdac520d0de971ce72dc",
+        "b65351a3c4d863f949e31434cffd551487c5ec7bb83a464c486cd55fe0443ec7",
         [
             (
                 "    Nuitka_LoadTriggeredModule(tstate, entry != NULL ? entry->m_post_load : NULL);\n"
@@ -175,7 +180,21 @@ PATCHES: list[tuple[str, str, str, list[tuple[str, str]]]] = [
                 "    Nuitka_LoadTriggeredModule(tstate, entry != NULL ? entry->m_post_load : NULL);\n"
                 "\n"
                 "    Py_XDECREF(parent_name_obj);\n",
-            )
+            ),
+            # Every import looks its name up in the module table, one entry after another, and the
+            # stock comparison first copies each entry's name into a buffer (strlen + strcpy) before
+            # strcmp: the lookups cost in proportion to everything frozen in, used or not. A plain
+            # entry (no name hooks, as all of a standalone program's are) is compared in place.
+            (
+                "    for (int i = 0; i < loader_entry_count; i++) {\n"
+                "        if (compareToEntryName(name, loader_entries[i])) {\n",
+                "    for (int i = 0; i < loader_entry_count; i++) {\n"
+                f"        // {MARK}: no copy of a plain entry's name per comparison.\n"
+                "        struct Nuitka_MetaPathBasedLoaderEntry const *candidate = loader_entries[i];\n"
+                "        if (candidate->m_compare_name == NULL && candidate->m_get_name == NULL\n"
+                "                ? strcmp(name, candidate->m_name) == 0\n"
+                "                : compareToEntryName(name, candidate)) {\n",
+            ),
         ],
     ),
     (

@@ -77,6 +77,35 @@ def test_store_register_and_marker_are_synced(env, store_home, tmp_path, fsyncs)
     assert (_ino(markers), True) in fsyncs
 
 
+def test_a_session_start_that_only_refreshes_last_seen_skips_the_directory_sync(env, store_home, tmp_path, fsyncs):
+    """A first start, and a start that changes the entry (here its dir, then its tool), are synced
+    whole; a start of a session registered as it is only refreshes lastSeen: the new registry's data
+    is still synced before the rename (never an empty file after a power cut), the dir is not."""
+    store = Store(store_home)
+    sid = new_id()
+    store.record_start(sid, str(tmp_path), "claude")
+    assert (_ino(store_home / "registry.json"), False) in fsyncs
+    assert (_ino(store_home), True) in fsyncs
+    for directory, tool, dir_synced in [
+        (tmp_path, "claude", False),
+        (tmp_path / "sub", "claude", True),
+        (tmp_path / "sub", "codex", True),
+        (tmp_path / "sub", "codex", False),
+    ]:
+        fsyncs.clear()
+        before = store.registry().agents[sid]["lastSeen"]
+        entry = store.record_start(sid, str(directory), tool)
+        assert (entry["dir"], entry["tool"]) == (str(directory), tool)
+        assert entry["lastSeen"] >= before
+        assert (_ino(store_home / "registry.json"), False) in fsyncs
+        assert ((_ino(store_home), True) in fsyncs) is dir_synced, (directory, tool)
+    store.record_end(sid)
+    fsyncs.clear()
+    store.record_start(sid, str(tmp_path / "sub"), "codex")  # resumed after its end: endedAt goes
+    assert (_ino(store_home), True) in fsyncs
+    assert "endedAt" not in store.registry().agents[sid]
+
+
 def test_atomic_write_failure_keeps_old_content_and_leaves_no_temp(tmp_path, monkeypatch):
     path = tmp_path / "registry.json"
     path.write_bytes(b"old\n")

@@ -146,11 +146,13 @@ def _explain(err: OSError, path: str) -> RelayError:
     return RelayError(f"session-relay: cannot write {path}: {err.strerror}")
 
 
-def atomic_write(path: str, data: bytes) -> None:
+def atomic_write(path: str, data: bytes, sync_dir: bool = True) -> None:
     """Replace `path` with `data` all at once: temp file in the same dir, fsync, rename, fsync dir.
 
     A symlink at `path` is replaced, never followed. On any failure the temp file is removed and
-    the old content stays.
+    the old content stays. sync_dir=False leaves out the directory's fsync, for a change that may
+    be undone by a power cut: the rename may then be lost, leaving the old content, but the file is
+    never found empty or torn, since its data was synced before the rename.
     """
     folder, name = os.path.split(path)
     temp = os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
@@ -168,7 +170,8 @@ def atomic_write(path: str, data: bytes) -> None:
     except OSError as err:
         _unlink_quietly(temp)
         raise _explain(err, path) from None
-    fsync_dir(os.path.dirname(path))
+    if sync_dir:
+        fsync_dir(os.path.dirname(path))
 
 
 def _open_to_append(path: str) -> tuple[int, int, bool]:

@@ -253,6 +253,15 @@ def _hashed_marker_name(directory: str) -> str:
     return f"{marker_name(directory)[:183]}-{digest}"
 
 
+def _only_seen_changed(before: tuple[Entry, dict[str, str]], entry: Entry, names: dict[str, str]) -> bool:
+    """True when an upsert changed nothing but the entry's lastSeen: `before` is (the entry, the
+    names) as read, `entry` and `names` as they are to be written."""
+    old_entry, old_names = before
+    return names == old_names and {k: v for k, v in entry.items() if k != "lastSeen"} == {
+        k: v for k, v in old_entry.items() if k != "lastSeen"
+    }
+
+
 class _StoreLock:
     """Holds the store lock for a `with` block (a class, not contextlib: that import is costly)."""
 
@@ -388,8 +397,8 @@ class Store(StoreBase):
         )
         return {"agents": {}, "names": {}}
 
-    def _write_registry(self, data: dict) -> None:
-        fileio.atomic_write(self._path("registry.json"), to_json(data, indent=2) + b"\n")
+    def _write_registry(self, data: dict, sync_dir: bool = True) -> None:
+        fileio.atomic_write(self._path("registry.json"), to_json(data, indent=2) + b"\n", sync_dir)
 
     def _register(
         self,
@@ -403,6 +412,8 @@ class Store(StoreBase):
         with self._locked():
             data = self._load_registry()
             agents, names = data["agents"], data["names"]
+            known = agents.get(session_id)
+            before = (dict(known), dict(names)) if started and isinstance(known, dict) else None
             entry = agents.get(session_id) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
             if directory is not UNSET:
                 entry["dir"] = directory
@@ -420,7 +431,11 @@ class Store(StoreBase):
             entry["lastSeen"] = now_iso()
             agents[session_id] = entry
             checkpoint("register:before-write")
-            self._write_registry(data)
+            # A session start of a session registered as it is (a resume, /clear, a compaction)
+            # changes only its lastSeen: the directory is not synced after the rename, which spares
+            # the start one of its two waits for the disk. A power cut may then undo the refresh
+            # (the old registry stays, whole); it cannot lose or tear anything else.
+            self._write_registry(data, sync_dir=before is None or not _only_seen_changed(before, entry, names))
             return dict(entry)
 
     @staticmethod
