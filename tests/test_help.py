@@ -333,6 +333,9 @@ def test_discover_prints_a_header_on_a_terminal_only(run_relay, relay_cmd, env, 
     assert_header_over(text, titles, ["codex", codex_id, "api"])
     assert header.index("CWD") == first.index("/src/api")
     assert header.index("LAST WRITE") + len("LAST WRITE") == first.index(" ago") + len(" ago")
-    assert run_relay("discover").stdout.decode().splitlines() == text.splitlines()[1:]
+    # the relative times may tick over between the two runs on a busy machine
+    ages = re.compile(r"\b\d+[smhd] ago\b")
+    plain = run_relay("discover").stdout.decode().splitlines()
+    assert [ages.sub("AGE ago", row) for row in plain] == [ages.sub("AGE ago", row) for row in text.splitlines()[1:]]
     code, text = on_terminal(relay_cmd, env, "discover", "--json")
     assert code == 0 and {row["id"] for row in json.loads(text)} == {claude_id, codex_id}
