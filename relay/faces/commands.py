@@ -256,7 +256,9 @@ def ask_command(store: StoreAPI, parsed: Parsed) -> int:
     seconds = _seconds(parsed.options.get("--wait"), DEFAULT_ASK_SECONDS)
     who, name = _sender(store, parsed)
     minted = who is None
-    asker = require_uuid(new_uuid4()) if who is None else who
+    if who is None:  # an address of its own, without the person's name `cli`: its reply comes back here
+        who, name = require_uuid(new_uuid4()), None
+    asker = who
     sent = _queue(store, parsed, "ask", (asker, name), expects_reply=True)
     recipient, message = sent.recipient, sent.message
 
