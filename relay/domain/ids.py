@@ -74,7 +74,19 @@ def new_uuid4() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def require_uuid(value: object, what: str = "session id") -> str:
+class SessionId(str):
+    """A session id that passed `require_uuid`: a canonical, lower-case UUID.
+
+    Made once where an id enters relay (a face reading argv, an MCP argument, hook stdin; a use case
+    reading an id it resolved from the registry or a marker) and trusted from there on: the store's
+    methods take a SessionId and never check it again. Only `require_uuid` builds one (a fresh id is
+    `require_uuid(new_uuid4())`); `SessionId(text)` elsewhere would skip the check, so don't.
+    A plain str subclass with no state of its own, so making one costs one small allocation."""
+
+    __slots__ = ()
+
+
+def require_uuid(value: object, what: str = "session id") -> SessionId:
     """The id in canonical (lower-case) form when `value` is a UUID, else an error saying what a
     valid id looks like. Both CLIs mint lower-case ids; an upper-case spelling of the same id must
     reach the same mailbox, so every id is lowered where it enters."""
@@ -83,7 +95,7 @@ def require_uuid(value: object, what: str = "session id") -> str:
             f"invalid {what} {value!r}: expected a UUID like "
             "123e4567-e89b-12d3-a456-426614174000 (see `relay discover` or `relay list`)"
         )
-    return value.lower()
+    return SessionId(value.lower())
 
 
 def check_name(name: object) -> str:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from relay.domain.ids import SessionId
     from relay.store.contract import StoreAPI
 
 
@@ -180,7 +181,7 @@ def register_command(store: StoreAPI, parsed: Parsed) -> int:
     return 0
 
 
-def _sender(store: StoreAPI, parsed: Parsed) -> tuple[str | None, str | None]:
+def _sender(store: StoreAPI, parsed: Parsed) -> tuple[SessionId | None, str | None]:
     """(id, name) to send as: the registered session --from names, else the person at the CLI."""
     who = parsed.options.get("--from")
     if who is None:
@@ -200,6 +201,7 @@ def _target_and_words(store: StoreAPI, parsed: Parsed, command: str) -> tuple[st
     from relay.usecases.addressing import session_id_of
 
     spec = SHAPES[command]
+    target: str
     if "--id" in parsed.options:
         target, words = session_id_of(store, parsed.options["--id"]), parsed.positionals + parsed.words
     else:
@@ -252,12 +254,12 @@ def ask_command(store: StoreAPI, parsed: Parsed) -> int:
     from relay.util.errors import NoReply
 
     seconds = _seconds(parsed.options.get("--wait"), DEFAULT_ASK_SECONDS)
-    sender = _sender(store, parsed)
-    minted = sender[0] is None
-    if minted:
-        sender = new_uuid4(), None
-    asker = str(sender[0])
-    sent = _queue(store, parsed, "ask", sender, expects_reply=True)
+    who, name = _sender(store, parsed)
+    minted = who is None
+    if who is None:  # an address of its own, without the person's name `cli`: its reply comes back here
+        who, name = require_uuid(new_uuid4()), None
+    asker = who
+    sent = _queue(store, parsed, "ask", (asker, name), expects_reply=True)
     recipient, message = sent.recipient, sent.message
 
     def show(reply: Any, earlier: list[Any], receipt: Any) -> None:
@@ -326,7 +328,7 @@ def status_command(store: StoreAPI, parsed: Parsed) -> int:
     return 0
 
 
-def _mailbox_owner(store: StoreAPI, parsed: Parsed, command: str) -> str:
+def _mailbox_owner(store: StoreAPI, parsed: Parsed, command: str) -> SessionId:
     from relay.usecases.addressing import resolve
 
     who = _need(parsed, "WHO", SHAPES[command].usage)

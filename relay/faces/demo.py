@@ -10,7 +10,7 @@ import tempfile
 from io import BytesIO
 from pathlib import Path
 
-from relay.domain.ids import new_uuid4
+from relay.domain.ids import new_uuid4, require_uuid
 from relay.faces import hook
 from relay.store.files import Store
 from relay.usecases import doorbell
@@ -49,7 +49,7 @@ def main() -> int:
         web, api = root / "web-app", root / "api-server"
         web.mkdir()
         api.mkdir()
-        alice, bob = new_uuid4(), new_uuid4()
+        alice, bob = require_uuid(new_uuid4()), require_uuid(new_uuid4())
         print(f"Throwaway store: {store.home} (your real store is not touched)")
 
         _step(1, f"alice, a Claude Code session, starts in {web}")

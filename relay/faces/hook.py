@@ -13,7 +13,7 @@ runs `relay gc`'s collection (one stat when that is not due).
 import os
 import sys
 
-from relay.domain.ids import require_uuid
+from relay.domain.ids import SessionId, require_uuid
 from relay.domain.policy import started_by_relay
 from relay.faces.boundary import described, say
 from relay.faces.hookevent import read_event
@@ -94,7 +94,7 @@ def _session_dir(event: dict) -> str:
     return directory
 
 
-def _stop_watcher(store: "StoreAPI", session_id: str) -> None:
+def _stop_watcher(store: "StoreAPI", session_id: SessionId) -> None:
     """Make the session's idle-mail watcher (relay.faces.watch), if one runs, leave. Nothing is written;
     one failed open when none runs."""
     pid = store.watcher(session_id)

@@ -8,7 +8,15 @@ mail is only removed after it was delivered.
 from __future__ import annotations
 
 from relay import __version__
-from relay.domain.ids import AGENT_CLIS, MIN_ID_PREFIX, NAME_PATTERN, RESERVED_NAMES, UUID_PATTERN, check_name
+from relay.domain.ids import (
+    AGENT_CLIS,
+    MIN_ID_PREFIX,
+    NAME_PATTERN,
+    RESERVED_NAMES,
+    UUID_PATTERN,
+    check_name,
+    require_uuid,
+)
 from relay.domain.policy import DELIVER_MODES, shown_with_mode
 from relay.faces.mcp_schema import violation
 from relay.usecases.identity import Identity, current_session
@@ -20,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from relay.domain.ids import SessionId
     from relay.store.contract import StoreAPI
 
     # The result, and for `inbox` a finisher told whether the answer reached the client.
@@ -217,7 +226,7 @@ INSTRUCTIONS = (
 )
 
 
-def _need_me(me: Identity) -> str:
+def _need_me(me: Identity) -> SessionId:
     if me.session_id is None:
         raise RelayError(
             f"this session's id is unknown (no CLAUDE_CODE_SESSION_ID, no marker for {me.project_dir}): "
@@ -273,7 +282,7 @@ def _register(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
     can still do all of it with the CLI `relay register`.
     """
     name = check_name(args["name"])
-    session_id = args["id"].lower() if "id" in args else _need_me(me)
+    session_id = require_uuid(args["id"]) if "id" in args else _need_me(me)
     registry = store.registry()
     mine = session_id == me.session_id
     if not mine and session_id in registry.agents:

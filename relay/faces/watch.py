@@ -23,7 +23,7 @@ import stat
 import sys
 import time
 
-from relay.domain.ids import require_uuid
+from relay.domain.ids import SessionId, require_uuid
 from relay.domain.policy import max_auto_wakes
 from relay.faces.boundary import described, say
 from relay.faces.hookevent import read_event
@@ -100,7 +100,7 @@ def _input_ended(pid: int) -> bool:
         os.close(fd)
 
 
-def _deliver_and_leave(store: "StoreAPI", session_id: str, show: Show) -> None:
+def _deliver_and_leave(store: "StoreAPI", session_id: SessionId, show: Show) -> None:
     """Deliver what the policy lets through and, if anything was shown, exit 2 right here.
 
     The prompt hook's SIGTERM is held off meanwhile: mail confirmed taken must leave with exit 2
@@ -120,7 +120,7 @@ def _deliver_and_leave(store: "StoreAPI", session_id: str, show: Show) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
-def watch(store: "StoreAPI", session_id: str, claude: ProcInfo, stream: bool, lifetime: float) -> int:
+def watch(store: "StoreAPI", session_id: SessionId, claude: ProcInfo, stream: bool, lifetime: float) -> int:
     """Wait for mail the policy lets through while idle: the process exits 2 once it was written to
     stderr; 0 is returned when the session ends, its input closes or the lifetime is up."""
     slot = store.claim_watch(session_id)

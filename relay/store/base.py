@@ -4,7 +4,7 @@ written once and a backend implements only its primitives (`_register`, `_record
 
 Imported by the file store, so it stays on the hook's path: no typing, nothing heavy."""
 
-from relay.domain.ids import AGENT_CLIS, check_name, is_uuid, name_from_dir, require_uuid
+from relay.domain.ids import AGENT_CLIS, SessionId, check_name, is_uuid, name_from_dir
 from relay.domain.policy import check_mode
 from relay.util import jsonlite
 from relay.util.errors import RelayError
@@ -61,7 +61,7 @@ class StoreBase:
 
     def register(
         self,
-        session_id: str,
+        session_id: SessionId,
         *,
         directory: object = UNSET,
         name: object = UNSET,
@@ -71,9 +71,9 @@ class StoreBase:
         """Upsert one entry: fields not given keep their value, lastSeen is refreshed.
 
         A name given is bound to this id, moving it off any other session and dropping any other
-        name this session had. The id, name, tool, dir and delivery mode are checked first.
+        name this session had. The name, tool, dir and delivery mode are checked first; the id is a
+        SessionId, checked where it entered (relay.domain.ids).
         """
-        session_id = require_uuid(session_id)
         if name is not UNSET and name is not None:
             check_name(name)
         if tool is not UNSET:
@@ -89,20 +89,21 @@ class StoreBase:
     ) -> dict[str, object]:
         raise NotImplementedError
 
-    def record_start(self, session_id: str, directory: str, tool: str) -> dict[str, object]:
+    def record_start(self, session_id: SessionId, directory: str, tool: str) -> dict[str, object]:
         """A session start's writes, the dir's marker and the entry {id, dir, tool}, at once. A
         session without a name gets its dir's (first_name); a name it has is kept.
 
-        The id and the absolute dir were checked once at the edge (relay.faces.hook); the tool here."""
+        The id (a SessionId) and the absolute dir were checked once at the edge (relay.faces.hook);
+        the tool here."""
         check_tool(tool)
         return self._record_start(session_id, directory, tool)
 
     def _record_start(self, session_id: str, directory: str, tool: str) -> dict[str, object]:
         raise NotImplementedError
 
-    def peek_batch(self, recipient: str, budget: int | None) -> tuple[list[dict[str, object]], int]:
+    def peek_batch(self, recipient: SessionId, budget: int | None) -> tuple[list[dict[str, object]], int]:
         raise NotImplementedError
 
-    def peek(self, recipient: str) -> list[dict[str, object]]:
+    def peek(self, recipient: SessionId) -> list[dict[str, object]]:
         """Every waiting message without taking any: claimed first, then pending, each marked."""
         return self.peek_batch(recipient, None)[0]

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from _collections_abc import Callable
     from typing import Protocol
 
+    from relay.domain.ids import SessionId
     from relay.store.files import Entry, Message, Select
     from relay.store.lock import FileLock
 
@@ -121,7 +122,12 @@ if TYPE_CHECKING:
 
     class StoreAPI(Protocol):
         """What the faces (hook, bus, CLI, MCP tools) and core (mail, sessions, gc, wakeguard,
-        watch, doctor) call. `warn` reports a problem the store fixed by itself (one line)."""
+        watch, doctor) call. `warn` reports a problem the store fixed by itself (one line).
+
+        Every session id the store is given is a SessionId (relay.domain.ids): checked and lowered
+        once where it entered relay, so no method here checks it again. The ids the store hands back
+        (registry entries and names, a marker's id) are plain str: the store reads them as stored and
+        does not vouch for them, so a caller that passes one back in makes it a SessionId first."""
 
         home: str
         warn: Callable[[str], None]
@@ -133,7 +139,7 @@ if TYPE_CHECKING:
 
         def register(
             self,
-            session_id: str,
+            session_id: SessionId,
             *,
             directory: object = ...,
             name: object = ...,
@@ -144,15 +150,15 @@ if TYPE_CHECKING:
             off any other session and this session's other names go. Checks id, name, tool, dir."""
             ...
 
-        def record_start(self, session_id: str, directory: str, tool: str) -> Entry:
+        def record_start(self, session_id: SessionId, directory: str, tool: str) -> Entry:
             """SessionStart, atomically: the dir's marker and the entry {id, dir, tool}; clears endedAt."""
             ...
 
-        def record_end(self, session_id: str) -> None:
+        def record_end(self, session_id: SessionId) -> None:
             """SessionEnd: stamp endedAt on a registered entry; unknown ids write nothing."""
             ...
 
-        def set_marker(self, directory: str, session_id: str) -> None:
+        def set_marker(self, directory: str, session_id: SessionId) -> None:
             """`session_id` is the session last registered for `directory`."""
             ...
 
@@ -161,37 +167,33 @@ if TYPE_CHECKING:
             ...
 
         # -- mail (docs/store.md, docs/delivery.md, docs/security.md) --
-        def enqueue(self, recipient: str, message: Message) -> None:
+        def enqueue(self, recipient: SessionId, message: Message) -> None:
             """Durably queue one message and write its receipt (and its parent's first reply) before
             returning. Refused with nothing queued past RELAY_MAILBOX_MAX bytes of pending mail."""
             ...
 
-        def take(self, recipient: str, budget: int = ..., select: Select | None = None) -> DeliveryAPI:
+        def take(self, recipient: SessionId, budget: int = ..., select: Select | None = None) -> DeliveryAPI:
             """Claim a bounded batch (one taker per mailbox at a time): a dead taker's claim first,
             flagged redelivered, then the oldest pending mail; `select` leaves the rest queued, in order."""
             ...
 
-        def take_checked(self, recipient: str, budget: int = ..., select: Select | None = None) -> DeliveryAPI:
-            """`take` for an id its face already checked."""
-            ...
-
-        def peek(self, recipient: str) -> list[Message]:
+        def peek(self, recipient: SessionId) -> list[Message]:
             """Every waiting message, claimed first then pending, each with `state`; takes nothing."""
             ...
 
-        def peek_batch(self, recipient: str, budget: int | None) -> tuple[list[Message], int]:
+        def peek_batch(self, recipient: SessionId, budget: int | None) -> tuple[list[Message], int]:
             """`peek` within about `budget` bytes, and how many more wait."""
             ...
 
-        def has_mail(self, recipient: str) -> bool:
+        def has_mail(self, recipient: SessionId) -> bool:
             """Anything pending or claimed? The hook's cheapest question: no writes."""
             ...
 
-        def has_urgent(self, recipient: str) -> bool:
+        def has_urgent(self, recipient: SessionId) -> bool:
             """Any urgent message pending or claimed? No writes."""
             ...
 
-        def mail_stamp(self, recipient: str) -> tuple[int, ...] | None:
+        def mail_stamp(self, recipient: SessionId) -> tuple[int, ...] | None:
             """A value that changes whenever mail arrives or leaves; None when there is none."""
             ...
 
@@ -213,26 +215,26 @@ if TYPE_CHECKING:
             ...
 
         # -- watchers and wakes (docs/delivery.md, docs/wake.md) --
-        def claim_watch(self, session_id: str) -> FileLock | None:
+        def claim_watch(self, session_id: SessionId) -> FileLock | None:
             """The session's one idle-mail watcher slot, or None while a live watcher holds it."""
             ...
 
-        def watcher(self, session_id: str) -> int | None:
+        def watcher(self, session_id: SessionId) -> int | None:
             """The pid of the session's live watcher, if any."""
             ...
 
-        def auto_wakes(self, session_id: str) -> int: ...
-        def count_auto_wake(self, session_id: str) -> int: ...
-        def reset_auto_wakes(self, session_id: str) -> None: ...
+        def auto_wakes(self, session_id: SessionId) -> int: ...
+        def count_auto_wake(self, session_id: SessionId) -> int: ...
+        def reset_auto_wakes(self, session_id: SessionId) -> None: ...
 
-        def claim_wake(self, session_id: str) -> WakeLockAPI | None:
+        def claim_wake(self, session_id: SessionId) -> WakeLockAPI | None:
             """The session's resume lock, or None while another wake holds it."""
             ...
 
-        def wake_note(self, session_id: str) -> tuple[bool, bytes]: ...
-        def wake_times(self, session_id: str, since: float, until: float) -> list[float]: ...
+        def wake_note(self, session_id: SessionId) -> tuple[bool, bytes]: ...
+        def wake_times(self, session_id: SessionId, since: float, until: float) -> list[float]: ...
 
-        def spend_wake(self, session_id: str, since: float, now: float, budget: int) -> list[float]:
+        def spend_wake(self, session_id: SessionId, since: float, now: float, budget: int) -> list[float]:
             """Atomically: the wakes in (since, now], and one more at `now` when under `budget`."""
             ...
 
@@ -260,7 +262,7 @@ if TYPE_CHECKING:
             """Where `retire` keeps undelivered mail, in words a person can follow (no credentials)."""
             ...
 
-        def retire(self, session_id: str) -> int:
+        def retire(self, session_id: SessionId) -> int:
             """Forget a session (entry, names, markers); archive its undelivered mail, never delete it."""
             ...
 

@@ -42,7 +42,7 @@ import sys
 import time
 from _collections_abc import Callable  # collections.abc would import all of collections
 
-from relay.domain.ids import is_uuid, require_uuid
+from relay.domain.ids import SessionId, is_uuid
 from relay.domain.policy import is_urgent
 from relay.store import fileio
 from relay.store.base import UNSET, StoreBase, first_name, new_receipt, to_json
@@ -459,9 +459,9 @@ class Store(StoreBase):
         except fileio.UnsafeFile:
             return None, None
 
-    def set_marker(self, directory: str, session_id: str) -> None:
+    def set_marker(self, directory: str, session_id: SessionId) -> None:
         """Record that `session_id` is the session last registered for `directory`."""
-        self._set_marker(directory, require_uuid(session_id))
+        self._set_marker(directory, session_id)
 
     def _set_marker(self, directory: str, session_id: str) -> None:
         content = f"{session_id}\n{directory}\n".encode("utf-8", "surrogateescape")
@@ -484,7 +484,7 @@ class Store(StoreBase):
             self._set_marker(directory, session_id)
             return self._register(session_id, directory, UNSET, tool, started=True)
 
-    def record_end(self, session_id: str) -> None:
+    def record_end(self, session_id: SessionId) -> None:
         """SessionEnd: stamp the (registered) session's entry with `endedAt`; unknown ids (and a
         store that does not exist) are left alone, with nothing written."""
         if self._check_home() and session_id in self.registry().agents:
@@ -518,7 +518,7 @@ class Store(StoreBase):
     def _watch_path(self, session_id: str) -> str:
         return self._session_file("watchers", session_id, ".pid")
 
-    def claim_watch(self, session_id: str) -> FileLock | None:
+    def claim_watch(self, session_id: SessionId) -> FileLock | None:
         """The session's one watcher slot, held and stamped with this pid; None when another
         live watcher holds it. The kernel frees it when its holder dies, however it dies."""
         lock = FileLock(self._watch_path(session_id), deadline=0)
@@ -542,7 +542,7 @@ class Store(StoreBase):
             return False
         return True
 
-    def watcher(self, session_id: str) -> int | None:
+    def watcher(self, session_id: SessionId) -> int | None:
         """The pid of the session's live watcher, if one runs. Read-only, one stat when none ever ran."""
         note = holder(self._watch_path(session_id))
         if note is None:
@@ -554,7 +554,7 @@ class Store(StoreBase):
         """The watcher's count of wakes it rang on its own since the session last took mail."""
         return self._session_file("watchers", session_id, ".wakes")
 
-    def auto_wakes(self, session_id: str) -> int:
+    def auto_wakes(self, session_id: SessionId) -> int:
         """How many turns relay started by itself in this session since its user last prompted it."""
         try:
             raw = fileio.read_file(self._auto_wake_count_path(session_id))
@@ -563,7 +563,7 @@ class Store(StoreBase):
         text = (raw or b"").decode("ascii", "replace").strip()
         return int(text) if text.isdigit() else 0
 
-    def count_auto_wake(self, session_id: str) -> int:
+    def count_auto_wake(self, session_id: SessionId) -> int:
         """One more turn relay started by itself (a watcher's rewake, a Codex nudge); the new count."""
         with self._locked():
             fileio.ensure_private_dir(self._path("watchers"))
@@ -571,7 +571,7 @@ class Store(StoreBase):
             fileio.atomic_write(self._auto_wake_count_path(session_id), f"{count}\n".encode())
             return count
 
-    def reset_auto_wakes(self, session_id: str) -> None:
+    def reset_auto_wakes(self, session_id: SessionId) -> None:
         """The session's user prompted it: relay may start turns by itself again. One failed stat
         (nothing written) when there is nothing to reset."""
         if os.path.lexists(self._auto_wake_count_path(session_id)):
@@ -583,7 +583,7 @@ class Store(StoreBase):
         """The doorbell's resume lock (.lock) and wake budget (.json) for one session."""
         return self._session_file("wakes", session_id, suffix)
 
-    def claim_wake(self, session_id: str) -> "WakeLock | None":
+    def claim_wake(self, session_id: SessionId) -> "WakeLock | None":
         """The session's resume lock, held by this process; None while another wake holds it."""
         lock = WakeLock(self._doorbell_file(session_id, ".lock"), deadline=0)
         return lock if self._claim_lock(lock, "a wake's lock") else None
@@ -597,7 +597,7 @@ class Store(StoreBase):
         """No doorbell streams: a local store has no other hosts to ring (relay.faces.doorbell_server)."""
         return None
 
-    def wake_note(self, session_id: str) -> tuple[bool, bytes]:
+    def wake_note(self, session_id: SessionId) -> tuple[bool, bytes]:
         """(held, note) of the session's resume lock, without taking it: whether a wake holds it
         now, and what its last woken program noted there (WakeLock). Never called by the holder:
         closing a second descriptor of the file would drop this process's lock."""
@@ -610,7 +610,7 @@ class Store(StoreBase):
         except RelayError:
             return False, b""  # planted or unreadable: the next claim sets it aside
 
-    def wake_times(self, session_id: str, since: float, until: float) -> list[float]:
+    def wake_times(self, session_id: SessionId, since: float, until: float) -> list[float]:
         """When the session's wakes in (since, until] rang, in epoch seconds, oldest first."""
         try:
             raw = fileio.read_file(self._doorbell_file(session_id, ".json"))
@@ -622,7 +622,7 @@ class Store(StoreBase):
             return []
         return sorted(t for t in times if type(t) in (int, float) and since < t <= until)
 
-    def spend_wake(self, session_id: str, since: float, now: float, budget: int) -> list[float]:
+    def spend_wake(self, session_id: SessionId, since: float, now: float, budget: int) -> list[float]:
         """The session's wakes in (since, now]; when fewer than `budget`, one at `now` is counted
         too (times before `since` are dropped). Under the store lock: two wakes never both take
         the last one."""
@@ -635,12 +635,12 @@ class Store(StoreBase):
 
     # -- mail ---------------------------------------------------------------------------------
 
-    def has_mail(self, recipient: str) -> bool:
+    def has_mail(self, recipient: SessionId) -> bool:
         """Is anything waiting for `recipient` (pending or in flight)? Two stats, no lock, no writes:
         the check every hook event makes before it pays for anything else."""
         return self.mail_stamp(recipient) is not None
 
-    def has_urgent(self, recipient: str) -> bool:
+    def has_urgent(self, recipient: SessionId) -> bool:
         """Is mail marked urgent waiting for `recipient`, anywhere in its mailbox or in flight?
         Read-only (no lock, nothing created): PostToolUse asks before it takes anything."""
         for path in (self._inflight(recipient), self._mailbox(recipient)):
@@ -657,7 +657,7 @@ class Store(StoreBase):
                         return True
         return False
 
-    def mail_stamp(self, recipient: str) -> tuple[int, ...] | None:
+    def mail_stamp(self, recipient: SessionId) -> tuple[int, ...] | None:
         """Sizes and change times of the recipient's pending and in-flight mail; None when there is
         none. Equal stamps mean nothing arrived in between (the idle watcher's cheap check)."""
         stamp: list[int] = []
@@ -670,13 +670,12 @@ class Store(StoreBase):
             stamp += (info.st_size, info.st_mtime_ns)
         return tuple(stamp) if stamp[0] or stamp[2] else None
 
-    def enqueue(self, recipient: str, message: Message) -> None:
+    def enqueue(self, recipient: SessionId, message: Message) -> None:
         """Append one message to the recipient's mailbox; synced to disk when this returns.
 
         Refused, with nothing written, when the mailbox already holds RELAY_MAILBOX_MAX bytes of
         pending and in-flight mail: a flood fills the flooder's error log, not the disk.
         """
-        recipient = require_uuid(recipient, "recipient id")
         line = to_json(message) + b"\n"
         limit = mailbox_max()
         with self._locked():
@@ -699,7 +698,7 @@ class Store(StoreBase):
             checkpoint("send:appended")
             self._record_queued(message)
 
-    def take(self, recipient: str, budget: int = TAKE_BUDGET, select: Select | None = None) -> Delivery:
+    def take(self, recipient: SessionId, budget: int = TAKE_BUDGET, select: Select | None = None) -> Delivery:
         """Claim a bounded batch of the recipient's mail; confirm what was shown with
         `Delivery.ack`, then close.
 
@@ -708,10 +707,6 @@ class Store(StoreBase):
         first, flagged `redelivered`, then the oldest pending mail, about `budget` bytes in all.
         With `select`, only pending messages it accepts are taken; the others stay queued, in order.
         """
-        return self.take_checked(require_uuid(recipient, "recipient id"), budget, select)
-
-    def take_checked(self, recipient: str, budget: int = TAKE_BUDGET, select: Select | None = None) -> Delivery:
-        """`take` for a caller that already checked the id at its edge (relay.usecases.mail's delivery)."""
         self._prepare()
         take_lock = self._take_lock(recipient)
         if take_lock is None:
@@ -859,10 +854,9 @@ class Store(StoreBase):
             "the other messages were delivered"
         )
 
-    def peek_batch(self, recipient: str, budget: int | None) -> tuple[list[Message], int]:
+    def peek_batch(self, recipient: SessionId, budget: int | None) -> tuple[list[Message], int]:
         """Waiting messages without taking any (in flight first, then pending, each marked) within
         about `budget` bytes (all of them when None), and how many more wait beyond those."""
-        recipient = require_uuid(recipient, "recipient id")
         if not self._check_home():
             return [], 0
         left = sys.maxsize if budget is None else budget
@@ -1049,13 +1043,12 @@ class Store(StoreBase):
         """Where `retire` keeps undelivered mail, for a person to read (`relay gc` reports it)."""
         return f"{self.home}/archive"
 
-    def retire(self, session_id: str) -> int:
+    def retire(self, session_id: SessionId) -> int:
         """Forget a session: its entry, names and markers go; its undelivered mail (in flight and
         pending) is appended to archive/<id>.jsonl, never deleted. Returns the messages archived.
 
         LockBusy when a taker holds its mailbox right now (then nothing is changed).
         """
-        session_id = require_uuid(session_id)
         self._prepare()
         take_lock = FileLock(self._inflight(session_id).removesuffix(".jsonl") + ".lock", deadline=0.2)
         with take_lock, self._locked(prepare=False):

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redis.exceptions import WatchError
 
-from relay.domain.ids import is_uuid, require_uuid
+from relay.domain.ids import SessionId, is_uuid
 from relay.domain.policy import is_urgent
 from relay.store import redis_keys
 from relay.store.base import UNSET, StoreBase, first_name, new_receipt, to_json
@@ -350,8 +350,7 @@ class RedisStore(RedisConnection, StoreBase):
                         continue
         raise RelayError("session-relay: the registry in Redis kept changing; try again")
 
-    def set_marker(self, directory: str, session_id: str) -> None:
-        session_id = require_uuid(session_id)
+    def set_marker(self, directory: str, session_id: SessionId) -> None:
         with self._guard():
             self._redis().hset(redis_keys.MARKERS, directory, session_id)
 
@@ -364,7 +363,7 @@ class RedisStore(RedisConnection, StoreBase):
         """record_start's writes in one transaction: the marker and the entry {id, dir, tool, host}."""
         return self._register(session_id, directory, UNSET, tool, started=True, marker=directory)
 
-    def record_end(self, session_id: str) -> None:
+    def record_end(self, session_id: SessionId) -> None:
         """SessionEnd: stamp endedAt on a registered entry (atomically); unknown ids write nothing."""
         with self._guard():
             client = self._redis()
@@ -385,9 +384,8 @@ class RedisStore(RedisConnection, StoreBase):
 
     # -- mail -----------------------------------------------------------------------------------
 
-    def enqueue(self, recipient: str, message: Message) -> None:
+    def enqueue(self, recipient: SessionId, message: Message) -> None:
         """Queue one message (one script: quota, XADD, receipt, parent's reply); refused past the quota."""
-        recipient = require_uuid(recipient, "recipient id")
         line = to_json(message)
         limit = mailbox_max()
         receipt = new_receipt(message)
@@ -423,10 +421,7 @@ class RedisStore(RedisConnection, StoreBase):
                 "nothing was queued; send again after that session has read its mail"
             )
 
-    def take(self, recipient: str, budget: int = TAKE_BUDGET, select: Select | None = None) -> RedisDelivery:
-        return self.take_checked(require_uuid(recipient, "recipient id"), budget, select)
-
-    def take_checked(self, recipient: str, budget: int = TAKE_BUDGET, select: Select | None = None) -> RedisDelivery:
+    def take(self, recipient: SessionId, budget: int = TAKE_BUDGET, select: Select | None = None) -> RedisDelivery:
         """Claim a bounded batch: dead takers' claims first (redelivered), then parked, then new mail."""
         if recipient in _TAKING:
             return RedisDelivery(self, recipient, [], [], [], 0, active=False)
@@ -595,9 +590,8 @@ class RedisStore(RedisConnection, StoreBase):
         except RelayError:
             pass  # only tidiness: a leftover consumer with nothing claimed costs nothing
 
-    def peek_batch(self, recipient: str, budget: int | None) -> tuple[list[Message], int]:
+    def peek_batch(self, recipient: SessionId, budget: int | None) -> tuple[list[Message], int]:
         """Waiting mail without taking it (claimed first, then pending), within about `budget` bytes."""
-        recipient = require_uuid(recipient, "recipient id")
         stream = redis_keys.mbox(recipient)
         with self._guard():
             client = self._redis()
@@ -631,15 +625,15 @@ class RedisStore(RedisConnection, StoreBase):
             left -= size
         return shown, len(every) - len(shown)
 
-    def has_mail(self, recipient: str) -> bool:
+    def has_mail(self, recipient: SessionId) -> bool:
         with self._guard():
             return bool(self._redis().xlen(redis_keys.mbox(recipient)))
 
-    def has_urgent(self, recipient: str) -> bool:
+    def has_urgent(self, recipient: SessionId) -> bool:
         with self._guard():
             return bool(self._redis().scard(redis_keys.urgent(recipient)))
 
-    def mail_stamp(self, recipient: str) -> tuple[int, ...] | None:
+    def mail_stamp(self, recipient: SessionId) -> tuple[int, ...] | None:
         """(entries, bytes, last stream id's milliseconds): changes whenever mail arrives or leaves."""
         with self._guard():
             pipe = self._redis().pipeline(transaction=True)
@@ -697,16 +691,16 @@ class RedisStore(RedisConnection, StoreBase):
             self._local_store = Store(self.home, warn=self.warn)
         return self._local_store
 
-    def claim_watch(self, session_id: str) -> FileLock | None:
+    def claim_watch(self, session_id: SessionId) -> FileLock | None:
         return self._local().claim_watch(session_id)
 
-    def watcher(self, session_id: str) -> int | None:
+    def watcher(self, session_id: SessionId) -> int | None:
         return self._local().watcher(session_id)
 
-    def claim_wake(self, session_id: str) -> WakeLock | None:
+    def claim_wake(self, session_id: SessionId) -> WakeLock | None:
         return self._local().claim_wake(session_id)
 
-    def wake_note(self, session_id: str) -> tuple[bool, bytes]:
+    def wake_note(self, session_id: SessionId) -> tuple[bool, bytes]:
         return self._local().wake_note(session_id)
 
     # -- wakes across hosts (docs/redis-store.md): a session's wake rings on its own host -------
@@ -725,26 +719,26 @@ class RedisStore(RedisConnection, StoreBase):
 
     # -- wake budgets and auto-wake counts: shared, so every host counts the same wakes ---------
 
-    def auto_wakes(self, session_id: str) -> int:
+    def auto_wakes(self, session_id: SessionId) -> int:
         with self._guard():
             raw = self._redis().get(redis_keys.auto_wakes(session_id))
         return int(raw) if raw and raw.isdigit() else 0
 
-    def count_auto_wake(self, session_id: str) -> int:
+    def count_auto_wake(self, session_id: SessionId) -> int:
         with self._guard():
             return int(self._redis().incr(redis_keys.auto_wakes(session_id)))
 
-    def reset_auto_wakes(self, session_id: str) -> None:
+    def reset_auto_wakes(self, session_id: SessionId) -> None:
         with self._guard():
             self._redis().delete(redis_keys.auto_wakes(session_id))
 
-    def wake_times(self, session_id: str, since: float, until: float) -> list[float]:
+    def wake_times(self, session_id: SessionId, since: float, until: float) -> list[float]:
         """When the session's wakes in (since, until] rang, oldest first."""
         with self._guard():
             raw = self._redis().zrangebyscore(redis_keys.wakes(session_id), f"({since!r}", repr(until))
         return sorted(float(member.decode().partition(":")[0]) for member in raw)
 
-    def spend_wake(self, session_id: str, since: float, now: float, budget: int) -> list[float]:
+    def spend_wake(self, session_id: SessionId, since: float, now: float, budget: int) -> list[float]:
         """Atomically: the wakes after `since`, plus one at `now` when fewer than `budget`."""
         member = f"{now!r}:{os.getpid()}:{time.monotonic_ns()}"
         with self._guard():
@@ -799,10 +793,9 @@ class RedisStore(RedisConnection, StoreBase):
         """Where `retire` keeps undelivered mail: lists in Redis (the URL without its password)."""
         return f"{redact(self.url)} relay:archive:<id>"
 
-    def retire(self, session_id: str) -> int:
+    def retire(self, session_id: SessionId) -> int:
         """Forget a session (entry, names, markers, counters) in one script; its undelivered mail is
         appended to the list relay:archive:<id>, never deleted. LockBusy while a taker claims."""
-        session_id = require_uuid(session_id)
         keys = [
             redis_keys.mbox(session_id),
             redis_keys.mbytes(session_id),

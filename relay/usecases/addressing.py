@@ -1,6 +1,6 @@
 """Session operations shared by the hook, the MCP server and the CLI."""
 
-from relay.domain.ids import PREFIX_RULE, is_id_prefix, is_uuid, prefix_digits, require_uuid
+from relay.domain.ids import PREFIX_RULE, SessionId, is_id_prefix, is_uuid, prefix_digits, require_uuid
 from relay.store.files import Entry, Message
 from relay.usecases.launcher import launcher_command, shell_quote
 from relay.util.errors import RelayError
@@ -68,11 +68,11 @@ def resolve(store: "StoreAPI", target: str) -> Entry:
     raise RelayError(f"no session named {target!r}: {_FIND_HINT}")
 
 
-def session_id_of(store: "StoreAPI", value: object, what: str = "session id") -> str:
+def session_id_of(store: "StoreAPI", value: object, what: str = "session id") -> SessionId:
     """The whole session id an id argument (`--id`, MCP `id`) stands for: a whole id as given
     (lower-cased; it need not be registered), or the one registered id it is a prefix of."""
     if is_uuid(value):
-        return value.lower()
+        return require_uuid(value, what)
     if is_id_prefix(value):
         entry = _by_prefix(store.registry(), value)
         if entry is None:
@@ -80,7 +80,7 @@ def session_id_of(store: "StoreAPI", value: object, what: str = "session id") ->
                 f"no registered session id starts with {value!r}: give the whole {what} "
                 "(`relay discover` shows the ids of running sessions)"
             )
-        return str(entry["id"])
+        return require_uuid(entry["id"], what)  # read back from the registry: checked as it enters
     if prefix_digits(value):
         raise RelayError(f"invalid {what} {value!r}: too short; {PREFIX_RULE}")
     return require_uuid(value, what)

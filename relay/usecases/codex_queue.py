@@ -40,6 +40,7 @@ tell that apart from an open window.
 
 import os
 
+from relay.domain.ids import SessionId, require_uuid
 from relay.domain.policy import max_auto_wakes, mode_of
 from relay.store.files import Entry, Message
 from relay.util.errors import RelayError
@@ -82,7 +83,7 @@ class Launch(Record):
         self._fields(program=program, argv=argv, env=env, cwd=cwd)
 
 
-def _first_unread(store: "StoreAPI", recipient: str, message: Message) -> bool:
+def _first_unread(store: "StoreAPI", recipient: SessionId, message: Message) -> bool:
     """Is `message` the oldest mail waiting for `recipient` (nothing in flight or pending before it)?"""
     waiting, _ = store.peek_batch(recipient, 1)  # the first whole line is enough
     return bool(waiting) and waiting[0].get("id") == message.get("id") and waiting[0].get("state") == "pending"
@@ -90,7 +91,7 @@ def _first_unread(store: "StoreAPI", recipient: str, message: Message) -> bool:
 
 def plan(store: "StoreAPI", recipient: Entry, message: Message) -> tuple[str, Launch | None]:
     """Whether to ring: (why not, None), or ("ring", the Launch)."""
-    session_id = str(recipient.get("id"))
+    session_id = require_uuid(recipient.get("id"), "recipient id")  # the entry `send` resolved
     if recipient.get("tool") != "codex":
         return "not codex", None
     if mode_of(recipient) == "start":
@@ -154,7 +155,7 @@ def ring_if_idle(store: "StoreAPI", recipient: Entry, message: Message) -> tuple
         why = one_line(lines[-1])[:200] if lines else f"exit status {done.returncode}"
         return FAILED, f"`codex queue` failed ({why}); the mail waits for the session's next turn"
     try:
-        store.count_auto_wake(str(recipient.get("id")))
+        store.count_auto_wake(require_uuid(recipient.get("id"), "recipient id"))
     except RelayError:
         pass  # rung already: an uncounted turn errs on the side of the mail
     return RANG, None

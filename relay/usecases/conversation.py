@@ -8,7 +8,7 @@ which takes the reply through relay.usecases.mail's delivery protocol like every
 import time
 from _collections_abc import Callable  # collections.abc would import all of collections
 
-from relay.domain.ids import AGENT_CLIS
+from relay.domain.ids import AGENT_CLIS, SessionId
 from relay.store.files import Entry, Message
 from relay.usecases.addressing import seen_by
 from relay.usecases.mail import open_delivery, quoted_id
@@ -106,7 +106,7 @@ def status(store: "StoreAPI", message_id: object, viewer: str | None = None) -> 
 def wait_for_reply(
     store: "StoreAPI",
     message_id: str,
-    mailbox: str,
+    mailbox: SessionId,
     timeout: float,
     show: Callable[[Message | None, list[Message], Message], None],
     stop: Callable[[], bool] = lambda: False,
@@ -132,7 +132,7 @@ def wait_for_reply(
 
 
 def _take_reply(
-    store: "StoreAPI", reply_id: str, mailbox: str, show: Callable[[Message | None, list[Message], Message], None]
+    store: "StoreAPI", reply_id: str, mailbox: SessionId, show: Callable[[Message | None, list[Message], Message], None]
 ) -> Callable[[bool], int]:
     """Take the reply `reply_id` from `mailbox` and show it, or show its receipt when it is not there."""
     found = False

@@ -12,6 +12,7 @@ TYPE_CHECKING = False  # typing stays off the hook's import path; only mypy read
 if TYPE_CHECKING:
     from typing import Any
 
+    from relay.domain.ids import SessionId
     from relay.store.contract import StoreAPI
     from relay.store.files import Message, Select, Show
 
@@ -22,7 +23,7 @@ UNTRUSTED_NOTE = (
 INBOX_NOTE = f"{UNTRUSTED_NOTE} When remaining is above 0, call inbox again for the rest."
 
 
-def deliver_live(store: "StoreAPI", session_id: str, moment: str, show: "Show") -> int:
+def deliver_live(store: "StoreAPI", session_id: "SessionId", moment: str, show: "Show") -> int:
     """Deliver what the recipient's attention policy lets `moment` deliver; how many were shown.
 
     Runs on every prompt and tool call, so when nothing waits it costs two stats and writes

@@ -12,6 +12,7 @@ only decides.
 import calendar
 import time
 
+from relay.domain.ids import require_uuid
 from relay.store.files import Entry
 from relay.util.errors import LockBusy
 
@@ -80,7 +81,7 @@ def collect(store: "StoreAPI", days: float = DEFAULT_DAYS, dry: bool = False, no
         row = {k: entry.get(k) for k in ("id", "name", "tool", "dir", "lastSeen")}
         if not dry:
             try:
-                row["archived"] = store.retire(str(entry["id"]))
+                row["archived"] = store.retire(require_uuid(entry["id"]))  # read back from the registry
             except LockBusy:
                 skipped.append({**row, "reason": "its mailbox is being read right now"})
                 continue

@@ -10,7 +10,7 @@ marker.
 
 import os
 
-from relay.domain.ids import is_uuid
+from relay.domain.ids import SessionId, is_uuid, require_uuid
 from relay.util.env import usable_env
 from relay.util.values import Record
 
@@ -23,12 +23,12 @@ class Identity(Record):
     """The session this process speaks for (None when unknown) and how that was decided."""
 
     __slots__ = ("project_dir", "session_id", "source", "tool")
-    session_id: str | None
+    session_id: SessionId | None
     project_dir: str
     source: str
     tool: str | None
 
-    def __init__(self, session_id: str | None, project_dir: str, source: str, tool: str | None = None) -> None:
+    def __init__(self, session_id: SessionId | None, project_dir: str, source: str, tool: str | None = None) -> None:
         self._fields(session_id=session_id, project_dir=project_dir, source=source, tool=tool)
 
 
@@ -48,11 +48,11 @@ def current_session(store: "StoreAPI", meta: object = None) -> Identity:
     directory = project_dir()
     claimed = usable_env("CLAUDE_CODE_SESSION_ID")
     if is_uuid(claimed):
-        return Identity(claimed.lower(), directory, "CLAUDE_CODE_SESSION_ID", "claude")
+        return Identity(require_uuid(claimed), directory, "CLAUDE_CODE_SESSION_ID", "claude")
     served = codex.resolve(meta)
     if served is not None:
-        return Identity(served.session_id, served.cwd or directory, served.source, "codex")
+        return Identity(require_uuid(served.session_id), served.cwd or directory, served.source, "codex")
     marked = store.marker(directory)
     if is_uuid(marked):
-        return Identity(marked.lower(), directory, f"marker for {directory}")
+        return Identity(require_uuid(marked), directory, f"marker for {directory}")
     return Identity(None, directory, "none")

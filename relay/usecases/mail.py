@@ -7,7 +7,7 @@ was written. A new face (another hook event) passes its own `show` and adds no c
 
 from _collections_abc import Callable  # collections.abc would import all of collections
 
-from relay.domain.ids import is_uuid, new_uuid4
+from relay.domain.ids import SessionId, is_uuid, new_uuid4, require_uuid
 from relay.store.files import Entry, Message, Select, Show
 from relay.usecases.addressing import resolve, seen_by
 from relay.util.clock import now_iso
@@ -79,7 +79,8 @@ def send(
         message["urgent"] = True
     if hops:
         message["hops"] = hops
-    store.enqueue(str(recipient["id"]), message)
+    # `resolve` read the id from the registry (or the caller's whole id): checked here, where it enters.
+    store.enqueue(require_uuid(recipient["id"], "recipient id"), message)
     return recipient, message
 
 
@@ -109,16 +110,18 @@ def answered(store: "StoreAPI", message_id: str, viewer: str | None) -> Message:
 RESULT_BUDGET = 32 * 1024
 
 
-def open_delivery(store: "StoreAPI", recipient: str, show: Show, select: Select | None = None) -> Callable[[bool], int]:
+def open_delivery(
+    store: "StoreAPI", recipient: SessionId, show: Show, select: Select | None = None
+) -> Callable[[bool], int]:
     """Take a batch and show it now; the returned `confirm(written)` acks what was shown, only
     when the output really was written, and releases the mailbox. Returns how many were acked.
 
     For a face that writes its output after this returns (the MCP server confirms once its
-    answer is on the wire); everyone else calls `deliver`. `recipient` is an id its face already
-    checked (ids.require_uuid) at the edge: the hook's event, the CLI's argument, the bus's identity.
+    answer is on the wire); everyone else calls `deliver`. `recipient` is a SessionId its face made
+    at the edge: the hook's event, the CLI's argument, the bus's identity.
     `select` narrows what is taken (a hook event that may deliver only urgent mail).
     """
-    delivery = store.take_checked(recipient, select=select)
+    delivery = store.take(recipient, select=select)
     try:
         shown = show(delivery.messages, delivery.remaining)
     except BaseException:
@@ -135,7 +138,7 @@ def open_delivery(store: "StoreAPI", recipient: str, show: Show, select: Select 
     return confirm
 
 
-def deliver(store: "StoreAPI", recipient: str, show: Show, select: Select | None = None) -> int:
+def deliver(store: "StoreAPI", recipient: SessionId, show: Show, select: Select | None = None) -> int:
     """take -> show -> confirm: `show` writes the output and returns how many it showed."""
     return open_delivery(store, recipient, show, select)(True)
 

@@ -11,7 +11,7 @@ doorbell server, reached through the store (`store.doorbells()`).
 
 import shlex
 
-from relay.domain.ids import is_uuid
+from relay.domain.ids import SessionId, is_uuid, require_uuid
 from relay.usecases import doorbell, wakeguard
 from relay.util.errors import RelayError, WakeRefused
 from relay.util.textsafe import one_line
@@ -37,13 +37,15 @@ class Target:
 
     __slots__ = ("directory", "entry", "label", "session_id", "tool")
 
-    def __init__(self, session_id: str, directory: object, tool: object, label: str, entry: "Entry | None") -> None:
+    def __init__(
+        self, session_id: SessionId, directory: object, tool: object, label: str, entry: "Entry | None"
+    ) -> None:
         self.session_id, self.directory, self.tool, self.label, self.entry = session_id, directory, tool, label, entry
 
     @classmethod
     def registered(cls, entry: "Entry") -> "Target":
         """A registry entry; one without a `tool` is 0.1's default, claude."""
-        session_id = str(entry["id"])
+        session_id = require_uuid(entry["id"])  # read back from the registry: checked as it enters
         return cls(
             session_id, entry.get("dir"), entry.get("tool", "claude"), str(entry.get("name") or session_id), entry
         )

@@ -21,6 +21,7 @@ from relay.util.textsafe import one_line
 
 TYPE_CHECKING = False  # typing stays off the import path; only mypy reads this
 if TYPE_CHECKING:
+    from relay.domain.ids import SessionId
     from relay.store.contract import StoreAPI, WakeLockAPI
 
 WINDOW = 3600.0  # the budget's rolling hour, in seconds
@@ -90,7 +91,7 @@ def running_program(note: bytes) -> int | None:
 
 def admit(
     store: "StoreAPI",
-    session_id: str,
+    session_id: "SessionId",
     tool: str,
     label: str,
     limits: Limits,
@@ -124,7 +125,7 @@ def _mail_note(queued: str | None, dry: bool) -> str:
 
 def _why_not(
     store: "StoreAPI",
-    session_id: str,
+    session_id: "SessionId",
     tool: str,
     lock: "WakeLockAPI | None",
     limits: Limits,
@@ -154,7 +155,7 @@ def _why_not(
     return _over_budget(store, session_id, limits.budget, dry)
 
 
-def _wake_running(store: "StoreAPI", session_id: str, lock: "WakeLockAPI | None", dry: bool) -> int | None:
+def _wake_running(store: "StoreAPI", session_id: "SessionId", lock: "WakeLockAPI | None", dry: bool) -> int | None:
     """The pid of the program a running wake of the session started (0 when relay holds the lock
     but has not started it yet); None when none runs. A wake whose relay was killed still counts
     while its program runs."""
@@ -166,7 +167,7 @@ def _wake_running(store: "StoreAPI", session_id: str, lock: "WakeLockAPI | None"
     return running_program(note) or (0 if held else None)
 
 
-def _over_budget(store: "StoreAPI", session_id: str, budget: int, dry: bool) -> str | None:
+def _over_budget(store: "StoreAPI", session_id: "SessionId", budget: int, dry: bool) -> str | None:
     """Count this wake in the rolling hour; when the hour's budget is spent, why not and until when."""
     if budget == 0:
         return "RELAY_WAKE_BUDGET=0 allows no wakes (raise it, or prompt the session yourself)"
