@@ -80,7 +80,7 @@ def test_command_help_wins_over_missing_arguments(run_relay):
         result = run_relay(*args)
         # `register x --id --help`: --help is the value of --id, so it is no help request
         if args[-2] == "--id":
-            assert result.returncode == 1
+            assert result.returncode == 2
             assert "invalid session id '--help'" in one_line_error(result)
         else:
             assert result.returncode == 0 and b"usage" in result.stdout
@@ -130,6 +130,40 @@ def test_usage_errors_exit_2(run_relay, args, store_home):
     assert result.returncode == 2, (args, result.returncode, result.stderr)
     one_line_error(result)
     assert not (store_home / "registry.json").exists()
+    assert not (store_home / "mailbox").exists() or not any((store_home / "mailbox").iterdir())
+
+
+SID = "11111111-1111-4111-8111-111111111111"
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("register", "alice", "--id", SID, "--deliver", "sometimes"), ("--deliver", "now", "turn", "start")),
+        (("register", "alice", "--id", SID, "--deliver", "NOW"), ("--deliver", "now", "turn", "start")),
+        (("register", "alice", "--id", SID, "--deliver", ""), ("--deliver", "now", "turn", "start")),
+        (("register", "alice", "--id", SID, "--tool", "gemini"), ("--tool", "claude", "codex")),
+        (("register", "alice", "--id", "not-a-uuid"), ("--id", "UUID")),
+        (("register", "alice", "--id", "abc12"), ("--id", "8 hex")),
+        (("send", "--id", "../../etc/passwd", "--", "hi"), ("--id", "UUID")),
+        (("wake", "--id", "-p", "--dir", "/tmp", "--tool", "claude"), ("--id", "UUID")),
+        (("discover", "--limit", "2.5"), ("--limit", "whole number")),
+        (("discover", "--within", "nan"), ("--within", "positive number")),
+        (("gc", "--older-than", "soon"), ("--older-than", "number")),
+        (("ask", "bob", "--wait", "99999", "--", "q"), ("--wait", "0 to 3600")),
+        (("doorbell", "--per-minute", "many"), ("--per-minute", "number")),
+        (("doorbell", "--serve", "--per-minute", "1.5"), ("--per-minute", "whole number")),
+    ],
+)
+def test_a_bad_option_value_is_a_usage_error(run_relay, store_home, args, named):
+    """Every option value out of its allowed set exits 2 with one line naming the option and what it
+    allows, and changes nothing."""
+    result = run_relay(*args, input=b"")
+    assert result.returncode == 2, (args, result.returncode, result.stderr)
+    err = one_line_error(result)
+    for word in named:
+        assert word in err, (word, err)
+    assert registry(store_home)["agents"] == {}
     assert not (store_home / "mailbox").exists() or not any((store_home / "mailbox").iterdir())
 
 
@@ -245,9 +279,9 @@ def test_wake_everything_after_dashdash_is_the_message_not_a_dry_run(run_relay, 
 @pytest.mark.parametrize("value", ["--config=evil", "-c", "--help", "not-a-uuid", "../../etc/passwd"])
 def test_flag_value_is_the_next_argument_as_given(run_relay, store_home, value):
     result = run_relay("register", "x", "--id", value)
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr  # a malformed option value: a usage error
     err = one_line_error(result)
-    assert f"invalid session id {value!r}" in err
+    assert f"--id: invalid session id {value!r}" in err
     assert "UUID" in err
     assert registry(store_home)["agents"] == {}
     assert not (store_home / "registry.json").exists()
@@ -255,7 +289,7 @@ def test_flag_value_is_the_next_argument_as_given(run_relay, store_home, value):
 
 def test_send_id_flag_value_refused(run_relay, store_home):
     result = run_relay("send", "--id", "--config=evil", "--", "hi")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "'--config=evil'" in one_line_error(result)
     assert not (store_home / "mailbox").exists() or not any((store_home / "mailbox").iterdir())
 

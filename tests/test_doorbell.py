@@ -326,7 +326,7 @@ def test_planted_flag_shaped_id_in_registry_spawns_nothing(run_relay, fakes, pro
 @pytest.mark.parametrize("value", ["--config=evil", "--dry", "-p"])
 def test_flag_shaped_id_option_spawns_nothing(run_relay, fakes, project, value):
     result = run_relay("wake", "--id", value, "--dir", str(project), "--tool", "claude", extra_env=fakes.env)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a malformed option value: a usage error
     assert repr(value) in one_line_error(result)
     assert fakes.runs() == []
 

@@ -122,7 +122,13 @@ def test_an_ambiguous_prefix_lists_the_candidates(run_relay, store_home):
 )
 def test_a_prefix_under_8_hex_characters_is_too_short(run_relay, store_home, args):
     ok(run_relay("register", "one", "--id", A1))
-    err = refused(run_relay(*args))
+    result = run_relay(*args)
+    if "--id" in args:  # a malformed option value is a usage error (exit 2) naming the option
+        assert result.returncode == 2, result.stderr
+        err = result.stderr.decode()
+        assert err.count("\n") == 1 and "--id" in err, err
+    else:
+        err = refused(result)
     assert "too short" in err and "at least 8 hex characters" in err, err
 
 

@@ -256,3 +256,53 @@ def test_shellcheck_clean() -> None:
     scripts = [LAUNCHER, *sorted((REPO / "build").glob("*.sh"))]
     result = subprocess.run([shellcheck, "--shell=sh", *map(str, scripts)], capture_output=True)
     assert result.returncode == 0, result.stdout.decode()
+
+
+PLANTED = '#!/bin/sh\n: > "{mark}"\necho {reply}\n'
+
+
+@pytest.mark.parametrize("sh", ["dash", "bash"])
+@pytest.mark.parametrize("entry", ["", ".", "planted"], ids=["empty", "dot", "relative"])
+def test_commands_in_the_cwd_are_never_run(tmp_path: Path, sh: str, entry: str) -> None:
+    """docs/security.md: an empty or relative PATH entry means the current directory; the launcher
+    looks up `uname` and `python3` only in PATH's absolute directories, so a `uname` or `python3`
+    planted where the caller stands is never run. The caller's PATH still reaches relay as given."""
+    launcher = checkout(tmp_path / "repo", (host_triple(),))
+    binary = tmp_path / "repo" / "bin" / f"relay-{host_triple()}"
+    binary.write_text('#!/bin/sh\nprintf "path=%s\\n" "$PATH"\n')
+    cwd = tmp_path / "cwd"
+    planted = cwd / (entry if entry not in ("", ".") else "")
+    planted.mkdir(parents=True, exist_ok=True)
+    marks = {name: tmp_path / f"{name}-ran" for name in ("uname", "python3", "python")}
+    for name, mark in marks.items():
+        script = planted / name
+        script.write_text(PLANTED.format(mark=mark, reply="Linux x86_64"))
+        script.chmod(0o755)
+    path = f"{entry}::{entry}:/usr/bin:/bin"
+    result = subprocess.run(
+        [*shell(sh), str(launcher), "--version"],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={"PATH": path, "HOME": "/nonexistent"},
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"path={path}\n"
+    assert [name for name, mark in marks.items() if mark.exists()] == []
+
+    # No binary: the source fallback's python3 is not the planted one either.
+    binary.unlink()
+    (tmp_path / "repo" / "relay").mkdir()
+    (tmp_path / "repo" / "relay" / "__main__.py").write_text("")
+    result = subprocess.run(
+        [*shell(sh), str(launcher), "--version"],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={"PATH": path, "HOME": "/nonexistent"},
+        timeout=30,
+        check=False,
+    )
+    assert [name for name, mark in marks.items() if mark.exists()] == []

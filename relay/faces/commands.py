@@ -61,6 +61,32 @@ def _tool_option(parsed: Parsed) -> str | None:
     return tool
 
 
+def _deliver_option(parsed: Parsed) -> str | None:
+    from relay.domain.policy import DELIVER_MODES
+
+    mode = parsed.options.get("--deliver")
+    if mode is not None and mode not in DELIVER_MODES:
+        raise UsageError(f"--deliver must be one of {', '.join(DELIVER_MODES)}, not {mode!r}")
+    return mode
+
+
+def _id_option(store: StoreAPI, parsed: Parsed) -> str:
+    """The session --id stands for. A value that is no id nor the start of one is a usage error
+    (exit 2) naming --id; a well-formed prefix that matches no session is a lookup error (exit 1)."""
+    from relay.domain.ids import is_id_prefix, is_uuid
+    from relay.usecases.addressing import session_id_of
+
+    raw = parsed.options["--id"]
+    if is_uuid(raw) or is_id_prefix(raw):
+        return session_id_of(store, raw)
+    try:
+        return session_id_of(store, raw)  # raises the exact reason: too short, or not an id
+    except UsageError:
+        raise
+    except RelayError as err:
+        raise UsageError(f"--id: {err}") from None
+
+
 def _number(parsed: Parsed, option: str, default: float) -> float:
     raw = parsed.options.get(option)
     if raw is None:
@@ -167,11 +193,10 @@ def register_command(store: StoreAPI, parsed: Parsed) -> int:
     tool = _tool_option(parsed)
     if tool:
         fields["tool"] = tool
-    if "--deliver" in parsed.options:
-        fields["deliver"] = parsed.options["--deliver"]
-    from relay.usecases.addressing import session_id_of
-
-    entry = store.register(session_id_of(store, parsed.options["--id"]), **fields)
+    deliver = _deliver_option(parsed)
+    if deliver is not None:
+        fields["deliver"] = deliver
+    entry = store.register(_id_option(store, parsed), **fields)
     from relay.domain.policy import mode_of
     from relay.util.textsafe import one_line
 
@@ -198,12 +223,11 @@ def _sender(store: StoreAPI, parsed: Parsed) -> tuple[SessionId | None, str | No
 
 def _target_and_words(store: StoreAPI, parsed: Parsed, command: str) -> tuple[str, list[str]]:
     """The recipient (TO, or --id UUID) and the message words."""
-    from relay.usecases.addressing import session_id_of
 
     spec = SHAPES[command]
     target: str
     if "--id" in parsed.options:
-        target, words = session_id_of(store, parsed.options["--id"]), parsed.positionals + parsed.words
+        target, words = _id_option(store, parsed), parsed.positionals + parsed.words
     else:
         target, words = _need(parsed, "TO", spec.usage), parsed.words
     if not words:
@@ -362,7 +386,7 @@ def peek_command(store: StoreAPI, parsed: Parsed) -> int:
 def wake_command(store: StoreAPI, parsed: Parsed) -> int:
     """Ring the doorbell of a registered or an explicitly described session (relay.usecases.wake),
     unless a guardrail refuses (exit 75, all mail stays queued)."""
-    from relay.usecases.addressing import resolve, session_id_of
+    from relay.usecases.addressing import resolve
     from relay.usecases.wake import Target, wake
 
     spec = SHAPES["wake"]
@@ -370,7 +394,7 @@ def wake_command(store: StoreAPI, parsed: Parsed) -> int:
         missing = [o for o in ("--dir", "--tool") if o not in parsed.options]
         if missing:
             raise UsageError(f"--id needs {' and '.join(missing)} too; usage: {spec.usage}")
-        session_id = session_id_of(store, parsed.options["--id"])
+        session_id = _id_option(store, parsed)
         directory = _absolute(parsed.options["--dir"])
         target = Target(session_id, directory, _tool_option(parsed), session_id, None)
         words = parsed.positionals + parsed.words
@@ -392,13 +416,13 @@ def wake_command(store: StoreAPI, parsed: Parsed) -> int:
 def doorbell_command(store: StoreAPI, parsed: Parsed) -> int:
     """List the hosts whose doorbell is served, or serve this host's until SIGTERM or SIGINT
     (relay.faces.doorbell_server)."""
+    per_minute = _number(parsed, "--per-minute", DOORBELL_PER_MINUTE)
+    if per_minute != int(per_minute):
+        raise UsageError("--per-minute needs a whole number")
     if "--serve" not in parsed.flags:
         from relay.faces.doorbell_server import show_served
 
         return show_served(store)
-    per_minute = _number(parsed, "--per-minute", DOORBELL_PER_MINUTE)
-    if per_minute != int(per_minute):
-        raise UsageError("--per-minute needs a whole number")
     from relay.faces.boundary import long_lived
     from relay.faces.doorbell_server import serve
 

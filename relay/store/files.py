@@ -274,7 +274,7 @@ class _StoreLock:
             return  # an outer block of this store holds it
         if self._prepare:
             self._store._prepare()
-        lock = FileLock(self._store._path(".lock"))
+        lock = FileLock(self._store._path(".lock"), counted=True)
         lock.acquire()
         self._lock, self._store._held = lock, True
 
