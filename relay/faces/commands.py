@@ -70,7 +70,7 @@ def _deliver_option(parsed: Parsed) -> str | None:
     return mode
 
 
-def _id_option(store: StoreAPI, parsed: Parsed) -> str:
+def _id_option(store: StoreAPI, parsed: Parsed) -> SessionId:
     """The session --id stands for. A value that is no id nor the start of one is a usage error
     (exit 2) naming --id; a well-formed prefix that matches no session is a lookup error (exit 1)."""
     from relay.domain.ids import is_id_prefix, is_uuid
