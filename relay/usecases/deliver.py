@@ -62,33 +62,24 @@ def fenced_text(session_id: str, batch: "list[Message]", remaining: int) -> tupl
 
 
 def for_model(messages: "list[Message]") -> "list[Message]":
-    """Messages as a tool result shows them to a model: free text defused (relay.usecases.fence),
-    questions with their `answer`."""
-    from relay.usecases.fence import defuse, with_answer
+    """Messages as JSON shows them to a model or a terminal: only validated fields, the body defused
+    (relay.usecases.fence.model_view), and questions with their `answer`."""
+    from relay.usecases.fence import model_view, with_answer
     from relay.usecases.launcher import launcher_command
 
     launcher = launcher_command()
-    shown = []
-    for message in messages:
-        texts = {k: defuse(v) for k in ("body", "fromName", "toName") if isinstance(v := message.get(k), str)}
-        shown.append(with_answer({**message, **texts}, launcher))
-    return shown
+    return [with_answer(model_view(message), launcher) for message in messages]
 
 
 def inbox_result(batch: "list[Message]", remaining: int, model: bool) -> "tuple[dict[str, Any], int]":
     """`{count, messages, remaining}` for as many messages as fit one result, and that count; a
-    question carries its `answer`. For a model (MCP `inbox`) the free text is defused and a note
-    says the mail is untrusted; for a person (`relay inbox`, printed indented) it is shown as stored."""
-    from relay.usecases.fence import with_answer
-    from relay.usecases.launcher import launcher_command
+    question carries its `answer`. Either way the messages are validated and defused (`for_model`:
+    a model may run `relay inbox` from a shell too); for a model (MCP `inbox`) a note says the mail
+    is untrusted, for a person (`relay inbox`) the JSON is printed indented."""
     from relay.usecases.mail import fit_output
     from relay.util.jsonlite import encode
 
-    if model:
-        shown_as = for_model(batch)
-    else:
-        launcher = launcher_command()
-        shown_as = [with_answer(message, launcher) for message in batch]
+    shown_as = for_model(batch)
 
     def build(shown: "list[Message]") -> "tuple[dict[str, Any], int]":
         left = remaining + len(batch) - len(shown)

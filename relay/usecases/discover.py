@@ -10,6 +10,7 @@ from typing import Any
 
 from relay.agents import adapter, adapters
 from relay.domain.ids import is_uuid
+from relay.usecases.fence import session_view
 from relay.util.clock import iso_from_epoch
 
 TYPE_CHECKING = False
@@ -79,7 +80,7 @@ def discover(
     _mark_live(rows)
     for row in rows:
         del row["_mtime"], row["_ended"]
-    return rows
+    return [session_view(row) for row in rows]
 
 
 def _mark_live(rows: list[Row]) -> None:
