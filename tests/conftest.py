@@ -7,6 +7,7 @@ suite again with RELAY_CMD=./launcher, so the same tests check the committed fro
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -39,6 +40,38 @@ _SCRUBBED = (
     "RELAY_TEST_KILL_AT",
     "RELAY_ORIG_LOCALE",
 )
+
+
+# The fence around delivered mail (docs/delivery.md): both tags carry one fresh random boundary.
+FENCE_OPEN = re.compile(r'<session-relay-mail boundary="([A-Za-z0-9]{16,})">')
+
+
+def fence_parts(text: str) -> tuple[str, list[str], list[str], list[str]]:
+    """(boundary, lines before, lines inside, lines after) of a fenced text, checking its shape: one
+    open tag alone on its line, its boundary announced by the line before it, and exactly one line
+    that is the closing tag carrying the same boundary."""
+    lines = text.split("\n")
+    opens = [at for at, line in enumerate(lines) if FENCE_OPEN.fullmatch(line)]
+    assert len(opens) == 1, text
+    start = opens[0]
+    found = FENCE_OPEN.fullmatch(lines[start])
+    assert found is not None
+    boundary = found.group(1)
+    close = f'</session-relay-mail boundary="{boundary}">'
+    assert lines.count(close) == 1, text
+    end = lines.index(close)
+    assert start < end, text
+    assert start >= 1 and f'boundary="{boundary}"' in lines[start - 1] and "ends only at" in lines[start - 1]
+    return boundary, lines[:start], lines[start + 1 : end], lines[end + 1 :]
+
+
+def plain_tags(text: str) -> str:
+    """A fenced text (checked by fence_parts) with its two tags written without their boundary, and
+    the boundary elsewhere as B: for tests about what is inside, not about the boundary itself."""
+    boundary = fence_parts(text)[0]
+    text = text.replace(f'<session-relay-mail boundary="{boundary}">', "<session-relay-mail>")
+    text = text.replace(f'</session-relay-mail boundary="{boundary}">', "</session-relay-mail>")
+    return text.replace(boundary, "B")
 
 
 def relay_command() -> list[str]:

@@ -30,11 +30,15 @@ def check_demo_output(out: str) -> None:
     steps = re.findall(r"^== (\d+)\. ", out, re.MULTILINE)
     assert [int(s) for s in steps] == list(range(1, len(steps) + 1)) and len(steps) >= 6
     # the fenced mail, with the hostile close tag defused: one real open and close per delivery
-    assert "<session-relay-mail>" in out and "</session-relay-mail>" in out
+    blocks = re.findall(
+        r'<session-relay-mail boundary="(\w{16,})">\n(.*?)</session-relay-mail boundary="(\w+)">', out, re.DOTALL
+    )
+    assert len(blocks) >= 2
     assert "UNTRUSTED DATA" in out
     assert "[session-relay-mail]" in out
-    for block in re.findall(r"<session-relay-mail>\n(.*?)</session-relay-mail>", out, re.DOTALL):
-        assert "</session-relay-mail>" not in block
+    for boundary, block, closing in blocks:
+        assert closing == boundary and boundary not in block and "</session-relay-mail" not in block
+    assert len({boundary for boundary, _, _ in blocks}) == len(blocks)  # a fresh boundary each time
     assert re.search(r"- from alice \(\d{4}-\d\d-\d\dT[\d:.]+Z, id [0-9a-f-]{36}\): .*\[session-relay-mail\]", out)
     assert re.search(r"- from bob \(", out)
     # each session starts named after its dir, then renames itself

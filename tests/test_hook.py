@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import new_id
+from conftest import new_id, plain_tags
 from transcripts import claude_hook_event, codex_hook_event, fake_agent_cli, read_record
 
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -144,7 +144,7 @@ def test_mail_is_printed_in_the_exact_shape_and_taken(run_relay, store_home, tmp
     pending = json.loads(run_relay("peek", me).stdout)["messages"]
     assert len(pending) == 3
 
-    text = hook_output(run_relay("hook", input=claude_hook_event(me, str(tmp_path))))
+    text = plain_tags(hook_output(run_relay("hook", input=claude_hook_event(me, str(tmp_path)))))
     lines = text.split("\n")
     assert len(lines) == 8, lines
     assert re.search(r"\b3 messages\b", lines[0])

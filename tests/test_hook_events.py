@@ -13,7 +13,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import mailbox_lines, new_id, plant_mail, store_snapshot, stored_registry
+from conftest import fence_parts, mailbox_lines, new_id, plain_tags, plant_mail, store_snapshot, stored_registry
 from test_hook import ISO, assert_quiet_failure
 from transcripts import claude_hook_event, codex_hook_event
 
@@ -92,7 +92,7 @@ def output_text(result, name: str) -> str:
 def mail_of(text: str) -> list[tuple[str, bool]]:
     """(body, redelivered) for each message inside the fence of a hook's TEXT (a body's further
     lines are indented by two spaces under its `- from` line)."""
-    inside = text.split("\n<session-relay-mail>\n", 1)[1].split("\n</session-relay-mail>\n", 1)[0]
+    inside = "\n".join(fence_parts(text)[2])
     found: list[tuple[str, bool]] = []
     for line in inside.split("\n"):
         if found and line.startswith("  "):
@@ -170,7 +170,7 @@ def test_each_live_event_prints_one_line_of_its_shape_with_the_fenced_block(
     send(run_relay, sid, "second, ünïcode kept", urgent=True)
     ts = [f"{m['ts']}, id {m['id']}, no reply address" for m in pending(store_home, sid)]
 
-    lines = output_text(hook(run_relay, tool, name, sid, tmp_path), name).split("\n")
+    lines = plain_tags(output_text(hook(run_relay, tool, name, sid, tmp_path), name)).split("\n")
 
     assert len(lines) == 7, lines
     assert re.search(r"\b2 messages\b", lines[0])

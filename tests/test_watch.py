@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import new_id
+from conftest import fence_parts, new_id
 
 HOST = Path(__file__).with_name("fake_claude_host.py")
 
@@ -127,7 +127,7 @@ def test_mail_wakes_the_idle_session_within_about_a_second(hosts, run_relay, env
     (result,) = host.wait_finished(1, 10)
     latency = time.monotonic() - sent_at
     assert result["rc"] == 2, result
-    assert "<session-relay-mail>" in result["stderr"] and "the build is green" in result["stderr"]
+    assert "the build is green" in "\n".join(fence_parts(result["stderr"].rstrip("\n"))[2])
     assert result["stdout"] == ""
     assert latency < 2.5, f"mail took {latency:.2f} s to wake the session"  # poll 0.5 s + grace 0.5 s
     assert pending(store_home, sid) == "", "mail handed to the model is confirmed taken"
