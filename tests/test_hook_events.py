@@ -186,7 +186,7 @@ def test_each_live_event_prints_one_line_of_its_shape_with_the_fenced_block(
 
 @tools
 def test_live_text_is_the_same_block_session_start_prints(run_relay, store_home, tmp_path, tool):
-    """TEXT is §5's block: the same message renders the same at SessionStart and at a prompt."""
+    """TEXT is the same block at SessionStart and at a prompt, but for its fresh boundary."""
     sid = new_id()
     texts = {}
     for name in ("SessionStart", "UserPromptSubmit"):
@@ -195,7 +195,8 @@ def test_live_text_is_the_same_block_session_start_prints(run_relay, store_home,
         payload = json.loads(result.stdout)["hookSpecificOutput"]
         assert payload["hookEventName"] == name
         texts[name] = payload["additionalContext"]
-    assert texts["SessionStart"] == texts["UserPromptSubmit"]
+    assert plain_tags(texts["SessionStart"]) == plain_tags(texts["UserPromptSubmit"])
+    assert fence_parts(texts["SessionStart"])[0] != fence_parts(texts["UserPromptSubmit"])[0]
 
 
 @tools
