@@ -419,8 +419,8 @@ VERBATIM = [
 @pytest.mark.parametrize("body", VERBATIM)
 def test_ordinary_text_stays_verbatim(body):
     assert defuse(body) == body
-    text, _ = render([{"ts": TS, "fromName": "Zoë ☃", "body": body}], "r", "m")
-    assert f"- from Zoë ☃ ({TS}, no reply address): {body}" in text.split("\n")
+    text, _ = render([{"ts": TS, "fromName": "zoe", "body": body}], "r", "m")
+    assert f"- from zoe ({TS}, no reply address): {body}" in text.split("\n")
 
 
 @pytest.mark.parametrize("name", ["zoe", "api-2.x", "Chef_1", "a.b-c", "cli"])
