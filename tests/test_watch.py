@@ -164,6 +164,31 @@ def test_the_next_prompt_stops_the_watcher_and_delivers_the_mail_itself(hosts, r
     assert "during the turn" in json.loads(stop.stdout)["reason"]
 
 
+def test_mail_that_comes_as_claude_marks_a_turn_busy_is_left_to_that_turn(hosts, run_relay, env, store_home, tmp_path):
+    """Claude 2.1.3xx writes `"status": "busy"` to sessions/<pid>.json the moment a prompt is queued,
+    a second or more before that prompt's hook runs: mail arriving then is the prompt's, and the
+    watcher takes nothing until the record says idle again."""
+    sid = new_id()
+    registered(run_relay, sid, tmp_path)
+    host = hosts(sid)
+    assert wait_for(lambda: watcher_pid(env, sid) is not None)
+    record = Path(env["HOME"]) / ".claude" / "sessions" / f"{host.proc.pid}.json"
+    record.parent.mkdir(parents=True)
+
+    def claude_says(status: str) -> None:
+        fresh = record.with_suffix(".tmp")
+        fresh.write_text(json.dumps({"pid": host.proc.pid, "sessionId": sid, "status": status}))
+        fresh.rename(record)
+
+    claude_says("busy")
+    assert run_relay("send", sid, "--", "sent as a prompt was queued").returncode == 0
+    time.sleep(2.5)
+    assert host.finished() == [] and "sent as a prompt was queued" in pending(store_home, sid)
+    claude_says("idle")  # idle again with the mail still there (no hook of that turn took it): now it is a wake-up
+    (result,) = host.wait_finished(1, 10)
+    assert result["rc"] == 2 and "sent as a prompt was queued" in result["stderr"], result
+
+
 def test_it_leaves_when_its_claude_process_dies(hosts, run_relay, env, tmp_path):
     sid = new_id()
     registered(run_relay, sid, tmp_path)

@@ -156,6 +156,19 @@ def _records(only: str | None = None) -> "Iterator[dict]":
             yield record
 
 
+def turn_running(pid: int) -> bool:
+    """Does Claude's own record say a turn is running? Claude Code 2.1.3xx writes `"status": "busy"`
+    to sessions/<pid>.json the moment a prompt is queued, while that prompt's hook may still be a
+    second away: mail then belongs to the turn's hooks, not to a wake-up. Older Claude writes no
+    status (False: the grace period alone decides)."""
+    raw = transcripts.read_small(os.path.join(sessions_dir(), f"{pid}.json"), _MAX_SESSION_FILE)
+    try:
+        record = jsonlite.loads(raw) if raw is not None else None
+    except ValueError:
+        return False
+    return isinstance(record, dict) and record.get("status") == "busy"
+
+
 def is_claude_process(pid: int) -> bool:
     """True when `pid` is a running Claude Code: its executable, argv[0] or title is `claude`, or a
     node running Claude Code's npm `cli.js`."""

@@ -7,7 +7,8 @@ like everywhere else. Rules it keeps:
 
 - At most one per session: a lock in the store (`Store.claim_watch`); a second one leaves at once.
 - Only while the session is idle: the next prompt's hook stops it (relay.faces.hook), and the turn's
-  Stop arms a new one, so mail that comes during a turn is left to that turn's own hooks.
+  Stop arms a new one, so mail that comes during a turn is left to that turn's own hooks. Where
+  Claude's sessions/<pid>.json says `busy` (2.1.3xx), it takes nothing either.
 - Never in a headless run: `claude -p "prompt"` waits for an async SessionStart hook before its
   first request, so there the watcher exits at once. With `--input-format stream-json` it stays,
   but leaves as soon as Claude's input ends, because Claude waits for it before it exits.
@@ -123,6 +124,8 @@ def _deliver_and_leave(store: "StoreAPI", session_id: SessionId, show: Show) -> 
 def watch(store: "StoreAPI", session_id: SessionId, claude: ProcInfo, stream: bool, lifetime: float) -> int:
     """Wait for mail the policy lets through while idle: the process exits 2 once it was written to
     stderr; 0 is returned when the session ends, its input closes or the lifetime is up."""
+    from relay.agents.claude import turn_running
+
     slot = store.claim_watch(session_id)
     if slot is None:
         return 0  # another watcher has this session
@@ -148,8 +151,9 @@ def watch(store: "StoreAPI", session_id: SessionId, claude: ProcInfo, stream: bo
                 held_back is None or held_back[0] != stamp or time.monotonic() - held_back[1] > RECHECK_SECONDS
             ):
                 time.sleep(GRACE_SECONDS)
-                _deliver_and_leave(store, session_id, show)
-                held_back = store.mail_stamp(session_id), time.monotonic()
+                if not turn_running(claude.pid):
+                    _deliver_and_leave(store, session_id, show)
+                    held_back = store.mail_stamp(session_id), time.monotonic()
             time.sleep(POLL_SECONDS)
         return 0
     finally:
