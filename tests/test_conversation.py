@@ -408,6 +408,39 @@ def test_inbox_results_carry_the_answer_for_questions(run_relay, tmp_path):
     assert f"replyTo {question}" in message["answer"] and f"--reply-to {question}" in message["answer"]
 
 
+def test_a_claude_model_is_told_to_answer_with_relays_send_not_its_own_sendmessage(run_relay, tmp_path):
+    """Claude Code has a SendMessage tool of its own that reaches Claude sessions only: where a
+    Claude model reads how to answer (the hook's text, a question's answer in `inbox`), relay's
+    `send` is named and SendMessage ruled out; a Codex model, which has no SendMessage, is not told."""
+    alice, bob = register(run_relay, "alice"), register(run_relay, "bob")
+    not_native = "Claude's SendMessage cannot reach non-Claude sessions"
+
+    def ask() -> str:
+        replies, _ = run_bus(
+            run_relay, call(1, "send", {"to": "bob", "body": "q?", "expectsReply": True}), extra_env=as_session(alice)
+        )
+        return tool_json(by_id(replies)[1])["id"]
+
+    question = ask()
+    text = hook_text(run_relay, bob, tmp_path)
+    [answer_line] = [line for line in text.splitlines() if line.startswith("  To answer: ")]
+    assert answer_line.startswith(f"  To answer: the session-relay `send` tool with to {alice} and replyTo {question}")
+    assert not_native in answer_line
+    [reply_line] = [line for line in text.splitlines() if line.startswith("Reply with ")]
+    assert "session-relay `send` tool" in reply_line and not_native in reply_line
+
+    question = ask()
+    replies, _ = run_bus(run_relay, call(1, "inbox"), extra_env=as_session(bob))  # bob's bus runs in Claude
+    [message] = tool_json(by_id(replies)[1])["messages"]
+    assert message["id"] == question and "`send` tool" in message["answer"] and not_native in message["answer"]
+
+    ask()
+    payload = {"session_id": bob, "cwd": str(tmp_path), "hook_event_name": "UserPromptSubmit", "prompt": "go"}
+    done = run_relay("hook", "codex", input=json.dumps(payload))
+    text = json.loads(done.stdout)["hookSpecificOutput"]["additionalContext"]
+    assert "To answer: the session-relay `send` tool" in text and "SendMessage" not in text
+
+
 # -- where the recipient is --------------------------------------------------------------------
 
 

@@ -22,6 +22,11 @@ class Adapter(Protocol):
         """The CLI's `tool` in the registry (relay.domain.ids.AGENT_CLIS) and in `relay hook <tool>`."""
 
     @property
+    def ANSWER_NOTE(self) -> str | None:
+        """What a model of this CLI must be told where it reads how to answer mail, beside relay's
+        `send` (None: nothing)."""
+
+    @property
     def EVENTS(self) -> Mapping[str, str]:
         """The CLI's hook event name -> relay's moment (SessionStart, ..., SessionEnd)."""
 

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 NAME = "claude"
 
+# Claude Code (2.1.224+) has a SendMessage tool of its own that reaches other Claude sessions only and
+# knows nothing of relay's replyTo: wherever a Claude model reads how to answer, it is told so.
+ANSWER_NOTE = "Claude's SendMessage cannot reach non-Claude sessions"
+
 # A real sessions/<pid>.json is a few hundred bytes.
 _MAX_SESSION_FILE = 64 * 1024
 # Names the Claude Code process goes by: the npm wrapper's native binary is `claude.exe`, the

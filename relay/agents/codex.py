@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 
 NAME = "codex"
 
+ANSWER_NOTE = None  # a Codex model has no messaging tool of its own to mistake for relay's `send`
+
 # Enough of a rollout's end to hold the current turn's start event; a turn's events are small.
 TAIL_BYTES = 256 * 1024
 _STARTED = b'"type":"task_started"'

@@ -113,7 +113,7 @@ def _show(
     """Write as much of the batch as fits one hook result, in the shape event `name` takes; how many."""
     if not batch:
         return 0
-    text, shown = fenced_text(session_id, batch, remaining)
+    text, shown = fenced_text(session_id, batch, remaining, agent.ANSWER_NOTE)
     stdout.write(jsonlite.dumps(agent.hook_output(name, text)).encode("utf-8", "replace") + b"\n")
     stdout.flush()
     return shown

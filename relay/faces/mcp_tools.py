@@ -235,6 +235,14 @@ def _need_me(me: Identity) -> SessionId:
     return me.session_id
 
 
+def _answer_note(me: Identity) -> str | None:
+    """What the model of the CLI this bus runs in must be told beside relay's `send` (its adapter's
+    ANSWER_NOTE); nothing when that CLI is unknown."""
+    from relay.agents import adapter
+
+    return adapter(me.tool).ANSWER_NOTE if me.tool in AGENT_CLIS else None
+
+
 def hook_note(store: StoreAPI, meta: object = None) -> str | None:
     """Words for the model when its session was never registered, else None.
 
@@ -375,14 +383,14 @@ def _wait(store: StoreAPI, me: Identity, args: dict[str, Any], stop: Callable[[]
     answer: dict[str, Any] = {}
 
     def show(reply: dict[str, Any] | None, earlier: list[dict[str, Any]], receipt: dict[str, Any]) -> None:
-        answer.update(replied=True, message=for_model([reply])[0] if reply is not None else None)
+        answer.update(replied=True, message=for_model([reply], _answer_note(me))[0] if reply is not None else None)
         if reply is None:
             answer["reply"] = receipt
             answer["note"] = "The reply was already delivered to its recipient (your hook or inbox showed it)."
         else:
             answer["note"] = UNTRUSTED_NOTE
         if earlier:
-            answer["earlier"] = for_model(earlier)
+            answer["earlier"] = for_model(earlier, _answer_note(me))
 
     timeout = float(args.get("timeoutSec", DEFAULT_WAIT_SECONDS))
     confirm = wait_for_reply(store, str(asked["id"]), mine, timeout, show, stop)
@@ -402,7 +410,7 @@ def _inbox(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
     answer: dict[str, Any] = {}
 
     def show(batch: list[dict[str, Any]], remaining: int) -> int:
-        result, shown = inbox_result(batch, remaining, model=True)
+        result, shown = inbox_result(batch, remaining, model=True, note=_answer_note(me))
         answer.update(result)
         return shown
 

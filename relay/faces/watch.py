@@ -124,7 +124,7 @@ def _deliver_and_leave(store: "StoreAPI", session_id: SessionId, show: Show) -> 
 def watch(store: "StoreAPI", session_id: SessionId, claude: ProcInfo, stream: bool, lifetime: float) -> int:
     """Wait for mail the policy lets through while idle: the process exits 2 once it was written to
     stderr; 0 is returned when the session ends, its input closes or the lifetime is up."""
-    from relay.agents.claude import turn_running
+    from relay.agents.claude import ANSWER_NOTE, turn_running
 
     slot = store.claim_watch(session_id)
     if slot is None:
@@ -136,7 +136,7 @@ def watch(store: "StoreAPI", session_id: SessionId, claude: ProcInfo, stream: bo
         def show(batch: list[dict[str, object]], remaining: int) -> int:
             if not batch:
                 return 0
-            text, shown = fenced_text(session_id, batch, remaining)
+            text, shown = fenced_text(session_id, batch, remaining, ANSWER_NOTE)  # the watcher serves Claude only
             sys.stderr.write(text + "\n")
             sys.stderr.flush()
             return shown

@@ -40,46 +40,51 @@ def deliver_live(store: "StoreAPI", session_id: "SessionId", moment: str, show: 
     return deliver(store, session_id, show, only)
 
 
-def fenced_text(session_id: str, batch: "list[Message]", remaining: int) -> tuple[str, int]:
-    """The fenced mail text for as much of the batch as fits one hook result, and how many it holds."""
+def fenced_text(session_id: str, batch: "list[Message]", remaining: int, note: "str | None") -> tuple[str, int]:
+    """The fenced mail text for as much of the batch as fits one hook result, and how many it holds;
+    `note` is what the reader's CLI says its model must be told beside relay's `send` (its
+    adapter's ANSWER_NOTE)."""
     from relay.usecases.fence import render
     from relay.usecases.launcher import launcher_command
     from relay.usecases.mail import fit_output
 
     launcher = launcher_command()
+    aside = f"; {note}" if note else ""
     # No `<` in relay's own text: the fence would read the text past it with regular expressions.
     reply_hint = (
-        "Reply with the session-relay `send` tool (replyTo: the message's id), or run: "
+        f"Reply with the session-relay `send` tool (replyTo: the message's id{aside}), or run: "
         f"{launcher} send SENDER --reply-to ID -- REPLY (SENDER: the name or id after `from`)"
     )
     more_hint = f"call the session-relay `inbox` tool, or run: {launcher} inbox {session_id}"
 
     def text_of(messages: "list[Message]") -> tuple[str, int]:
-        return render(messages, reply_hint, more_hint, remaining + len(batch) - len(messages), launcher)
+        return render(messages, reply_hint, more_hint, remaining + len(batch) - len(messages), launcher, note)
 
     text, shown = fit_output(batch, text_of, lambda text: len(str(text).encode("utf-8", "replace")))
     return str(text), shown
 
 
-def for_model(messages: "list[Message]") -> "list[Message]":
+def for_model(messages: "list[Message]", note: "str | None" = None) -> "list[Message]":
     """Messages as JSON shows them to a model or a terminal: only validated fields, the body defused
-    (relay.usecases.fence.model_view), and questions with their `answer`."""
+    (relay.usecases.fence.model_view), and questions with their `answer` (`note`: as for `fenced_text`)."""
     from relay.usecases.fence import model_view, with_answer
     from relay.usecases.launcher import launcher_command
 
     launcher = launcher_command()
-    return [with_answer(model_view(message), launcher) for message in messages]
+    return [with_answer(model_view(message), launcher, note) for message in messages]
 
 
-def inbox_result(batch: "list[Message]", remaining: int, model: bool) -> "tuple[dict[str, Any], int]":
+def inbox_result(
+    batch: "list[Message]", remaining: int, model: bool, note: "str | None" = None
+) -> "tuple[dict[str, Any], int]":
     """`{count, messages, remaining}` for as many messages as fit one result, and that count; a
     question carries its `answer`. Either way the messages are validated and defused (`for_model`:
     a model may run `relay inbox` from a shell too); for a model (MCP `inbox`) a note says the mail
-    is untrusted, for a person (`relay inbox`) the JSON is printed indented."""
+    is untrusted, for a person (`relay inbox`) the JSON is printed indented. `note`: as for `fenced_text`."""
     from relay.usecases.mail import fit_output
     from relay.util.jsonlite import encode
 
-    shown_as = for_model(batch)
+    shown_as = for_model(batch, note)
 
     def build(shown: "list[Message]") -> "tuple[dict[str, Any], int]":
         left = remaining + len(batch) - len(shown)

@@ -421,9 +421,10 @@ def _sender(view: Message, raw: Message) -> tuple[str, str | None]:
     return str(label), address
 
 
-def mail_line(message: Message, launcher: str = "relay") -> str:
+def mail_line(message: Message, launcher: str = "relay", note: str | None = None) -> str:
     """One message as it appears inside the fence: a `- from` line with its id (docs/delivery.md), its
-    body's lines indented under it, and for a question the exact way to answer it."""
+    body's lines indented under it, and for a question the exact way to answer it (`note`: as for
+    `how_to_answer`)."""
     view = checked(message)
     label, address = _sender(view, message)
     notes = []
@@ -438,42 +439,50 @@ def mail_line(message: Message, launcher: str = "relay") -> str:
     body = view.get("body")
     body = defuse(indent_lines(_clip("" if body is None else str(body), _BODY_CLIP)))
     line = f"- from {one_line_field(label)} ({head}){again}: {body}"
-    answer = how_to_answer(message, launcher)
+    answer = how_to_answer(message, launcher, note)
     return f"{line}\n  To answer: {answer}" if answer else line
 
 
-def how_to_answer(message: Message, launcher: str) -> str | None:
+def how_to_answer(message: Message, launcher: str, note: str | None = None) -> str | None:
     """The exact way to answer a question; None for other mail, and for mail without a valid sender
     or id, which cannot be answered. Built from validated fields only, every word shell-quoted
     (`launcher` is relay's own command, already quoted). Shown in the hook's text and with each
-    question `inbox` returns."""
+    question `inbox` returns. `note` is what the reader's CLI says its model must be told beside
+    relay's `send` (its adapter's ANSWER_NOTE: Claude's own SendMessage is not the way)."""
     view = checked(message)
     _, to = _sender(view, message)
     about = view.get("id")
     if to is None or view.get("expectsReply") is not True or not isinstance(about, str):
         return None
     command = " ".join([launcher, *(shell_quote(word) for word in ("send", to, "--reply-to", about, "--", "REPLY"))])
-    return f"the session-relay `send` tool with to {to} and replyTo {about}, or run: {one_line_field(command)}"
+    aside = f" ({note})" if note else ""
+    return f"the session-relay `send` tool with to {to} and replyTo {about}{aside}, or run: {one_line_field(command)}"
 
 
-def with_answer(message: Message, launcher: str) -> Message:
+def with_answer(message: Message, launcher: str, note: str | None = None) -> Message:
     """The message as `inbox` returns it (MCP and CLI): a question carries its `answer`."""
-    answer = how_to_answer(message, launcher)
+    answer = how_to_answer(message, launcher, note)
     return {**message, "answer": answer} if answer else message
 
 
 def render(
-    messages: list[Message], reply_hint: str, more_hint: str, more: int = 0, launcher: str = "relay"
+    messages: list[Message],
+    reply_hint: str,
+    more_hint: str,
+    more: int = 0,
+    launcher: str = "relay",
+    note: str | None = None,
 ) -> tuple[str, int]:
     """The hook's context text and how many messages it holds (as many as fit the budget).
 
     `more` counts messages still queued beyond `messages`, so the text can say how many wait;
-    `launcher` is how a model runs relay from a shell, for the answer lines. Each call draws a
-    fresh boundary that occurs nowhere inside the block (docs/delivery.md)."""
+    `launcher` is how a model runs relay from a shell, for the answer lines (`note`: as for
+    `how_to_answer`). Each call draws a fresh boundary that occurs nowhere inside the block
+    (docs/delivery.md)."""
     lines: list[str] = []
     used = 0
     for message in messages:
-        line = mail_line(message, launcher)
+        line = mail_line(message, launcher, note)
         size = len(line.encode("utf-8", "replace")) + 1
         if lines and used + size > CONTEXT_BUDGET_BYTES:
             break
