@@ -100,6 +100,16 @@ def queued_to(stdout: bytes | str) -> str:
     return where
 
 
+@pytest.fixture(autouse=True)
+def _current_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Lets tests/realclients.py see which test asks for a client (it checks the real_clients mark)."""
+    realclients.current_test = request.node
+    try:
+        yield
+    finally:
+        realclients.current_test = None
+
+
 @pytest.fixture
 def relay_cmd() -> list[str]:
     """The program under test as an argv prefix."""
@@ -242,6 +252,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "files_only(reason): a test that reads or plants the file store's own files; it runs only in the "
         "`files` world of a module parametrised by the `world` fixture",
+    )
+    config.addinivalue_line(
+        "markers",
+        "real_clients: runs the real Claude Code, Codex or MCP Inspector (tests/realclients.py); .ci/run "
+        "runs these again against the older releases still supported (tests/clients/compat)",
     )
 
 

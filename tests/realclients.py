@@ -14,8 +14,12 @@ Used two ways:
 
 The clients come from `$RELAY_CLIENTS_DIR/node_modules/.bin` (default: `clients` in the dir outside
 the clone where `./run-tests` keeps its venv, else `<repo>/.ci/cache/clients`, where `.ci/run` puts
-them), installed from tests/clients/package-lock.json (pinned versions) by `tests/clients/install DIR`.
-Nothing here ever talks to a vendor: every client process runs in a network namespace that has only loopback.
+them), installed from tests/clients/package-lock.json (pinned versions) by `tests/clients/install DIR`,
+or from tests/clients/compat/package-lock.json (the older releases still supported) by
+`tests/clients/install --compat DIR`. The tests run against either set; where the two releases
+behave differently (deferred MCP tools, where hook context goes), a test accepts both observed
+shapes and still checks the same outcome. Nothing here ever talks to a vendor: every client
+process runs in a network namespace that has only loopback.
 """
 
 import contextlib
@@ -36,7 +40,12 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-CLIENTS_PACKAGE = Path(__file__).resolve().parent / "clients" / "package.json"
+# The package sets the tests run against: the newest releases (the default), and the older ones
+# relay still supports (`tests/clients/install --compat DIR`, run as a second pass by .ci/run).
+CLIENT_SETS = {
+    "current": Path(__file__).resolve().parent / "clients",
+    "compat": Path(__file__).resolve().parent / "clients" / "compat",
+}
 
 # What a user's clone holds that a test copy should not: VCS data, caches, the clients themselves.
 _NOT_PLUGIN = {
@@ -56,9 +65,23 @@ CODEX_TOOL_PREFIX = "mcp__bus__"
 BUS_TOOLS = ("whoami", "register", "roster", "send", "inbox", "discover", "status", "wait")
 
 
+def client_set() -> str:
+    """Which committed package set the clients dir was installed from ("current" or "compat"): the
+    one whose lock tests/clients/install recorded there. AssertionError when it is neither."""
+    installed = clients_bin().parent.parent / ".installed-lock"
+    recorded = installed.read_bytes() if installed.exists() else b""
+    for name, where in CLIENT_SETS.items():
+        if (where / "package-lock.json").read_bytes() == recorded:
+            return name
+    raise AssertionError(
+        f"{installed.parent} was not installed from tests/clients or tests/clients/compat: "
+        f"run tests/clients/install [--compat] {installed.parent}"
+    )
+
+
 def pinned_versions() -> dict[str, str]:
-    """The client versions the tests are written against (tests/clients/package.json)."""
-    return json.loads(CLIENTS_PACKAGE.read_text())["dependencies"]
+    """The client versions of the package set installed (tests/clients[/compat]/package.json)."""
+    return json.loads((CLIENT_SETS[client_set()] / "package.json").read_text())["dependencies"]
 
 
 def package_version() -> str:
@@ -66,8 +89,21 @@ def package_version() -> str:
     return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 
 
+# The pytest item running now (set by conftest.py; None outside pytest, e.g. in the scenario driver).
+current_test: Any = None
+
+
 def clients_bin() -> Path:
-    """Where the pinned clients' executables are."""
+    """Where the pinned clients' executables are.
+
+    Every test that runs a client must carry `@pytest.mark.real_clients`: .ci/run's compatibility
+    pass selects the tests by it, so an unmarked one fails here instead of going untested there.
+    """
+    if current_test is not None and current_test.get_closest_marker("real_clients") is None:
+        raise AssertionError(
+            f"{current_test.nodeid} runs a real client but is not marked @pytest.mark.real_clients "
+            "(.ci/run's compatibility pass runs only the marked tests)"
+        )
     root = os.environ.get("RELAY_CLIENTS_DIR")
     if root:
         return Path(root) / "node_modules" / ".bin"
@@ -263,6 +299,54 @@ def since_model_spoke(request: dict[str, Any]) -> list[dict[str, Any]]:
     return messages[spoke[-1] + 1 :] if spoke else messages
 
 
+def message_texts(request: dict[str, Any]) -> list[str]:
+    """Every text an Anthropic request's messages carry: string contents, text blocks, and the texts
+    of tool results, whatever the message's role (Claude 2.1.3xx also sends `system` messages)."""
+    texts: list[str] = []
+
+    def collect(content: Any) -> None:
+        if isinstance(content, str):
+            texts.append(content)
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str):
+                texts.append(block["text"])
+            elif isinstance(block, dict) and block.get("type") == "tool_result":
+                collect(block.get("content"))
+
+    for message in request.get("messages", []):
+        if isinstance(message, dict):
+            collect(message.get("content"))
+    return texts
+
+
+_TOOL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+
+
+def deferred_tools(request: dict[str, Any]) -> set[str]:
+    """Tools a request names in a message instead of listing them in `tools`.
+
+    Claude Code 2.1.3xx defers MCP tools: it sends their names one per line after a line that says
+    "deferred tools are now available via ToolSearch", and the model may call them by name.
+    """
+    names: set[str] = set()
+    for text in message_texts(request):
+        listing = False
+        for line in text.splitlines():
+            if "deferred tools" in line.lower():
+                listing = True
+            elif listing and _TOOL_NAME.fullmatch(line.strip()):
+                names.add(line.strip())
+            elif listing and names:
+                listing = False  # the first line that is not a name ends the list
+    return names
+
+
+def callable_tools(request: dict[str, Any]) -> set[str]:
+    """The tools the model may call in an Anthropic request: those in `tools`, and deferred ones."""
+    listed = {tool.get("name") for tool in request.get("tools", []) if isinstance(tool, dict)}
+    return {name for name in listed if isinstance(name, str)} | deferred_tools(request)
+
+
 def _tool_results_in(request: dict[str, Any]) -> list[str]:
     """Texts of the tool results a client sent back in one model request (both APIs)."""
     texts: list[str] = []
@@ -342,7 +426,8 @@ def _sse(events: list[dict[str, Any]]) -> bytes:
 class AnthropicHandler(_Handler):
     """Messages API: answer each request with the next of `server.calls` (a tool_use), then with text.
 
-    A call waits for a request that offers its tool (Claude may connect MCP servers late). A call
+    A call waits for a request that offers its tool, in `tools` or by name as a deferred tool (Claude
+    may connect MCP servers late; 2.1.3xx names MCP tools instead of listing them). A call
     named None is a scripted text answer (its second item is the text), so a script can end a turn
     and then call a tool again in the same run (e.g. after a Stop hook extended the turn).
     """
@@ -352,7 +437,7 @@ class AnthropicHandler(_Handler):
         if request is None or not self.path.startswith("/v1/messages") or "count_tokens" in self.path:
             self._reply(200, b'{"input_tokens": 1}', "application/json")
             return
-        offered = [tool.get("name") for tool in request.get("tools", [])]
+        offered = callable_tools(request)
         answer = "done"
         with self.server.lock:
             call = self.server.calls.pop(0) if self.server.calls and self.server.calls[0][0] in offered else None
@@ -729,10 +814,11 @@ def model_requests(report_step: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def offered_tools(report_step: dict[str, Any]) -> set[str]:
-    """Names of the tools the client offered the model (Anthropic `tools`; Codex `ALL_TOOLS` output)."""
+    """Names of the tools the client offered the model: those in a request's `tools`, and the
+    deferred ones Claude names in its messages (callable_tools)."""
     names: set[str] = set()
     for request in report_step["requests"]:
-        names.update(tool.get("name") for tool in request["body"].get("tools", []) if isinstance(tool, dict))
+        names.update(callable_tools(request["body"]))
     return names
 
 

@@ -1,6 +1,6 @@
 """An open, idle Codex TUI gets mail with nobody typing (docs/delivery.md), offline.
 
-The real interactive `codex` 0.169 runs in a pseudo-terminal with the plugin installed and its hooks
+The real interactive `codex` (0.169 and 0.171) runs in a pseudo-terminal with the plugin installed and its hooks
 trusted, against a mock Responses API; its first prompt is typed, then it sits idle. `relay send`
 to it must start a turn in that very session through `codex queue` (relay.usecases.codex_queue): the mock's
 next request of that thread carries relay's fixed nudge and, from the UserPromptSubmit hook, the
@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 import realclients as rc
+
+pytestmark = pytest.mark.real_clients
 
 NUDGE_START = "You have session-relay mail."
 

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from typing import IO, Any
 
+import pytest
 import realclients as rc
 from conftest import relay_command
 from test_wake_real import (
@@ -31,6 +32,8 @@ from test_wake_real import (
     sent_by_the_model,
     texts_of,
 )
+
+pytestmark = pytest.mark.real_clients
 
 QUESTION = "question for the woken session: which port does staging use"
 ANSWER = "answer from the woken session: staging listens on 8443"

@@ -780,8 +780,9 @@ def real_discover(env: dict[str, str], relay: list[str]) -> dict[str, bool]:
     return {row["id"]: row["live"] for row in json.loads(done.stdout)}
 
 
+@pytest.mark.real_clients
 def test_real_claude_code_is_live_while_open_and_a_finished_claude_p_is_not(tmp_path, relay_cmd):
-    """Claude Code 2.1.197: an open session (a prompt in flight, stream-json stdin kept open) is live;
+    """The real Claude Code: an open session (a prompt in flight, stream-json stdin kept open) is live;
     a finished `claude -p` that wrote its transcript a moment ago is not (the old `active` said it was);
     the open one after a SIGKILL, its sessions/<pid>.json left behind, is not."""
     import realclients as rc
@@ -830,8 +831,9 @@ def test_real_claude_code_is_live_while_open_and_a_finished_claude_p_is_not(tmp_
     assert real_discover(env, relay_cmd) == {open_id: False, finished: False}
 
 
+@pytest.mark.real_clients
 def test_real_codex_is_live_while_its_exec_runs_and_not_after(tmp_path, relay_cmd):
-    """Codex 0.169: discover run while `codex exec` waits for its model calls it live; once the
+    """The real Codex: discover run while `codex exec` waits for its model calls it live; once the
     run has finished (its rollout just written) it is not."""
     import realclients as rc
 

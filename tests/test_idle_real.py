@@ -13,8 +13,11 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
 import realclients as rc
 from conftest import relay_command
+
+pytestmark = pytest.mark.real_clients
 
 BODY = "idle-mail-7f3a: the staging deploy finished"
 

@@ -17,6 +17,7 @@ block's reason there.
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -26,6 +27,8 @@ from typing import Any
 
 import pytest
 import realclients as rc
+
+pytestmark = pytest.mark.real_clients
 
 PROMPT = "run the task"
 
@@ -66,6 +69,32 @@ def assert_fenced(value: object, body: str) -> None:
         opened = "<session-relay-mail>" in text or "&lt;session-relay-mail&gt;" in text  # Codex escapes Stop reasons
         assert opened and "UNTRUSTED DATA" in text, text
         assert text.index("session-relay-mail") < text.index(f"): {body}"), text
+
+
+_FENCE = re.compile(r"(?:<|&lt;)session-relay-mail(?:>|&gt;)(.*?)(?:<|&lt;)/session-relay-mail(?:>|&gt;)", re.S)
+
+
+def fenced_blocks(value: object, body: str) -> list[str]:
+    """Every fenced block in `value` that delivers `body`, as the model saw it (one per showing)."""
+    return [block for text in fenced_strings(value, body) for block in _FENCE.findall(text) if f"): {body}" in block]
+
+
+def assert_taken_once(plugin: Path, env: dict[str, str], shown: list[str]) -> None:
+    """`shown` are showings of one delivery, not several: the same block each time (same message id
+    and time, never marked redelivered), and the store has that message delivered."""
+    assert shown and len(set(shown)) == 1, shown
+    assert "redelivered" not in shown[0], shown[0]
+    ids = re.findall(r"\bid ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b", shown[0])
+    assert len(ids) == 1, shown[0]
+    assert json.loads(launcher(plugin, env, "status", ids[0], "--json").stdout)["state"] == "delivered"
+
+
+def hook_context(message: dict[str, Any], event: str) -> bool:
+    """Is `message` the separate system message Claude 2.1.3xx sends a hook's additionalContext in?"""
+    content = message.get("content")
+    texts = [content] if isinstance(content, str) else [b.get("text", "") for b in content or [] if isinstance(b, dict)]
+    label = f"{event} hook additional context: "
+    return message.get("role") == "system" and any(str(text).startswith(label) for text in texts)
 
 
 def send_command(plugin: Path, session: str, body: str, urgent: bool = False) -> str:
@@ -120,6 +149,10 @@ def claude_requests(sandbox: rc.Sandbox, step: dict[str, Any]) -> list[dict[str,
     [run] = rc.scenario({"steps": [step]}, sandbox.env(), sandbox.project)["steps"]
     assert run["rc"] == 0, run["stderr"][-3000:]
     return rc.model_requests(run)
+
+
+def has_tool_result(message: dict[str, Any]) -> bool:
+    return any(isinstance(block, dict) and block.get("type") == "tool_result" for block in message["content"])
 
 
 def claude_new(requests: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -189,9 +222,12 @@ def test_claude_urgent_mail_sent_during_a_tool_call_comes_with_the_tool_result(
     assert deliveries(new[0], body) == 0
     assert deliveries(new[1], body) == 1, json.dumps(new[1])[:3000]
     assert_fenced(new[1], body)
-    # Next to the tool result: the same user message carries the result and the mail.
+    # Next to the tool result: the user message carrying the result holds the mail too (Claude
+    # 2.1.197), or the system message right after it is the PostToolUse hook's (2.1.3xx).
     [carrier] = [m for m in new[1] if deliveries(m, body)]
-    assert any(block.get("type") == "tool_result" for block in carrier["content"]), carrier
+    [returned] = [i for i, m in enumerate(new[1]) if isinstance(m["content"], list) and has_tool_result(m)]
+    after = new[1][returned + 1 : returned + 2]
+    assert new[1][returned] is carrier or (after == [carrier] and hook_context(carrier, "PostToolUse:Bash")), new[1]
     assert queued(claude_plugin, env, session) == []
 
 
@@ -212,9 +248,18 @@ def test_claude_mail_sent_during_a_turn_extends_it_once(sandbox: rc.Sandbox, cla
     # 1 prompt -> send, 2 tool result -> text, 3 Stop block -> send, 4 tool result -> text, Stop: no second block.
     assert len(requests) == 4, [json.dumps(claude_new([r])[0])[:500] for r in requests]
     new = claude_new(requests)
-    assert [deliveries(part, body) for part in new] == [0, 0, 1, 0]
+    # Only the Stop block's request carries it. Claude 2.1.197 shows a Stop reason once; 2.1.3xx
+    # shows it twice in that request (as "Stop hook feedback" and as a "blocking error"): the same
+    # block, taken once.
+    counts = [deliveries(part, body) for part in new]
+    assert counts[:2] == [0, 0] and counts[3] == 0 and counts[2] in (1, 2), counts
     assert_fenced(new[2], body)
-    assert "finished the task" in json.dumps(requests[2]["messages"][-2]), "the block came after the final text"
+    shown = fenced_blocks(new[2], body)
+    assert len(shown) == counts[2], shown
+    assert all("Stop hook" in text for text in fenced_strings(new[2], body)), "shown by something else"
+    assert_taken_once(claude_plugin, env, shown)
+    last_answer = [m for m in requests[2]["messages"] if m["role"] == "assistant"][-1]
+    assert "finished the task" in json.dumps(last_answer), "the block came after the final text"
     assert all(deliveries(part, later) == 0 for part in new), "a turn was extended twice"
     assert queued(claude_plugin, env, session) == [later]
 

@@ -248,8 +248,9 @@ def test_python_is_not_claude():
 # -- the real Claude Code ----------------------------------------------------------------------
 
 
+@pytest.mark.real_clients
 def test_a_real_claude_code_session_is_live_while_it_runs(tmp_path, monkeypatch):
-    """Claude Code 2.1.197 itself (offline, in `unshare -n`): live while its process runs, not after."""
+    """The real Claude Code (offline, in `unshare -n`): live while its process runs, not after."""
     import realclients as rc
 
     rc.skip_unless_runnable("claude")

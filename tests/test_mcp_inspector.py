@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import realclients as rc
 
+pytestmark = pytest.mark.real_clients
+
 LAUNCHER = str(rc.REPO / "launcher")
 SUPPORTED = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 ME = "5b0c6d2e-8f41-4a7b-9e3c-2d1f0a9b8c7e"

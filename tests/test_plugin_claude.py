@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import realclients as rc
 
+pytestmark = pytest.mark.real_clients
+
 SESSION = "5b0c6d2e-8f41-4a7b-9e3c-2d1f0a9b8c7e"
 
 

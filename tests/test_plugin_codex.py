@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import realclients as rc
 
+pytestmark = pytest.mark.real_clients
+
 CLAUDE_SESSION = "7d3e9a1b-2c4f-4e8a-b6d0-1f5c8e2a9b34"
 
 # Runs inside Codex's `exec` tool (JavaScript): list the bus tools Codex offers, call whoami.
