@@ -572,11 +572,17 @@ def _response_events(item: dict[str, Any]) -> list[dict[str, Any]]:
 
 MOCK_PORT = 18080  # fixed, for configs that cannot name a port at run time (each namespace is empty)
 
+# Codex (0.169 and 0.171) starts a turn without an MCP server that is not up within a short grace
+# (`mcp_optional_startup_grace_ms`): on a loaded test machine the bus, run from the sources, may miss
+# the first turn. The tests check what the bus does, not how fast Python starts, so they wait longer.
+CODEX_MCP_GRACE_MS = 60000
+
 
 def codex_mock_config(port: int = MOCK_PORT) -> str:
     """config.toml lines that make every `codex` run (e.g. one `relay wake` starts) use the mock."""
     return (
-        'model_provider = "mock"\n\n[model_providers.mock]\nname = "mock"\n'
+        f'model_provider = "mock"\nmcp_optional_startup_grace_ms = {CODEX_MCP_GRACE_MS}\n\n'
+        '[model_providers.mock]\nname = "mock"\n'
         f'base_url = "http://127.0.0.1:{port}/v1"\nwire_api = "responses"\n'
         "request_max_retries = 0\nstream_max_retries = 0\n"
     )
@@ -588,7 +594,8 @@ def codex_provider_args(port: int) -> list[str]:
         f'{{name="mock",base_url="http://127.0.0.1:{port}/v1",wire_api="responses",'
         "request_max_retries=0,stream_max_retries=0}"
     )
-    return ["-c", "model_provider=mock", "-c", f"model_providers.mock={provider}"]
+    grace = f"mcp_optional_startup_grace_ms={CODEX_MCP_GRACE_MS}"
+    return ["-c", "model_provider=mock", "-c", f"model_providers.mock={provider}", "-c", grace]
 
 
 def _run_client(step: dict[str, Any], port: int) -> dict[str, Any]:
