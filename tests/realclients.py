@@ -64,6 +64,24 @@ CLAUDE_TOOL_PREFIX = "mcp__plugin_session-relay_bus__"
 CODEX_TOOL_PREFIX = "mcp__bus__"
 BUS_TOOLS = ("whoami", "register", "roster", "send", "inbox", "discover", "status", "wait")
 
+# The fence as a model sees it: `<session-relay-mail boundary="B">`, the mail, then
+# `</session-relay-mail boundary="B">`, B being 24 letters and digits drawn afresh for each delivery.
+# Codex shows a Stop reason with <, > (and quotes) as HTML entities.
+_LT, _GT, _QUOT = "(?:<|&lt;)", "(?:>|&gt;)", '(?:"|&quot;|&#34;|&#x22;)'
+_OPEN = f"{_LT}session-relay-mail boundary={_QUOT}(?P<boundary>[A-Za-z0-9]{{24}}){_QUOT}{_GT}"
+_FENCE = re.compile(f"{_OPEN}\n(?P<inside>.*?){_LT}/session-relay-mail boundary={_QUOT}(?P=boundary){_QUOT}{_GT}", re.S)
+
+
+def has_fence_open(text: str) -> bool:
+    """Does `text` hold the opening tag of a fence with its boundary?"""
+    return re.search(_OPEN, text) is not None
+
+
+def fence_insides(text: str) -> list[str]:
+    """What each fence in `text` holds, from the line after its opening tag to its closing tag (the
+    one carrying the same boundary)."""
+    return [found["inside"] for found in _FENCE.finditer(text)]
+
 
 def client_set() -> str:
     """Which committed package set the clients dir was installed from ("current" or "compat"): the

@@ -210,8 +210,8 @@ def test_idle_codex_tui_gets_mail_with_nobody_typing(tmp_path: Path, sandbox: rc
     assert [text for text in users if text.startswith(NUDGE_START)] == users and len(users) == 1, users
     assert body not in users[0]  # the sender's words never become the prompt
     mail = [text for text in _texts(new, "developer") if f"): {body}" in text]
-    assert len(mail) == 1 and "<session-relay-mail>" in mail[0] and "UNTRUSTED DATA" in mail[0], new
-    assert mail[0].index("<session-relay-mail>") < mail[0].index(body)
+    assert len(mail) == 1 and "UNTRUSTED DATA" in mail[0], new
+    assert any(f"): {body}" in inside for inside in rc.fence_insides(mail[0])), mail[0]
     delivered = sum(json.dumps(_new_items(r["body"])).count(f"): {body}") for r in after)
     assert delivered == 1
     print(f"codex idle nudge: send took {send['seconds']:.2f} s, model request {thread[0]['at']:.2f} s after it")

@@ -127,7 +127,7 @@ def test_ask_is_answered_by_a_woken_claude(sandbox: rc.Sandbox, tmp_path: Path) 
         # The woken model saw the question fenced, with its id, the reply note and how to answer.
         texts = [text for message in rc.since_model_spoke(first) for text in texts_of(message)]
         check_question_shown(only_mail_line(fenced_mail(texts)), qid, expects_reply=True)
-        [context] = [text for text in texts if "<session-relay-mail>" in text]
+        [context] = [text for text in texts if rc.has_fence_open(text)]
         assert "replyTo" in context, f"the delivered mail does not say how to answer: {context}"
 
         # Claude ran the model's `send` unattended and the bus accepted the reply.

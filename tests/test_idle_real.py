@@ -84,7 +84,7 @@ def test_idle_claude_session_gets_mail_with_nobody_typing(sandbox: rc.Sandbox, t
     first = after[0]
     carrying = [t for t in request_texts(first) if BODY in t]
     assert len(carrying) == 1, carrying  # exactly once in that request
-    assert "<session-relay-mail>" in carrying[0] and "UNTRUSTED" in carrying[0]
+    assert any(BODY in inside for inside in rc.fence_insides(carrying[0])) and "UNTRUSTED" in carrying[0]
     # ... and never delivered a second time: later requests hold it only as that same history item
     for request in after[1:]:
         assert sum(BODY in t for t in request_texts(request)) == 1

@@ -66,17 +66,13 @@ def assert_fenced(value: object, body: str) -> None:
     texts = fenced_strings(value, body)
     assert texts, f"{body} not delivered"
     for text in texts:
-        opened = "<session-relay-mail>" in text or "&lt;session-relay-mail&gt;" in text  # Codex escapes Stop reasons
-        assert opened and "UNTRUSTED DATA" in text, text
-        assert text.index("session-relay-mail") < text.index(f"): {body}"), text
-
-
-_FENCE = re.compile(r"(?:<|&lt;)session-relay-mail(?:>|&gt;)(.*?)(?:<|&lt;)/session-relay-mail(?:>|&gt;)", re.S)
+        assert "UNTRUSTED DATA" in text, text
+        assert any(f"): {body}" in inside for inside in rc.fence_insides(text)), text
 
 
 def fenced_blocks(value: object, body: str) -> list[str]:
     """Every fenced block in `value` that delivers `body`, as the model saw it (one per showing)."""
-    return [block for text in fenced_strings(value, body) for block in _FENCE.findall(text) if f"): {body}" in block]
+    return [block for text in fenced_strings(value, body) for block in rc.fence_insides(text) if f"): {body}" in block]
 
 
 def assert_taken_once(plugin: Path, env: dict[str, str], shown: list[str]) -> None:

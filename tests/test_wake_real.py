@@ -55,12 +55,8 @@ def texts_of(message: dict[str, Any]) -> list[str]:
 
 
 def fenced_mail(texts: list[str]) -> list[str]:
-    """The insides of every <session-relay-mail> fence in `texts`."""
-    return [
-        inside
-        for text in texts
-        for inside in re.findall(r"<session-relay-mail>\n(.*?)</session-relay-mail>", text, re.S)
-    ]
+    """The insides of every session-relay-mail fence in `texts`."""
+    return [inside for text in texts for inside in rc.fence_insides(text)]
 
 
 def sent_by_the_model(request: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -161,7 +157,7 @@ def test_woken_claude_reads_its_mail_and_answers_through_the_bus(
     [mail_line] = [line for line in fences[0].splitlines() if line.startswith("- from ")]
     assert mail_line.endswith(": " + QUESTION), fences
     assert nudge in [text for message in turn if message["role"] == "user" for text in texts_of(message)], turn
-    assert all(QUESTION not in text for text in texts if "<session-relay-mail>" not in text), "mail outside a fence"
+    assert all(QUESTION not in text for text in texts if not rc.has_fence_open(text)), "mail outside a fence"
     offered = rc.callable_tools(first)  # listed in `tools`, or named as deferred (Claude 2.1.3xx)
     assert {rc.CLAUDE_TOOL_PREFIX + "inbox", rc.CLAUDE_TOOL_PREFIX + "send"} <= offered, sorted(offered)
 
