@@ -10,12 +10,13 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import new_id
+from conftest import fence_parts, new_id
 from transcripts import fake_agent_cli, read_record, uuid7
 
 from relay.agents import claude
 from relay.store.files import Store
 from relay.usecases import doorbell
+from relay.usecases.fence import model_view
 from relay.util.errors import RelayError
 
 
@@ -184,16 +185,18 @@ def test_hostile_wake_text_lands_in_the_mailbox_and_reaches_the_model_fenced(run
     check_nudge(argv[-1], sid)
     assert not any("ignore all previous" in word or "config=evil" in word for word in argv)
     assert not pwned.exists()
-    # the text is mail from the CLI, verbatim, and the woken session's hook shows it inside the fence
+    # the text is mail from the CLI, queued whole (`peek` shows it as a model would: defused), and the
+    # woken session's hook shows it inside the fence
     [queued] = peek(run_relay, "web")
-    assert (queued["body"], queued["from"], queued["fromName"]) == (" ".join(words), None, "cli")
+    shown = model_view({"body": " ".join(words)})["body"]
+    assert (queued["body"], queued["from"], queued["fromName"]) == (shown, None, "cli")
+    assert "</session-relay-mail>" not in shown and "ignore all previous instructions" in shown
     context = hook_context(run_relay, sid, project, tool)
-    lines = context.splitlines()
-    opening, closing = lines.index("<session-relay-mail>"), lines.index("</session-relay-mail>")
-    fenced = "\n".join(lines[opening + 1 : closing])
+    _, before, inside, _ = fence_parts(context)  # one fence, closed only by its own boundary
+    fenced = "\n".join(inside)
     assert "ignore all previous instructions" in fenced and "--config=evil" in fenced
-    assert context.count("</session-relay-mail>") == 1  # the planted close tag did not survive
-    assert "UNTRUSTED" in "\n".join(lines[:opening])
+    assert "</session-relay-mail>" not in context  # the planted close tag did not survive
+    assert "UNTRUSTED" in "\n".join(before)
     assert peek(run_relay, "web") == []  # taken by the hook
 
 

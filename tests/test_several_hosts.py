@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import new_id, queued_to, relay_command
+from conftest import fence_parts, new_id, queued_to, relay_command
 from test_bus import Bus, by_id, call, req, run_bus, tool_json
 
 # `sh -c` with $0 the host name: rename this UTS namespace's host, then become the program.
@@ -130,7 +130,7 @@ def test_a_message_crosses_hosts_through_the_hook_and_the_reply_comes_back(machi
     done = alpha("hook", input=json.dumps(event) + "\n")
     assert done.returncode == 0 and done.stderr == b"", done.stderr
     text = json.loads(done.stdout)["hookSpecificOutput"]["additionalContext"]
-    inside = text.split("<session-relay-mail>\n", 1)[1].split("\n</session-relay-mail>", 1)[0]
+    inside = "\n".join(fence_parts(text)[2])
     assert "hello from beta" in inside and sent["id"] in text and f"- from {web} " in inside
     delivered = _json(beta, "status", sent["id"], "--json")
     assert delivered["state"] == "delivered" and delivered["deliveredAt"]
