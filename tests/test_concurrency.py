@@ -7,7 +7,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from conftest import new_id
+from conftest import fence_parts, new_id
 
 SENDERS = 16
 SENDS_EACH = 25
@@ -94,7 +94,7 @@ def hook_bodies(stdout: bytes) -> list[str]:
     if not stdout.strip():
         return []
     text = json.loads(stdout)["hookSpecificOutput"]["additionalContext"]
-    inside = text.split("<session-relay-mail>\n", 1)[1].split("\n</session-relay-mail>", 1)[0]
+    inside = "\n".join(fence_parts(text)[2])
     return [HOOK_LINE.match(line)["body"] for line in inside.split("\n") if line]
 
 

@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import new_id
+from conftest import fence_parts, new_id
 
 from relay.store.files import Store
 from relay.usecases.mail import MAX_BODY_BYTES, check_body
@@ -166,7 +166,7 @@ def hook_text(stdout: bytes) -> str:
 
 
 def fenced_lines(text: str) -> list[str]:
-    inside = text.split("<session-relay-mail>\n", 1)[1].split("\n</session-relay-mail>", 1)[0]
+    inside = "\n".join(fence_parts(text)[2])
     return [line for line in inside.split("\n") if line]
 
 
@@ -342,7 +342,7 @@ INNER = textwrap.dedent(
             for root, _dirs, names in os.walk(plan["home"]):
                 for name in names:
                     path = os.path.join(root, name)
-                    if path != plan.get("filler"):
+                    if path != plan.get("filler") and name != ".lock":  # the lock file counts hand-overs
                         with open(path, "rb") as f:
                             files[os.path.relpath(path, plan["home"])] = f.read().hex()
             out.append({"files": files})
@@ -385,7 +385,11 @@ def test_read_only_store_send_fails_cleanly_hook_exits_0(relay_cmd, env, run_rel
     assert run_relay("register", "ro", "--id", sid, "--dir", str(tmp_path)).returncode == 0
     assert run_relay("send", "ro", "--", "before").returncode == 0
     home = str(store_home)
-    before = {str(p.relative_to(store_home)): p.read_bytes() for p in store_home.rglob("*") if p.is_file()}
+    before = {
+        str(p.relative_to(store_home)): p.read_bytes()
+        for p in store_home.rglob("*")
+        if p.is_file() and p.name != ".lock"
+    }
     plan = {
         "home": home,
         "cmd": relay_cmd,
@@ -408,7 +412,11 @@ def test_read_only_store_send_fails_cleanly_hook_exits_0(relay_cmd, env, run_rel
     assert hook["rc"] == 0, hook
     assert all(line.startswith("[session-relay/hook] ") for line in hook["stderr"].splitlines()), hook
     assert listed["rc"] == 0, listed
-    after = {str(p.relative_to(store_home)): p.read_bytes() for p in store_home.rglob("*") if p.is_file()}
+    after = {
+        str(p.relative_to(store_home)): p.read_bytes()
+        for p in store_home.rglob("*")
+        if p.is_file() and p.name != ".lock"
+    }
     assert after == before
     assert [m["body"] for m in inbox(run_relay, sid)["messages"]] == ["before"]
 

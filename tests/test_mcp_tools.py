@@ -320,7 +320,7 @@ def test_send_when_the_lock_is_busy(store, me, store_home, monkeypatch):
     from relay.store import lock
 
     monkeypatch.setattr(lock, "DEADLINE_SECONDS", 0.2)
-    monkeypatch.setattr(lock.FileLock.__init__, "__defaults__", (0.2,))
+    monkeypatch.setattr(lock.FileLock.__init__, "__defaults__", (0.2, False))
     store_home.mkdir(mode=0o700, exist_ok=True)
     holder = subprocess.Popen(
         [
