@@ -6,7 +6,7 @@
                                                           (bin/relay-TRIPLE) was built from SRC_ROOT
 
 The rule itself lives in relay/util/source_hash.py, so that `relay doctor` and the build agree on it;
-this script is the build's command line around it. tests/test_freshness.py recomputes both and fails
+this script is the build's command line around it. tests/distribution/test_freshness.py recomputes both and fails
 when a committed binary is stale or was replaced without a rebuild.
 """
 

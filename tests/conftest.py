@@ -288,7 +288,7 @@ def world(request: pytest.FixtureRequest, env: dict[str, str], monkeypatch: pyte
 def stored_registry(store_home: Path) -> dict:
     """{"agents": {id: entry}, "names": {name: id}} as the store this test's world holds it: the
     file store's registry.json (empty when absent), or Redis's relay:agents/relay:names with each
-    entry's `host` left out (tests/test_redis_hosts.py checks hosts), so one assertion fits both."""
+    entry's `host` left out (tests/store/test_redis_hosts.py checks hosts), so one assertion fits both."""
     url = os.environ.get("AGENT_RELAY_URL")
     if not url:
         path = store_home / "registry.json"

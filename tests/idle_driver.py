@@ -1,7 +1,7 @@
 """Inside `unshare -n`: one real Claude Code session kept open with stream-json input, left idle
 after its first turn, then mailed. Reads a spec on stdin, prints a JSON report on stdout:
 the model requests the mock saw before and after the mail, the session's output events, and how
-Claude ended once its input closed. Used by tests/test_idle_real.py."""
+Claude ended once its input closed. Used by tests/real/test_idle_real.py."""
 
 import json
 import os

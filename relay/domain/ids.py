@@ -35,7 +35,7 @@ RESERVED_NAMES = ("cli", "user", "system", "relay", "session-relay")
 
 def is_uuid(value: object) -> "TypeGuard[str]":
     """True for a canonical 8-4-4-4-12 hex UUID string (any version, any case): UUID_PATTERN,
-    checked without importing re on the hook's path (tests/test_ids_paths.py holds them equal)."""
+    checked without importing re on the hook's path (tests/domain/test_ids.py holds them equal)."""
     return (
         isinstance(value, str)
         and len(value) == 36

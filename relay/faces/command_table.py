@@ -18,7 +18,7 @@ MAX_ASK_SECONDS = 3600.0
 DOORBELL_PER_MINUTE = 6  # relay.faces.doorbell_server.DEFAULT_PER_MINUTE
 
 # The defaults of relay.usecases.discover and relay.usecases.gc, written out because those modules
-# import orjson and pathlib, which a command's table needs no more than `list` does; tests/test_help.py
+# import orjson and pathlib, which a command's table needs no more than `list` does; tests/faces/test_helptext.py
 # checks they still agree.
 DISCOVER_WITHIN_MIN, DISCOVER_LIMIT, GC_DAYS = 60, 50, 14
 

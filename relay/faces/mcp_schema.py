@@ -22,7 +22,7 @@ def _is_name(value: str) -> bool:
 
 
 # The patterns relay's own schemas advertise, checked by the code that checks them everywhere else
-# (tests/test_schema.py holds each equal to its pattern); any other pattern goes to `re`.
+# (tests/faces/test_mcp_schema.py holds each equal to its pattern); any other pattern goes to `re`.
 _KNOWN_PATTERNS = {UUID_PATTERN: is_uuid, NAME_PATTERN: _is_name}
 
 _TYPES: dict[str, tuple[type, ...]] = {

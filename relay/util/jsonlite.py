@@ -3,7 +3,7 @@
 The `json` package imports `re` (and with it `enum`, `functools`, `collections`) before it parses
 a byte, which is most of a hook's start-up; its C accelerator `_json` imports nothing. `loads` and
 `dumps` give the same results as `json.loads` and `json.dumps(..., ensure_ascii=False)` with the
-separators relay uses (tests/test_jsonlite.py compares them on generated documents): the store and
+separators relay uses (tests/util/test_jsonlite.py compares them on generated documents): the store and
 the hook use them. orjson is used in one place only, relay.host.transcripts, which parses whole
 agent transcripts for `discover`: there its parse is about a third faster (measured: 93 us against
 133 us for a 40 KB transcript line), which pays for its import (about 35 ms) over megabytes of

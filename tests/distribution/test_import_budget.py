@@ -1,0 +1,196 @@
+"""The hook runs at every prompt and after every tool call: with nothing to deliver it must not
+import the modules that dominate a Python start (issue 11's budget). Checked on the sources, in
+a fresh `python3 -I -S` per event, by listing sys.modules after the hook ran."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import new_id
+
+REPO = Path(__file__).resolve().parents[2]
+# What a short-lived path must not import (each costs from ~1 ms to ~10 ms of every start).
+HEAVY = ("inspect", "typing", "re", "json", "orjson", "pathlib", "dataclasses", "contextlib", "signal")
+
+PROBE = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from relay.faces import cli
+try:
+    cli.main(sys.argv[3:])
+finally:
+    with open(sys.argv[2], "w") as out:
+        out.write("\\n".join(sorted(sys.modules)))
+"""
+
+
+def modules_after(
+    tmp_path: Path,
+    env: dict[str, str],
+    argv: list[str],
+    stdin: bytes = b"",
+    allowed_codes: tuple[int, ...] = (0,),
+    flags: tuple[str, ...] = ("-I", "-S"),
+) -> set[str]:
+    listing = tmp_path / "modules.txt"
+    done = subprocess.run(
+        [sys.executable, *flags, "-c", PROBE, str(REPO), str(listing), *argv],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode in allowed_codes, done.stderr
+    return set(listing.read_text().split())
+
+
+@pytest.mark.parametrize("event", ["SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd"])
+@pytest.mark.parametrize("tool", [[], ["codex"]], ids=["claude", "codex"])
+def test_hook_with_nothing_to_deliver_imports_nothing_heavy(env, store_home, tmp_path, event, tool):
+    sid = new_id()
+    payload = {"session_id": sid, "hook_event_name": event, "cwd": str(tmp_path)}
+    # the session exists (registered) and has a watcher-free, empty mailbox: the common case
+    modules_after(tmp_path, env, ["hook", *tool], json.dumps({**payload, "hook_event_name": "SessionStart"}).encode())
+    loaded = modules_after(tmp_path, env, ["hook", *tool], json.dumps(payload).encode())
+    assert "relay.faces.hook" in loaded  # the probe really ran the hook
+    assert sorted(loaded & set(HEAVY)) == []
+
+
+def test_the_probe_sees_a_heavy_import(env, store_home, tmp_path):
+    """The check above is not vacuous: a malformed event, whose exact error comes from the json
+    package (relay.util.jsonlite asks it only then), is caught importing json."""
+    loaded = modules_after(tmp_path, env, ["hook"], b'{"session_id": "trunc')
+    assert "relay.faces.hook" in loaded and "json" in loaded
+
+
+def test_an_mcp_session_imports_nothing_heavy(env, store_home, tmp_path):
+    """The MCP server starts with every Claude Code and Codex session: initialize, tools/list and
+    a whoami call must not import typing, orjson, dataclasses (...) either."""
+    frames = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18"}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}},
+    ]
+    stdin = "".join(json.dumps(frame) + "\n" for frame in frames).encode()
+    loaded = modules_after(tmp_path, {**env, "RELAY_NO_ANCESTRY": ""}, ["bus"], stdin)
+    assert "relay.faces.mcp_tools" in loaded and "relay.usecases.identity" in loaded
+    assert sorted(loaded & set(HEAVY)) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--version"],
+        ["send", "{sid}", "--", "hello"],
+        ["send", "--urgent", "{sid}", "--", "hello"],
+        ["list"],
+        ["list", "--json"],
+        ["inbox", "{sid}"],
+        ["peek", "{sid}"],
+        ["register", "api", "--id", "{sid}", "--deliver", "now"],
+        ["send", "--json", "{sid}", "--", "hello"],
+        ["send", "{sid}", "--from", "{sid}", "--reply-to", "{msg}", "--", "an answer"],
+        ["status", "{msg}"],
+        ["ask", "{sid}", "--wait", "0", "--", "anyone?"],
+    ],
+    ids=lambda argv: " ".join(argv[:2]),
+)
+def test_short_lived_commands_import_nothing_heavy(env, store_home, tmp_path, argv):
+    sid = new_id()
+    modules_after(tmp_path, env, ["hook"], json.dumps({"session_id": sid, "cwd": str(tmp_path)}).encode())
+    modules_after(tmp_path, env, ["send", sid, "--", "something to take"])
+    [queued] = (store_home / "mailbox" / f"{sid}.jsonl").read_text().splitlines()
+    msg = json.loads(queued)["id"]
+    words = [word.replace("{sid}", sid).replace("{msg}", msg) for word in argv]
+    loaded = modules_after(tmp_path, env, words, allowed_codes=(0, 4))
+    assert "relay.faces.cli" in loaded
+    assert sorted(loaded & set(HEAVY)) == []
+    assert "relay.faces.helptext" not in loaded, "the long help is read only when asked for"
+
+
+@pytest.mark.parametrize(
+    ("argv", "helped"),
+    [
+        (["list", "--help"], True),
+        (["help", "send"], True),
+        (["list", "--bogus"], False),  # a usage error names the help but does not read it
+        (["send", "nobody-here", "--", "--help"], False),  # after --, --help is message text
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else str(value),
+)
+def test_only_asking_for_help_imports_the_help_text(env, store_home, tmp_path, argv, helped):
+    """The check above is not vacuous: the probe sees relay.faces.helptext when help is asked for. And
+    the help needs no third-party module: it is printed, not an error, under `python -S`."""
+    listing = tmp_path / "modules.txt"
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", PROBE, str(REPO), str(listing), *argv],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    loaded = set(listing.read_text().split())
+    assert ("relay.faces.helptext" in loaded) is helped
+    if helped:
+        assert done.stdout.startswith(b"usage: relay ") and done.stderr == b"", done.stderr
+
+
+@pytest.mark.parametrize("event", ["SessionStart", "UserPromptSubmit", "Stop"])
+def test_the_hook_delivering_plain_mail_imports_nothing_heavy(env, store_home, tmp_path, event):
+    """Ten ordinary messages (no `<`, `&`, `%` or `\\` in them) are fenced without re or json."""
+    sid = new_id()
+    modules_after(tmp_path, env, ["hook"], json.dumps({"session_id": sid, "cwd": str(tmp_path)}).encode())
+    for i in range(10):
+        modules_after(tmp_path, env, ["send", sid, "--", f"message {i}: the build of feature-{i} finished"])
+    payload = {"session_id": sid, "hook_event_name": event, "cwd": str(tmp_path)}
+    loaded = modules_after(tmp_path, env, ["hook"], json.dumps(payload).encode())
+    assert "relay.usecases.fence" in loaded  # it really delivered
+    assert sorted(loaded & set(HEAVY)) == []
+
+
+# The shapes of start that run most often: the hook per event, send, list, and the bus's start.
+_BUS_START = "".join(
+    json.dumps(frame) + "\n"
+    for frame in (
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18"}},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}},
+    )
+).encode()
+
+
+def _redis_probe(tmp_path: Path, env: dict[str, str], face: str, sid: str) -> set[str]:
+    """The modules one start of `face` imported, with site-packages on (where redis-py lives)."""
+    event = {"session_id": sid, "hook_event_name": "UserPromptSubmit", "cwd": str(tmp_path)}
+    argv, stdin = {
+        "hook": (["hook"], json.dumps(event).encode()),
+        "hook codex": (["hook", "codex"], json.dumps({**event, "hook_event_name": "SessionStart"}).encode()),
+        "send": (["send", sid, "--", "hello"], b""),
+        "list": (["list"], b""),
+        "bus": (["bus"], _BUS_START),
+    }[face]
+    return modules_after(tmp_path, {**env, "RELAY_NO_ANCESTRY": ""}, argv, stdin, allowed_codes=(0, 1), flags=("-I",))
+
+
+@pytest.mark.parametrize("face", ["hook", "hook codex", "send", "list", "bus"])
+def test_without_a_redis_url_no_face_imports_redis(env, store_home, tmp_path, face):
+    """docs/redis-store.md: redis-py is imported only when AGENT_RELAY_URL is set, so the local store's hook,
+    send, list and bus pay nothing for it (site-packages are on here: redis-py could be imported)."""
+    pytest.importorskip("redis")
+    sid = new_id()
+    modules_after(tmp_path, env, ["hook"], json.dumps({"session_id": sid, "cwd": str(tmp_path)}).encode())
+    loaded = _redis_probe(tmp_path, env, face, sid)
+    assert "relay.faces.cli" in loaded and "relay.store.files" in loaded
+    assert sorted(name for name in loaded if name == "redis" or name.startswith("redis.")) == []
+
+
+@pytest.mark.parametrize("face", ["hook", "send"])
+def test_with_a_redis_url_the_faces_do_import_redis(env, store_home, tmp_path, face):
+    """The check above is not vacuous: with AGENT_RELAY_URL set (here a refused port) the same
+    starts import redis-py and fail as the faces say (send: exit 1; hook: exit 0)."""
+    pytest.importorskip("redis")
+    loaded = _redis_probe(tmp_path, {**env, "AGENT_RELAY_URL": "redis://127.0.0.1:1/0"}, face, new_id())
+    assert "redis" in loaded and "relay.store.redisdb" in loaded

@@ -1,0 +1,243 @@
+"""Session ids, names, the store's home and its file names (docs/store.md, docs/security.md)."""
+
+import json
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+from agent_files import uuid7
+from conftest import new_id
+from hypothesis import given
+from hypothesis import strategies as st
+
+from relay.domain import ids
+from relay.store import layout
+from relay.util.errors import RelayError
+
+# -- ids --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "123e4567-e89b-12d3-a456-426614174000",
+        "123E4567-E89B-12D3-A456-426614174000",
+        "00000000-0000-0000-0000-000000000000",
+        # Fresh each run, so named: xdist's workers must collect the same test ids.
+        pytest.param(str(uuid.uuid4()), id="random-uuid4"),
+        pytest.param(str(uuid.uuid1()), id="random-uuid1"),
+    ],
+)
+def test_is_uuid_accepts(value):
+    assert ids.is_uuid(value)
+    assert ids.require_uuid(value).lower() == value.lower()
+
+
+def test_uuid7_accepted():
+    value = uuid7()
+    assert value[14] == "7"
+    assert ids.is_uuid(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "--config=evil",
+        "-c",
+        "",
+        " 123e4567-e89b-12d3-a456-426614174000",
+        "123e4567-e89b-12d3-a456-426614174000 ",
+        "123e4567-e89b-12d3-a456-426614174000\n",
+        "{123e4567-e89b-12d3-a456-426614174000}",
+        "123e4567e89b12d3a456426614174000",
+        "123e4567-e89b-12d3-a456-42661417400",
+        "123e4567-e89b-12d3-a456-4266141740000",
+        "123e4567-e89b-12d3-a456-42661417400g",
+        "../../../etc/passwd",
+        "123e4567-e89b-12d3-a456-426614174000/../x",
+        "\uff11\uff12\uff13e4567-e89b-12d3-a456-426614174000",  # full-width digits are not hex
+        None,
+        42,
+        ["123e4567-e89b-12d3-a456-426614174000"],
+    ],
+)
+def test_is_uuid_refuses(value):
+    assert not ids.is_uuid(value)
+    with pytest.raises(RelayError) as caught:
+        ids.require_uuid(value)
+    message = str(caught.value)
+    assert repr(value) in message and "UUID" in message
+    assert "\n" not in message
+
+
+def test_require_uuid_names_what():
+    with pytest.raises(RelayError, match="invalid recipient id"):
+        ids.require_uuid("x", "recipient id")
+
+
+def test_new_uuid4_is_version_4_and_unique():
+    seen = {ids.new_uuid4() for _ in range(200)}
+    assert len(seen) == 200
+    for value in seen:
+        parsed = uuid.UUID(value)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert str(parsed) == value
+
+
+@pytest.mark.parametrize("name", ["backend", "a" * 64, "x.y_z-1", "A", "v1.2", "my_proj", "CLI2", "relay-x", "9"])
+def test_check_name_accepts(name):
+    assert ids.check_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        *["", "   ", " lead", "trail ", "a" * 65, "two\nlines", "tab\there", "bell\x07", "del\x7f", "-x"],
+        *["--config=evil", "123e4567-e89b-12d3-a456-426614174000", "123E4567-E89B-12D3-A456-426614174000", None, 7],
+        *["web app", "Zoë", "</session-relay-mail>", "api$(touch /tmp/x)", "a`id`", "a'b", 'a"b', "a;b", "a|b"],
+        *[
+            "a&b",
+            "a>b",
+            "~x",
+            "a*",
+            "a?",
+            "a/b",
+            "a\\b",
+            "a=b",
+            "a:b",
+            "a\u202eb",
+            "a\u200bb",
+            "\uff41\uff42",
+            "\u0430",
+        ],
+    ],
+)
+def test_check_name_refuses(name):
+    with pytest.raises(RelayError) as caught:
+        ids.check_name(name)
+    message = str(caught.value)
+    assert "\n" not in message and "invalid name" in message
+
+
+@pytest.mark.parametrize(
+    "name", ["cli", "CLI", "user", "User", "system", "relay", "Relay", "session-relay", "SESSION-RELAY"]
+)
+def test_reserved_names_are_refused_in_any_case(name):
+    with pytest.raises(RelayError, match="reserved"):
+        ids.check_name(name)
+
+
+@given(st.text(max_size=80))
+def test_check_name_accepts_exactly_the_rule(name):
+    rule = (
+        re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name) is not None
+        and not name.startswith("-")
+        and not ids.is_uuid(name)
+        and name.lower() not in ("cli", "user", "system", "relay", "session-relay")
+    )
+    try:
+        ids.check_name(name)
+    except RelayError:
+        assert not rule
+    else:
+        assert rule
+
+
+def test_one_uuid_pattern_for_ids_and_the_mcp_schemas():
+    from relay.faces import mcp_tools as tools
+
+    assert re.fullmatch(ids.UUID_PATTERN.strip("^$"), "123e4567-e89b-12d3-a456-426614174000")
+    schemas = json.dumps([tool["inputSchema"] for tool in tools.TOOLS])
+    assert json.dumps(ids.UUID_PATTERN) in schemas
+    assert "[0-9a-fA-F]{8}" not in schemas.replace(json.dumps(ids.UUID_PATTERN), "")
+    register = next(tool for tool in tools.TOOLS if tool["name"] == "register")["inputSchema"]
+    assert register["properties"]["name"]["pattern"] == ids.NAME_PATTERN
+
+
+# -- file names -------------------------------------------------------------------------------
+
+
+def test_marker_name_is_claude_codes_scheme():
+    assert layout.marker_name("/home/u/my project.v2") == "-home-u-my-project-v2"
+    assert layout.marker_name("/srv/ünï/x_y") == "-srv--n--x-y"
+    assert re.fullmatch(r"[A-Za-z0-9-]+", layout.marker_name("/a/../../etc/passwd"))
+
+
+def test_marker_name_long_dirs_stay_short_and_distinct():
+    base = "/very/long/" + "d" * 300
+    a, b = layout.marker_name(base + "/a"), layout.marker_name(base + "/b")
+    assert a != b
+    assert len(a.encode()) <= 255 and len(b.encode()) <= 255
+    assert re.fullmatch(r"[A-Za-z0-9-]+", a)
+
+
+@given(st.text(min_size=1, max_size=400))
+def test_marker_name_is_always_a_safe_single_component(directory):
+    name = layout.marker_name(directory)
+    assert name and "/" not in name and name not in (".", "..")
+    assert len(name.encode()) <= 255
+    assert re.fullmatch(r"[A-Za-z0-9-]+", name)
+
+
+def test_mailbox_name():
+    sid = new_id()
+    assert layout.mailbox_name(sid) == f"{sid}.jsonl"
+    assert layout.mailbox_name("../../etc/passwd") == "..-..-etc-passwd.jsonl"
+    assert "/" not in layout.mailbox_name("a/b\\c d")
+
+
+# -- the store's home -------------------------------------------------------------------------
+
+
+def test_relay_home_precedence(env, monkeypatch, tmp_path):
+    monkeypatch.setenv("AGENT_RELAY_HOME", str(tmp_path / "agent"))
+    monkeypatch.setenv("SESSION_RELAY_HOME", str(tmp_path / "session"))
+    assert Path(layout.relay_home()) == tmp_path / "agent"
+    monkeypatch.setenv("AGENT_RELAY_HOME", "")  # empty counts as unset
+    assert Path(layout.relay_home()) == tmp_path / "session"
+    monkeypatch.setenv("SESSION_RELAY_HOME", "")
+    assert Path(layout.relay_home()) == Path(env["HOME"]) / ".agent-relay"
+    monkeypatch.delenv("AGENT_RELAY_HOME")
+    monkeypatch.delenv("SESSION_RELAY_HOME")
+    assert Path(layout.relay_home()) == Path(env["HOME"]) / ".agent-relay"
+    monkeypatch.setenv("AGENT_RELAY_HOME", "~/custom")
+    assert Path(layout.relay_home()) == Path(env["HOME"]) / "custom"
+
+
+@pytest.mark.parametrize(
+    ("agent", "session", "where"),
+    [("set", "set", "agent"), ("", "set", "session"), ("", "", "default"), ("set", "", "agent")],
+)
+def test_store_home_black_box(run_relay, env, tmp_path, agent, session, where):
+    locations = {"agent": tmp_path / "agent-home", "session": tmp_path / "session-home"}
+    locations["default"] = Path(env["HOME"]) / ".agent-relay"
+    extra = {
+        "AGENT_RELAY_HOME": str(locations["agent"]) if agent else "",
+        "SESSION_RELAY_HOME": str(locations["session"]) if session else "",
+    }
+    sid = new_id()
+    assert run_relay("register", "probe", "--id", sid, extra_env=extra).returncode == 0
+    for key, path in locations.items():
+        registry = path / "registry.json"
+        if key == where:
+            assert json.loads(registry.read_text())["names"] == {"probe": sid}
+            assert (path.stat().st_mode & 0o777) == 0o700
+            assert (registry.stat().st_mode & 0o777) == 0o600
+        else:
+            assert not path.exists(), key
+
+
+def test_store_files_are_named_by_the_spec(run_relay, store_home, tmp_path):
+    sid = new_id()
+    project = tmp_path / "Proj Dir.x"
+    project.mkdir()
+    event = json.dumps({"session_id": sid, "cwd": str(project), "hook_event_name": "SessionStart"})
+    assert run_relay("hook", input=event).returncode == 0
+    assert run_relay("send", sid, "--", "hi").returncode == 0
+    assert (store_home / "markers" / re.sub(r"[^A-Za-z0-9]", "-", str(project))).read_text() == f"{sid}\n{project}\n"
+    lines = (store_home / "mailbox" / f"{sid}.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    message = json.loads(lines[0])
+    assert set(message) == {"id", "ts", "from", "fromName", "to", "toName", "body"}
+    assert ids.is_uuid(message["id"]) and uuid.UUID(message["id"]).version == 4
