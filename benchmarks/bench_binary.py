@@ -1,4 +1,4 @@
-"""Start-up cost of the frozen binary (issue 3), measured against baselines in the same run.
+"""Start-up cost of the frozen binary, measured against baselines in the same run.
 
     python benchmarks/bench_binary.py [--runs N]
 

@@ -1,6 +1,6 @@
 """Benchmarks of the workloads users feel, against any build of relay, on either store.
 
-    python benchmarks/bench_relay.py            # the full workloads (issue 2 / issue 5 sizes)
+    python benchmarks/bench_relay.py            # the full workloads (the full sizes)
     python benchmarks/bench_relay.py --quick    # smaller counts, for a smoke run
     RELAY_CMD=./launcher python benchmarks/bench_relay.py
     python benchmarks/bench_relay.py --stores files,redis   # the Redis store next to the files

@@ -31,7 +31,7 @@ import uuid
 
 from _common import MCP_FRAMES, REPO, SCRUBBED, mailbox_line
 
-# Imports the short-lived paths must not pay for (issue 11's import budget).
+# Imports the short-lived paths must not pay for (the start-up import budget).
 HEAVY = ("inspect", "typing", "re", "json", "orjson", "pathlib", "dataclasses")
 EVENTS = ("SessionStart", "UserPromptSubmit", "PostToolUse", "Stop")
 
@@ -258,7 +258,7 @@ def imports(runs: int, python: str) -> None:
                 self_us, cumulative = (statistics.median(v) for v in costs[name])
                 print(f"{self_us:7.0f} {cumulative:7.0f}  {'  ' * depth}{name}")
             heavy = ", ".join(m for m in HEAVY if m in costs) or "none"
-            print(f"of issue 11's import budget ({', '.join(HEAVY)}): {heavy}")
+            print(f"of the start-up import budget ({', '.join(HEAVY)}): {heavy}")
             print()
 
 

@@ -1,4 +1,4 @@
-"""bin/ can never be stale or unverified (issue 3).
+"""bin/ can never be stale or unverified.
 
 build/build.sh records, per binary, its sha256 and the hash of the relay/ sources + pyproject.toml
 it was compiled from (build/built-from.txt, see build/source_hash.py). These tests recompute both:

@@ -1,5 +1,5 @@
 """The hook runs at every prompt and after every tool call: with nothing to deliver it must not
-import the modules that dominate a Python start (issue 11's budget). Checked on the sources, in
+import the modules that dominate a Python start. Checked on the sources, in
 a fresh `python3 -I -S` per event, by listing sys.modules after the hook ran."""
 
 import json

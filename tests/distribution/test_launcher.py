@@ -1,4 +1,4 @@
-"""The POSIX sh launcher (issue 3): platform mapping, finding bin/ through symlinks and relative
+"""The POSIX sh launcher: platform mapping, finding bin/ through symlinks and relative
 paths, passing arguments untouched, RELAY_LAUNCHER, and what happens without a binary.
 
 Each test builds a throwaway checkout: a copy of the real launcher plus a fake bin/relay-<triple>

@@ -1,4 +1,4 @@
-"""The Linux binary runs anywhere its CPU runs Linux, needing no system libc (issue 3).
+"""The Linux binary runs anywhere its CPU runs Linux, needing no system libc.
 
 Each test starts the committed binary in one hostile setting and checks that relay really worked:
 `--version` matches the sources and a `hook` run registers a session in the store. Cases needing

@@ -1,5 +1,5 @@
 """`relay <command> --help`, `relay help`, the usage errors that point at them, and the header line
-`list` and `discover` print on a terminal (issue 12). Black-box through RELAY_CMD, except the checks
+`list` and `discover` print on a terminal. Black-box through RELAY_CMD, except the checks
 that the help and the parser read one command table (relay.faces.command_table) and agree with it."""
 
 import json

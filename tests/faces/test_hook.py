@@ -276,7 +276,7 @@ def test_hook_registration_is_enough_to_wake(run_relay, store_home, tmp_path):
     assert os.path.realpath(runs[0]["cwd"]) == os.path.realpath(project)
 
 
-# -- one delivery protocol (issue 8) ---------------------------------------------------------------
+# -- one delivery protocol ---------------------------------------------------------------
 
 
 def test_hook_cli_inbox_and_mcp_inbox_share_one_delivery_protocol(env, store_home, tmp_path, monkeypatch, capsysbinary):

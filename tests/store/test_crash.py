@@ -1,4 +1,4 @@
-"""Crash safety (issue 5): SIGKILL at each named step, then at random moments under load.
+"""Crash safety: SIGKILL at each named step, then at random moments under load.
 
 RELAY_TEST_KILL_AT=<step> makes the program SIGKILL itself at that checkpoint. The deterministic
 tests prove what each step leaves behind; the random test kills concurrent senders and takers at

@@ -238,7 +238,7 @@ def test_remove_is_idempotent(tmp_path):
     assert not path.exists()
 
 
-# -- issue 8: hard links, foreign owners, shared homes, bounded reads --------------------------------
+# -- hard links, foreign owners, shared homes, bounded reads --------------------------------
 
 
 def test_append_refuses_a_hard_link_and_leaves_its_target_alone(tmp_path):

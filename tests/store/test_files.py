@@ -467,7 +467,7 @@ def test_an_id_in_upper_case_reaches_the_same_session(run_relay, store_home):
     assert sorted(m["body"] for m in got["messages"]) == ["by flag", "by target"]
 
 
-# -- a store that is not the user's (issue 8) ------------------------------------------------------
+# -- a store that is not the user's ------------------------------------------------------
 
 HOOK_PREFIX = "[session-relay/hook] "
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")

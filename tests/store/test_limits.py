@@ -1,4 +1,4 @@
-"""Limits and hostile conditions (issue 5): body size, bad bytes, the hook's context budget, corrupt
+"""Limits and hostile conditions: body size, bad bytes, the hook's context budget, corrupt
 registry and mailbox lines, a read-only store and a full file system."""
 
 import json

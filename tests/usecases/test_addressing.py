@@ -272,7 +272,7 @@ def test_register_description_states_the_rules():
 
 
 # ---- autoname ----
-# Sessions are named from the start (issue 12): SessionStart gives a session without a name its
+# Sessions are named from the start: SessionStart gives a session without a name its
 # project dir's base name, made to fit the name rule and unique (`api`, `api-2`, ...), in the same
 # registry write; a name it has (given by `register`) is never changed by a later start.
 #
@@ -444,7 +444,7 @@ def test_any_dir_name_gives_a_valid_unused_name(base, taken):
 
 
 # ---- id prefix ----
-# Id prefixes (issue 12): anywhere an id is accepted, a unique start of a known id with at least 8
+# Id prefixes: anywhere an id is accepted, a unique start of a known id with at least 8
 # hex digits works. Session ids are known from the registry; message ids from the receipts the
 # caller may see. An ambiguous prefix is a one-line error listing the candidates; a shorter one is
 # refused as too short; a registered name wins over a prefix (relay.usecases.addressing.lookup).

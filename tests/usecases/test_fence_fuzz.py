@@ -1,4 +1,4 @@
-"""Property-based fuzzing of the fence (issue 8): hostile fields built from tag pieces, lookalikes,
+"""Property-based fuzzing of the fence: hostile fields built from tag pieces, lookalikes,
 format characters, entities, escapes and line breaks; render() never raises and its invariants hold."""
 
 import unicodedata
