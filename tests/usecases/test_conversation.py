@@ -278,6 +278,10 @@ def test_mcp_wait_returns_when_the_client_sends_something_else(run_relay, relay_
     question = send_json(run_relay, "bob", "--from", "alice", "--", "slow?")
     bus = Bus(relay_cmd, {**env, **as_session(alice)}, tmp_path, tmp_path / "bus.err")
     try:
+        # one round trip first, so the server is up and reading when the wait arrives: a ping sent
+        # while the server still starts would sit in its read buffer with the wait (a known gap)
+        bus.send({"jsonrpc": "2.0", "id": 0, "method": "ping"})
+        assert bus.recv(timeout=30)["id"] == 0
         started = time.monotonic()
         bus.send(call(1, "wait", {"id": question["id"], "timeoutSec": 50}))
         time.sleep(0.5)
