@@ -226,7 +226,13 @@ def _run_driver(spec: dict[str, Any], sandbox: rc.Sandbox) -> dict[str, Any]:
     done = subprocess.run(
         ["unshare", "-n", sys.executable, str(Path(__file__).resolve())],
         input=json.dumps(spec).encode(),
-        env=sandbox.env(),
+        # run as a script from tests/real, it finds realclients in tests/ through PYTHONPATH
+        env={
+            **sandbox.env(),
+            "PYTHONPATH": os.pathsep.join(
+                [str(Path(__file__).resolve().parents[1]), *filter(None, [sandbox.env().get("PYTHONPATH")])]
+            ),
+        },
         cwd=str(sandbox.project),
         capture_output=True,
         timeout=180,

@@ -351,7 +351,7 @@ def on_redis(env, redis_url):
     return lambda name: {"AGENT_RELAY_URL": redis_url, "RELAY_HOST": name}
 
 
-def _start(run_relay, host_env, sid: str, project) -> None:
+def _start_on(run_relay, host_env, sid: str, project) -> None:
     project.mkdir(exist_ok=True)
     event = json.dumps({"session_id": sid, "hook_event_name": "SessionStart", "cwd": str(project)})
     done = run_relay("hook", input=event, extra_env=host_env)
@@ -368,8 +368,8 @@ def _age(redis_server, sid: str, days: float) -> None:
 
 def test_gc_on_redis_judges_only_this_hosts_sessions(run_relay, on_redis, redis_server, tmp_path):
     a, b = new_id(), new_id()
-    _start(run_relay, on_redis("alpha"), a, tmp_path / "a")
-    _start(run_relay, on_redis("beta"), b, tmp_path / "b")
+    _start_on(run_relay, on_redis("alpha"), a, tmp_path / "a")
+    _start_on(run_relay, on_redis("beta"), b, tmp_path / "b")
     for sid in (a, b):
         assert run_relay("send", sid, "--", f"unread for {sid}").returncode == 0
         _age(redis_server, sid, 30)
@@ -392,8 +392,8 @@ def test_gc_on_redis_judges_only_this_hosts_sessions(run_relay, on_redis, redis_
 
 def test_list_shows_each_sessions_host_on_redis(run_relay, relay_cmd, env, on_redis, tmp_path):
     a, b = new_id(), new_id()
-    _start(run_relay, on_redis("alpha"), a, tmp_path / "a")
-    _start(run_relay, on_redis("beta-host"), b, tmp_path / "b")
+    _start_on(run_relay, on_redis("alpha"), a, tmp_path / "a")
+    _start_on(run_relay, on_redis("beta-host"), b, tmp_path / "b")
     assert run_relay("register", "api", "--id", a).returncode == 0
     assert run_relay("register", "web", "--id", b, extra_env=on_redis("elsewhere")).returncode == 0
     # a name given from a third machine does not move the session
@@ -410,8 +410,8 @@ def test_list_shows_each_sessions_host_on_redis(run_relay, relay_cmd, env, on_re
 
 def test_roster_shows_each_sessions_host_on_redis(run_relay, on_redis, tmp_path):
     a, b = new_id(), new_id()
-    _start(run_relay, on_redis("alpha"), a, tmp_path / "a")
-    _start(run_relay, on_redis("beta"), b, tmp_path / "b")
+    _start_on(run_relay, on_redis("alpha"), a, tmp_path / "a")
+    _start_on(run_relay, on_redis("beta"), b, tmp_path / "b")
     replies, _ = run_bus(
         run_relay,
         req(1, "initialize", {"protocolVersion": "2025-06-18"}),
@@ -425,7 +425,7 @@ def test_roster_shows_each_sessions_host_on_redis(run_relay, on_redis, tmp_path)
 def test_list_on_the_file_store_has_no_host_column(run_relay, env, tmp_path):
     """Only a shared store says where a session runs: the local store's lines stay as they were."""
     sid = new_id()
-    _start(run_relay, {}, sid, tmp_path / "a")
+    _start_on(run_relay, {}, sid, tmp_path / "a")
     [line] = run_relay("list").stdout.decode().splitlines()
     assert "host" not in json.loads(run_relay("list", "--json").stdout)[0]
     assert line.split()[3:5] == ["turn", str(tmp_path / "a")]
