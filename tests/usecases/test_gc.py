@@ -141,7 +141,7 @@ def test_hook_collects_at_most_once_a_day_counting_from_its_first_run(run_relay,
 def test_the_transcript_decides_for_both_clis(env, store_home, tmp_path):
     """Not seen for DAYS is not enough: a transcript written within DAYS (Claude or Codex) keeps the
     session; one as old as the registration does not."""
-    from transcripts import codex_rollout
+    from agent_files import codex_rollout
 
     from relay.usecases import gc
 
