@@ -279,15 +279,19 @@ def test_commands_in_the_cwd_are_never_run(tmp_path: Path, sh: str, entry: str) 
         script.write_text(PLANTED.format(mark=mark, reply="Linux x86_64"))
         script.chmod(0o755)
     path = f"{entry}::{entry}:/usr/bin:/bin"
-    result = subprocess.run(
-        [*shell(sh), str(launcher), "--version"],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={"PATH": path, "HOME": "/nonexistent"},
-        timeout=30,
-        check=False,
-    )
+
+    def run_launcher() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*shell(sh), str(launcher), "--version"],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            env={"PATH": path, "HOME": "/nonexistent"},
+            timeout=30,
+            check=False,
+        )
+
+    result = run_launcher()
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"path={path}\n"
     assert [name for name, mark in marks.items() if mark.exists()] == []
@@ -296,13 +300,5 @@ def test_commands_in_the_cwd_are_never_run(tmp_path: Path, sh: str, entry: str) 
     binary.unlink()
     (tmp_path / "repo" / "relay").mkdir()
     (tmp_path / "repo" / "relay" / "__main__.py").write_text("")
-    result = subprocess.run(
-        [*shell(sh), str(launcher), "--version"],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={"PATH": path, "HOME": "/nonexistent"},
-        timeout=30,
-        check=False,
-    )
+    result = run_launcher()
     assert [name for name, mark in marks.items() if mark.exists()] == []
