@@ -23,6 +23,7 @@ process runs in a network namespace that has only loopback.
 """
 
 import contextlib
+from collections.abc import Iterator
 import http.server
 import json
 import os
@@ -81,6 +82,18 @@ def fence_insides(text: str) -> list[str]:
     """What each fence in `text` holds, from the line after its opening tag to its closing tag (the
     one carrying the same boundary)."""
     return [found["inside"] for found in _FENCE.finditer(text)]
+
+
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string inside a decoded JSON value (a transcript line, a model request), depth first."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
 
 
 def client_set() -> str:
