@@ -10,6 +10,10 @@ import stat
 
 from relay.util.errors import RelayError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 _PRIVATE_DIR = 0o700
 _PRIVATE_FILE = 0o600
 
@@ -359,19 +363,7 @@ def _stream(src: int, fd: int, length: int | None = None) -> bytes:
 
 def copy_range(source: str, length: int, destination: str) -> None:
     """Copy the first `length` bytes of `source` into a new file, streamed (for quarantine)."""
-    src = _open_for_reading(source)
-    if src is None:
-        return
-    try:
-        fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _PRIVATE_FILE)
-        try:
-            _stream(src, fd, length)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    finally:
-        os.close(src)
-    fsync_dir(os.path.dirname(destination))
+    _pour(source, destination, True, lambda src, fd, _torn: _stream(src, fd, length))
 
 
 def count_lines(path: str) -> int:
@@ -410,17 +402,33 @@ def move_aside(path: str, new_path: str) -> None:
 def append_file(source: str, destination: str) -> None:
     """Append all of `source` to `destination` (created 0600), streamed and synced, so mail being
     archived is never held in memory whole; a torn last line is ended with a newline."""
+    _pour(source, destination, False, _append_lines)
+
+
+def _append_lines(src: int, fd: int, torn: bool) -> None:
+    """Pour `src` after a destination's last line (ending a torn one first), ending with a newline."""
+    if torn:
+        _write_all(fd, b"\n")
+    last = _stream(src, fd) or b"\n"  # the destination already ends a line
+    if last != b"\n":
+        _write_all(fd, b"\n")
+
+
+def _pour(source: str, destination: str, fresh: bool, pour: "Callable[[int, int, bool], object]") -> None:
+    """Stream `source` into `destination` with `pour(src, fd, torn)`, then sync the file and its
+    directory: the one shape of every copy the store makes of a mailbox (quarantine, archive).
+    `fresh`: a new 0600 file (never an existing one), else appended to. Nothing when `source` is absent."""
     src = _open_for_reading(source)
     if src is None:
         return
     try:
-        fd, _, torn = _open_to_append(destination)
+        if fresh:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd, torn = os.open(destination, flags, _PRIVATE_FILE), False
+        else:
+            fd, _, torn = _open_to_append(destination)
         try:
-            if torn:
-                _write_all(fd, b"\n")
-            last = _stream(src, fd) or b"\n"  # the destination already ends a line
-            if last != b"\n":
-                _write_all(fd, b"\n")
+            pour(src, fd, torn)
             os.fsync(fd)
         finally:
             os.close(fd)
