@@ -12,7 +12,7 @@ from relay.util.errors import RelayError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 _PRIVATE_DIR = 0o700
 _PRIVATE_FILE = 0o600
@@ -378,6 +378,23 @@ def count_lines(path: str) -> int:
             lines += chunk.count(b"\n")
             last = chunk[-1:]
         return lines + (last != b"\n")
+    finally:
+        os.close(fd)
+
+
+def lines_with(path: str, needle: bytes) -> "Iterator[bytes]":
+    """Each line of `path` that holds `needle`, read in chunks so a large file (an archive) is
+    never loaded whole; nothing when it is absent."""
+    fd = _open_for_reading(path)
+    if fd is None:
+        return
+    try:
+        rest = b""
+        while chunk := os.read(fd, 1 << 20):
+            *lines, rest = (rest + chunk).split(b"\n")
+            yield from (line for line in lines if needle in line)
+        if needle in rest:
+            yield rest
     finally:
         os.close(fd)
 
