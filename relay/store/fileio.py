@@ -85,9 +85,16 @@ def _make_private_dir(directory: str, allow_symlink: bool, is_home: bool) -> Non
         os.makedirs(os.path.dirname(directory), exist_ok=True)
         os.mkdir(directory, _PRIVATE_DIR)
         return
-    info = os.stat(directory) if allow_symlink else os.lstat(directory)
+    info = os.lstat(directory)
     if stat.S_ISLNK(info.st_mode):
-        raise RelayError(f"session-relay: {directory} is a symlink; the store will not write through it")
+        if not allow_symlink:
+            raise RelayError(f"session-relay: {directory} is a symlink; the store will not write through it")
+        if info.st_uid != os.geteuid():  # another user's link could be pointed anywhere at any time
+            raise ForeignFile(
+                f"session-relay: the store home {directory} is a symlink owned by uid {info.st_uid}, not by "
+                "you; point AGENT_RELAY_HOME at a directory of your own"
+            )
+        info = os.stat(directory)  # the target: check_dir refuses one that is not the user's
     check_dir(directory, info, is_home)
     if info.st_mode & 0o077:
         os.chmod(directory, _PRIVATE_DIR)
