@@ -22,10 +22,13 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from relay.domain.ids import is_uuid
-from relay.util.errors import RelayError
+from relay.util.errors import RelayError, StoreUnreachable
 from relay.util.textsafe import one_line
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
     from relay.store.contract import DoorbellsAPI, StoreAPI
     from relay.usecases.wake import Started
 
@@ -33,6 +36,8 @@ BEAT = 3.0
 BLOCK_MS = 1_000  # well inside the client's 2.5 s socket timeout
 RUNNING_MAX = 4
 DEFAULT_PER_MINUTE = 6
+MAX_BACKOFF = 30.0  # seconds between tries while Redis does not answer
+RELEASE_PATIENCE = 5.0  # how long a stopping server tries to hand back its claim
 
 
 # -- `relay doorbell [--serve]` -------------------------------------------------------------------
@@ -82,12 +87,13 @@ def serve(store: "StoreAPI", per_minute: int = DEFAULT_PER_MINUTE) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     running: list[_Running] = []
     try:
-        bells.claim_server()
+        if not _retrying(bells.claim_server, stop):
+            return 0
         try:
             _log(f"serving the doorbell of {bells.here} (at most {per_minute} wakes a minute); stop with SIGTERM")
             _loop(store, bells, per_minute, stop, running)
         finally:
-            bells.release_server()
+            _retrying(bells.release_server, stop, patience=RELEASE_PATIENCE)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -101,28 +107,68 @@ def _log(text: str) -> None:
     print(f"relay: {one_line(text)}", flush=True)
 
 
+def _retrying(step: "Callable[[], object]", stop: list[int], patience: float = float("inf")) -> bool:
+    """Run `step` until Redis answers it (True), waiting longer after each stall (1 s doubling up to
+    MAX_BACKOFF), one log line per outage; False when a signal asked to stop first or `patience`
+    seconds ran out. A stall or a restart of Redis never ends the server."""
+    delay, began, told = 1.0, time.monotonic(), False
+    while True:
+        try:
+            step()
+        except StoreUnreachable as err:
+            if not told:
+                _log(f"{err}; retrying (stop with SIGTERM)")
+                told = True
+            deadline = time.monotonic() + delay
+            while not stop and time.monotonic() < min(deadline, began + patience):
+                time.sleep(0.1)
+            if stop or time.monotonic() >= began + patience:
+                return False
+            delay = min(delay * 2, MAX_BACKOFF)
+            continue
+        if told:
+            _log("Redis answers again; serving")
+        return True
+
+
 def _loop(store: "StoreAPI", bells: "DoorbellsAPI", per_minute: int, stop: list[int], running: list[_Running]) -> None:
+    state = {"backlog": True, "next_beat": 0.0}  # first what a killed server of this host read and never acked
     rung: deque[float] = deque()
-    backlog = True  # first what a killed server of this host read and never acked
-    next_beat = 0.0
     while not stop:
+        _retrying(lambda: _turn(store, bells, per_minute, running, rung, state), stop)
+
+
+def _turn(
+    store: "StoreAPI",
+    bells: "DoorbellsAPI",
+    per_minute: int,
+    running: list[_Running],
+    rung: "deque[float]",
+    state: dict[str, "Any"],
+) -> None:
+    """One round of the server: beat, reap, and read and ring at most one request. After a stall
+    it beats first (the liveness key may have expired) and reads what it had not acked again."""
+    try:
         now = time.monotonic()
-        if now >= next_beat:
+        if now >= state["next_beat"]:
             if not bells.heartbeat():
                 raise RelayError(f"another doorbell server took over {one_line(bells.here)}; this one stops")
-            next_beat = now + BEAT
+            state["next_beat"] = now + BEAT
         _reap(bells, running)
         while rung and rung[0] <= now - 60:
             rung.popleft()
         if len(running) >= RUNNING_MAX or len(rung) >= per_minute:
             time.sleep(0.5)  # requests wait in the stream meanwhile
-            continue
-        got = bells.read(backlog, BLOCK_MS)
-        if backlog and not got:
-            backlog = False
+            return
+        got = bells.read(state["backlog"], BLOCK_MS)
+        if state["backlog"] and not got:
+            state["backlog"] = False
         for stream_id, request in got:
             if _handle(store, bells, stream_id, request, running):
                 rung.append(time.monotonic())
+    except StoreUnreachable:
+        state["backlog"], state["next_beat"] = True, 0.0
+        raise
 
 
 def _handle(

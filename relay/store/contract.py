@@ -243,6 +243,12 @@ if TYPE_CHECKING:
             """The other host whose doorbell must ring for this session; None when it rings here."""
             ...
 
+        def hosted(self, session_id: SessionId) -> tuple[str, str] | None:
+            """The (dir, tool) that a registration made on this host gave the session (its hook's
+            start, or `relay register --dir --tool` here); None when none did. A doorbell server rings
+            with these, never with what a shared store's entry says (docs/redis-store.md)."""
+            ...
+
         def doorbells(self) -> DoorbellsAPI | None:
             """The hosts' doorbell streams; None when the store has no other hosts (the file store)."""
             ...

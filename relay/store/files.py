@@ -593,6 +593,12 @@ class Store(StoreBase):
         local store is on this machine."""
         return None
 
+    def hosted(self, session_id: SessionId) -> tuple[str, str] | None:
+        """The (dir, tool) this host recorded for the session: its registry entry's, all local here."""
+        entry = self.registry().agents.get(session_id)
+        directory, tool = (entry.get("dir"), entry.get("tool", "claude")) if entry else (None, None)
+        return (directory, tool) if isinstance(directory, str) and isinstance(tool, str) else None
+
     def doorbells(self) -> None:
         """No doorbell streams: a local store has no other hosts to ring (relay.faces.doorbell_server)."""
         return None

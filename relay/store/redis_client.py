@@ -8,9 +8,11 @@ import socket
 from typing import Any
 
 import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
+from redis.exceptions import TimeoutError as RedisTimeout
 
-from relay.util.errors import RelayError
+from relay.util.errors import RelayError, StoreUnreachable
 
 # An unreachable Redis, or one that accepts and never answers, fails a command within the 3 s of docs/redis-store.md,
 # with room for the process start and redis-py's import (~0.5 s on a loaded machine).
@@ -50,6 +52,8 @@ class _Guard:
         return None
 
     def __exit__(self, kind: object, err: object, tb: object) -> None:
+        if isinstance(err, (RedisConnectionError, RedisTimeout)):  # includes a server still loading
+            raise StoreUnreachable(self._connection.describe(err)) from None
         if isinstance(err, RedisError) and not isinstance(err, WatchError):
             raise RelayError(self._connection.describe(err)) from None
 

@@ -18,6 +18,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import redis
+
 from relay.store import redis_keys
 from relay.util.errors import RelayError
 from relay.util.textsafe import one_line
@@ -145,10 +147,18 @@ class RedisDoorbells:
     def read(self, backlog: bool, block_ms: int) -> list[tuple[str, dict[str, object] | None]]:
         stream = redis_keys.doorbell(self.here)
         with self._store._guard():
-            if backlog:
-                got = self._redis().xreadgroup(GROUP, CONSUMER, {stream: "0"}, count=1)
-            else:
-                got = self._redis().xreadgroup(GROUP, CONSUMER, {stream: ">"}, count=1, block=block_ms)
+            try:
+                if backlog:
+                    got = self._redis().xreadgroup(GROUP, CONSUMER, {stream: "0"}, count=1)
+                else:
+                    got = self._redis().xreadgroup(GROUP, CONSUMER, {stream: ">"}, count=1, block=block_ms)
+            except redis.ResponseError as err:
+                if not str(err).startswith(("NOGROUP", "UNBLOCKED")):
+                    raise
+                # The stream went (a Redis restarted without its data, or deleted while this read
+                # waited on it), and its group with it: start them again.
+                self._store._run(_GROUP, [stream], [GROUP])
+                return []
         rows = got[0][1] if got else []
         return [(sid.decode(), _load((fields or {}).get(b"r"))) for sid, fields in rows]
 

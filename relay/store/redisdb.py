@@ -46,7 +46,7 @@ from redis.exceptions import WatchError
 
 from relay.domain.ids import SessionId, is_uuid
 from relay.domain.policy import is_urgent
-from relay.store import redis_keys
+from relay.store import fileio, redis_keys
 from relay.store.base import UNSET, StoreBase, first_name, is_message, new_receipt, to_json
 from relay.store.files import (
     TAKE_BUDGET,
@@ -58,6 +58,7 @@ from relay.store.files import (
     WakeLock,
     mailbox_max,
 )
+from relay.store.layout import mailbox_name
 from relay.store.lock import FileLock
 from relay.store.redis_client import UNLOCK, RedisConnection, redact
 from relay.util import jsonlite
@@ -345,6 +346,7 @@ class RedisStore(RedisConnection, StoreBase):
                             pipe.hset(redis_keys.MARKERS, marker, session_id)
                         checkpoint("register:before-write")
                         pipe.execute()
+                        self._note_hosted(session_id, directory, tool)
                         return dict(entry)
                     except WatchError:
                         continue
@@ -716,6 +718,43 @@ class RedisStore(RedisConnection, StoreBase):
         return self._local().wake_note(session_id)
 
     # -- wakes across hosts (docs/redis-store.md): a session's wake rings on its own host -------
+
+    def _note_hosted(self, session_id: str, directory: object, tool: object) -> None:
+        """Keep, on this host only, the dir and tool a registration made here gave: what this host's
+        doorbell server rings with (`hosted`). Redis is shared with every peer that has the URL, so
+        an entry there must not choose the dir or the program a wake runs here."""
+        if directory is UNSET and tool is UNSET:
+            return
+        path = self._hosted_path(session_id)
+        known = self._read_hosted(path) or {}
+        noted = {
+            "dir": directory if directory is not UNSET else known.get("dir"),
+            "tool": tool if tool is not UNSET else known.get("tool"),
+        }
+        if noted != known:
+            fileio.ensure_private_dir(self.home, allow_symlink=True, is_home=True)
+            fileio.ensure_private_dir(os.path.dirname(path))
+            fileio.atomic_write(path, to_json(noted) + b"\n")
+
+    def hosted(self, session_id: SessionId) -> tuple[str, str] | None:
+        """The (dir, tool) a registration on this host recorded for the session; None when none did."""
+        noted = self._read_hosted(self._hosted_path(session_id))
+        if noted is None:
+            return None
+        directory, tool = noted.get("dir"), noted.get("tool")
+        return (directory, tool) if isinstance(directory, str) and isinstance(tool, str) else None
+
+    def _hosted_path(self, session_id: str) -> str:
+        return os.path.join(self.home, "hosted", mailbox_name(session_id).removesuffix(".jsonl") + ".json")
+
+    @staticmethod
+    def _read_hosted(path: str) -> dict[str, object] | None:
+        try:
+            raw = fileio.read_file(path)
+            value = jsonlite.loads(raw) if raw else None
+        except (RelayError, ValueError):
+            return None  # unreadable or planted: as if this host recorded nothing
+        return value if isinstance(value, dict) else None
 
     def wake_host(self, entry: Entry) -> str | None:
         """The host a session runs on when that is not this one (its `host`; RELAY_HOST overrides

@@ -127,13 +127,14 @@ def _wake_elsewhere(
     request = {
         "id": target.session_id,
         "label": target.label,
-        "force": force,
         "hops": limits.caller_hops,
         "queued": queued,
     }
     request_id = bells.post(host, request)
     answer = bells.answer(request_id, ANSWER_WAIT)
     posted = f"posted the wake of {target.label} to {shown_host}'s doorbell (request {request_id})"
+    if force:  # the serving host decides liveness from its own /proc; no waker may override it
+        posted += " without --force, which never travels to another host"
     if answer is None:
         report(f"{posted}; no answer within {ANSWER_WAIT:g} s: it rings when that server gets to it")
         return 0
@@ -166,11 +167,21 @@ def ring_request(store: "StoreAPI", request: dict[str, object] | None) -> "tuple
     entry = store.registry().agents.get(session_id)
     if entry is None:
         return {"state": "error", "line": f"no session {session_id} is registered"}, None
-    target = Target.registered(entry)
     elsewhere = store.wake_host(entry)
+    label = str(Target.registered(entry).label)
     if elsewhere is not None:
-        line = f"{target.label} is not on this host: its entry names {one_line(elsewhere)}"
+        line = f"{label} is not on this host: its entry names {one_line(elsewhere)}"
         return {"state": "error", "line": line}, None
+    hosted = store.hosted(require_uuid(session_id))
+    if hosted is None:
+        line = (
+            f"{label} was not registered on this host (by its hook, or `relay register --dir --tool` here): "
+            "a wake from another host rings only sessions this host recorded"
+        )
+        return {"state": "error", "line": line}, None
+    # The request chooses which local session rings, nothing else: the dir and program are this
+    # host's record, and `force` (which overrides the live check) counts only for a local caller.
+    target = Target(require_uuid(session_id), hosted[0], hosted[1], label, entry)
     hops, queued = request.get("hops"), request.get("queued")
     least = hops if isinstance(hops, int) and not isinstance(hops, bool) else 0
     try:
@@ -178,7 +189,7 @@ def ring_request(store: "StoreAPI", request: dict[str, object] | None) -> "tuple
             store,
             target,
             [],
-            force=request.get("force") is True,
+            force=False,
             dry=False,
             least_hops=least,
             queued=str(queued) if is_uuid(queued) else None,

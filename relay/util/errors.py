@@ -37,6 +37,11 @@ def describe_os_error(err: OSError) -> str:
     return f"session-relay: {err.strerror or err}{where}"
 
 
+class StoreUnreachable(RelayError):
+    """The shared store did not answer (a stall, a restart, the network): worth retrying later, as
+    a long-lived server does; a short command reports it and exits 1 like any RelayError."""
+
+
 class LockBusy(RelayError):
     """Another process held the store lock past the deadline."""
 

@@ -217,10 +217,10 @@ def test_a_wake_posted_to_a_serving_host_on_a_real_second_host_rings_there(run_r
     assert server.lines[-1] == f"relay: stopped serving the doorbell of {HOST_B}"
 
 
-def test_the_waker_hops_and_force_travel_and_dry_posts_nothing(run_relay, hosts, procs, tmp_path):
+def test_the_waker_hops_travel_force_does_not_and_dry_posts_nothing(run_relay, hosts, procs, tmp_path):
     register_on_b(run_relay, hosts)
     sid = json.loads(run_relay("list", "--json").stdout)[0]["id"]
-    live_claude(procs, hosts.b_env, tmp_path, sid)  # the session runs on B: B's /proc says so
+    live = live_claude(procs, hosts.b_env, tmp_path, sid)  # the session runs on B: B's /proc says so
     server = hosts.serve()
     server.line("serving the doorbell")
     dry = run_relay("wake", "web", "--dry")
@@ -230,9 +230,46 @@ def test_the_waker_hops_and_force_travel_and_dry_posts_nothing(run_relay, hosts,
     assert refused.returncode == 75 and line.startswith("relay: not waking web: it is running now in claude"), line
     assert line.endswith(f"(answered by {HOST_B}'s doorbell)") and "your message" in line
     assert bodies(run_relay, "web") == ["hello"]
-    posted(run_relay("wake", "web", "--force", extra_env={"RELAY_HOPS": "2"}))
+    # --force overrides the live check only for a person on the session's own host.
+    forced = run_relay("wake", "web", "--force")
+    assert forced.returncode == 75 and "it is running now in claude" in one_line(forced)
+    assert hosts.agent.runs() == []
+    live.kill()
+    live.wait(10)
+    posted(run_relay("wake", "web", extra_env={"RELAY_HOPS": "2"}))
     server.line("woke web: claude exited 0")
     assert [run["hops"] for run in hosts.agent.runs()] == ["3"], "the waker's RELAY_HOPS reaches the woken program"
+
+
+def test_a_peer_with_only_the_redis_url_chooses_neither_the_session_dir_nor_the_program(
+    run_relay, hosts, redis_server, tmp_path
+):
+    """Registry entries in Redis are writable by anyone with the URL: host B rings only sessions it
+    recorded itself, in the dir and with the CLI it recorded."""
+    sid = register_on_b(run_relay, hosts)
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    client = redis_server.client()
+    entry = json.loads(client.hget("relay:agents", sid))
+    client.hset("relay:agents", sid, json.dumps({**entry, "dir": str(planted), "tool": "codex"}))
+    forged = new_id()  # never registered on B: written straight into Redis by the peer
+    client.hset(
+        "relay:agents",
+        forged,
+        json.dumps(
+            {"id": forged, "name": "forged", "dir": "/", "tool": "codex", "host": HOST_B, "lastSeen": entry["lastSeen"]}
+        ),
+    )
+    client.hset("relay:names", "forged", forged)
+    server = hosts.serve()
+    server.line("serving the doorbell")
+    refused = run_relay("wake", "forged")
+    line = one_line(refused)
+    assert refused.returncode == 1 and "was not registered on this host" in line, line
+    posted(run_relay("wake", "web"))
+    server.line("woke web: claude exited 0")
+    [run] = hosts.agent.runs()
+    assert (run["prog"], run["cwd"]) == ("claude", str(hosts.project)), run
 
 
 def test_a_wake_the_serving_host_cannot_ring_is_an_error_line_for_the_waker(run_relay, hosts):
@@ -448,3 +485,25 @@ def test_an_acl_user_with_the_stores_commands_runs_the_doorbell(redis_server, re
     finally:
         with redis_server.client() as admin:
             admin.execute_command("ACL", "DELUSER", "relay")
+
+
+def test_the_server_rides_out_a_redis_stall_and_a_lost_stream(run_relay, hosts, redis_server):
+    """A Redis that stops answering (here: stopped with SIGSTOP past the client's socket timeout)
+    or comes back without its data never ends the server: it retries, says so once, and serves on."""
+    from relay.store import redis_keys
+
+    register_on_b(run_relay, hosts)
+    server = hosts.serve()
+    server.line("serving the doorbell")
+    os.kill(redis_server.process.pid, signal.SIGSTOP)
+    try:
+        assert "failed: " in server.line("; retrying (stop with SIGTERM)", timeout=60)
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+    server.line("Redis answers again", timeout=90)
+    assert server.proc.poll() is None
+    redis_server.client().delete(redis_keys.doorbell(HOST_B))  # as a restart without persistence would
+    time.sleep(1.5)  # the server's blocked read ends on it
+    posted(run_relay("wake", "web"))
+    server.line("woke web: claude exited 0")
+    assert server.proc.poll() is None

@@ -44,6 +44,7 @@ import json, os, subprocess, sys, time
 env = os.environ
 with open(env["FAKE_RECORD"], "a") as out:
     run = {{"prog": {name!r}, "pid": os.getpid(), "argv": sys.argv[1:], "hops": env.get("RELAY_HOPS")}}
+    run["cwd"] = os.getcwd()
     out.write(json.dumps(run) + "\\n")
 if env.get("FAKE_SEND"):
     relay = json.loads(env["FAKE_RELAY"])
