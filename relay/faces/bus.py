@@ -46,6 +46,10 @@ MAX_LINE_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 100
 # The recursion limit while serving (Python's default is 1000, which a 1000-deep id would reach).
 FRAME_RECURSION_LIMIT = 1200
+# Requests one batch may hold: each answer stays within its 32 KiB budget, so one batch's reply
+# stays within a few MiB; a bigger batch is refused whole, unread (a 60 000-request line once
+# produced a 312 MB reply).
+MAX_BATCH = 64
 # How much of a client's method or tool name an error message quotes.
 _QUOTE_CHARS = 80
 
@@ -240,6 +244,10 @@ class Server:
         except ValueError as err:
             log(f"skipped a line that is not JSON ({err})")
             return True
+        if isinstance(message, list) and len(message) > MAX_BATCH:
+            log(f"refused a batch of {len(message)} requests")
+            refusal = f"batch of {len(message)} requests refused: send at most {MAX_BATCH} in one batch; none was run"
+            return self._send(_error(None, INVALID_REQUEST, refusal))
         if isinstance(message, list) and message:
             answers = [self._safe_answer(item) for item in message]
             replies = [reply for reply, _ in answers if reply is not None]

@@ -368,6 +368,18 @@ def test_send_and_inbox_between_two_sessions(run_relay, store_home):
     assert second | {"note": ""} == {"count": 0, "messages": [], "remaining": 0, "note": ""}
 
 
+def test_a_batch_over_the_limit_is_refused_whole_and_the_bus_serves_on(run_relay):
+    from relay.faces.bus import MAX_BATCH
+
+    tools = [req(n, "tools/list") for n in range(MAX_BATCH + 1)]
+    replies, _ = run_bus(run_relay, tools, tools[:MAX_BATCH], req("after", "ping"))
+    refused, fits, after = replies
+    assert refused["id"] is None and refused["error"]["code"] == -32600
+    assert f"at most {MAX_BATCH}" in refused["error"]["message"] and "none was run" in refused["error"]["message"]
+    assert [r["id"] for r in fits] == list(range(MAX_BATCH)) and all("tools" in r["result"] for r in fits)
+    assert after["id"] == "after"
+
+
 def test_two_inbox_calls_in_one_batch_deliver_a_message_once(run_relay):
     me = new_id()
     run_bus(run_relay, call(1, "send", {"to": me, "body": "once"}), extra_env={"CLAUDE_CODE_SESSION_ID": new_id()})
