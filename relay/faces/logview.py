@@ -24,6 +24,7 @@ POLL = 0.4  # seconds between two reads of --follow: new events show within a se
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 COLOURS = {"sent": "36", "delivered": "32", "replied": "35", "woken": "33", "wake-refused": "31", "renamed": "34"}
 EVENT_WIDTH = max(len(name) for name in journal.EVENTS)
+PAIR_WIDTH = 16  # `from → to` is padded to this, so most events line up
 
 
 def duration(raw: str) -> float:
@@ -79,7 +80,8 @@ class Printer:
         clock = time.strftime("%H:%M:%S", time.localtime(stamp)) if stamp else "--:--:--"
         kind = str(event.get("event") or "?")
         text = _text(event)
-        head = f"{clock}  {_who(event, 'from')} {self.arrow} {_who(event, 'to')}  "
+        pair = f"{_who(event, 'from')} {self.arrow} {_who(event, 'to')}"
+        head = f"{clock}  {pair:<{PAIR_WIDTH}}  "
         shown = f"{kind:<{EVENT_WIDTH}}"
         line = head + shown + (f"  {text}" if text else "")
         if width is not None and len(line) > width:

@@ -45,19 +45,25 @@ def days(home: str) -> list[str]:
     return sorted(n[: -len(SUFFIX)] for n in names if n.endswith(SUFFIX) and _is_day(n[: -len(SUFFIX)]))
 
 
+def _line(event: dict[str, object]) -> bytes:
+    return jsonlite.dumps(event).encode("utf-8", "replace") + b"\n"
+
+
 def encode(event: dict[str, object]) -> bytes:
-    """The event's line (with its newline), cut to MAX_EVENT_BYTES by shortening its body."""
-    line = jsonlite.dumps(event).encode("utf-8", "replace") + b"\n"
+    """The event's line (with its newline), at most MAX_EVENT_BYTES: a body too long is shortened
+    (saying so); an event too big even without its body keeps only its short fields."""
+    line = _line(event)
     if len(line) <= MAX_EVENT_BYTES:
         return line
     body = str(event.get("body") or "")
-    keep = max(0, len(body) - (len(line) - MAX_EVENT_BYTES) - 200)
-    while True:
-        cut = dict(event, body=f"{body[:keep]} [... {len(body) - keep} more characters not journaled]")
-        line = jsonlite.dumps(cut).encode("utf-8", "replace") + b"\n"
-        if len(line) <= MAX_EVENT_BYTES or keep == 0:
-            return line[:MAX_EVENT_BYTES] if len(line) > MAX_EVENT_BYTES else line
+    keep = len(body) * (MAX_EVENT_BYTES - 1024) // len(line)  # about what fits, however the body escapes
+    while keep > 0:
+        line = _line(dict(event, body=f"{body[:keep]} [... {len(body) - keep} more characters not journaled]"))
+        if len(line) <= MAX_EVENT_BYTES:
+            return line
         keep //= 2
+    short = {key: str(event[key])[:200] for key in ("ts", "event", "id", "from", "to", "thread") if event.get(key)}
+    return _line({**short, "detail": "too large to journal"})
 
 
 def append(home: str, event: dict[str, object]) -> None:
