@@ -248,9 +248,9 @@ if TYPE_CHECKING:
             ...
 
         # -- the journal (docs/journal.md) --
-        def journal_append(self, event: Message) -> None:
-            """Append one event (a bounded line, whole or not at all). Files: `<home>/journal/<day>.jsonl`,
-            one O_APPEND write; Redis: one capped stream every host shares."""
+        def journal_append(self, *events: Message) -> None:
+            """Append events, each a bounded line kept whole. Files: `<home>/journal/<day>.jsonl`, one
+            O_APPEND write per day file; Redis: one capped stream every host shares, one round trip."""
             ...
 
         def journal_read(self, cursor: str | None, since: float | None = None) -> tuple[list[Message], str | None]:

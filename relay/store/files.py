@@ -987,11 +987,11 @@ class Store(StoreBase):
 
     # -- the journal: what happened, bodies included (docs/journal.md) ---------------------------
 
-    def journal_append(self, event: Message) -> None:
-        """Append one event to `<home>/journal/<day>.jsonl` in one O_APPEND write (no store lock)."""
+    def journal_append(self, *events: Message) -> None:
+        """Append events to `<home>/journal/<day>.jsonl`, one O_APPEND write per day file (no store lock)."""
         from relay.store import journal_files
 
-        journal_files.append(self.home, event)
+        journal_files.append(self.home, events)
 
     def journal_read(self, cursor: str | None, since: float | None = None) -> tuple[list[Message], str | None]:
         """The events after `cursor` (or from the day of `since`), oldest first, and the new cursor."""

@@ -66,18 +66,20 @@ def encode(event: dict[str, object]) -> bytes:
     return _line({**short, "detail": "too large to journal"})
 
 
-def append(home: str, event: dict[str, object]) -> None:
-    """Append one event to its day's file, in one write (creating the 0700 dir and 0600 file)."""
+def append(home: str, events: "tuple[dict[str, object], ...]") -> None:
+    """Append events to their days' files, one write per file (creating the 0700 dir and 0600 files)."""
     directory = os.path.join(home, DIR)
     fileio.ensure_private_dir(home, allow_symlink=True, is_home=True)
     fileio.ensure_private_dir(directory)
-    line = encode(event)
-    path = os.path.join(directory, day_of(str(event.get("ts") or "")) + SUFFIX)
-    fd = fileio.open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    try:
-        os.write(fd, line)  # one write(2) of a bounded line: O_APPEND keeps concurrent lines whole
-    finally:
-        os.close(fd)
+    lines: dict[str, list[bytes]] = {}
+    for event in events:
+        lines.setdefault(day_of(str(event.get("ts") or "")), []).append(encode(event))
+    for day, day_lines in lines.items():
+        fd = fileio.open_regular(os.path.join(directory, day + SUFFIX), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, b"".join(day_lines))  # one write(2) of whole lines: O_APPEND keeps writers apart
+        finally:
+            os.close(fd)
 
 
 def _parse_cursor(cursor: str | None) -> tuple[str, int]:

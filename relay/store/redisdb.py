@@ -819,14 +819,16 @@ class RedisStore(RedisConnection, StoreBase):
 
     # -- the journal: one capped stream every host appends to and reads (docs/journal.md) -----------
 
-    def journal_append(self, event: Message) -> None:
-        """XADD the event (its bounded line) to the journal stream, trimming it to about JOURNAL_MAX."""
+    def journal_append(self, *events: Message) -> None:
+        """XADD the events (their bounded lines) to the journal stream in one round trip, trimming it
+        to about JOURNAL_MAX."""
         from relay.store.journal_files import encode
 
         with self._guard():
-            self._redis().xadd(
-                redis_keys.JOURNAL, {"e": encode(event).rstrip(b"\n")}, maxlen=JOURNAL_MAX, approximate=True
-            )
+            pipe = self._redis().pipeline(transaction=False)
+            for event in events:
+                pipe.xadd(redis_keys.JOURNAL, {"e": encode(event).rstrip(b"\n")}, maxlen=JOURNAL_MAX, approximate=True)
+            pipe.execute()
 
     def journal_read(self, cursor: str | None, since: float | None = None) -> tuple[list[Message], str | None]:
         """The events after the stream id `cursor` (or from `since`), oldest first, and the last id read."""

@@ -43,8 +43,7 @@ def _record(store: "StoreAPI", events: "list[Message]") -> None:
     try:
         if not events or journal_days() == 0:
             return
-        for event in events:
-            store.journal_append(event)
+        store.journal_append(*events)
     except Exception as err:
         from relay.store.errorlog import record
 

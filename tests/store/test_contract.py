@@ -542,6 +542,8 @@ def test_the_journal_reads_back_in_order_and_resumes_after_its_cursor(store):
     store.journal_append(journal_event(3, body="ünïcode\nline"))
     events, later = store.journal_read(cursor)
     assert [(e["id"], e["body"]) for e in events] == [("e3", "ünïcode\nline")] and later != cursor
+    store.journal_append(journal_event(4), journal_event(5), journal_event(6))  # a batch, one write
+    assert [e["id"] for e in store.journal_read(later)[0]] == ["e4", "e5", "e6"]
 
 
 def test_a_huge_body_is_cut_so_an_event_stays_bounded(store):
