@@ -62,7 +62,10 @@ def _of_message(kind: str, message: "Message", **fields: object) -> "Message":
 
 def sent(store: "StoreAPI", message: "Message") -> None:
     """A message was queued; when it answers another, that question gets its `replied` event."""
-    events = [_of_message("sent", message)]
+    flags = [
+        word for key, word in (("urgent", "urgent"), ("expectsReply", "expects a reply")) if message.get(key) is True
+    ]
+    events = [_of_message("sent", message, detail=", ".join(flags) or None)]
     if message.get("replyTo"):
         reply = {**_of_message("replied", message), "id": message["replyTo"], "body": None}
         events.append({**reply, "replyTo": None, "detail": f"reply {message.get('id')}"})

@@ -65,7 +65,7 @@ def pair(run_relay, tmp_path: Path) -> dict[str, str]:
 
 def converse(run_relay, pair: dict[str, str], tmp_path: Path) -> tuple[str, str]:
     """web asks api, api's prompt delivers it, api replies: (question id, reply id)."""
-    question = send(run_relay, "api", "--from", "web", "--", "is v2 final?\nasking for the client")
+    question = send(run_relay, "api", "--from", "web", "--urgent", "--", "is v2 final?\nasking for the client")
     assert "is v2 final?" in prompt(run_relay, pair["api"], tmp_path / "api")
     reply = send(run_relay, "web", "--from", "api", "--reply-to", question, "--", "final since Monday")
     return question, reply
@@ -87,7 +87,7 @@ def test_a_conversation_is_journaled_with_bodies_and_privately(run_relay, pair, 
     sent, delivered, answer, replied = events
     assert sent["body"] == delivered["body"] == "is v2 final?\nasking for the client"
     assert (sent["fromName"], sent["toName"], sent["from"], sent["to"]) == ("web", "api", pair["web"], pair["api"])
-    assert sent["thread"] == question and sent["replyTo"] is None
+    assert sent["thread"] == question and sent["replyTo"] is None and sent["detail"] == "urgent"
     assert (answer["body"], answer["replyTo"], answer["thread"]) == ("final since Monday", question, question)
     assert (replied["fromName"], replied["toName"], replied["thread"]) == ("api", "web", question)
     assert reply in replied["detail"]
@@ -110,7 +110,7 @@ def test_a_conversation_is_journaled_with_bodies_and_privately(run_relay, pair, 
         ("api", "web", "sent"),
         ("api", "web", "replied"),
     ]
-    assert parsed[0] and parsed[0].group(5) == "is v2 final? ⏎ asking for the client"
+    assert parsed[0] and parsed[0].group(5) == "is v2 final? ⏎ asking for the client (urgent)"
     assert "\x1b" not in done.stdout.decode(), "no colour in a pipe"
 
 
