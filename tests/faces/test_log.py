@@ -258,6 +258,7 @@ def test_a_journal_that_cannot_be_written_never_fails_the_send_or_delivery(run_r
 
 def test_on_a_terminal_lines_fit_its_width_and_events_are_coloured(run_relay, env, pair, tmp_path):
     send(run_relay, "api", "--from", "web", "--", "x" * 300)
+    send(run_relay, "api", "--", "\x1b]52;c;ZXZpbA==\x07 \u202egnp.exe")  # a clipboard write, a bidi flip
     primary, secondary = pty.openpty()
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 60, 0, 0))
     done = subprocess.run(
@@ -273,10 +274,12 @@ def test_on_a_terminal_lines_fit_its_width_and_events_are_coloured(run_relay, en
     out = os.read(primary, 65536).decode()
     os.close(primary)
     assert done.returncode == 0, done.stderr
-    [line] = [line for line in out.splitlines() if line]
-    assert "\x1b[36msent" in line
-    plain = re.sub(r"\x1b\[[0-9;]*m", "", line)
+    long, planted = [line for line in out.splitlines() if line]
+    assert "\x1b[36msent" in long
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", long)
     assert len(plain) == 60 and plain.endswith("…")
+    assert "\x1b]" not in planted and "\x07" not in planted and "\u202e" not in planted
+    assert "\\x1b]52;c;" in planted
 
 
 def test_concurrent_writers_never_tear_or_lose_a_line(run_relay, pair, store_home):
