@@ -21,6 +21,7 @@ DOORBELL_PER_MINUTE = 6  # relay.faces.doorbell_server.DEFAULT_PER_MINUTE
 # import orjson and pathlib, which a command's table needs no more than `list` does; tests/faces/test_helptext.py
 # checks they still agree.
 DISCOVER_WITHIN_MIN, DISCOVER_LIMIT, GC_DAYS = 60, 50, 14
+LOG_LIMIT = 50  # how many events `relay log` prints by default
 
 TOOL_CHOICE = "claude|codex"
 
@@ -142,6 +143,19 @@ SHAPES: dict[str, Spec] = {
         },
         positionals=("WHO",),
         message=True,
+    ),
+    "log": Spec(
+        "relay log [--follow] [--thread ID] [--session NAME|ID] [--since DURATION] [--limit N] [--json]",
+        "show the journal: what was sent, delivered, replied, woken or refused, bodies included",
+        "log_command",
+        options={
+            "--follow": ("", "keep printing new events as they happen, until Ctrl-C", "off"),
+            "--thread": ("ID", "only the conversation of this message id (or its first characters)", "all"),
+            "--session": ("NAME|ID", "only events from or to this session", "all"),
+            "--since": ("DURATION", "only events of the last DURATION: 90s, 15m, 2h or 3d", "all kept"),
+            "--limit": ("N", "print the last N events (then follow)", str(LOG_LIMIT)),
+            "--json": ("", "one JSON object per line", "off"),
+        },
     ),
     "doorbell": Spec(
         "relay doorbell [--serve] [--per-minute N]",

@@ -403,6 +403,13 @@ def wake_command(store: StoreAPI, parsed: Parsed) -> int:
     return wake(store, target, words, report, force="--force" in parsed.flags, dry="--dry" in parsed.flags)
 
 
+def log_command(store: StoreAPI, parsed: Parsed) -> int:
+    """Print the journal's last events, oldest first, and with --follow the new ones (relay.faces.logview)."""
+    from relay.faces.logview import main
+
+    return main(store, parsed)
+
+
 def doorbell_command(store: StoreAPI, parsed: Parsed) -> int:
     """List the hosts whose doorbell is served, or serve this host's until SIGTERM or SIGINT
     (relay.faces.doorbell_server)."""

@@ -179,6 +179,22 @@ TOPICS: dict[str, Topic] = {
         },
         positionals={"WHO": WHO, "MESSAGE": "optional: " + MESSAGE},
     ),
+    "log": Topic(
+        "Shows the journal: every message sent (a reply names the message it answers, which gets a replied "
+        "event), every delivery, every wake run or refused (with the reason) and every name that moved to "
+        "another session, bodies included. The journal is private (0600 files under <home>/journal/, or one "
+        "capped stream on Redis, shared by every host) and keeps RELAY_JOURNAL_DAYS days (default 14; 0 "
+        "turns it off). relay gc drops older days.",
+        output=(
+            "the last N events, oldest first, one line each: HH:MM:SS  FROM -> TO  EVENT  BODY or detail (local "
+            "time; on a terminal cut to its width and coloured), or a note when there are none",
+            "--json: one object per line, {ts, event, id, from, fromName, to, toName, thread, replyTo, body, "
+            "detail}, event one of sent, delivered, replied, woken, wake-refused, renamed",
+            "--follow: then every new event within a second, until Ctrl-C",
+        ),
+        example="relay log --session payments-api --since 2h",
+        exits={"0": "printed (with --follow: stopped by Ctrl-C)", "1": "", "2": ""},
+    ),
     "doorbell": Topic(
         "Lists the hosts whose doorbell is served now. With --serve and the Redis store (AGENT_RELAY_URL), "
         "serves this host's doorbell: `relay wake` of a session on "
@@ -221,7 +237,7 @@ TOPICS: dict[str, Topic] = {
         output=(
             "one line per session: forgot (or would forget) NAME ID (last seen TIME), N message(s) archived; "
             "skipped ID: REASON; removed N empty mailbox(es); or nothing to collect",
-            "--json: {olderThanDays, dry, retired, skipped, emptyMailboxes, receiptsRemoved, archive}",
+            "--json: {olderThanDays, dry, retired, skipped, emptyMailboxes, receiptsRemoved, journalPruned, archive}",
         ),
         example="relay gc --dry",
     ),

@@ -253,6 +253,21 @@ if TYPE_CHECKING:
             """The hosts' doorbell streams; None when the store has no other hosts (the file store)."""
             ...
 
+        # -- the journal (docs/journal.md) --
+        def journal_append(self, *events: Message) -> None:
+            """Append events, each a bounded line kept whole. Files: `<home>/journal/<day>.jsonl`, one
+            O_APPEND write per day file; Redis: one capped stream every host shares, one round trip."""
+            ...
+
+        def journal_read(self, cursor: str | None, since: float | None = None) -> tuple[list[Message], str | None]:
+            """The events after `cursor` (an opaque position this method returned), or from about
+            `since` (epoch seconds) without one, oldest first; and the cursor after the last."""
+            ...
+
+        def journal_prune(self, keep_days: int, now: float | None = None) -> int:
+            """Drop the events older than `keep_days` days (all of them for 0); how many days/events went."""
+            ...
+
         # -- collection and diagnosis (docs/store.md, docs/security.md) --
         def gc_due(self, interval: float) -> bool: ...
         def touch_gc_stamp(self) -> None: ...

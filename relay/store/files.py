@@ -995,6 +995,30 @@ class Store(StoreBase):
                     continue
         return removed
 
+    # -- the journal: what happened, bodies included (docs/journal.md) ---------------------------
+
+    def journal_append(self, *events: Message) -> None:
+        """Append events to `<home>/journal/<day>.jsonl`, one O_APPEND write per day file (no store lock)."""
+        from relay.store import journal_files
+
+        journal_files.append(self.home, events)
+
+    def journal_read(self, cursor: str | None, since: float | None = None) -> tuple[list[Message], str | None]:
+        """The events after `cursor` (or from the day of `since`), oldest first, and the new cursor."""
+        if not self._check_home():
+            return [], cursor
+        from relay.store import journal_files
+
+        return journal_files.read(self.home, cursor, since)
+
+    def journal_prune(self, keep_days: int, now: float | None = None) -> int:
+        """Remove the journal's days older than the last `keep_days` (every day for 0); how many went."""
+        if not self._check_home():
+            return 0
+        from relay.store import journal_files
+
+        return journal_files.prune(self.home, keep_days, time.time() if now is None else now)
+
     # -- collection (`relay gc`) ----------------------------------------------------------------
 
     def gc_due(self, interval: float) -> bool:
@@ -1118,7 +1142,17 @@ class Store(StoreBase):
             found.append(("loose-mode", self.home, f"{stat.S_IMODE(info.st_mode):o}"))
         for name in _listdir(self.home):
             path = self._path(name)
-            if name in ("mailbox", "markers", "inflight", "quarantine", "archive", "receipts", "watchers", "wakes"):
+            if name in (
+                "mailbox",
+                "markers",
+                "inflight",
+                "quarantine",
+                "archive",
+                "receipts",
+                "watchers",
+                "wakes",
+                "journal",
+            ):
                 found.extend(self._entry_facts(path, expect="dir"))
                 for inner in _listdir(path):
                     found.extend(self._entry_facts(os.path.join(path, inner), expect="file", area=name))

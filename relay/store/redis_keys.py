@@ -5,6 +5,7 @@ cannot drift between two spellings of one key. All keys live under `relay:` in o
 AGENTS = "relay:agents"  # HASH id -> Entry JSON
 NAMES = "relay:names"  # HASH name -> id
 MARKERS = "relay:markers"  # HASH absolute dir -> session id
+JOURNAL = "relay:journal"  # STREAM of journal events (field `e`), capped (docs/journal.md)
 
 
 def mbox(session_id: str) -> str:

@@ -78,6 +78,9 @@ CLAIM_IDLE_MS = 20_000
 TAKE_LOCK_MS = 5_000
 TAKE_LOCK_WAIT = 3.0
 _READ_COUNT = 32
+# The journal stream keeps about this many events (XADD MAXLEN ~); `relay gc` also trims it by age.
+JOURNAL_MAX = 200_000
+_JOURNAL_PAGE = 1000
 
 _ENQUEUE = """
 local used = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -864,6 +867,49 @@ class RedisStore(RedisConnection, StoreBase):
         if archived < 0:
             raise LockBusy()
         return archived
+
+    # -- the journal: one capped stream every host appends to and reads (docs/journal.md) -----------
+
+    def journal_append(self, *events: Message) -> None:
+        """XADD the events (their bounded lines) to the journal stream in one round trip, trimming it
+        to about JOURNAL_MAX."""
+        from relay.store.journal_files import encode
+
+        with self._guard():
+            pipe = self._redis().pipeline(transaction=False)
+            for event in events:
+                pipe.xadd(redis_keys.JOURNAL, {"e": encode(event).rstrip(b"\n")}, maxlen=JOURNAL_MAX, approximate=True)
+            pipe.execute()
+
+    def journal_read(self, cursor: str | None, since: float | None = None) -> tuple[list[Message], str | None]:
+        """The events after the stream id `cursor` (or from `since`), oldest first, and the last id read."""
+        start = "-" if since is None else f"{max(0, int(since * 1000))}-0"
+        if cursor:
+            start = f"({cursor}"
+        events: list[Message] = []
+        with self._guard():
+            client = self._redis()
+            while True:
+                page = client.xrange(redis_keys.JOURNAL, min=start, max="+", count=_JOURNAL_PAGE)
+                for sid, fields in page:
+                    cursor = sid.decode()
+                    event = _parse(fields.get(b"e"))
+                    if event is not None:
+                        events.append(event)
+                if len(page) < _JOURNAL_PAGE:
+                    return events, cursor
+                start = f"({cursor}"
+
+    def journal_prune(self, keep_days: int, now: float | None = None) -> int:
+        """Trim the stream's events older than `keep_days` days (all of it for 0); how many went."""
+        with self._guard():
+            client = self._redis()
+            if keep_days == 0:
+                count = int(client.xlen(redis_keys.JOURNAL))
+                client.delete(redis_keys.JOURNAL)
+                return count
+            cutoff = (time.time() if now is None else now) - keep_days * 86400
+            return int(client.xtrim(redis_keys.JOURNAL, minid=f"{int(cutoff * 1000)}-0", approximate=False))
 
     def receipt_ids(self, prefix: str) -> list[str]:
         """The ids of the receipts kept that start with `prefix`, sorted (one SCAN; glob characters in

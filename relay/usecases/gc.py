@@ -5,7 +5,8 @@ and the session is not running; its markers go with it and its undelivered mail 
 (`<home>/archive/<id>.jsonl`, or relay:archive:<id> on Redis), never deleted. On a store several
 machines share, only this host's sessions are judged: their transcripts and processes are here.
 Empty mailboxes go. The hook runs the same collection at most once a day (relay.faces.hook). Message
-receipts (`relay status`) unchanged for RECEIPT_DAYS go too. The store does the work; this module
+receipts (`relay status`) unchanged for RECEIPT_DAYS go too, and the journal's days past RELAY_JOURNAL_DAYS
+(docs/journal.md). The store does the work; this module
 only decides.
 """
 
@@ -14,6 +15,7 @@ import time
 
 from relay.domain.ids import require_uuid
 from relay.store.files import Entry
+from relay.usecases.journal import prune as prune_journal
 from relay.util.errors import LockBusy
 
 TYPE_CHECKING = False  # typing stays off the import path; only mypy reads this
@@ -87,10 +89,11 @@ def collect(store: "StoreAPI", days: float = DEFAULT_DAYS, dry: bool = False, no
                 continue
         retired.append(row)
     empty = [name for name, size in store.mailbox_files() if size == 0]
-    receipts = 0
+    receipts = journal_pruned = 0
     if not dry:
         empty = [name for name in empty if store.drop_empty_mailbox(name)]
         receipts = store.prune_receipts(RECEIPT_DAYS * DAY_SECONDS, now)
+        journal_pruned = prune_journal(store, now)
         store.touch_gc_stamp()
     return {
         "olderThanDays": days,
@@ -99,5 +102,6 @@ def collect(store: "StoreAPI", days: float = DEFAULT_DAYS, dry: bool = False, no
         "skipped": skipped,
         "emptyMailboxes": empty,
         "receiptsRemoved": receipts,
+        "journalPruned": journal_pruned,
         "archive": store.archive_location(),
     }

@@ -81,6 +81,9 @@ def send(
         message["hops"] = hops
     # `resolve` read the id from the registry (or the caller's whole id): checked here, where it enters.
     store.enqueue(require_uuid(recipient["id"], "recipient id"), message)
+    from relay.usecases import journal
+
+    journal.sent(store, message)
     return recipient, message
 
 
@@ -130,10 +133,13 @@ def open_delivery(
 
     def confirm(written: bool) -> int:
         with delivery:
-            if written and shown:
-                delivery.ack(shown)
-                return shown
-        return 0
+            if not (written and shown):
+                return 0
+            delivery.ack(shown)
+        from relay.usecases import journal
+
+        journal.delivered(store, delivery.messages[:shown])
+        return shown
 
     return confirm
 

@@ -120,6 +120,11 @@ def _wake_elsewhere(
         options = [*(["--force"] if force else []), *(["--dry"] if dry else [])]
         command = shlex.join(["relay", "wake", target.label, *options])
         mail = f"your message {queued} is queued; " if queued else ""
+        if not dry:
+            from relay.usecases import journal
+
+            why = f"it runs on host {shown_host}, where no `relay doorbell --serve` runs"
+            journal.wake_refused(store, target.session_id, target.label, why, queued)
         raise RelayError(
             f"not waking {target.label} here: it runs on host {shown_host}, where no `relay doorbell --serve` runs; "
             f"{mail}on {shown_host} run: {command}"

@@ -14,6 +14,7 @@ import time
 from relay.agents import is_live
 from relay.domain.loopguard import DEFAULT_MAX_HOPS, hops_of, inherited_hops
 from relay.host import procinfo
+from relay.usecases import journal
 from relay.util.clock import iso_from_epoch
 from relay.util.env import whole_number_env
 from relay.util.errors import WakeRefused
@@ -134,11 +135,15 @@ def admit(
         depth = max([limits.caller_hops, *(hops_of(message) for message in store.peek(session_id))])
         why = _why_not(store, session_id, tool, lock, limits, depth, force, dry)
         if why is not None:
+            if not dry:
+                journal.wake_refused(store, session_id, label, one_line(why), queued)
             raise WakeRefused(one_line(f"not waking {label}: {why}; {_mail_note(queued, dry)}"))
     except BaseException:
         if lock is not None:
             lock.release()
         raise
+    if not dry:
+        journal.woken(store, session_id, label, f"{tool}, {depth + 1} wake{'s' if depth else ''} deep", queued)
     return Ticket(lock, depth + 1)
 
 

@@ -57,6 +57,8 @@ def test_hook_with_nothing_to_deliver_imports_nothing_heavy(env, store_home, tmp
     loaded = modules_after(tmp_path, env, ["hook", *tool], json.dumps(payload).encode())
     assert "relay.faces.hook" in loaded  # the probe really ran the hook
     assert sorted(loaded & set(HEAVY)) == []
+    # the journal (docs/journal.md) is loaded only by what writes an event: not here
+    assert sorted(m for m in loaded if "journal" in m) == []
 
 
 def test_the_probe_sees_a_heavy_import(env, store_home, tmp_path):

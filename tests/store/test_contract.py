@@ -529,3 +529,50 @@ def test_another_scheme_is_refused_without_echoing_the_value(env):
     done = _probe(env, "http://user:s3cret@example.com/")
     assert done.returncode != 0
     assert "must start with redis:// or rediss://" in done.stderr and "s3cret" not in done.stderr
+
+
+# -- the journal (docs/journal.md) ------------------------------------------------------------------
+
+
+def journal_event(n: int, ts: str | None = None, body: str = "b") -> dict:
+    return {"ts": ts or now_iso(), "event": "sent", "id": f"e{n}", "body": body}
+
+
+def test_the_journal_reads_back_in_order_and_resumes_after_its_cursor(store):
+    assert store.journal_read(None) == ([], None)
+    for n in range(3):
+        store.journal_append(journal_event(n))
+    events, cursor = store.journal_read(None)
+    assert [e["id"] for e in events] == ["e0", "e1", "e2"]
+    assert store.journal_read(cursor) == ([], cursor)
+    store.journal_append(journal_event(3, body="ünïcode\nline"))
+    events, later = store.journal_read(cursor)
+    assert [(e["id"], e["body"]) for e in events] == [("e3", "ünïcode\nline")] and later != cursor
+    store.journal_append(journal_event(4), journal_event(5), journal_event(6))  # a batch, one write
+    assert [e["id"] for e in store.journal_read(later)[0]] == ["e4", "e5", "e6"]
+
+
+def test_a_huge_body_is_cut_so_an_event_stays_bounded(store):
+    from relay.store.journal_files import MAX_EVENT_BYTES
+
+    store.journal_append(journal_event(0, body="x" * (3 * MAX_EVENT_BYTES)))
+    store.journal_append(journal_event(1, body="\x01" * MAX_EVENT_BYTES))  # six bytes each once escaped
+    store.journal_append({**journal_event(2), "detail": "d" * (2 * MAX_EVENT_BYTES)})
+    store.journal_append(journal_event(3))
+    cut, escaped, bare, after = store.journal_read(None)[0]
+    assert cut["id"] == "e0" and len(cut["body"]) < MAX_EVENT_BYTES and "not journaled" in cut["body"]
+    assert escaped["body"].startswith("\x01" * 1000) and "not journaled" in escaped["body"]
+    assert (bare["id"], bare["detail"], bare.get("body")) == ("e2", "too large to journal", None)
+    assert after["id"] == "e3"
+
+
+def test_pruning_the_journal_keeps_the_last_days_and_zero_drops_it_all(store):
+    now = time.time()
+    store.journal_append(journal_event(0))
+    assert store.journal_prune(14, now) == 0
+    assert [e["id"] for e in store.journal_read(None)[0]] == ["e0"]
+    assert store.journal_prune(14, now + 20 * 86400) >= 1
+    assert store.journal_read(None)[0] == []
+    store.journal_append(journal_event(1))
+    assert store.journal_prune(0, now) >= 1
+    assert store.journal_read(None)[0] == []

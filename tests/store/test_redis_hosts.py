@@ -333,6 +333,30 @@ def test_wake_of_a_session_on_another_host_is_refused_with_the_command_to_run_th
     assert planned["cwd"] == str(tmp_path / "proj")
 
 
+def test_relay_log_on_every_host_shows_the_one_journal(machines, tmp_path):
+    """The journal on Redis is one stream: what one host sent and another delivered, and a wake the
+    second refused, read the same from either host (and from a third that took part in nothing)."""
+    alpha, beta, gamma = machines("alpha"), machines("beta"), machines("gamma")
+    on_a, on_b = new_id(), new_id()
+    _start(alpha, on_a, tmp_path / "proj-a")
+    _start(beta, on_b, tmp_path / "proj-b")
+    name_b = _listed(alpha)[on_b]["name"]
+    question = alpha("send", name_b, "--from", on_a, "--", "across the wire")
+    assert question.returncode == 0, question.stderr
+    assert [m["body"] for m in _take_all(beta, on_b)] == ["across the wire"]
+    assert beta("wake", _listed(beta)[on_a]["name"]).returncode == 1  # alpha serves no doorbell: refused
+    seen = []
+    for host in (alpha, beta, gamma):
+        done = host("log", "--json")
+        assert done.returncode == 0, done.stderr
+        seen.append([json.loads(line) for line in done.stdout.decode().splitlines()])
+    assert seen[0] == seen[1] == seen[2]
+    assert [(e["event"], e["to"]) for e in seen[0]] == [("sent", on_b), ("delivered", on_b), ("wake-refused", on_a)]
+    assert seen[0][1]["body"] == "across the wire" and "alpha" in seen[0][2]["detail"]
+    lines = gamma("log", "--session", on_a).stdout.decode().splitlines()
+    assert len(lines) == 3 and "across the wire" in lines[0] and "wake-refused" in lines[2]
+
+
 # ---- redis hosts ----
 # Several machines on one Redis store (docs/redis-store.md), black-box through the CLI, the hook and the bus.
 #
