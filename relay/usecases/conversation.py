@@ -29,7 +29,7 @@ STATUS_FIELDS = ("id", "to", "toName", "state", "queuedAt", "deliveredAt", "repl
 
 class Sent:
     """A message `send_and_ring` queued: its recipient's entry, the message, and what the ring of
-    an idle Codex recipient learnt (relay.usecases.codex_queue's outcome, and a note for the sender)."""
+    an idle recipient learnt (relay.usecases.wake.ring_idle's outcome, and a note for the sender)."""
 
     __slots__ = ("message", "note", "recipient", "rung")
 
@@ -46,15 +46,16 @@ class Sent:
 def send_and_ring(
     store: "StoreAPI", target: str, body: str, sender_id: str | None, sender_name: str | None, **options: "Any"
 ) -> Sent:
-    """Queue `body` for `target`, carrying the wakes behind this process (RELAY_HOPS), then nudge
-    the recipient when it is an open, idle Codex session: what every face's `send` does. `options`
+    """Queue `body` for `target`, carrying the wakes behind this process (RELAY_HOPS), then ring
+    the recipient when it is an open, idle session relay can reach (relay.usecases.wake.ring_idle):
+    what every face's `send` does. `options`
     are relay.usecases.mail.send's (urgent, reply_to, expects_reply)."""
     from relay.domain.loopguard import inherited_hops
-    from relay.usecases.codex_queue import ring_if_idle
     from relay.usecases.mail import send
+    from relay.usecases.wake import ring_idle
 
     recipient, message = send(store, target, body, sender_id, sender_name, hops=inherited_hops(), **options)
-    rung, note = ring_if_idle(store, recipient, message)
+    rung, note = ring_idle(store, recipient, message)
     return Sent(recipient, message, rung, note)
 
 
