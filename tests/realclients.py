@@ -23,7 +23,6 @@ process runs in a network namespace that has only loopback.
 """
 
 import contextlib
-from collections.abc import Iterator
 import http.server
 import json
 import os
@@ -36,6 +35,7 @@ import threading
 import time
 import tomllib
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -16,11 +16,6 @@ def inherited_hops() -> int:
     return whole_number_env("RELAY_HOPS", 0)
 
 
-def max_hops() -> int:
-    """RELAY_MAX_HOPS, default 6: mail this many hops deep never rings the doorbell."""
-    return whole_number_env("RELAY_MAX_HOPS", DEFAULT_MAX_HOPS)
-
-
 def hops_of(message: dict[str, object]) -> int:
     """A stored message's hops: 0 when missing or not a whole number (0.1 mail, a planted line)."""
     value = message.get("hops")

@@ -107,7 +107,7 @@ SHAPES: dict[str, Spec] = {
     ),
     "status": Spec(
         "relay status MSG_ID [--json]",
-        "what became of a message: queued, taken, delivered or replied (with the reply's id)",
+        "what became of a message: queued, taken, delivered, replied (with the reply's id) or archived by gc",
         "status_command",
         options={"--json": ("", "print the status as one JSON line", "off")},
         positionals=("MSG_ID",),

@@ -87,7 +87,8 @@ def _id_option(store: StoreAPI, parsed: Parsed) -> SessionId:
         raise UsageError(f"--id: {err}") from None
 
 
-def _number(parsed: Parsed, option: str, default: float) -> float:
+def _number(parsed: Parsed, option: str, default: float, most: float | None = None) -> float:
+    """A number option's value: positive and finite, or, given `most`, from 0 to `most` (--wait)."""
     raw = parsed.options.get(option)
     if raw is None:
         return default
@@ -95,7 +96,9 @@ def _number(parsed: Parsed, option: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise UsageError(f"{option} needs a number, not {raw!r}") from None
-    if not value > 0 or value == float("inf"):
+    if most is not None and not 0 <= value <= most:
+        raise UsageError(f"{option} must be 0 to {most:g} seconds, not {raw!r}")
+    if most is None and not (value > 0 and value != float("inf")):
         raise UsageError(f"{option} must be a positive number, not {raw!r}")
     return value
 
@@ -277,7 +280,7 @@ def ask_command(store: StoreAPI, parsed: Parsed) -> int:
     from relay.usecases.conversation import wait_for_reply
     from relay.util.errors import NoReply
 
-    seconds = _seconds(parsed.options.get("--wait"), DEFAULT_ASK_SECONDS)
+    seconds = _number(parsed, "--wait", DEFAULT_ASK_SECONDS, MAX_ASK_SECONDS)
     who, name = _sender(store, parsed)
     minted = who is None
     if who is None:  # an address of its own, without the person's name `cli`: its reply comes back here
@@ -314,19 +317,6 @@ def ask_command(store: StoreAPI, parsed: Parsed) -> int:
         f"no reply within {seconds:g} s; the question {message['id']} stays queued for "
         f"{recipient.get('name') or recipient['id']}: follow it with `relay status {message['id']}`{late}"
     )
-
-
-def _seconds(raw: str | None, default: float) -> float:
-    """--wait's value: 0 to MAX_ASK_SECONDS seconds."""
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"--wait needs a number of seconds, not {raw!r}") from None
-    if not 0 <= value <= MAX_ASK_SECONDS:
-        raise UsageError(f"--wait must be 0 to {MAX_ASK_SECONDS:g} seconds, not {raw!r}")
-    return value
 
 
 def _json_line(value: Any) -> str:

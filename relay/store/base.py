@@ -29,6 +29,18 @@ def to_json(value: object, indent: int | None = None) -> bytes:
         raise RelayError("text is not valid UTF-8 (it holds a lone surrogate); send plain text") from None
 
 
+def is_message(raw: bytes, message_id: str) -> bool:
+    """Is `raw` (one stored message as JSON) the message `message_id`? The id's bytes are looked
+    for first, so only a likely line is parsed; a line that does not parse is no message."""
+    if message_id.encode() not in raw:
+        return False
+    try:
+        message = jsonlite.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and message.get("id") == message_id
+
+
 def new_receipt(message: dict[str, object]) -> dict[str, object] | None:
     """A fresh receipt for a message (None when its id is not a UUID: planted or pre-0.1 mail)."""
     message_id = message.get("id")

@@ -203,7 +203,7 @@ if TYPE_CHECKING:
             ...
 
         def message_state(self, message_id: str) -> Message | None:
-            """The receipt plus `state`: queued, taken, delivered or replied; None when unknown."""
+            """The receipt plus `state`: queued, taken, delivered, replied or archived; None when unknown."""
             ...
 
         def receipt_ids(self, prefix: str) -> list[str]:

@@ -10,6 +10,10 @@ import stat
 
 from relay.util.errors import RelayError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
 _PRIVATE_DIR = 0o700
 _PRIVATE_FILE = 0o600
 
@@ -81,9 +85,16 @@ def _make_private_dir(directory: str, allow_symlink: bool, is_home: bool) -> Non
         os.makedirs(os.path.dirname(directory), exist_ok=True)
         os.mkdir(directory, _PRIVATE_DIR)
         return
-    info = os.stat(directory) if allow_symlink else os.lstat(directory)
+    info = os.lstat(directory)
     if stat.S_ISLNK(info.st_mode):
-        raise RelayError(f"session-relay: {directory} is a symlink; the store will not write through it")
+        if not allow_symlink:
+            raise RelayError(f"session-relay: {directory} is a symlink; the store will not write through it")
+        if info.st_uid != os.geteuid():  # another user's link could be pointed anywhere at any time
+            raise ForeignFile(
+                f"session-relay: the store home {directory} is a symlink owned by uid {info.st_uid}, not by "
+                "you; point AGENT_RELAY_HOME at a directory of your own"
+            )
+        info = os.stat(directory)  # the target: check_dir refuses one that is not the user's
     check_dir(directory, info, is_home)
     if info.st_mode & 0o077:
         os.chmod(directory, _PRIVATE_DIR)
@@ -359,19 +370,7 @@ def _stream(src: int, fd: int, length: int | None = None) -> bytes:
 
 def copy_range(source: str, length: int, destination: str) -> None:
     """Copy the first `length` bytes of `source` into a new file, streamed (for quarantine)."""
-    src = _open_for_reading(source)
-    if src is None:
-        return
-    try:
-        fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _PRIVATE_FILE)
-        try:
-            _stream(src, fd, length)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    finally:
-        os.close(src)
-    fsync_dir(os.path.dirname(destination))
+    _pour(source, destination, True, lambda src, fd, _torn: _stream(src, fd, length))
 
 
 def count_lines(path: str) -> int:
@@ -386,6 +385,23 @@ def count_lines(path: str) -> int:
             lines += chunk.count(b"\n")
             last = chunk[-1:]
         return lines + (last != b"\n")
+    finally:
+        os.close(fd)
+
+
+def lines_with(path: str, needle: bytes) -> "Iterator[bytes]":
+    """Each line of `path` that holds `needle`, read in chunks so a large file (an archive) is
+    never loaded whole; nothing when it is absent."""
+    fd = _open_for_reading(path)
+    if fd is None:
+        return
+    try:
+        rest = b""
+        while chunk := os.read(fd, 1 << 20):
+            *lines, rest = (rest + chunk).split(b"\n")
+            yield from (line for line in lines if needle in line)
+        if needle in rest:
+            yield rest
     finally:
         os.close(fd)
 
@@ -410,17 +426,33 @@ def move_aside(path: str, new_path: str) -> None:
 def append_file(source: str, destination: str) -> None:
     """Append all of `source` to `destination` (created 0600), streamed and synced, so mail being
     archived is never held in memory whole; a torn last line is ended with a newline."""
+    _pour(source, destination, False, _append_lines)
+
+
+def _append_lines(src: int, fd: int, torn: bool) -> None:
+    """Pour `src` after a destination's last line (ending a torn one first), ending with a newline."""
+    if torn:
+        _write_all(fd, b"\n")
+    last = _stream(src, fd) or b"\n"  # the destination already ends a line
+    if last != b"\n":
+        _write_all(fd, b"\n")
+
+
+def _pour(source: str, destination: str, fresh: bool, pour: "Callable[[int, int, bool], object]") -> None:
+    """Stream `source` into `destination` with `pour(src, fd, torn)`, then sync the file and its
+    directory: the one shape of every copy the store makes of a mailbox (quarantine, archive).
+    `fresh`: a new 0600 file (never an existing one), else appended to. Nothing when `source` is absent."""
     src = _open_for_reading(source)
     if src is None:
         return
     try:
-        fd, _, torn = _open_to_append(destination)
+        if fresh:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd, torn = os.open(destination, flags, _PRIVATE_FILE), False
+        else:
+            fd, _, torn = _open_to_append(destination)
         try:
-            if torn:
-                _write_all(fd, b"\n")
-            last = _stream(src, fd) or b"\n"  # the destination already ends a line
-            if last != b"\n":
-                _write_all(fd, b"\n")
+            pour(src, fd, torn)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -46,7 +46,7 @@ from _collections_abc import Callable  # collections.abc would import all of col
 from relay.domain.ids import SessionId, is_uuid
 from relay.domain.policy import is_urgent
 from relay.store import fileio
-from relay.store.base import UNSET, StoreBase, first_name, new_receipt, to_json
+from relay.store.base import UNSET, StoreBase, first_name, is_message, new_receipt, to_json
 from relay.store.layout import mailbox_name, marker_name, relay_home
 from relay.store.lock import FileLock, holder
 from relay.util import jsonlite
@@ -963,7 +963,7 @@ class Store(StoreBase):
                     self._write_receipt({**receipt, "deliveredAt": stamp})
 
     def message_state(self, message_id: str) -> Message | None:
-        """A message's receipt with its `state` (queued, taken, delivered, replied); None when unknown."""
+        """A message's receipt with its `state` (queued, taken, delivered, replied, archived); None when unknown."""
         receipt = self.receipt(message_id)
         if receipt is None:
             return None
@@ -975,19 +975,23 @@ class Store(StoreBase):
             state = self._waiting_state(str(receipt.get("to")), str(receipt["id"])) or "delivered"
         return {**receipt, "state": state}
 
+    def _archived(self, recipient: str, message_id: str) -> bool:
+        """Did gc archive the message, undelivered, when it retired its recipient?"""
+        path = os.path.join(self._path("archive"), mailbox_name(recipient))
+        return any(is_message(raw, message_id) for raw in fileio.lines_with(path, message_id.encode()))
+
     def _waiting_state(self, recipient: str, message_id: str) -> str | None:
-        """`taken` when the message is in flight, `queued` when pending, else None."""
-        needle = message_id.encode()
+        """`taken` when the message is in flight, `queued` when pending, `archived` when gc set it
+        aside undelivered, else None."""
         with self._locked():
             for state, path in (("taken", self._inflight(recipient)), ("queued", self._mailbox(recipient))):
                 try:
                     head = fileio.read_head(path, mailbox_max(), MAX_LINE)
                 except fileio.UnsafeFile:
                     continue
-                for raw in (head[0] if head else b"").split(b"\n"):
-                    if needle in raw and (_parse_line(raw) or {}).get("id") == message_id:
-                        return state
-        return None
+                if any(is_message(raw, message_id) for raw in (head[0] if head else b"").split(b"\n")):
+                    return state
+            return "archived" if self._archived(recipient, message_id) else None
 
     def prune_receipts(self, older_than: float, now: float | None = None) -> int:
         """Remove receipts unchanged for `older_than` seconds; how many went."""

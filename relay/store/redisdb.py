@@ -47,7 +47,7 @@ from redis.exceptions import WatchError
 from relay.domain.ids import SessionId, is_uuid
 from relay.domain.policy import is_urgent
 from relay.store import redis_keys
-from relay.store.base import UNSET, StoreBase, first_name, new_receipt, to_json
+from relay.store.base import UNSET, StoreBase, first_name, is_message, new_receipt, to_json
 from relay.store.files import (
     TAKE_BUDGET,
     Entry,
@@ -656,7 +656,7 @@ class RedisStore(RedisConnection, StoreBase):
         return _receipt_of(fields, message_id.lower())
 
     def message_state(self, message_id: str) -> Message | None:
-        """The receipt plus `state`: queued, taken, delivered or replied."""
+        """The receipt plus `state`: queued, taken, delivered, replied or archived."""
         if not is_uuid(message_id):
             return None
         with self._guard():
@@ -680,7 +680,19 @@ class RedisStore(RedisConnection, StoreBase):
                     rows = []
                 if rows and rows[0]["consumer"].decode() != PARKED:
                     state = "taken"
+            elif self._archived(client, str(receipt.get("to")), message_id.lower()):
+                state = "archived"
         return {**receipt, "state": state}
+
+    @staticmethod
+    def _archived(client: Any, recipient: str, message_id: str) -> bool:
+        """Did gc archive the message, undelivered, when it retired its recipient? Read in pages,
+        so a long archive is never loaded whole."""
+        key, page = redis_keys.archive(recipient), 512
+        for start in range(0, client.llen(key), page):
+            if any(is_message(raw, message_id) for raw in client.lrange(key, start, start + page - 1)):
+                return True
+        return False
 
     # -- host-local state: watchers and resume locks guard this machine's processes -------------
 

@@ -46,15 +46,17 @@ class Sent:
 def send_and_ring(
     store: "StoreAPI", target: str, body: str, sender_id: str | None, sender_name: str | None, **options: "Any"
 ) -> Sent:
-    """Queue `body` for `target`, carrying the wakes behind this process (RELAY_HOPS), then ring
-    the recipient when it is an open, idle session relay can reach (relay.usecases.wake.ring_idle):
-    what every face's `send` does. `options`
-    are relay.usecases.mail.send's (urgent, reply_to, expects_reply)."""
-    from relay.domain.loopguard import inherited_hops
+    """Queue `body` for `target`, carrying the wakes behind the sender (relay.usecases.wakeguard.
+    hops_behind), then ring the recipient when it is an open, idle session relay can reach
+    (relay.usecases.wake.ring_idle): what every face's `send` does. `options` are
+    relay.usecases.mail.send's (urgent, reply_to, expects_reply)."""
+    from relay.domain.ids import is_uuid, require_uuid
     from relay.usecases.mail import send
     from relay.usecases.wake import ring_idle
+    from relay.usecases.wakeguard import hops_behind
 
-    recipient, message = send(store, target, body, sender_id, sender_name, hops=inherited_hops(), **options)
+    hops = hops_behind(store, require_uuid(sender_id) if is_uuid(sender_id) else None)
+    recipient, message = send(store, target, body, sender_id, sender_name, hops=hops, **options)
     rung, note = ring_idle(store, recipient, message)
     return Sent(recipient, message, rung, note)
 

@@ -12,7 +12,7 @@ import os
 import time
 
 from relay.agents import is_live
-from relay.domain.loopguard import hops_of, inherited_hops, max_hops
+from relay.domain.loopguard import DEFAULT_MAX_HOPS, hops_of, inherited_hops
 from relay.host import procinfo
 from relay.util.clock import iso_from_epoch
 from relay.util.env import whole_number_env
@@ -28,20 +28,27 @@ WINDOW = 3600.0  # the budget's rolling hour, in seconds
 DEFAULT_BUDGET = 12
 
 
-def wake_budget() -> int:
-    """RELAY_WAKE_BUDGET, default 12: how many wakes of one session a rolling hour allows."""
-    return whole_number_env("RELAY_WAKE_BUDGET", DEFAULT_BUDGET)
-
-
 class Limits:
-    """The caller's settings, read before anything is queued so a bad value changes nothing."""
+    """The caller's settings, read before anything is queued so a bad value changes nothing. The
+    store owner's config.json caps the hop limit and the budget (relay.store.owner_limits): the
+    environment may lower them there, never raise them."""
 
     __slots__ = ("budget", "caller_hops", "max_hops")
 
     def __init__(self) -> None:
+        from relay.store.owner_limits import owner_limits
+
+        ceilings = owner_limits()
         self.caller_hops = inherited_hops()
-        self.max_hops = max_hops()
-        self.budget = wake_budget()
+        self.max_hops = _capped("RELAY_MAX_HOPS", ceilings.get("maxHops"), DEFAULT_MAX_HOPS)
+        self.budget = _capped("RELAY_WAKE_BUDGET", ceilings.get("wakeBudget"), DEFAULT_BUDGET)
+
+
+def _capped(name: str, ceiling: int | None, default: int) -> int:
+    """Setting `name` (default `default`), never above the owner's `ceiling` when there is one."""
+    if ceiling is None:
+        return whole_number_env(name, default)
+    return min(ceiling, whole_number_env(name, ceiling))
 
 
 class Ticket:
@@ -58,10 +65,11 @@ class Ticket:
             self.lock.record(f"{os.getpid()}\n".encode())
 
     def started(self, pid: int) -> None:
-        """Relay's half of the note: the program's start time, against a reused pid."""
+        """Relay's half of the note: the program's start time, against a reused pid, and the hops it
+        runs with, which mail it sends carries whatever its environment says (hops_behind)."""
         info = procinfo.process_info(pid)
         if self.lock is not None and info is not None:
-            self.lock.record(f"{pid} {info.start}\n".encode())
+            self.lock.record(f"{pid} {info.start} {self.hops}\n".encode())
 
     def close(self) -> None:
         """The program ended: clear the note and let go of the lock."""
@@ -77,6 +85,24 @@ class Ticket:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def hops_behind(store: "StoreAPI", sender: "SessionId | None") -> int:
+    """How many wakes deep mail sent now is: the most of RELAY_HOPS here, RELAY_HOPS as each
+    ancestor process was started with, and, when `sender` runs in a wake relay started, the hops
+    relay noted for that wake (Ticket.started). A woken agent can clear RELAY_HOPS from the
+    environment of what it runs, but not from the record of its own start or from relay's note."""
+    depths = [inherited_hops()]
+    for info in procinfo.ancestors():
+        raw = procinfo.initial_env(info.pid, "RELAY_HOPS")
+        if raw is not None and raw.isdigit() and len(raw) <= 9:
+            depths.append(int(raw))
+    if sender is not None:
+        held, note = store.wake_note(sender)
+        words = note.decode("ascii", "replace").split()
+        if held and len(words) >= 3 and words[2].isdigit() and running_program(note) is not None:
+            depths.append(int(words[2]))
+    return max(depths)
 
 
 def running_program(note: bytes) -> int | None:

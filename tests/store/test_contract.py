@@ -436,8 +436,11 @@ def test_retire_archives_undelivered_mail_and_forgets_the_session(store, tmp_pat
     store.record_start(gone, project, "claude")
     store.register(gone, name="old")
     store.register(kept, name="new")
-    store.enqueue(gone, message(gone, "unread 1"))
-    store.enqueue(gone, message(gone, "unread 2"))
+    shown, *unread = [message(gone, text) for text in ("shown", "unread 1", "unread 2")]
+    for one in (shown, *unread):
+        store.enqueue(gone, one)
+    with store.take(gone) as delivery:
+        delivery.ack(1)
     with store.take(gone):
         pass  # claimed, never shown: still undelivered
     assert store.retire(gone) == 2
@@ -445,6 +448,9 @@ def test_retire_archives_undelivered_mail_and_forgets_the_session(store, tmp_pat
     assert set(registry.agents) == {kept} and registry.names == {"new": kept}
     assert store.marker(project) is None and not store.has_mail(gone)
     assert store.archive_location()
+    # Mail set aside unread says so; it never passes for delivered.
+    assert [store.message_state(m["id"])["state"] for m in unread] == ["archived", "archived"]
+    assert store.message_state(shown["id"])["state"] == "delivered"
 
 
 def test_gc_helpers_drop_empty_mailboxes_and_count_days(store):

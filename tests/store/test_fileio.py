@@ -271,6 +271,29 @@ def test_a_file_or_dir_of_another_user_is_refused_unchanged(tmp_path):
     assert stat.S_IMODE(os.stat(folder).st_mode) == 0o755
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another uid needs root")
+def test_a_symlinked_home_is_used_only_when_link_and_target_are_the_users(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o750)
+    link = tmp_path / "home"
+    link.symlink_to(mine)
+    fileio.ensure_private_dir(str(link), allow_symlink=True, is_home=True)  # the user's own choice
+    assert stat.S_IMODE(os.stat(mine).st_mode) == 0o700
+    os.chmod(mine, 0o750)
+    os.lchown(link, 12345, 12345)  # another user's link: they could repoint it at any time
+    with pytest.raises(fileio.ForeignFile, match="symlink owned by uid 12345"):
+        fileio.ensure_private_dir(str(link), allow_symlink=True, is_home=True)
+    assert stat.S_IMODE(os.stat(mine).st_mode) == 0o750  # followed and chmodded: never
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, 12345, 12345)
+    own_link = tmp_path / "to-theirs"
+    own_link.symlink_to(theirs)
+    with pytest.raises(fileio.ForeignFile, match="uid 12345"):
+        fileio.ensure_private_dir(str(own_link), allow_symlink=True, is_home=True)
+    assert stat.S_IMODE(os.stat(theirs).st_mode) == 0o755
+
+
 @pytest.mark.parametrize("mode", [0o1777, 0o777, 0o770, 0o722])
 def test_a_home_writable_by_others_is_refused_never_chmodded(tmp_path, mode):
     home = tmp_path / "shared"

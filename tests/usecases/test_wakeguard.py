@@ -47,7 +47,8 @@ with open(env["FAKE_RECORD"], "a") as out:
     out.write(json.dumps(run) + "\\n")
 if env.get("FAKE_SEND"):
     relay = json.loads(env["FAKE_RELAY"])
-    subprocess.run([*relay, "send", env["FAKE_SEND"], "--", "answer from the woken"], check=True)
+    child = {{k: v for k, v in env.items() if not (k == "RELAY_HOPS" and env.get("FAKE_UNSET_HOPS"))}}
+    subprocess.run([*relay, "send", env["FAKE_SEND"], "--", "answer from the woken"], check=True, env=child)
 if env.get("FAKE_READY"):
     open(env["FAKE_READY"], "w").close()
 time.sleep(float(env.get("FAKE_SLEEP") or 0))
@@ -285,6 +286,85 @@ def test_hops_reach_the_woken_program_and_the_mail_it_sends(run_relay, agent, pr
     done = run_relay("wake", "asker", extra_env=agent.env)
     assert done.returncode == 0, done.stderr
     assert agent.runs()[-1]["hops"] == "2"
+
+
+def test_a_woken_agent_that_clears_relay_hops_still_sends_at_its_depth(run_relay, agent, project, tmp_path):
+    """`env -u RELAY_HOPS relay send` from inside a wake: the depth comes from how the woken program
+    was started (its initial environment), which the agent cannot rewrite."""
+    sid, asker = new_id(), new_id()
+    register(run_relay, "web", sid, project)
+    register(run_relay, "asker", asker, tmp_path)
+    woken = {**agent.env, "FAKE_SEND": "asker", "FAKE_UNSET_HOPS": "1", "RELAY_HOPS": "3"}
+    done = run_relay("wake", "web", "--", "question", extra_env=woken)
+    assert done.returncode == 0, done.stderr
+    assert agent.runs()[-1]["hops"] == "4"
+    [answer] = mail(run_relay, "asker")
+    assert (answer["body"], answer["hops"]) == ("answer from the woken", 4)
+
+
+def test_a_sender_inside_a_running_wake_carries_the_hops_relay_noted(env, tmp_path):
+    """The store's note of the wake that started a session counts even with no RELAY_HOPS around."""
+    from relay.domain.ids import require_uuid
+    from relay.store.contract import open_store
+
+    sid = require_uuid(new_id())
+    ready = tmp_path / "noted"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys, time\n"
+            "from relay.domain.ids import require_uuid\n"
+            "from relay.host.procinfo import process_info\n"
+            "from relay.store.contract import open_store\n"
+            "lock = open_store().claim_wake(require_uuid(sys.argv[1]))\n"
+            "lock.record(f'{os.getpid()} {process_info(os.getpid()).start} 5\\n'.encode())\n"
+            "open(sys.argv[2], 'w').close()\n"
+            "time.sleep(60)\n",
+            sid,
+            str(ready),
+        ],
+        env={**env, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and holder.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), "the stand-in wake never noted itself"
+        store = open_store()
+        assert wakeguard.hops_behind(store, sid) == 5
+        assert wakeguard.hops_behind(store, require_uuid(new_id())) == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    assert wakeguard.hops_behind(open_store(), sid) == 0  # the wake is over: its note counts no more
+
+
+def test_the_store_owners_config_caps_what_the_environment_may_raise(run_relay, agent, project, store_home):
+    sid = new_id()
+    register(run_relay, "web", sid, project)
+    (store_home / "config.json").write_text(json.dumps({"maxHops": 2, "wakeBudget": 1}))
+    assert run_relay("send", "web", "--", "deep", extra_env={"RELAY_HOPS": "2"}).returncode == 0
+    err = refusal(run_relay("wake", "web", extra_env={**agent.env, "RELAY_MAX_HOPS": "100"}))
+    assert "RELAY_MAX_HOPS=2" in err
+    assert run_relay("inbox", "web").returncode == 0
+    raised = {**agent.env, "RELAY_WAKE_BUDGET": "100000"}
+    assert run_relay("wake", "web", extra_env=raised).returncode == 0
+    assert "RELAY_WAKE_BUDGET=1" in refusal(run_relay("wake", "web", extra_env=raised))
+    assert len(agent.runs()) == 1
+    # Lowering through the environment still works.
+    assert "RELAY_WAKE_BUDGET=0" in refusal(run_relay("wake", "web", extra_env={**agent.env, "RELAY_WAKE_BUDGET": "0"}))
+
+
+@pytest.mark.parametrize("text", ["[1]", "{bad", '{"maxHops": -1}', '{"wakeBudget": "9"}', '{"maxHops": true}'])
+def test_a_bad_config_is_a_one_line_error_and_nothing_rings(run_relay, agent, project, store_home, text):
+    sid = new_id()
+    register(run_relay, "web", sid, project)
+    (store_home / "config.json").write_text(text)
+    done = run_relay("wake", "web", extra_env=agent.env)
+    err = done.stderr.decode()
+    assert done.returncode == 1 and err.count("\n") == 1 and "config.json" in err, err
+    assert agent.runs() == []
 
 
 def test_the_deepest_pending_mail_sets_the_depth(run_relay, agent, project):

@@ -2,17 +2,23 @@
 
 import pytest
 
-from relay.domain.loopguard import inherited_hops, max_hops
+from relay.domain.loopguard import inherited_hops
 from relay.domain.policy import DEFAULT_MAX_AUTO_WAKES, max_auto_wakes
-from relay.usecases.wakeguard import DEFAULT_BUDGET, wake_budget
+from relay.usecases.wakeguard import DEFAULT_BUDGET, Limits
 from relay.util.errors import RelayError
 
 READERS = [
     ("RELAY_HOPS", inherited_hops, 0),
-    ("RELAY_MAX_HOPS", max_hops, 6),
-    ("RELAY_WAKE_BUDGET", wake_budget, DEFAULT_BUDGET),
+    ("RELAY_MAX_HOPS", lambda: Limits().max_hops, 6),
+    ("RELAY_WAKE_BUDGET", lambda: Limits().budget, DEFAULT_BUDGET),
     ("RELAY_MAX_AUTO_WAKES", max_auto_wakes, DEFAULT_MAX_AUTO_WAKES),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _home_without_config(monkeypatch, tmp_path):
+    """A store home with no config.json: the environment alone decides (test_wakeguard covers the file)."""
+    monkeypatch.setenv("AGENT_RELAY_HOME", str(tmp_path / "home"))
 
 
 @pytest.mark.parametrize(("name", "read", "default"), READERS, ids=[r[0] for r in READERS])
