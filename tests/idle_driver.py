@@ -75,7 +75,9 @@ def _mail_once(spec: dict, env: dict, mock, events: queue.Queue, seen: list, bod
     """Send `body` to the idle session; when its next model request came and its turn ended."""
     calls = _model_calls(mock.requests)
     sent_at = time.monotonic()
-    sent = subprocess.run([*spec["relay"], "send", spec["session_id"], "--", body], env=env, capture_output=True)
+    verb = ["ask", "--wait", "1"] if spec.get("ask") else ["send"]  # ask: a question, expecting a reply
+    sent = subprocess.run([*spec["relay"], *verb, spec["session_id"], "--", body], env=env, capture_output=True)
+    sent_seconds = time.monotonic() - sent_at
     request_seconds = None
     while time.monotonic() - sent_at < 60:
         if _model_calls(mock.requests) > calls:
@@ -83,7 +85,11 @@ def _mail_once(spec: dict, env: dict, mock, events: queue.Queue, seen: list, bod
             break
         time.sleep(0.01)
     woke = _until_result(events, seen, 60)
+    texts = json.dumps([r["body"].get("messages", [])[-3:] for r in mock.requests[-2:]])
+    bell = "socket" if "Another Claude session sent a message" in texts else "watcher"
     return {
+        "sent_seconds": sent_seconds,
+        "bell": bell if request_seconds is not None else None,
         "send_rc": sent.returncode,
         "send_out": sent.stdout.decode(errors="replace") + sent.stderr.decode(errors="replace"),
         "request_seconds": request_seconds,

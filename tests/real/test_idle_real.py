@@ -50,7 +50,9 @@ SOCKET_WRAPPER = "Another Claude session sent a message"
 REWAKE_WRAPPER = "<task-notification>"
 
 
-def run_idle_driver(sandbox: rc.Sandbox, env: dict[str, str], sid: str, socket: str, rounds: int = 1) -> dict:
+def run_idle_driver(
+    sandbox: rc.Sandbox, env: dict[str, str], sid: str, socket: str, rounds: int = 1, ask: bool = False
+) -> dict:
     """Run tests/idle_driver.py in a loopback-only namespace; its report."""
     spec = {
         "claude": str(rc.clients_bin() / "claude"),
@@ -61,6 +63,7 @@ def run_idle_driver(sandbox: rc.Sandbox, env: dict[str, str], sid: str, socket: 
         "body": BODY,
         "socket": socket,
         "rounds": rounds,
+        "ask": ask,
     }
     done = subprocess.run(
         ["unshare", "-n", sys.executable, str(Path(__file__).resolve().parents[1] / "idle_driver.py")],
@@ -125,3 +128,22 @@ def test_idle_claude_session_gets_mail_with_nobody_typing(sandbox: rc.Sandbox, t
     assert report["rc"] == 0, report["stderr"]
     assert report["exit_seconds"] < 15, f"Claude took {report['exit_seconds']:.1f} s to end after its input closed"
     assert report["watcher_left"]
+
+
+def test_a_question_rung_by_socket_says_to_answer_with_relays_send(sandbox: rc.Sandbox, tmp_path: Path) -> None:
+    """A Claude model sees two ways to message; the question's `To answer:` line, in the real
+    2.1.332 request, names relay's `send` and says Claude's own SendMessage is not the way."""
+    from relay.agents.claude import ANSWER_NOTE
+
+    rc.skip_unless_runnable("claude")
+    env = {**sandbox.env(), "PYTHONPATH": str(rc.REPO)}
+    install_claude_plugin(sandbox, env, tmp_path)
+    report = run_idle_driver(sandbox, env, str(uuid.uuid4()), "keep", ask=True)
+    assert report["woke"] and report["bell"] == "socket", report["stderr"]
+    [first, *_] = model_calls(report["after_mail"])
+    [carrying] = [t for t in request_texts(first) if BODY in t]
+    [inside] = [inside for inside in rc.fence_insides(carrying) if BODY in inside]
+    answer = inside[inside.index("To answer:") :].splitlines()[0]
+    assert "the session-relay `send` tool with to " in answer and "replyTo" in answer, answer
+    assert f"({ANSWER_NOTE})" in answer, answer
+    assert "SendMessage" in ANSWER_NOTE
