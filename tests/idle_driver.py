@@ -98,6 +98,34 @@ def _mail_once(spec: dict, env: dict, mock, events: queue.Queue, seen: list, bod
     }
 
 
+def _busy_turn(spec: dict, env: dict, mock, proc: subprocess.Popen, events: queue.Queue, report: dict) -> None:
+    """Prompt again; while that turn runs a slow Bash call (Claude's record says `busy`), mail it."""
+    import glob
+
+    from relay.store.files import Store
+
+    mock.calls.append(("Bash", {"command": "sleep 4", "description": "wait a little"}))
+    report["before_mail"] = list(mock.requests)
+    user = {"type": "user", "message": {"role": "user", "content": [{"type": "text", "text": "second prompt"}]}}
+    proc.stdin.write((json.dumps(user) + "\n").encode())
+    proc.stdin.flush()
+    [found] = glob.glob(os.path.join(env["CLAUDE_CONFIG_DIR"], "sessions", "*.json"))
+    give_up = time.monotonic() + 30
+    while time.monotonic() < give_up and _model_calls(mock.requests) == _model_calls(report["before_mail"]):
+        time.sleep(0.05)
+    time.sleep(1.0)  # the mock answered with the Bash call: the tool runs now
+    with open(found) as handle:
+        report["status_at_send"] = json.load(handle).get("status")
+    mail = [*spec["relay"], "send", spec["session_id"], "--", spec["body"]]
+    sent = subprocess.run(mail, env=env, capture_output=True)
+    report["send_rc"] = sent.returncode
+    report["woke"] = _until_result(events, report["events"], 60)
+    time.sleep(1.0)
+    report["after_mail"] = mock.requests[len(report["before_mail"]) :]
+    report["rung"] = Store(spec["store"]).last_ring(spec["session_id"]) is not None
+    report["wake_seconds"] = 0.0
+
+
 def main() -> None:
     spec = json.load(sys.stdin)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
@@ -110,6 +138,8 @@ def main() -> None:
     }
     sid = spec["session_id"]
     argv = [spec["claude"], "-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose"]
+    if spec.get("busy"):
+        argv += ["--allowedTools", "Bash"]
     proc = subprocess.Popen(
         [*argv, "--session-id", sid],
         cwd=spec["cwd"],
@@ -131,6 +161,9 @@ def main() -> None:
     while time.monotonic() < give_up and not _watcher_armed(spec["store"], sid):
         time.sleep(0.1)
     report["watcher_armed"] = _watcher_armed(spec["store"], sid)
+    if spec.get("busy"):
+        _busy_turn(spec, env, mock, proc, events, report)
+        return _finish(spec, proc, report, err, mock)
     report["socket"] = _spoil_socket(env.get("CLAUDE_CONFIG_DIR", ""), spec.get("socket", "keep"))
     time.sleep(spec.get("idle_seconds", 2.0))  # idle: nobody types
     report["before_mail"] = list(mock.requests)
@@ -145,6 +178,12 @@ def main() -> None:
     for n in range(1, spec.get("rounds", 1)):
         time.sleep(4.0)  # past the ring's hold-off, the watcher re-armed
         report["rounds"].append(_mail_once(spec, env, mock, events, report["events"], f"{spec['body']} round {n}"))
+    _finish(spec, proc, report, err, mock)
+
+
+def _finish(spec: dict, proc: subprocess.Popen, report: dict, err: list, mock) -> None:
+    """Close Claude's input, see how it ends, print the report."""
+    sid = spec["session_id"]
     closed_at = time.monotonic()
     proc.stdin.close()
     try:

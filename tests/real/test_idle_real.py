@@ -51,7 +51,13 @@ REWAKE_WRAPPER = "<task-notification>"
 
 
 def run_idle_driver(
-    sandbox: rc.Sandbox, env: dict[str, str], sid: str, socket: str, rounds: int = 1, ask: bool = False
+    sandbox: rc.Sandbox,
+    env: dict[str, str],
+    sid: str,
+    socket: str,
+    rounds: int = 1,
+    ask: bool = False,
+    busy: bool = False,
 ) -> dict:
     """Run tests/idle_driver.py in a loopback-only namespace; its report."""
     spec = {
@@ -64,6 +70,7 @@ def run_idle_driver(
         "socket": socket,
         "rounds": rounds,
         "ask": ask,
+        "busy": busy,
     }
     done = subprocess.run(
         ["unshare", "-n", sys.executable, str(Path(__file__).resolve().parents[1] / "idle_driver.py")],
@@ -147,3 +154,19 @@ def test_a_question_rung_by_socket_says_to_answer_with_relays_send(sandbox: rc.S
     assert "the session-relay `send` tool with to " in answer and "replyTo" in answer, answer
     assert f"({ANSWER_NOTE})" in answer, answer
     assert "SendMessage" in ANSWER_NOTE
+
+
+def test_a_busy_session_is_not_rung_and_gets_the_mail_from_its_turn(sandbox: rc.Sandbox, tmp_path: Path) -> None:
+    """Mail sent while a turn runs (Claude's record says `busy`): no ring, the turn's hooks deliver it."""
+    rc.skip_unless_runnable("claude")
+    env = {**sandbox.env(), "PYTHONPATH": str(rc.REPO)}
+    install_claude_plugin(sandbox, env, tmp_path)
+    sid = str(uuid.uuid4())
+    report = run_idle_driver(sandbox, env, sid, "keep", busy=True)
+    assert report["status_at_send"] == "busy" and report["send_rc"] == 0, report["stderr"]
+    assert report["woke"], report["stderr"]
+    assert not report["rung"]
+    texts = [t for request in model_calls(report["after_mail"]) for t in request_texts(request)]
+    assert not any(SOCKET_WRAPPER in t for t in texts)
+    carrying = [t for t in texts if BODY in t]
+    assert carrying and any(BODY in inside for inside in rc.fence_insides(carrying[0]))
