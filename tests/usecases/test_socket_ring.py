@@ -47,3 +47,22 @@ def test_no_ring_for_a_start_recipient_or_past_the_auto_wake_limit(store, sessio
     monkeypatch.setenv("RELAY_MAX_AUTO_WAKES", "5")
     assert wake.ring_idle(store, entry)[0] == wake.RANG
     assert len(listener.close()) == 1
+
+
+def test_relay_wake_of_an_open_idle_claude_rings_its_socket_instead_of_refusing(store, session, tmp_path, monkeypatch):  # noqa: F811
+    sid, _, listener, _ = session
+    project = tmp_path / "project"
+    project.mkdir()
+    store.record_start(sid, str(project), "claude")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "claude").write_text("#!/bin/sh\nexit 99\n")  # must never run: no resume of a running session
+    (bindir / "claude").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    said: list[object] = []
+    target = wake.Target.registered(store.registry().agents[sid])
+    assert wake.wake(store, target, ["please", "look"], said.append, force=False, dry=False) == 0
+    assert said and "rang its own Claude messaging socket" in str(said[0])
+    [line] = listener.close()
+    assert b"please" not in line  # the words went as mail, the socket got the nudge
+    assert store.has_mail(sid) and store.auto_wakes(sid) == 1
