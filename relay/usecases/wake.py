@@ -16,8 +16,6 @@ host's doorbell server for a wake another host posted) asks it before the guardr
 refuse a running session: one planner for every path.
 """
 
-import shlex
-
 from relay.domain.ids import SessionId, is_uuid, require_uuid
 from relay.usecases import doorbell, wakeguard
 from relay.util.errors import RelayError, WakeRefused
@@ -198,6 +196,8 @@ def _wake_elsewhere(
     shown_host = one_line(host)
     if bells is None or not served:
         options = [*(["--force"] if force else []), *(["--dry"] if dry else [])]
+        import shlex
+
         command = shlex.join(["relay", "wake", target.label, *options])
         mail = f"your message {queued} is queued; " if queued else ""
         raise RelayError(
