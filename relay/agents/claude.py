@@ -210,6 +210,74 @@ def is_live(session_id: str) -> bool:
     return session_id in live_sessions(session_id)
 
 
+# ---------------------------------------------------------------- ringing an idle session (docs/wake.md)
+#
+# Claude Code 2.1.224+ listens on a Unix socket per session for other sessions' messages
+# (`messagingSocketPath` in sessions/<pid>.json, `<runtime dir>/cc-socks/<pid>.sock`): one JSON
+# object per line; a `user` message starts a turn in an idle session, its UserPromptSubmit hook
+# running first. relay writes only its fixed nudge there, so the hook takes and fences the mail.
+
+# Why a session is not rung (the outcome of `socket_ring`); RANG when the line was written.
+RANG = "rang"
+NO_SOCKET = "no messaging socket"
+BUSY = "turn in progress"
+BYPASS = "runs without permission prompts"
+
+# Claude holds, unshown, a peer message that declares no sender mode while the session bypasses
+# permission prompts; relay declares none, so such a session is left to the watcher.
+_BYPASS_FLAGS = ("--dangerously-skip-permissions", "--permission-mode=bypassPermissions")
+
+
+def _bypasses(argv: list[str]) -> bool:
+    """Was this Claude started without permission prompts (its flags; a later switch is not seen)?"""
+    for i, word in enumerate(argv):
+        if word in _BYPASS_FLAGS or (word == "--permission-mode" and argv[i + 1 : i + 2] == ["bypassPermissions"]):
+            return True
+    return False
+
+
+def ring_target(session_id: str) -> tuple[str, str | None]:
+    """("ring", the socket path) when `session_id` (lower case) is open in a running, idle Claude
+    Code that listens on its own messaging socket; else (why not, None).
+
+    The record must name the session, its pid must be a running Claude Code with the record's
+    start time, its status `idle`, and its socket `<private dir>/<pid>.sock` (relay.host.unixsock
+    checks the dir and the owner before it writes)."""
+    if not procinfo._has_proc():  # only Linux's start token is compared: elsewhere the watcher serves
+        return NO_SOCKET, None
+    for record in _records(session_id):
+        pid, path, started = record.get("pid"), record.get("messagingSocketPath"), record.get("procStart")
+        if type(pid) is not int or pid <= 0 or not isinstance(started, str | int):
+            continue
+        if not (is_claude_process(pid) and procinfo.same_process(pid, str(started))):
+            continue  # a leftover record, or a pid reused since
+        if not isinstance(path, str) or os.path.basename(path) != f"{pid}.sock":
+            return NO_SOCKET, None
+        if record.get("status") != "idle":
+            return BUSY, None
+        if _bypasses(procinfo.command_line(pid)):
+            return BYPASS, None
+        return "ring", path
+    return NO_SOCKET, None
+
+
+def socket_line(text: str) -> bytes:
+    """The one line that hands `text` to a session as a message from another session."""
+    return jsonlite.dumps({"type": "user", "message": {"role": "user", "content": text}}).encode() + b"\n"
+
+
+def socket_ring(session_id: str, text: str) -> str:
+    """Write `text` (relay's fixed nudge, never mail) to the session's messaging socket when
+    `ring_target` allows: RANG, or why it was not rung."""
+    from relay.host.unixsock import send_line
+
+    why, path = ring_target(session_id)
+    if path is None:
+        return why
+    failed = send_line(path, socket_line(text))
+    return RANG if failed is None else failed
+
+
 # ---------------------------------------------------------------- relay doctor: is the plugin installed so it works?
 #
 # Claude Code installs the plugin from the clone with `claude plugin marketplace add <clone>` and

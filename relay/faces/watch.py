@@ -8,7 +8,8 @@ like everywhere else. Rules it keeps:
 - At most one per session: a lock in the store (`Store.claim_watch`); a second one leaves at once.
 - Only while the session is idle: the next prompt's hook stops it (relay.faces.hook), and the turn's
   Stop arms a new one, so mail that comes during a turn is left to that turn's own hooks. Where
-  Claude's sessions/<pid>.json says `busy` (2.1.3xx), it takes nothing either.
+  Claude's sessions/<pid>.json says `busy` (2.1.3xx), it takes nothing either; nor for a few
+  seconds after relay rang the session's own messaging socket (docs/wake.md), whose turn takes it.
 - Never in a headless run: `claude -p "prompt"` waits for an async SessionStart hook before its
   first request, so there the watcher exits at once. With `--input-format stream-json` it stays,
   but leaves as soon as Claude's input ends, because Claude waits for it before it exits.
@@ -121,6 +122,14 @@ def _deliver_and_leave(store: "StoreAPI", session_id: SessionId, show: Show) -> 
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
+def _socket_turn_coming(store: "StoreAPI", session_id: SessionId) -> bool:
+    """Did relay just ring the session's own messaging socket? The turn that starts takes the mail
+    through its prompt hook; only when none took it within a few seconds does the watcher."""
+    from relay.usecases.wake import socket_rung_lately
+
+    return socket_rung_lately(store, session_id)
+
+
 def watch(store: "StoreAPI", session_id: SessionId, claude: ProcInfo, stream: bool, lifetime: float) -> int:
     """Wait for mail the policy lets through while idle: the process exits 2 once it was written to
     stderr; 0 is returned when the session ends, its input closes or the lifetime is up."""
@@ -151,7 +160,7 @@ def watch(store: "StoreAPI", session_id: SessionId, claude: ProcInfo, stream: bo
                 held_back is None or held_back[0] != stamp or time.monotonic() - held_back[1] > RECHECK_SECONDS
             ):
                 time.sleep(GRACE_SECONDS)
-                if not turn_running(claude.pid):
+                if not turn_running(claude.pid) and not _socket_turn_coming(store, session_id):
                     _deliver_and_leave(store, session_id, show)
                     held_back = store.mail_stamp(session_id), time.monotonic()
             time.sleep(POLL_SECONDS)

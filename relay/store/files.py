@@ -15,6 +15,7 @@ Added by this version, ignored by 0.1 readers:
     archive/<id>.jsonl     undelivered mail of sessions `relay gc` retired, never deleted
     gc.stamp               when the hook last collected (it does so at most once a day)
     watchers/<id>.pid      locked by a session's one idle-mail watcher, holding its pid
+    watchers/<id>.rung     when relay last rang the session's own messaging socket (docs/wake.md)
     receipts/<msg-id>.json what became of one message: queued, delivered, replied (docs/delivery.md)
     wakes/<id>.lock        held by the one running `relay wake` of a session; notes its program's pid
     wakes/<id>.json        {"times": [epoch seconds]}: that session's recent wakes, for the wake budget
@@ -576,6 +577,27 @@ class Store(StoreBase):
         (nothing written) when there is nothing to reset."""
         if os.path.lexists(self._auto_wake_count_path(session_id)):
             fileio.remove(self._auto_wake_count_path(session_id))
+            fileio.remove(self._ring_path(session_id))
+
+    def _ring_path(self, session_id: str) -> str:
+        """When relay last rang the session's own messaging socket (docs/wake.md)."""
+        return self._session_file("watchers", session_id, ".rung")
+
+    def note_ring(self, session_id: SessionId) -> None:
+        """relay just rang the session's messaging socket: its watcher holds off for a while."""
+        fileio.ensure_private_dir(self._path("watchers"))
+        fileio.atomic_write(self._ring_path(session_id), f"{time.time()!r}\n".encode())
+
+    def last_ring(self, session_id: SessionId) -> float | None:
+        """When relay last rang the session's messaging socket (epoch seconds), if ever."""
+        try:
+            raw = fileio.read_file(self._ring_path(session_id))
+        except fileio.UnsafeFile:
+            return None
+        try:
+            return float((raw or b"").decode("ascii", "replace").strip())
+        except ValueError:
+            return None
 
     # -- wakes: `relay wake`'s resume lock and budget (docs/wake.md; relay.usecases.wakeguard decides) ---
 

@@ -717,6 +717,12 @@ class RedisStore(RedisConnection, StoreBase):
     def claim_wake(self, session_id: SessionId) -> WakeLock | None:
         return self._local().claim_wake(session_id)
 
+    def note_ring(self, session_id: SessionId) -> None:
+        self._local().note_ring(session_id)
+
+    def last_ring(self, session_id: SessionId) -> float | None:
+        return self._local().last_ring(session_id)
+
     def wake_note(self, session_id: SessionId) -> tuple[bool, bytes]:
         return self._local().wake_note(session_id)
 

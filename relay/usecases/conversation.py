@@ -29,7 +29,7 @@ STATUS_FIELDS = ("id", "to", "toName", "state", "queuedAt", "deliveredAt", "repl
 
 class Sent:
     """A message `send_and_ring` queued: its recipient's entry, the message, and what the ring of
-    an idle Codex recipient learnt (relay.usecases.codex_queue's outcome, and a note for the sender)."""
+    an idle recipient learnt (relay.usecases.wake.ring_idle's outcome, and a note for the sender)."""
 
     __slots__ = ("message", "note", "recipient", "rung")
 
@@ -47,16 +47,17 @@ def send_and_ring(
     store: "StoreAPI", target: str, body: str, sender_id: str | None, sender_name: str | None, **options: "Any"
 ) -> Sent:
     """Queue `body` for `target`, carrying the wakes behind the sender (relay.usecases.wakeguard.
-    hops_behind), then nudge the recipient when it is an open, idle Codex session: what every face's
-    `send` does. `options` are relay.usecases.mail.send's (urgent, reply_to, expects_reply)."""
+    hops_behind), then ring the recipient when it is an open, idle session relay can reach
+    (relay.usecases.wake.ring_idle): what every face's `send` does. `options` are
+    relay.usecases.mail.send's (urgent, reply_to, expects_reply)."""
     from relay.domain.ids import is_uuid, require_uuid
-    from relay.usecases.codex_queue import ring_if_idle
     from relay.usecases.mail import send
+    from relay.usecases.wake import ring_idle
     from relay.usecases.wakeguard import hops_behind
 
     hops = hops_behind(store, require_uuid(sender_id) if is_uuid(sender_id) else None)
     recipient, message = send(store, target, body, sender_id, sender_name, hops=hops, **options)
-    rung, note = ring_if_idle(store, recipient, message)
+    rung, note = ring_idle(store, recipient, message)
     return Sent(recipient, message, rung, note)
 
 

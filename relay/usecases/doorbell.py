@@ -8,9 +8,7 @@ text and no id can become an option of the agent CLI.
 """
 
 import os
-import shutil
 import sys
-from typing import TYPE_CHECKING, Any
 
 from relay.domain.ids import AGENT_CLIS, require_uuid
 from relay.domain.policy import NUDGE_OPENING
@@ -18,8 +16,10 @@ from relay.usecases.launcher import launcher_command
 from relay.util.errors import RelayError
 from relay.util.textsafe import one_line
 
+TYPE_CHECKING = False  # `send` reads the nudge from here: typing stays off its import path
 if TYPE_CHECKING:
     import subprocess
+    from typing import Any
 
     from relay.usecases.wakeguard import Ticket
 
@@ -66,7 +66,7 @@ def _unknown_tool(session_id: str, tool: object) -> str:
     )
 
 
-def plan(tool: object, session_id: str, directory: object) -> dict[str, Any]:
+def plan(tool: object, session_id: str, directory: object) -> "dict[str, Any]":
     """What `wake` will run: {tool, cmd, args, cwd}."""
     session_id = require_uuid(session_id)
     if not isinstance(directory, str) or not directory.startswith("/"):
@@ -90,6 +90,8 @@ def find_program(name: str, path: str | None) -> str | None:
     dirs = [d for d in (os.defpath if path is None else path).split(os.pathsep) if os.path.isabs(d)]
     if not dirs:
         return None
+    import shutil
+
     return shutil.which(name, path=os.pathsep.join(dirs))
 
 
@@ -138,7 +140,7 @@ def child_environment(environ: dict[str, str], initial: dict[str, str] | None = 
     return env
 
 
-def prepare(planned: dict[str, Any]) -> dict[str, Any]:
+def prepare(planned: "dict[str, Any]") -> "dict[str, Any]":
     """Everything `ring` needs, checked: {program, argv, env, cwd}; an error when the bell cannot ring."""
     directory = planned["cwd"]
     if not os.path.isdir(directory):
@@ -156,7 +158,7 @@ def prepare(planned: dict[str, Any]) -> dict[str, Any]:
     return {"program": program, "argv": [planned["cmd"], *planned["args"]], "env": env, "cwd": directory}
 
 
-def ring(launch: dict[str, Any], ticket: "Ticket", label: str) -> int:
+def ring(launch: "dict[str, Any]", ticket: "Ticket", label: str) -> int:
     """Run the agent CLI as relay's child and wait for it; returns relay's exit status (the child's,
     128+N when signal N killed it).
 
@@ -201,7 +203,7 @@ def ring(launch: dict[str, Any], ticket: "Ticket", label: str) -> int:
     return code if code >= 0 else 128 - code
 
 
-def start(launch: dict[str, Any], ticket: "Ticket") -> "subprocess.Popen[bytes]":
+def start(launch: "dict[str, Any]", ticket: "Ticket") -> "subprocess.Popen[bytes]":
     """Start the agent CLI as `ring` does, without waiting (the doorbell server): in its own session,
     so a Ctrl-C to the server does not reach it, noting itself in the resume lock before it runs."""
     import subprocess

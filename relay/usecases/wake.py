@@ -7,9 +7,14 @@ order: plan the command, read the caller's limits (a bad setting is an error bef
 queued), check the bell can ring, queue the caller's words as mail, then pass the guardrails
 (relay.usecases.wakeguard). A session whose entry names another host is rung by that host's
 doorbell server, reached through the store (`store.doorbells()`).
-"""
 
-import shlex
+Before any of that, `ring_idle` decides how an open, idle session is told that mail waits: a
+Claude Code 2.1.224+ session through its own messaging socket (one fixed nudge line; its
+UserPromptSubmit hook then takes the mail), a Codex session through `codex queue`
+(relay.usecases.codex_queue). `send` asks it after every message, and `relay wake` (here, or a
+host's doorbell server for a wake another host posted) asks it before the guardrails, which would
+refuse a running session: one planner for every path.
+"""
 
 from relay.domain.ids import SessionId, is_uuid, require_uuid
 from relay.usecases import doorbell, wakeguard
@@ -29,6 +34,72 @@ if TYPE_CHECKING:
 
 # How long `relay wake` waits for the answer of another host's doorbell server.
 ANSWER_WAIT = 15.0
+
+# A socket ring must be followed by a take within this long; until then the session's idle
+# watcher leaves the mail to the turn the ring starts (relay.faces.watch), after it takes it itself.
+SOCKET_TAKE_SECONDS = 3.0
+RANG = "rang"
+
+
+def _rang_line(label: str) -> str:
+    return (
+        f"{label} is open and idle: rang its own Claude messaging socket; it takes its mail in the turn "
+        "that starts (no resume)"
+    )
+
+
+def ring_idle(store: "StoreAPI", recipient: "Entry", message: "dict[str, Any] | None" = None) -> tuple[str, str | None]:
+    """After mail was queued for `recipient`: tell its open, idle session so it takes it now.
+    (outcome, note for the sender or None); the outcome is "rang" when a bell rang. Never raises:
+    the mail is queued already, and a bell that fails leaves it to the hooks and the watcher."""
+    tool = recipient.get("tool", "claude")
+    if tool == "codex" and message is not None:
+        from relay.usecases.codex_queue import ring_if_idle
+
+        return ring_if_idle(store, recipient, message)
+    if tool != "claude":
+        return "no bell for " + str(tool), None
+    try:
+        return _ring_claude(store, recipient), None
+    except Exception as err:  # a check that breaks must not fail a send that succeeded
+        return "failed", f"could not ring the Claude session's socket: {one_line(str(err))[:200]}"
+
+
+def _ring_claude(store: "StoreAPI", entry: "Entry") -> str:
+    """Ring the messaging socket of an idle Claude Code session open on this host (docs/wake.md):
+    the adapter's outcome, or why relay did not try."""
+    from relay.domain.policy import max_auto_wakes, mode_of
+
+    session_id = require_uuid(entry.get("id"), "recipient id")
+    if store.wake_host(entry) is not None:
+        return "on another host"  # its watcher there takes the mail
+    if mode_of(entry) == "start":
+        return "deliver mode start"
+    if store.auto_wakes(session_id) >= max_auto_wakes():
+        return "relay started enough turns unattended"
+    if socket_rung_lately(store, session_id):
+        return "rung already"  # that turn takes this mail too
+    if not store.has_mail(session_id):
+        return "no mail"
+    from relay.agents import claude
+
+    outcome = claude.socket_ring(session_id, doorbell.nudge(session_id))
+    if outcome == claude.RANG:
+        store.note_ring(session_id)
+        try:
+            store.count_auto_wake(session_id)
+        except RelayError:
+            pass  # rung already: an uncounted turn errs on the side of the mail
+    return outcome
+
+
+def socket_rung_lately(store: "StoreAPI", session_id: SessionId) -> bool:
+    """Did relay ring the session's messaging socket so lately that the turn it starts should
+    take the mail (the watcher then waits)?"""
+    import time
+
+    last = store.last_ring(session_id)
+    return last is not None and 0 <= time.time() - last < SOCKET_TAKE_SECONDS
 
 
 class Target:
@@ -69,15 +140,19 @@ def _admitted(
     dry: bool,
     least_hops: int = 0,
     queued: str | None = None,
-) -> "tuple[dict[str, Any], dict[str, Any] | None, wakeguard.Ticket]":
+) -> "tuple[dict[str, Any], dict[str, Any] | None, wakeguard.Ticket | None]":
     """The plan, the checked launch (None with `dry`) and the guardrails' ticket, after the
-    caller's words were queued as mail from `cli`; WakeRefused or RelayError when it may not ring."""
+    caller's words were queued as mail from `cli`; WakeRefused or RelayError when it may not ring.
+    The ticket is None when an open, idle Claude session was rung through its own socket instead."""
     planned = doorbell.plan(target.tool, target.session_id, target.directory)
     limits = wakeguard.Limits()  # a bad setting is an error before anything is queued
     limits.caller_hops = max(limits.caller_hops, least_hops)
     launch = None if dry else doorbell.prepare(planned)
     if not dry:
         queued = _queue(store, target, words, limits) or queued
+        entry = target.entry or {"id": target.session_id, "tool": planned["tool"]}
+        if planned["tool"] == "claude" and ring_idle(store, entry)[0] == RANG:
+            return planned, launch, None  # open and idle here: its own socket rang, no resume
     ticket = wakeguard.admit(
         store, target.session_id, planned["tool"], target.label, limits, force=force, dry=dry, queued=queued
     )
@@ -96,6 +171,9 @@ def wake(store: "StoreAPI", target: Target, words: list[str], report: "Report", 
     planned, launch, ticket = _admitted(store, target, words, force=force, dry=dry)
     if launch is None:
         report(planned)
+        return 0
+    if ticket is None:
+        report(_rang_line(target.label))
         return 0
     with ticket:
         return doorbell.ring(launch, ticket, target.label)
@@ -118,6 +196,8 @@ def _wake_elsewhere(
     shown_host = one_line(host)
     if bells is None or not served:
         options = [*(["--force"] if force else []), *(["--dry"] if dry else [])]
+        import shlex
+
         command = shlex.join(["relay", "wake", target.label, *options])
         mail = f"your message {queued} is queued; " if queued else ""
         if not dry:
@@ -146,6 +226,9 @@ def _wake_elsewhere(
     state, line = answer.get("state"), str(answer.get("line") or "")
     if state == "refused":
         raise WakeRefused(f"{line} (answered by {shown_host}'s doorbell)")
+    if state == RANG:
+        report(f"{posted}: {line}")
+        return 0
     if state == "started":
         report(f"{posted}: {answer.get('tool')} started there (pid {answer.get('pid')})")
         return 0
@@ -204,6 +287,8 @@ def ring_request(store: "StoreAPI", request: dict[str, object] | None) -> "tuple
     except RelayError as err:
         return {"state": "error", "line": str(err)}, None
     assert launch is not None  # not dry
+    if ticket is None:
+        return {"state": RANG, "line": _rang_line(target.label)}, None
     try:
         proc = doorbell.start(launch, ticket)
     except BaseException:

@@ -158,8 +158,11 @@ def claude_new(requests: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 def test_claude_mail_sent_between_prompts_reaches_the_next_prompt(sandbox: rc.Sandbox, claude_plugin: Path) -> None:
     """One open session (`--input-format stream-json`): mail sent while it is idle between two prompts
-    is in the request of the second prompt, with that prompt, and in no later one as a new item."""
-    env = sandbox.env()
+    is in the request of the second prompt, with that prompt, and in no later one as a new item.
+
+    Claude's own messaging is off here: with it on, relay rings the idle session through its socket
+    the moment the mail is sent, a turn of its own (tests/real/test_idle_real.py)."""
+    env = {**sandbox.env(), "CLAUDE_CODE_HARBOR_KITE": "0"}
     session = str(uuid.uuid4())
     body = unique("between-prompts")
     argv = [
