@@ -61,7 +61,8 @@ def moment_of(event: dict) -> str | None:
     PostToolUse (urgent mail), so the rest of the turn's mail stays for its Stop."""
     raw = event.get("hook_event_name", "SessionStart")
     moment = EVENTS.get(raw) if isinstance(raw, str) else None
-    if moment == "UserPromptSubmit" and not event.get("submitted_prompt"):
+    submitted = event.get("submitted_prompt")
+    if moment == "UserPromptSubmit" and not (isinstance(submitted, str) and submitted.strip()):
         return "PostToolUse"
     return moment
 

@@ -131,7 +131,10 @@ def test_qwen_session_gets_mail_at_every_point_once_and_uses_the_bus(sandbox: rc
         ],
         "turns": [
             {"prompt": "first prompt"},
-            {"before": [[*send, "--", PROMPT_MAIL]], "prompt": "second prompt"},
+            {
+                "before": [[*send, "--", PROMPT_MAIL], [*relay_command(), "discover", "--tool", "qwen", "--json"]],
+                "prompt": "second prompt",
+            },
         ],
     }
     [run] = rc.scenario({"steps": [turns]}, env, sandbox.project)["steps"]
@@ -159,6 +162,10 @@ def test_qwen_session_gets_mail_at_every_point_once_and_uses_the_bus(sandbox: rc
     assert sandbox.registry()["agents"][session]["tool"] == "qwen"
     rows = json.loads(relay(env, "discover", "--tool", "qwen", "--json").stdout)
     assert [(row["id"], row["cwd"], row["tool"]) for row in rows] == [(session, str(sandbox.project), "qwen")]
+    # live while its Qwen process ran (between the two prompts), not after it exited
+    [between] = json.loads(run["turns"][1]["before"][1]["stdout"])
+    assert (between["id"], between["live"]) == (session, True)
+    assert rows[0]["live"] is False
     print(
         "latency prompt (written -> request, s):",
         round(run["requests"][0]["at"] - run["turns"][0]["written"], 2),
