@@ -775,26 +775,18 @@ def _claude_step(step: dict[str, Any]) -> dict[str, Any]:
     return {**result, "requests": mock.requests}
 
 
-def _claude_turns_step(step: dict[str, Any]) -> dict[str, Any]:
-    """One `claude -p --input-format stream-json` process kept open across several turns.
+def _drive_turns(step: dict[str, Any], env: dict[str, str], mock: Any, message_of: Any) -> dict[str, Any]:
+    """Run `step["argv"]` as one process kept open across `step["turns"]`, writing each prompt to its
+    stdin as the JSON line `message_of(prompt)` and awaiting the turn's `result` line on stdout.
 
-    For each of `turns` ({"before": [argv, ...], "prompt": TEXT}) the `before` commands run first
-    (e.g. a `send` while the session sits idle between prompts), then the prompt is written and the
-    turn's `result` line awaited. A turn whose prompt is None writes nothing and only waits for a
-    result: a turn the session starts by itself (an idle session woken by mail). Each turn reports
-    where its model requests begin in `requests`.
+    For each turn ({"before": [argv, ...], "prompt": TEXT}) the `before` commands run first (e.g. a
+    `send` while the session sits idle between prompts), then the prompt is written. A turn whose
+    prompt is None writes nothing and only waits for a result: a turn the session starts by itself
+    (an idle session woken by mail). Each turn reports when its prompt was written and where its
+    model requests begin in `mock.requests`.
     """
     import queue
 
-    mock = _Mock(AnthropicHandler, step.get("port", 0))
-    mock.calls = [(name, arguments) for name, arguments in step.get("calls", [])]
-    mock.start()
-    env = {
-        **os.environ,
-        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{mock.port}",
-        "ANTHROPIC_API_KEY": "sk-ant-offline-test",
-        **step.get("env", {}),
-    }
     deadline = time.monotonic() + step.get("timeout", 120)
     proc = subprocess.Popen(
         step["argv"], cwd=step["cwd"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -815,9 +807,9 @@ def _claude_turns_step(step: dict[str, Any]) -> dict[str, Any]:
             with mock.lock:
                 first_request = len(mock.requests)
             assert proc.stdin is not None
+            written = time.time()
             if turn.get("prompt") is not None:
-                message = {"type": "user", "message": {"role": "user", "content": turn["prompt"]}}
-                proc.stdin.write(json.dumps(message).encode() + b"\n")
+                proc.stdin.write(json.dumps(message_of(turn["prompt"])).encode() + b"\n")
                 proc.stdin.flush()
             result = None
             while result is None and (left := deadline - time.monotonic()) > 0:
@@ -830,7 +822,7 @@ def _claude_turns_step(step: dict[str, Any]) -> dict[str, Any]:
                     parsed = json.loads(line)
                     if isinstance(parsed, dict) and parsed.get("type") == "result":
                         result = parsed
-            turns.append({"before": before, "first_request": first_request, "result": result})
+            turns.append({"before": before, "written": written, "first_request": first_request, "result": result})
         assert proc.stdin is not None
         proc.stdin.close()
         rc: Any = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
@@ -840,15 +832,34 @@ def _claude_turns_step(step: dict[str, Any]) -> dict[str, Any]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        mock.shutdown()
     return {
         "argv": step["argv"],
         "rc": rc,
         "stdout": "".join(out),
         "stderr": b"".join(errors).decode(errors="replace"),
         "turns": turns,
-        "requests": mock.requests,
     }
+
+
+def _claude_turns_step(step: dict[str, Any]) -> dict[str, Any]:
+    """One `claude -p --input-format stream-json` process kept open across several turns
+    (_drive_turns), against the Anthropic mock."""
+    mock = _Mock(AnthropicHandler, step.get("port", 0))
+    mock.calls = [(name, arguments) for name, arguments in step.get("calls", [])]
+    mock.start()
+    env = {
+        **os.environ,
+        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{mock.port}",
+        "ANTHROPIC_API_KEY": "sk-ant-offline-test",
+        **step.get("env", {}),
+    }
+    try:
+        report = _drive_turns(
+            step, env, mock, lambda prompt: {"type": "user", "message": {"role": "user", "content": prompt}}
+        )
+    finally:
+        mock.shutdown()
+    return {**report, "requests": mock.requests}
 
 
 def _codex_step(step: dict[str, Any]) -> dict[str, Any]:
@@ -868,16 +879,9 @@ def _codex_step(step: dict[str, Any]) -> dict[str, Any]:
 
 
 def _qwen_turns_step(step: dict[str, Any]) -> dict[str, Any]:
-    """One Qwen Code process (`--input-format stream-json`) kept open across several turns, against a
-    ChatCompletionsMock answering from `script`.
-
-    For each of `turns` ({"before": [argv, ...], "prompt": TEXT}) the `before` commands run first
-    (e.g. a `relay send` while the session sits between prompts), then the prompt is written and the
-    turn's `result` line awaited; each turn reports when its prompt was written and where its model
-    requests begin. Every request is reported with the time it arrived (`at`).
-    """
-    import queue
-
+    """One Qwen Code process (`--input-format stream-json`) kept open across several turns
+    (_drive_turns), against a ChatCompletionsMock answering from `script`; every request is reported
+    with the time it arrived (`at`)."""
     mock = ChatCompletionsMock(step.get("script"), main_tool=step.get("main_tool")).start()
     env = {
         **os.environ,
@@ -886,61 +890,21 @@ def _qwen_turns_step(step: dict[str, Any]) -> dict[str, Any]:
         "OPENAI_MODEL": "mock",
         **step.get("env", {}),
     }
-    deadline = time.monotonic() + step.get("timeout", 180)
-    proc = subprocess.Popen(
-        step["argv"], cwd=step["cwd"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    lines: queue.Queue[bytes] = queue.Queue()
-    errors: list[bytes] = []
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or []], daemon=True).start()
-    threading.Thread(target=lambda: errors.extend(proc.stderr or []), daemon=True).start()
-    turns, out = [], []
-    rc: Any = None
+
+    def message_of(prompt: str) -> dict[str, Any]:
+        content = {"role": "user", "content": prompt}
+        return {
+            "type": "user",
+            "session_id": step.get("session_id", ""),
+            "message": content,
+            "parent_tool_use_id": None,
+        }
+
     try:
-        for turn in step["turns"]:
-            before = [_run_client({"argv": argv, "cwd": step["cwd"]}, 0) for argv in turn.get("before", [])]
-            with mock.lock:
-                first_request = len(mock.requests)
-            message = {
-                "type": "user",
-                "session_id": step.get("session_id", ""),
-                "message": {"role": "user", "content": turn["prompt"]},
-                "parent_tool_use_id": None,
-            }
-            written = time.time()
-            assert proc.stdin is not None
-            proc.stdin.write(json.dumps(message).encode() + b"\n")
-            proc.stdin.flush()
-            result = None
-            while result is None and (left := deadline - time.monotonic()) > 0:
-                try:
-                    line = lines.get(timeout=left)
-                except queue.Empty:
-                    break
-                out.append(line.decode(errors="replace"))
-                with contextlib.suppress(ValueError):
-                    parsed = json.loads(line)
-                    if isinstance(parsed, dict) and parsed.get("type") == "result":
-                        result = parsed
-            turns.append({"before": before, "written": written, "first_request": first_request, "result": result})
-        assert proc.stdin is not None
-        proc.stdin.close()
-        rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        rc = "timeout"
+        report = _drive_turns({"timeout": 180, **step}, env, mock, message_of)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         mock.stop()
-    return {
-        "argv": step["argv"],
-        "rc": rc,
-        "stdout": "".join(out),
-        "stderr": b"".join(errors).decode(errors="replace"),
-        "turns": turns,
-        "requests": mock.requests,
-    }
+    return {**report, "requests": mock.requests}
 
 
 def _qwen_step(step: dict[str, Any]) -> dict[str, Any]:

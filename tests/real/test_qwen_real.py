@@ -61,6 +61,14 @@ def install_extension(sandbox: rc.Sandbox, env: dict[str, str], tmp_path: Path) 
     return installed
 
 
+def qwen_installed(sandbox: rc.Sandbox, tmp_path: Path) -> tuple[dict[str, str], str]:
+    """The extension under test installed in the sandbox's Qwen: the environment and the `qwen` to run."""
+    rc.skip_unless_runnable("qwen", "node")
+    env = relay_env(sandbox)
+    install_extension(sandbox, env, tmp_path)
+    return env, str(rc.clients_bin() / "qwen")
+
+
 def request_texts(request: dict[str, Any]) -> str:
     """Every text of a Chat Completions request's messages, joined."""
     return "\n".join(text for message in request.get("messages", []) for text in rc.strings_in(message.get("content")))
@@ -91,10 +99,7 @@ def tool_results(request: dict[str, Any]) -> list[str]:
 
 
 def test_qwen_session_gets_mail_at_every_point_once_and_uses_the_bus(sandbox: rc.Sandbox, tmp_path: Path) -> None:
-    rc.skip_unless_runnable("qwen", "node")
-    env = relay_env(sandbox)
-    install_extension(sandbox, env, tmp_path)
-    qwen = str(rc.clients_bin() / "qwen")
+    env, qwen = qwen_installed(sandbox, tmp_path)
     session = str(uuid.uuid4())
     peer = str(uuid.uuid4())
     (sandbox.root / "peer").mkdir()
@@ -176,10 +181,7 @@ def test_qwen_session_gets_mail_at_every_point_once_and_uses_the_bus(sandbox: rc
 
 
 def test_relay_wake_resumes_a_qwen_session_headless_and_it_answers(sandbox: rc.Sandbox, tmp_path: Path) -> None:
-    rc.skip_unless_runnable("qwen", "node")
-    env = relay_env(sandbox)
-    install_extension(sandbox, env, tmp_path)
-    qwen = str(rc.clients_bin() / "qwen")
+    env, qwen = qwen_installed(sandbox, tmp_path)
     target = str(uuid.uuid4())
     start = {"kind": "qwen", "cwd": str(sandbox.project), "argv": [qwen, "--session-id", target, "start"]}
     [started] = rc.scenario({"steps": [start]}, env, sandbox.project)["steps"]
