@@ -171,6 +171,11 @@ def test_qwen_session_gets_mail_at_every_point_once_and_uses_the_bus(sandbox: rc
     [between] = json.loads(run["turns"][1]["before"][1]["stdout"])
     assert (between["id"], between["live"]) == (session, True)
     assert rows[0]["live"] is False
+    main_at = [each["at"] for each in run["requests"] if rc.is_main_request(each["body"], MAIN_TOOL)]
+    print(
+        "latency tool (tool call answered -> next request, incl. the tool's two sends, s):",
+        round(main_at[1] - main_at[0], 2),
+    )
     print(
         "latency prompt (written -> request, s):",
         round(run["requests"][0]["at"] - run["turns"][0]["written"], 2),
