@@ -109,3 +109,26 @@ def test_claudes_hook_command_run_by_qwen_registers_a_qwen_session(run_relay, st
     started = qwen_event("SessionStart", claude_sid, tmp_path, source="startup")
     assert run_relay("hook", input=started, extra_env={"QWEN_CODE_SESSION_ID": sid}).returncode == 0
     assert stored_registry(store_home)["agents"][claude_sid]["tool"] == "claude"
+
+
+def test_the_bus_under_qwen_speaks_for_the_session_qwen_names(monkeypatch, tmp_path) -> None:
+    from relay.usecases.identity import current_session
+
+    sid = new_id()
+    monkeypatch.setenv("QWEN_CODE_SESSION_ID", sid)
+    monkeypatch.setenv("RELAY_PROJECT_DIR", str(tmp_path))
+    monkeypatch.setenv("CLAUDE_CODE_SESSION_ID", "")  # qwen-extension.json blanks a Claude id inherited from a shell
+    me = current_session(store=None)  # type: ignore[arg-type]  # decided before the store is asked
+    assert (me.session_id, me.tool, me.project_dir, me.source) == (sid, "qwen", str(tmp_path), "QWEN_CODE_SESSION_ID")
+
+
+def test_the_manifest_blanks_claudes_session_variable_for_the_bus_and_runs_hook_qwen() -> None:
+    manifest = json.loads((Path(__file__).resolve().parents[2] / "qwen-extension.json").read_text())
+    bus = manifest["mcpServers"]["bus"]
+    assert bus["command"] == "${extensionPath}/launcher" and bus["args"] == ["bus"]
+    assert bus["env"]["CLAUDE_CODE_SESSION_ID"] == ""
+    commands = {
+        event: [hook["command"] for group in groups for hook in group["hooks"]]
+        for event, groups in manifest["hooks"].items()
+    }
+    assert commands == {event: ['"${CLAUDE_PLUGIN_ROOT}/launcher" hook qwen'] for event in qwen.EVENTS}
