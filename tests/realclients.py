@@ -601,6 +601,124 @@ def _response_events(item: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def is_main_request(request: dict[str, Any], main_tool: str | None = None) -> bool:
+    """Does a Chat Completions request come from the agent's own turn: it offers tools, `main_tool`
+    among them when given (side queries offer none, or a sub-agent's few)?"""
+    tools = request.get("tools") or []
+    names = {(tool.get("function") or {}).get("name") for tool in tools if isinstance(tool, dict)}
+    return bool(tools) and (main_tool is None or main_tool in names)
+
+
+class ChatCompletionsMock:
+    """An OpenAI Chat Completions API on 127.0.0.1 (`POST /v1/chat/completions`, SSE when the request
+    says `stream: true`), for clients configured with an OpenAI-compatible base URL (Qwen Code,
+    OpenCode). Self-contained: its own server, handler and recording.
+
+    It answers each model request with the next entry of `script` and, once the script is spent,
+    with the text "done". An entry is `{"tool": NAME, "args": {...}}` (one tool call, by name: the
+    tool need not be in the request's `tools`, as clients that defer MCP tools behind a search
+    tool still run a call by name), or `{"text": TEXT}`. A request whose `tools` list is empty or
+    missing, or lacks `main_tool` when one is given, is a client's side query (a title, a summary,
+    a memory-extraction sub-agent): it gets a plain text answer and does not consume the script.
+    Every request is recorded in `requests` as
+    `{"path", "body", "at"}` (`at`: time.time() when it arrived), and `on_request`, when set, is
+    called with each recorded main request before it is answered.
+    """
+
+    def __init__(self, script: list[dict[str, Any]] | None = None, port: int = 0, main_tool: str | None = None) -> None:
+        mock = self
+        self.script = list(script or [])
+        self.main_tool = main_tool
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.on_request: Any = None
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+                try:
+                    request = json.loads(raw)
+                except ValueError:
+                    request = None
+                if not isinstance(request, dict) or not self.path.rstrip("/").endswith("/chat/completions"):
+                    self._send(404, b'{"error": {"message": "not here"}}', "application/json")
+                    return
+                self._send(200, *mock.answer(self.path, request))
+
+            def do_GET(self) -> None:  # a model listing, should a client ask
+                self._send(200, b'{"object": "list", "data": [{"id": "mock", "object": "model"}]}', "application/json")
+
+            def _send(self, status: int, body: bytes, ctype: str) -> None:
+                self.send_response(status)
+                self.send_header("content-type", ctype)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> "ChatCompletionsMock":
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def is_main(self, request: dict[str, Any]) -> bool:
+        """Is this one of the agent's own model requests (not a side query)?"""
+        return is_main_request(request, self.main_tool)
+
+    def answer(self, path: str, request: dict[str, Any]) -> tuple[bytes, str]:
+        """The body and content type answering one request (recorded first)."""
+        main = self.is_main(request)
+        with self.lock:
+            self.requests.append({"path": path, "body": request, "at": time.time()})
+            entry = (self.script.pop(0) if self.script else {"text": "done"}) if main else {"text": "ok"}
+        if main and self.on_request is not None:
+            self.on_request(request)
+        n = uuid.uuid4().hex[:24]
+        if "tool" in entry:
+            call = {
+                "index": 0,
+                "id": f"call_{n}",
+                "type": "function",
+                "function": {"name": entry["tool"], "arguments": json.dumps(entry.get("args", {}))},
+            }
+            message: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [call]}
+            finish = "tool_calls"
+        else:
+            message, finish = {"role": "assistant", "content": str(entry["text"])}, "stop"
+        usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        head = {"id": f"chatcmpl-{n}", "created": int(time.time()), "model": request.get("model") or "mock"}
+        if not request.get("stream"):
+            choice = {"index": 0, "message": message, "finish_reason": finish}
+            body = {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
+            return json.dumps(body).encode(), "application/json"
+        chunks = [
+            {"index": 0, "delta": message, "finish_reason": None},
+            {"index": 0, "delta": {}, "finish_reason": finish},
+        ]
+        events = [{**head, "object": "chat.completion.chunk", "choices": [choice]} for choice in chunks]
+        events.append({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+        data = b"".join(f"data: {json.dumps(event)}\n\n".encode() for event in events)
+        return data + b"data: [DONE]\n\n", "text/event-stream"
+
+
 MOCK_PORT = 18080  # fixed, for configs that cannot name a port at run time (each namespace is empty)
 
 # Codex (0.169 and 0.171) starts a turn without an MCP server that is not up within a short grace
@@ -657,26 +775,18 @@ def _claude_step(step: dict[str, Any]) -> dict[str, Any]:
     return {**result, "requests": mock.requests}
 
 
-def _claude_turns_step(step: dict[str, Any]) -> dict[str, Any]:
-    """One `claude -p --input-format stream-json` process kept open across several turns.
+def _drive_turns(step: dict[str, Any], env: dict[str, str], mock: Any, message_of: Any) -> dict[str, Any]:
+    """Run `step["argv"]` as one process kept open across `step["turns"]`, writing each prompt to its
+    stdin as the JSON line `message_of(prompt)` and awaiting the turn's `result` line on stdout.
 
-    For each of `turns` ({"before": [argv, ...], "prompt": TEXT}) the `before` commands run first
-    (e.g. a `send` while the session sits idle between prompts), then the prompt is written and the
-    turn's `result` line awaited. A turn whose prompt is None writes nothing and only waits for a
-    result: a turn the session starts by itself (an idle session woken by mail). Each turn reports
-    where its model requests begin in `requests`.
+    For each turn ({"before": [argv, ...], "prompt": TEXT}) the `before` commands run first (e.g. a
+    `send` while the session sits idle between prompts), then the prompt is written. A turn whose
+    prompt is None writes nothing and only waits for a result: a turn the session starts by itself
+    (an idle session woken by mail). Each turn reports when its prompt was written and where its
+    model requests begin in `mock.requests`.
     """
     import queue
 
-    mock = _Mock(AnthropicHandler, step.get("port", 0))
-    mock.calls = [(name, arguments) for name, arguments in step.get("calls", [])]
-    mock.start()
-    env = {
-        **os.environ,
-        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{mock.port}",
-        "ANTHROPIC_API_KEY": "sk-ant-offline-test",
-        **step.get("env", {}),
-    }
     deadline = time.monotonic() + step.get("timeout", 120)
     proc = subprocess.Popen(
         step["argv"], cwd=step["cwd"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -697,9 +807,9 @@ def _claude_turns_step(step: dict[str, Any]) -> dict[str, Any]:
             with mock.lock:
                 first_request = len(mock.requests)
             assert proc.stdin is not None
+            written = time.time()
             if turn.get("prompt") is not None:
-                message = {"type": "user", "message": {"role": "user", "content": turn["prompt"]}}
-                proc.stdin.write(json.dumps(message).encode() + b"\n")
+                proc.stdin.write(json.dumps(message_of(turn["prompt"])).encode() + b"\n")
                 proc.stdin.flush()
             result = None
             while result is None and (left := deadline - time.monotonic()) > 0:
@@ -712,7 +822,7 @@ def _claude_turns_step(step: dict[str, Any]) -> dict[str, Any]:
                     parsed = json.loads(line)
                     if isinstance(parsed, dict) and parsed.get("type") == "result":
                         result = parsed
-            turns.append({"before": before, "first_request": first_request, "result": result})
+            turns.append({"before": before, "written": written, "first_request": first_request, "result": result})
         assert proc.stdin is not None
         proc.stdin.close()
         rc: Any = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
@@ -722,15 +832,34 @@ def _claude_turns_step(step: dict[str, Any]) -> dict[str, Any]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        mock.shutdown()
     return {
         "argv": step["argv"],
         "rc": rc,
         "stdout": "".join(out),
         "stderr": b"".join(errors).decode(errors="replace"),
         "turns": turns,
-        "requests": mock.requests,
     }
+
+
+def _claude_turns_step(step: dict[str, Any]) -> dict[str, Any]:
+    """One `claude -p --input-format stream-json` process kept open across several turns
+    (_drive_turns), against the Anthropic mock."""
+    mock = _Mock(AnthropicHandler, step.get("port", 0))
+    mock.calls = [(name, arguments) for name, arguments in step.get("calls", [])]
+    mock.start()
+    env = {
+        **os.environ,
+        "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{mock.port}",
+        "ANTHROPIC_API_KEY": "sk-ant-offline-test",
+        **step.get("env", {}),
+    }
+    try:
+        report = _drive_turns(
+            step, env, mock, lambda prompt: {"type": "user", "message": {"role": "user", "content": prompt}}
+        )
+    finally:
+        mock.shutdown()
+    return {**report, "requests": mock.requests}
 
 
 def _codex_step(step: dict[str, Any]) -> dict[str, Any]:
@@ -747,6 +876,48 @@ def _codex_step(step: dict[str, Any]) -> dict[str, Any]:
     finally:
         mock.shutdown()
     return {**result, "requests": mock.requests, "during_first_request": nested or None}
+
+
+def _qwen_turns_step(step: dict[str, Any]) -> dict[str, Any]:
+    """One Qwen Code process (`--input-format stream-json`) kept open across several turns
+    (_drive_turns), against a ChatCompletionsMock answering from `script`; every request is reported
+    with the time it arrived (`at`)."""
+    mock = ChatCompletionsMock(step.get("script"), main_tool=step.get("main_tool")).start()
+    env = {
+        **os.environ,
+        "OPENAI_BASE_URL": mock.base_url,
+        "OPENAI_API_KEY": "sk-offline-test",
+        "OPENAI_MODEL": "mock",
+        **step.get("env", {}),
+    }
+
+    def message_of(prompt: str) -> dict[str, Any]:
+        content = {"role": "user", "content": prompt}
+        return {
+            "type": "user",
+            "session_id": step.get("session_id", ""),
+            "message": content,
+            "parent_tool_use_id": None,
+        }
+
+    try:
+        report = _drive_turns({"timeout": 180, **step}, env, mock, message_of)
+    finally:
+        mock.stop()
+    return {**report, "requests": mock.requests}
+
+
+def _qwen_step(step: dict[str, Any]) -> dict[str, Any]:
+    """One command (`qwen ...`, or a `relay wake` that starts one) run to its end against a
+    ChatCompletionsMock answering from `script`; reports when it started and every request."""
+    mock = ChatCompletionsMock(step.get("script"), main_tool=step.get("main_tool")).start()
+    env = {"OPENAI_BASE_URL": mock.base_url, "OPENAI_API_KEY": "sk-offline-test", "OPENAI_MODEL": "mock"}
+    started = time.time()
+    try:
+        result = _run_client({**step, "env": {**env, **step.get("env", {})}}, mock.port)
+    finally:
+        mock.stop()
+    return {**result, "started": started, "requests": mock.requests}
 
 
 def _screen_text(raw: bytes) -> str:
@@ -820,6 +991,10 @@ def _step(step: dict[str, Any]) -> dict[str, Any]:
         return _claude_turns_step(step)
     if kind == "codex":
         return _codex_step(step)
+    if kind == "qwen":
+        return _qwen_step(step)
+    if kind == "qwen-turns":
+        return _qwen_turns_step(step)
     if kind == "plain":
         return _run_client(step, 0)
     raise ValueError(f"unknown step kind {kind!r}")

@@ -1,4 +1,4 @@
-"""The agent CLIs relay serves, one adapter module each (relay.agents.claude, relay.agents.codex).
+"""The agent CLIs relay serves, one adapter module each (relay.agents.claude, relay.agents.codex, ...).
 
 An adapter holds all relay knows of one CLI: its hook events and answer shape, where its
 transcripts are and what they say (discover, gc), how to tell a session runs now, how to resume
@@ -29,6 +29,10 @@ def adapter(tool: str) -> "Adapter":
         from relay.agents import codex
 
         return codex
+    if tool == "qwen":
+        from relay.agents import qwen
+
+        return qwen
     raise KeyError(tool)
 
 

@@ -83,13 +83,7 @@ def transcript_files(root: "Path", since: float) -> "Iterator[tuple[str, str, fl
     for project in transcripts.scan_dir(root):
         if not project.is_dir(follow_symlinks=False):
             continue
-        for entry in transcripts.scan_dir(project.path):
-            stem = entry.name[:-6] if entry.name.endswith(".jsonl") else ""
-            if not is_uuid(stem):
-                continue
-            mtime = transcripts.fresh_mtime(entry, since)
-            if mtime is not None:
-                yield stem, entry.path, mtime
+        yield from transcripts.uuid_files(project.path, since)
 
 
 class Sidechain(Exception):

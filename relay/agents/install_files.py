@@ -25,7 +25,7 @@ PLUGIN_ID = f"{PLUGIN}@{MARKETPLACE}"
 
 # What a plugin copy runs from: compared file by file between the checkout and an installed copy.
 _RUNNING_DIRS = ("relay", "bin", "hooks", "skills", ".claude-plugin", ".codex-plugin")
-_RUNNING_FILES = ("launcher", "pyproject.toml", ".codex-mcp.json", ".mcp.json")
+_RUNNING_FILES = ("launcher", "pyproject.toml", ".codex-mcp.json", ".mcp.json", "qwen-extension.json")
 _MAX_CONFIG = 4 << 20  # a settings or config file larger than this is not read
 
 

@@ -7,6 +7,7 @@ of it; its kind (a flag, or an option that takes a value) is whether it has a ME
 and tuples only: every short-lived command imports this module.
 """
 
+from relay.domain.ids import AGENT_CLIS
 from relay.faces.argv import Spec
 
 # The column titles of `list` and `discover`: their header line on a terminal, and their --help.
@@ -23,11 +24,11 @@ DOORBELL_PER_MINUTE = 6  # relay.faces.doorbell_server.DEFAULT_PER_MINUTE
 DISCOVER_WITHIN_MIN, DISCOVER_LIMIT, GC_DAYS = 60, 50, 14
 LOG_LIMIT = 50  # how many events `relay log` prints by default
 
-TOOL_CHOICE = "claude|codex"
+TOOL_CHOICE = "|".join(AGENT_CLIS)
 
 SHAPES: dict[str, Spec] = {
     "discover": Spec(
-        "relay discover [--within MIN] [--tool claude|codex] [--exclude ID] [--cwd DIR] [--limit N] [--json]",
+        f"relay discover [--within MIN] [--tool {TOOL_CHOICE}] [--exclude ID] [--cwd DIR] [--limit N] [--json]",
         "list the sessions running now, from the CLIs' transcripts",
         "discover_command",
         options={
@@ -50,7 +51,7 @@ SHAPES: dict[str, Spec] = {
         options={"--json": ("", "print a JSON array instead of lines", "off")},
     ),
     "register": Spec(
-        "relay register NAME --id UUID [--dir DIR] [--tool claude|codex] [--deliver now|turn|start]",
+        f"relay register NAME --id UUID [--dir DIR] [--tool {TOOL_CHOICE}] [--deliver now|turn|start]",
         "name a session and set when its mail reaches it",
         "register_command",
         options={
@@ -127,7 +128,7 @@ SHAPES: dict[str, Spec] = {
     ),
     "wake": Spec(
         "relay wake WHO [--dry] [--force] [--] [MESSAGE...] | "
-        "relay wake --id UUID --dir DIR --tool claude|codex [--dry] [--force] [--] [MESSAGE...]",
+        f"relay wake --id UUID --dir DIR --tool {TOOL_CHOICE} [--dry] [--force] [--] [MESSAGE...]",
         "resume an idle session headless so it reads its mail",
         "wake_command",
         options={

@@ -57,7 +57,7 @@ def _show(parsed: Parsed, rows: list[Any], empty: str, line: Callable[[Any], str
 def _tool_option(parsed: Parsed) -> str | None:
     tool = parsed.options.get("--tool")
     if tool is not None and tool not in AGENT_CLIS:
-        raise UsageError(f"--tool must be claude or codex, not {tool!r}")
+        raise UsageError(f"--tool must be one of {', '.join(AGENT_CLIS)}, not {tool!r}")
     return tool
 
 

@@ -249,9 +249,12 @@ TOPICS: dict[str, Topic] = {
         output=("the event's JSON answer on stdout carrying the fenced mail (nothing when there is none)",),
         example="relay hook codex < event.json",
         exits={"0": "always, so the agent CLI's session goes on; problems go to stderr as one line"},
-        positionals={"codex": "the event comes from Codex (without it: from Claude Code)"},
-        usage="relay hook [codex]",
-        summary="serve an agent CLI's hook event (run by Claude Code and Codex)",
+        positionals={
+            "tool": "the CLI the event comes from: codex, qwen, ... (without it: Claude Code, or Qwen Code "
+            "when the event's session is the one in QWEN_CODE_SESSION_ID)"
+        },
+        usage="relay hook [<tool>]",
+        summary="serve an agent CLI's hook event (run by every supported agent CLI)",
     ),
     "hook watch": Topic(
         "Run by Claude Code in the background (asyncRewake), not by you: waits while the session is idle "

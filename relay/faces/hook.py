@@ -1,4 +1,4 @@
-"""`relay hook [codex]`: run by the agent CLI at session start, at every prompt, after tool calls,
+"""`relay hook [<tool>]`: run by the agent CLI at session start, at every prompt, after tool calls,
 at the end of a turn and at session end (docs/delivery.md).
 
 At session start it registers the session; at every event it hands the model the mail its
@@ -13,7 +13,7 @@ runs `relay gc`'s collection (one stat when that is not due).
 import os
 import sys
 
-from relay.domain.ids import SessionId, require_uuid
+from relay.domain.ids import AGENT_CLIS, SessionId, require_uuid
 from relay.domain.policy import started_by_relay
 from relay.faces.boundary import described, say
 from relay.faces.hookevent import read_event
@@ -50,8 +50,9 @@ def handle(event: dict, tool: str, stdout: "BinaryIO", store: "StoreAPI") -> Non
     from relay.agents import adapter
 
     agent = adapter(tool)  # the CLI's event names and answer shape
+    refine = getattr(agent, "moment_of", None)  # a CLI whose event names do not say the moment alone
     raw = event.get("hook_event_name", "SessionStart")
-    name = agent.EVENTS.get(raw) if isinstance(raw, str) else None
+    name = refine(event) if refine is not None else agent.EVENTS.get(raw) if isinstance(raw, str) else None
     if name is None:
         return
     session_id = event.get("session_id")
@@ -130,6 +131,16 @@ def _collect_if_due(store: "StoreAPI") -> None:
         _log(f"cleanup of stale sessions skipped: {err}")
 
 
+def _running_under(tool: str, event: dict) -> str:
+    """The CLI that runs this hook: `tool` as the command line named it, except that Qwen Code,
+    converting the Claude plugin, runs Claude's `relay hook`; its own environment tells it apart."""
+    if tool == "claude" and os.environ.get("QWEN_CODE_SESSION_ID"):
+        from relay.agents.qwen import is_qwen_event
+
+        return "qwen" if is_qwen_event(event) else tool
+    return tool
+
+
 def main(argv: list[str]) -> int:
     """Entry point; always 0 so the agent CLI's session goes on."""
     if argv[:1] == ["watch"]:
@@ -138,10 +149,11 @@ def main(argv: list[str]) -> int:
 
         long_lived()
         return watch()
-    tool = "codex" if argv[:1] == ["codex"] else "claude"
+    tool = argv[0] if argv[:1] and argv[0] in AGENT_CLIS else "claude"
     try:
         event = read_event(sys.stdin.buffer, PREFIX)
         if event is not None:
+            tool = _running_under(tool, event)
             handle(event, tool, sys.stdout.buffer, open_store(warn=_log))
     except Exception as err:  # the hook must never break a session, whatever the cause
         _log(described(f"hook {tool}", err)[0])

@@ -261,3 +261,18 @@ def open_files(pid: int) -> list[str]:
         return []
     out = _run(["lsof", "-n", "-P", "-p", str(pid), "-Fn"])
     return [line[1:] for line in (out or "").splitlines() if line.startswith("n/")]
+
+
+def environ_value(pid: int, name: str) -> str | None:
+    """The value `name` had in the environment `pid` started with (Linux only: /proc/<pid>/environ),
+    or None when it is not set there or cannot be read."""
+    try:
+        with open(f"{_PROC}/{pid}/environ", "rb") as handle:
+            raw = handle.read(1 << 20)
+    except OSError:
+        return None
+    key = name.encode() + b"="
+    for item in raw.split(b"\0"):
+        if item.startswith(key):
+            return item[len(key) :].decode("utf-8", "surrogateescape")
+    return None

@@ -68,6 +68,20 @@ def fresh_mtime(entry: "os.DirEntry[str]", since: float) -> float | None:
     return mtime if mtime >= since else None
 
 
+def uuid_files(directory: str, since: float) -> "Iterator[tuple[str, str, float]]":
+    """(id, path, mtime) of the regular files `<uuid>.jsonl` directly in `directory` changed since
+    `since`: the transcripts of CLIs that name a session's file after its id."""
+    from relay.domain.ids import is_uuid
+
+    for entry in scan_dir(directory):
+        stem = entry.name[:-6] if entry.name.endswith(".jsonl") else ""
+        if not is_uuid(stem):
+            continue
+        mtime = fresh_mtime(entry, since)
+        if mtime is not None:
+            yield stem, entry.path, mtime
+
+
 # ---------------------------------------------------------------- reading one
 
 

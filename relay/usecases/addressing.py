@@ -1,6 +1,6 @@
 """Session operations shared by the hook, the MCP server and the CLI."""
 
-from relay.domain.ids import PREFIX_RULE, SessionId, is_id_prefix, is_uuid, prefix_digits, require_uuid
+from relay.domain.ids import AGENT_CLIS, PREFIX_RULE, SessionId, is_id_prefix, is_uuid, prefix_digits, require_uuid
 from relay.store.files import Entry, Message
 from relay.usecases.launcher import launcher_command, shell_quote
 from relay.util.errors import RelayError
@@ -138,5 +138,5 @@ def wake_hint(entry: Entry) -> str:
         return f"If it is idle, wake it so it reads the mail: {launcher} wake {target}"
     return (
         f"If it is idle, wake it: {launcher} wake --id {shell_quote(str(entry['id']))} --dir <its project dir> "
-        "--tool <claude|codex> (discover shows both)"
+        f"--tool <{'|'.join(AGENT_CLIS)}> (discover shows each session's tool)"
     )

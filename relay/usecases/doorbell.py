@@ -32,6 +32,9 @@ _CALLER_SCOPED = (
     "CLAUDE_CODE_SESSION_ID",
     "CLAUDE_PROJECT_DIR",
     "RELAY_PROJECT_DIR",
+    "QWEN_CODE_SESSION_ID",
+    "QWEN_PROJECT_DIR",
+    "QWEN_CODE_PROJECT_DIR",
 )
 
 
@@ -60,9 +63,9 @@ def _unknown_tool(session_id: str, tool: object) -> str:
     shown = repr(tool)
     shown = shown if len(shown) <= 40 else shown[:37] + "..."
     return (
-        f"session {session_id} has an unknown tool {shown} (expected claude or codex): "
-        f"re-register it with `relay register NAME --id {session_id} --tool claude|codex`, "
-        "or wake it with --id ID --dir DIR --tool claude|codex"
+        f"session {session_id} has an unknown tool {shown} (expected one of {', '.join(AGENT_CLIS)}): "
+        f"re-register it with `relay register NAME --id {session_id} --tool {'|'.join(AGENT_CLIS)}`, "
+        f"or wake it with --id ID --dir DIR --tool {'|'.join(AGENT_CLIS)}"
     )
 
 
@@ -73,7 +76,7 @@ def plan(tool: object, session_id: str, directory: object) -> "dict[str, Any]":
         known = "no known" if not directory else "no absolute"
         raise RelayError(
             f"session {session_id} has {known} project dir: wake it with "
-            "--id ID --dir DIR --tool claude|codex (relay discover shows its dir)"
+            f"--id ID --dir DIR --tool {'|'.join(AGENT_CLIS)} (relay discover shows its dir)"
         )
     if tool not in AGENT_CLIS:
         raise RelayError(_unknown_tool(session_id, tool))

@@ -1,11 +1,11 @@
 """Which session is this process serving, and from which project dir?
 
 The MCP server has to know "me" to send, take mail and whoami. Claude Code tells its MCP servers
-through CLAUDE_CODE_SESSION_ID; Codex names it in each tool call's `_meta`, and the Codex process
-that started the server holds that session's rollout file open. Otherwise the project dir is found
-from the environment (values that are empty or still hold an unexpanded `${...}` are ignored:
-Codex does not substitute variables) and the session is the one whose hook last wrote that dir's
-marker.
+through CLAUDE_CODE_SESSION_ID, Qwen Code through QWEN_CODE_SESSION_ID; Codex names it in each tool
+call's `_meta`, and the Codex process that started the server holds that session's rollout file
+open. Otherwise the project dir is found from the environment (values that are empty or still hold
+an unexpanded `${...}` are ignored: Codex does not substitute variables) and the session is the one
+whose hook last wrote that dir's marker.
 """
 
 import os
@@ -49,6 +49,9 @@ def current_session(store: "StoreAPI", meta: object = None) -> Identity:
     claimed = usable_env("CLAUDE_CODE_SESSION_ID")
     if is_uuid(claimed):
         return Identity(require_uuid(claimed), directory, "CLAUDE_CODE_SESSION_ID", "claude")
+    claimed = usable_env("QWEN_CODE_SESSION_ID")  # Qwen Code starts its MCP servers with its session's id
+    if is_uuid(claimed):
+        return Identity(require_uuid(claimed), directory, "QWEN_CODE_SESSION_ID", "qwen")
     served = codex.resolve(meta)
     if served is not None:
         return Identity(require_uuid(served.session_id), served.cwd or directory, served.source, "codex")

@@ -48,7 +48,7 @@ def modules_after(
 
 
 @pytest.mark.parametrize("event", ["SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd"])
-@pytest.mark.parametrize("tool", [[], ["codex"]], ids=["claude", "codex"])
+@pytest.mark.parametrize("tool", [[], ["codex"], ["qwen"]], ids=["claude", "codex", "qwen"])
 def test_hook_with_nothing_to_deliver_imports_nothing_heavy(env, store_home, tmp_path, event, tool):
     sid = new_id()
     payload = {"session_id": sid, "hook_event_name": event, "cwd": str(tmp_path)}

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relay.domain.ids import AGENT_CLIS
 from relay.faces.mcp_schema import violation
 from relay.faces.mcp_tools import TOOLS
 
@@ -126,7 +127,7 @@ def test_enum_violation_names_the_field(value):
     problem = violation(SCHEMAS["discover"], {"tool": value})
     assert problem is not None and problem.startswith("`tool` ")
     if isinstance(value, str):
-        assert problem == "`tool` must be one of 'claude', 'codex'"
+        assert problem == "`tool` must be one of " + ", ".join(repr(tool) for tool in AGENT_CLIS)
 
 
 def test_string_lengths():

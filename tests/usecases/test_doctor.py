@@ -145,7 +145,7 @@ PLUGIN_ID = "session-relay@session-relay"
 CODEX_EVENTS = ("session_start", "user_prompt_submit", "post_tool_use", "stop", "session_end")
 # What a plugin copy runs from (relay/agents/install_files.py compares these between copies).
 RUNNING = ("relay", "bin", "hooks", "skills", ".claude-plugin", ".codex-plugin", "launcher", "pyproject.toml")
-RUNNING += (".codex-mcp.json", ".mcp.json")
+RUNNING += (".codex-mcp.json", ".mcp.json", "qwen-extension.json")
 
 
 def lines(result, prefix: str) -> list[str]:
@@ -465,3 +465,49 @@ def test_every_store_fact_code_has_words_and_a_store_without_registry_as_is_work
     found = doctor.report(OtherStore())  # type: ignore[arg-type]
     assert found[0] == ("PASS", "store at redis://host:6379/0", "")
     assert any(status == "PASS" and text.startswith("woken Claude:") for status, text, _ in found)
+
+
+def install_in_qwen(qwen_home: Path, linked: Path | None = None) -> Path:
+    """What `qwen extensions install <clone>:session-relay --consent` (a copy), or `qwen extensions
+    link <clone>` (`linked`), leaves in Qwen Code 0.24.4's home; the extension dir."""
+    installed = qwen_home / "extensions" / "session-relay"
+    if linked is None:
+        plugin_copy(installed)
+        record = {"source": str(REPO), "type": "local", "pluginName": "session-relay", "originSource": "QwenCode"}
+    else:
+        installed.mkdir(parents=True)
+        record = {"source": str(linked), "type": "link", "originSource": "QwenCode"}
+    (installed / ".qwen-extension-install.json").write_text(json.dumps(record))
+    return installed
+
+
+def test_qwen_not_installed_is_said(run_relay, tmp_path):
+    result = run_relay("doctor", extra_env={"QWEN_HOME": str(tmp_path / "qwen")})
+    assert lines(result, "PASS  Qwen Code: session-relay is not installed")
+
+
+def test_qwen_linked_to_this_checkout_passes_and_to_another_clone_warns(run_relay, tmp_path):
+    qwen_home = tmp_path / "qwen"
+    install_in_qwen(qwen_home, linked=REPO)
+    extra = {"QWEN_HOME": str(qwen_home)}
+    assert lines(run_relay("doctor", extra_env=extra), f"PASS  Qwen Code runs this checkout itself ({REPO}")
+    other = plugin_copy(tmp_path / "other-clone")
+    (other / "relay" / "faces" / "bus.py").write_text("# older\n")
+    (qwen_home / "extensions" / "session-relay" / ".qwen-extension-install.json").write_text(
+        json.dumps({"source": str(other), "type": "link"})
+    )
+    [line] = lines(run_relay("doctor", extra_env=extra), "WARN  Qwen Code runs another copy of session-relay")
+    assert str(other) in line and "relay/faces/bus.py" in line
+    assert fix_of(line) == f"qwen extensions uninstall session-relay && qwen extensions link {shlex.quote(str(REPO))}"
+
+
+def test_qwen_copy_like_this_checkout_passes_and_an_old_one_warns(run_relay, tmp_path):
+    qwen_home = tmp_path / "qwen"
+    copy = install_in_qwen(qwen_home)
+    extra = {"QWEN_HOME": str(qwen_home)}
+    assert lines(run_relay("doctor", extra_env=extra), "PASS  Qwen Code runs a copy identical to this checkout")
+    (copy / "relay" / "usecases" / "mail.py").write_text("# an older mail.py\n")
+    [line] = lines(run_relay("doctor", extra_env=extra), "WARN  Qwen Code runs another copy of session-relay")
+    assert "relay/usecases/mail.py" in line and "qwen extensions link" in fix_of(line)
+    (copy / "qwen-extension.json").unlink()
+    assert lines(run_relay("doctor", extra_env=extra), "WARN  Qwen Code's copy of session-relay is missing")

@@ -232,11 +232,20 @@ def test_caller_scoped_variables_are_not_passed(run_relay, fakes, project):
         "CLAUDE_CODE_ENTRYPOINT": "cli",
         "CLAUDE_PROJECT_DIR": "/caller/project",
         "RELAY_PROJECT_DIR": "/caller/project",
+        "QWEN_CODE_SESSION_ID": new_id(),  # a Qwen session calling wake: its id would become the woken one's
+        "QWEN_PROJECT_DIR": "/caller/project",
+        "QWEN_CODE_PROJECT_DIR": "/caller/.qwen/projects/-caller-project",
         "KEEP_ME": "yes",
     }
     assert run_relay("wake", "web", "--", "hi", extra_env=caller).returncode == 0
     child_env = fakes.runs()[0]["env"]
-    for name in ("CLAUDECODE", "CLAUDE_CODE_SESSION_ID"):
+    for name in (
+        "CLAUDECODE",
+        "CLAUDE_CODE_SESSION_ID",
+        "QWEN_CODE_SESSION_ID",
+        "QWEN_PROJECT_DIR",
+        "QWEN_CODE_PROJECT_DIR",
+    ):
         assert name not in child_env
     assert "CLAUDE_PROJECT_DIR" not in child_env and "RELAY_PROJECT_DIR" not in child_env
     assert child_env["KEEP_ME"] == "yes"
