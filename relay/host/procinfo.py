@@ -154,21 +154,6 @@ def command_line(pid: int) -> list[str]:
     return [word.decode("utf-8", "surrogateescape") for word in raw.split(b"\0") if word]
 
 
-def initial_env(pid: int, name: str) -> str | None:
-    """The value `name` had in the environment `pid` was started with (Linux; None when it was not
-    set or cannot be read). A process can change its own environment but not this record of it."""
-    try:
-        with open(f"{_PROC}/{pid}/environ", "rb") as handle:
-            raw = handle.read(1 << 20)
-    except OSError:
-        return None
-    prefix = name.encode() + b"="
-    for entry in raw.split(b"\0"):
-        if entry.startswith(prefix):
-            return entry[len(prefix) :].decode("ascii", "replace")
-    return None
-
-
 def ancestors(pid: int | None = None, max_depth: int = MAX_DEPTH) -> list[ProcInfo]:
     """The parent of `pid` (default: this process), its parent, ... up to but excluding pid 1."""
     current = os.getpid() if pid is None else pid
@@ -265,7 +250,8 @@ def open_files(pid: int) -> list[str]:
 
 def environ_value(pid: int, name: str) -> str | None:
     """The value `name` had in the environment `pid` started with (Linux only: /proc/<pid>/environ),
-    or None when it is not set there or cannot be read."""
+    or None when it is not set there or cannot be read. A process can change its own environment
+    but not this record of it (the loop guard relies on that)."""
     try:
         with open(f"{_PROC}/{pid}/environ", "rb") as handle:
             raw = handle.read(1 << 20)

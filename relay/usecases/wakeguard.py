@@ -95,7 +95,7 @@ def hops_behind(store: "StoreAPI", sender: "SessionId | None") -> int:
     environment of what it runs, but not from the record of its own start or from relay's note."""
     depths = [inherited_hops()]
     for info in procinfo.ancestors():
-        raw = procinfo.initial_env(info.pid, "RELAY_HOPS")
+        raw = procinfo.environ_value(info.pid, "RELAY_HOPS")
         if raw is not None and raw.isdigit() and len(raw) <= 9:
             depths.append(int(raw))
     if sender is not None:
