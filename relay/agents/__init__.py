@@ -33,6 +33,10 @@ def adapter(tool: str) -> "Adapter":
         from relay.agents import qwen
 
         return qwen
+    if tool == "gemini":
+        from relay.agents import gemini
+
+        return gemini
     raise KeyError(tool)
 
 

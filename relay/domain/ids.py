@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from typing import TypeGuard
 
 # The agent CLIs relay serves: the one list every face and the store check a `tool` against.
-AGENT_CLIS = ("claude", "codex", "qwen")
+AGENT_CLIS = ("claude", "codex", "gemini", "qwen")
 
 # The one spelling of a session id (docs/store.md); the MCP tools' JSON Schemas advertise this same text.
 UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
