@@ -37,7 +37,7 @@ SHAPES: dict[str, Spec] = {
                 "only sessions whose transcript was written in the last MIN minutes",
                 str(DISCOVER_WITHIN_MIN),
             ),
-            "--tool": (TOOL_CHOICE, "only the sessions of this agent CLI", "both"),
+            "--tool": (TOOL_CHOICE, "only the sessions of this agent CLI", "all"),
             "--exclude": ("ID", "leave out the session with this (whole) id (e.g. your own)", "none"),
             "--cwd": ("DIR", "sessions running in DIR come first", "none"),
             "--limit": ("N", "at most N sessions", str(DISCOVER_LIMIT)),

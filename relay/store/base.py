@@ -64,7 +64,7 @@ def first_name(agents: dict[str, dict[str, object]], names: dict[str, str], dire
 def check_tool(tool: object) -> None:
     """Refuse a `tool` that is not one of the agent CLIs relay serves."""
     if tool not in AGENT_CLIS:
-        raise RelayError(f"invalid tool {tool!r}: use claude or codex")
+        raise RelayError(f"invalid tool {tool!r}: use {' or '.join(AGENT_CLIS)}")
 
 
 class StoreBase:

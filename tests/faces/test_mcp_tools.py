@@ -444,7 +444,7 @@ def test_discover_accepts_integer_and_float_minutes(store, me, env):
         ({"activeWithinMin": "5"}, "`activeWithinMin`"),
         ({"activeWithinMin": 0}, "greater than 0"),
         ({"activeWithinMin": -5}, "greater than 0"),
-        ({"tool": "gemini"}, "`tool` must be one of"),
+        ({"tool": "aider"}, "`tool` must be one of"),
         ({"tool": None}, "`tool`"),
         ({"limit": 3}, "unknown argument `limit`"),
     ],

@@ -176,5 +176,5 @@ def test_inspector_sees_tool_failures_as_results(tmp_path: Path, store: dict[str
     assert failed and "body" in text
     failed, text = call(tmp_path, store, "send", to="nobody-here", body="x")
     assert failed and "roster" in text
-    failed, text = call(tmp_path, store, "discover", tool="gemini")
+    failed, text = call(tmp_path, store, "discover", tool="aider")
     assert failed and "tool" in text

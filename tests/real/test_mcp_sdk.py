@@ -357,7 +357,7 @@ BAD_CALLS = [
     ("send", {"to": "nobody-by-that-name", "body": "hi"}, "roster"),
     ("send", {"to": "", "body": "hi"}, "`to`"),
     ("send", {"to": "bob", "body": ""}, "`body`"),
-    ("discover", {"tool": "gemini"}, "`tool`"),
+    ("discover", {"tool": "aider"}, "`tool`"),
     ("discover", {"activeWithinMin": "60"}, "`activeWithinMin`"),
     ("discover", {"activeWithinMin": True}, "`activeWithinMin`"),
     ("discover", {"activeWithinMin": 0}, "`activeWithinMin`"),

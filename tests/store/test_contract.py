@@ -91,7 +91,7 @@ def test_register_defaults(store):
     [
         ({"name": "cli"}, "reserved"),
         ({"name": "--flag"}, "invalid name"),
-        ({"tool": "gemini"}, "invalid tool"),
+        ({"tool": "aider"}, "invalid tool"),
         ({"directory": "relative/dir"}, "absolute"),
         ({"deliver": "sometimes"}, "deliver"),
     ],
@@ -133,7 +133,7 @@ def test_record_start_writes_marker_and_entry_and_names_the_session_after_its_di
     again = store.record_start(me, project, "codex")  # resumed: running again, its name kept
     assert "endedAt" not in again and again["name"] == "My-App"
     with pytest.raises(RelayError, match="invalid tool"):
-        store.record_start(me, project, "gemini")
+        store.record_start(me, project, "aider")
 
 
 def test_record_end_of_an_unknown_session_writes_nothing(store):

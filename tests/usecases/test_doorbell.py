@@ -422,7 +422,7 @@ def test_find_program_only_looks_in_absolute_dirs(tmp_path, monkeypatch):
 # -- the registry's tool: an unknown one is refused, never taken for claude ---------------------
 
 
-@pytest.mark.parametrize("tool", ["gemini", "Codex", "codex ", "", None, 7, ["codex"], "claude\n--x"])
+@pytest.mark.parametrize("tool", ["aider", "Codex", "codex ", "", None, 7, ["codex"], "claude\n--x"])
 @pytest.mark.parametrize("dry", [False, True])
 def test_unknown_registry_tool_is_refused(run_relay, fakes, project, store_home, tool, dry):
     sid = new_id()
@@ -461,8 +461,8 @@ def test_name_bound_to_a_missing_entry_is_not_taken_for_claude(run_relay, fakes,
 def test_command_refuses_non_uuid_ids_and_unknown_tools():
     with pytest.raises(RelayError, match="invalid session id"):
         doorbell.command("claude", "--config=evil")
-    with pytest.raises(RelayError, match="unknown tool 'gemini'"):
-        doorbell.command("gemini", new_id())
+    with pytest.raises(RelayError, match="unknown tool 'aider'"):
+        doorbell.command("aider", new_id())
 
 
 def test_command_is_exactly_the_contract():
