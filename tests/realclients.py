@@ -266,6 +266,10 @@ class Sandbox:
         return self.home / ".codex"
 
     @property
+    def gemini_dir(self) -> Path:
+        return self.home / ".gemini"
+
+    @property
     def relay_home(self) -> Path:
         return self.root / "relay"
 
@@ -290,6 +294,25 @@ class Sandbox:
         """The relay registry (empty when none was written)."""
         path = self.relay_home / "registry.json"
         return json.loads(path.read_text()) if path.exists() else {"agents": {}, "names": {}}
+
+
+def gemini_env(sandbox: Sandbox) -> dict[str, str]:
+    """The sandbox's environment for Gemini CLI: the API-key login the mock accepts, a trusted folder.
+
+    The env var alone picks an auth type a headless Gemini rejects: the settings name the key's."""
+    sandbox.gemini_dir.mkdir(parents=True, exist_ok=True)
+    settings = sandbox.gemini_dir / "settings.json"
+    if not settings.exists():
+        settings.write_text(json.dumps({"security": {"auth": {"selectedType": "gemini-api-key"}}}))
+    return {**sandbox.env(), "GEMINI_CLI_TRUST_WORKSPACE": "true"}
+
+
+def gemini_link(sandbox: Sandbox, plugin: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Install the clone's Gemini extension the documented way: `gemini extensions link <clone>/gemini`."""
+    gemini = str(clients_bin() / "gemini")
+    done = offline([gemini, "extensions", "link", str(plugin / "gemini"), "--consent"], env, sandbox.project)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    return done
 
 
 def offline(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -719,6 +742,87 @@ class ChatCompletionsMock:
         return data + b"data: [DONE]\n\n", "text/event-stream"
 
 
+class GeminiHandler(_Handler):
+    """Gemini API (`/v1beta/models/<model>:generateContent` and `:streamGenerateContent?alt=sse`).
+
+    Model turns are the streamed requests: each is answered with the next of `server.calls` — a
+    `functionCall` of a tool the request offers (`[name, args]`; Gemini names an MCP tool
+    `mcp_<server>_<tool>`), or a scripted text (`[None, text]`) — then with "done". Before answering
+    the n-th streamed request (counted from 0) the commands in `server.before[n]` run, so a test can
+    queue mail while the session is mid-turn. A non-streamed request is Gemini's own router or
+    next-speaker check: it gets a JSON text that satisfies each of them and consumes nothing.
+    """
+
+    def do_POST(self) -> None:
+        request = self._read()
+        if request is None:
+            self._reply(400, b'{"error": {"code": 400, "message": "not JSON"}}', "application/json")
+            return
+        if ":streamGenerateContent" not in self.path:
+            text = json.dumps(
+                {
+                    "reasoning": "mock",
+                    "model_choice": "flash",
+                    "complexity_reasoning": "mock",
+                    "complexity_score": 10,
+                    "next_speaker": "user",
+                }
+            )
+            self._reply(200, json.dumps(_gemini_answer({"text": text})).encode(), "application/json")
+            return
+        offered = gemini_tools(request)
+        with self.server.lock:
+            turn = self.server.turns
+            self.server.turns += 1
+            calls = self.server.calls
+            call = calls.pop(0) if calls and calls[0][0] in offered else None
+            answer = {"text": "done"}
+            if call is None and calls and calls[0][0] is None:
+                answer = {"text": str(calls.pop(0)[1])}
+            elif call is not None:
+                answer = {"functionCall": {"name": call[0], "args": call[1]}}
+        for argv in self.server.before.get(str(turn), []):
+            self.server.ran.append(_run_client({"argv": argv, "cwd": self.server.cwd}, 0))
+        self._reply(200, f"data: {json.dumps(_gemini_answer(answer))}\r\n\r\n".encode(), "text/event-stream")
+
+    do_GET = do_POST
+
+
+def _gemini_answer(part: dict[str, Any]) -> dict[str, Any]:
+    usage = {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2}
+    candidate = {"content": {"role": "model", "parts": [part]}, "finishReason": "STOP", "index": 0}
+    return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": "gemini-2.5-flash"}
+
+
+def gemini_tools(request: dict[str, Any]) -> set[str]:
+    """The function names a Gemini request offers the model."""
+    names = set()
+    for tool in request.get("tools") or []:
+        for declaration in (tool.get("functionDeclarations") or []) if isinstance(tool, dict) else []:
+            if isinstance(declaration, dict) and isinstance(declaration.get("name"), str):
+                names.add(declaration["name"])
+    return names
+
+
+def gemini_texts(request: dict[str, Any]) -> list[str]:
+    """Every text part of a Gemini request's contents, function responses included (as JSON)."""
+    texts: list[str] = []
+    for content in request.get("contents") or []:
+        for part in (content.get("parts") or []) if isinstance(content, dict) else []:
+            if not isinstance(part, dict):
+                continue
+            if isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            if isinstance(part.get("functionResponse"), dict):
+                texts.append(json.dumps(part["functionResponse"]))
+    return texts
+
+
+def gemini_turns(report_step: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bodies of the streamed (model turn) requests Gemini made during one step."""
+    return [request["body"] for request in report_step["requests"] if ":streamGenerateContent" in request["path"]]
+
+
 MOCK_PORT = 18080  # fixed, for configs that cannot name a port at run time (each namespace is empty)
 
 # Codex (0.169 and 0.171) starts a turn without an MCP server that is not up within a short grace
@@ -920,6 +1024,21 @@ def _qwen_step(step: dict[str, Any]) -> dict[str, Any]:
     return {**result, "started": started, "requests": mock.requests}
 
 
+def _gemini_step(step: dict[str, Any]) -> dict[str, Any]:
+    """One `gemini` run against the mock Gemini API (`calls` and `before` as GeminiHandler says)."""
+    mock = _Mock(GeminiHandler, step.get("port", 0))
+    mock.calls = [(name, arguments) for name, arguments in step.get("calls", [])]
+    mock.before = step.get("before", {})
+    mock.turns, mock.ran, mock.cwd = 0, [], step["cwd"]
+    mock.start()
+    try:
+        env = {"GOOGLE_GEMINI_BASE_URL": f"http://127.0.0.1:{mock.port}", "GEMINI_API_KEY": "offline-test"}
+        result = _run_client({**step, "env": {**env, **step.get("env", {})}}, mock.port)
+    finally:
+        mock.shutdown()
+    return {**result, "requests": mock.requests, "ran": mock.ran}
+
+
 def _screen_text(raw: bytes) -> str:
     """Terminal output with escape sequences and runs of blanks squeezed out."""
     text = re.sub(rb"\x1b\[[0-9;?<>=]*[A-Za-z~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][A-Z0-9]|\x1b[=>]", b" ", raw)
@@ -995,6 +1114,8 @@ def _step(step: dict[str, Any]) -> dict[str, Any]:
         return _qwen_step(step)
     if kind == "qwen-turns":
         return _qwen_turns_step(step)
+    if kind == "gemini":
+        return _gemini_step(step)
     if kind == "plain":
         return _run_client(step, 0)
     raise ValueError(f"unknown step kind {kind!r}")
