@@ -465,7 +465,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             return None
         with self.server.lock:
-            self.server.requests.append({"path": self.path, "body": request})
+            self.server.requests.append({"path": self.path, "body": request, "at": time.time()})
             first = not self.server.answered_first
             self.server.answered_first = True
         if first and self.server.first_request_hook:
@@ -855,6 +855,7 @@ def _run_client(step: dict[str, Any], port: int) -> dict[str, Any]:
     argv = [arg.replace("{PORT}", str(port)) for arg in step["argv"]]
     env = {**os.environ, **step.get("env", {})}
     env = {key: value.replace("{PORT}", str(port)) for key, value in env.items()}
+    started = time.time()
     try:
         done = subprocess.run(
             argv, cwd=step["cwd"], env=env, capture_output=True, timeout=step.get("timeout", 120), check=False
@@ -862,7 +863,14 @@ def _run_client(step: dict[str, Any], port: int) -> dict[str, Any]:
         rc, out, err = done.returncode, done.stdout, done.stderr
     except subprocess.TimeoutExpired as expired:
         rc, out, err = "timeout", expired.stdout or b"", expired.stderr or b""
-    return {"argv": argv, "rc": rc, "stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace")}
+    return {
+        "argv": argv,
+        "rc": rc,
+        "stdout": out.decode(errors="replace"),
+        "stderr": err.decode(errors="replace"),
+        "started": started,
+        "ended": time.time(),
+    }
 
 
 def _claude_step(step: dict[str, Any]) -> dict[str, Any]:

@@ -158,7 +158,7 @@ def test_an_options_value_is_no_help_request(run_relay):
         (("register",), "register"),
         (("register", "alice"), "register"),  # --id is required
         (("register", "alice", "--id"), "register"),
-        (("discover", "--tool", "gemini"), "discover"),
+        (("discover", "--tool", "aider"), "discover"),
         (("discover", "--limit", "1.5"), "discover"),
         (("ask", "bob", "--wait", "soon", "--", "hi"), "ask"),
         (("status",), "status"),

@@ -20,6 +20,8 @@ from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
 
+from relay.domain.ids import AGENT_CLIS
+
 SUPPORTED = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 TOOL_ORDER = ["whoami", "register", "roster", "send", "inbox", "discover", "status", "wait"]
 
@@ -114,7 +116,7 @@ def test_list_tools_order_and_schemas(relay_cmd, env, project):
             schemas = {t.name: t.input_schema for t in listed.tools}
             assert schemas["register"]["required"] == ["name"]
             assert sorted(schemas["send"]["required"]) == ["body", "to"]
-            assert schemas["discover"]["properties"]["tool"]["enum"] == ["claude", "codex"]
+            assert schemas["discover"]["properties"]["tool"]["enum"] == list(AGENT_CLIS)
 
     run(test)
 
