@@ -183,6 +183,22 @@ def skip_unless_runnable(*clients: str) -> None:
         give_up(reason)
 
 
+def skip_in_compat_pass(client: str) -> None:
+    """Skip, saying why, when the clients installed are the compatibility set: it pins only the older
+    Claude Code and Codex, so a test of another CLI has nothing to run there (the main pass runs it,
+    and fails without the client under RELAY_REQUIRE_REAL_CLIENTS=1)."""
+    import pytest
+
+    try:
+        installed = client_set()
+    except (AssertionError, OSError):
+        return  # not installed from either set: skip_unless_runnable says what is missing
+    if installed == "compat":
+        reason = f"{client} is not in the compatibility client set (tests/clients/compat/)"
+        print(f"real-client test not run: {reason}", file=sys.stderr)
+        pytest.skip(reason)
+
+
 def give_up(reason: str) -> None:
     """Skip (printing why), or fail when RELAY_REQUIRE_REAL_CLIENTS=1."""
     import pytest

@@ -39,6 +39,7 @@ def unique(label: str) -> str:
 @pytest.fixture
 def gemini_setup(sandbox: rc.Sandbox, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """The clone's copy, linked into the sandbox's Gemini CLI; the environment to run both in."""
+    rc.skip_in_compat_pass("gemini")
     rc.skip_unless_runnable("gemini")
     plugin = rc.plugin_under_test(tmp_path / "clone")
     python_dir = os.path.dirname(sys.executable)  # the launcher runs the sources with this test's Python
