@@ -11,7 +11,8 @@ differs from HEAD is refused too, so what was tested is what gets tagged. It ref
 - build/built-from.txt has a line per binary whose binary sha256 is the committed file's and whose
   source hash is build/source_hash.py's hash of HEAD's relay/ and pyproject.toml (not stale);
 - the version is the same in pyproject.toml, relay/__init__.py, .claude-plugin/plugin.json, the
-  plugin's entry in .claude-plugin/marketplace.json and .codex-plugin/plugin.json.
+  plugin's entry in .claude-plugin/marketplace.json, .codex-plugin/plugin.json and
+  gemini/gemini-extension.json.
 
 Refused: one line per problem on stderr (all of them, each naming the fix), exit 1.
 Accepted: one line "release gate: ok (...)" on stdout, exit 0. Python 3.11 standard library only.
@@ -31,6 +32,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+
+# The manifests each CLI reads the plugin's version from (the Claude marketplace entry is checked apart).
+PLUGIN_MANIFESTS = (".claude-plugin/plugin.json", ".codex-plugin/plugin.json", "gemini/gemini-extension.json")
 
 HERE = Path(__file__).resolve().parent
 TRIPLES = ("x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl", "x86_64-apple-darwin", "aarch64-apple-darwin")
@@ -247,7 +251,7 @@ def found_versions(head: Head, problems: list[str]) -> list[tuple[str, str]]:
         found.append((init, match.group(1)))
 
     manifests: dict[str, object] = {}
-    for path in (".claude-plugin/plugin.json", ".claude-plugin/marketplace.json", ".codex-plugin/plugin.json"):
+    for path in (*PLUGIN_MANIFESTS[:1], ".claude-plugin/marketplace.json", *PLUGIN_MANIFESTS[1:]):
         text = head.text(path)
         if text is None:
             missing(path, "not committed")
@@ -256,7 +260,7 @@ def found_versions(head: Head, problems: list[str]) -> list[tuple[str, str]]:
             manifests[path] = json.loads(text)
         except ValueError as e:
             missing(path, f"not valid JSON ({e})")
-    for path in (".claude-plugin/plugin.json", ".codex-plugin/plugin.json"):
+    for path in PLUGIN_MANIFESTS:
         data = manifests.get(path)
         if isinstance(data, dict):
             if isinstance(data.get("version"), str):

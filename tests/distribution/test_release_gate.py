@@ -31,6 +31,7 @@ VERSION_TEXT = {
     ".claude-plugin/plugin.json": f'"version": "{CURRENT}"',
     ".claude-plugin/marketplace.json": f'"version": "{CURRENT}"',
     ".codex-plugin/plugin.json": f'"version": "{CURRENT}"',
+    "gemini/gemini-extension.json": f'"version": "{CURRENT}"',
 }
 # No user or system git config (signing, hooks, autocrlf) may change what the throwaway repos hold.
 GIT_ENV = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
@@ -76,7 +77,12 @@ def repo(tmp_path: Path) -> Path:
     """A committed, fully consistent release: this checkout's sources and manifests, four fake binaries."""
     root = tmp_path / "release"
     shutil.copytree(REPO / "relay", root / "relay", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for name in ("pyproject.toml", ".claude-plugin/plugin.json", ".claude-plugin/marketplace.json"):
+    for name in (
+        "pyproject.toml",
+        ".claude-plugin/plugin.json",
+        ".claude-plugin/marketplace.json",
+        "gemini/gemini-extension.json",
+    ):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, root / name)
     (root / ".codex-plugin").mkdir()
@@ -244,8 +250,8 @@ def test_a_version_disagreement_names_the_file(repo: Path, path: str) -> None:
     lines = refusals(repo)
     assert all("version mismatch" in line for line in lines), lines
     assert all(path in line and "9.9.9" in line for line in lines), lines
-    # pyproject.toml is the reference: changing it puts the four others out of step.
-    assert len(lines) == (4 if path == "pyproject.toml" else 1), lines
+    # pyproject.toml is the reference: changing it puts all the others out of step.
+    assert len(lines) == (len(VERSION_TEXT) - 1 if path == "pyproject.toml" else 1), lines
 
 
 def test_a_file_without_a_version_is_named(repo: Path) -> None:
