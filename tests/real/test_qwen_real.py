@@ -63,6 +63,7 @@ def install_extension(sandbox: rc.Sandbox, env: dict[str, str], tmp_path: Path) 
 
 def qwen_installed(sandbox: rc.Sandbox, tmp_path: Path) -> tuple[dict[str, str], str]:
     """The extension under test installed in the sandbox's Qwen: the environment and the `qwen` to run."""
+    rc.skip_in_compat_pass("qwen")
     rc.skip_unless_runnable("qwen", "node")
     env = relay_env(sandbox)
     install_extension(sandbox, env, tmp_path)
