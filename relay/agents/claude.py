@@ -18,10 +18,11 @@ import os
 from relay.agents.hook_protocol import EVENTS as EVENTS  # this CLI speaks Claude's hook protocol
 from relay.agents.hook_protocol import hook_output as hook_output
 from relay.domain.ids import is_uuid
-from relay.host import procinfo, transcripts
 from relay.util import jsonlite
 from relay.util.env import env_value
 
+# relay.host's procinfo and transcripts are imported by the functions that read them: the hook
+# asks this module only for its event table and answer shape, at every prompt and tool call.
 TYPE_CHECKING = False  # `send` asks whether its recipient runs: typing stays off that path
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -71,6 +72,8 @@ def wake_argv(session_id: str, prompt: str) -> list[str]:
 
 def projects_root() -> "Path":
     """$RELAY_CLAUDE_PROJECTS, else ${CLAUDE_CONFIG_DIR:-~/.claude}/projects."""
+    from relay.host import transcripts
+
     return transcripts.config_root("RELAY_CLAUDE_PROJECTS", "CLAUDE_CONFIG_DIR", ".claude", "projects")
 
 
@@ -80,6 +83,8 @@ def transcript_files(root: "Path", since: float) -> "Iterator[tuple[str, str, fl
     Only one level deep, so sub-agent transcripts under `<uuid>/subagents/` are never seen, and
     the uuid file-name rule drops the older `agent-<hex>.jsonl` side files.
     """
+    from relay.host import transcripts
+
     for project in transcripts.scan_dir(root):
         if not project.is_dir(follow_symlinks=False):
             continue
@@ -92,6 +97,8 @@ class Sidechain(Exception):
 
 def transcript_cwd(path: str) -> str | None:
     """The first `cwd` in a Claude transcript; raises Sidechain for a sub-agent's file."""
+    from relay.host import transcripts
+
     for line in transcripts.bounded_lines(path):
         if b'"cwd"' not in line and b'"isSidechain"' not in line:
             continue
@@ -132,6 +139,8 @@ def sessions_dir() -> str:
 
 def _records(only: str | None = None) -> "Iterator[dict]":
     """The sessions/<pid>.json records (only those naming `only`, when given), each read once."""
+    from relay.host import transcripts
+
     directory = sessions_dir()
     try:
         names = os.listdir(directory)
@@ -159,6 +168,8 @@ def turn_running(pid: int) -> bool:
     to sessions/<pid>.json the moment a prompt is queued, while that prompt's hook may still be a
     second away: mail then belongs to the turn's hooks, not to a wake-up. Older Claude writes no
     status (False: the grace period alone decides)."""
+    from relay.host import transcripts
+
     raw = transcripts.read_small(os.path.join(sessions_dir(), f"{pid}.json"), _MAX_SESSION_FILE)
     try:
         record = jsonlite.loads(raw) if raw is not None else None
@@ -170,6 +181,8 @@ def turn_running(pid: int) -> bool:
 def is_claude_process(pid: int) -> bool:
     """True when `pid` is a running Claude Code: its executable, argv[0] or title is `claude`, or a
     node running Claude Code's npm `cli.js`."""
+    from relay.host import procinfo
+
     info = procinfo.process_info(pid)
     if info is None:
         return False
@@ -182,6 +195,8 @@ def is_claude_process(pid: int) -> bool:
 
 def _same_process(pid: int, record: dict) -> bool:
     """False when the record says when its process started and the pid now is a newer process."""
+    from relay.host import procinfo
+
     started = record.get("procStart")
     if not isinstance(started, str | int) or not procinfo._has_proc():  # only Linux's start token compares
         return True
@@ -282,6 +297,8 @@ def socket_ring(session_id: str, text: str) -> str:
 
 def config_dir() -> "Path":
     """$CLAUDE_CONFIG_DIR, else ~/.claude."""
+    from relay.host import transcripts
+
     return transcripts.config_home("CLAUDE_CONFIG_DIR", ".claude")
 
 

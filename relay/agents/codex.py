@@ -36,10 +36,11 @@ import os
 from relay.agents.hook_protocol import EVENTS as EVENTS  # this CLI speaks Claude's hook protocol
 from relay.agents.hook_protocol import hook_output as hook_output
 from relay.domain.ids import is_uuid
-from relay.host import procinfo, transcripts
 from relay.util import jsonlite
 from relay.util.values import Record
 
+# relay.host's procinfo and transcripts are imported by the functions that read them: the hook
+# asks this module only for its event table and answer shape, at every prompt and tool call.
 TYPE_CHECKING = False  # typing and pathlib stay off the send path
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from relay.agents.adapter_protocol import Finding
+    from relay.host.procinfo import ProcInfo
     from relay.store.contract import StoreAPI
 
 NAME = "codex"
@@ -84,6 +86,8 @@ def queue_argv(session_id: str, prompt: str) -> list[str]:
 
 def sessions_root() -> "Path":
     """$RELAY_CODEX_SESSIONS, else ${CODEX_HOME:-~/.codex}/sessions."""
+    from relay.host import transcripts
+
     return transcripts.config_root("RELAY_CODEX_SESSIONS", "CODEX_HOME", ".codex", "sessions")
 
 
@@ -110,6 +114,8 @@ def rollout_files(root: "Path", since: float) -> "Iterator[tuple[str, float]]":
     `codex exec resume` appends to the original file, so an old date directory can hold a live
     session: every directory is walked. Archived sessions are not sessions.
     """
+    from relay.host import transcripts
+
     pending = [str(root)]
     while pending:
         for entry in transcripts.scan_dir(pending.pop()):
@@ -126,6 +132,8 @@ def session_meta(path: str) -> tuple[str | None, str | None]:
     """(id, cwd) from a Codex rollout's first non-blank line, a `session_meta` event.
 
     The id is as written (callers check that it is a UUID)."""
+    from relay.host import transcripts
+
     line = transcripts.first_line(path)
     if line is None:
         return None, None
@@ -141,6 +149,8 @@ def session_meta(path: str) -> tuple[str | None, str | None]:
 def is_subagent(path: str | None) -> bool:
     """True when the rollout's first line says a sub-agent thread (its payload's `source` is an
     object, where a session's is a string such as "exec")."""
+    from relay.host import transcripts
+
     line = transcripts.first_line(path) if path else None
     if line is None:
         return False
@@ -157,6 +167,8 @@ def turn_in_progress(rollout: str) -> bool:
 
     Codex 0.169 appends an `event_msg` of type `task_started` when a turn begins and
     `task_complete` (or `turn_aborted`) when it ends; the last `TAIL_BYTES` tell it cheaply."""
+    from relay.host import transcripts
+
     tail = transcripts.read_tail(rollout, TAIL_BYTES)
     if tail is None:
         return False
@@ -183,7 +195,7 @@ def transcript_times() -> "Iterator[tuple[str, float]]":
 # ---------------------------------------------------------------- its processes
 
 
-def is_codex(info: procinfo.ProcInfo) -> bool:
+def is_codex(info: "ProcInfo") -> bool:
     """True for the Codex CLI's native process (not its `node` npm wrapper).
 
     The npm and Homebrew installs run a binary named `codex`; a binary taken straight from a
@@ -195,16 +207,22 @@ def is_codex(info: procinfo.ProcInfo) -> bool:
 
 def codex_pids() -> list[int]:
     """Pids of the running Codex CLI processes (see is_codex)."""
+    from relay.host import procinfo
+
     return procinfo.matching_pids(is_codex)
 
 
-def codex_ancestor(pid: int | None = None) -> procinfo.ProcInfo | None:
+def codex_ancestor(pid: int | None = None) -> "ProcInfo | None":
     """The nearest ancestor of `pid` (default: this process) that is a Codex CLI process."""
+    from relay.host import procinfo
+
     return procinfo.nearest_ancestor(is_codex, pid)
 
 
 def _open_rollouts() -> "Iterator[tuple[int, str, str]]":
     """(pid, rollout path, session id) for every rollout a running Codex process holds open."""
+    from relay.host import procinfo
+
     for pid in codex_pids():
         for path in procinfo.open_files(pid):
             found = rollout_id(path)
@@ -222,6 +240,8 @@ def hosts(session_id: str) -> list[tuple[int, list[str], str]]:
     """(pid, argv, rollout path) of each running Codex process holding `session_id`'s rollout open:
     the process that hosts the session (the TUI's app-server daemon, a `--no-daemon` TUI, or a
     `codex exec` run), for callers that must know which kind it is."""
+    from relay.host import procinfo
+
     wanted = session_id.lower()
     return [(pid, procinfo.command_line(pid), path) for pid, path, found in _open_rollouts() if found == wanted]
 
@@ -278,6 +298,8 @@ def id_from_meta(meta: object) -> str | None:
 
 def open_sessions(pid: int) -> dict[str, str | None]:
     """Session ids whose rollout or writer lock `pid` holds open -> the rollout path (or None)."""
+    from relay.host import procinfo
+
     found: dict[str, str | None] = {}
     for path in sorted(procinfo.open_files(pid)):
         rollout = rollout_id(path)
@@ -297,10 +319,10 @@ def _rollout_cwd(path: str | None) -> str | None:
     return cwd
 
 
-_MY_CODEX: list[procinfo.ProcInfo | None] = []
+_MY_CODEX: "list[ProcInfo | None]" = []
 
 
-def _my_codex() -> procinfo.ProcInfo | None:
+def _my_codex() -> "ProcInfo | None":
     """This process's Codex ancestor, looked up once: a process's ancestry does not change while
     its parent lives (and an MCP server ends with its client). Saves the `ps` walk per tool call
     on macOS."""
@@ -309,7 +331,7 @@ def _my_codex() -> procinfo.ProcInfo | None:
     return _MY_CODEX[0]
 
 
-def _codex_of(pid: int | None) -> procinfo.ProcInfo | None:
+def _codex_of(pid: int | None) -> "ProcInfo | None":
     if os.environ.get("RELAY_NO_ANCESTRY"):
         return None
     return _my_codex() if pid is None else codex_ancestor(pid)
@@ -321,6 +343,8 @@ def from_ancestor(pid: int | None = None) -> CodexSession | None:
     When the Codex process holds several sessions open (sub-agents), the one that is not a
     sub-agent wins; if that still leaves more than one, the answer is None rather than a guess.
     """
+    from relay.host import procinfo
+
     codex = _codex_of(pid)
     if codex is None:
         return None
@@ -340,6 +364,8 @@ def resolve(meta: object = None, pid: int | None = None) -> CodexSession | None:
     `meta` is the `params._meta` of the current `tools/call` (None outside a call). The cwd is
     filled from the Codex ancestor when it has that session's rollout open, else its current dir.
     """
+    from relay.host import procinfo
+
     session_id = id_from_meta(meta)
     if session_id is None:
         return from_ancestor(pid)
@@ -363,6 +389,8 @@ TRUST_HOOKS = 'type /hooks and choose "Trust all and continue"'
 
 def home() -> "Path":
     """$CODEX_HOME, else ~/.codex."""
+    from relay.host import transcripts
+
     return transcripts.config_home("CODEX_HOME", ".codex")
 
 
