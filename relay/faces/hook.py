@@ -19,7 +19,6 @@ from relay.faces.boundary import described, say
 from relay.faces.hookevent import read_event
 from relay.store.contract import open_store
 from relay.store.files import Message
-from relay.usecases.deliver import deliver_live, fenced_text
 from relay.util import jsonlite
 from relay.util.errors import RelayError
 
@@ -78,7 +77,10 @@ def handle(event: dict, tool: str, stdout: "BinaryIO", store: "StoreAPI") -> Non
             _stop_watcher(store, session_id)  # a turn begins: its own hooks deliver from here
             if not started_by_relay(event.get("prompt")):
                 store.reset_auto_wakes(session_id)  # its user is back: relay may wake it again
-        if name != "Stop" or event.get("stop_hook_active") is not True:  # a turn is extended only once
+        extends = name != "Stop" or event.get("stop_hook_active") is not True  # a turn is extended only once
+        if extends and store.has_mail(session_id):  # two stats; the delivery code is loaded only for mail
+            from relay.usecases.deliver import deliver_live
+
             deliver_live(store, session_id, name, show)
 
 
@@ -114,6 +116,8 @@ def _show(
     """Write as much of the batch as fits one hook result, in the shape event `name` takes; how many."""
     if not batch:
         return 0
+    from relay.usecases.deliver import fenced_text
+
     text, shown = fenced_text(session_id, batch, remaining, agent.ANSWER_NOTE)
     stdout.write(jsonlite.dumps(agent.hook_output(name, text)).encode("utf-8", "replace") + b"\n")
     stdout.flush()

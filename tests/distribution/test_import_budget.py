@@ -61,6 +61,31 @@ def test_hook_with_nothing_to_deliver_imports_nothing_heavy(env, store_home, tmp
     assert sorted(m for m in loaded if "journal" in m) == []
 
 
+# How many modules the hook with nothing to deliver may import beyond a bare `python3 -I -S` (that has imported os):
+# relay's own (seven package __init__s among them) and _json, errno, fcntl, select. Each one more is
+# paid at every prompt and tool call, in the frozen binary as much as here; raise a figure only in
+# a commit that means that cost. Neither adapter loads relay.host (processes, transcripts) here.
+HOOK_MODULES = {"claude": 29, "codex": 30}
+
+
+@pytest.mark.parametrize("event", ["SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd"])
+@pytest.mark.parametrize("tool", ["claude", "codex"])
+def test_hook_with_nothing_to_deliver_keeps_to_its_module_budget(env, store_home, tmp_path, event, tool):
+    bare = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", "import os, sys; print(' '.join(sys.modules))"],  # the probe's own
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout.split()
+    argv = ["hook", "codex"] if tool == "codex" else ["hook"]
+    payload = {"session_id": new_id(), "hook_event_name": event, "cwd": str(tmp_path)}
+    modules_after(tmp_path, env, argv, json.dumps({**payload, "hook_event_name": "SessionStart"}).encode())
+    extra = modules_after(tmp_path, env, argv, json.dumps(payload).encode()) - set(bare)
+    assert f"relay.agents.{tool}" in extra  # the probe really ran this CLI's hook
+    assert sorted(name for name in extra if name.startswith("relay.host")) == []
+    assert len(extra) <= HOOK_MODULES[tool], " ".join(sorted(extra))
+
+
 def test_the_probe_sees_a_heavy_import(env, store_home, tmp_path):
     """The check above is not vacuous: a malformed event, whose exact error comes from the json
     package (relay.util.jsonlite asks it only then), is caught importing json."""
