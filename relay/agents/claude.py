@@ -252,6 +252,8 @@ def ring_target(session_id: str) -> tuple[str, str | None]:
     The record must name the session, its pid must be a running Claude Code with the record's
     start time, its status `idle`, and its socket `<private dir>/<pid>.sock` (relay.host.unixsock
     checks the dir and the owner before it writes)."""
+    from relay.host import procinfo
+
     if not procinfo._has_proc():  # only Linux's start token is compared: elsewhere the watcher serves
         return NO_SOCKET, None
     for record in _records(session_id):
