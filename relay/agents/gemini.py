@@ -22,7 +22,6 @@
 import os
 
 from relay.domain.ids import is_uuid
-from relay.host import procinfo, transcripts
 
 TYPE_CHECKING = False  # typing and pathlib stay off the hook's and send's paths
 if TYPE_CHECKING:
@@ -120,6 +119,8 @@ def short_id(name: str) -> str | None:
 
 def project_root(project: str) -> str | None:
     """The project dir Gemini wrote into `<project>/.project_root` (absolute), else None."""
+    from relay.host import transcripts
+
     raw = transcripts.read_small(os.path.join(project, ".project_root"), _PROJECT_ROOT_LIMIT)
     if raw is None:
         return None
@@ -129,6 +130,8 @@ def project_root(project: str) -> str | None:
 
 def transcript_files(root: "Path | str", since: float) -> "Iterator[tuple[str, str, float]]":
     """(project dir in tmp/, transcript path, mtime) of every `session-*.jsonl` changed since `since`."""
+    from relay.host import transcripts
+
     for project in transcripts.scan_dir(root):
         if not project.is_dir(follow_symlinks=False):
             continue
@@ -142,6 +145,8 @@ def transcript_files(root: "Path | str", since: float) -> "Iterator[tuple[str, s
 
 def session_id_of(path: str) -> str | None:
     """The `sessionId` of a transcript's first line, when it is a UUID whose start the file name repeats."""
+    from relay.host import transcripts
+
     line = None
     for line in transcripts.bounded_lines(path, _FIRST_LINE_LIMIT):
         if line.strip():
@@ -205,6 +210,8 @@ def named_session(argv: list[str]) -> str | None:
 
 def _gemini_processes() -> "list[tuple[list[str], str]]":
     """(argv, cwd) of every running Gemini CLI process (Linux: /proc)."""
+    from relay.host import procinfo
+
     found = []
     for pid in procinfo.matching_pids(lambda info: info.name in _NODES or info.name == "gemini"):
         argv = procinfo.command_line(pid)
@@ -300,6 +307,7 @@ def runs_checkout(root: "Path | None") -> "list[Finding]":
 def bus_allowed(root: "Path | None") -> "list[Finding]":
     """Can a headless Gemini (and a woken one) call the bus's tools? Only a policy allows them."""
     from relay.agents.install_files import read_small
+    from relay.host import transcripts
 
     if install_record() is None:
         return []

@@ -23,7 +23,6 @@ import os
 from relay.agents.hook_protocol import EVENTS as EVENTS  # this CLI speaks Claude's hook protocol
 from relay.agents.hook_protocol import hook_output as hook_output
 from relay.domain.ids import is_uuid
-from relay.host import procinfo, transcripts
 
 TYPE_CHECKING = False  # typing stays off the hook's path
 if TYPE_CHECKING:
@@ -82,11 +81,15 @@ def is_qwen_event(event: dict) -> bool:
 
 def projects_root() -> "Path":
     """$RELAY_QWEN_PROJECTS, else ${QWEN_HOME:-~/.qwen}/projects."""
+    from relay.host import transcripts
+
     return transcripts.config_root("RELAY_QWEN_PROJECTS", "QWEN_HOME", ".qwen", "projects")
 
 
 def transcript_files(root: "Path", since: float) -> "Iterator[tuple[str, str, float]]":
     """(id, path, mtime) of `<root>/<dir>/chats/<uuid>.jsonl` changed since `since`."""
+    from relay.host import transcripts
+
     for project in transcripts.scan_dir(root):
         if not project.is_dir(follow_symlinks=False):
             continue
@@ -95,6 +98,8 @@ def transcript_files(root: "Path", since: float) -> "Iterator[tuple[str, str, fl
 
 def transcript_cwd(path: str) -> str | None:
     """The first `cwd` in a Qwen transcript (every line has one)."""
+    from relay.host import transcripts
+
     for line in transcripts.bounded_lines(path):
         if b'"cwd"' not in line:
             continue
@@ -123,6 +128,8 @@ def transcript_times() -> "Iterator[tuple[str, float]]":
 def is_qwen_process(pid: int) -> bool:
     """True when `pid` is a running Qwen Code: a node running the npm package's `cli.js`, or a
     program called `qwen`."""
+    from relay.host import procinfo
+
     argv = procinfo.command_line(pid)
     if argv and os.path.basename(argv[0]) == "qwen":
         return True
@@ -132,6 +139,8 @@ def is_qwen_process(pid: int) -> bool:
 def live_sessions() -> set[str]:
     """Ids (lower case) of the sessions a running Qwen Code serves: the QWEN_CODE_SESSION_ID its
     children (its MCP servers) were started with. Linux only (elsewhere: none)."""
+    from relay.host import procinfo
+
     if not procinfo._has_proc():
         return set()
     qwens = set(procinfo.matching_pids(lambda info: is_qwen_process(info.pid)))
@@ -159,6 +168,8 @@ def is_live(session_id: str) -> bool:
 
 def extension_dir() -> "Path":
     """Where Qwen keeps the installed extension."""
+    from relay.host import transcripts
+
     return transcripts.config_home("QWEN_HOME", ".qwen") / "extensions" / "session-relay"
 
 

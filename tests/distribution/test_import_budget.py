@@ -65,21 +65,29 @@ def test_hook_with_nothing_to_deliver_imports_nothing_heavy(env, store_home, tmp
 # relay's own (seven package __init__s among them) and _json, errno, fcntl, select. Each one more is
 # paid at every prompt and tool call, in the frozen binary as much as here; raise a figure only in
 # a commit that means that cost. Neither adapter loads relay.host (processes, transcripts) here.
-HOOK_MODULES = {"claude": 29, "codex": 30}
+HOOK_MODULES = {"claude": 29, "codex": 30, "gemini": 30, "qwen": 30}
 
 
-@pytest.mark.parametrize("event", ["SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd"])
-@pytest.mark.parametrize("tool", ["claude", "codex"])
-def test_hook_with_nothing_to_deliver_keeps_to_its_module_budget(env, store_home, tmp_path, event, tool):
+def _event_name(tool: str, moment: str) -> str:
+    """What `tool` calls relay's `moment` in its hook events (its adapter's table)."""
+    from relay.agents import adapter
+
+    return next(name for name, known in adapter(tool).EVENTS.items() if known == moment)
+
+
+@pytest.mark.parametrize("moment", ["SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd"])
+@pytest.mark.parametrize("tool", sorted(HOOK_MODULES))
+def test_hook_with_nothing_to_deliver_keeps_to_its_module_budget(env, store_home, tmp_path, moment, tool):
     bare = subprocess.run(
         [sys.executable, "-I", "-S", "-c", "import os, sys; print(' '.join(sys.modules))"],  # the probe's own
         capture_output=True,
         check=True,
         text=True,
     ).stdout.split()
-    argv = ["hook", "codex"] if tool == "codex" else ["hook"]
-    payload = {"session_id": new_id(), "hook_event_name": event, "cwd": str(tmp_path)}
-    modules_after(tmp_path, env, argv, json.dumps({**payload, "hook_event_name": "SessionStart"}).encode())
+    argv = ["hook"] if tool == "claude" else ["hook", tool]
+    payload = {"session_id": new_id(), "hook_event_name": _event_name(tool, moment), "cwd": str(tmp_path)}
+    start = {**payload, "hook_event_name": _event_name(tool, "SessionStart")}
+    modules_after(tmp_path, env, argv, json.dumps(start).encode())
     extra = modules_after(tmp_path, env, argv, json.dumps(payload).encode()) - set(bare)
     assert f"relay.agents.{tool}" in extra  # the probe really ran this CLI's hook
     assert sorted(name for name in extra if name.startswith("relay.host")) == []
