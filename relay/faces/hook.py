@@ -13,7 +13,7 @@ runs `relay gc`'s collection (one stat when that is not due).
 import os
 import sys
 
-from relay.domain.ids import SessionId, require_uuid
+from relay.domain.ids import SessionId, dir_name, require_uuid
 from relay.domain.policy import started_by_relay
 from relay.faces.boundary import described, say
 from relay.faces.hookevent import read_event
@@ -63,7 +63,10 @@ def handle(event: dict, tool: str, stdout: "BinaryIO", store: "StoreAPI") -> Non
         return _show(stdout, agent, name, session_id, batch, remaining)
 
     if name == "SessionStart":
-        store.record_start(session_id, _session_dir(event), tool)
+        directory = _session_dir(event)
+        entry = store.record_start(session_id, directory, tool)
+        if entry.get("name") != dir_name(directory):  # numbered or renamed: maybe the project's name is free
+            _follow_project(store, entry)
         if store.has_mail(session_id):  # two stats; the take (locks, reads) only when there is mail
             from relay.usecases.mail import deliver
 
@@ -92,6 +95,17 @@ def _session_dir(event: dict) -> str:
     if not directory.startswith("/"):
         raise RelayError(f"invalid session dir {directory!r}: expected an absolute path")
     return directory
+
+
+def _follow_project(store: "StoreAPI", entry: dict) -> None:
+    """Take the project's name over from an earlier session that no longer runs
+    (relay.usecases.names); a failure is reported and the start goes on."""
+    from relay.usecases.names import follow_project
+
+    try:
+        follow_project(store, entry)
+    except RelayError as err:
+        _log(f"the project's name stayed where it was: {err}")
 
 
 def _stop_watcher(store: "StoreAPI", session_id: SessionId) -> None:
