@@ -94,7 +94,8 @@ TOPICS: dict[str, Topic] = {
         output=("one line: registered NAME -> ID (TOOL, DIR, deliver MODE)",),
         example="relay register backend --id 0b6f3a52-8d1e-4c7a-9f3b-2a4c6e8d01e1 --deliver now",
         positionals={
-            "NAME": "1 to 64 of A-Z a-z 0-9 . _ -, not starting with -, not a UUID, not " + "/".join(RESERVED_NAMES),
+            "NAME": "1 to 64 of A-Z a-z 0-9 . _ -, not starting with -, not . or .., not a UUID or 8+ hex digits, "
+            "not " + "/".join(RESERVED_NAMES) + " in any case or punctuation; unique ignoring case",
         },
     ),
     "send": Topic(
