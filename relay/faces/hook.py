@@ -59,8 +59,16 @@ def handle(event: dict, tool: str, stdout: "BinaryIO", store: "StoreAPI") -> Non
         return
     session_id = require_uuid(session_id)  # checked once here; everything inward trusts it
 
+    cwd = event.get("cwd")
+    where = cwd if isinstance(cwd, str) and cwd.startswith("/") else os.getcwd()
+
     def show(batch: list[Message], remaining: int) -> int:
-        return _show(stdout, agent, name, session_id, batch, remaining)
+        if not batch:
+            return 0
+        from relay.usecases.deliver import shell_command
+
+        launcher = shell_command(store, tool, where)
+        return _show(stdout, agent, name, session_id, batch, remaining, launcher)
 
     if name == "SessionStart":
         directory = _session_dir(event)
@@ -122,12 +130,17 @@ def _stop_watcher(store: "StoreAPI", session_id: SessionId) -> None:
 
 
 def _show(
-    stdout: "BinaryIO", agent: "Adapter", name: str, session_id: str, batch: list[Message], remaining: int
+    stdout: "BinaryIO",
+    agent: "Adapter",
+    name: str,
+    session_id: str,
+    batch: list[Message],
+    remaining: int,
+    launcher: str,
 ) -> int:
-    """Write as much of the batch as fits one hook result, in the shape event `name` takes; how many."""
-    if not batch:
-        return 0
-    text, shown = fenced_text(session_id, batch, remaining, agent.ANSWER_NOTE)
+    """Write as much of the batch as fits one hook result, in the shape event `name` takes; how many.
+    `launcher`: how the model's shell runs relay ("" when it cannot reach the store there)."""
+    text, shown = fenced_text(session_id, batch, remaining, agent.ANSWER_NOTE, launcher)
     stdout.write(jsonlite.dumps(agent.hook_output(name, text)).encode("utf-8", "replace") + b"\n")
     stdout.flush()
     return shown

@@ -269,6 +269,14 @@ def hook_note(store: StoreAPI, meta: object = None) -> str | None:
     )
 
 
+def _shell(store: StoreAPI, me: Identity) -> str:
+    """How this session's model may run relay from its shell, or "" when its sandbox cannot reach
+    the store (relay.usecases.deliver.shell_command)."""
+    from relay.usecases.deliver import shell_command
+
+    return shell_command(store, me.tool, me.project_dir)
+
+
 def _whoami(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
     if me.session_id is not None:
         entry = store.registry().agents.get(me.session_id)
@@ -386,14 +394,15 @@ def _wait(store: StoreAPI, me: Identity, args: dict[str, Any], stop: Callable[[]
     answer: dict[str, Any] = {}
 
     def show(reply: dict[str, Any] | None, earlier: list[dict[str, Any]], receipt: dict[str, Any]) -> None:
-        answer.update(replied=True, message=for_model([reply], _answer_note(me))[0] if reply is not None else None)
+        shown = for_model([reply], _answer_note(me), _shell(store, me))[0] if reply is not None else None
+        answer.update(replied=True, message=shown)
         if reply is None:
             answer["reply"] = receipt
             answer["note"] = "The reply was already delivered to its recipient (your hook or inbox showed it)."
         else:
             answer["note"] = UNTRUSTED_NOTE
         if earlier:
-            answer["earlier"] = for_model(earlier, _answer_note(me))
+            answer["earlier"] = for_model(earlier, _answer_note(me), _shell(store, me))
 
     timeout = float(args.get("timeoutSec", DEFAULT_WAIT_SECONDS))
     confirm = wait_for_reply(store, str(asked["id"]), mine, timeout, show, stop)
@@ -413,7 +422,7 @@ def _inbox(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
     answer: dict[str, Any] = {}
 
     def show(batch: list[dict[str, Any]], remaining: int) -> int:
-        result, shown = inbox_result(batch, remaining, model=True, note=_answer_note(me))
+        result, shown = inbox_result(batch, remaining, model=True, note=_answer_note(me), launcher=_shell(store, me))
         answer.update(result)
         return shown
 
