@@ -1,4 +1,4 @@
-"""Names follow the project (docs/discovery.md): a session that starts in a project whose name is
+"""Names follow the project (docs/discovery.md, docs/cli.md): a session that starts in a project whose name is
 held by an earlier session of the same CLI that no longer runs takes the name over, with the mail
 sent to that name and not yet read.
 
