@@ -323,6 +323,25 @@ class RedisStore(RedisConnection, StoreBase):
         names = {k.decode(): v.decode() for k, v in pipe.hgetall(redis_keys.NAMES).items()}
         return agents, names
 
+    def _in_registry_transaction(self, attempt: Callable[[Any], Any]) -> Any:
+        """Run `attempt(pipe)` with the registry WATCHed: it reads, then calls pipe.multi() and queues
+        its writes, which are executed here in one MULTI/EXEC; retried when another writer got in
+        between (optimistic, so a dead writer never blocks anyone). Returns what `attempt` returned;
+        an `attempt` that returns before pipe.multi() writes nothing."""
+        with self._guard():
+            client = self._redis()
+            for _ in range(100):
+                with client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(redis_keys.AGENTS, redis_keys.NAMES)
+                        result = attempt(pipe)
+                        if pipe.explicit_transaction:
+                            pipe.execute()
+                        return result
+                    except WatchError:
+                        continue
+        raise RelayError("session-relay: the registry in Redis kept changing; try again")
+
     def _register(
         self,
         session_id: str,
@@ -333,51 +352,41 @@ class RedisStore(RedisConnection, StoreBase):
         started: bool = False,
         marker: str | None = None,
     ) -> Entry:
-        """WATCH the registry, compute the new entry and names, write them in one MULTI/EXEC; retry
-        when another writer got in between (optimistic, so a dead writer never blocks anyone)."""
-        with self._guard():
-            client = self._redis()
-            for _ in range(100):
-                with client.pipeline(transaction=True) as pipe:
-                    try:
-                        pipe.watch(redis_keys.AGENTS, redis_keys.NAMES)
-                        raw = pipe.hget(redis_keys.AGENTS, session_id)
-                        entry = _load_entry(raw) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
-                        fresh = raw is None
-                        if directory is not UNSET:
-                            entry["dir"] = directory
-                        if tool is not UNSET:
-                            entry["tool"] = tool
-                        if deliver is not UNSET:
-                            entry["deliver"] = deliver
-                        if started:
-                            entry.pop("endedAt", None)
-                            if not entry.get("name") and isinstance(entry.get("dir"), str):
-                                # its dir's name, unique among all (WATCHed: two starts at once differ)
-                                name = first_name(*self._registry_maps(pipe), str(entry["dir"]))
-                        if started or fresh or "host" not in entry:
-                            entry["host"] = self.host  # the session's own hook runs on its host
-                        updates: dict[str, bytes] = {}
-                        drop_names: list[str] = []
-                        if name is not UNSET:
-                            updates, drop_names = self._name_change(pipe, session_id, name)
-                            entry["name"] = name
-                        entry["lastSeen"] = now_iso()
-                        updates[session_id] = to_json(entry)
-                        pipe.multi()
-                        pipe.hset(redis_keys.AGENTS, mapping=updates)
-                        if drop_names:
-                            pipe.hdel(redis_keys.NAMES, *drop_names)
-                        if name is not UNSET and name is not None:
-                            pipe.hset(redis_keys.NAMES, str(name), session_id)
-                        if marker is not None:
-                            pipe.hset(redis_keys.MARKERS, marker, session_id)
-                        checkpoint("register:before-write")
-                        pipe.execute()
-                        return dict(entry)
-                    except WatchError:
-                        continue
-        raise RelayError("session-relay: the registry in Redis kept changing; try again")
+        """Compute the new entry and names and write them at once (_in_registry_transaction)."""
+
+        def attempt(pipe: Any) -> Entry:
+            chosen = name
+            raw = pipe.hget(redis_keys.AGENTS, session_id)
+            entry = _load_entry(raw) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
+            fresh = raw is None
+            if directory is not UNSET:
+                entry["dir"] = directory
+            if tool is not UNSET:
+                entry["tool"] = tool
+            if deliver is not UNSET:
+                entry["deliver"] = deliver
+            if started:
+                entry.pop("endedAt", None)
+                if not entry.get("name") and isinstance(entry.get("dir"), str):
+                    # its dir's name, unique among all (WATCHed: two starts at once differ)
+                    chosen = first_name(*self._registry_maps(pipe), str(entry["dir"]))
+            if started or fresh or "host" not in entry:
+                entry["host"] = self.host  # the session's own hook runs on its host
+            updates: dict[str, bytes] = {}
+            drop_names: list[str] = []
+            if chosen is not UNSET:
+                updates, drop_names = self._name_change(pipe, session_id, chosen)
+                entry["name"] = chosen
+            entry["lastSeen"] = now_iso()
+            updates[session_id] = to_json(entry)
+            pipe.multi()
+            self._queue_names(pipe, updates, drop_names, None if chosen is UNSET else chosen, session_id)
+            if marker is not None:
+                pipe.hset(redis_keys.MARKERS, marker, session_id)
+            checkpoint("register:before-write")
+            return dict(entry)
+
+        return self._in_registry_transaction(attempt)
 
     def _name_change(self, pipe: Any, session_id: str, name: object) -> tuple[dict[str, bytes], list[str]]:
         """Inside a WATCH: the entries of other sessions that binding `name` changes (bind_name) and
@@ -387,34 +396,36 @@ class RedisStore(RedisConnection, StoreBase):
         changed = bind_name(agents, names, session_id, None if name is None else str(name))
         return {i: to_json(agents[i]) for i in changed}, sorted(before - set(names))
 
+    @staticmethod
+    def _queue_names(pipe: Any, updates: dict[str, bytes], drop: list[str], name: object, session_id: str) -> None:
+        """After pipe.multi(): write the changed entries, drop the names that went, bind `name`."""
+        pipe.hset(redis_keys.AGENTS, mapping=updates)
+        if drop:
+            pipe.hdel(redis_keys.NAMES, *drop)
+        if name is not None:
+            pipe.hset(redis_keys.NAMES, str(name), session_id)
+
     def move_name(self, name: str, holder: SessionId, taker: SessionId) -> list[str] | None:
         """StoreBase.move_name: the registry change in one MULTI/EXEC (WATCHed), then the mail."""
+
+        def attempt(pipe: Any) -> str | None:
+            names = {k.decode(): v.decode() for k, v in pipe.hgetall(redis_keys.NAMES).items()}
+            held = holds_name(names, holder, name)
+            entry = _load_entry(pipe.hget(redis_keys.AGENTS, taker))
+            if held is None or entry is None:
+                return None
+            updates, drop_names = self._name_change(pipe, taker, held)
+            entry["name"] = held
+            updates[taker] = to_json(entry)
+            pipe.multi()
+            self._queue_names(pipe, updates, drop_names, held, taker)
+            return held
+
+        held = self._in_registry_transaction(attempt)
+        if held is None:
+            return None
         with self._guard():
-            client = self._redis()
-            for _ in range(100):
-                with client.pipeline(transaction=True) as pipe:
-                    try:
-                        pipe.watch(redis_keys.AGENTS, redis_keys.NAMES)
-                        names = {k.decode(): v.decode() for k, v in pipe.hgetall(redis_keys.NAMES).items()}
-                        held = holds_name(names, holder, name)
-                        entry = _load_entry(pipe.hget(redis_keys.AGENTS, taker))
-                        if held is None or entry is None:
-                            return None
-                        updates, drop_names = self._name_change(pipe, taker, held)
-                        entry["name"] = held
-                        updates[taker] = to_json(entry)
-                        pipe.multi()
-                        pipe.hset(redis_keys.AGENTS, mapping=updates)
-                        if drop_names:
-                            pipe.hdel(redis_keys.NAMES, *drop_names)
-                        pipe.hset(redis_keys.NAMES, held, taker)
-                        pipe.execute()
-                        break
-                    except WatchError:
-                        continue
-            else:
-                raise RelayError("session-relay: the registry in Redis kept changing; try again")
-            return self._move_mail(client, held, holder, taker)
+            return self._move_mail(self._redis(), held, holder, taker)
 
     def _move_mail(self, client: Any, name: str, holder: str, taker: str) -> list[str]:
         """The holder's mail sent to `name` that no taker has claimed, moved to the taker's stream in
