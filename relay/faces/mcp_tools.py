@@ -232,7 +232,7 @@ def _need_me(me: Identity) -> SessionId:
     if me.session_id is None:
         raise RelayError(
             f"this session's id is unknown (no CLAUDE_CODE_SESSION_ID, no marker for {me.project_dir}): "
-            "restart the session so its SessionStart hook runs, or pass `id` to register"
+            "restart the session so its SessionStart hook runs (its user can also run `relay register NAME --id ID`)"
         )
     return me.session_id
 
