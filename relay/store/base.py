@@ -49,6 +49,22 @@ def first_name(agents: dict[str, dict[str, object]], names: dict[str, str], dire
     return name_from_dir(directory, taken)
 
 
+def update_entry(entry: dict[str, object], directory: object, tool: object, deliver: object, started: bool) -> bool:
+    """Set the fields a registration gave (UNSET: kept) on `entry`; a start also clears `endedAt` (a
+    session resumed after it ended runs again). True when the start must give it its first name
+    (first_name): it has none yet, and a dir to take one from."""
+    if directory is not UNSET:
+        entry["dir"] = directory
+    if tool is not UNSET:
+        entry["tool"] = tool
+    if deliver is not UNSET:
+        entry["deliver"] = deliver
+    if not started:
+        return False
+    entry.pop("endedAt", None)
+    return not entry.get("name") and isinstance(entry.get("dir"), str)
+
+
 def bind_name(
     agents: dict[str, dict[str, object]], names: dict[str, str], session_id: str, name: str | None
 ) -> list[str]:

@@ -45,7 +45,17 @@ from _collections_abc import Callable  # collections.abc would import all of col
 from relay.domain.ids import SessionId, is_uuid, name_key
 from relay.domain.policy import is_urgent
 from relay.store import fileio
-from relay.store.base import UNSET, StoreBase, bind_name, first_name, holds_name, new_receipt, sent_to_name, to_json
+from relay.store.base import (
+    UNSET,
+    StoreBase,
+    bind_name,
+    first_name,
+    holds_name,
+    new_receipt,
+    sent_to_name,
+    to_json,
+    update_entry,
+)
 from relay.store.layout import mailbox_name, marker_name, relay_home
 from relay.store.lock import FileLock, holder
 from relay.util import jsonlite
@@ -420,16 +430,8 @@ class Store(StoreBase):
             known = agents.get(session_id)
             before = (dict(known), dict(names)) if started and isinstance(known, dict) else None
             entry = agents.get(session_id) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
-            if directory is not UNSET:
-                entry["dir"] = directory
-            if tool is not UNSET:
-                entry["tool"] = tool
-            if deliver is not UNSET:
-                entry["deliver"] = deliver
-            if started:
-                entry.pop("endedAt", None)  # a session resumed after it ended is running again
-                if not entry.get("name") and isinstance(entry.get("dir"), str):
-                    name = first_name(agents, names, str(entry["dir"]))
+            if update_entry(entry, directory, tool, deliver, started):
+                name = first_name(agents, names, str(entry["dir"]))
             if name is not UNSET:
                 self._bind_name(agents, names, session_id, None if name is None else str(name))
                 entry["name"] = name

@@ -47,7 +47,17 @@ from redis.exceptions import WatchError
 from relay.domain.ids import SessionId, is_uuid
 from relay.domain.policy import is_urgent
 from relay.store import redis_keys
-from relay.store.base import UNSET, StoreBase, bind_name, first_name, holds_name, new_receipt, sent_to_name, to_json
+from relay.store.base import (
+    UNSET,
+    StoreBase,
+    bind_name,
+    first_name,
+    holds_name,
+    new_receipt,
+    sent_to_name,
+    to_json,
+    update_entry,
+)
 from relay.store.files import (
     TAKE_BUDGET,
     Entry,
@@ -359,17 +369,9 @@ class RedisStore(RedisConnection, StoreBase):
             raw = pipe.hget(redis_keys.AGENTS, session_id)
             entry = _load_entry(raw) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
             fresh = raw is None
-            if directory is not UNSET:
-                entry["dir"] = directory
-            if tool is not UNSET:
-                entry["tool"] = tool
-            if deliver is not UNSET:
-                entry["deliver"] = deliver
-            if started:
-                entry.pop("endedAt", None)
-                if not entry.get("name") and isinstance(entry.get("dir"), str):
-                    # its dir's name, unique among all (WATCHed: two starts at once differ)
-                    chosen = first_name(*self._registry_maps(pipe), str(entry["dir"]))
+            if update_entry(entry, directory, tool, deliver, started):
+                # its dir's name, unique among all (WATCHed: two starts at once differ)
+                chosen = first_name(*self._registry_maps(pipe), str(entry["dir"]))
             if started or fresh or "host" not in entry:
                 entry["host"] = self.host  # the session's own hook runs on its host
             updates: dict[str, bytes] = {}
