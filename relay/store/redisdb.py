@@ -46,18 +46,8 @@ from redis.exceptions import WatchError
 
 from relay.domain.ids import SessionId, is_uuid
 from relay.domain.policy import is_urgent
-from relay.store import redis_keys
-from relay.store.base import (
-    UNSET,
-    StoreBase,
-    bind_name,
-    first_name,
-    holds_name,
-    new_receipt,
-    sent_to_name,
-    to_json,
-    update_entry,
-)
+from relay.store import base, redis_keys
+from relay.store.base import UNSET, StoreBase, first_name, new_receipt, to_json
 from relay.store.files import (
     TAKE_BUDGET,
     Entry,
@@ -369,7 +359,7 @@ class RedisStore(RedisConnection, StoreBase):
             raw = pipe.hget(redis_keys.AGENTS, session_id)
             entry = _load_entry(raw) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
             fresh = raw is None
-            if update_entry(entry, directory, tool, deliver, started):
+            if base.update_entry(entry, directory, tool, deliver, started):
                 # its dir's name, unique among all (WATCHed: two starts at once differ)
                 chosen = first_name(*self._registry_maps(pipe), str(entry["dir"]))
             if started or fresh or "host" not in entry:
@@ -395,7 +385,7 @@ class RedisStore(RedisConnection, StoreBase):
         the names that go."""
         agents, names = self._registry_maps(pipe)
         before = set(names)
-        changed = bind_name(agents, names, session_id, None if name is None else str(name))
+        changed = base.bind_name(agents, names, session_id, None if name is None else str(name))
         return {i: to_json(agents[i]) for i in changed}, sorted(before - set(names))
 
     @staticmethod
@@ -412,7 +402,7 @@ class RedisStore(RedisConnection, StoreBase):
 
         def attempt(pipe: Any) -> str | None:
             names = {k.decode(): v.decode() for k, v in pipe.hgetall(redis_keys.NAMES).items()}
-            held = holds_name(names, holder, name)
+            held = base.holds_name(names, holder, name)
             entry = _load_entry(pipe.hget(redis_keys.AGENTS, taker))
             if held is None or entry is None:
                 return None
@@ -446,7 +436,7 @@ class RedisStore(RedisConnection, StoreBase):
         for sid_raw, fields in client.xrange(stream, "-", "+"):
             sid = sid_raw.decode()
             message = _parse(fields.get(b"m"))
-            if message is not None and sid not in claimed and sent_to_name(message, name):
+            if message is not None and sid not in claimed and base.sent_to_name(message, name):
                 moving.append((sid, {**message, "to": taker, "toName": name}))
         if not moving:
             return []
