@@ -91,10 +91,12 @@ def new_id() -> str:
 
 
 def queued_to(stdout: bytes | str) -> str:
-    """Where `relay send` says it queued a message (`queued -> WHERE ID`), checking the line's shape
-    and that ID is a message id."""
-    text = (stdout.decode() if isinstance(stdout, bytes) else stdout).removesuffix("\n")
-    assert text.startswith("queued -> ") and "\n" not in text, text
+    """Where `relay send` says it queued a message (`queued -> WHERE ID` on its first line), checking
+    the line's shape and that ID is a message id. A second line may say the recipient is not running."""
+    lines = (stdout.decode() if isinstance(stdout, bytes) else stdout).removesuffix("\n").split("\n")
+    text, *rest = lines
+    assert len(rest) <= 1 and all(" reads this when it starts or is woken " in line for line in rest), lines
+    assert text.startswith("queued -> "), text
     where, _, message_id = text[len("queued -> ") :].rpartition(" ")
     assert str(uuid.UUID(message_id)) == message_id, text
     return where

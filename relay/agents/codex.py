@@ -412,6 +412,39 @@ def _config() -> "tuple[dict[str, Any] | None, str]":
         return None, f"does not parse ({err})"
 
 
+def shell_reaches_store(store_home: str, cwd: str, on_disk: bool = True) -> bool:
+    """Can a shell command the model runs in its Codex sandbox write the store? Codex's default
+    sandbox (`workspace-write`) lets commands write only under the session's dir, /tmp and $TMPDIR
+    and the `writable_roots` of [sandbox_workspace_write] in config.toml, and reach no network
+    unless `network_access` is true; `danger-full-access` lets them do anything, `read-only`
+    nothing. A store elsewhere (`on_disk` False: on Redis, over the network) would make a `relay`
+    command in a hint fail there, though the MCP tools, run by Codex itself, still work."""
+    config, _ = _config()
+    config = config or {}
+    mode = config.get("sandbox_mode", "workspace-write")
+    if mode == "danger-full-access":
+        return True
+    if mode != "workspace-write":
+        return False
+    table = config.get("sandbox_workspace_write")
+    table = table if isinstance(table, dict) else {}
+    if not on_disk:
+        return table.get("network_access") is True
+    roots = [cwd]
+    if table.get("exclude_slash_tmp") is not True:
+        roots.append("/tmp")
+    if table.get("exclude_tmpdir_env_var") is not True and os.environ.get("TMPDIR"):
+        roots.append(os.environ["TMPDIR"])
+    extra = table.get("writable_roots")
+    roots += [r for r in extra if isinstance(r, str)] if isinstance(extra, list) else []
+    target = os.path.realpath(store_home)
+    for root in roots:
+        real = os.path.realpath(os.path.expanduser(root))
+        if root.startswith(("/", "~")) and (target == real or target.startswith(real.rstrip("/") + "/")):
+            return True
+    return False
+
+
 def cached_copy() -> "Path | None":
     """The copy Codex runs: $CODEX_HOME/plugins/cache/<marketplace>/<plugin>/<version>/ (newest)."""
     from relay.agents.install_files import MARKETPLACE, PLUGIN

@@ -29,8 +29,35 @@ MAX_NAME_CHARS = 64
 NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 NAME_PATTERN = "^[A-Za-z0-9._-]{1,64}$"
 # Names that would pass a session off as a person, relay itself or the CLI (mail from the CLI is
-# `fromName: "cli"`); compared case-insensitively.
+# `fromName: "cli"`); compared by name_key, so `Relay.`, `session_relay` and `SessionRelay` are reserved too.
 RESERVED_NAMES = ("cli", "user", "system", "relay", "session-relay")
+
+
+def name_key(name: str) -> str:
+    """What two names are compared by: case ignored. Two sessions never hold names with one key,
+    and a lookup by name finds its session in any case (`PAYMENTS-API` reaches `payments-api`)."""
+    return name.lower()
+
+
+def _reserved_key(name: str) -> str:
+    """A name lower-cased without '-', '_' and '.': the spellings that read as one word to a person."""
+    return name.lower().replace("-", "").replace("_", "").replace(".", "")
+
+
+_RESERVED_KEYS = frozenset(_reserved_key(n) for n in RESERVED_NAMES)
+
+
+def is_reserved(name: str) -> bool:
+    """Would `name` pose as a person, the CLI or relay itself (in any case or punctuation)?"""
+    return _reserved_key(name) in _RESERVED_KEYS
+
+
+def looks_like_id(name: str) -> bool:
+    """Does `name` read as an id or the start of one: 8 or more hex digits and nothing else, or a
+    UUID's first part with its dashes in place? Such a name would shadow the id prefixes a person
+    types (`relay send 3f1b414d`), so no session may hold one."""
+    hex_only = len(name) >= MIN_ID_PREFIX and all(ch in _HEX for ch in name)
+    return hex_only or prefix_digits(name) >= MIN_ID_PREFIX
 
 
 def is_uuid(value: object) -> "TypeGuard[str]":
@@ -102,8 +129,8 @@ def check_name(name: object) -> str:
     """Return a usable session name or raise (docs/security.md).
 
     Names are typed on command lines and shown to models, so they are 1-64 characters of
-    [A-Za-z0-9._-], never look like a flag or an id (targets resolve ids before names), and never
-    pose as a person, the CLI or relay itself.
+    [A-Za-z0-9._-], never look like a flag, a path (`.`, `..`) or an id or the start of one (8+ hex
+    digits), and never pose as a person, the CLI or relay itself (is_reserved).
     """
     rule = "use 1-64 letters, digits, '.', '_' or '-', such as `backend`"
     if not isinstance(name, str) or not name:
@@ -116,14 +143,25 @@ def check_name(name: object) -> str:
         raise RelayError(f"invalid name {name!r}: characters {shown!r} are not allowed; {rule}")
     if name.startswith("-"):
         raise RelayError(f"invalid name {name!r}: a name cannot start with '-'; {rule}")
+    if name in (".", ".."):
+        raise RelayError(f"invalid name {name!r}: a name cannot be '.' or '..'; {rule}")
     if is_uuid(name):
         raise RelayError(f"invalid name {name!r}: a name cannot be a UUID; {rule}")
-    if name.lower() in RESERVED_NAMES:
-        raise RelayError(f"invalid name {name!r}: {', '.join(RESERVED_NAMES)} are reserved; choose another name")
+    if looks_like_id(name):
+        raise RelayError(
+            f"invalid name {name!r}: a name cannot read as a session id or its start ({MIN_ID_PREFIX} or "
+            f"more hex digits); {rule}"
+        )
+    if is_reserved(name):
+        raise RelayError(
+            f"invalid name {name!r}: {', '.join(RESERVED_NAMES)} are reserved (in any case, with or without "
+            "'-', '_' or '.'); choose another name"
+        )
     return name
 
 
-# The name a session starts with when its dir's base name leaves nothing usable (or is an id).
+# The name a session starts with when its dir's base name leaves nothing usable (or is an id); it is
+# also the prefix of an auto-name that would read as an id (`90068f62` -> `session-90068f62`).
 FALLBACK_NAME = "session"
 
 
@@ -138,19 +176,37 @@ def _name_base(text: str) -> str:
     while "--" in mapped:
         mapped = mapped.replace("--", "-")
     base = mapped.strip("-._")[:MAX_NAME_CHARS].rstrip("-._")
-    return FALLBACK_NAME if not base or is_uuid(base) else base
+    if not base or is_uuid(base):
+        return FALLBACK_NAME
+    if looks_like_id(base):
+        return f"{FALLBACK_NAME}-{base}"[:MAX_NAME_CHARS]
+    return base
+
+
+def dir_name(directory: str) -> str:
+    """The name a session in `directory` is after, before any `-2` suffix: the project's name."""
+    return _name_base(os.path.basename(directory.rstrip("/")))
+
+
+def auto_suffixed(name: str, base: str) -> bool:
+    """Is `name` the project name `base` with a number added to tell it apart (`api-2` for `api`)?"""
+    head, dash, number = name.rpartition("-")
+    if not dash or not number.isdigit():
+        return False
+    return name_key(head) == name_key(base[: MAX_NAME_CHARS - 1 - len(number)].rstrip("-._"))
 
 
 def name_from_dir(directory: str, taken: "set[str]") -> str:
     """A session's first name: its project dir's base name, made safe (`My App` -> `My-App`) and
     unique: `api`, then `api-2`, `api-3`, ... A session is addressable by name from its start.
 
-    `taken` holds the lower-cased names in use; a reserved name counts as taken (`relay` -> `relay-2`),
+    `taken` holds the name_key of each name in use; a reserved name counts as taken (`relay` -> `relay-2`),
     and names differing only in case count as one, so no two sessions look alike in `relay list`.
+    A base name that reads as an id gets a `session-` prefix (`90068f62` -> `session-90068f62`).
     """
-    base = _name_base(os.path.basename(directory.rstrip("/")))
+    base = dir_name(directory)
     candidate, number = base, 2
-    while candidate.lower() in taken or candidate.lower() in RESERVED_NAMES:
+    while name_key(candidate) in taken or is_reserved(candidate):
         suffix = f"-{number}"
         candidate = base[: MAX_NAME_CHARS - len(suffix)].rstrip("-._") + suffix
         number += 1

@@ -92,7 +92,7 @@ SHAPES: dict[str, Spec] = {
         message=True,
     ),
     "ask": Spec(
-        "relay ask TO [--from WHO] [--wait SECONDS] [--json] [--] MESSAGE...",
+        "relay ask TO [--from WHO] [--wait SECONDS] [--wake] [--json] [--] MESSAGE...",
         "send a question, wait for its reply and print it",
         "ask_command",
         options={
@@ -101,6 +101,12 @@ SHAPES: dict[str, Spec] = {
                 "SECONDS",
                 f"how long to wait for the reply, 0 to {MAX_ASK_SECONDS:g}",
                 f"{DEFAULT_ASK_SECONDS:g}",
+            ),
+            "--wake": (
+                "",
+                "ring the recipient's doorbell after queueing, as `relay wake` does (the same guardrails), "
+                "unless it runs now",
+                "off",
             ),
             "--json": ("", "print the whole reply as JSON", "off"),
         },

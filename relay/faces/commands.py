@@ -136,12 +136,13 @@ def discover_command(store: StoreAPI, parsed: Parsed) -> int:
 def _session_line(row: dict[str, Any]) -> str:
     """One discovered session; the cwd (from a transcript) and name (from the registry) are shown
     escaped, so nothing planted in them can drive the terminal."""
+    from relay.util.clock import ago
     from relay.util.textsafe import one_line
 
     busy = "  (live)" if row["live"] else ""
     name = one_line(row["name"] or "-")
     cwd = one_line(row["cwd"] or "?")
-    return _session_cells(row["tool"], one_line(row["id"]), name, f"{row['ageSec']}s ago", cwd) + busy
+    return _session_cells(row["tool"], one_line(row["id"]), name, ago(row["ageSec"]), cwd) + busy
 
 
 def _session_cells(tool: str, session_id: str, name: str, age: str, cwd: str) -> str:
@@ -149,39 +150,44 @@ def _session_cells(tool: str, session_id: str, name: str, age: str, cwd: str) ->
 
 
 def list_command(store: StoreAPI, parsed: Parsed) -> int:
-    """The registry, one session a line."""
+    """The registry, one session a line, in columns as wide as their widest cell (titles included,
+    so the rows line up the same with and without the header)."""
     empty = "no sessions registered yet: sessions register when they start (or: relay register NAME --id UUID)"
     from relay.domain.policy import shown_with_mode
 
     rows = [shown_with_mode(e) for e in store.registry().entries()]
+    if "--json" in parsed.flags or not rows:
+        return _show(parsed, rows, empty, str, "")
     # Entries carry `host` only in a store several machines share (Redis): then each line says where.
     hosts = any(row.get("host") for row in rows)
     titles = (*LIST_COLUMNS[:4], HOST_COLUMN, *LIST_COLUMNS[4:]) if hosts else LIST_COLUMNS
+    cells = [_entry_cells(row, hosts) for row in rows]
+    widths = [max(len(c[i]) for c in [titles, *cells]) for i in range(len(titles) - 1)]
 
-    def line(entry: dict[str, Any]) -> str:
-        return _entry_line(entry, hosts)
+    def aligned(row: tuple[str, ...]) -> str:
+        return "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), *row[len(widths) :]])
 
-    return _show(parsed, rows, empty, line, _entry_cells(*titles))
+    return _show(parsed, cells, empty, aligned, aligned(titles))
 
 
-def _entry_line(entry: dict[str, Any], hosts: bool = False) -> str:
-    """One registry entry; every field is shown escaped (the registry file may have been planted)."""
+def _entry_cells(entry: dict[str, Any], hosts: bool) -> tuple[str, ...]:
+    """One registry entry's cells; every field is shown escaped (the registry may have been planted).
+    LAST SEEN is how long ago, and after its SessionEnd how long ago it ended."""
+    import time
+
+    from relay.util.clock import ago, epoch_from_iso
     from relay.util.textsafe import one_line
 
-    name, tool, session_id, host, directory, seen = (
-        one_line(str(entry.get(key) or "-")) for key in ("name", "tool", "id", "host", "dir", "lastSeen")
+    def when(field: str) -> str:
+        stamp = epoch_from_iso(entry.get(field))
+        return ago(time.time() - stamp) if stamp is not None else one_line(str(entry.get(field) or "-"))
+
+    name, tool, session_id, host, directory = (
+        one_line(str(entry.get(key) or "-")) for key in ("name", "tool", "id", "host", "dir")
     )
-    ended = f"  ended {one_line(str(entry['endedAt']))}" if entry.get("endedAt") else ""
-    if hosts:
-        return _entry_cells(name, tool, session_id, str(entry["deliver"]), host, directory, seen) + ended
-    return _entry_cells(name, tool, session_id, str(entry["deliver"]), directory, seen) + ended
-
-
-def _entry_cells(name: str, tool: str, session_id: str, deliver: str, *rest: str) -> str:
-    """The fixed-width cells, then HOST (when shown, padded), DIR and LAST SEEN."""
-    *host, directory, seen = rest
-    where = f"{host[0]:<12}  " if host else ""
-    return f"{name:<16}  {tool:<6}  {session_id:<36}  {deliver:<7}  {where}{directory}  {seen}"
+    seen = when("lastSeen") + (f", ended {when('endedAt')}" if entry.get("endedAt") else "")
+    where = (host,) if hosts else ()
+    return (name, tool, session_id, str(entry["deliver"]), *where, directory, seen)
 
 
 def register_command(store: StoreAPI, parsed: Parsed) -> int:
@@ -267,6 +273,11 @@ def send_command(store: StoreAPI, parsed: Parsed) -> int:
         _print_json({**fields, "recipient": sent.recipient_state()}, pretty=False)
         return 0
     print(f"queued -> {recipient.get('name') or recipient['id']} {message['id']}", flush=True)
+    from relay.usecases.conversation import state_line
+
+    note = state_line(recipient, sent.recipient_state()["state"])
+    if note:
+        print(note, flush=True)
     return 0
 
 
@@ -288,6 +299,15 @@ def ask_command(store: StoreAPI, parsed: Parsed) -> int:
     asker = who
     sent = _queue(store, parsed, "ask", (asker, name), expects_reply=True)
     recipient, message = sent.recipient, sent.message
+    state = sent.recipient_state()["state"]
+    if "--wake" in parsed.flags:
+        _ring_for_answer(store, recipient, state)
+    else:
+        from relay.usecases.conversation import state_line
+
+        note = state_line(recipient, state)
+        if note:  # said at once: a wait on a session that is not running would otherwise be silent
+            say("relay: ", f"{note}; or ask with --wake" if state != "unknown" else note)
 
     def show(reply: Any, earlier: list[Any], receipt: Any) -> None:
         for other in earlier:  # mail a dead taker left in flight in the asker's mailbox
@@ -317,6 +337,35 @@ def ask_command(store: StoreAPI, parsed: Parsed) -> int:
         f"no reply within {seconds:g} s; the question {message['id']} stays queued for "
         f"{recipient.get('name') or recipient['id']}: follow it with `relay status {message['id']}`{late}"
     )
+
+
+def _ring_for_answer(store: StoreAPI, recipient: Any, state: str) -> None:
+    """`ask --wake`: ring the recipient's doorbell once the question is queued, under every rule of
+    `relay wake` (relay.usecases.wake). A live recipient is not rung (it reads the question at its
+    next prompt or turn end); a refusal is said on stderr and the ask still waits. What the woken
+    program prints goes to stderr: stdout carries only the reply."""
+    from relay.usecases.wake import Target, wake
+    from relay.util.errors import WakeRefused
+    from relay.util.textsafe import one_line
+
+    if state == "live":
+        say("relay: ", f"{one_line(str(recipient.get('name') or recipient['id']))} is running: not waking it")
+        return
+
+    def report(shown: object) -> None:
+        say("relay: ", str(shown) if isinstance(shown, str) else _json_line(shown))
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        wake(store, Target.registered(recipient), [], report, force=False, dry=False)
+    except (WakeRefused, RelayError) as err:
+        say("relay: ", f"not woken: {err}; still waiting for the reply")
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _json_line(value: Any) -> str:

@@ -94,7 +94,8 @@ TOPICS: dict[str, Topic] = {
         output=("one line: registered NAME -> ID (TOOL, DIR, deliver MODE)",),
         example="relay register backend --id 0b6f3a52-8d1e-4c7a-9f3b-2a4c6e8d01e1 --deliver now",
         positionals={
-            "NAME": "1 to 64 of A-Z a-z 0-9 . _ -, not starting with -, not a UUID, not " + "/".join(RESERVED_NAMES),
+            "NAME": "1 to 64 of A-Z a-z 0-9 . _ -, not starting with -, not . or .., not a UUID or 8+ hex digits, "
+            "not " + "/".join(RESERVED_NAMES) + " in any case or punctuation; unique ignoring case",
         },
     ),
     "send": Topic(
@@ -102,7 +103,8 @@ TOPICS: dict[str, Topic] = {
         "turn ends, as its deliver mode says (relay register); an idle one at its next start, or when woken "
         "(relay wake). An idle Codex session is rung at once when it can be.",
         output=(
-            "one line: queued -> NAME-or-ID MESSAGE_ID (keep the id to follow it with relay status); a note on "
+            "queued -> NAME-or-ID MESSAGE_ID (keep the id to follow it with relay status), then, when the "
+            "recipient is not running, a second line saying so and how to wake it; a note on "
             "stderr when an idle Codex recipient could not be rung",
             "--json: one line {id, thread, to, toName, recipient: {state, detail}}; state is live, idle, ended "
             "or unknown",
@@ -116,13 +118,13 @@ TOPICS: dict[str, Topic] = {
     "ask": Topic(
         "Sends a question and waits for its reply. Without --from the question comes from an address made "
         "for this ask, so a script gets the answer on stdout. When no reply comes in time the question stays "
-        "queued.",
+        "queued. A recipient that is not running is said at once on stderr; --wake rings it after queueing.",
         output=(
-            "the reply's body",
+            "the reply's body (on stderr: whether the recipient runs, and what a woken one printed)",
             "--json: the whole reply message as one JSON line {id, ts, from, fromName, to, toName, body, "
             "replyTo, thread, ...}",
         ),
-        example="relay ask backend --wait 300 -- is the migration done?",
+        example="relay ask backend --wake --wait 300 -- is the migration done?",
         exits={**PLAIN_EXITS, "4": "no reply within --wait seconds; the question stays queued (relay status ID)"},
         positionals={"TO": "the session asked: a registered name or a session id", "MESSAGE": MESSAGE},
     ),

@@ -13,7 +13,7 @@ runs `relay gc`'s collection (one stat when that is not due).
 import os
 import sys
 
-from relay.domain.ids import AGENT_CLIS, SessionId, require_uuid
+from relay.domain.ids import AGENT_CLIS, SessionId, dir_name, require_uuid
 from relay.domain.policy import started_by_relay
 from relay.faces.boundary import described, say
 from relay.faces.hookevent import read_event
@@ -59,11 +59,22 @@ def handle(event: dict, tool: str, stdout: "BinaryIO", store: "StoreAPI") -> Non
         return
     session_id = require_uuid(session_id)  # checked once here; everything inward trusts it
 
+    cwd = event.get("cwd")
+    where = cwd if isinstance(cwd, str) and cwd.startswith("/") else os.getcwd()
+
     def show(batch: list[Message], remaining: int) -> int:
-        return _show(stdout, agent, name, session_id, batch, remaining)
+        if not batch:
+            return 0
+        from relay.usecases.deliver import shell_command
+
+        launcher = shell_command(store, tool, where)
+        return _show(stdout, agent, name, session_id, batch, remaining, launcher)
 
     if name == "SessionStart":
-        store.record_start(session_id, _session_dir(event), tool)
+        directory = _session_dir(event)
+        entry = store.record_start(session_id, directory, tool)
+        if entry.get("name") != dir_name(directory):  # numbered or renamed: maybe the project's name is free
+            _follow_project(store, entry)
         if store.has_mail(session_id):  # two stats; the take (locks, reads) only when there is mail
             from relay.usecases.mail import deliver
 
@@ -97,6 +108,17 @@ def _session_dir(event: dict) -> str:
     return directory
 
 
+def _follow_project(store: "StoreAPI", entry: dict) -> None:
+    """Take the project's name over from an earlier session that no longer runs
+    (relay.usecases.names); a failure is reported and the start goes on."""
+    from relay.usecases.names import follow_project
+
+    try:
+        follow_project(store, entry)
+    except RelayError as err:
+        _log(f"the project's name stayed where it was: {err}")
+
+
 def _stop_watcher(store: "StoreAPI", session_id: SessionId) -> None:
     """Make the session's idle-mail watcher (relay.faces.watch), if one runs, leave. Nothing is written;
     one failed open when none runs."""
@@ -111,14 +133,21 @@ def _stop_watcher(store: "StoreAPI", session_id: SessionId) -> None:
 
 
 def _show(
-    stdout: "BinaryIO", agent: "Adapter", name: str, session_id: str, batch: list[Message], remaining: int
+    stdout: "BinaryIO",
+    agent: "Adapter",
+    name: str,
+    session_id: str,
+    batch: list[Message],
+    remaining: int,
+    launcher: str,
 ) -> int:
-    """Write as much of the batch as fits one hook result, in the shape event `name` takes; how many."""
+    """Write as much of the batch as fits one hook result, in the shape event `name` takes; how many.
+    `launcher`: how the model's shell runs relay ("" when it cannot reach the store there)."""
     if not batch:
         return 0
     from relay.usecases.deliver import fenced_text
 
-    text, shown = fenced_text(session_id, batch, remaining, agent.ANSWER_NOTE)
+    text, shown = fenced_text(session_id, batch, remaining, agent.ANSWER_NOTE, launcher)
     stdout.write(jsonlite.dumps(agent.hook_output(name, text)).encode("utf-8", "replace") + b"\n")
     stdout.flush()
     return shown

@@ -59,10 +59,12 @@ TOOLS: list[dict[str, Any]] = [
         "name": "register",
         "description": (
             "Give this session a short name other sessions can send to, e.g. `backend`: 1-64 letters, "
-            "digits, '.', '_' or '-', not a UUID, not one of " + ", ".join(RESERVED_NAMES) + ". "
+            "digits, '.', '_' or '-', not a UUID nor 8+ hex digits only, not '.' or '..', not one of "
+            + ", ".join(RESERVED_NAMES)
+            + " (in any case, with or without '-', '_', '.'); unique ignoring case. "
             "Every session starts named after its project dir (`api`, `api-2`, ...); registering renames "
             "you, and fields you leave out keep their value. You may name only "
-            "yourself, or an `id` that is not registered yet; a name held by a running session is taken."
+            "yourself; a name held by a running session (in any case) is taken."
         ),
         "inputSchema": {
             "type": "object",
@@ -77,7 +79,7 @@ TOOLS: list[dict[str, Any]] = [
                 "id": {
                     "type": "string",
                     "pattern": UUID_PATTERN,
-                    "description": "Session id; default: you. Another session only while it is not registered.",
+                    "description": "Your own session id (the default); no other session's.",
                 },
                 "dir": {"type": "string", "minLength": 1, "description": "Absolute project dir; default: yours."},
                 "deliver": {
@@ -230,7 +232,7 @@ def _need_me(me: Identity) -> SessionId:
     if me.session_id is None:
         raise RelayError(
             f"this session's id is unknown (no CLAUDE_CODE_SESSION_ID, no marker for {me.project_dir}): "
-            "restart the session so its SessionStart hook runs, or pass `id` to register"
+            "restart the session so its SessionStart hook runs (its user can also run `relay register NAME --id ID`)"
         )
     return me.session_id
 
@@ -267,6 +269,14 @@ def hook_note(store: StoreAPI, meta: object = None) -> str | None:
     )
 
 
+def _shell(store: StoreAPI, me: Identity) -> str:
+    """How this session's model may run relay from its shell, or "" when its sandbox cannot reach
+    the store (relay.usecases.deliver.shell_command)."""
+    from relay.usecases.deliver import shell_command
+
+    return shell_command(store, me.tool, me.project_dir)
+
+
 def _whoami(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
     if me.session_id is not None:
         entry = store.registry().agents.get(me.session_id)
@@ -281,40 +291,41 @@ def _whoami(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
 
 
 def _register(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
-    """Name this session, or a session nobody registered yet (docs/security.md).
+    """Name this session (docs/security.md).
 
-    Through MCP any session could otherwise take another's name (and its mail), or re-point its
-    dir so that a later wake runs in a directory of the caller's choosing. So: another session's id
-    only while it is not registered (its first dir may be given then: there is none to change; its
-    own SessionStart hook records the real one), and never a name a running session holds. A person
-    can still do all of it with the CLI `relay register`.
+    Through MCP any session could otherwise take another's name (and its mail), re-point its dir
+    so that a later wake runs in a directory of the caller's choosing, or register a made-up id
+    sharing the prefix of a session that is running but not registered yet, and so catch the mail
+    sent to that prefix. So: only itself (`id`, if given, must be its own), and never a name a
+    running session holds, in any case. A person can still do all of it with the CLI `relay register`.
     """
     name = check_name(args["name"])
-    session_id = require_uuid(args["id"]) if "id" in args else _need_me(me)
-    registry = store.registry()
-    mine = session_id == me.session_id
-    if not mine and session_id in registry.agents:
+    session_id = _need_me(me)
+    if "id" in args and require_uuid(args["id"]) != session_id:
         raise RelayError(
-            f"session {session_id} is registered already and is not you: through MCP you can only "
-            "name yourself (leave out `id`) or a session nobody registered yet; its user can rename it "
-            f"with `relay register NAME --id {session_id}`"
+            f"session {require_uuid(args['id'])} is not you: through MCP you can name only yourself "
+            "(leave out `id`); its user can name it with "
+            f"`relay register NAME --id {require_uuid(args['id'])}`"
         )
-    holder = registry.names.get(name)
-    if holder is not None and holder != session_id and _running(registry.agents.get(holder), holder):
+    registry = store.registry()
+    held = registry.resolve(name) or {}
+    holder = str(held["id"]) if held.get("id") not in (None, session_id) else None
+    if holder is not None and _running(registry.agents.get(holder), holder):
         raise RelayError(
-            f"the name {name!r} belongs to session {one_line(holder)}, which is running now: choose another name "
-            "(call `roster` to see the names in use)"
+            f"the name {one_line(str(held.get('name') or name))!r} belongs to session {one_line(holder)}, which is "
+            "running now: choose another name (call `roster` to see the names in use)"
         )
     fields: dict[str, Any] = {"name": name}
     if "deliver" in args:
         fields["deliver"] = args["deliver"]
+    known = registry.agents.get(session_id)
     if "dir" in args:
         if not args["dir"].startswith("/"):
             raise RelayError("`dir` must be an absolute path")
         fields["directory"] = args["dir"]
-    elif mine and not (registry.agents.get(session_id) or {}).get("dir"):
+    elif not (known or {}).get("dir"):
         fields["directory"] = me.project_dir
-    if mine and me.tool and session_id not in registry.agents:
+    if me.tool and known is None:
         fields["tool"] = me.tool
     entry = store.register(session_id, **fields)
     return {"registered": True, **shown_with_mode(entry)}, None
@@ -383,14 +394,15 @@ def _wait(store: StoreAPI, me: Identity, args: dict[str, Any], stop: Callable[[]
     answer: dict[str, Any] = {}
 
     def show(reply: dict[str, Any] | None, earlier: list[dict[str, Any]], receipt: dict[str, Any]) -> None:
-        answer.update(replied=True, message=for_model([reply], _answer_note(me))[0] if reply is not None else None)
+        shown = for_model([reply], _answer_note(me), _shell(store, me))[0] if reply is not None else None
+        answer.update(replied=True, message=shown)
         if reply is None:
             answer["reply"] = receipt
             answer["note"] = "The reply was already delivered to its recipient (your hook or inbox showed it)."
         else:
             answer["note"] = UNTRUSTED_NOTE
         if earlier:
-            answer["earlier"] = for_model(earlier, _answer_note(me))
+            answer["earlier"] = for_model(earlier, _answer_note(me), _shell(store, me))
 
     timeout = float(args.get("timeoutSec", DEFAULT_WAIT_SECONDS))
     confirm = wait_for_reply(store, str(asked["id"]), mine, timeout, show, stop)
@@ -410,7 +422,7 @@ def _inbox(store: StoreAPI, me: Identity, args: dict[str, Any]) -> Result:
     answer: dict[str, Any] = {}
 
     def show(batch: list[dict[str, Any]], remaining: int) -> int:
-        result, shown = inbox_result(batch, remaining, model=True, note=_answer_note(me))
+        result, shown = inbox_result(batch, remaining, model=True, note=_answer_note(me), launcher=_shell(store, me))
         answer.update(result)
         return shown
 

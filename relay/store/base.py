@@ -4,7 +4,7 @@ written once and a backend implements only its primitives (`_register`, `_record
 
 Imported by the file store, so it stays on the hook's path: no typing, nothing heavy."""
 
-from relay.domain.ids import AGENT_CLIS, SessionId, check_name, is_uuid, name_from_dir
+from relay.domain.ids import AGENT_CLIS, SessionId, check_name, is_uuid, name_from_dir, name_key
 from relay.domain.policy import check_mode
 from relay.util import jsonlite
 from relay.util.errors import RelayError
@@ -56,9 +56,64 @@ def new_receipt(message: dict[str, object]) -> dict[str, object] | None:
 def first_name(agents: dict[str, dict[str, object]], names: dict[str, str], directory: str) -> str:
     """The name a session without one gets at its start: its dir's base name, unique among the
     names registered (each backend chooses it atomically, so two sessions starting at once differ)."""
-    taken = {name.lower() for name in names}
-    taken.update(str(e["name"]).lower() for e in agents.values() if isinstance(e.get("name"), str))
+    taken = {name_key(name) for name in names}
+    taken.update(name_key(str(e["name"])) for e in agents.values() if isinstance(e.get("name"), str))
     return name_from_dir(directory, taken)
+
+
+def update_entry(entry: dict[str, object], directory: object, tool: object, deliver: object, started: bool) -> bool:
+    """Set the fields a registration gave (UNSET: kept) on `entry`; a start also clears `endedAt` (a
+    session resumed after it ended runs again). True when the start must give it its first name
+    (first_name): it has none yet, and a dir to take one from."""
+    if directory is not UNSET:
+        entry["dir"] = directory
+    if tool is not UNSET:
+        entry["tool"] = tool
+    if deliver is not UNSET:
+        entry["deliver"] = deliver
+    if not started:
+        return False
+    entry.pop("endedAt", None)
+    return not entry.get("name") and isinstance(entry.get("dir"), str)
+
+
+def bind_name(
+    agents: dict[str, dict[str, object]], names: dict[str, str], session_id: str, name: str | None
+) -> list[str]:
+    """Bind `name` to `session_id` in these maps (both backends compute a registry change here).
+
+    The session's other names go; a name equal to `name` ignoring case (name_key) that another
+    session holds goes too, and that session keeps its entry without a name: names are unique
+    ignoring case, and a name given moves in the case it was given. Returns the ids of the other
+    sessions whose entries changed."""
+    changed: list[str] = []
+    key = None if name is None else name_key(name)
+    for old, bound in list(names.items()):
+        if bound == session_id:
+            if old != name:
+                del names[old]
+        elif key is not None and name_key(old) == key:
+            del names[old]
+            other = agents.get(bound)
+            if other is not None:
+                other["name"] = None
+                changed.append(bound)
+    if name is not None:
+        names[name] = session_id
+    return changed
+
+
+def holds_name(names: dict[str, str], holder: str, name: str) -> str | None:
+    """The spelling of `name` (ignoring case) that `holder` holds, or None when it holds none."""
+    key = name_key(name)
+    return next((n for n, bound in names.items() if bound == holder and name_key(n) == key), None)
+
+
+def sent_to_name(message: dict[str, object], name: str) -> bool:
+    """Was `message` addressed to the name `name` (not to its recipient's id)? Only such mail
+    follows a name to the session that takes it over; mail sent to an id stays with that id."""
+    to_name = message.get("toName")
+    return message.get("byName") is True and isinstance(to_name, str) and name_key(to_name) == name_key(name)
 
 
 def check_tool(tool: object) -> None:
@@ -111,6 +166,16 @@ class StoreBase:
         return self._record_start(session_id, directory, tool)
 
     def _record_start(self, session_id: str, directory: str, tool: str) -> dict[str, object]:
+        raise NotImplementedError
+
+    def move_name(self, name: str, holder: SessionId, taker: SessionId) -> list[str] | None:
+        """Give `name` from `holder` to `taker` (registered) at once, with the mail sent to that name.
+
+        None, with nothing changed, when `holder` no longer holds `name` (ignoring case) or `taker`
+        is not registered. Otherwise the taker holds it (its other names go), the holder keeps its
+        entry and id without a name, and the holder's mail sent to the name (sent_to_name) and not
+        yet taken moves to the taker's mailbox, in order, ids and receipts kept (`to` follows it).
+        Mail sent to the holder's id, and mail a taker has claimed, stay. Returns the moved ids."""
         raise NotImplementedError
 
     def peek_batch(self, recipient: SessionId, budget: int | None) -> tuple[list[dict[str, object]], int]:

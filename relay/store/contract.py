@@ -158,6 +158,12 @@ if TYPE_CHECKING:
             """SessionEnd: stamp endedAt on a registered entry; unknown ids write nothing."""
             ...
 
+        def move_name(self, name: str, holder: SessionId, taker: SessionId) -> list[str] | None:
+            """Atomically: `name` from `holder` to `taker`, with the holder's untaken mail sent to that
+            name (not to its id), ids and receipts kept; the moved ids, or None when the holder no
+            longer holds the name (nothing changed). The long form: relay.store.base.StoreBase."""
+            ...
+
         def set_marker(self, directory: str, session_id: SessionId) -> None:
             """`session_id` is the session last registered for `directory`."""
             ...

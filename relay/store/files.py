@@ -43,10 +43,21 @@ import sys
 import time
 from _collections_abc import Callable  # collections.abc would import all of collections
 
-from relay.domain.ids import SessionId, is_uuid
+from relay.domain.ids import SessionId, is_uuid, name_key
 from relay.domain.policy import is_urgent
 from relay.store import fileio
-from relay.store.base import UNSET, StoreBase, first_name, is_message, new_receipt, to_json
+from relay.store.base import (
+    UNSET,
+    StoreBase,
+    bind_name,
+    first_name,
+    holds_name,
+    is_message,
+    new_receipt,
+    sent_to_name,
+    to_json,
+    update_entry,
+)
 from relay.store.layout import mailbox_name, marker_name, relay_home
 from relay.store.lock import FileLock, holder
 from relay.util import jsonlite
@@ -75,13 +86,18 @@ class Registry:
         self.names: dict[str, str] = data["names"]
 
     def resolve(self, target: str) -> Entry | None:
-        """An exact id first, then a name."""
+        """An exact id first, then a name: as written, else the one name equal to it ignoring case."""
         if target in self.agents:
             return self.agents[target]
+        name = target
         bound = self.names.get(target)
         if bound is None:
-            return None
-        return self.agents.get(bound) or {"id": bound, "dir": None, "name": target, "tool": None}
+            key = name_key(target)
+            alike = [n for n in self.names if name_key(n) == key]
+            if len(alike) != 1:  # none; or several, left by a relay that told names apart by case
+                return None
+            name, bound = alike[0], self.names[alike[0]]
+        return self.agents.get(bound) or {"id": bound, "dir": None, "name": name, "tool": None}
 
     def ids_starting(self, prefix: str) -> list[str]:
         """The known session ids (registered, or bound to a name) that start with `prefix`, sorted."""
@@ -416,16 +432,8 @@ class Store(StoreBase):
             known = agents.get(session_id)
             before = (dict(known), dict(names)) if started and isinstance(known, dict) else None
             entry = agents.get(session_id) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
-            if directory is not UNSET:
-                entry["dir"] = directory
-            if tool is not UNSET:
-                entry["tool"] = tool
-            if deliver is not UNSET:
-                entry["deliver"] = deliver
-            if started:
-                entry.pop("endedAt", None)  # a session resumed after it ended is running again
-                if not entry.get("name") and isinstance(entry.get("dir"), str):
-                    name = first_name(agents, names, str(entry["dir"]))
+            if update_entry(entry, directory, tool, deliver, started):
+                name = first_name(agents, names, str(entry["dir"]))
             if name is not UNSET:
                 self._bind_name(agents, names, session_id, None if name is None else str(name))
                 entry["name"] = name
@@ -441,15 +449,51 @@ class Store(StoreBase):
 
     @staticmethod
     def _bind_name(agents: dict[str, Entry], names: dict[str, str], session_id: str, name: str | None) -> None:
-        for old_name, bound in list(names.items()):
-            if bound == session_id and old_name != name:
-                del names[old_name]
-        if name is None:
-            return
-        previous = names.get(name)
-        if previous is not None and previous != session_id and previous in agents:
-            agents[previous]["name"] = None
-        names[name] = session_id
+        bind_name(agents, names, session_id, name)
+
+    def move_name(self, name: str, holder: SessionId, taker: SessionId) -> list[str] | None:
+        """StoreBase.move_name: the registry change, then the mail, under one hold of the store lock
+        (every change to a pending mailbox holds it). The mail is appended to the taker's mailbox
+        before it leaves the holder's: a crash between the two leaves a copy in both, never none."""
+        with self._locked():
+            data = self._load_registry()
+            agents, names = data["agents"], data["names"]
+            held = holds_name(names, holder, name)
+            if held is None or taker not in agents:
+                return None
+            bind_name(agents, names, taker, held)
+            agents[taker]["name"] = held
+            self._write_registry(data)
+            return self._move_mail(held, holder, taker)
+
+    def _move_mail(self, name: str, holder: str, taker: str) -> list[str]:
+        """Under the store lock: the holder's pending mail sent to `name`, moved to the taker's mailbox."""
+        pending = self._mailbox(holder)
+        try:
+            head = fileio.read_head(pending, mailbox_max(), MAX_LINE)
+        except fileio.UnsafeFile:
+            return []
+        if head is None or head[1]:  # no mailbox, or an oversize line a take sets aside first
+            return []
+        data = head[0]
+        moved: list[Message] = []
+        kept: list[bytes] = []
+        for raw in data.removesuffix(b"\n").split(b"\n"):
+            message = _parse_line(raw)
+            if message is not None and sent_to_name(message, name):
+                moved.append({**message, "to": taker, "toName": name})
+            elif raw:
+                kept.append(raw)
+        if not moved:
+            return []
+        fileio.append_durably(self._mailbox(taker), _join([to_json(m) for m in moved]))
+        checkpoint("rename:appended")  # a crash here leaves a copy in both mailboxes: none is lost
+        fileio.replace_prefix(pending, len(data), _join(kept))
+        for message in moved:
+            receipt = self.receipt(str(message.get("id")))
+            if receipt is not None:
+                self._write_receipt({**receipt, "to": taker, "toName": name})
+        return [str(m.get("id")) for m in moved]
 
     # -- markers ------------------------------------------------------------------------------
 
@@ -1153,11 +1197,18 @@ class Store(StoreBase):
         """
         try:
             info = os.stat(self.home)
-        except FileNotFoundError:
-            return [("no-store", self.home, "")]
+        except (FileNotFoundError, NotADirectoryError):
+            blocked = _cannot_create(self.home)
+            return [("cannot-create", self.home, blocked) if blocked else ("no-store", self.home, "")]
         found: list[tuple[str, str, str]] = [("store", self.home, "")]
+        if not stat.S_ISDIR(info.st_mode):
+            return [("cannot-create", self.home, "it is a file, not a directory")]
         if info.st_uid != os.geteuid():
             found.append(("foreign", self.home, str(info.st_uid)))
+        else:
+            unwritable = _cannot_write(self.home)
+            if unwritable:
+                found.append(("not-writable", self.home, unwritable))
         if info.st_mode & 0o022:
             found.append(("shared-home", self.home, f"{stat.S_IMODE(info.st_mode):o}"))
         elif info.st_mode & 0o077:
@@ -1256,6 +1307,58 @@ class Store(StoreBase):
                 found.append(("over-quota", path, str(size)))
             return found
         return []
+
+
+def _cannot_create(home: str) -> str:
+    """Why the store `home` could not be made (its nearest existing parent is no directory, or is not
+    writable: read-only, not the user's, or a full disk), or "" when it could. Nothing is created."""
+    parent = os.path.dirname(os.path.abspath(home))
+    while True:
+        try:
+            info = os.stat(parent)
+            break
+        except (FileNotFoundError, NotADirectoryError):
+            if parent == os.path.dirname(parent):
+                return "none of its parent directories exists"
+            parent = os.path.dirname(parent)
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{parent} is a file, not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{parent} is not writable (read-only file system, or not yours)"
+    if _no_space(parent):
+        return f"the disk holding {parent} is full"
+    return ""
+
+
+def _cannot_write(home: str) -> str:
+    """Why nothing can be written in the store `home` (read-only, full disk), or "" when a probe file
+    was written, synced and removed there."""
+    if not os.access(home, os.W_OK | os.X_OK):
+        return "it is not writable (read-only file system, or its mode)"
+    probe = os.path.join(home, f".doctor-probe.{os.getpid()}.{os.urandom(4).hex()}")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        return err.strerror or str(err)
+    try:
+        os.write(fd, b"\0" * 4096)
+        os.fsync(fd)
+    except OSError as err:
+        return err.strerror or str(err)
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(probe)
+        except OSError:
+            pass
+    return "full disk" if _no_space(home) else ""
+
+
+def _no_space(path: str) -> bool:
+    try:
+        return os.statvfs(path).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _read_plain(path: str, limit: int) -> bytes:

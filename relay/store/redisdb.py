@@ -46,7 +46,7 @@ from redis.exceptions import WatchError
 
 from relay.domain.ids import SessionId, is_uuid
 from relay.domain.policy import is_urgent
-from relay.store import fileio, redis_keys
+from relay.store import base, fileio, redis_keys
 from relay.store.base import UNSET, StoreBase, first_name, is_message, new_receipt, to_json
 from relay.store.files import (
     TAKE_BUDGET,
@@ -161,6 +161,45 @@ for _, key in ipairs({KEYS[6], KEYS[7]}) do
   end
 end
 return #entries
+"""
+
+# KEYS: the holder's stream, bytes, urgent set, take lock; the taker's stream, bytes, urgent set; then
+# one receipt key per message. ARGV: group, changed, then (stream id, new line, urgent, receipt doc)
+# quadruples. Returns the stream ids moved (those still there and unclaimed), or -1 while a taker
+# claims from the holder's mailbox (then nothing changed).
+_MOVE_MAIL = """
+if redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
+local moved = {}
+local n = (#ARGV - 2) / 4
+for i = 1, n do
+  local sid = ARGV[4 * i - 1]
+  local old = redis.call('XRANGE', KEYS[1], sid, sid)
+  local owner = nil
+  local ok, rows = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1], sid, sid, 1)
+  if ok and #rows > 0 then owner = rows[1][2] end
+  if #old > 0 and (owner == nil or owner == '~parked') then
+    local size = 0
+    local fields = old[1][2]
+    for j = 1, #fields, 2 do
+      if fields[j] == 'm' then size = string.len(fields[j + 1]) end
+    end
+    pcall(redis.call, 'XGROUP', 'CREATE', KEYS[5], ARGV[1], '0', 'MKSTREAM')
+    local new_sid = redis.call('XADD', KEYS[5], '*', 'm', ARGV[4 * i])
+    redis.call('INCRBY', KEYS[6], string.len(ARGV[4 * i]))
+    if ARGV[4 * i + 1] == '1' then redis.call('SADD', KEYS[7], new_sid) end
+    if owner ~= nil then redis.call('XACK', KEYS[1], ARGV[1], sid) end
+    redis.call('XDEL', KEYS[1], sid)
+    redis.call('DECRBY', KEYS[2], size)
+    redis.call('SREM', KEYS[3], sid)
+    local receipt = KEYS[7 + i]
+    if ARGV[4 * i + 2] ~= '' and redis.call('EXISTS', receipt) == 1 then
+      redis.call('HSET', receipt, 'doc', ARGV[4 * i + 2], 'sid', new_sid, 'changed', ARGV[2])
+    end
+    table.insert(moved, sid)
+  end
+end
+if tonumber(redis.call('GET', KEYS[2]) or '0') <= 0 then redis.call('DEL', KEYS[2]) end
+return moved
 """
 
 _DROP_EMPTY = """
@@ -288,6 +327,25 @@ class RedisStore(RedisConnection, StoreBase):
         names = {k.decode(): v.decode() for k, v in pipe.hgetall(redis_keys.NAMES).items()}
         return agents, names
 
+    def _in_registry_transaction(self, attempt: Callable[[Any], Any]) -> Any:
+        """Run `attempt(pipe)` with the registry WATCHed: it reads, then calls pipe.multi() and queues
+        its writes, which are executed here in one MULTI/EXEC; retried when another writer got in
+        between (optimistic, so a dead writer never blocks anyone). Returns what `attempt` returned;
+        an `attempt` that returns before pipe.multi() writes nothing."""
+        with self._guard():
+            client = self._redis()
+            for _ in range(100):
+                with client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(redis_keys.AGENTS, redis_keys.NAMES)
+                        result = attempt(pipe)
+                        if pipe.explicit_transaction:
+                            pipe.execute()
+                        return result
+                    except WatchError:
+                        continue
+        raise RelayError("session-relay: the registry in Redis kept changing; try again")
+
     def _register(
         self,
         session_id: str,
@@ -298,62 +356,117 @@ class RedisStore(RedisConnection, StoreBase):
         started: bool = False,
         marker: str | None = None,
     ) -> Entry:
-        """WATCH the registry, compute the new entry and names, write them in one MULTI/EXEC; retry
-        when another writer got in between (optimistic, so a dead writer never blocks anyone)."""
+        """Compute the new entry and names and write them at once (_in_registry_transaction)."""
+
+        def attempt(pipe: Any) -> Entry:
+            chosen = name
+            raw = pipe.hget(redis_keys.AGENTS, session_id)
+            entry = _load_entry(raw) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
+            fresh = raw is None
+            if base.update_entry(entry, directory, tool, deliver, started):
+                # its dir's name, unique among all (WATCHed: two starts at once differ)
+                chosen = first_name(*self._registry_maps(pipe), str(entry["dir"]))
+            if started or fresh or "host" not in entry:
+                entry["host"] = self.host  # the session's own hook runs on its host
+            updates: dict[str, bytes] = {}
+            drop_names: list[str] = []
+            if chosen is not UNSET:
+                updates, drop_names = self._name_change(pipe, session_id, chosen)
+                entry["name"] = chosen
+            entry["lastSeen"] = now_iso()
+            updates[session_id] = to_json(entry)
+            pipe.multi()
+            self._queue_names(pipe, updates, drop_names, None if chosen is UNSET else chosen, session_id)
+            if marker is not None:
+                pipe.hset(redis_keys.MARKERS, marker, session_id)
+            checkpoint("register:before-write")
+            return dict(entry)
+
+        entry = self._in_registry_transaction(attempt)
+        self._note_hosted(session_id, directory, tool)
+        return entry
+
+    def _name_change(self, pipe: Any, session_id: str, name: object) -> tuple[dict[str, bytes], list[str]]:
+        """Inside a WATCH: the entries of other sessions that binding `name` changes (bind_name) and
+        the names that go."""
+        agents, names = self._registry_maps(pipe)
+        before = set(names)
+        changed = base.bind_name(agents, names, session_id, None if name is None else str(name))
+        return {i: to_json(agents[i]) for i in changed}, sorted(before - set(names))
+
+    @staticmethod
+    def _queue_names(pipe: Any, updates: dict[str, bytes], drop: list[str], name: object, session_id: str) -> None:
+        """After pipe.multi(): write the changed entries, drop the names that went, bind `name`."""
+        pipe.hset(redis_keys.AGENTS, mapping=updates)
+        if drop:
+            pipe.hdel(redis_keys.NAMES, *drop)
+        if name is not None:
+            pipe.hset(redis_keys.NAMES, str(name), session_id)
+
+    def move_name(self, name: str, holder: SessionId, taker: SessionId) -> list[str] | None:
+        """StoreBase.move_name: the registry change in one MULTI/EXEC (WATCHed), then the mail."""
+
+        def attempt(pipe: Any) -> str | None:
+            names = {k.decode(): v.decode() for k, v in pipe.hgetall(redis_keys.NAMES).items()}
+            held = base.holds_name(names, holder, name)
+            entry = _load_entry(pipe.hget(redis_keys.AGENTS, taker))
+            if held is None or entry is None:
+                return None
+            updates, drop_names = self._name_change(pipe, taker, held)
+            entry["name"] = held
+            updates[taker] = to_json(entry)
+            pipe.multi()
+            self._queue_names(pipe, updates, drop_names, held, taker)
+            return held
+
+        held = self._in_registry_transaction(attempt)
+        if held is None:
+            return None
         with self._guard():
-            client = self._redis()
-            for _ in range(100):
-                with client.pipeline(transaction=True) as pipe:
-                    try:
-                        pipe.watch(redis_keys.AGENTS, redis_keys.NAMES)
-                        raw = pipe.hget(redis_keys.AGENTS, session_id)
-                        entry = _load_entry(raw) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
-                        fresh = raw is None
-                        if directory is not UNSET:
-                            entry["dir"] = directory
-                        if tool is not UNSET:
-                            entry["tool"] = tool
-                        if deliver is not UNSET:
-                            entry["deliver"] = deliver
-                        if started:
-                            entry.pop("endedAt", None)
-                            if not entry.get("name") and isinstance(entry.get("dir"), str):
-                                # its dir's name, unique among all (WATCHed: two starts at once differ)
-                                name = first_name(*self._registry_maps(pipe), str(entry["dir"]))
-                        if started or fresh or "host" not in entry:
-                            entry["host"] = self.host  # the session's own hook runs on its host
-                        updates: dict[str, bytes] = {}
-                        drop_names: list[str] = []
-                        if name is not UNSET:
-                            names = {k.decode(): v.decode() for k, v in pipe.hgetall(redis_keys.NAMES).items()}
-                            for old, bound in names.items():
-                                if bound == session_id and old != name:
-                                    drop_names.append(old)
-                            if name is not None:
-                                previous = names.get(str(name))
-                                if previous is not None and previous != session_id:
-                                    other = _load_entry(pipe.hget(redis_keys.AGENTS, previous))
-                                    if other is not None:
-                                        other["name"] = None
-                                        updates[previous] = to_json(other)
-                            entry["name"] = name
-                        entry["lastSeen"] = now_iso()
-                        updates[session_id] = to_json(entry)
-                        pipe.multi()
-                        pipe.hset(redis_keys.AGENTS, mapping=updates)
-                        if drop_names:
-                            pipe.hdel(redis_keys.NAMES, *drop_names)
-                        if name is not UNSET and name is not None:
-                            pipe.hset(redis_keys.NAMES, str(name), session_id)
-                        if marker is not None:
-                            pipe.hset(redis_keys.MARKERS, marker, session_id)
-                        checkpoint("register:before-write")
-                        pipe.execute()
-                        self._note_hosted(session_id, directory, tool)
-                        return dict(entry)
-                    except WatchError:
-                        continue
-        raise RelayError("session-relay: the registry in Redis kept changing; try again")
+            return self._move_mail(self._redis(), held, holder, taker)
+
+    def _move_mail(self, client: Any, name: str, holder: str, taker: str) -> list[str]:
+        """The holder's mail sent to `name` that no taker has claimed, moved to the taker's stream in
+        one script (which skips whatever a taker claimed meanwhile). While a taker is claiming from
+        the holder's mailbox the move waits a little; past that the mail stays (at the old id)."""
+        stream = redis_keys.mbox(holder)
+        try:
+            claimed = {
+                r["message_id"].decode()
+                for r in client.xpending_range(stream, GROUP, "-", "+", 10_000)
+                if r["consumer"].decode() != PARKED
+            }
+        except redis.ResponseError:
+            claimed = set()  # no group: nothing was ever taken
+        moving: list[tuple[str, Message]] = []
+        for sid_raw, fields in client.xrange(stream, "-", "+"):
+            sid = sid_raw.decode()
+            message = _parse(fields.get(b"m"))
+            if message is not None and sid not in claimed and base.sent_to_name(message, name):
+                moving.append((sid, {**message, "to": taker, "toName": name}))
+        if not moving:
+            return []
+        keys = [
+            stream,
+            redis_keys.mbytes(holder),
+            redis_keys.urgent(holder),
+            redis_keys.take_lock(holder),
+            redis_keys.mbox(taker),
+            redis_keys.mbytes(taker),
+            redis_keys.urgent(taker),
+            *(redis_keys.receipt(str(m.get("id")).lower() if is_uuid(m.get("id")) else "none") for _, m in moving),
+        ]
+        args: list[object] = [GROUP, repr(time.time())]
+        for sid, message in moving:
+            receipt = new_receipt(message)
+            args += [sid, to_json(message), "1" if is_urgent(message) else "0", to_json(receipt) if receipt else b""]
+        for _ in range(30):
+            moved = self._run(_MOVE_MAIL, keys, args)
+            if moved != -1:
+                return [str(m.get("id")) for (sid, m) in moving if sid.encode() in set(moved)]
+            time.sleep(0.1)
+        self.warn(f"mail sent to {name} stayed with session {holder}: its mailbox was being taken from")
+        return []
 
     def set_marker(self, directory: str, session_id: SessionId) -> None:
         with self._guard():

@@ -1,6 +1,16 @@
 """Session operations shared by the hook, the MCP server and the CLI."""
 
-from relay.domain.ids import AGENT_CLIS, PREFIX_RULE, SessionId, is_id_prefix, is_uuid, prefix_digits, require_uuid
+from relay.domain.ids import (
+    AGENT_CLIS,
+    PREFIX_RULE,
+    SessionId,
+    is_id_prefix,
+    is_uuid,
+    looks_like_id,
+    name_key,
+    prefix_digits,
+    require_uuid,
+)
 from relay.store.files import Entry, Message
 from relay.usecases.launcher import launcher_command, shell_quote
 from relay.util.errors import RelayError
@@ -17,17 +27,24 @@ _FIND_HINT = (
 
 
 def lookup(registry: "RegistryAPI", target: str) -> Entry | None:
-    """The registered session `target` names: an exact id, then a name, then the one known id it
-    starts (ids.is_id_prefix: at least 8 hex digits). The one rule for finding a registered session,
-    so every face (CLI TO/WHO/--from, MCP `to`) agrees; a name wins over a prefix, so a session
-    named `deadbeef` is found by its name even when some id starts with `deadbeef`. An ambiguous
-    prefix is an error listing the candidates."""
-    entry = registry.resolve(target)
-    if entry is None and is_uuid(target):
-        entry = registry.resolve(target.lower())
-    if entry is None and is_id_prefix(target):
-        entry = _by_prefix(registry, target)
-    return entry
+    """The registered session `target` names: an exact id, then a name (as written, else ignoring
+    case), then the one known id it starts (ids.is_id_prefix: at least 8 hex digits). The one rule
+    for finding a registered session, so every face (CLI TO/WHO/--from, MCP `to`) agrees. A target
+    that reads as an id or its start (ids.looks_like_id) is only ever an id: no name can take mail
+    meant for an id prefix, even one planted in the registry before names were checked for it. An
+    ambiguous prefix is an error listing the candidates."""
+    if is_uuid(target):
+        return registry.agents.get(target) or registry.agents.get(target.lower())
+    if looks_like_id(target):
+        return _by_prefix(registry, target) if is_id_prefix(target) else None
+    return registry.resolve(target)
+
+
+def by_name(target: str, entry: Entry) -> bool:
+    """Was `entry` found by its name (not by its id or an id prefix)? Mail so addressed follows the
+    name when another session of the project takes it over (relay.usecases.names)."""
+    name = entry.get("name")
+    return not looks_like_id(target) and isinstance(name, str) and name_key(name) == name_key(target)
 
 
 def _by_prefix(registry: "RegistryAPI", prefix: str) -> Entry | None:
@@ -56,16 +73,34 @@ def resolve(store: "StoreAPI", target: str) -> Entry:
     not yet registered)."""
     if not isinstance(target, str) or not target:
         raise RelayError("no recipient given: name a session or give its id (see roster / discover)")
-    entry = lookup(store.registry(), target)
+    registry = store.registry()
+    entry = lookup(registry, target)
     if entry is None and is_uuid(target):
         entry = {"id": target.lower(), "dir": None, "name": None, "tool": None}
     if entry is not None:
         return entry
     if is_id_prefix(target):
         raise RelayError(f"no registered session id starts with {target!r}: {_FIND_HINT}")
+    guess = did_you_mean(registry, target)
     if prefix_digits(target):
-        raise RelayError(f"no session named {target!r}, and it is too short for an id: {PREFIX_RULE}; {_FIND_HINT}")
-    raise RelayError(f"no session named {target!r}: {_FIND_HINT}")
+        raise RelayError(
+            f"no session named {target!r}{guess}, and it is too short for an id: {PREFIX_RULE}; {_FIND_HINT}"
+        )
+    raise RelayError(f"no session named {target!r}{guess}: {_FIND_HINT}")
+
+
+def did_you_mean(registry: "RegistryAPI", target: str) -> str:
+    """` (did you mean a, b?)` naming the registered names closest to a name that matched none
+    (at most three, closest first), or "" when none is close."""
+    import difflib  # only on this error's path
+
+    names = sorted({str(n) for n in registry.names} | {str(e["name"]) for e in registry.entries() if e.get("name")})
+    keys = {name_key(n): n for n in names}
+    close = difflib.get_close_matches(name_key(target), list(keys), n=3, cutoff=0.6)
+    close += [k for k in keys if len(target) >= 3 and name_key(target) in k and k not in close][: 3 - len(close)]
+    if not close:
+        return ""
+    return f" (did you mean {', '.join(one_line(keys[k]) for k in close)}?)"
 
 
 def session_id_of(store: "StoreAPI", value: object, what: str = "session id") -> SessionId:

@@ -92,6 +92,26 @@ def recipient_state(entry: Entry, running: bool | None = None) -> dict[str, str]
     }
 
 
+def state_line(recipient: Entry, state: str) -> str | None:
+    """What a person sending to `recipient` should know when it is not running (`state` from
+    recipient_state), in one line naming the command that wakes it; None when it is live."""
+    from relay.usecases.addressing import wake_hint
+    from relay.usecases.launcher import launcher_command, shell_quote
+    from relay.util.textsafe import one_line
+
+    name = recipient.get("name")
+    label = one_line(str(name)) if isinstance(name, str) and name else str(recipient["id"])
+    waking = f"{launcher_command()} wake {shell_quote(label)}"
+    if state == "ended":
+        return f"{label} has ended: it reads this when it starts or is woken ({waking})"
+    if state == "idle":
+        return f"{label} is not running: it reads this when it starts or is woken ({waking})"
+    if state == "unknown":
+        hint = wake_hint(recipient).removeprefix("If it is idle, wake it: ")
+        return f"{label} is not registered here and not running: it reads this when it starts or is woken ({hint})"
+    return None
+
+
 def status(store: "StoreAPI", message_id: object, viewer: str | None = None) -> dict[str, object]:
     """What became of a message: {id, to, toName, state, queuedAt, deliveredAt, repliedAt, replyId,
     thread}. An error for an id that is unknown, or not `viewer`'s to see (relay.usecases.mail.visible_to)."""

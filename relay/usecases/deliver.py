@@ -40,22 +40,39 @@ def deliver_live(store: "StoreAPI", session_id: "SessionId", moment: str, show: 
     return deliver(store, session_id, show, only)
 
 
-def fenced_text(session_id: str, batch: "list[Message]", remaining: int, note: "str | None") -> tuple[str, int]:
+def shell_command(store: "StoreAPI", tool: object, cwd: str) -> str:
+    """How the model may run relay from a shell, for the fallbacks in its hints; "" when a shell
+    there cannot reach the store: a Codex sandbox whose writable roots leave the store out (or
+    that has no network, for a store on Redis). The MCP tools work there all the same."""
+    from relay.usecases.launcher import launcher_command
+
+    if tool != "codex":
+        return launcher_command()
+    from relay.agents.codex import shell_reaches_store
+    from relay.store.contract import store_url
+
+    return launcher_command() if shell_reaches_store(store.home, cwd, on_disk=store_url() is None) else ""
+
+
+def fenced_text(
+    session_id: str, batch: "list[Message]", remaining: int, note: "str | None", launcher: "str | None" = None
+) -> tuple[str, int]:
     """The fenced mail text for as much of the batch as fits one hook result, and how many it holds;
     `note` is what the reader's CLI says its model must be told beside relay's `send` (its
-    adapter's ANSWER_NOTE)."""
+    adapter's ANSWER_NOTE); `launcher` how its shell runs relay (shell_command: "" leaves the CLI
+    fallbacks out; None: relay's launcher)."""
     from relay.usecases.fence import render
     from relay.usecases.launcher import launcher_command
     from relay.usecases.mail import fit_output
 
-    launcher = launcher_command()
+    launcher = launcher_command() if launcher is None else launcher
     aside = f"; {note}" if note else ""
     # No `<` in relay's own text: the fence would read the text past it with regular expressions.
-    reply_hint = (
-        f"Reply with the session-relay `send` tool (replyTo: the message's id{aside}), or run: "
-        f"{launcher} send SENDER --reply-to ID -- REPLY (SENDER: the name or id after `from`)"
-    )
-    more_hint = f"call the session-relay `inbox` tool, or run: {launcher} inbox {session_id}"
+    reply_hint = f"Reply with the session-relay `send` tool (replyTo: the message's id{aside})"
+    more_hint = "call the session-relay `inbox` tool"
+    if launcher:
+        reply_hint += f", or run: {launcher} send SENDER --reply-to ID -- REPLY (SENDER: the name or id after `from`)"
+        more_hint += f", or run: {launcher} inbox {session_id}"
 
     def text_of(messages: "list[Message]") -> tuple[str, int]:
         return render(messages, reply_hint, more_hint, remaining + len(batch) - len(messages), launcher, note)
@@ -64,18 +81,19 @@ def fenced_text(session_id: str, batch: "list[Message]", remaining: int, note: "
     return str(text), shown
 
 
-def for_model(messages: "list[Message]", note: "str | None" = None) -> "list[Message]":
+def for_model(messages: "list[Message]", note: "str | None" = None, launcher: "str | None" = None) -> "list[Message]":
     """Messages as JSON shows them to a model or a terminal: only validated fields, the body defused
-    (relay.usecases.fence.model_view), and questions with their `answer` (`note`: as for `fenced_text`)."""
+    (relay.usecases.fence.model_view), and questions with their `answer` (`note`, `launcher`: as for
+    `fenced_text`)."""
     from relay.usecases.fence import model_view, with_answer
     from relay.usecases.launcher import launcher_command
 
-    launcher = launcher_command()
+    launcher = launcher_command() if launcher is None else launcher
     return [with_answer(model_view(message), launcher, note) for message in messages]
 
 
 def inbox_result(
-    batch: "list[Message]", remaining: int, model: bool, note: "str | None" = None
+    batch: "list[Message]", remaining: int, model: bool, note: "str | None" = None, launcher: "str | None" = None
 ) -> "tuple[dict[str, Any], int]":
     """`{count, messages, remaining}` for as many messages as fit one result, and that count; a
     question carries its `answer`. Either way the messages are validated and defused (`for_model`:
@@ -84,7 +102,7 @@ def inbox_result(
     from relay.usecases.mail import fit_output
     from relay.util.jsonlite import encode
 
-    shown_as = for_model(batch, note)
+    shown_as = for_model(batch, note, launcher)
 
     def build(shown: "list[Message]") -> "tuple[dict[str, Any], int]":
         left = remaining + len(batch) - len(shown)

@@ -46,6 +46,18 @@ _STORE_WORDS = {
     "lock-busy": ("FAIL", "the store lock is held by another process right now (normal while one works)", ""),
     "lock-error": ("FAIL", "the store lock: {detail}", ""),
     "unreachable": ("FAIL", "the store at {path} does not answer: {detail}", ""),
+    "cannot-create": (
+        "FAIL",
+        "the store cannot be created at {path}: {detail}; no session can register or get mail "
+        "(point AGENT_RELAY_HOME at a writable directory of your own)",
+        "",
+    ),
+    "not-writable": (
+        "FAIL",
+        "the store at {path} cannot be written: {detail}; no session can register or get mail "
+        "(free disk space, or point AGENT_RELAY_HOME at a writable directory of your own)",
+        "",
+    ),
 }
 
 

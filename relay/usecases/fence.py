@@ -454,9 +454,12 @@ def how_to_answer(message: Message, launcher: str, note: str | None = None) -> s
     about = view.get("id")
     if to is None or view.get("expectsReply") is not True or not isinstance(about, str):
         return None
-    command = " ".join([launcher, *(shell_quote(word) for word in ("send", to, "--reply-to", about, "--", "REPLY"))])
     aside = f" ({note})" if note else ""
-    return f"the session-relay `send` tool with to {to} and replyTo {about}{aside}, or run: {one_line_field(command)}"
+    tool = f"the session-relay `send` tool with to {to} and replyTo {about}{aside}"
+    if not launcher:  # a shell there cannot reach the store (relay.usecases.deliver.shell_command)
+        return tool
+    command = " ".join([launcher, *(shell_quote(word) for word in ("send", to, "--reply-to", about, "--", "REPLY"))])
+    return f"{tool}, or run: {one_line_field(command)}"
 
 
 def with_answer(message: Message, launcher: str, note: str | None = None) -> Message:

@@ -9,7 +9,7 @@ from _collections_abc import Callable  # collections.abc would import all of col
 
 from relay.domain.ids import SessionId, is_uuid, new_uuid4, require_uuid
 from relay.store.files import Entry, Message, Select, Show
-from relay.usecases.addressing import resolve, seen_by
+from relay.usecases.addressing import by_name, resolve, seen_by
 from relay.util.clock import now_iso
 from relay.util.errors import RelayError
 
@@ -70,6 +70,8 @@ def send(
         "toName": recipient.get("name"),
         "body": body,
     }
+    if by_name(target, recipient):  # mail to a name follows it to the project's next session
+        message["byName"] = True
     if parent is not None:  # a new message starts its own thread: its id, left implicit (0.1's shape)
         message["replyTo"] = parent["id"]
         message["thread"] = thread_of(parent)

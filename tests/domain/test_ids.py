@@ -85,7 +85,10 @@ def test_new_uuid4_is_version_4_and_unique():
         assert str(parsed) == value
 
 
-@pytest.mark.parametrize("name", ["backend", "a" * 64, "x.y_z-1", "A", "v1.2", "my_proj", "CLI2", "relay-x", "9"])
+@pytest.mark.parametrize(
+    "name",
+    ["backend", "x" * 64, "x.y_z-1", "A", "v1.2", "my_proj", "CLI2", "relay-x", "9", "cafe", "abcdef1", "...", "a.b"],
+)
 def test_check_name_accepts(name):
     assert ids.check_name(name) == name
 
@@ -121,11 +124,63 @@ def test_check_name_refuses(name):
 
 
 @pytest.mark.parametrize(
-    "name", ["cli", "CLI", "user", "User", "system", "relay", "Relay", "session-relay", "SESSION-RELAY"]
+    "name",
+    [
+        *["cli", "CLI", "user", "User", "system", "relay", "Relay", "session-relay", "SESSION-RELAY"],
+        # compared without '-', '_' and '.', in any case
+        *["relay.", "session_relay", "Session.Relay", "sessionrelay", "c-l-i", "_user_", "Sys.tem", "RELAY--"],
+    ],
 )
-def test_reserved_names_are_refused_in_any_case(name):
+def test_reserved_names_are_refused_in_any_case_and_punctuation(name):
     with pytest.raises(RelayError, match="reserved"):
         ids.check_name(name)
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_dot_names_are_refused(name):
+    with pytest.raises(RelayError, match=r"cannot be '\.' or '\.\.'"):
+        ids.check_name(name)
+
+
+@pytest.mark.parametrize("name", ["3f1b414d", "90068F62", "deadbeefcafe", "0123456789", "3f1b414d-12", "3f1b414d-"])
+def test_names_that_read_as_an_id_prefix_are_refused(name):
+    """A name of 8+ hex digits would shadow the id prefix a person types: mail to the prefix would
+    go to the session holding that name."""
+    with pytest.raises(RelayError, match="read as a session id"):
+        ids.check_name(name)
+
+
+@pytest.mark.parametrize(
+    ("directory", "expected"),
+    [("/w/90068f62", "session-90068f62"), ("/w/DEADBEEFcafe", "session-DEADBEEFcafe"), ("/w/cafe", "cafe")],
+)
+def test_a_hex_only_dir_gets_a_session_prefix(directory, expected):
+    name = ids.name_from_dir(directory, set())
+    assert name == expected
+    assert ids.check_name(name) == name
+
+
+@pytest.mark.parametrize(
+    ("directory", "taken", "expected"),
+    [("/w/relay.", set(), "relay-2"), ("/w/Session_Relay", set(), "Session_Relay-2"), ("/w/Api", {"api"}, "Api-2")],
+)
+def test_an_auto_name_that_is_reserved_or_taken_gets_a_number(directory, taken, expected):
+    assert ids.name_from_dir(directory, taken) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "base", "numbered"),
+    [("api-2", "api", True), ("API-13", "api", True), ("api", "api", False), ("ap-2", "api", False)],
+)
+def test_auto_suffixed(name, base, numbered):
+    assert ids.auto_suffixed(name, base) is numbered
+
+
+def _reads_as_id_start(name):
+    shape = "hhhhhhhh-hhhh-hhhh-hhhh-hhhhhhhhhhhh"
+    return 8 <= len(name) <= len(shape) and all(
+        c == "-" if s == "-" else c in "0123456789abcdefABCDEF" for c, s in zip(name, shape, strict=False)
+    )
 
 
 @given(st.text(max_size=80))
@@ -133,8 +188,11 @@ def test_check_name_accepts_exactly_the_rule(name):
     rule = (
         re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name) is not None
         and not name.startswith("-")
+        and name not in (".", "..")
         and not ids.is_uuid(name)
-        and name.lower() not in ("cli", "user", "system", "relay", "session-relay")
+        and re.fullmatch(r"[0-9a-fA-F]{8,}", name) is None
+        and not _reads_as_id_start(name)
+        and re.sub(r"[-_.]", "", name.lower()) not in ("cli", "user", "system", "relay", "sessionrelay")
     )
     try:
         ids.check_name(name)

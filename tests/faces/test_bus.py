@@ -339,10 +339,12 @@ def test_eof_in_a_long_running_server(relay_cmd, env, tmp_path):
 
 def test_send_and_inbox_between_two_sessions(run_relay, store_home):
     me, peer = new_id(), new_id()
+    run_bus(
+        run_relay, call(1, "register", {"name": "bob", "dir": "/tmp/bob"}), extra_env={"CLAUDE_CODE_SESSION_ID": peer}
+    )
     replies, _ = run_bus(
         run_relay,
         call(1, "register", {"name": "alice"}),
-        call(2, "register", {"name": "bob", "id": peer, "dir": "/tmp/bob"}),
         call(3, "send", {"to": "bob", "body": "hello bob"}),
         extra_env={"CLAUDE_CODE_SESSION_ID": me},
     )

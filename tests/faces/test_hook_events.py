@@ -662,7 +662,9 @@ def test_send_urgent_stores_urgent_true_and_plain_send_no_field(run_relay, store
         ("plain", "absent"),
     ]
     assert '"urgent":true' in raw[0].replace(" ", "")
-    assert set(stored[2]) == {"id", "ts", "from", "fromName", "to", "toName", "body"}  # 0.1's shape
+    # 0.1's shape, plus the mark of mail sent to a name (0.1 readers ignore it); mail to an id has none
+    assert set(stored[2]) == {"id", "ts", "from", "fromName", "to", "toName", "body", "byName"}
+    assert [m.get("byName") for m in stored] == [True, None, True]
 
 
 def test_only_a_json_true_urgent_interrupts_a_tool_call(run_relay, store_home, tmp_path):

@@ -142,8 +142,15 @@ def test_inspector_calls_every_tool(tmp_path: Path, store: dict[str, str]) -> No
     failed, named = call(tmp_path, store, "register", name="alpha")
     assert not failed and named["name"] == "alpha" and named["id"] == ME
 
-    failed, other = call(tmp_path, store, "register", name="beta", id=OTHER, dir=str(other_dir))
-    assert not failed and (other["id"], other["name"], other["dir"]) == (OTHER, "beta", str(other_dir))
+    failed, text = call(tmp_path, store, "register", name="beta", id=OTHER, dir=str(other_dir))
+    assert failed and "not you" in text  # through MCP a session names only itself
+    person = subprocess.run(
+        [LAUNCHER, "register", "beta", "--id", OTHER, "--dir", str(other_dir)],
+        env=_base_env(tmp_path, store),
+        capture_output=True,
+        check=False,
+    )
+    assert person.returncode == 0, person.stderr
 
     failed, roster = call(tmp_path, store, "roster")
     assert not failed

@@ -124,7 +124,7 @@ def test_list_tools_order_and_schemas(relay_cmd, env, project):
 # -- every tool, good arguments --------------------------------------------------------------------
 
 
-def test_whoami_register_roster(relay_cmd, env, project, store_home):
+def test_whoami_register_roster(relay_cmd, env, project, store_home, run_relay):
     me, other1, other2 = new_id(), new_id(), new_id()
 
     async def test() -> None:
@@ -145,8 +145,10 @@ def test_whoami_register_roster(relay_cmd, env, project, store_home):
             assert got["registered"] is True
             assert (got["id"], got["name"]) == (me, "mike")
 
-            payload(await session.call_tool("register", {"name": "zulu", "id": other1, "dir": "/srv/zulu"}))
-            payload(await session.call_tool("register", {"name": "alpha", "id": other2}))
+            text = error_text(await session.call_tool("register", {"name": "zulu", "id": other1}))
+            assert "not you" in text  # through MCP a session names only itself; a person uses the CLI
+            for argv in (["zulu", "--id", other1, "--dir", "/srv/zulu"], ["alpha", "--id", other2]):
+                assert run_relay("register", *argv).returncode == 0
             roster = payload(await session.call_tool("roster", {}))["agents"]
             assert [a["name"] for a in roster] == ["alpha", "mike", "zulu"]
             assert {a["id"] for a in roster} == {me, other1, other2}
@@ -251,7 +253,8 @@ def test_send_then_inbox_exactly_once(relay_cmd, env, project, store_home, tmp_p
             await session.initialize()
             first = payload(await session.call_tool("inbox", {}))
             assert first["count"] == 2
-            assert first["messages"] == stored
+            # as stored, less the mark that the first was sent to the name (which models never see)
+            assert first["messages"] == [{k: v for k, v in m.items() if k != "byName"} for m in stored]
             second = payload(await session.call_tool("inbox", {}))
             assert second | {"note": ""} == {"count": 0, "messages": [], "remaining": 0, "note": ""}
         async with connect(relay_cmd, env, bob_dir, CLAUDE_CODE_SESSION_ID=bob) as session:
@@ -284,7 +287,7 @@ def _transcript(path: Path, lines: list[dict[str, Any]], age_seconds: float) -> 
     os.utime(path, (when, when))
 
 
-def test_discover_excludes_me_and_sorts_my_dir_first(relay_cmd, env, project, tmp_path):
+def test_discover_excludes_me_and_sorts_my_dir_first(relay_cmd, env, project, tmp_path, run_relay):
     me, same_dir, elsewhere, stale, codex = (new_id() for _ in range(5))
     other_dir = str(tmp_path / "elsewhere")
     claude_root, codex_root = Path(env["RELAY_CLAUDE_PROJECTS"]), Path(env["RELAY_CODEX_SESSIONS"])
@@ -303,7 +306,7 @@ def test_discover_excludes_me_and_sorts_my_dir_first(relay_cmd, env, project, tm
         async with connect(relay_cmd, env, tmp_path, CLAUDE_CODE_SESSION_ID=me, RELAY_PROJECT_DIR=str(project)) as s:
             await s.initialize()
             payload(await s.call_tool("register", {"name": "self"}))
-            payload(await s.call_tool("register", {"name": "neighbour", "id": same_dir}))
+            assert run_relay("register", "neighbour", "--id", same_dir).returncode == 0
             found = payload(await s.call_tool("discover", {}))
             assert found["note"]
             rows = found["sessions"]
@@ -367,13 +370,13 @@ BAD_CALLS = [
 ]
 
 
-def test_bad_arguments_are_is_error_results_naming_the_field(relay_cmd, env, project, store_home):
+def test_bad_arguments_are_is_error_results_naming_the_field(relay_cmd, env, project, store_home, run_relay):
     me, bob = new_id(), new_id()
 
     async def test() -> None:
         async with connect(relay_cmd, env, project, CLAUDE_CODE_SESSION_ID=me) as session:
             await session.initialize()
-            payload(await session.call_tool("register", {"name": "bob", "id": bob}))
+            assert run_relay("register", "bob", "--id", bob).returncode == 0
             before = (store_home / "registry.json").read_bytes()
             for tool, arguments, needle in BAD_CALLS:
                 text = error_text(await session.call_tool(tool, arguments))

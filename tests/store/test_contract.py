@@ -120,6 +120,72 @@ def test_a_rename_drops_the_old_name_and_a_taken_name_moves(store):
     assert [e["id"] for e in registry.entries()] == sorted([a, b], key=lambda i: registry.agents[i]["name"] or i)
 
 
+def test_names_are_unique_ignoring_case_and_move_in_the_case_given(store):
+    a, b = sid(), sid()
+    store.register(a, name="victimproj")
+    store.register(b, name="Victimproj")  # the same name in another case: it moves, as given
+    registry = store.registry()
+    assert registry.names == {"Victimproj": b}
+    assert registry.agents[a]["name"] is None and registry.agents[b]["name"] == "Victimproj"
+    assert registry.resolve("VICTIMPROJ")["id"] == b and registry.resolve("victimproj")["id"] == b
+
+
+def test_a_started_session_never_gets_a_name_that_differs_only_in_case(store, tmp_path):
+    a, b = sid(), sid()
+    store.register(a, name="API")
+    assert store.record_start(b, str(tmp_path / "api"), "claude")["name"] == "api-2"
+
+
+def test_move_name_hands_over_the_name_and_the_mail_sent_to_it(store):
+    old, new, other = sid(), sid(), sid()
+    store.register(old, name="payments-api", directory="/w/p", tool="claude")
+    store.register(new, name="payments-api-2", directory="/w/p", tool="claude")
+    store.register(other, name="other")
+    by_name = message(old, "to the name", toName="payments-api", byName=True)
+    by_id = message(old, "to the id", toName="payments-api")
+    urgent = message(old, "urgent, to the name", toName="Payments-API", byName=True, urgent=True)
+    for each in (by_name, by_id, urgent):
+        store.enqueue(old, each)
+    moved = store.move_name("PAYMENTS-API", old, new)
+    assert moved == [by_name["id"], urgent["id"]]
+    registry = store.registry()
+    assert registry.names == {"payments-api": new, "other": other}
+    assert registry.agents[old]["name"] is None and registry.agents[new]["name"] == "payments-api"
+    assert registry.agents[old]["dir"] == "/w/p"  # the old session keeps its entry and id
+    assert bodies(store.peek(old)) == ["to the id"]
+    assert bodies(store.peek(new)) == ["to the name", "urgent, to the name"]
+    assert store.has_urgent(new) and not store.has_urgent(old)
+    for each in (by_name, urgent):  # ids and receipts kept; the receipt follows the mail
+        state = store.message_state(each["id"])
+        assert state["to"] == new and state["state"] == "queued" and state["toName"] == "payments-api"
+    assert store.message_state(by_id["id"])["to"] == old
+    with store.take(new) as delivery:
+        assert [m["id"] for m in delivery.messages] == [by_name["id"], urgent["id"]]
+        assert all(m["to"] == new for m in delivery.messages)
+        delivery.ack()
+    assert store.message_state(by_name["id"])["state"] == "delivered"
+    # the old session no longer holds the name: nothing moves, nothing changes
+    assert store.move_name("payments-api", old, new) is None
+    assert store.move_name("other", old, new) is None
+    assert store.registry().names == {"payments-api": new, "other": other}
+
+
+def test_move_name_leaves_mail_a_taker_has_claimed(store):
+    old, new = sid(), sid()
+    store.register(old, name="api")
+    store.register(new, name="api-2")
+    claimed = message(old, "claimed", toName="api", byName=True)
+    waiting = message(old, "waiting", toName="api", byName=True)
+    store.enqueue(old, claimed)
+    delivery = store.take(old, budget=1)  # claims the first message only
+    assert bodies(delivery.messages) == ["claimed"]
+    delivery.close()  # left claimed, not acked
+    store.enqueue(old, waiting)
+    assert store.move_name("api", old, new) == [waiting["id"]]
+    assert bodies(store.peek(new)) == ["waiting"]
+    assert bodies(store.peek(old)) == ["claimed"]
+
+
 def test_record_start_writes_marker_and_entry_and_names_the_session_after_its_dir(store, tmp_path):
     me, other = sid(), sid()
     project = str(tmp_path / "My App")

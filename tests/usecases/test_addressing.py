@@ -242,25 +242,49 @@ def test_mcp_register_cannot_rename_or_repoint_another_session(run_relay, store_
     got = by_id(replies)
     for request_id in (1, 2, 3):
         is_error, text = tool_result(got[request_id])
-        assert is_error is True and "registered already" in text and "leave out `id`" in text, text
+        assert is_error is True and "is not you" in text and "leave out `id`" in text, text
     assert tool_json(got[4])["id"] == me
     after = registry(store_home)
     assert after["agents"][victim] == before["agents"][victim]
     assert after["names"]["victim"] == victim
 
 
-def test_mcp_register_may_name_an_unregistered_session_once(run_relay, store_home):
-    other, me = new_id(), new_id()
+def test_mcp_register_names_only_itself_never_an_unregistered_id(run_relay, store_home, tmp_path):
+    """A made-up id sharing the prefix of a running but unregistered session must not be registered
+    through MCP: it would catch the mail sent to that prefix. The session's own id is fine."""
+    victim = new_id()  # running, discovered, never registered (its hook did not run)
+    me = new_id()
+    made_up = victim[:8] + "-0000-4000-8000-000000000000"
     replies, _ = run_bus(
         run_relay,
-        call(1, "register", {"name": "newcomer", "id": other}),
-        call(2, "register", {"name": "again", "id": other}),
-        extra_env={"CLAUDE_CODE_SESSION_ID": me},
+        call(1, "register", {"name": "newcomer", "id": made_up}),
+        call(2, "register", {"name": "mine", "id": me.upper()}),
+        extra_env={"CLAUDE_CODE_SESSION_ID": me, "RELAY_PROJECT_DIR": str(tmp_path)},
     )
     got = by_id(replies)
-    assert tool_json(got[1])["id"] == other
-    assert tool_result(got[2])[0] is True
-    assert registry(store_home)["names"] == {"newcomer": other}
+    is_error, text = tool_result(got[1])
+    assert is_error is True and "not you" in text
+    assert tool_json(got[2])["id"] == me
+    assert registry(store_home)["names"] == {"mine": me}
+    assert made_up not in registry(store_home)["agents"]
+    # so mail to the victim's prefix... has no registered session to land on but the victim's whole id
+    refused = run_relay("send", victim[:8], "--", "hi")
+    assert refused.returncode == 1 and "no registered session id starts with" in refused.stderr.decode()
+
+
+def test_mcp_register_cannot_take_a_running_sessions_name_in_another_case(run_relay, store_home, procs, tmp_path):
+    config = tmp_path / "claude-config"
+    holder, me = new_id(), new_id()
+    ok(run_relay("register", "victimproj", "--id", holder, "--dir", str(tmp_path), "--tool", "claude"))
+    start_live_claude(procs, config, holder)
+    replies, _ = run_bus(
+        run_relay,
+        call(1, "register", {"name": "Victimproj"}),
+        extra_env={"CLAUDE_CODE_SESSION_ID": me, "CLAUDE_CONFIG_DIR": str(config)},
+    )
+    is_error, text = tool_result(by_id(replies)[1])
+    assert is_error is True and "running now" in text
+    assert registry(store_home)["names"] == {"victimproj": holder}
 
 
 def test_register_description_states_the_rules():
@@ -574,16 +598,25 @@ def test_a_prefix_that_matches_no_known_id(run_relay, store_home, api):
     assert "no registered session id starts with" in err and "relay discover" in err
 
 
-def test_a_registered_name_wins_over_a_prefix(run_relay, store_home, tmp_path):
-    """`deadbeef` is both the name of one session and the start of another's id: the name wins;
-    a longer prefix still reaches the other."""
-    holder_of_id = "deadbeef-0000-4000-8000-00000000000a"
-    named = new_id()
-    ok(run_relay("register", "x", "--id", holder_of_id))
-    ok(run_relay("register", "deadbeef", "--id", named))
-    assert queued_to(ok(run_relay("send", "deadbeef", "--", "hi"))) == "deadbeef"
-    assert peek(run_relay, named)["count"] == 1 and peek(run_relay, holder_of_id)["count"] == 0
-    assert queued_to(ok(run_relay("send", "deadbeef-0", "--", "hi"))) == "x"
+def test_a_name_planted_as_an_id_prefix_never_takes_the_prefix_mail(run_relay, store_home, tmp_path):
+    """An attacker's session named `3f1b414d` (the start of a victim's id), planted in the registry
+    past the name rule: mail sent to that prefix still reaches the victim, never the name's holder."""
+    victim = "3f1b414d-0000-4000-8000-00000000000a"
+    attacker = new_id()
+    plant_registry(
+        store_home,
+        {
+            "agents": {
+                victim: {"id": victim, "dir": str(tmp_path / "v"), "name": "victim", "tool": "claude"},
+                attacker: {"id": attacker, "dir": str(tmp_path / "a"), "name": "3f1b414d", "tool": "claude"},
+            },
+            "names": {"victim": victim, "3f1b414d": attacker},
+        },
+    )
+    assert queued_to(ok(run_relay("send", "3f1b414d", "--", "hi"))) == "victim"
+    assert peek(run_relay, victim)["count"] == 1 and peek(run_relay, attacker)["count"] == 0
+    refused = run_relay("register", "3f1b414d", "--id", new_id())
+    assert refused.returncode == 1 and "read as a session id" in refused.stderr.decode()
 
 
 # -- message ids ----------------------------------------------------------------------------------
