@@ -4,7 +4,7 @@ sent to that name and not yet read.
 
 The hook asks only when its start gave the session a numbered name (`api-2` in a project named
 `api`): every other start pays nothing for this. One function makes the move, so whatever must
-happen at a rename (a journal entry) is added in one place.
+happen at a rename (its journal entry) happens in one place.
 """
 
 from relay.domain.ids import SessionId, auto_suffixed, dir_name, require_uuid
@@ -54,7 +54,9 @@ def follow_project(store: "StoreAPI", entry: Entry) -> Renamed | None:
     moved = store.move_name(name, old, new)
     if moved is None:
         return None  # another start took it first
-    # The lead wires the journal's `renamed` event in here: the one place a name moves.
+    from relay.usecases import journal
+
+    journal.renamed(store, name, old, new, len(moved))
     return Renamed(name, old, new, tuple(moved))
 
 

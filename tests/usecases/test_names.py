@@ -56,6 +56,10 @@ def test_a_new_session_takes_the_name_of_the_ended_one_with_the_mail_sent_to_tha
     # and what is sent to the name now reaches the new session, in any case
     assert queued_to(ok(run_relay("send", "PAYMENTS-API", "--", "next"))) == "payments-api"
     assert bodies_of(run_relay, new) == ["next"]
+    # the journal tells a person where the name went
+    [move] = [e for e in map(json.loads, ok(run_relay("log", "--json")).splitlines()) if e["event"] == "renamed"]
+    assert (move["from"], move["to"], move["toName"]) == (old, new, "payments-api")
+    assert "1 queued message moved" in move["detail"]
 
 
 def test_unread_mail_to_the_name_moves_when_the_holder_just_stopped(run_relay, store_home, tmp_path):
