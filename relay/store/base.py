@@ -8,6 +8,7 @@ from relay.domain.ids import AGENT_CLIS, SessionId, check_name, is_uuid, name_fr
 from relay.domain.policy import check_mode
 from relay.util import jsonlite
 from relay.util.errors import RelayError
+from relay.util.values import Record
 
 # A field `register` was not given (None is a value: it clears a name or a dir).
 UNSET = object()
@@ -61,20 +62,39 @@ def first_name(agents: dict[str, dict[str, object]], names: dict[str, str], dire
     return name_from_dir(directory, taken)
 
 
-def update_entry(entry: dict[str, object], directory: object, tool: object, deliver: object, started: bool) -> bool:
-    """Set the fields a registration gave (UNSET: kept) on `entry`; a start also clears `endedAt` (a
-    session resumed after it ended runs again). True when the start must give it its first name
-    (first_name): it has none yet, and a dir to take one from."""
-    if directory is not UNSET:
-        entry["dir"] = directory
-    if tool is not UNSET:
-        entry["tool"] = tool
-    if deliver is not UNSET:
-        entry["deliver"] = deliver
-    if not started:
-        return False
-    entry.pop("endedAt", None)
-    return not entry.get("name") and isinstance(entry.get("dir"), str)
+class Registration(Record):
+    """What one registration gives, checked (StoreBase.register); UNSET fields keep their value. A
+    `started` one is a session's own start: it also clears `endedAt` and may name the session."""
+
+    __slots__ = ("deliver", "directory", "name", "started", "tool")
+    directory: object
+    name: object
+    tool: object
+    deliver: object
+    started: bool
+
+    def __init__(
+        self,
+        directory: object = UNSET,
+        name: object = UNSET,
+        tool: object = UNSET,
+        deliver: object = UNSET,
+        started: bool = False,
+    ) -> None:
+        self._fields(directory=directory, name=name, tool=tool, deliver=deliver, started=started)
+
+    def apply(self, entry: dict[str, object]) -> bool:
+        """Set the fields given on `entry`; a start also clears `endedAt` (a session resumed after it
+        ended runs again). True when the start must give it its first name (first_name): it has none
+        yet, and a dir to take one from."""
+        for field, key in (("directory", "dir"), ("tool", "tool"), ("deliver", "deliver")):
+            value = getattr(self, field)
+            if value is not UNSET:
+                entry[key] = value
+        if not self.started:
+            return False
+        entry.pop("endedAt", None)
+        return not entry.get("name") and isinstance(entry.get("dir"), str)
 
 
 def bind_name(
@@ -149,11 +169,9 @@ class StoreBase:
             raise RelayError(f"invalid dir {directory!r}: give an absolute path")
         if deliver is not UNSET:
             check_mode(deliver)
-        return self._register(session_id, directory, name, tool, deliver)
+        return self._register(session_id, Registration(directory, name, tool, deliver))
 
-    def _register(
-        self, session_id: str, directory: object, name: object, tool: object, deliver: object
-    ) -> dict[str, object]:
+    def _register(self, session_id: str, change: Registration) -> dict[str, object]:
         raise NotImplementedError
 
     def record_start(self, session_id: SessionId, directory: str, tool: str) -> dict[str, object]:

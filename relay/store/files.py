@@ -48,6 +48,7 @@ from relay.domain.policy import is_urgent
 from relay.store import fileio
 from relay.store.base import (
     UNSET,
+    Registration,
     StoreBase,
     bind_name,
     first_name,
@@ -56,7 +57,6 @@ from relay.store.base import (
     new_receipt,
     sent_to_name,
     to_json,
-    update_entry,
 )
 from relay.store.layout import mailbox_name, marker_name, relay_home
 from relay.store.lock import FileLock, holder
@@ -417,22 +417,15 @@ class Store(StoreBase):
     def _write_registry(self, data: dict, sync_dir: bool = True) -> None:
         fileio.atomic_write(self._path("registry.json"), to_json(data, indent=2) + b"\n", sync_dir)
 
-    def _register(
-        self,
-        session_id: str,
-        directory: object,
-        name: object,
-        tool: object,
-        deliver: object = UNSET,
-        started: bool = False,
-    ) -> Entry:
+    def _register(self, session_id: str, change: Registration) -> Entry:
         with self._locked():
             data = self._load_registry()
             agents, names = data["agents"], data["names"]
             known = agents.get(session_id)
-            before = (dict(known), dict(names)) if started and isinstance(known, dict) else None
+            before = (dict(known), dict(names)) if change.started and isinstance(known, dict) else None
             entry = agents.get(session_id) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
-            if update_entry(entry, directory, tool, deliver, started):
+            name = change.name
+            if change.apply(entry):
                 name = first_name(agents, names, str(entry["dir"]))
             if name is not UNSET:
                 self._bind_name(agents, names, session_id, None if name is None else str(name))
@@ -527,7 +520,7 @@ class Store(StoreBase):
         """record_start's writes under one lock hold: the marker, then the entry in one registry write."""
         with self._locked():
             self._set_marker(directory, session_id)
-            return self._register(session_id, directory, UNSET, tool, started=True)
+            return self._register(session_id, Registration(directory, tool=tool, started=True))
 
     def record_end(self, session_id: SessionId) -> None:
         """SessionEnd: stamp the (registered) session's entry with `endedAt`; unknown ids (and a

@@ -346,27 +346,18 @@ class RedisStore(RedisConnection, StoreBase):
                         continue
         raise RelayError("session-relay: the registry in Redis kept changing; try again")
 
-    def _register(
-        self,
-        session_id: str,
-        directory: object,
-        name: object,
-        tool: object,
-        deliver: object = UNSET,
-        started: bool = False,
-        marker: str | None = None,
-    ) -> Entry:
+    def _register(self, session_id: str, change: "base.Registration", marker: str | None = None) -> Entry:
         """Compute the new entry and names and write them at once (_in_registry_transaction)."""
 
         def attempt(pipe: Any) -> Entry:
-            chosen = name
+            chosen = change.name
             raw = pipe.hget(redis_keys.AGENTS, session_id)
             entry = _load_entry(raw) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
             fresh = raw is None
-            if base.update_entry(entry, directory, tool, deliver, started):
+            if change.apply(entry):
                 # its dir's name, unique among all (WATCHed: two starts at once differ)
                 chosen = first_name(*self._registry_maps(pipe), str(entry["dir"]))
-            if started or fresh or "host" not in entry:
+            if change.started or fresh or "host" not in entry:
                 entry["host"] = self.host  # the session's own hook runs on its host
             updates: dict[str, bytes] = {}
             drop_names: list[str] = []
@@ -383,7 +374,7 @@ class RedisStore(RedisConnection, StoreBase):
             return dict(entry)
 
         entry = self._in_registry_transaction(attempt)
-        self._note_hosted(session_id, directory, tool)
+        self._note_hosted(session_id, change.directory, change.tool)
         return entry
 
     def _name_change(self, pipe: Any, session_id: str, name: object) -> tuple[dict[str, bytes], list[str]]:
@@ -479,7 +470,7 @@ class RedisStore(RedisConnection, StoreBase):
 
     def _record_start(self, session_id: str, directory: str, tool: str) -> Entry:
         """record_start's writes in one transaction: the marker and the entry {id, dir, tool, host}."""
-        return self._register(session_id, directory, UNSET, tool, started=True, marker=directory)
+        return self._register(session_id, base.Registration(directory, tool=tool, started=True), marker=directory)
 
     def record_end(self, session_id: SessionId) -> None:
         """SessionEnd: stamp endedAt on a registered entry (atomically); unknown ids write nothing."""
