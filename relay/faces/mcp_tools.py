@@ -13,7 +13,7 @@ from relay.domain.ids import (
     MIN_ID_PREFIX,
     NAME_PATTERN,
     RESERVED_NAMES,
-    UUID_PATTERN,
+    SESSION_ID_PATTERN,
     check_name,
     require_uuid,
 )
@@ -76,7 +76,7 @@ TOOLS: list[dict[str, Any]] = [
                 },
                 "id": {
                     "type": "string",
-                    "pattern": UUID_PATTERN,
+                    "pattern": SESSION_ID_PATTERN,
                     "description": "Session id; default: you. Another session only while it is not registered.",
                 },
                 "dir": {"type": "string", "minLength": 1, "description": "Absolute project dir; default: yours."},

@@ -1,6 +1,6 @@
 """Session operations shared by the hook, the MCP server and the CLI."""
 
-from relay.domain.ids import PREFIX_RULE, SessionId, is_id_prefix, is_uuid, prefix_digits, require_uuid
+from relay.domain.ids import PREFIX_RULE, SessionId, is_id_prefix, is_session_id, is_uuid, prefix_digits, require_uuid
 from relay.store.files import Entry, Message
 from relay.usecases.launcher import launcher_command, shell_quote
 from relay.util.errors import RelayError
@@ -57,8 +57,8 @@ def resolve(store: "StoreAPI", target: str) -> Entry:
     if not isinstance(target, str) or not target:
         raise RelayError("no recipient given: name a session or give its id (see roster / discover)")
     entry = lookup(store.registry(), target)
-    if entry is None and is_uuid(target):
-        entry = {"id": target.lower(), "dir": None, "name": None, "tool": None}
+    if entry is None and is_session_id(target):
+        entry = {"id": require_uuid(target), "dir": None, "name": None, "tool": None}
     if entry is not None:
         return entry
     if is_id_prefix(target):
@@ -71,7 +71,7 @@ def resolve(store: "StoreAPI", target: str) -> Entry:
 def session_id_of(store: "StoreAPI", value: object, what: str = "session id") -> SessionId:
     """The whole session id an id argument (`--id`, MCP `id`) stands for: a whole id as given
     (lower-cased; it need not be registered), or the one registered id it is a prefix of."""
-    if is_uuid(value):
+    if is_session_id(value):
         return require_uuid(value, what)
     if is_id_prefix(value):
         entry = _by_prefix(store.registry(), value)
