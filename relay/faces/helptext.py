@@ -233,9 +233,12 @@ TOPICS: dict[str, Topic] = {
         output=("the event's JSON answer on stdout carrying the fenced mail (nothing when there is none)",),
         example="relay hook codex < event.json",
         exits={"0": "always, so the agent CLI's session goes on; problems go to stderr as one line"},
-        positionals={"codex": "the event comes from Codex (without it: from Claude Code)"},
-        usage="relay hook [codex]",
-        summary="serve an agent CLI's hook event (run by Claude Code and Codex)",
+        positionals={
+            "codex": "the event comes from Codex (without it: from Claude Code)",
+            "opencode": "the event comes from relay's OpenCode plugin",
+        },
+        usage="relay hook [codex|opencode]",
+        summary="serve an agent CLI's hook event (run by Claude Code, Codex and OpenCode's plugin)",
     ),
     "hook watch": Topic(
         "Run by Claude Code in the background (asyncRewake), not by you: waits while the session is idle "
@@ -244,7 +247,8 @@ TOPICS: dict[str, Topic] = {
         output=("nothing on stdout; the fenced mail on stderr when it exits 2",),
         example="relay hook watch < event.json",
         exits={"0": "it left without mail (or was not needed)", "2": "mail was handed to the model on stderr"},
-        usage="relay hook watch",
+        positionals={"opencode": "run by relay's OpenCode plugin, which starts the turn itself"},
+        usage="relay hook watch [opencode]",
         summary="Claude Code's idle-mail watcher (run by Claude Code)",
     ),
     "bus": Topic(

@@ -1,4 +1,4 @@
-"""`relay hook [codex]`: run by the agent CLI at session start, at every prompt, after tool calls,
+"""`relay hook [codex|opencode]`: run by the agent CLI at session start, at every prompt, after tool calls,
 at the end of a turn and at session end (docs/delivery.md).
 
 At session start it registers the session; at every event it hands the model the mail its
@@ -13,7 +13,7 @@ runs `relay gc`'s collection (one stat when that is not due).
 import os
 import sys
 
-from relay.domain.ids import SessionId, require_uuid
+from relay.domain.ids import AGENT_CLIS, SessionId, require_uuid
 from relay.domain.policy import started_by_relay
 from relay.faces.boundary import described, say
 from relay.faces.hookevent import read_event
@@ -69,6 +69,8 @@ def handle(event: dict, tool: str, stdout: "BinaryIO", store: "StoreAPI") -> Non
 
             deliver(store, session_id, show)
         _collect_if_due(store)
+    elif name == "Focus":  # a bus tool is about to run in this session (relay.agents.opencode)
+        store.set_marker(_session_dir(event), session_id)
     elif name == "SessionEnd":
         _stop_watcher(store, session_id)
         store.record_end(session_id)
@@ -137,8 +139,8 @@ def main(argv: list[str]) -> int:
         from relay.faces.watch import main as watch
 
         long_lived()
-        return watch()
-    tool = "codex" if argv[:1] == ["codex"] else "claude"
+        return watch(argv[1:])
+    tool = argv[0] if argv[:1] and argv[0] in AGENT_CLIS and argv[0] != "claude" else "claude"
     try:
         event = read_event(sys.stdin.buffer, PREFIX)
         if event is not None:
