@@ -24,6 +24,10 @@ const BUS_PREFIX = "bus_";
 // of its nudge (relay.domain.policy.NUDGE_OPENING).
 const RELAY_STARTED = "You have session-relay mail.";
 
+// `opencode run` ends its process as soon as the session is idle: no turn can follow there, so mail
+// that came during its turn is left queued for the session's next prompt instead of being taken.
+const HEADLESS = process.argv.slice(1).find((word) => !word.startsWith("-") && !word.includes("/")) === "run";
+
 function log(message) {
   process.stderr.write(`[session-relay/opencode] ${message}\n`);
 }
@@ -124,7 +128,7 @@ export const SessionRelay = async ({ client, directory }) => {
         if (text) pending.set(info.id, text);
       } else if (event.type === "session.idle") {
         const id = event.properties.sessionID;
-        if (!served(id)) return;
+        if (!served(id) || HEADLESS) return;
         const again = continued.has(id);
         continued.delete(id);
         const text = await hook("session.idle", id, directory, { stop_hook_active: again });
@@ -167,7 +171,10 @@ export const SessionRelay = async ({ client, directory }) => {
     "tool.execute.after": async (input, output) => {
       if (!served(input.sessionID)) return;
       const text = await hook("tool.execute.after", input.sessionID, directory);
-      if (text) output.output = `${output.output ?? ""}\n\n${text}`;
+      if (!text) return;
+      // A built-in tool's result is `output`; an MCP tool's (the bus's) is a list of `content` parts.
+      if (Array.isArray(output.content)) output.content.push({ type: "text", text });
+      else output.output = `${output.output ?? ""}\n\n${text}`;
     },
   };
 };

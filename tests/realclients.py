@@ -442,7 +442,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             return None
         with self.server.lock:
-            self.server.requests.append({"path": self.path, "body": request})
+            self.server.requests.append({"path": self.path, "body": request, "t": time.time()})
             first = not self.server.answered_first
             self.server.answered_first = True
         if first and self.server.first_request_hook:
@@ -599,6 +599,61 @@ def _response_events(item: dict[str, Any]) -> list[dict[str, Any]]:
         {"type": "response.output_item.done", "output_index": 0, "item": item},
         {"type": "response.completed", "response": {"id": "resp_mock", "usage": usage}},
     ]
+
+
+class ChatCompletionsHandler(_Handler):
+    """OpenAI chat completions (`POST /v1/chat/completions`, streamed as SSE), for OpenCode and Qwen Code.
+
+    Each request that offers tools gets the next of `server.calls`: `{"tool": NAME, "args": {...}}`
+    (a function call) or `{"text": ...}`; after the last, the text `done`. A call may name `before`,
+    an argv run before the answer is sent (mail sent mid-turn). A request without tools (a title
+    or summary the client asks for on the side) is answered with text and consumes no call."""
+
+    def do_POST(self) -> None:
+        request = self._read()
+        if request is None or not self.path.rstrip("/").endswith("/chat/completions"):
+            self._reply(404, b"{}", "application/json")
+            return
+        call: dict[str, Any] = {"text": "mock title"}
+        if request.get("tools"):
+            with self.server.lock:
+                queue = self.server.calls  # type: ignore[attr-defined]
+                call = queue.pop(0) if queue else {"text": "done"}
+        if call.get("before"):
+            done = subprocess.run(call["before"], capture_output=True, timeout=60, check=False)
+            with self.server.lock:
+                self.server.befores.append({"argv": call["before"], "rc": done.returncode, "t": time.time()})  # type: ignore[attr-defined]
+        if "tool" in call:
+            delta: dict[str, Any] = {
+                "role": "assistant",
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": f"call_{uuid.uuid4().hex[:12]}",
+                        "type": "function",
+                        "function": {"name": call["tool"], "arguments": json.dumps(call.get("args", {}))},
+                    }
+                ],
+            }
+            finish = "tool_calls"
+        else:
+            delta, finish = {"role": "assistant", "content": call["text"]}, "stop"
+        chunks = [
+            {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+            {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]},
+        ]
+        head = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": "mock"}
+        body = b"".join(f"data: {json.dumps({**head, **c})}\n\n".encode() for c in chunks)
+        self._reply(200, body + b"data: [DONE]\n\n", "text/event-stream")
+
+
+class ChatCompletionsMock(_Mock):
+    """A mock OpenAI chat-completions API on 127.0.0.1 answering with `calls` (ChatCompletionsHandler)."""
+
+    def __init__(self, calls: list[dict[str, Any]] | None = None, port: int = 0) -> None:
+        super().__init__(ChatCompletionsHandler, port)
+        self.calls = list(calls or [])
+        self.befores: list[dict[str, Any]] = []  # each `before` command run: argv, rc, when it ended
 
 
 MOCK_PORT = 18080  # fixed, for configs that cannot name a port at run time (each namespace is empty)
@@ -810,6 +865,123 @@ def _tui_trust_step(step: dict[str, Any]) -> dict[str, Any]:
     return {"trusted": trusted, "answered": sorted(answered), "screen": _screen_text(raw)[-3000:]}
 
 
+# ---------------------------------------------------------------- OpenCode
+
+
+def opencode_install(sandbox: Sandbox, plugin: Path, port: int = MOCK_PORT) -> dict[str, str]:
+    """Install relay's OpenCode plugin as a user does (`opencode plugin -g <clone>/opencode-plugin`),
+    offline, and point the sandbox's project at a mock chat-completions API on 127.0.0.1:`port`.
+    The environment the `opencode` runs need.
+
+    OpenCode installs `@opencode-ai/plugin` into each config dir at start; offline it would retry
+    the registry for a minute. The pinned package is linked in and recorded as installed."""
+    config = sandbox.home / ".config" / "opencode"
+    scope = config / "node_modules" / "@opencode-ai"
+    scope.mkdir(parents=True, exist_ok=True)
+    for package in ("plugin", "sdk"):
+        link = scope / package
+        if not link.exists():
+            link.symlink_to(clients_bin().parent / "@opencode-ai" / package)
+    lock = {"packages": {"": {"dependencies": {"@opencode-ai/plugin": pinned_versions()["@opencode-ai/plugin"]}}}}
+    (config / "package-lock.json").write_text(json.dumps(lock))
+    env = {**sandbox.env(), "OPENCODE_DISABLE_MODELS_FETCH": "1"}
+    done = offline(
+        [str(clients_bin() / "opencode"), "plugin", "-g", str(plugin / "opencode-plugin")], env, sandbox.project
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"opencode plugin -g failed: {done.stderr.decode(errors='replace')[-2000:]}")
+    provider = {
+        "npm": "@ai-sdk/openai-compatible",
+        "name": "mock",
+        "options": {"baseURL": f"http://127.0.0.1:{port}/v1", "apiKey": "offline"},
+        "models": {"mock-model": {"name": "mock-model"}},
+    }
+    project_config = {
+        "$schema": "https://opencode.ai/config.json",
+        "model": "mock/mock-model",
+        "provider": {"mock": provider},
+    }
+    (sandbox.project / "opencode.json").write_text(json.dumps(project_config))
+    return env
+
+
+def _opencode_step(step: dict[str, Any]) -> dict[str, Any]:
+    """Run one command (`opencode run ...`, or a `relay wake` that starts one) with the mock up."""
+    mock = ChatCompletionsMock(step.get("calls"), step.get("port", MOCK_PORT)).start()
+    started = time.time()
+    try:
+        result = _run_client(step, mock.port)
+    finally:
+        mock.shutdown()
+    return {**result, "requests": mock.requests, "befores": mock.befores, "started": started}
+
+
+def _watching(session_tool: str) -> bool:
+    """Is a `relay hook watch <tool>` process running (an idle session's mail watcher)?"""
+    wanted = f"hook\0watch\0{session_tool}".encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    if wanted in handle.read():
+                        return True
+            except OSError:
+                continue
+    return False
+
+
+def _opencode_tui_step(step: dict[str, Any]) -> dict[str, Any]:
+    """The interactive `opencode` in a pseudo-terminal: its first turn (`--prompt`) runs against the
+    mock; once the session is idle and relay's watcher waits, `send` runs and the step times how
+    long until a model request carries `expect` (the woken turn)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    mock = ChatCompletionsMock(step.get("calls"), step.get("port", MOCK_PORT)).start()
+    env = {**os.environ, **step.get("env", {}), "TERM": "xterm-256color"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: become opencode
+        os.chdir(step["cwd"])
+        os.execve(step["argv"][0], step["argv"], env)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+    screen: list[bytes] = []
+
+    def drain() -> None:  # a terminal nobody reads from would stall the TUI
+        with contextlib.suppress(OSError):
+            while chunk := os.read(fd, 65536):
+                screen.append(chunk)
+
+    threading.Thread(target=drain, daemon=True).start()
+    report: dict[str, Any] = {"idle": False, "woken": False, "latency": None}
+    try:
+        deadline = time.monotonic() + step.get("timeout", 180)
+        while time.monotonic() < deadline and not _watching("opencode"):
+            time.sleep(0.2)
+        report["idle"] = _watching("opencode")
+        if report["idle"]:
+            started = time.monotonic()
+            report["send"] = _run_client({**step, "argv": step["send"]}, mock.port)
+            sent = time.monotonic()  # the mail is queued: from here it is relay's and OpenCode's time
+            report["send_seconds"] = sent - started
+            wake_deadline = time.monotonic() + step.get("wake_timeout", 30)
+            while time.monotonic() < wake_deadline and not report["woken"]:
+                with mock.lock:
+                    bodies = [json.dumps(r["body"]) for r in mock.requests]
+                if any(step["expect"] in body for body in bodies):
+                    report["woken"], report["latency"] = True, time.monotonic() - sent
+                time.sleep(0.05)
+            time.sleep(step.get("linger", 3))  # let the woken turn finish
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        mock.shutdown()
+    report["requests"] = mock.requests
+    report["screen"] = _screen_text(b"".join(screen))[-3000:]
+    return report
+
+
 def _step(step: dict[str, Any]) -> dict[str, Any]:
     kind = step["kind"]
     if kind == "codex-tui-trust":
@@ -820,6 +992,10 @@ def _step(step: dict[str, Any]) -> dict[str, Any]:
         return _claude_turns_step(step)
     if kind == "codex":
         return _codex_step(step)
+    if kind == "opencode":
+        return _opencode_step(step)
+    if kind == "opencode-tui":
+        return _opencode_tui_step(step)
     if kind == "plain":
         return _run_client(step, 0)
     raise ValueError(f"unknown step kind {kind!r}")
