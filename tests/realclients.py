@@ -810,23 +810,30 @@ def _screen_text(raw: bytes) -> str:
     return re.sub(r"\s+", " ", text.decode(errors="replace"))
 
 
+def _in_terminal(step: dict[str, Any]) -> tuple[int, int]:
+    """Start the step's `argv` in `cwd` on a new pseudo-terminal of 160x50; (its pid, the terminal's fd)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    env = {**os.environ, **step.get("env", {}), "TERM": "xterm-256color"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: become the client
+        os.chdir(step["cwd"])
+        os.execve(step["argv"][0], step["argv"], env)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+    return pid, fd
+
+
 def _tui_trust_step(step: dict[str, Any]) -> dict[str, Any]:
     """Start the interactive `codex` in a pseudo-terminal and do what a user trusting this plugin
     does: type `/hooks`, trust the folder if asked, then "Trust all and continue" for the new hooks.
     Done when config.toml records the trust (or after `timeout` seconds)."""
-    import fcntl
-    import pty
     import select
-    import struct
-    import termios
 
     config = Path(step["config"])
-    env = {**os.environ, **step.get("env", {}), "TERM": "xterm-256color"}
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: become codex
-        os.chdir(step["cwd"])
-        os.execve(step["argv"][0], step["argv"], env)
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+    pid, fd = _in_terminal(step)
     raw, answered, scanned = b"", set(), 0
     deadline = time.monotonic() + step.get("timeout", 60)
     trusted = False
@@ -934,18 +941,8 @@ def _opencode_tui_step(step: dict[str, Any]) -> dict[str, Any]:
     """The interactive `opencode` in a pseudo-terminal: its first turn (`--prompt`) runs against the
     mock; once the session is idle and relay's watcher waits, `send` runs and the step times how
     long until a model request carries `expect` (the woken turn)."""
-    import fcntl
-    import pty
-    import struct
-    import termios
-
     mock = ChatCompletionsMock(step.get("calls"), step.get("port", MOCK_PORT)).start()
-    env = {**os.environ, **step.get("env", {}), "TERM": "xterm-256color"}
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: become opencode
-        os.chdir(step["cwd"])
-        os.execve(step["argv"][0], step["argv"], env)
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+    pid, fd = _in_terminal(step)
     screen: list[bytes] = []
 
     def drain() -> None:  # a terminal nobody reads from would stall the TUI

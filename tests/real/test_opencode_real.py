@@ -54,43 +54,44 @@ def setup(tmp_path: Path) -> tuple[rc.Sandbox, Path, dict[str, str]]:
     return sandbox, plugin, env
 
 
+def run_steps(sandbox: rc.Sandbox, env: dict[str, str], steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run the steps in one namespace; nothing of them may outlive the test."""
+    try:
+        return rc.scenario({"steps": steps}, env, sandbox.project, timeout=600)["steps"]
+    finally:
+        sandbox.stop_leftovers()
+
+
 def test_opencode_delivers_at_every_point_and_is_woken_headless(tmp_path):
     sandbox, plugin, env = setup(tmp_path)
     launcher = str(plugin / "launcher")
     opencode = str(rc.clients_bin() / "opencode")
     cwd = str(sandbox.project)
-    try:
-        report = rc.scenario(
+    run, discovered, _, woken = run_steps(
+        sandbox,
+        env,
+        [
             {
-                "steps": [
-                    {
-                        "kind": "opencode",
-                        "argv": [opencode, "run", "--format", "json", "--", "first prompt"],
-                        "cwd": cwd,
-                        "timeout": 240,
-                        "calls": [
-                            {"tool": "bus_whoami", "before": [launcher, "send", "--urgent", "project", "--", URGENT]},
-                            {"text": "turn done", "before": [launcher, "send", "project", "--", AT_END]},
-                        ],
-                    },
-                    {"kind": "plain", "argv": [launcher, "discover", "--json"], "cwd": cwd},
-                    {"kind": "plain", "argv": [launcher, "send", "project", "--", WAITING], "cwd": cwd},
-                    {
-                        "kind": "opencode",
-                        "argv": [launcher, "wake", "project"],
-                        "cwd": cwd,
-                        "timeout": 240,
-                        "calls": [{"text": "read it"}],
-                    },
-                ]
+                "kind": "opencode",
+                "argv": [opencode, "run", "--format", "json", "--", "first prompt"],
+                "cwd": cwd,
+                "timeout": 240,
+                "calls": [
+                    {"tool": "bus_whoami", "before": [launcher, "send", "--urgent", "project", "--", URGENT]},
+                    {"text": "turn done", "before": [launcher, "send", "project", "--", AT_END]},
+                ],
             },
-            env,
-            sandbox.project,
-            timeout=600,
-        )
-    finally:
-        sandbox.stop_leftovers()
-    run, discovered, _, woken = report["steps"]
+            {"kind": "plain", "argv": [launcher, "discover", "--json"], "cwd": cwd},
+            {"kind": "plain", "argv": [launcher, "send", "project", "--", WAITING], "cwd": cwd},
+            {
+                "kind": "opencode",
+                "argv": [launcher, "wake", "project"],
+                "cwd": cwd,
+                "timeout": 240,
+                "calls": [{"text": "read it"}],
+            },
+        ],
+    )
     turns = bodies(run)
     assert run["rc"] == 0, run["stderr"][-3000:]
     agents = sandbox.registry()["agents"]
@@ -137,28 +138,21 @@ def test_an_idle_opencode_tui_is_woken_by_mail(tmp_path):
     launcher = str(plugin / "launcher")
     opencode = str(rc.clients_bin() / "opencode")
     cwd = str(sandbox.project)
-    try:
-        report = rc.scenario(
+    [tui] = run_steps(
+        sandbox,
+        env,
+        [
             {
-                "steps": [
-                    {
-                        "kind": "opencode-tui",
-                        "argv": [opencode, "--prompt", "hello"],
-                        "cwd": cwd,
-                        "calls": [{"text": "first turn done", "before": [launcher, "send", "project", "--", AT_END]}],
-                        "send": [launcher, "send", "project", "--", IDLE],
-                        "expect": IDLE,
-                        "timeout": 240,
-                    }
-                ]
-            },
-            env,
-            sandbox.project,
-            timeout=400,
-        )
-    finally:
-        sandbox.stop_leftovers()
-    [tui] = report["steps"]
+                "kind": "opencode-tui",
+                "argv": [opencode, "--prompt", "hello"],
+                "cwd": cwd,
+                "calls": [{"text": "first turn done", "before": [launcher, "send", "project", "--", AT_END]}],
+                "send": [launcher, "send", "project", "--", IDLE],
+                "expect": IDLE,
+                "timeout": 240,
+            }
+        ],
+    )
     assert tui["idle"], tui["screen"]
     assert tui["send"]["rc"] == 0, tui["send"]
     assert tui["woken"], tui["screen"]
