@@ -94,9 +94,10 @@ export const SessionRelay = async ({ client, directory }) => {
   function watch(id) {
     if (watchers.has(id)) return;
     const event = { hook_event_name: "session.idle", session_id: id, cwd: directory };
-    run(["hook", "watch", TOOL], event, (proc) => watchers.set(id, proc))
+    let mine;
+    run(["hook", "watch", TOOL], event, (proc) => watchers.set(id, (mine = proc)))
       .then(async (done) => {
-        if (watchers.get(id) && watchers.get(id).exitCode === done.code) watchers.delete(id);
+        if (watchers.get(id) === mine) watchers.delete(id);
         if (done.code === 2 && done.stderr.trim()) await startTurn(id, done.stderr.trim(), true);
         else if (done.stderr.trim()) process.stderr.write(done.stderr);
       })

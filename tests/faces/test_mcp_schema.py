@@ -126,7 +126,7 @@ def test_enum_violation_names_the_field(value):
     problem = violation(SCHEMAS["discover"], {"tool": value})
     assert problem is not None and problem.startswith("`tool` ")
     if isinstance(value, str):
-        assert problem == "`tool` must be one of 'claude', 'codex'"
+        assert problem == "`tool` must be one of 'claude', 'codex', 'opencode'"
 
 
 def test_string_lengths():
