@@ -656,7 +656,8 @@ class ChatCompletionsMock:
     It answers each model request with the next entry of `script` and, once the script is spent,
     with the text "done". An entry is `{"tool": NAME, "args": {...}}` (one tool call, by name: the
     tool need not be in the request's `tools`, as clients that defer MCP tools behind a search
-    tool still run a call by name), or `{"text": TEXT}`. A request whose `tools` list is empty or
+    tool still run a call by name), or `{"text": TEXT}`; either may name `before`, an argv run
+    before the answer is sent (recorded in `befores`). A request whose `tools` list is empty or
     missing, or lacks `main_tool` when one is given, is a client's side query (a title, a summary,
     a memory-extraction sub-agent): it gets a plain text answer and does not consume the script.
     Every request is recorded in `requests` as
@@ -671,6 +672,7 @@ class ChatCompletionsMock:
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.on_request: Any = None
+        self.befores: list[dict[str, Any]] = []  # each `before` command run: argv, rc, when it ended
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -730,6 +732,10 @@ class ChatCompletionsMock:
             entry = (self.script.pop(0) if self.script else {"text": "done"}) if main else {"text": "ok"}
         if main and self.on_request is not None:
             self.on_request(request)
+        if entry.get("before"):  # a command run before this answer: mail sent mid-turn
+            done = subprocess.run(entry["before"], capture_output=True, timeout=60, check=False)
+            with self.lock:
+                self.befores.append({"argv": entry["before"], "rc": done.returncode, "at": time.time()})
         n = uuid.uuid4().hex[:24]
         if "tool" in entry:
             call = {
@@ -1069,23 +1075,30 @@ def _screen_text(raw: bytes) -> str:
     return re.sub(r"\s+", " ", text.decode(errors="replace"))
 
 
+def _in_terminal(step: dict[str, Any]) -> tuple[int, int]:
+    """Start the step's `argv` in `cwd` on a new pseudo-terminal of 160x50; (its pid, the terminal's fd)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    env = {**os.environ, **step.get("env", {}), "TERM": "xterm-256color"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: become the client
+        os.chdir(step["cwd"])
+        os.execve(step["argv"][0], step["argv"], env)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+    return pid, fd
+
+
 def _tui_trust_step(step: dict[str, Any]) -> dict[str, Any]:
     """Start the interactive `codex` in a pseudo-terminal and do what a user trusting this plugin
     does: type `/hooks`, trust the folder if asked, then "Trust all and continue" for the new hooks.
     Done when config.toml records the trust (or after `timeout` seconds)."""
-    import fcntl
-    import pty
     import select
-    import struct
-    import termios
 
     config = Path(step["config"])
-    env = {**os.environ, **step.get("env", {}), "TERM": "xterm-256color"}
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: become codex
-        os.chdir(step["cwd"])
-        os.execve(step["argv"][0], step["argv"], env)
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+    pid, fd = _in_terminal(step)
     raw, answered, scanned = b"", set(), 0
     deadline = time.monotonic() + step.get("timeout", 60)
     trusted = False
@@ -1124,6 +1137,113 @@ def _tui_trust_step(step: dict[str, Any]) -> dict[str, Any]:
     return {"trusted": trusted, "answered": sorted(answered), "screen": _screen_text(raw)[-3000:]}
 
 
+# ---------------------------------------------------------------- OpenCode
+
+
+def opencode_install(sandbox: Sandbox, plugin: Path, port: int = MOCK_PORT) -> dict[str, str]:
+    """Install relay's OpenCode plugin as a user does (`opencode plugin -g <clone>/opencode-plugin`),
+    offline, and point the sandbox's project at a mock chat-completions API on 127.0.0.1:`port`.
+    The environment the `opencode` runs need.
+
+    OpenCode installs `@opencode-ai/plugin` into each config dir at start; offline it would retry
+    the registry for a minute. The pinned package is linked in and recorded as installed."""
+    config = sandbox.home / ".config" / "opencode"
+    scope = config / "node_modules" / "@opencode-ai"
+    scope.mkdir(parents=True, exist_ok=True)
+    for package in ("plugin", "sdk"):
+        link = scope / package
+        if not link.exists():
+            link.symlink_to(clients_bin().parent / "@opencode-ai" / package)
+    lock = {"packages": {"": {"dependencies": {"@opencode-ai/plugin": pinned_versions()["@opencode-ai/plugin"]}}}}
+    (config / "package-lock.json").write_text(json.dumps(lock))
+    env = {**sandbox.env(), "OPENCODE_DISABLE_MODELS_FETCH": "1"}
+    done = offline(
+        [str(clients_bin() / "opencode"), "plugin", "-g", str(plugin / "opencode-plugin")], env, sandbox.project
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"opencode plugin -g failed: {done.stderr.decode(errors='replace')[-2000:]}")
+    provider = {
+        "npm": "@ai-sdk/openai-compatible",
+        "name": "mock",
+        "options": {"baseURL": f"http://127.0.0.1:{port}/v1", "apiKey": "offline"},
+        "models": {"mock-model": {"name": "mock-model"}},
+    }
+    project_config = {
+        "$schema": "https://opencode.ai/config.json",
+        "model": "mock/mock-model",
+        "provider": {"mock": provider},
+    }
+    (sandbox.project / "opencode.json").write_text(json.dumps(project_config))
+    return env
+
+
+def _opencode_step(step: dict[str, Any]) -> dict[str, Any]:
+    """Run one command (`opencode run ...`, or a `relay wake` that starts one) with the mock up."""
+    mock = ChatCompletionsMock(step.get("calls"), step.get("port", MOCK_PORT)).start()
+    started = time.time()
+    try:
+        result = _run_client(step, mock.port)
+    finally:
+        mock.shutdown()
+    return {**result, "requests": mock.requests, "befores": mock.befores, "started": started}
+
+
+def _watching(session_tool: str) -> bool:
+    """Is a `relay hook watch <tool>` process running (an idle session's mail watcher)?"""
+    wanted = f"hook\0watch\0{session_tool}".encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    if wanted in handle.read():
+                        return True
+            except OSError:
+                continue
+    return False
+
+
+def _opencode_tui_step(step: dict[str, Any]) -> dict[str, Any]:
+    """The interactive `opencode` in a pseudo-terminal: its first turn (`--prompt`) runs against the
+    mock; once the session is idle and relay's watcher waits, `send` runs and the step times how
+    long until a model request carries `expect` (the woken turn)."""
+    mock = ChatCompletionsMock(step.get("calls"), step.get("port", MOCK_PORT)).start()
+    pid, fd = _in_terminal(step)
+    screen: list[bytes] = []
+
+    def drain() -> None:  # a terminal nobody reads from would stall the TUI
+        with contextlib.suppress(OSError):
+            while chunk := os.read(fd, 65536):
+                screen.append(chunk)
+
+    threading.Thread(target=drain, daemon=True).start()
+    report: dict[str, Any] = {"idle": False, "woken": False, "latency": None}
+    try:
+        deadline = time.monotonic() + step.get("timeout", 180)
+        while time.monotonic() < deadline and not _watching("opencode"):
+            time.sleep(0.2)
+        report["idle"] = _watching("opencode")
+        if report["idle"]:
+            started = time.monotonic()
+            report["send"] = _run_client({**step, "argv": step["send"]}, mock.port)
+            sent = time.monotonic()  # the mail is queued: from here it is relay's and OpenCode's time
+            report["send_seconds"] = sent - started
+            wake_deadline = time.monotonic() + step.get("wake_timeout", 30)
+            while time.monotonic() < wake_deadline and not report["woken"]:
+                with mock.lock:
+                    bodies = [json.dumps(r["body"]) for r in mock.requests]
+                if any(step["expect"] in body for body in bodies):
+                    report["woken"], report["latency"] = True, time.monotonic() - sent
+                time.sleep(0.05)
+            time.sleep(step.get("linger", 3))  # let the woken turn finish
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        mock.shutdown()
+    report["requests"] = mock.requests
+    report["screen"] = _screen_text(b"".join(screen))[-3000:]
+    return report
+
+
 def _step(step: dict[str, Any]) -> dict[str, Any]:
     kind = step["kind"]
     if kind == "codex-tui-trust":
@@ -1140,6 +1260,10 @@ def _step(step: dict[str, Any]) -> dict[str, Any]:
         return _qwen_turns_step(step)
     if kind == "gemini":
         return _gemini_step(step)
+    if kind == "opencode":
+        return _opencode_step(step)
+    if kind == "opencode-tui":
+        return _opencode_tui_step(step)
     if kind == "plain":
         return _run_client(step, 0)
     raise ValueError(f"unknown step kind {kind!r}")

@@ -9,7 +9,7 @@ hook loads one, never all. A new CLI is one adapter module, its branch in `adapt
 in AGENT_CLIS.
 """
 
-from relay.domain.ids import AGENT_CLIS, is_uuid
+from relay.domain.ids import AGENT_CLIS, is_session_id, require_uuid
 
 TYPE_CHECKING = False  # typing stays off the hook's path
 if TYPE_CHECKING:
@@ -37,6 +37,10 @@ def adapter(tool: str) -> "Adapter":
         from relay.agents import gemini
 
         return gemini
+    if tool == "opencode":
+        from relay.agents import opencode
+
+        return opencode
     raise KeyError(tool)
 
 
@@ -56,8 +60,8 @@ def live_sessions(tool: object = None) -> set[str]:
 
 def is_live(session_id: object, tool: object = None) -> bool:
     """Is `session_id` running now in its CLI? A `tool` of AGENT_CLIS asks only that CLI; any
-    other value asks them all. Not a UUID: never live."""
-    if not is_uuid(session_id):
+    other value asks them all. Not a session id: never live."""
+    if not is_session_id(session_id):
         return False
-    canonical = str(session_id).lower()
+    canonical = require_uuid(session_id)
     return any(each.is_live(canonical) for each in adapters(tool))

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from typing import TypeGuard
 
 # The agent CLIs relay serves: the one list every face and the store check a `tool` against.
-AGENT_CLIS = ("claude", "codex", "gemini", "qwen")
+AGENT_CLIS = ("claude", "codex", "gemini", "qwen", "opencode")
 
 # The one spelling of a session id (docs/store.md); the MCP tools' JSON Schemas advertise this same text.
 UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -72,6 +72,33 @@ def is_uuid(value: object) -> "TypeGuard[str]":
     )
 
 
+# OpenCode's session ids: `ses_` and 26 letters or digits (case matters: they are never lowered).
+OPENCODE_ID_PREFIX = "ses_"
+OPENCODE_ID_CHARS = 26
+_ALNUM = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+OPENCODE_ID_PATTERN = "^ses_[0-9A-Za-z]{26}$"
+# Either spelling of a session id, for the MCP tools' JSON Schemas.
+SESSION_ID_PATTERN = (
+    "^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|ses_[0-9A-Za-z]{26})$"
+)
+
+
+def is_opencode_id(value: object) -> "TypeGuard[str]":
+    """True for an OpenCode session id: exactly `ses_` + 26 [0-9A-Za-z] (OPENCODE_ID_PATTERN)."""
+    return (
+        isinstance(value, str)
+        and len(value) == len(OPENCODE_ID_PREFIX) + OPENCODE_ID_CHARS
+        and value.startswith(OPENCODE_ID_PREFIX)
+        and all(ch in _ALNUM for ch in value[len(OPENCODE_ID_PREFIX) :])
+    )
+
+
+def is_session_id(value: object) -> "TypeGuard[str]":
+    """True for anything relay accepts as a session id: a UUID (Claude, Codex, ...) or an OpenCode
+    id. Message ids stay UUIDs only (is_uuid)."""
+    return is_uuid(value) or is_opencode_id(value)
+
+
 def prefix_digits(value: object) -> int:
     """How many hex digits `value` holds when it reads as the start of an id (8-4-4-4-12, its
     dashes in place), else 0. The one shape test for id prefixes, without re on the hook's path."""
@@ -116,11 +143,15 @@ class SessionId(str):
 def require_uuid(value: object, what: str = "session id") -> SessionId:
     """The id in canonical (lower-case) form when `value` is a UUID, else an error saying what a
     valid id looks like. Both CLIs mint lower-case ids; an upper-case spelling of the same id must
-    reach the same mailbox, so every id is lowered where it enters."""
+    reach the same mailbox, so every id is lowered where it enters. An OpenCode id
+    (is_opencode_id) is kept as written: its letters' case is part of it."""
+    if is_opencode_id(value):
+        return SessionId(value)
     if not is_uuid(value):
         raise RelayError(
             f"invalid {what} {value!r}: expected a UUID like "
-            "123e4567-e89b-12d3-a456-426614174000 (see `relay discover` or `relay list`)"
+            "123e4567-e89b-12d3-a456-426614174000, or an OpenCode id: ses_ and 26 letters or digits "
+            "(see `relay discover` or `relay list`)"
         )
     return SessionId(value.lower())
 
@@ -145,8 +176,8 @@ def check_name(name: object) -> str:
         raise RelayError(f"invalid name {name!r}: a name cannot start with '-'; {rule}")
     if name in (".", ".."):
         raise RelayError(f"invalid name {name!r}: a name cannot be '.' or '..'; {rule}")
-    if is_uuid(name):
-        raise RelayError(f"invalid name {name!r}: a name cannot be a UUID; {rule}")
+    if is_session_id(name):
+        raise RelayError(f"invalid name {name!r}: a name cannot be a session id; {rule}")
     if looks_like_id(name):
         raise RelayError(
             f"invalid name {name!r}: a name cannot read as a session id or its start ({MIN_ID_PREFIX} or "
@@ -176,7 +207,7 @@ def _name_base(text: str) -> str:
     while "--" in mapped:
         mapped = mapped.replace("--", "-")
     base = mapped.strip("-._")[:MAX_NAME_CHARS].rstrip("-._")
-    if not base or is_uuid(base):
+    if not base or is_session_id(base):
         return FALLBACK_NAME
     if looks_like_id(base):
         return f"{FALLBACK_NAME}-{base}"[:MAX_NAME_CHARS]

@@ -73,11 +73,11 @@ def _deliver_option(parsed: Parsed) -> str | None:
 def _id_option(store: StoreAPI, parsed: Parsed) -> SessionId:
     """The session --id stands for. A value that is no id nor the start of one is a usage error
     (exit 2) naming --id; a well-formed prefix that matches no session is a lookup error (exit 1)."""
-    from relay.domain.ids import is_id_prefix, is_uuid
+    from relay.domain.ids import is_id_prefix, is_session_id
     from relay.usecases.addressing import session_id_of
 
     raw = parsed.options["--id"]
-    if is_uuid(raw) or is_id_prefix(raw):
+    if is_session_id(raw) or is_id_prefix(raw):
         return session_id_of(store, raw)
     try:
         return session_id_of(store, raw)  # raises the exact reason: too short, or not an id

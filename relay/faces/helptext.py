@@ -252,8 +252,8 @@ TOPICS: dict[str, Topic] = {
         example="relay hook codex < event.json",
         exits={"0": "always, so the agent CLI's session goes on; problems go to stderr as one line"},
         positionals={
-            "tool": "the CLI the event comes from: codex, qwen, ... (without it: Claude Code, or Qwen Code "
-            "when the event's session is the one in QWEN_CODE_SESSION_ID)"
+            "tool": "the CLI the event comes from: codex, gemini, qwen, opencode (without it: Claude Code, or "
+            "Qwen Code when the event's session is the one in QWEN_CODE_SESSION_ID)"
         },
         usage="relay hook [<tool>]",
         summary="serve an agent CLI's hook event (run by every supported agent CLI)",
@@ -265,7 +265,8 @@ TOPICS: dict[str, Topic] = {
         output=("nothing on stdout; the fenced mail on stderr when it exits 2",),
         example="relay hook watch < event.json",
         exits={"0": "it left without mail (or was not needed)", "2": "mail was handed to the model on stderr"},
-        usage="relay hook watch",
+        positionals={"opencode": "run by relay's OpenCode plugin, which starts the turn itself"},
+        usage="relay hook watch [opencode]",
         summary="Claude Code's idle-mail watcher (run by Claude Code)",
     ),
     "bus": Topic(

@@ -80,6 +80,8 @@ def handle(event: dict, tool: str, stdout: "BinaryIO", store: "StoreAPI") -> Non
 
             deliver(store, session_id, show)
         _collect_if_due(store)
+    elif name == "Focus":  # a bus tool is about to run in this session (relay.agents.opencode)
+        store.set_marker(_session_dir(event), session_id)
     elif name == "SessionEnd":
         _stop_watcher(store, session_id)
         store.record_end(session_id)
@@ -181,7 +183,7 @@ def main(argv: list[str]) -> int:
         from relay.faces.watch import main as watch
 
         long_lived()
-        return watch()
+        return watch(argv[1:])
     tool = argv[0] if argv[:1] and argv[0] in AGENT_CLIS else "claude"
     try:
         event = read_event(sys.stdin.buffer, PREFIX)

@@ -8,7 +8,7 @@ violation is reported with the field's name so the model can fix its call.
 
 from __future__ import annotations
 
-from relay.domain.ids import NAME_CHARS, NAME_PATTERN, UUID_PATTERN, is_uuid
+from relay.domain.ids import NAME_CHARS, NAME_PATTERN, SESSION_ID_PATTERN, UUID_PATTERN, is_session_id, is_uuid
 
 TYPE_CHECKING = False  # only mypy needs typing: the MCP server starts with every session
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ def _is_name(value: str) -> bool:
 
 # The patterns relay's own schemas advertise, checked by the code that checks them everywhere else
 # (tests/faces/test_mcp_schema.py holds each equal to its pattern); any other pattern goes to `re`.
-_KNOWN_PATTERNS = {UUID_PATTERN: is_uuid, NAME_PATTERN: _is_name}
+_KNOWN_PATTERNS = {UUID_PATTERN: is_uuid, SESSION_ID_PATTERN: is_session_id, NAME_PATTERN: _is_name}
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,),

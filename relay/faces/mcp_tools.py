@@ -13,7 +13,7 @@ from relay.domain.ids import (
     MIN_ID_PREFIX,
     NAME_PATTERN,
     RESERVED_NAMES,
-    UUID_PATTERN,
+    SESSION_ID_PATTERN,
     check_name,
     require_uuid,
 )
@@ -78,7 +78,7 @@ TOOLS: list[dict[str, Any]] = [
                 },
                 "id": {
                     "type": "string",
-                    "pattern": UUID_PATTERN,
+                    "pattern": SESSION_ID_PATTERN,
                     "description": "Your own session id (the default); no other session's.",
                 },
                 "dir": {"type": "string", "minLength": 1, "description": "Absolute project dir; default: yours."},

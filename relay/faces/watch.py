@@ -16,6 +16,9 @@ like everywhere else. Rules it keeps:
 - Not forever: after RELAY_MAX_AUTO_WAKES turns it started (default 5) with no prompt from the
   session's user in between, mail waits for that user (two agents answering each other would
   otherwise wake each other without end); the user's next prompt resets the count.
+- OpenCode (`relay hook watch opencode`): relay's OpenCode plugin starts the watcher when a session
+  goes idle and, on exit 2, starts a turn with the stderr itself; the watcher's host is the plugin's
+  OpenCode process (its parent), and the plugin's `chat.message` hook stops it when a turn begins.
 - Near-zero cost while waiting: two stats every POLL_SECONDS; it ends with its Claude process,
   at SessionEnd, or before its hook timeout.
 """
@@ -130,10 +133,22 @@ def _socket_turn_coming(store: "StoreAPI", session_id: SessionId) -> bool:
     return socket_rung_lately(store, session_id)
 
 
-def watch(store: "StoreAPI", session_id: SessionId, claude: ProcInfo, stream: bool, lifetime: float) -> int:
+def _never_busy(pid: int) -> bool:
+    return False
+
+
+def watch(
+    store: "StoreAPI", session_id: SessionId, claude: ProcInfo, stream: bool, lifetime: float, tool: str = "claude"
+) -> int:
     """Wait for mail the policy lets through while idle: the process exits 2 once it was written to
-    stderr; 0 is returned when the session ends, its input closes or the lifetime is up."""
-    from relay.agents.claude import ANSWER_NOTE, turn_running
+    stderr; 0 is returned when the session ends, its input closes or the lifetime is up. `claude`
+    is the host process (for OpenCode: the plugin's OpenCode process, whose plugin stops the
+    watcher when a turn begins, so no turn is ever running while it looks)."""
+    from relay.agents import adapter
+    from relay.agents.claude import turn_running
+
+    note = adapter(tool).ANSWER_NOTE
+    busy = turn_running if tool == "claude" else _never_busy
 
     slot = store.claim_watch(session_id)
     if slot is None:
@@ -145,7 +160,7 @@ def watch(store: "StoreAPI", session_id: SessionId, claude: ProcInfo, stream: bo
         def show(batch: list[dict[str, object]], remaining: int) -> int:
             if not batch:
                 return 0
-            text, shown = fenced_text(session_id, batch, remaining, ANSWER_NOTE)  # the watcher serves Claude only
+            text, shown = fenced_text(session_id, batch, remaining, note)
             sys.stderr.write(text + "\n")
             sys.stderr.flush()
             return shown
@@ -160,7 +175,7 @@ def watch(store: "StoreAPI", session_id: SessionId, claude: ProcInfo, stream: bo
                 held_back is None or held_back[0] != stamp or time.monotonic() - held_back[1] > RECHECK_SECONDS
             ):
                 time.sleep(GRACE_SECONDS)
-                if not turn_running(claude.pid) and not _socket_turn_coming(store, session_id):
+                if not busy(claude.pid) and not _socket_turn_coming(store, session_id):
                     _deliver_and_leave(store, session_id, show)
                     held_back = store.mail_stamp(session_id), time.monotonic()
             time.sleep(POLL_SECONDS)
@@ -169,22 +184,35 @@ def watch(store: "StoreAPI", session_id: SessionId, claude: ProcInfo, stream: bo
         slot.release()
 
 
-def main() -> int:
-    """`relay hook watch`: 2 when mail was handed to the model, 0 otherwise (never an error)."""
+def signal_exit() -> None:
+    """SIGTERM (the next prompt's hook) makes the watcher leave quietly, with exit 0."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    """`relay hook watch [opencode]`: 2 when mail was handed to the model, 0 otherwise (never an error)."""
     try:
         event = read_event(sys.stdin.buffer, PREFIX)
         if event is None or not event.get("session_id"):
             return 0
         session_id = require_uuid(event["session_id"])
+        if argv == ["opencode"]:
+            from relay.host.procinfo import process_info
+
+            host = process_info(os.getppid())  # the OpenCode process whose plugin started this watcher
+            if host is None:
+                return 0
+            signal_exit()
+            return watch(open_store(warn=_log), session_id, host, False, LIFETIME_SECONDS, "opencode")
         claude = _claude_of()
         if claude is None:
             return 0  # not under Claude Code: nobody could take a rewake turn
         argv = command_line(claude.pid)
         if not rewakes(argv):
             return 0
-        import signal
-
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal_exit()
         stream = any(word in ("-p", "--print") for word in argv)
         return watch(open_store(warn=_log), session_id, claude, stream, LIFETIME_SECONDS)
     except Exception as err:  # a watcher must never disturb its session

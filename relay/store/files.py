@@ -1288,9 +1288,9 @@ class Store(StoreBase):
             return [("registry", path, f"{len(data['agents'])} {len(data['names'])}")]
         if area == "markers" and not name.startswith("."):
             held_by, _ = _parse_marker(_read_plain(path, 64 << 10))
-            from relay.domain.ids import is_uuid
+            from relay.domain.ids import is_session_id
 
-            return [] if is_uuid(held_by) else [("bad-marker", path, "")]
+            return [] if is_session_id(held_by) else [("bad-marker", path, "")]
         if area in ("mailbox", "inflight") and name.endswith(".jsonl"):
             good, bad = _count_lines(path)
             found = [("bad-lines", path, str(bad))] if bad else []

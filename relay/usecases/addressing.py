@@ -5,6 +5,7 @@ from relay.domain.ids import (
     PREFIX_RULE,
     SessionId,
     is_id_prefix,
+    is_session_id,
     is_uuid,
     looks_like_id,
     name_key,
@@ -33,7 +34,7 @@ def lookup(registry: "RegistryAPI", target: str) -> Entry | None:
     that reads as an id or its start (ids.looks_like_id) is only ever an id: no name can take mail
     meant for an id prefix, even one planted in the registry before names were checked for it. An
     ambiguous prefix is an error listing the candidates."""
-    if is_uuid(target):
+    if is_session_id(target):
         return registry.agents.get(target) or registry.agents.get(target.lower())
     if looks_like_id(target):
         return _by_prefix(registry, target) if is_id_prefix(target) else None
@@ -75,8 +76,8 @@ def resolve(store: "StoreAPI", target: str) -> Entry:
         raise RelayError("no recipient given: name a session or give its id (see roster / discover)")
     registry = store.registry()
     entry = lookup(registry, target)
-    if entry is None and is_uuid(target):
-        entry = {"id": target.lower(), "dir": None, "name": None, "tool": None}
+    if entry is None and is_session_id(target):
+        entry = {"id": require_uuid(target), "dir": None, "name": None, "tool": None}
     if entry is not None:
         return entry
     if is_id_prefix(target):
@@ -106,7 +107,7 @@ def did_you_mean(registry: "RegistryAPI", target: str) -> str:
 def session_id_of(store: "StoreAPI", value: object, what: str = "session id") -> SessionId:
     """The whole session id an id argument (`--id`, MCP `id`) stands for: a whole id as given
     (lower-cased; it need not be registered), or the one registered id it is a prefix of."""
-    if is_uuid(value):
+    if is_session_id(value):
         return require_uuid(value, what)
     if is_id_prefix(value):
         entry = _by_prefix(store.registry(), value)

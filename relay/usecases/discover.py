@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from relay.agents import adapter, adapters
-from relay.domain.ids import is_uuid
+from relay.domain.ids import is_session_id, require_uuid
 from relay.usecases.fence import session_view
 from relay.util.clock import iso_from_epoch
 
@@ -40,13 +40,13 @@ def discover(
     """
     now = time.time()
     since = now - within_min * 60
-    exclude = exclude.lower() if exclude else None
+    exclude = require_uuid(exclude) if is_session_id(exclude) else None
     found: dict[str, Row] = {}
 
     def add(kind: str, session_id: str | None, cwd: str | None, mtime: float) -> None:
-        if not is_uuid(session_id):
+        if not is_session_id(session_id):
             return
-        session_id = session_id.lower()
+        session_id = require_uuid(session_id)
         if session_id == exclude:
             return
         known = found.get(session_id)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import unicodedata
 
-from relay.domain.ids import NAME_CHARS, is_uuid
+from relay.domain.ids import NAME_CHARS, is_session_id, is_uuid, require_uuid
 from relay.domain.policy import MAIL_HEADER_END
 from relay.store.files import Message
 from relay.usecases.launcher import shell_quote
@@ -300,7 +300,7 @@ def is_name(value: object) -> bool:
         and 0 < len(value) <= 64
         and all(ch in NAME_CHARS for ch in value)
         and not value.startswith("-")
-        and not is_uuid(value)
+        and not is_session_id(value)
         and (value.lower() not in ("user", "system", "relay", "session-relay"))
     )
 
@@ -337,8 +337,8 @@ def _an_id(value: object) -> str | None:
 
 def _an_address(value: object) -> str | None:
     """A sender or recipient: a session id, or a valid name."""
-    if is_uuid(value):
-        return value.lower()
+    if is_session_id(value):
+        return require_uuid(value)
     return value if isinstance(value, str) and is_name(value) else None
 
 

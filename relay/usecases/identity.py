@@ -10,7 +10,7 @@ whose hook last wrote that dir's marker.
 
 import os
 
-from relay.domain.ids import SessionId, is_uuid, require_uuid
+from relay.domain.ids import SessionId, is_session_id, is_uuid, require_uuid
 from relay.util.env import usable_env
 from relay.util.values import Record
 
@@ -56,6 +56,6 @@ def current_session(store: "StoreAPI", meta: object = None) -> Identity:
     if served is not None:
         return Identity(require_uuid(served.session_id), served.cwd or directory, served.source, "codex")
     marked = store.marker(directory)
-    if is_uuid(marked):
+    if is_session_id(marked):
         return Identity(require_uuid(marked), directory, f"marker for {directory}")
     return Identity(None, directory, "none")

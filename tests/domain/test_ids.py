@@ -189,7 +189,7 @@ def test_check_name_accepts_exactly_the_rule(name):
         re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name) is not None
         and not name.startswith("-")
         and name not in (".", "..")
-        and not ids.is_uuid(name)
+        and not ids.is_session_id(name)
         and re.fullmatch(r"[0-9a-fA-F]{8,}", name) is None
         and not _reads_as_id_start(name)
         and re.sub(r"[-_.]", "", name.lower()) not in ("cli", "user", "system", "relay", "sessionrelay")
@@ -202,13 +202,13 @@ def test_check_name_accepts_exactly_the_rule(name):
         assert rule
 
 
-def test_one_uuid_pattern_for_ids_and_the_mcp_schemas():
+def test_one_session_id_pattern_for_ids_and_the_mcp_schemas():
     from relay.faces import mcp_tools as tools
 
     assert re.fullmatch(ids.UUID_PATTERN.strip("^$"), "123e4567-e89b-12d3-a456-426614174000")
     schemas = json.dumps([tool["inputSchema"] for tool in tools.TOOLS])
-    assert json.dumps(ids.UUID_PATTERN) in schemas
-    assert "[0-9a-fA-F]{8}" not in schemas.replace(json.dumps(ids.UUID_PATTERN), "")
+    assert json.dumps(ids.SESSION_ID_PATTERN) in schemas
+    assert "[0-9a-fA-F]{8}" not in schemas.replace(json.dumps(ids.SESSION_ID_PATTERN), "")
     register = next(tool for tool in tools.TOOLS if tool["name"] == "register")["inputSchema"]
     assert register["properties"]["name"]["pattern"] == ids.NAME_PATTERN
 
@@ -299,3 +299,50 @@ def test_store_files_are_named_by_the_spec(run_relay, store_home, tmp_path):
     message = json.loads(lines[0])
     assert set(message) == {"id", "ts", "from", "fromName", "to", "toName", "body"}
     assert ids.is_uuid(message["id"]) and uuid.UUID(message["id"]).version == 4
+
+
+# -- OpenCode's session ids -------------------------------------------------------------------
+
+OPENCODE_ID = "ses_db16e0fa9ffey3oGpK6C4PyxpG"  # as OpenCode 1.18 mints them
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        OPENCODE_ID,
+        "ses_" + "0" * 26,
+        "ses_" + "Z" * 26,
+    ],
+)
+def test_an_opencode_id_is_a_session_id_kept_as_written(value):
+    assert ids.is_opencode_id(value) and ids.is_session_id(value)
+    assert re.fullmatch(ids.SESSION_ID_PATTERN, value) and re.fullmatch(ids.OPENCODE_ID_PATTERN, value)
+    assert ids.require_uuid(value) == value  # its case is part of it: never lowered
+    assert not ids.is_uuid(value)  # message ids stay UUIDs
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "ses_" + "a" * 25,
+        "ses_" + "a" * 27,
+        "SES_" + "a" * 26,
+        "ses-" + "a" * 26,
+        "ses_" + "a" * 25 + "-",
+        "ses_" + "a" * 25 + "_",
+        "ses_" + "a" * 25 + "\u00e9",
+        "--ses_" + "a" * 24,
+        "ses_" + "a" * 25 + "\n",
+    ],
+)
+def test_anything_else_shaped_like_an_opencode_id_is_refused(value):
+    assert not ids.is_session_id(value)
+    assert not re.fullmatch(ids.SESSION_ID_PATTERN, value)
+    with pytest.raises(RelayError, match="invalid session id"):
+        ids.require_uuid(value)
+
+
+def test_an_opencode_id_is_no_name():
+    with pytest.raises(RelayError, match="cannot be a session id"):
+        ids.check_name(OPENCODE_ID)
+    assert ids.name_from_dir("/x/" + OPENCODE_ID, set()) == ids.FALLBACK_NAME
