@@ -8,7 +8,6 @@ from relay.domain.ids import AGENT_CLIS, SessionId, check_name, is_uuid, name_fr
 from relay.domain.policy import check_mode
 from relay.util import jsonlite
 from relay.util.errors import RelayError
-from relay.util.values import Record
 
 # A field `register` was not given (None is a value: it clears a name or a dir).
 UNSET = object()
@@ -62,16 +61,12 @@ def first_name(agents: dict[str, dict[str, object]], names: dict[str, str], dire
     return name_from_dir(directory, taken)
 
 
-class Registration(Record):
+class Registration:
     """What one registration gives, checked (StoreBase.register); UNSET fields keep their value. A
-    `started` one is a session's own start: it also clears `endedAt` and may name the session."""
+    `started` one is a session's own start: it also clears `endedAt` and may name the session.
+    A plain class: the hook's start imports nothing more for it."""
 
     __slots__ = ("deliver", "directory", "name", "started", "tool")
-    directory: object
-    name: object
-    tool: object
-    deliver: object
-    started: bool
 
     def __init__(
         self,
@@ -81,7 +76,7 @@ class Registration(Record):
         deliver: object = UNSET,
         started: bool = False,
     ) -> None:
-        self._fields(directory=directory, name=name, tool=tool, deliver=deliver, started=started)
+        self.directory, self.name, self.tool, self.deliver, self.started = directory, name, tool, deliver, started
 
     def apply(self, entry: dict[str, object]) -> bool:
         """Set the fields given on `entry`; a start also clears `endedAt` (a session resumed after it

@@ -122,7 +122,7 @@ def test_exclusive_minimum(value):
     assert violation(SCHEMAS["discover"], {"activeWithinMin": value}) == "`activeWithinMin` must be greater than 0"
 
 
-@pytest.mark.parametrize("value", ["gemini", "Claude", "", "claude ", None, 1])
+@pytest.mark.parametrize("value", ["aider", "Claude", "", "claude ", None, 1])
 def test_enum_violation_names_the_field(value):
     problem = violation(SCHEMAS["discover"], {"tool": value})
     assert problem is not None and problem.startswith("`tool` ")
