@@ -769,7 +769,9 @@ class GeminiHandler(_Handler):
 
     Model turns are the streamed requests: each is answered with the next of `server.calls` — a
     `functionCall` of a tool the request offers (`[name, args]`; Gemini names an MCP tool
-    `mcp_<server>_<tool>`), or a scripted text (`[None, text]`) — then with "done". Before answering
+    `mcp_<server>_<tool>`; `{MAIL_ID}`/`{MAIL_FROM}` in its args become the id and sender of the last
+    question fenced in the request, as _answering says), or a scripted text (`[None, text]`) — then
+    with "done". Before answering
     the n-th streamed request (counted from 0) the commands in `server.before[n]` run, so a test can
     queue mail while the session is mid-turn. A non-streamed request is Gemini's own router or
     next-speaker check: it gets a JSON text that satisfies each of them and consumes nothing.
@@ -802,12 +804,38 @@ class GeminiHandler(_Handler):
             if call is None and calls and calls[0][0] is None:
                 answer = {"text": str(calls.pop(0)[1])}
             elif call is not None:
-                answer = {"functionCall": {"name": call[0], "args": call[1]}}
+                answer = {"functionCall": {"name": call[0], "args": _answering(request, call[1])}}
         for argv in self.server.before.get(str(turn), []):
             self.server.ran.append(_run_client({"argv": argv, "cwd": self.server.cwd}, 0))
         self._reply(200, f"data: {json.dumps(_gemini_answer(answer))}\r\n\r\n".encode(), "text/event-stream")
 
     do_GET = do_POST
+
+
+# What a model reads off the last question fenced in its request to answer it: the `- from` line's
+# id, and the sender the question's "To answer" line names.
+_MAIL_ID = re.compile(r"^- from .*? \((?:[^)]*, )?id (?P<id>[^,)\s]+)", re.M)
+_MAIL_FROM = re.compile(r"^  To answer: .*? with to (?P<to>\S+) and replyTo ", re.M)
+
+
+def _answering(request: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
+    """`args` with `{MAIL_ID}` and `{MAIL_FROM}` in its string values replaced by the id and the sender
+    of the last question fenced in the Gemini request (left as they are when there is none)."""
+    insides = [inside for text in gemini_texts(request) for inside in fence_insides(text)]
+    found = {}
+    for key, pattern, group in (("{MAIL_ID}", _MAIL_ID, "id"), ("{MAIL_FROM}", _MAIL_FROM, "to")):
+        matches = [match[group] for inside in insides for match in pattern.finditer(inside)]
+        if matches:
+            found[key] = matches[-1]
+
+    def filled(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        for key, seen in found.items():
+            value = value.replace(key, seen)
+        return value
+
+    return {key: filled(value) for key, value in args.items()}
 
 
 def _gemini_answer(part: dict[str, Any]) -> dict[str, Any]:
