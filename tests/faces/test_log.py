@@ -45,7 +45,7 @@ def prompt(run_relay, sid: str, directory: Path, extra_env: dict[str, str] | Non
 def send(run_relay, *args: str, extra_env: dict[str, str] | None = None) -> str:
     done = run_relay("send", *args, extra_env=extra_env)
     assert done.returncode == 0, done.stderr
-    return done.stdout.decode().split()[-1]
+    return done.stdout.decode().splitlines()[0].split()[-1]  # line 1: queued -> TO <id>
 
 
 def log(run_relay, *args: str, extra_env: dict[str, str] | None = None) -> list[dict]:

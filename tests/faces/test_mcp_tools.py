@@ -217,7 +217,7 @@ def test_register_without_a_known_id(store, env, project, store_home):
         ({"name": "api$(touch /tmp/x)"}, "`name`"),
         ({"name": "Zoë"}, "`name`"),
         ({"name": "-flag"}, "'-'"),
-        ({"name": "123e4567-e89b-12d3-a456-426614174000"}, "UUID"),
+        ({"name": "123e4567-e89b-12d3-a456-426614174000"}, "session id"),
         ({"name": "cli"}, "reserved"),
     ],
 )
