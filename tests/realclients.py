@@ -1212,7 +1212,7 @@ def _opencode_step(step: dict[str, Any]) -> dict[str, Any]:
     try:
         result = _run_client(step, mock.port)
     finally:
-        mock.shutdown()
+        mock.stop()
     return {**result, "requests": mock.requests, "befores": mock.befores, "started": started}
 
 
@@ -1266,7 +1266,7 @@ def _opencode_tui_step(step: dict[str, Any]) -> dict[str, Any]:
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-        mock.shutdown()
+        mock.stop()
     report["requests"] = mock.requests
     report["screen"] = _screen_text(b"".join(screen))[-3000:]
     return report
