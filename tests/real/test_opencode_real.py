@@ -47,6 +47,7 @@ def times_in(body: dict[str, Any], needle: str) -> int:
 
 
 def setup(tmp_path: Path) -> tuple[rc.Sandbox, Path, dict[str, str]]:
+    rc.skip_in_compat_pass("opencode")
     rc.skip_unless_runnable("opencode")
     sandbox = rc.Sandbox(tmp_path / "sandbox")
     plugin = rc.plugin_under_test(tmp_path / "clone")
