@@ -6,6 +6,7 @@ reads (MCP `inbox` and `discover`, CLI `inbox`, `peek`, `discover`) carries vali
 """
 
 import json
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -46,8 +47,15 @@ def commands_in(texts: list[str]) -> list[str]:
     return [text.split("or run: ", 1)[1] for text in texts if "or run: " in text]
 
 
-def paste_into_sh(commands: list[str], where: Path) -> None:
+# Run through ./launcher (RELAY_CMD), relay names the launcher itself in its commands (the launcher
+# exports RELAY_LAUNCHER over the stub's): pasting then runs the stub in its place.
+REAL_LAUNCHER = shlex.quote(str((Path(__file__).resolve().parents[2] / "launcher").resolve()))
+
+
+def paste_into_sh(commands: list[str], where: Path, stub: Path) -> None:
     for command in commands:
+        if command.startswith(REAL_LAUNCHER + " "):
+            command = shlex.quote(str(stub)) + command[len(REAL_LAUNCHER) :]
         subprocess.run(["sh", "-c", command], cwd=where, capture_output=True, timeout=30, check=False)
 
 
@@ -56,7 +64,7 @@ def check_pasted(commands: list[str], tmp_path: Path, calls: Path, sender: str, 
     launcher with exactly the argv it names."""
     where = tmp_path / "paste"
     where.mkdir()
-    paste_into_sh(commands, where)
+    paste_into_sh(commands, where, tmp_path / "my tools" / "relay launcher")
     assert list(where.iterdir()) == [], f"a planted field ran a command: {commands}"
     assert len(commands) == 1, commands  # only the real question can be answered
     assert calls.read_text().split("\n")[:-1] == ["send", sender, "--reply-to", real_id, "--", "REPLY"]
