@@ -8,7 +8,7 @@ launcher's source fallback finds that venv there.
 
 The run here is real (the script, pytest, xdist, a test module that imports the sources and runs
 them in subprocesses) except for the two downloads: `python3 -m venv` makes a "venv" whose python is
-this test's interpreter and whose pip installs nothing, and `npm ci` only makes `node_modules`.
+this test's interpreter and whose pip installs nothing, and `npm install` only makes `node_modules`.
 """
 
 import os
@@ -94,7 +94,7 @@ def test_run_tests_keeps_its_venv_clients_and_caches_outside_the_clone(clone: Pa
     assert f"-m pip install -q --disable-pip-version-check -r {state}/requirements.txt" in calls
     assert "pytest-xdist==" in (state / "requirements.txt").read_text()
     if rc.why_not_runnable() is None:  # root, unshare and ip: the script installs the clients
-        assert f"npm ci --no-audit --no-fund --loglevel=error in {state}/clients" in calls
+        assert f"npm install --no-audit --no-fund --loglevel=error in {state}/clients" in calls
 
     # The launcher without a binary runs the sources with that venv's Python, before any python3 on PATH.
     log.write_text("")
