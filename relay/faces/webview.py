@@ -259,25 +259,6 @@ def _open_browser(url: str) -> None:
 def main(store: "StoreAPI", parsed: Parsed) -> int:
     """`relay ui`: serve the page on 127.0.0.1 and print its URL, until SIGINT or SIGTERM (exit 0)."""
     port = _port(parsed)
-    try:
-        server = ThreadingHTTPServer((HOST, port), Handler, bind_and_activate=False)
-        server.allow_reuse_address = False
-        server.daemon_threads = True
-        server.server_bind()
-        server.server_activate()
-    except OSError as err:
-        raise RelayError(f"cannot listen on {HOST}:{port}: {err.strerror or err}") from None
-    bound = server.server_address[1]
-    token = secrets.token_urlsafe(32)
-    hosts = (f"{HOST}:{bound}", f"localhost:{bound}")
-    server.RequestHandlerClass = type("BoundHandler", (Handler,), {"view": View(store), "token": token, "hosts": hosts})
-    url = f"http://{HOST}:{bound}/?token={token}"
-    print(url, flush=True)
-    if "--no-open" not in parsed.flags:
-        _open_browser(url)
-    from relay.faces.boundary import long_lived
-
-    long_lived()
     import signal
 
     def stop(_signum: int, _frame: object) -> None:
@@ -287,9 +268,39 @@ def main(store: "StoreAPI", parsed: Parsed) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, stop)
     try:
-        server.serve_forever(poll_interval=0.5)
+        server = _listen(port)
+        try:
+            _serve(server, store, "--no-open" not in parsed.flags)
+        finally:
+            server.server_close()
     except KeyboardInterrupt:
         pass
-    finally:
-        server.server_close()
     return 0
+
+
+def _listen(port: int) -> ThreadingHTTPServer:
+    try:
+        server = ThreadingHTTPServer((HOST, port), Handler, bind_and_activate=False)
+        server.allow_reuse_address = False
+        server.daemon_threads = True
+        server.server_bind()
+        server.server_activate()
+    except OSError as err:
+        raise RelayError(f"cannot listen on {HOST}:{port}: {err.strerror or err}") from None
+    return server
+
+
+def _serve(server: ThreadingHTTPServer, store: "StoreAPI", open_it: bool) -> None:
+    """Print the URL (with a fresh token), then answer requests until a signal stops it."""
+    bound = server.server_address[1]
+    token = secrets.token_urlsafe(32)
+    hosts = (f"{HOST}:{bound}", f"localhost:{bound}")
+    server.RequestHandlerClass = type("BoundHandler", (Handler,), {"view": View(store), "token": token, "hosts": hosts})
+    url = f"http://{HOST}:{bound}/?token={token}"
+    print(url, flush=True)
+    if open_it:
+        _open_browser(url)
+    from relay.faces.boundary import long_lived
+
+    long_lived()
+    server.serve_forever(poll_interval=0.5)
