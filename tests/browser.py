@@ -76,6 +76,7 @@ class Chromium:
         ]
         self.call("Page.enable")
         self.call("Runtime.enable")
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
 
     def _read(self, deadline: float) -> dict:
         while b"\0" not in self._buffer:
@@ -126,8 +127,13 @@ class Chromium:
             time.sleep(every)
         raise TimeoutError(f"still false after {timeout} s: {expression}")
 
-    def navigate(self, url: str) -> None:
+    def navigate(self, url: str, timeout: float = 30) -> None:
+        """Load `url` and return once its load event fired (scripts of the old page no longer answer)."""
+        self.events.clear()
         self.call("Page.navigate", url=url)
+        deadline = time.monotonic() + timeout
+        while not any(e.get("method") == "Page.loadEventFired" for e in self.events):
+            self.events.append(self._read(deadline))
 
     def screenshot(self) -> bytes:
         return base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
