@@ -49,6 +49,7 @@ class View:
         self.read_at = 0.0
         self.version = 0
         self.body = b""
+        self.shown: dict[str, object] = {"sessions": [], "threads": [], "journal": True, "sender": SENDER}
 
     def current(self) -> tuple[int, bytes]:
         """(version, the view as JSON), read again when it is older than REFRESH seconds."""
@@ -58,17 +59,24 @@ class View:
             return self.version, self.body
 
     def _read(self) -> None:
+        """Read the view again; when the store fails, the last view stays, with the failure's one line
+        as `error` (an unexpected one's traceback goes to the error log), and the next read tries again."""
         from relay.usecases import journal
         from relay.usecases.overview import sessions
 
-        self.conversation.refresh(self.store)
-        view = {
-            "sessions": sessions(self.store),
-            "threads": self.conversation.threads(),
-            "journal": journal.journal_days() > 0,
-            "sender": SENDER,
-        }
-        body = encode(view)
+        try:
+            self.conversation.refresh(self.store)
+            self.shown = {
+                "sessions": sessions(self.store),
+                "threads": self.conversation.threads(),
+                "journal": journal.journal_days() > 0,
+                "sender": SENDER,
+            }
+        except Exception as err:
+            from relay.faces.boundary import described
+
+            self.shown = {**self.shown, "error": described("cli ui", err)[0]}
+        body = encode(self.shown)
         if body != self.body:
             self.body, self.version = body, self.version + 1
         self.read_at = time.monotonic()
@@ -278,11 +286,24 @@ def main(store: "StoreAPI", parsed: Parsed) -> int:
     return 0
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True  # an open event stream does not hold up the stop
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A reader that went away is nothing to report; anything else goes to the error log, not the terminal."""
+        import sys
+
+        err = sys.exc_info()[1]
+        if isinstance(err, Exception) and not isinstance(err, OSError):
+            from relay.store import errorlog
+
+            errorlog.record("cli ui", err)
+
+
 def _listen(port: int) -> ThreadingHTTPServer:
     try:
-        server = ThreadingHTTPServer((HOST, port), Handler, bind_and_activate=False)
+        server = Server((HOST, port), Handler, bind_and_activate=False)
         server.allow_reuse_address = False
-        server.daemon_threads = True
         server.server_bind()
         server.server_activate()
     except OSError as err:

@@ -199,7 +199,12 @@ async function send(event) {
 document.getElementById("compose").addEventListener("submit", send);
 const stream = new EventSource("/api/events?token=" + encodeURIComponent(token));
 const link = document.getElementById("link");
-stream.addEventListener("view", (e) => { link.textContent = "live"; link.className = ""; render(JSON.parse(e.data)); });
+stream.addEventListener("view", (e) => {
+  const view = JSON.parse(e.data);
+  link.textContent = view.error ? "store error: " + view.error : "live";
+  link.className = view.error ? "down" : "";
+  render(view);
+});
 stream.addEventListener("error", () => { link.textContent = "reconnecting…"; link.className = "down"; });
 </script>
 </body>

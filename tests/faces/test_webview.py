@@ -330,3 +330,25 @@ def test_it_serves_until_a_signal_then_exits_0_even_as_a_background_job(env, tmp
     assert server.proc.stderr.read() == b""  # type: ignore[union-attr]
     stream.close()
     assert listening_addresses(server.port) == set()
+
+
+@pytest.mark.files_only(reason="plants a registry file owned by another user")
+@pytest.mark.usefixtures("world")
+def test_a_store_that_fails_is_one_line_in_the_view_and_the_server_goes_on(ui, trio, store_home):
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    assert {s["name"] for s in ui.view()["sessions"]} == {"api", "web", "docs"}
+    registry = store_home / "registry.json"
+    os.chown(registry, 65534, -1)  # a store file that is not yours is refused (docs/security.md)
+    try:
+        deadline = time.monotonic() + 10
+        while "error" not in (view := ui.view()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "\n" not in view["error"] and "registry.json" in view["error"], view
+        assert {s["name"] for s in view["sessions"]} == {"api", "web", "docs"}  # the last view stays
+    finally:
+        os.chown(registry, os.getuid(), -1)
+    deadline = time.monotonic() + 10
+    while "error" in (view := ui.view()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "error" not in view and ui.proc.poll() is None
