@@ -7,6 +7,7 @@ cursor so that each refresh reads only what is new; each message's delivery stat
 `relay status` says of it (the store's receipt: queued, taken, delivered, replied, archived).
 """
 
+from relay.domain.ids import is_uuid, require_uuid
 from relay.usecases import journal
 from relay.usecases.conversation import recipient_state
 
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
 MAX_MESSAGES = 1000
 # States a message does not leave: it is not asked again once it reached one.
 FINAL_STATES = ("replied", "archived")
+# Seconds: the states of messages whose recipient's mail did not visibly change are read again this
+# often anyway (a take on Redis, or gc archiving, leaves no other trace a cheap check sees).
+RECHECK_SECONDS = 5.0
 MESSAGE_FIELDS = ("id", "ts", "from", "fromName", "to", "toName", "thread", "replyTo", "body", "detail")
 
 
@@ -41,9 +45,15 @@ class Conversation:
     def __init__(self) -> None:
         self.cursor: str | None = None
         self.messages: dict[str, dict[str, object]] = {}
+        self.stamps: dict[str, tuple[int, ...] | None] = {}  # recipient id -> its mail stamp when its states were read
+        self.checked_at = 0.0
 
     def refresh(self, store: "StoreAPI") -> None:
-        """Read the journal's new `sent` events, then the state of every message that may still change."""
+        """Read the journal's new `sent` events, then the state of every message that may still change:
+        all of them when the journal moved or RECHECK_SECONDS passed, else those of the recipients
+        whose mail changed (StoreAPI.mail_stamp), so a quiet bus costs one stamp per recipient."""
+        import time
+
         found, cursor = journal.events(store, self.cursor)
         if cursor is not None:
             self.cursor = cursor
@@ -54,9 +64,16 @@ class Conversation:
                 self.messages[str(event["id"])] = message
         for stale in list(self.messages)[:-MAX_MESSAGES]:
             del self.messages[stale]
-        for message_id, message in self.messages.items():
-            if message["state"] not in FINAL_STATES:
-                message["state"] = _state(store, message_id)
+        everything = bool(found) or time.monotonic() - self.checked_at >= RECHECK_SECONDS
+        if everything:
+            self.checked_at = time.monotonic()
+        open_ones = [m for m in self.messages.values() if m["state"] not in FINAL_STATES]
+        stamps = {str(m["to"]): store.mail_stamp(require_uuid(m["to"])) for m in open_ones if is_uuid(m["to"])}
+        for message in open_ones:
+            recipient = str(message["to"])
+            if everything or stamps.get(recipient) != self.stamps.get(recipient):
+                message["state"] = _state(store, str(message["id"]))
+        self.stamps = stamps
 
     def threads(self) -> "list[dict[str, object]]":
         """The messages grouped by thread, each thread's messages oldest first, the thread with the
