@@ -198,6 +198,7 @@ class Handler(BaseHTTPRequestHandler):
             return
 
     def do_POST(self) -> None:
+        self.close_connection = True  # a refused request's body may be left unread: never reuse the connection
         path, _ = self._query_token()
         length = self.headers.get("Content-Length", "")
         raw = self.rfile.read(int(length)) if length.isdigit() and int(length) <= MAX_POST else None

@@ -352,3 +352,13 @@ def test_a_store_that_fails_is_one_line_in_the_view_and_the_server_goes_on(ui, t
     while "error" in (view := ui.view()) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert "error" not in view and ui.proc.poll() is None
+
+
+def test_an_oversized_send_is_refused_and_queues_nothing(ui, trio, store_home):
+    big = json.dumps({"to": "api", "body": "x" * (70 * 1024)}).encode()
+    status, _, body = ui.request(
+        "POST", "/api/send", big, {"Content-Type": "application/json", "X-Relay-Token": ui.token}
+    )
+    assert status == 413, body
+    assert mailbox_lines(store_home, trio["api"]) == []
+    assert ui.post({"to": "api", "body": "small"})[0] == 200  # the server still answers
