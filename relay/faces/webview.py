@@ -102,8 +102,17 @@ class View:
                 reply_to = message_id_of(self.store, reply_to, None)
             sent = send_and_ring(self.store, to.strip(), body, None, SENDER, reply_to=reply_to or None)
             self.read_at = 0.0  # the next read shows it
-        message = sent.message
-        return {"id": message["id"], "thread": thread_of(message), "to": message["to"], "toName": message["toName"]}
+        from relay.usecases.conversation import state_line
+
+        message, state = sent.message, sent.recipient_state()["state"]
+        return {
+            "id": message["id"],
+            "thread": thread_of(message),
+            "to": message["to"],
+            "toName": message["toName"],
+            "recipient": state,
+            "note": sent.note or state_line(sent.recipient, state),
+        }
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -220,10 +229,10 @@ class Handler(BaseHTTPRequestHandler):
             answer, status = self.view.send(request), 200
         except RelayError as err:
             answer, status = {"error": str(err)}, 400
-        except OSError as err:
-            from relay.util.errors import describe_os_error
+        except Exception as err:  # one line for the page; an unexpected error's traceback goes to the error log
+            from relay.faces.boundary import described
 
-            answer, status = {"error": describe_os_error(err)}, 500
+            answer, status = {"error": described("cli ui", err)[0]}, 500
         self._reply(status, "application/json", encode(answer))
 
 

@@ -186,7 +186,8 @@ async function send(event) {
     });
     const data = await answer.json();
     if (!answer.ok) throw new Error(data.error || answer.statusText);
-    result.textContent = "queued " + data.id + " for " + who(data.to, data.toName);
+    const note = data.note ? " — " + data.note : "";
+    result.textContent = "queued " + data.id + " for " + who(data.to, data.toName) + note;
     text.value = "";
     replyTo = null;
     document.getElementById("replying").textContent = "";

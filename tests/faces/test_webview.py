@@ -191,7 +191,8 @@ def test_a_send_needs_the_token_this_host_and_json(ui, trio, store_home, run_rel
     # the token in the JSON body or in the header both do
     assert ui.request("POST", "/api/send", with_token, as_json)[0] == 200
     status, answer = ui.post({"to": "api", "body": "second"})
-    assert status == 200 and answer["toName"] == "api", answer
+    assert status == 200 and answer["toName"] == "api" and answer["recipient"] == "idle", answer
+    assert answer["note"].startswith("api is not running: it reads this when it starts or is woken ("), answer
     inbox = json.loads(run_relay("inbox", "api").stdout)
     assert [(m["fromName"], m["from"], m["body"]) for m in inbox["messages"]] == [
         ("user", None, "hello"),
