@@ -288,6 +288,33 @@ def test_source_fallback_prefers_the_checkouts_venv(tmp_path: Path) -> None:
         assert "run ./run-tests once" in missing.stderr
 
 
+def test_source_fallback_finds_the_run_tests_venv_through_a_symlinked_directory(tmp_path: Path) -> None:
+    """./run-tests names its venv after the checkout's real path; the launcher, which leaves a
+    symlinked directory in its own path unresolved, still finds that venv."""
+    import sys
+
+    checkout(tmp_path / "real" / "repo")
+    real = (tmp_path / "real" / "repo").resolve()
+    package = real / "relay"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text("import sys\nprint('from-tests-venv', sys.argv[1:])\n")
+    sum_ = subprocess.run(["cksum"], input=str(real).encode(), capture_output=True, check=True).stdout.split()[0]
+    venv_python = (
+        tmp_path / "cache" / "session-relay" / "tests" / f"{real.name}-{sum_.decode()}" / "venv" / "bin" / "python"
+    )
+    venv_python.parent.mkdir(parents=True)
+    venv_python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')  # this venv has orjson
+    venv_python.chmod(0o755)
+    (tmp_path / "plugins").symlink_to(tmp_path / "real")
+    launcher = tmp_path / "plugins" / "repo" / "launcher"
+    result = run(
+        ["dash", str(launcher), "demo"], path_prefix=tmp_path / "empty", XDG_CACHE_HOME=str(tmp_path / "cache")
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "from-tests-venv ['demo']"
+
+
 def test_real_checkout_runs_the_committed_binary() -> None:
     """./launcher of this checkout runs bin/relay-<host triple>, the same version as the sources."""
     host_binary()
