@@ -61,6 +61,7 @@ from relay.store.files import (
 from relay.store.layout import mailbox_name
 from relay.store.lock import FileLock
 from relay.store.redis_client import UNLOCK, RedisConnection, redact
+from relay.store.redis_reads import Row, read_entries
 from relay.util import jsonlite
 from relay.util.clock import now_iso
 from relay.util.errors import LockBusy, RelayError
@@ -583,49 +584,28 @@ class RedisStore(RedisConnection, StoreBase):
     def _claim(
         self, client: Any, recipient: str, budget: int, select: Select | None
     ) -> tuple[list[str], list[int], list[Message]]:
+        """The three sources of a take, in the order their mail must come (docs/redis-store.md)."""
+        claim = _Claim(budget, select)
+        self._claim_from_dead_takers(client, recipient, claim)
+        self._claim_parked(client, recipient, claim)
+        self._claim_new(recipient, claim)
+        if claim.to_redeliver:
+            self._park(recipient, claim.to_redeliver, REDELIVER)
+        return claim.sids, claim.sizes, claim.messages
+
+    def _claim_from_dead_takers(self, client: Any, recipient: str, claim: "_Claim") -> None:
+        """Step 1: claims of dead takers (and this process's own closed-unacked ones) come first and
+        flagged; they are shown again, so the taker that held them may have shown them already."""
         stream = redis_keys.mbox(recipient)
-        sids: list[str] = []
-        sizes: list[int] = []
-        messages: list[Message] = []
-        used = 0
-        to_redeliver: list[str] = []
+        dead = sorted(self._dead_claims(client, stream), key=_sid_key)
+        if dead:
+            self._move(stream, dead, self._consumer)
+            self._take_rows(recipient, self._read(recipient, claim, ["ids", *dead]), claim, redelivered=True)
 
-        def add(entries: list, redelivered: bool, selective: bool) -> list[str]:
-            """Take what fits and `select` accepts; the stream ids taken. Entries left alone stay
-            where they are: parked ones (steps 2 and 3) stay parked, unflagged, in front."""
-            nonlocal used
-            taken: list[str] = []
-            for sid_raw, fields in entries:
-                sid = sid_raw.decode() if isinstance(sid_raw, bytes) else str(sid_raw)
-                raw = fields.get(b"m") if fields else None
-                message = _parse(raw)
-                if not isinstance(raw, bytes) or message is None:  # deleted meanwhile, or not relay's
-                    if isinstance(raw, bytes):  # kept for a human, never deleted (like quarantine/)
-                        client.rpush(redis_keys.quarantine(recipient), raw)
-                        self.warn(
-                            f"an unreadable message in the mailbox of {recipient} was kept in "
-                            f"{redis_keys.quarantine(recipient)}; the other messages were delivered"
-                        )
-                    self._ack(recipient, [sid], [len(raw) if isinstance(raw, bytes) else 0], [])
-                    continue
-                if selective and select is not None and not select(message):
-                    continue
-                if sids and used + len(raw) > budget:
-                    if redelivered:
-                        to_redeliver.append(sid)
-                    continue
-                if redelivered:
-                    message["redelivered"] = True
-                sids.append(sid)
-                sizes.append(len(raw))
-                messages.append(message)
-                taken.append(sid)
-                used += len(raw)
-            return taken
-
-        # 1. Claims of dead takers (and this process's own earlier, closed-unacked claims).
+    def _dead_claims(self, client: Any, stream: str) -> list[str]:
+        """The stream ids claimed by takers judged dead (_taker_is_dead), one /proc look per taker."""
         dead: list[str] = []
-        known: dict[str, bool] = {}  # same-host owners: one /proc look per taker, not per message
+        known: dict[str, bool] = {}
         for row in client.xpending_range(stream, GROUP, "-", "+", 10_000):
             owner = row["consumer"].decode()
             if owner == PARKED:
@@ -640,33 +620,76 @@ class RedisStore(RedisConnection, StoreBase):
                     known[owner] = is_dead
             if is_dead:
                 dead.append(row["message_id"].decode())
-        if dead:
-            add(_xclaim(client, stream, self._consumer, dead), True, False)
-        # 2. Parked mail: read but not shown by an earlier taker; still in front, in order.
-        # They are read where they are and only what is taken moves to this taker, so a taker that
-        # dies meanwhile leaves them parked: never flagged as redelivered, since none was shown.
+        return dead
+
+    def _claim_parked(self, client: Any, recipient: str, claim: "_Claim") -> None:
+        """Step 2: mail read but not shown by an earlier take, still in front, in order. It is read
+        where it is and only what is taken moves to this taker, so a taker that dies meanwhile leaves
+        it parked: never flagged as redelivered, since none of it was shown."""
+        stream = redis_keys.mbox(recipient)
         parked = [r["message_id"].decode() for r in client.xpending_range(stream, GROUP, "-", "+", 10_000, PARKED)]
         if parked:
-            pipe = client.pipeline(transaction=False)
-            for sid in parked:
-                pipe.xrange(stream, sid, sid)
-            entries = [row[0] for row in pipe.execute() if row]
-            self._move(stream, add(entries, False, True), self._consumer)
-        # 3. New mail, a few at a time, until the budget is spent (a selective take reads it all):
-        # read into the parked consumer, then what is taken moves to this taker (same reason).
-        while used < budget or select is not None:
-            got = client.xreadgroup(GROUP, PARKED, {stream: ">"}, count=_READ_COUNT)
-            entries = got[0][1] if got else []
-            if not entries:
-                break
-            taken = add(entries, False, True)
-            checkpoint("take:copied")  # a crash here leaves all of them parked: delivered later, unflagged
+            taken = self._take_rows(recipient, self._read(recipient, claim, ["ids", *parked]), claim)
             self._move(stream, taken, self._consumer)
-            if select is None and used >= budget:
+
+    def _claim_new(self, recipient: str, claim: "_Claim") -> None:
+        """Step 3: new mail, a few at a time, until the budget is spent (a selective take reads it
+        all): read into the parked consumer, then what is taken moves to this taker (same reason)."""
+        while claim.used < claim.budget or claim.select is not None:
+            rows = self._read(recipient, claim, ["new", _READ_COUNT, PARKED])
+            if not rows:
                 break
-        if to_redeliver:
-            self._park(recipient, to_redeliver, REDELIVER)
-        return sids, sizes, messages
+            taken = self._take_rows(recipient, rows, claim)
+            checkpoint("take:copied")  # a crash here leaves all of them parked: delivered later, unflagged
+            self._move(redis_keys.mbox(recipient), taken, self._consumer)
+            if claim.select is None and claim.used >= claim.budget:
+                break
+
+    def _read(self, recipient: str, claim: "_Claim", mode: list[object]) -> list[Row]:
+        """Entries as rows, measured in Redis: only bodies within the take's room cross the wire, and
+        one larger than RELAY_MAILBOX_MAX never does (it is moved aside, relay.store.redis_reads)."""
+        return read_entries(self, recipient, GROUP, claim.entry_max, claim.room(), not claim.sids, mode)
+
+    def _take_rows(self, recipient: str, rows: list[Row], claim: "_Claim", redelivered: bool = False) -> list[str]:
+        """Take what fits and `select` accepts (a redelivery ignores `select`: it was shown); the stream
+        ids taken. Rows left alone stay where they are: parked ones stay parked, unflagged, in front;
+        redelivered ones past the budget go to REDELIVER."""
+        taken: list[str] = []
+        for row in rows:
+            message = _parse(row.body)
+            if row.kind in ("big", "gone") or (row.kind == "ok" and message is None):
+                self._set_aside(recipient, row)
+                continue
+            if message is not None and not redelivered and claim.select is not None and not claim.select(message):
+                continue
+            if message is None or (claim.sids and claim.used + row.size > claim.budget):
+                if redelivered:
+                    claim.to_redeliver.append(row.sid)
+                continue
+            if redelivered:
+                message["redelivered"] = True
+            claim.add(row.sid, row.size, message)
+            taken.append(row.sid)
+        return taken
+
+    def _set_aside(self, recipient: str, row: Row) -> None:
+        """An entry that cannot be delivered: one too large was already moved to the quarantine list
+        in Redis, unread; one that does not parse is kept there too; one without a body is dropped."""
+        where = redis_keys.quarantine(recipient)
+        if row.kind == "big":
+            self.warn(
+                f"a {row.size}-byte entry in the mailbox of {recipient}, larger than RELAY_MAILBOX_MAX, was "
+                f"moved unread to {where}; the other messages were delivered (relay doctor names it)"
+            )
+            return
+        if row.body is not None:  # not relay's: kept for a human, never deleted (like quarantine/)
+            with self._guard():
+                self._redis().rpush(where, row.body)
+            self.warn(
+                f"an unreadable message in the mailbox of {recipient} was kept in {where}; "
+                "the other messages were delivered"
+            )
+        self._ack(recipient, [row.sid], [len(row.body) if row.body is not None else 0], [])
 
     def _move(self, stream: str, sids: list[str], consumer: str) -> None:
         """Hand these claims to `consumer` (min idle 0: the caller decided)."""
@@ -1060,10 +1083,29 @@ class RedisStore(RedisConnection, StoreBase):
         return found
 
 
-def _xclaim(client: Any, stream: str, consumer: str, sids: list[str]) -> list:
-    """Take over these claims (min idle 0: the caller decided), returning their entries in order."""
-    entries = client.xclaim(stream, GROUP, consumer, 0, sids)
-    return sorted(entries, key=lambda e: _sid_key(e[0]))
+class _Claim:
+    """One take's claim in progress: what it took so far, and the room left in its budget."""
+
+    def __init__(self, budget: int, select: Select | None) -> None:
+        self.budget = budget
+        self.select = select
+        self.entry_max = mailbox_max()
+        self.sids: list[str] = []
+        self.sizes: list[int] = []
+        self.messages: list[Message] = []
+        self.used = 0
+        self.to_redeliver: list[str] = []
+
+    def room(self) -> int:
+        """Bytes of bodies the next read may send: the budget's rest, or for a selective take (which
+        looks at mail it does not take) one mailbox's worth per read."""
+        return self.entry_max if self.select is not None else self.budget - self.used
+
+    def add(self, sid: str, size: int, message: Message) -> None:
+        self.sids.append(sid)
+        self.sizes.append(size)
+        self.messages.append(message)
+        self.used += size
 
 
 def _sid_key(sid: bytes | str) -> tuple[int, int]:
