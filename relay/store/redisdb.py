@@ -61,7 +61,7 @@ from relay.store.files import (
 from relay.store.layout import mailbox_name
 from relay.store.lock import FileLock
 from relay.store.redis_client import UNLOCK, RedisConnection, redact
-from relay.store.redis_reads import Row, read_entries
+from relay.store.redis_reads import Row, read_entries, read_field, read_hashes
 from relay.util import jsonlite
 from relay.util.clock import now_iso
 from relay.util.errors import LockBusy, RelayError
@@ -79,6 +79,7 @@ CLAIM_IDLE_MS = 20_000
 TAKE_LOCK_MS = 5_000
 TAKE_LOCK_WAIT = 3.0
 _READ_COUNT = 32
+_PEEK_PAGE = 256
 # The journal stream keeps about this many events (XADD MAXLEN ~); `relay gc` also trims it by age.
 JOURNAL_MAX = 200_000
 _JOURNAL_PAGE = 1000
@@ -300,12 +301,9 @@ class RedisStore(RedisConnection, StoreBase):
     # -- registry, names, markers ---------------------------------------------------------------
 
     def registry(self) -> Registry:
-        """A consistent snapshot of every entry and name (one MULTI/EXEC)."""
+        """A consistent snapshot of every entry and name (one script; values too large are left out)."""
         with self._guard():
-            pipe = self._redis().pipeline(transaction=True)
-            pipe.hgetall(redis_keys.AGENTS)
-            pipe.hgetall(redis_keys.NAMES)
-            agents_raw, names_raw = pipe.execute()
+            agents_raw, names_raw = read_hashes(self, redis_keys.AGENTS, redis_keys.NAMES)
         agents: dict[str, Entry] = {}
         for key, raw in agents_raw.items():
             try:
@@ -317,16 +315,12 @@ class RedisStore(RedisConnection, StoreBase):
         names = {k.decode(): v.decode() for k, v in names_raw.items()}
         return Registry({"agents": agents, "names": names})
 
-    @staticmethod
-    def _registry_maps(pipe: Any) -> tuple[dict[str, Entry], dict[str, str]]:
-        """Every entry and name, read inside a WATCH (before MULTI)."""
-        agents: dict[str, Entry] = {}
-        for key, raw in pipe.hgetall(redis_keys.AGENTS).items():
-            entry = _load_entry(raw)
-            if entry is not None:
-                agents[key.decode()] = entry
-        names = {k.decode(): v.decode() for k, v in pipe.hgetall(redis_keys.NAMES).items()}
-        return agents, names
+    def _registry_maps(self, pipe: Any) -> tuple[dict[str, Entry], dict[str, str]]:
+        """Every entry and name, read inside a WATCH (before MULTI). Read in one script on the main
+        connection (values too large left in Redis, relay.store.redis_reads): `pipe`'s WATCH still
+        fails the transaction when either hash changes after it."""
+        registry = self.registry()
+        return dict(registry.agents), dict(registry.names)
 
     def _in_registry_transaction(self, attempt: Callable[[Any], Any]) -> Any:
         """Run `attempt(pipe)` with the registry WATCHed: it reads, then calls pipe.multi() and queues
@@ -352,7 +346,7 @@ class RedisStore(RedisConnection, StoreBase):
 
         def attempt(pipe: Any) -> Entry:
             chosen = change.name
-            raw = pipe.hget(redis_keys.AGENTS, session_id)
+            raw = read_field(self, redis_keys.AGENTS, session_id)
             entry = _load_entry(raw) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
             fresh = raw is None
             if change.apply(entry):
@@ -399,9 +393,9 @@ class RedisStore(RedisConnection, StoreBase):
         """StoreBase.move_name: the registry change in one MULTI/EXEC (WATCHed), then the mail."""
 
         def attempt(pipe: Any) -> str | None:
-            names = {k.decode(): v.decode() for k, v in pipe.hgetall(redis_keys.NAMES).items()}
+            names = {k.decode(): v.decode() for k, v in read_hashes(self, redis_keys.NAMES)[0].items()}
             held = base.holds_name(names, holder, name)
-            entry = _load_entry(pipe.hget(redis_keys.AGENTS, taker))
+            entry = _load_entry(read_field(self, redis_keys.AGENTS, taker))
             if held is None or entry is None:
                 return None
             updates, drop_names = self._name_change(pipe, taker, held)
@@ -481,7 +475,7 @@ class RedisStore(RedisConnection, StoreBase):
                 with client.pipeline(transaction=True) as pipe:
                     try:
                         pipe.watch(redis_keys.AGENTS)
-                        entry = _load_entry(pipe.hget(redis_keys.AGENTS, session_id))
+                        entry = _load_entry(read_field(self, redis_keys.AGENTS, session_id))
                         if entry is None:
                             return
                         entry["endedAt"] = now_iso()
@@ -734,19 +728,20 @@ class RedisStore(RedisConnection, StoreBase):
                         claimed.add(row["message_id"].decode())
             except redis.ResponseError:
                 pass  # no group yet: nothing was ever taken
-            entries = client.xrange(stream, "-", "+")
+            rows = self._peek_rows(recipient, mailbox_max() if budget is None else budget)
         inflight: list[Message] = []
         pending: list[Message] = []
-        for sid_raw, fields in entries:
-            message = _parse(fields.get(b"m"))
+        unread = 0
+        for row in rows:
+            message = _parse(row.body)
+            unread += row.kind == "later"
             if message is None:
                 continue
-            sid = sid_raw.decode()
-            message["state"] = "inflight" if sid in claimed else "pending"
-            (inflight if sid in claimed else pending).append(message)
+            message["state"] = "inflight" if row.sid in claimed else "pending"
+            (inflight if row.sid in claimed else pending).append(message)
         every = inflight + pending
         if budget is None:
-            return every, 0
+            return every, unread
         shown: list[Message] = []
         left = budget
         for message in every:
@@ -755,7 +750,21 @@ class RedisStore(RedisConnection, StoreBase):
                 break
             shown.append(message)
             left -= size
-        return shown, len(every) - len(shown)
+        return shown, len(every) - len(shown) + unread
+
+    def _peek_rows(self, recipient: str, room: int) -> list[Row]:
+        """Every entry of the stream as rows, in pages, with bodies only within `room` bytes in all
+        (an entry larger than RELAY_MAILBOX_MAX is skipped, left where it is: a peek changes nothing)."""
+        rows: list[Row] = []
+        start, entry_max, first = "-", mailbox_max(), True
+        while True:
+            page = read_entries(self, recipient, GROUP, entry_max, room, first, ["range", start, _PEEK_PAGE], False)
+            rows += page
+            first = first and all(row.body is None for row in page)
+            room -= sum(row.size for row in page if row.body is not None)
+            if len(page) < _PEEK_PAGE:
+                return rows
+            start = f"({page[-1].sid}"
 
     def has_mail(self, recipient: SessionId) -> bool:
         with self._guard():
