@@ -25,32 +25,32 @@ VALUE_MAX = 64 * 1024
 
 # KEYS: stream, quarantine list, bytes, urgent set. ARGV: group, entry max, room, first ('1' when the
 # caller holds nothing yet: one entry within the max is sent whatever the room), aside ('1': move
-# oversize entries to the quarantine list), mode, then for mode 'new' the count to read into the
-# consumer ARGV[8], for 'ids' the stream ids, for 'range' the first id and the count.
-# Returns one row per entry: {id, size, kind[, body]}, kind 'ok' (with the `m` field's value),
-# 'later' (past the room), 'big' (larger than the max: moved aside or skipped), 'gone' (no `m`).
+# oversize entries to the quarantine list), the body's field, mode, then for mode 'new' the count to
+# read and the consumer to read into, for 'ids' the stream ids, for 'range' the first id and the count.
+# Returns one row per entry: {id, size, kind[, body]}, kind 'ok' (with the body field's value),
+# 'later' (past the room), 'big' (larger than the max: moved aside or skipped), 'gone' (no body).
 READ_ENTRIES = """
 local max, room = tonumber(ARGV[2]), tonumber(ARGV[3])
 local free = ARGV[4] == '1'
 local entries = {}
-if ARGV[6] == 'new' then
-  local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[8], 'COUNT', ARGV[7], 'STREAMS', KEYS[1], '>')
+if ARGV[7] == 'new' then
+  local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[9], 'COUNT', ARGV[8], 'STREAMS', KEYS[1], '>')
   if got then entries = got[1][2] end
-elseif ARGV[6] == 'ids' then
-  for i = 7, #ARGV do
+elseif ARGV[7] == 'ids' then
+  for i = 8, #ARGV do
     local row = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
     entries[#entries + 1] = row[1] or {ARGV[i], false}
   end
 else
-  entries = redis.call('XRANGE', KEYS[1], ARGV[7], '+', 'COUNT', ARGV[8])
+  entries = redis.call('XRANGE', KEYS[1], ARGV[8], '+', 'COUNT', ARGV[9])
 end
 local out, used, aside = {}, 0, false
 for _, entry in ipairs(entries) do
   local sid, fields, body, size = entry[1], entry[2], nil, 0
   if fields then
     for j = 1, #fields, 2 do
-      if fields[j] == 'm' then body = fields[j + 1] end
-      size = size + string.len(fields[j + 1]) + (fields[j] == 'm' and 0 or string.len(fields[j]))
+      if fields[j] == ARGV[6] then body = fields[j + 1] end
+      size = size + string.len(fields[j + 1]) + (fields[j] == ARGV[6] and 0 or string.len(fields[j]))
     end
   end
   if size > max then
@@ -79,15 +79,16 @@ return out
 """
 
 # KEYS: hashes. ARGV: the largest field or value kept. Returns, per hash, its fields and values as one
-# flat list without the pairs that are too large.
+# flat list without the pairs that are too large. HSTRLEN measures a value where it lies; HGETALL would
+# copy every value, however large, into the script first.
 READ_HASHES = """
-local out = {}
+local max, out = tonumber(ARGV[1]), {}
 for k, key in ipairs(KEYS) do
-  local flat, kept = redis.call('HGETALL', key), {}
-  for i = 1, #flat, 2 do
-    if string.len(flat[i]) <= tonumber(ARGV[1]) and string.len(flat[i + 1]) <= tonumber(ARGV[1]) then
-      kept[#kept + 1] = flat[i]
-      kept[#kept + 1] = flat[i + 1]
+  local kept = {}
+  for _, field in ipairs(redis.call('HKEYS', key)) do
+    if string.len(field) <= max and redis.call('HSTRLEN', key, field) <= max then
+      kept[#kept + 1] = field
+      kept[#kept + 1] = redis.call('HGET', key, field)
     end
   end
   out[k] = kept
@@ -97,9 +98,25 @@ return out
 
 # KEYS: one hash. ARGV: field, the largest value returned. The value, or nil when absent or too large.
 READ_FIELD = """
-local value = redis.call('HGET', KEYS[1], ARGV[1])
-if value and string.len(value) <= tonumber(ARGV[2]) then return value end
-return false
+if redis.call('HSTRLEN', KEYS[1], ARGV[1]) > tonumber(ARGV[2]) then return false end
+return redis.call('HGET', KEYS[1], ARGV[1])
+"""
+
+
+# KEYS: one string. ARGV: the longest value returned. The value, or nil when absent or longer.
+READ_STRING = """
+if redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[1]) then return false end
+return redis.call('GET', KEYS[1])
+"""
+
+# KEYS: stream, bytes. Returns {entries, bytes, the last entry's id}; only the id of that entry leaves
+# Redis (XREVRANGE from the client would send its body, however large).
+MAIL_STAMP = """
+local count = redis.call('XLEN', KEYS[1])
+if count == 0 then return {0, 0, ''} end
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local size = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+return {count, math.floor(size), last[1] and last[1][1] or '0-0'}
 """
 
 
@@ -129,8 +146,19 @@ def read_entries(
         redis_keys.mbytes(recipient),
         redis_keys.urgent(recipient),
     ]
-    args = [group, entry_max, max(room, 0), "1" if first else "0", "1" if aside else "0", *mode]
-    rows = connection._run(READ_ENTRIES, keys, args)
+    args = [group, entry_max, max(room, 0), "1" if first else "0", "1" if aside else "0", "m", *mode]
+    return _rows(connection._run(READ_ENTRIES, keys, args))
+
+
+def read_journal(connection: "RedisConnection", start: str, count: int, event_max: int) -> list[Row]:
+    """Up to `count` journal events from stream id `start` on, without those larger than `event_max`
+    (planted: relay writes none, relay.store.journal_files.encode) (inside the guard)."""
+    keys = [redis_keys.JOURNAL] * 4
+    args = ["", event_max, event_max * count, "1", "0", "e", "range", start, count]
+    return _rows(connection._run(READ_ENTRIES, keys, args))
+
+
+def _rows(rows: list) -> list[Row]:
     return [Row(row[0].decode(), int(row[1]), row[2].decode(), row[3] if len(row) > 3 else None) for row in rows]
 
 
@@ -144,3 +172,16 @@ def read_field(connection: "RedisConnection", key: str, field: str) -> bytes | N
     """HGET, but None for a value larger than VALUE_MAX (inside the guard)."""
     value = connection._run(READ_FIELD, [key], [field, VALUE_MAX])
     return value if isinstance(value, bytes) else None
+
+
+def read_string(connection: "RedisConnection", key: str, limit: int = 256) -> bytes | None:
+    """GET of a short value (a counter, a stamp, a lock's holder): None when absent or longer than
+    `limit` (inside the guard)."""
+    value = connection._run(READ_STRING, [key], [limit])
+    return value if isinstance(value, bytes) else None
+
+
+def mail_stamp(connection: "RedisConnection", recipient: str) -> tuple[int, int, str]:
+    """(entries, bytes, last stream id) of a mailbox, without any entry's body (inside the guard)."""
+    count, size, last = connection._run(MAIL_STAMP, [redis_keys.mbox(recipient), redis_keys.mbytes(recipient)], [])
+    return int(count), int(size), last.decode()

@@ -61,7 +61,8 @@ from relay.store.files import (
 from relay.store.layout import mailbox_name
 from relay.store.lock import FileLock
 from relay.store.redis_client import UNLOCK, RedisConnection, redact
-from relay.store.redis_reads import Row, read_entries, read_field, read_hashes
+from relay.store.redis_reads import Row, read_entries, read_field, read_hashes, read_journal, read_string
+from relay.store.redis_reads import mail_stamp as read_mail_stamp
 from relay.util import jsonlite
 from relay.util.clock import now_iso
 from relay.util.errors import LockBusy, RelayError
@@ -425,11 +426,10 @@ class RedisStore(RedisConnection, StoreBase):
         except redis.ResponseError:
             claimed = set()  # no group: nothing was ever taken
         moving: list[tuple[str, Message]] = []
-        for sid_raw, fields in client.xrange(stream, "-", "+"):
-            sid = sid_raw.decode()
-            message = _parse(fields.get(b"m"))
-            if message is not None and sid not in claimed and base.sent_to_name(message, name):
-                moving.append((sid, {**message, "to": taker, "toName": name}))
+        for row in self._peek_rows(holder, mailbox_max()):  # bounded: a planted entry is skipped
+            message = _parse(row.body)
+            if message is not None and row.sid not in claimed and base.sent_to_name(message, name):
+                moving.append((row.sid, {**message, "to": taker, "toName": name}))
         if not moving:
             return []
         keys = [
@@ -460,7 +460,7 @@ class RedisStore(RedisConnection, StoreBase):
 
     def marker(self, directory: str) -> str | None:
         with self._guard():
-            raw = self._redis().hget(redis_keys.MARKERS, directory)
+            raw = read_field(self, redis_keys.MARKERS, directory)
         return raw.decode() if raw else None
 
     def _record_start(self, session_id: str, directory: str, tool: str) -> Entry:
@@ -562,7 +562,7 @@ class RedisStore(RedisConnection, StoreBase):
         key = redis_keys.take_lock(recipient)
         alive: set[bytes] = set()  # holders already seen alive: one /proc look each
         while not client.set(key, token, nx=True, px=TAKE_LOCK_MS):
-            holder = client.get(key)
+            holder = read_string(self, key)
             if holder is not None and holder not in alive:
                 # A taker of this host killed while claiming: its lock goes now, not in TAKE_LOCK_MS
                 # (deleted only if it still holds it). Another host's holder is left to the expiry.
@@ -777,15 +777,11 @@ class RedisStore(RedisConnection, StoreBase):
     def mail_stamp(self, recipient: SessionId) -> tuple[int, ...] | None:
         """(entries, bytes, last stream id's milliseconds): changes whenever mail arrives or leaves."""
         with self._guard():
-            pipe = self._redis().pipeline(transaction=True)
-            pipe.xlen(redis_keys.mbox(recipient))
-            pipe.get(redis_keys.mbytes(recipient))
-            pipe.xrevrange(redis_keys.mbox(recipient), count=1)
-            count, size, last = pipe.execute()
+            count, size, last = read_mail_stamp(self, recipient)
         if not count:
             return None
-        ms, _, seq = last[0][0].decode().partition("-") if last else ("0", "", "0")
-        return (int(count), int(size or 0), int(ms), int(seq or 0))
+        ms, _, seq = last.partition("-")
+        return (count, size, int(ms), int(seq or 0))
 
     # -- receipts -------------------------------------------------------------------------------
 
@@ -793,7 +789,7 @@ class RedisStore(RedisConnection, StoreBase):
         if not is_uuid(message_id):
             return None
         with self._guard():
-            fields = self._redis().hgetall(redis_keys.receipt(message_id.lower()))
+            fields = read_hashes(self, redis_keys.receipt(message_id.lower()))[0]
         return _receipt_of(fields, message_id.lower())
 
     def message_state(self, message_id: str) -> Message | None:
@@ -802,7 +798,7 @@ class RedisStore(RedisConnection, StoreBase):
             return None
         with self._guard():
             client = self._redis()
-            fields = client.hgetall(redis_keys.receipt(message_id.lower()))
+            fields = read_hashes(self, redis_keys.receipt(message_id.lower()))[0]
             receipt = _receipt_of(fields, message_id.lower())
             if receipt is None:
                 return None
@@ -813,7 +809,7 @@ class RedisStore(RedisConnection, StoreBase):
             sid = (fields.get(b"sid") or b"").decode()
             stream = redis_keys.mbox(str(receipt.get("to")))
             state = "delivered"
-            if sid and client.xrange(stream, sid, sid):
+            if sid and self._in_stream(str(receipt.get("to")), sid):
                 state = "queued"
                 try:
                     rows = client.xpending_range(stream, GROUP, sid, sid, 1)
@@ -824,6 +820,11 @@ class RedisStore(RedisConnection, StoreBase):
             elif self._archived(client, str(receipt.get("to")), message_id.lower()):
                 state = "archived"
         return {**receipt, "state": state}
+
+    def _in_stream(self, recipient: str, sid: str) -> bool:
+        """Is the entry `sid` still in the recipient's stream? (Its id and size only, never its body.)"""
+        rows = read_entries(self, recipient, GROUP, mailbox_max(), 0, False, ["ids", sid], aside=False)
+        return bool(rows) and rows[0].kind != "gone"
 
     @staticmethod
     def _archived(client: Any, recipient: str, message_id: str) -> bool:
@@ -917,7 +918,7 @@ class RedisStore(RedisConnection, StoreBase):
 
     def auto_wakes(self, session_id: SessionId) -> int:
         with self._guard():
-            raw = self._redis().get(redis_keys.auto_wakes(session_id))
+            raw = read_string(self, redis_keys.auto_wakes(session_id))
         return int(raw) if raw and raw.isdigit() else 0
 
     def count_auto_wake(self, session_id: SessionId) -> int:
@@ -949,7 +950,7 @@ class RedisStore(RedisConnection, StoreBase):
         key = redis_keys.gc_stamp(self.host)
         with self._guard():
             client = self._redis()
-            raw = client.get(key)
+            raw = read_string(self, key)
             if raw is None:
                 client.set(key, repr(time.time()), nx=True)
                 return False
@@ -966,7 +967,7 @@ class RedisStore(RedisConnection, StoreBase):
             client = self._redis()
             for key in client.scan_iter(match=redis_keys.mbox("*"), count=500):
                 session_id = key.decode().removeprefix(redis_keys.mbox(""))
-                found.append((f"{session_id}.jsonl", int(client.get(redis_keys.mbytes(session_id)) or 0)))
+                found.append((f"{session_id}.jsonl", _count(read_string(self, redis_keys.mbytes(session_id)))))
         return found
 
     def drop_empty_mailbox(self, name: str) -> bool:
@@ -1028,14 +1029,15 @@ class RedisStore(RedisConnection, StoreBase):
         start = "-" if since is None else f"{max(0, int(since * 1000))}-0"
         if cursor:
             start = f"({cursor}"
+        from relay.store.journal_files import MAX_EVENT_BYTES
+
         events: list[Message] = []
         with self._guard():
-            client = self._redis()
             while True:
-                page = client.xrange(redis_keys.JOURNAL, min=start, max="+", count=_JOURNAL_PAGE)
-                for sid, fields in page:
-                    cursor = sid.decode()
-                    event = _parse(fields.get(b"e"))
+                page = read_journal(self, start, _JOURNAL_PAGE, MAX_EVENT_BYTES)
+                for row in page:
+                    cursor = row.sid
+                    event = _parse(row.body)
                     if event is not None:
                         events.append(event)
                 if len(page) < _JOURNAL_PAGE:
@@ -1070,7 +1072,7 @@ class RedisStore(RedisConnection, StoreBase):
         with self._guard():
             client = self._redis()
             for key in client.scan_iter(match=redis_keys.receipt("*"), count=500):
-                changed = client.hget(key, "changed")
+                changed = read_field(self, key.decode(), "changed")
                 if changed is None or float(changed) < cutoff:
                     removed += int(client.delete(key))
         return removed
@@ -1087,8 +1089,20 @@ class RedisStore(RedisConnection, StoreBase):
             for name, size in self.mailbox_files():
                 if size > limit:
                     found.append(("over-quota", f"{where} {name}", str(size)))
+            found.extend(self._set_aside_facts(registry))
         except RelayError as err:
             found.append(("unreachable", where, str(err)))
+        return found
+
+    def _set_aside_facts(self, registry: Registry) -> list[tuple[str, str, str]]:
+        """("set-aside", quarantine key, the session) for every session whose mail a take set aside
+        unread (too large, or not relay's); only the keys are read, never the entries."""
+        found = []
+        with self._guard():
+            for key in sorted(self._redis().scan_iter(match=redis_keys.quarantine("*"), count=500)):
+                session_id = key.decode().removeprefix(redis_keys.quarantine(""))
+                name = (registry.agents.get(session_id) or {}).get("name")
+                found.append(("set-aside", key.decode(), f"{name} ({session_id})" if name else session_id))
         return found
 
 
@@ -1131,6 +1145,11 @@ def _parse(raw: object) -> Message | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def _count(raw: bytes | None) -> int:
+    """A counter Redis holds (0 when absent, or not a whole number: planted)."""
+    return int(raw) if raw is not None and raw.lstrip(b"-").isdigit() else 0
 
 
 def _load_entry(raw: object) -> Entry | None:
