@@ -14,7 +14,8 @@ cluster: scripts touch several keys):
     relay:rcpt:<msg id>        HASH receipt: `doc` (its JSON at queue time), `sid` (stream id),
                                `deliveredAt`, `repliedAt`, `replyId`, `changed` (epoch seconds)
     relay:takelock:<id>        held (SET NX PX) by one taker while it claims; never while it shows
-    relay:quarantine:<id>      LIST of stream entries that did not parse (kept for a human, never deleted)
+    relay:quarantine:<id>      LIST of stream entries set aside unread: larger than RELAY_MAILBOX_MAX or not
+                               parsing (kept for a human, never deleted; relay.store.redis_reads)
 
 Mail, at least once, like the file store:
 
