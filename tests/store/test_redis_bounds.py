@@ -51,10 +51,12 @@ def _baseline(relay_cmd: list[str], env: dict[str, str], tmp_path: Path) -> int:
     return peak
 
 
-def _run_peak(relay_cmd: list[str], env: dict[str, str], tmp_path: Path, *args: str) -> tuple[int, str, str, int]:
+def _run_peak(
+    relay_cmd: list[str], env: dict[str, str], tmp_path: Path, *args: str, stdin: str | None = None
+) -> tuple[int, str, str, int]:
     """(exit code, stdout, stderr without the peak line, peak resident bytes) of one relay command."""
     argv = [sys.executable, "-c", _PEAK, *relay_cmd, *args]
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False)
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     *err, peak = done.stderr.rstrip("\n").split("\n")
     return done.returncode, done.stdout, "\n".join(err), int(peak) * 1024
 
@@ -119,6 +121,19 @@ def test_a_planted_oversize_entry_is_set_aside_unread_and_the_mail_around_it_del
     assert line.startswith("FAIL") and f"target ({me})" in line
     assert line.endswith(f'fix: redis-cli -u "$AGENT_RELAY_URL" DEL {redis_keys.quarantine(me)}')
     assert redis_env["AGENT_RELAY_URL"].split("@")[0].split(":")[-1] not in out  # the password stays hidden
+
+
+def test_the_session_start_hook_delivers_around_a_planted_oversize_entry(redis_server, redis_env, relay_cmd, tmp_path):
+    me = new_id()
+    limit = _baseline(relay_cmd, redis_env, tmp_path) + PLANTED // 2
+    mail, _ = _plant_mail(redis_server, tmp_path, me)
+    event = json.dumps({"session_id": me, "cwd": str(tmp_path), "source": "startup", "hook_event_name": "SessionStart"})
+    code, out, err, peak = _run_peak(relay_cmd, redis_env, tmp_path, "hook", stdin=event)
+    assert code == 0, err
+    assert peak < limit, f"the hook peaked at {peak // MIB} MiB"
+    shown = json.loads(out)["hookSpecificOutput"]["additionalContext"]
+    assert all(m["body"] in shown for m in mail) and "xxxxxxxx" not in shown
+    assert "larger than RELAY_MAILBOX_MAX" in err
 
 
 def test_a_take_sends_only_bodies_within_its_budget(redis_server, redis_env, tmp_path):
