@@ -44,6 +44,28 @@ def adapter(tool: str) -> "Adapter":
     raise KeyError(tool)
 
 
+# The CLIs whose adapters take relay.agents.hook_protocol's event table as it is, with no moment_of
+# of their own (tests/agents hold the two together): the hook names their events without loading
+# the whole adapter, which it needs only when it has mail to show.
+_PLAIN_HOOK_PROTOCOL = ("claude", "codex")
+
+
+def hook_moment(tool: str, event: dict) -> str | None:
+    """relay's moment (SessionStart, ..., SessionEnd) of a hook event of `tool`'s CLI; None for an
+    event the hook does not serve. An event without `hook_event_name` is a SessionStart (0.1's hook
+    saw only those)."""
+    raw = event.get("hook_event_name", "SessionStart")
+    if tool in _PLAIN_HOOK_PROTOCOL:
+        from relay.agents.hook_protocol import EVENTS
+
+        return EVENTS.get(raw) if isinstance(raw, str) else None
+    agent = adapter(tool)
+    refine = getattr(agent, "moment_of", None)  # a CLI whose event names do not say the moment alone
+    if refine is not None:
+        return refine(event)
+    return agent.EVENTS.get(raw) if isinstance(raw, str) else None
+
+
 def adapters(tool: object = None) -> "list[Adapter]":
     """The adapter of `tool` when it names one, else every adapter."""
     return [adapter(name) for name in AGENT_CLIS if tool in (None, name) or tool not in AGENT_CLIS]

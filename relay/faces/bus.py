@@ -19,7 +19,6 @@ import sys
 
 from relay.faces import mcp_tools
 from relay.faces.boundary import say
-from relay.store import errorlog
 from relay.store.contract import open_store
 from relay.usecases.identity import current_session
 from relay.util.errors import RelayError, describe_os_error
@@ -57,6 +56,13 @@ _QUOTE_CHARS = 80
 def log(message: str) -> None:
     """One line on stderr, which MCP clients collect as the server's log."""
     say("[session-relay/bus] ", message)
+
+
+def _unexpected(where: str, err: Exception) -> str:
+    """The line of an unexpected error, its traceback left in the error log (loaded only then)."""
+    from relay.store import errorlog
+
+    return errorlog.unexpected(where, err)
 
 
 def _error(request_id: Any, code: int, message: str) -> Frame:
@@ -205,9 +211,9 @@ class Server:
             return self.answer(message)
         except Exception as err:  # one bad request must not take the server down
             if isinstance(message, dict) and "id" not in message:
-                log(errorlog.unexpected(f"bus {_face(message)} (notification)", err))
+                log(_unexpected(f"bus {_face(message)} (notification)", err))
                 return None, None
-            line = errorlog.unexpected(f"bus {_face(message)}", err)
+            line = _unexpected(f"bus {_face(message)}", err)
             log(f"internal error: {line}")
             request_id = message.get("id") if isinstance(message, dict) else None
             return _error(request_id, INTERNAL_ERROR, f"internal error: {line}"), None
@@ -302,7 +308,7 @@ def main(argv: list[str]) -> int:
             try:
                 alive = server.handle_line(line) if line is not None else server.skip_oversized()
             except Exception as err:  # a bug in the loop itself: log it, keep serving
-                log(f"internal error: {errorlog.unexpected('bus', err)}")
+                log(f"internal error: {_unexpected('bus', err)}")
                 alive = True
             if not alive:
                 break

@@ -46,12 +46,9 @@ def handle(event: dict, tool: str, stdout: "BinaryIO", store: "StoreAPI") -> Non
     An event without `hook_event_name` is a SessionStart (0.1's hook saw only those); one this
     hook does not serve, or a name that is not a string, is ignored.
     """
-    from relay.agents import adapter
+    from relay.agents import hook_moment
 
-    agent = adapter(tool)  # the CLI's event names and answer shape
-    refine = getattr(agent, "moment_of", None)  # a CLI whose event names do not say the moment alone
-    raw = event.get("hook_event_name", "SessionStart")
-    name = refine(event) if refine is not None else agent.EVENTS.get(raw) if isinstance(raw, str) else None
+    name = hook_moment(tool, event)
     if name is None:
         return
     session_id = event.get("session_id")
@@ -65,10 +62,11 @@ def handle(event: dict, tool: str, stdout: "BinaryIO", store: "StoreAPI") -> Non
     def show(batch: list[Message], remaining: int) -> int:
         if not batch:
             return 0
+        from relay.agents import adapter
         from relay.usecases.deliver import shell_command
 
         launcher = shell_command(store, tool, where)
-        return _show(stdout, agent, name, session_id, batch, remaining, launcher)
+        return _show(stdout, adapter(tool), name, session_id, batch, remaining, launcher)
 
     if name == "SessionStart":
         directory = _session_dir(event)

@@ -58,7 +58,7 @@ from relay.store.base import (
     sent_to_name,
     to_json,
 )
-from relay.store.layout import mailbox_name, marker_name, relay_home
+from relay.store.layout import dir_digest, mailbox_name, marker_name, relay_home
 from relay.store.lock import FileLock, holder
 from relay.util import jsonlite
 from relay.util.clock import now_iso
@@ -264,10 +264,8 @@ def _parse_marker(raw: bytes | None) -> tuple[str | None, str | None]:
 
 
 def _hashed_marker_name(directory: str) -> str:
-    import hashlib  # only for a dir whose encoded name another dir already holds
-
-    digest = hashlib.sha256(directory.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    return f"{marker_name(directory)[:183]}-{digest}"
+    """The marker name of a dir whose encoded name another dir already holds."""
+    return f"{marker_name(directory)[:183]}-{dir_digest(directory)}"
 
 
 def _only_seen_changed(before: tuple[Entry, dict[str, str]], entry: Entry, names: dict[str, str]) -> bool:

@@ -2,12 +2,14 @@
 
 import json
 import re
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
 from agent_files import uuid7
-from conftest import new_id
+from conftest import REPO, new_id
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -228,6 +230,27 @@ def test_marker_name_long_dirs_stay_short_and_distinct():
     assert a != b
     assert len(a.encode()) <= 255 and len(b.encode()) <= 255
     assert re.fullmatch(r"[A-Za-z0-9-]+", a)
+
+
+@given(st.text(min_size=1, max_size=400))
+def test_dir_digest_is_hashlibs_sha256(directory):
+    """Markers written by earlier relays (hashlib) keep their names: the built-in sha256 must agree."""
+    import hashlib
+
+    expected = hashlib.sha256(directory.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    assert layout.dir_digest(directory) == expected
+
+
+def test_dir_digest_does_not_load_openssl():
+    """hashlib loads OpenSSL (~10 M instructions); the MCP server's marker lookup must not pay for it."""
+    code = "import sys; from relay.store import layout; layout.dir_digest('/x'); print('_hashlib' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {str(REPO)!r}); {code}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "False"
 
 
 @given(st.text(min_size=1, max_size=400))
