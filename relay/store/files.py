@@ -959,6 +959,8 @@ class Store(StoreBase):
                     consumed += len(raw) + 1
                 end = cursor + min(consumed, len(data))
                 if not new_lines and not new_bad and not dropped:
+                    if cursor and cursor >= size:  # all of it was passed (an oversize last line): it goes
+                        self._drop_pending(recipient)
                     remaining = self._count_pending(recipient, cursor)  # nothing taken, nothing written
                 elif not cursor and not old_lines and not old_bad and not dropped and not kept and end == size:
                     os.rename(self._mailbox(recipient), inflight)  # the common case: all of it, in one step

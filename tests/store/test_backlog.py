@@ -81,3 +81,27 @@ def test_repeated_takes_deliver_every_message_once_in_order(relay_cmd, env, stor
     assert [b.split("-", 1)[0] for b in bodies] == [f"m{n}" for n in range(len(ids))]
     assert sorted(p.name for p in (store_home / "mailbox").iterdir()) == []
     assert not (store_home / "inflight" / f"{sid}.jsonl").exists()
+
+
+def test_oversize_and_unparseable_lines_past_the_cursor_are_set_aside(run_relay, store_home):
+    """Lines no relay could have written, deep in a backlog and at its very end, are quarantined as
+    the cursor reaches them; every message around them arrives once, in order, and the emptied
+    mailbox goes."""
+    sid = new_id()
+    ids = write_backlog(store_home, sid, 300, body_size=600)
+    mailbox = store_home / "mailbox" / f"{sid}.jsonl"
+    lines = mailbox.read_bytes().splitlines(keepends=True)
+    junk = b"{" + b"z" * (300 << 10) + b"\n"
+    mailbox.write_bytes(b"".join(lines[:150]) + junk + b"not json\n" + b"".join(lines[150:]) + junk)
+    seen: list[str] = []
+    for _ in range(40):
+        result = run_relay("inbox", sid)
+        assert result.returncode == 0, result.stderr
+        got = json.loads(result.stdout)
+        seen += [m["id"] for m in got["messages"]]
+        if not got["remaining"] and not got["count"]:
+            break
+    assert seen == ids
+    kept = sorted(p.name for p in (store_home / "quarantine").iterdir())
+    assert sum(".oversize" in name for name in kept) == 2 and any(".unparsed" in name for name in kept)
+    assert not any((store_home / "mailbox").iterdir())
