@@ -311,7 +311,14 @@ def mailbox_lines(store_home: Path, session_id: str) -> list[bytes]:
     url = os.environ.get("AGENT_RELAY_URL")
     if not url:
         path = store_home / "mailbox" / f"{session_id}.jsonl"
-        return path.read_bytes().splitlines() if path.exists() else []
+        if not path.exists():
+            return []
+        start = 0  # the read cursor (docs/store.md): "<inode> <offset>" of the first untaken byte
+        cursor = store_home / "mailbox" / f"{session_id}.offset"
+        if cursor.exists():
+            inode, offset = (int(field) for field in cursor.read_text().split())
+            start = offset if inode == path.stat().st_ino else 0
+        return path.read_bytes()[start:].splitlines()
     import redis
 
     with redis.Redis.from_url(url, socket_timeout=5) as client:

@@ -246,7 +246,8 @@ TOPICS: dict[str, Topic] = {
     "gc": Topic(
         "Forgets the sessions not seen for DAYS whose transcript is gone or as old and that are not running, "
         "with their markers. Their undelivered mail moves to archive/ID.jsonl, never deleted; empty "
-        "mailboxes go. The hook runs the same collection at most once a day.",
+        "mailboxes go. None is forgotten when no other session was seen or wrote its transcript within DAYS "
+        "(the clock may have jumped forward). The hook runs the same collection at most once a day.",
         output=(
             "one line per session: forgot (or would forget) NAME ID (last seen TIME), N message(s) archived; "
             "skipped ID: REASON; removed N empty mailbox(es); or nothing to collect",

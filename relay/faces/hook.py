@@ -77,7 +77,7 @@ def handle(event: dict, tool: str, stdout: "BinaryIO", store: "StoreAPI") -> Non
             from relay.usecases.mail import deliver
 
             deliver(store, session_id, show)
-        _collect_if_due(store)
+        _collect_if_due(store, session_id)
     elif name == "Focus":  # a bus tool is about to run in this session (relay.agents.opencode)
         store.set_marker(_session_dir(event), session_id)
     elif name == "SessionEnd":
@@ -153,13 +153,13 @@ def _show(
     return shown
 
 
-def _collect_if_due(store: "StoreAPI") -> None:
+def _collect_if_due(store: "StoreAPI", session_id: str) -> None:
     """Run `relay gc` at most once a day; one stat when it is not due. Never fails the hook."""
     try:
         if store.gc_due(GC_INTERVAL_SECONDS):
             from relay.usecases.gc import collect
 
-            collect(store)
+            collect(store, running=session_id)
     except RelayError as err:
         _log(f"cleanup of stale sessions skipped: {err}")
 

@@ -268,42 +268,44 @@ def _open_for_reading(path: str, links_ok: bool = False) -> int | None:
 _CHUNK = 1 << 16
 
 
-def read_head(path: str, budget: int, max_line: int) -> tuple[bytes, int, int] | None:
-    """The first whole lines of `path` within `budget` bytes, without reading the rest.
+def read_head(path: str, budget: int, max_line: int, start: int = 0) -> tuple[bytes, int, int] | None:
+    """The first whole lines of `path` from byte `start` on within `budget` bytes, without reading
+    the rest (nor anything before `start`).
 
     Returns (head, skip, size): `head` holds whole lines (at least one when the first line is
     at most `max_line` bytes, even past the budget); when the first line is longer than that,
     `head` is empty and `skip` is its length, for the caller to set aside. A last line without a
-    newline (a torn write) counts as a line. None when the file does not exist.
+    newline (a torn write) counts as a line. `size` is the whole file's. None when the file does
+    not exist.
     """
     fd = _open_for_reading(path)
     if fd is None:
         return None
     try:
         size = os.fstat(fd).st_size
-        data = os.pread(fd, min(budget, size), 0)
-        if len(data) == size:
+        left = max(size - start, 0)
+        data = os.pread(fd, min(budget, left), start)
+        if len(data) == left:
             return data, 0, size
         cut = data.rfind(b"\n")
         if cut >= 0:
             return data[: cut + 1], 0, size
-        more = os.pread(fd, max_line + 1 - len(data), len(data))
-        data += more
+        data += os.pread(fd, max_line + 1 - len(data), start + len(data))
         cut = data.find(b"\n")
         if cut >= 0:
             return data[: cut + 1], 0, size
-        if len(data) >= size:
+        if len(data) >= left:
             return data, 0, size
-        offset = len(data)
+        offset = start + len(data)
         while offset < size:  # an oversize line: find where it ends without keeping it
             chunk = os.pread(fd, _CHUNK, offset)
             if not chunk:
                 break
             cut = chunk.find(b"\n")
             if cut >= 0:
-                return b"", offset + cut + 1, size
+                return b"", offset + cut + 1 - start, size
             offset += len(chunk)
-        return b"", offset, size
+        return b"", offset - start, size
     finally:
         os.close(fd)
 
@@ -353,13 +355,13 @@ def replace_prefix(path: str, drop: int, prepend: bytes = b"", keep_from: str | 
     return lines
 
 
-def _stream(src: int, fd: int, length: int | None = None) -> bytes:
-    """Copy the first `length` bytes of `src` (all of it when None) to `fd` in 1 MiB pieces, so
-    a big mailbox is never held in memory whole; returns the last byte copied (b"" for none)."""
+def _stream(src: int, fd: int, length: int | None = None, start: int = 0) -> bytes:
+    """Copy `length` bytes of `src` from `start` (all the rest when None) to `fd` in 1 MiB pieces,
+    so a big mailbox is never held in memory whole; returns the last byte copied (b"" for none)."""
     offset, last = 0, b""
     while length is None or offset < length:
         piece = 1 << 20 if length is None else min(1 << 20, length - offset)
-        chunk = os.pread(src, piece, offset)
+        chunk = os.pread(src, piece, start + offset)
         if not chunk:
             break
         _write_all(fd, chunk)
@@ -368,23 +370,32 @@ def _stream(src: int, fd: int, length: int | None = None) -> bytes:
     return last
 
 
-def copy_range(source: str, length: int, destination: str) -> None:
-    """Copy the first `length` bytes of `source` into a new file, streamed (for quarantine)."""
-    _pour(source, destination, True, lambda src, fd, _torn: _stream(src, fd, length))
+def copy_range(source: str, length: int, destination: str, start: int = 0) -> None:
+    """Copy `length` bytes of `source` from `start` into a new file, streamed (for quarantine)."""
+    _pour(source, destination, True, lambda src, fd, _torn: _stream(src, fd, length, start))
 
 
-def count_lines(path: str) -> int:
-    """How many lines `path` holds (a torn last line counts), read in chunks; 0 when absent."""
+def count_lines(path: str, start: int = 0, window: int | None = None) -> int:
+    """How many lines `path` holds from byte `start` on (a torn last line counts); 0 when absent.
+
+    With `window`, at most that many bytes are read: the lines past it are estimated from the
+    mean length of those counted, so a huge planted file costs a bounded read, not a whole one.
+    """
     fd = _open_for_reading(path)
     if fd is None:
         return 0
     try:
-        lines = 0
-        last = b"\n"
-        while chunk := os.read(fd, 1 << 20):
+        size = os.fstat(fd).st_size
+        end = size if window is None else min(size, start + window)
+        lines, offset, last = 0, start, b"\n"
+        while offset < end and (chunk := os.pread(fd, min(1 << 20, end - offset), offset)):
             lines += chunk.count(b"\n")
+            offset += len(chunk)
             last = chunk[-1:]
-        return lines + (last != b"\n")
+        if offset >= size:
+            return lines + (last != b"\n")
+        read = offset - start
+        return lines + max(1, round((size - offset) * lines / read) if lines else 1)
     finally:
         os.close(fd)
 
@@ -423,17 +434,18 @@ def move_aside(path: str, new_path: str) -> None:
     fsync_dir(os.path.dirname(path))
 
 
-def append_file(source: str, destination: str) -> None:
-    """Append all of `source` to `destination` (created 0600), streamed and synced, so mail being
-    archived is never held in memory whole; a torn last line is ended with a newline."""
-    _pour(source, destination, False, _append_lines)
+def append_file(source: str, destination: str, start: int = 0) -> None:
+    """Append `source` from byte `start` on to `destination` (created 0600), streamed and synced,
+    so mail being archived is never held in memory whole; a torn last line is ended with a newline."""
+    _pour(source, destination, False, lambda src, fd, torn: _append_lines(src, fd, torn, start))
 
 
-def _append_lines(src: int, fd: int, torn: bool) -> None:
-    """Pour `src` after a destination's last line (ending a torn one first), ending with a newline."""
+def _append_lines(src: int, fd: int, torn: bool, start: int = 0) -> None:
+    """Pour `src` from `start` after a destination's last line (ending a torn one first), ending
+    with a newline."""
     if torn:
         _write_all(fd, b"\n")
-    last = _stream(src, fd) or b"\n"  # the destination already ends a line
+    last = _stream(src, fd, None, start) or b"\n"  # the destination already ends a line
     if last != b"\n":
         _write_all(fd, b"\n")
 

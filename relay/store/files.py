@@ -3,7 +3,8 @@
 Layout (the session-relay 0.1 format, so an upgrade keeps registrations and unread mail):
 
     registry.json          {"agents": {id: Entry}, "names": {name: id}}
-    mailbox/<id>.jsonl     pending mail, one JSON message per line
+    mailbox/<id>.jsonl     mail, one JSON message per line, only appended to
+    mailbox/<id>.offset    "<inode> <offset>": its read cursor, the first untaken byte (absent: 0)
     markers/<encoded-dir>  "<session-id>\\n", the session last registered for that dir
     .lock                  the lock file every mutation holds
 
@@ -459,9 +460,9 @@ class Store(StoreBase):
 
     def _move_mail(self, name: str, holder: str, taker: str) -> list[str]:
         """Under the store lock: the holder's pending mail sent to `name`, moved to the taker's mailbox."""
-        pending = self._mailbox(holder)
+        pending, cursor = self._mailbox(holder), self._cursor(holder)
         try:
-            head = fileio.read_head(pending, mailbox_max(), MAX_LINE)
+            head = fileio.read_head(pending, mailbox_max(), MAX_LINE, cursor)
         except fileio.UnsafeFile:
             return []
         if head is None or head[1]:  # no mailbox, or an oversize line a take sets aside first
@@ -477,9 +478,9 @@ class Store(StoreBase):
                 kept.append(raw)
         if not moved:
             return []
-        fileio.append_durably(self._mailbox(taker), _join([to_json(m) for m in moved]))
+        self._append_pending(taker, _join([to_json(m) for m in moved]))
         checkpoint("rename:appended")  # a crash here leaves a copy in both mailboxes: none is lost
-        fileio.replace_prefix(pending, len(data), _join(kept))
+        self._compact(holder, cursor + len(data), _join(kept))
         for message in moved:
             receipt = self.receipt(str(message.get("id")))
             if receipt is not None:
@@ -706,9 +707,9 @@ class Store(StoreBase):
     def has_urgent(self, recipient: SessionId) -> bool:
         """Is mail marked urgent waiting for `recipient`, anywhere in its mailbox or in flight?
         Read-only (no lock, nothing created): PostToolUse asks before it takes anything."""
-        for path in (self._inflight(recipient), self._mailbox(recipient)):
+        for path, start in ((self._inflight(recipient), 0), (self._mailbox(recipient), self._cursor(recipient))):
             try:
-                head = fileio.read_head(path, mailbox_max(), MAX_LINE)
+                head = fileio.read_head(path, mailbox_max(), MAX_LINE, start)
             except fileio.UnsafeFile:
                 continue  # the next take sets it aside
             if head is None or b'"urgent"' not in head[0]:
@@ -743,7 +744,7 @@ class Store(StoreBase):
         limit = mailbox_max()
         with self._locked():
             pending = self._mailbox(recipient)
-            used = _size(pending) + _size(self._inflight(recipient))
+            used = _size(pending) - self._cursor(recipient) + _size(self._inflight(recipient))
             if used + len(line) > limit:
                 from relay.util.textsafe import one_line
 
@@ -754,10 +755,10 @@ class Store(StoreBase):
                 )
             checkpoint("send:before-append")
             try:
-                fileio.append_durably(pending, line)
+                self._append_pending(recipient, line)
             except fileio.UnsafeFile as err:
                 self._set_aside(pending, err.why, "the mailbox")
-                fileio.append_durably(pending, line)
+                self._append_pending(recipient, line)
             checkpoint("send:appended")
             self._record_queued(message)
 
@@ -809,14 +810,29 @@ class Store(StoreBase):
         return lock
 
     def _read_head(self, path: str, budget: int, what: str) -> tuple[bytes, int] | None:
-        """Whole lines from the start of a mail file within `budget`, and the file's size.
+        """Whole lines from the start of a mail file within `budget` bytes, and the file's size.
 
         An oversize line is copied to quarantine/ and cut off; a planted symlink, FIFO or hard
         link is moved to quarantine/. None when there is no (usable) file.
         """
+        head = self._read_from(path, 0, budget, what)
+        return None if head is None else (head[1], head[2])
+
+    def _read_pending(self, recipient: str, budget: int) -> tuple[int, bytes, int] | None:
+        """Under the store lock: (cursor, whole lines from the cursor within `budget`, file size)
+        of a mailbox; an oversize line at the cursor is set aside by moving the cursor past it."""
+        return self._read_from(self._mailbox(recipient), self._cursor(recipient), budget, "the mailbox", recipient)
+
+    def _read_from(
+        self, path: str, start: int, budget: int, what: str, cursor_of: str | None = None
+    ) -> tuple[int, bytes, int] | None:
+        """(start, whole lines from `start` within `budget`, size) of a mail file. An oversize line
+        is copied to quarantine/ and then skipped: cut off the file, or for a mailbox (`cursor_of`)
+        passed by its cursor. A planted symlink, FIFO or hard link is moved to quarantine/. None when
+        there is no (usable) file."""
         while True:
             try:
-                head = fileio.read_head(path, budget, MAX_LINE)
+                head = fileio.read_head(path, budget, MAX_LINE, start)
             except fileio.UnsafeFile as err:
                 self._set_aside(path, err.why, what)
                 return None
@@ -824,15 +840,82 @@ class Store(StoreBase):
                 return None
             data, skip, size = head
             if not skip:
-                return data, size
+                return start, data, size
             kept = self._quarantine_path(f"{os.path.basename(path)}.oversize")
-            fileio.copy_range(path, skip, kept)
-            fileio.replace_prefix(path, skip)
+            fileio.copy_range(path, skip, kept, start)
+            if cursor_of is None:
+                fileio.replace_prefix(path, skip)
+            else:
+                start += skip
+                self._set_cursor(cursor_of, start)
             self.warn(f"a line of {skip} bytes in {what} cannot be a message; it was kept in {kept}")
 
+    # -- the read cursor: a take moves it past what it took, the mailbox itself is only appended to --
+
+    def _cursor_path(self, recipient: str) -> str:
+        return self._session_file("mailbox", recipient, ".offset")
+
+    def _cursor(self, recipient: str) -> int:
+        """The byte offset of the first untaken line of the recipient's mailbox (0 without a cursor).
+
+        The cursor file holds "<inode> <offset>": it counts only for the mailbox file it was
+        written for and only within it, so a mailbox replaced by a compaction, removed, or
+        rewritten by an older relay is read from its start."""
+        try:
+            raw = fileio.read_file(self._cursor_path(recipient))
+            info = os.lstat(self._mailbox(recipient))
+        except (OSError, RelayError):
+            return 0
+        fields = (raw or b"").split()
+        if len(fields) != 2 or not all(f.isdigit() for f in fields):
+            return 0
+        inode, offset = int(fields[0]), int(fields[1])
+        return offset if inode == info.st_ino and offset <= info.st_size else 0
+
+    def _set_cursor(self, recipient: str, offset: int) -> None:
+        """Under the store lock: record `offset` as the mailbox's first untaken byte (atomically)."""
+        path = self._cursor_path(recipient)
+        if offset <= 0:
+            fileio.remove(path)
+            return
+        inode = os.lstat(self._mailbox(recipient)).st_ino
+        fileio.atomic_write(path, f"{inode} {offset}\n".encode())
+
+    def _drop_pending(self, recipient: str) -> None:
+        """Under the store lock: the mailbox is all taken; it goes, then its cursor (a cursor left
+        by a crash between the two is dropped by the next append, `_append_pending`)."""
+        fileio.remove(self._mailbox(recipient))
+        fileio.remove(self._cursor_path(recipient))
+
+    def _append_pending(self, recipient: str, data: bytes) -> None:
+        """Under the store lock: append whole lines to a mailbox, durably. A cursor without its
+        mailbox (a crash while emptying it) goes first: it must not count for a new file."""
+        pending = self._mailbox(recipient)
+        if not os.path.lexists(pending) and os.path.lexists(self._cursor_path(recipient)):
+            fileio.remove(self._cursor_path(recipient))
+        fileio.append_durably(pending, data)
+
+    def _compact(self, recipient: str, offset: int, prepend: bytes = b"") -> int:
+        """Under the store lock: rewrite the mailbox as `prepend` + what follows `offset`, drop its
+        cursor (the new file has a new inode, so a crash before that reads it from its start);
+        returns how many lines it holds."""
+        lines = fileio.replace_prefix(self._mailbox(recipient), offset, prepend)
+        fileio.remove(self._cursor_path(recipient))
+        return lines
+
+    def _count_pending(self, recipient: str, start: int) -> int:
+        """How many messages wait in the mailbox from `start`: counted within RELAY_MAILBOX_MAX bytes
+        (all of any mailbox relay itself filled), estimated past them (a planted backlog)."""
+        return fileio.count_lines(self._mailbox(recipient), start, mailbox_max())
+
     def _claim(self, recipient: str, budget: int, take_lock: FileLock, select: Select | None) -> Delivery:
-        """Under the store lock: move a bounded batch of pending mail into flight, deduplicated."""
-        inflight, pending = self._inflight(recipient), self._mailbox(recipient)
+        """Under the store lock: move a bounded batch of pending mail into flight, deduplicated.
+
+        What is taken is passed by the mailbox's cursor, not cut out of the file: the take costs
+        what it takes. The file is rewritten only when the consumed part is at least as large as
+        what is left (so every byte is copied at most once per byte taken), when a selective take
+        leaves mail behind it, or it goes when all of it was taken."""
+        inflight = self._inflight(recipient)
         leftover = self._read_head(inflight, budget, "mail in flight") or (b"", 0)
         old_lines, old_messages, old_bad = _split_lines(leftover[0])
         whole = len(leftover[0]) >= leftover[1]
@@ -841,13 +924,15 @@ class Store(StoreBase):
         new_messages: list[Message] = []
         new_bad: list[bytes] = []
         if not whole:  # in-flight mail beyond one batch (left by an older relay): no new mail yet
-            remaining = fileio.count_lines(inflight) - leftover[0].count(b"\n") + fileio.count_lines(pending)
+            remaining = fileio.count_lines(inflight, len(leftover[0]), mailbox_max()) + self._count_pending(
+                recipient, self._cursor(recipient)
+            )
         else:
-            # A selective take looks through the whole mailbox (at most RELAY_MAILBOX_MAX): urgent
-            # mail queued behind a backlog of ordinary mail must still be found.
-            head = self._read_head(pending, budget if select is None else mailbox_max(), "the mailbox")
+            # A selective take looks through RELAY_MAILBOX_MAX bytes of the mailbox: urgent mail
+            # queued behind a backlog of ordinary mail must still be found.
+            head = self._read_pending(recipient, budget if select is None else mailbox_max())
             if head is not None:
-                data, size = head
+                cursor, data, size = head
                 seen = {m.get("id") for m in old_messages if isinstance(m.get("id"), str)}
                 room, consumed, dropped, taken = budget - len(leftover[0]), 0, 0, 0
                 kept: list[bytes] = []  # mail `select` passed over: it stays pending, in order
@@ -870,18 +955,21 @@ class Store(StoreBase):
                         new_lines.append(raw)
                         new_messages.append(message)
                     consumed += len(raw) + 1
-                consumed = min(consumed, len(data))
+                end = cursor + min(consumed, len(data))
                 if not new_lines and not new_bad and not dropped:
-                    remaining = fileio.count_lines(pending)  # nothing taken: the mailbox is not rewritten
-                elif not old_lines and not old_bad and not dropped and not kept and consumed == size:
-                    os.rename(pending, inflight)  # the common case: all of it, in one step
+                    if cursor and cursor >= size:  # all of it was passed (an oversize last line): it goes
+                        self._drop_pending(recipient)
+                    remaining = self._count_pending(recipient, cursor)  # nothing taken, nothing written
+                elif not cursor and not old_lines and not old_bad and not dropped and not kept and end == size:
+                    os.rename(self._mailbox(recipient), inflight)  # the common case: all of it, in one step
                     fileio.fsync_dir(os.path.dirname(inflight))
-                    fileio.fsync_dir(os.path.dirname(pending))
+                    fileio.fsync_dir(os.path.dirname(self._mailbox(recipient)))
+                    fileio.remove(self._cursor_path(recipient))  # one an older crash left, if any
                 else:
                     if new_lines:
                         fileio.append_durably(inflight, _join(new_lines))
                     checkpoint("take:copied")  # a crash here leaves copies in both files: deduped
-                    remaining = fileio.replace_prefix(pending, consumed, _join(kept))
+                    remaining = self._advance(recipient, end, size, _join(kept))
         bad = old_bad + new_bad
         if bad:
             self._quarantine_lines(recipient, bad)
@@ -894,6 +982,17 @@ class Store(StoreBase):
             self, recipient, old_lines + new_lines, old_messages + new_messages, take_lock, remaining, whole
         )
 
+    def _advance(self, recipient: str, end: int, size: int, kept: bytes) -> int:
+        """Under the store lock: the mailbox's mail before `end` was taken (`kept`: what a selective
+        take passed over, to stay first in line). Returns how many messages still wait."""
+        if kept or (end < size and end >= size - end):
+            return self._compact(recipient, end, kept)
+        if end >= size:
+            self._drop_pending(recipient)
+            return 0
+        self._set_cursor(recipient, end)
+        return self._count_pending(recipient, end)
+
     def _finish_take(self, recipient: str, shown: list[bytes], rest: list[bytes], whole: bool) -> None:
         """Drop the shown mail from flight; unshown mail goes back in front of newer mail."""
         inflight = self._inflight(recipient)
@@ -905,9 +1004,29 @@ class Store(StoreBase):
             return
         if rest:
             with self._locked():
-                fileio.replace_prefix(self._mailbox(recipient), 0, _join(rest))
+                self._requeue(recipient, _join(rest))
             checkpoint("take:requeued")  # a crash here leaves the rest in both files: deduped
         fileio.remove(inflight)
+
+    def _requeue(self, recipient: str, rest: bytes) -> None:
+        """Under the store lock: put unshown mail back in front of the mailbox. When it is the bytes
+        just before the cursor (it was taken from there and nothing moved since), the cursor moves
+        back over it; otherwise the mailbox is rewritten with it in front."""
+        cursor = self._cursor(recipient)
+        if 0 < len(rest) <= cursor:
+            try:
+                fd = fileio.open_regular(self._mailbox(recipient), os.O_RDONLY)
+            except (OSError, RelayError):
+                fd = None
+            if fd is not None:
+                try:
+                    same = os.pread(fd, len(rest), cursor - len(rest)) == rest
+                finally:
+                    os.close(fd)
+                if same:
+                    self._set_cursor(recipient, cursor - len(rest))
+                    return
+        self._compact(recipient, cursor, rest)
 
     def _quarantine_lines(self, recipient: str, bad: list[bytes]) -> None:
         path = self._quarantine_path(f"{mailbox_name(recipient)}.unparsed")
@@ -927,10 +1046,11 @@ class Store(StoreBase):
         more = 0
         with self._locked():
             for state, path in (("inflight", self._inflight(recipient)), ("pending", self._mailbox(recipient))):
+                start = self._cursor(recipient) if state == "pending" else 0
                 try:
-                    head = fileio.read_head(path, max(left, 1), MAX_LINE) if left > 0 else None
-                    cut = head is None or len(head[0]) < head[2]
-                    total = fileio.count_lines(path) if cut else 0
+                    head = fileio.read_head(path, max(left, 1), MAX_LINE, start) if left > 0 else None
+                    cut = head is None or start + len(head[0]) < head[2]
+                    total = fileio.count_lines(path, start, mailbox_max() if budget is not None else None) if cut else 0
                 except fileio.UnsafeFile as err:
                     self.warn(f"{path} {err.why}; its mail was not read (run `relay doctor`)")
                     continue
@@ -1026,8 +1146,9 @@ class Store(StoreBase):
         aside undelivered, else None."""
         with self._locked():
             for state, path in (("taken", self._inflight(recipient)), ("queued", self._mailbox(recipient))):
+                start = self._cursor(recipient) if state == "queued" else 0
                 try:
-                    head = fileio.read_head(path, mailbox_max(), MAX_LINE)
+                    head = fileio.read_head(path, mailbox_max(), MAX_LINE, start)
                 except fileio.UnsafeFile:
                     continue
                 if any(is_message(raw, message_id) for raw in (head[0] if head else b"").split(b"\n")):
@@ -1124,6 +1245,7 @@ class Store(StoreBase):
             if _size(path):
                 return False
             fileio.remove(path)
+            fileio.remove(self._path("mailbox", os.path.basename(name).removesuffix(".jsonl") + ".offset"))
             return True
 
     def on_this_host(self, entry: Entry) -> bool:
@@ -1148,14 +1270,16 @@ class Store(StoreBase):
             for path in (self._inflight(session_id), self._mailbox(session_id)):
                 if not os.path.lexists(path):
                     continue
+                start = self._cursor(session_id) if path == self._mailbox(session_id) else 0
                 try:
-                    archived += fileio.count_lines(path)
+                    archived += fileio.count_lines(path, start)
                 except fileio.UnsafeFile as err:
                     self._set_aside(path, err.why, "a mail file")
                     continue
                 fileio.ensure_private_dir(archive)
-                fileio.append_file(path, os.path.join(archive, mailbox_name(session_id)))
+                fileio.append_file(path, os.path.join(archive, mailbox_name(session_id)), start)
                 fileio.remove(path)
+            fileio.remove(self._cursor_path(session_id))
             # The take lock file stays: unlinking a held lock would let two takers hold two inodes.
             # A watcher's lock goes when no watcher holds it (a retired session runs none).
             if holder(self._watch_path(session_id)) is None:
@@ -1290,7 +1414,9 @@ class Store(StoreBase):
 
             return [] if is_session_id(held_by) else [("bad-marker", path, "")]
         if area in ("mailbox", "inflight") and name.endswith(".jsonl"):
-            good, bad = _count_lines(path)
+            start = self._cursor(name.removesuffix(".jsonl")) if area == "mailbox" else 0  # taken before it
+            size -= start
+            good, bad = _count_lines(path, start)
             found = [("bad-lines", path, str(bad))] if bad else []
             if area == "inflight" and good:
                 found.append(("in-flight", path, str(good)))
@@ -1361,10 +1487,12 @@ def _read_plain(path: str, limit: int) -> bytes:
         os.close(fd)
 
 
-def _count_lines(path: str) -> tuple[int, int]:
-    """(message lines, unparseable lines) of a mail file, read line by line with a bounded line."""
+def _count_lines(path: str, start: int = 0) -> tuple[int, int]:
+    """(message lines, unparseable lines) of a mail file from byte `start`, read line by line with
+    a bounded line."""
     good = bad = 0
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    os.lseek(fd, start, os.SEEK_SET)
     with os.fdopen(fd, "rb") as stream:
         while line := stream.readline(MAX_LINE + 1):
             if len(line) > MAX_LINE:

@@ -4,10 +4,11 @@ A registration goes when it was not seen for DAYS and its transcript is gone or 
 and the session is not running; its markers go with it and its undelivered mail is archived
 (`<home>/archive/<id>.jsonl`, or relay:archive:<id> on Redis), never deleted. On a store several
 machines share, only this host's sessions are judged: their transcripts and processes are here.
-Empty mailboxes go. The hook runs the same collection at most once a day (relay.faces.hook). Message
-receipts (`relay status`) unchanged for RECEIPT_DAYS go too, and the journal's days past RELAY_JOURNAL_DAYS
-(docs/journal.md). The store does the work; this module
-only decides.
+None goes when no other session was seen or wrote its transcript within DAYS: a wall clock that
+jumped forward would otherwise age them all at once. Empty mailboxes go. The hook runs the same
+collection at most once a day (relay.faces.hook). Message receipts (`relay status`) unchanged for
+RECEIPT_DAYS go too, and the journal's days past RELAY_JOURNAL_DAYS (docs/journal.md). The store
+does the work; this module only decides.
 """
 
 import calendar
@@ -75,12 +76,43 @@ def stale_entries(store: "StoreAPI", days: float, now: float) -> list[Entry]:
     return stale
 
 
-def collect(store: "StoreAPI", days: float = DEFAULT_DAYS, dry: bool = False, now: float | None = None) -> dict:
-    """Collect (or with `dry`, only list) what is stale; a report of what went and where mail went."""
+# Why nothing is forgotten when every other session looks abandoned at once.
+CLOCK_SUSPECT = (
+    "no other session was seen or wrote its transcript in {days:g} days: the clock may have jumped forward, "
+    "so none is forgotten"
+)
+
+
+def clock_suspect(store: "StoreAPI", days: float, now: float, running: str | None) -> bool:
+    """No session but `running` (the one whose hook collects: it was just seen) was seen or wrote
+    its transcript within `days`: a whole machine idle that long while a hook runs now is less
+    likely than a wall clock that jumped forward."""
+    cutoff = now - days * DAY_SECONDS
+    own = (running or "").lower()
+    if any(str(e.get("id")).lower() != own and _epoch(e.get("lastSeen")) >= cutoff for e in store.registry().entries()):
+        return False
+    return not any(sid != own and mtime >= cutoff for sid, mtime in transcript_times().items())
+
+
+def collect(
+    store: "StoreAPI",
+    days: float = DEFAULT_DAYS,
+    dry: bool = False,
+    now: float | None = None,
+    running: str | None = None,
+) -> dict:
+    """Collect (or with `dry`, only list) what is stale; a report of what went and where mail went.
+    `running`: the session whose hook collects (it was just seen, so it is no evidence of the time)."""
     now = time.time() if now is None else now
-    retired, skipped = [], []
-    for entry in stale_entries(store, days, now):
+    retired: list[dict] = []
+    skipped: list[dict] = []
+    stale = stale_entries(store, days, now)
+    held = bool(stale) and clock_suspect(store, days, now, running)
+    for entry in stale:
         row = {k: entry.get(k) for k in ("id", "name", "tool", "dir", "lastSeen")}
+        if held:
+            skipped.append({**row, "reason": CLOCK_SUSPECT.format(days=days)})
+            continue
         if not dry:
             try:
                 row["archived"] = store.retire(require_uuid(entry["id"]))  # read back from the registry

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import REPO, fence_parts, new_id
+from conftest import REPO, fence_parts, new_id, plant_mail
 
 from relay.store.files import Store
 from relay.store.lock import FileLock
@@ -522,3 +522,34 @@ def test_inbox_whose_reader_is_gone_keeps_the_mail(relay_cmd, env, run_relay, st
         os.close(write_end)
     got = inbox(run_relay, sid)["messages"]
     assert [(m["id"], m["body"]) for m in got] == [(ids[0], "m1"), (ids[1], "m2")]
+
+
+def _plant_backlog(store_home: Path, sid: str, count: int) -> list[str]:
+    """`count` messages of ~600 bytes written straight into the mailbox: several batches, so a
+    take passes them by the read cursor instead of rewriting the mailbox."""
+    ids = [new_id() for _ in range(count)]
+    line = {"ts": "2026-12-01T00:00:00.000Z", "from": None, "fromName": "cli", "to": sid}
+    plant_mail(store_home, sid, [{"id": i, **line, "body": f"b{n}-" + "q" * 600} for n, i in enumerate(ids)])
+    return ids
+
+
+@pytest.mark.files_only("plants a mailbox of several batches, for the take to move the read cursor")
+@pytest.mark.parametrize("step", ["take:copied", "take:requeued", "take:acked"])
+def test_a_taker_killed_while_it_moves_the_read_cursor_loses_nothing(run_relay, store_home, step):
+    """Killed between copying a batch into flight and moving the cursor past it (take:copied),
+    after moving the cursor back over what it did not show (take:requeued), or after its ack: the
+    rest of the backlog arrives, each message at least once, never twice in one batch, and only
+    mail left in flight comes again (marked redelivered)."""
+    sid = new_id()
+    ids = _plant_backlog(store_home, sid, 300)
+    result = run_relay("inbox", sid, extra_env=kill_at(step))
+    assert result.returncode == KILLED
+    shown = [m["id"] for m in json.loads(result.stdout)["messages"]] if result.stdout else []
+    first = inbox(run_relay, sid)
+    again = [m["id"] for m in first["messages"] if m.get("redelivered")]
+    assert step != "take:acked" or (shown and not again and first["messages"][0]["id"] == ids[len(shown)])
+    batch = [m["id"] for m in first["messages"]]
+    assert len(batch) == len(set(batch))
+    rest = [i for i in ids if i not in batch and (step != "take:acked" or i not in shown)]
+    _no_doubles_in_any_batch(run_relay, sid, rest)
+    assert not any((store_home / "mailbox").iterdir())

@@ -335,3 +335,19 @@ def test_replace_prefix_streams_and_counts(tmp_path):
     assert fileio.count_lines(str(path)) == 0
     path.write_bytes(b"a\nb")
     assert fileio.count_lines(str(path)) == 2
+
+
+def test_reads_and_counts_start_at_an_offset_and_a_window_bounds_the_count(tmp_path):
+    """The read cursor's primitives: nothing before `start` is read, and a count given a window
+    reads only that much, estimating the rest from the mean line length."""
+    path = tmp_path / "box"
+    path.write_bytes(b"aaaa\nbbbb\ncccc\n")
+    assert fileio.read_head(str(path), 100, 100, start=5) == (b"bbbb\ncccc\n", 0, 15)
+    assert fileio.read_head(str(path), 6, 100, start=5) == (b"bbbb\n", 0, 15)
+    assert fileio.read_head(str(path), 100, 100, start=15) == (b"", 0, 15)
+    assert fileio.count_lines(str(path), 5) == 2
+    path.write_bytes(b"x" * 9 + b"\n" + b"0123456789" * 1000)  # a torn last line counts
+    assert fileio.count_lines(str(path), 10, 50) == 1
+    path.write_bytes(b"123456789\n" * 10_000)
+    assert fileio.count_lines(str(path), 0, 1000) == 10_000
+    assert fileio.count_lines(str(path), 50, 1000) == 9_995

@@ -168,6 +168,13 @@ def _limit_memory(megabytes: int):
     return apply
 
 
+def assert_about_more(text: str, expected: int) -> None:
+    """Past RELAY_MAILBOX_MAX bytes the messages still queued are estimated from the bytes left
+    (counting them all would read the whole backlog): within 2% for lines of about equal size."""
+    more = int(re.search(r"(\d+) more messages? wait", text).group(1))
+    assert abs(more - expected) <= expected // 50, (more, expected)
+
+
 def hook_in_160_mib(relay_cmd, env, sid: str, tmp_path) -> subprocess.CompletedProcess:
     """One SessionStart hook run for `sid` under a 160 MiB address-space limit."""
     return subprocess.run(
@@ -196,7 +203,7 @@ def test_hook_with_a_huge_backlog_stays_small_fast_and_within_32_kib(relay_cmd, 
     assert len(text.encode()) <= BUDGET
     shown = text.count("\n- from flood ")
     assert 10 < shown < 200
-    assert f"{len(ids) - shown} more messages wait" in text
+    assert_about_more(text, len(ids) - shown)
     assert elapsed < 20, elapsed
     assert not list(store_home.glob("inflight/*.jsonl"))  # confirmed: nothing left stuck in flight
     # the next start goes on where this one stopped
@@ -326,4 +333,4 @@ def test_a_huge_backlog_left_in_flight_is_delivered_in_bounded_batches(relay_cmd
         assert shown > 10 and text.count("(redelivered)") == shown
         assert f"): m{delivered}-" in text.split("\n- from flood ", 2)[1]  # in order, from where it stopped
         delivered += shown
-        assert f"{100_000 - delivered} more messages wait" in text
+        assert_about_more(text, 100_000 - delivered)

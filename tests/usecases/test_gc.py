@@ -115,6 +115,7 @@ def test_a_live_session_is_never_collected(env, store_home, tmp_path, monkeypatc
     store = Store(store_home)
     sid = new_id()
     store.register(sid, name="busy")
+    store.register(new_id(), name="today")  # seen now: the clock is believable
     data = _registry(store_home)
     data["agents"][sid]["lastSeen"] = "2020-01-01T00:00:00.000Z"
     (store_home / "registry.json").write_text(json.dumps(data))
@@ -158,3 +159,47 @@ def test_the_transcript_decides_for_both_clis(env, store_home, tmp_path):
     report = gc.collect(store, days=14)
     assert sorted(row["name"] for row in report["retired"]) == ["claude-old", "codex-old", "none"]
     assert sorted(_registry(store_home)["names"]) == ["claude-new", "codex-new"]
+
+
+def _sessions_with_mail(run_relay, tmp_path: Path, keys: tuple[str, ...]) -> dict[str, str]:
+    ids = {key: new_id() for key in keys}
+    for key, sid in ids.items():
+        (tmp_path / key).mkdir()
+        _hook(run_relay, sid, tmp_path / key)
+        assert run_relay("register", key, "--id", sid).returncode == 0
+        assert run_relay("send", key, "--", f"for {key}").returncode == 0
+    return ids
+
+
+def test_a_forward_clock_jump_forgets_nobody(run_relay, store_home, tmp_path):
+    """Every session last seen 30 days ago, no transcript newer: what a clock set 30 days forward
+    shows. gc forgets none (each is skipped, saying why) until another session shows life within
+    DAYS; then the stale ones go."""
+    ids = _sessions_with_mail(run_relay, tmp_path, ("a", "b", "c"))
+    for sid in ids.values():
+        _age(store_home, sid, 30)
+    report = json.loads(run_relay("gc", "--json").stdout)
+    assert report["retired"] == []
+    assert sorted(row["id"] for row in report["skipped"]) == sorted(ids.values())
+    assert all("clock" in row["reason"] for row in report["skipped"])
+    assert set(_registry(store_home)["agents"]) == set(ids.values())
+    assert not (store_home / "archive").exists()
+    assert "clock may have jumped" in run_relay("gc").stdout.decode()
+    _age(store_home, ids["b"], 1)  # one session seen yesterday: the clock is believable
+    report = json.loads(run_relay("gc", "--json").stdout)
+    assert sorted(row["id"] for row in report["retired"]) == sorted([ids["a"], ids["c"]])
+
+
+def test_the_hooks_daily_collection_after_a_clock_jump_forgets_nobody(run_relay, store_home, tmp_path):
+    """The hook's own session was just seen: that is no evidence that the clock is right."""
+    ids = _sessions_with_mail(run_relay, tmp_path, ("a", "b"))
+    for sid in ids.values():
+        _age(store_home, sid, 30)
+    stamp = store_home / "gc.stamp"
+    past = time.time() - 30 * DAY
+    os.utime(stamp, (past, past))
+    (tmp_path / "new").mkdir()
+    _hook(run_relay, new_id(), tmp_path / "new")
+    assert stamp.stat().st_mtime > time.time() - 60  # the collection ran
+    assert set(ids.values()) <= set(_registry(store_home)["agents"])
+    assert not (store_home / "archive").exists()
