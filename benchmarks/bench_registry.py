@@ -22,11 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 import uuid
 
-from bench_startup import Command, p90, parse_binary, real_python, sandbox_env
+from bench_startup import Command, parse_binary, real_python, report, run_rounds, sandbox_env
 
 RESUMED = str(uuid.UUID(int=7))
 
@@ -112,32 +111,16 @@ def main() -> None:
     programs += [source_argv(spec, python) for spec in args.sources]
     if not programs:
         parser.error("give at least one binary or --sources checkout")
-    here = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="relay-bench-registry-") as workdir:
         base = Command("python3 -I -S -c pass", [python, "-I", "-S", "-c", "pass"], sandbox_env(workdir))
         commands = [base]
         for label, argv in programs:
             for size, sessions in (("1", 0), (f"{args.sessions}", args.sessions)):
                 commands += store_commands(label, argv, workdir, size, sessions)
-        for command in commands:
-            command.check()  # the warm-up: registers the resumed session, migrates a planted registry
-        os.chdir(workdir)
-        try:
-            for r in range(args.rounds):
-                shift = r % len(commands)
-                for command in commands[shift:] + commands[:shift]:
-                    command.run()
-        finally:
-            os.chdir(here)
+        run_rounds(commands, args.rounds, workdir)  # the check run registers the resumed session
     load = os.getloadavg()
     print(f"{args.rounds} interleaved rounds, {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f}")
-    denominator = statistics.median(base.ms)
-    width = max(len(c.label) for c in commands)
-    print(f"{'command':<{width}}  {'median ms':>9}  {'p90 ms':>7}  {'x python':>8}  {'peak RSS MiB':>12}")
-    for c in commands:
-        median = statistics.median(c.ms)
-        rss = max(c.rss_kib) / 1024
-        print(f"{c.label:<{width}}  {median:9.2f}  {p90(c.ms):7.2f}  {median / denominator:8.2f}  {rss:12.1f}")
+    report(commands)
 
 
 if __name__ == "__main__":
