@@ -392,7 +392,6 @@ class Store(StoreBase):
         self.warn = warn
         self._held = False
         self._trusted = False
-        self._upgraded = False  # no registry.json of an older relay left to migrate
 
     # -- locking and layout -------------------------------------------------------------------
 
@@ -551,14 +550,11 @@ class Store(StoreBase):
         return found
 
     def _upgrade(self) -> None:
-        """Once per process, one stat: a registry.json left by an older relay is migrated first."""
-        if self._upgraded:
-            return
+        """One stat: a registry.json left by an older relay (or written by one since) is migrated first."""
         if os.path.lexists(self._path("registry.json")):
             with self._locked():
                 if os.path.lexists(self._path("registry.json")):
                     self._migrate()
-        self._upgraded = True
 
     def _migrate(self) -> None:
         """Under the lock: registry.json becomes agents/ and names/ files, then registry.json.migrated.

@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import file_registry, new_id, queued_to
+from conftest import file_registry, new_id, plant_registry, queued_to
 
 import relay.store.files as store_module
 from relay.store.files import Store
@@ -206,7 +206,7 @@ def test_resolve_takes_an_id_before_a_name(env, store_home):
         },
         "names": {b: a, "bee": b},
     }
-    (store_home / "registry.json").write_text(json.dumps(registry, indent=2))
+    plant_registry(store_home, registry)
     reg = Store(store_home).registry()
     assert reg.resolve(b)["id"] == b
     assert reg.resolve("bee")["id"] == b
@@ -223,7 +223,7 @@ def test_cli_send_to_an_id_goes_to_that_id_not_a_name(run_relay, store_home):
         },
         "names": {b: a},
     }
-    (store_home / "registry.json").write_text(json.dumps(registry, indent=2))
+    plant_registry(store_home, registry)
     assert run_relay("send", b, "--", "for b").returncode == 0
     assert (store_home / "mailbox" / f"{b}.jsonl").exists()
     assert not (store_home / "mailbox" / f"{a}.jsonl").exists()
@@ -458,8 +458,7 @@ def test_cli_and_hook_refuse_non_uuid_ids(run_relay, store_home, tmp_path):
         assert list((store_home / "markers").iterdir()) == []
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "evil" in p.name)
     assert after == [], after
-    if (store_home / "registry.json").exists():
-        assert json.loads((store_home / "registry.json").read_text())["agents"] == {}
+    assert file_registry(store_home)["agents"] == {}
     created = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     # (the frozen binary unpacks itself under $HOME/.cache: that is not the store)
     stray = [p for p in created if p not in before and not str(p).startswith(("store/", "home/.cache/"))]

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from agent_files import claude_transcript
-from conftest import new_id
+from conftest import file_registry, new_id, plant_registry
 
 from relay.store.files import Store
 from relay.store.layout import marker_name
@@ -17,7 +17,7 @@ DAY = 86400
 
 
 def _registry(store_home: Path) -> dict:
-    return json.loads((store_home / "registry.json").read_text())
+    return file_registry(store_home)
 
 
 def _age(store_home: Path, sid: str, days: float) -> None:
@@ -25,7 +25,7 @@ def _age(store_home: Path, sid: str, days: float) -> None:
     data = _registry(store_home)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - days * DAY))
     data["agents"][sid]["lastSeen"] = stamp
-    (store_home / "registry.json").write_text(json.dumps(data))
+    plant_registry(store_home, data)
 
 
 def _hook(run_relay, sid: str, cwd: Path):
@@ -117,7 +117,7 @@ def test_a_live_session_is_never_collected(env, store_home, tmp_path, monkeypatc
     store.register(sid, name="busy")
     data = _registry(store_home)
     data["agents"][sid]["lastSeen"] = "2020-01-01T00:00:00.000Z"
-    (store_home / "registry.json").write_text(json.dumps(data))
+    plant_registry(store_home, data)
     monkeypatch.setattr(gc, "is_live", lambda session_id, tool: session_id == sid)
     assert gc.collect(store)["retired"] == []
     monkeypatch.setattr(gc, "is_live", lambda session_id, tool: False)
