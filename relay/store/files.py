@@ -488,7 +488,7 @@ class Store(StoreBase):
         (never overwritten, never followed) and reported; True when it was."""
         if value is not _UNUSABLE and (value is None or isinstance(value, dict)):
             return False
-        self._set_aside(path, "did not parse (or was not a plain file)", what)
+        self._set_aside(path, "is unreadable", what)
         return True
 
     def _load_entry(self, session_id: str) -> Entry | None:
@@ -619,10 +619,10 @@ class Store(StoreBase):
             name = change.name
             if change.apply(entry):  # its first name: the dir's, unless that is taken (one stat a try)
                 name = name_from_dir(str(entry["dir"]), _TakenNames(self))  # type: ignore[arg-type]
-            if name is not UNSET:
-                self._bind(session_id, entry, None if name is None else str(name))
             entry["lastSeen"] = now_iso()
             checkpoint("register:before-write")
+            if name is not UNSET:  # the names index first: a crash before the entry leaves it ahead
+                self._bind(session_id, entry, None if name is None else str(name))
             # A session start of a session registered as it is (a resume, /clear, a compaction)
             # changes only its lastSeen: the directory is not synced after the rename, which spares
             # the start one of its two waits for the disk. A power cut may then undo the refresh

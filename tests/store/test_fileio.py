@@ -104,7 +104,7 @@ def test_a_session_start_that_only_refreshes_last_seen_skips_the_directory_sync(
     store.record_end(sid)
     fsyncs.clear()
     store.record_start(sid, str(tmp_path / "sub"), "codex")  # resumed after its end: endedAt goes
-    assert (_ino(store_home), True) in fsyncs
+    assert (_ino(store_home / "agents"), True) in fsyncs
     assert "endedAt" not in store.registry().agents[sid]
 
 

@@ -82,6 +82,7 @@ def test_gc_retires_stale_sessions_and_archives_their_mail(run_relay, store_home
 
 def test_gc_dry_changes_nothing_and_older_than_is_honoured(run_relay, store_home, tmp_path):
     ids = _world(run_relay, store_home, tmp_path)
+    assert run_relay("list").returncode == 0  # migrates the registry.json _world planted
     before = {p: p.read_bytes() for p in store_home.rglob("*") if p.is_file() and p.name != ".lock"}
     dry = run_relay("gc", "--dry")
     assert dry.returncode == 0
