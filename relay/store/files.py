@@ -2,12 +2,17 @@
 
 Layout (the session-relay 0.1 format, so an upgrade keeps registrations and unread mail):
 
-    registry.json          {"agents": {id: Entry}, "names": {name: id}}
+    registry.json          {"agents": {id: Entry}, "names": {name: id}}: 0.1's registry, migrated
+                           at the first access into agents/ and names/ (below), then renamed
+                           registry.json.migrated
     mailbox/<id>.jsonl     pending mail, one JSON message per line
     markers/<encoded-dir>  "<session-id>\\n", the session last registered for that dir
     .lock                  the lock file every mutation holds
 
 Added by this version, ignored by 0.1 readers:
+
+    agents/<id>.json       one session's Entry: a start rewrites only its own
+    names/<name>.json      {name: id}, one file per name ignoring case: the names index
 
     inflight/<id>.jsonl    mail a taker has claimed but not yet confirmed as shown
     inflight/<id>.lock     held by the one live taker of that mailbox
