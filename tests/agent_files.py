@@ -60,6 +60,16 @@ def _line(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
+def _claude_line(record: dict[str, Any], session_id: str, cwd: str | None) -> str:
+    """`record` as a Claude 2.1 transcript line: its uuid and time, then `cwd` after `message` (key order
+    matters to a byte scanner), then the session's id, version and branch."""
+    record.update({"uuid": str(uuid.uuid4()), "timestamp": iso()})
+    if cwd is not None:
+        record["cwd"] = cwd
+    record.update({"sessionId": session_id, "version": CLAUDE_VERSION, "gitBranch": "main"})
+    return _line(record)
+
+
 def claude_user_line(
     session_id: str, cwd: str | None, text: str, *, sidechain: bool = False, parent: str | None = None
 ) -> str:
@@ -70,13 +80,8 @@ def claude_user_line(
         "userType": "external",
         "type": "user",
         "message": {"role": "user", "content": text},
-        "uuid": str(uuid.uuid4()),
-        "timestamp": iso(),
     }
-    if cwd is not None:
-        record["cwd"] = cwd
-    record.update({"sessionId": session_id, "version": CLAUDE_VERSION, "gitBranch": "main"})
-    return _line(record)
+    return _claude_line(record, session_id, cwd)
 
 
 def claude_assistant_line(session_id: str, cwd: str | None, text: str, *, sidechain: bool = False) -> str:
@@ -95,13 +100,8 @@ def claude_assistant_line(session_id: str, cwd: str | None, text: str, *, sidech
             "stop_reason": "end_turn",
         },
         "requestId": "req_" + secrets.token_hex(12),
-        "uuid": str(uuid.uuid4()),
-        "timestamp": iso(),
     }
-    if cwd is not None:
-        record["cwd"] = cwd
-    record.update({"sessionId": session_id, "version": CLAUDE_VERSION, "gitBranch": "main"})
-    return _line(record)
+    return _claude_line(record, session_id, cwd)
 
 
 def queue_operation_lines(session_id: str, prompt: str) -> str:

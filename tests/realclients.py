@@ -332,6 +332,26 @@ def gemini_link(sandbox: Sandbox, plugin: Path, env: dict[str, str]) -> subproce
     return done
 
 
+def gemini_wake_step(sandbox: Sandbox, plugin: Path, target: str, calls: list[list[Any]]) -> dict[str, Any]:
+    """A scenario step: `relay wake <target>` through the clone's launcher, from the sandbox's root (not the
+    project: wake changes into the target's dir itself); the resumed Gemini's mock model makes `calls`."""
+    return {
+        "kind": "gemini",
+        "cwd": str(sandbox.root),
+        "argv": [str(plugin / "launcher"), "wake", target],
+        "calls": calls,
+        "timeout": 180,
+    }
+
+
+def claude_whoami_step(cwd: Path, plugin: Path, session: str, *extra: str) -> dict[str, Any]:
+    """A scenario step: `claude -p` with the plugin at `plugin`, as `session`; its mock model calls the bus's
+    `whoami`, which the run allows without asking. `extra` goes to Claude's command line."""
+    whoami = CLAUDE_TOOL_PREFIX + "whoami"
+    argv = [str(clients_bin() / "claude"), "-p", "who am i?", "--plugin-dir", str(plugin), "--session-id", session]
+    return {"kind": "claude", "cwd": str(cwd), "tool": whoami, "argv": [*argv, *extra, "--allowedTools", whoami]}
+
+
 def offline(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run a command in a new network namespace (no network at all)."""
     return subprocess.run(

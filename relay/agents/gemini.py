@@ -22,6 +22,7 @@
 import os
 
 from relay.domain.ids import is_uuid
+from relay.util.env import launcher_path
 
 TYPE_CHECKING = False  # typing and pathlib stay off the hook's and send's paths
 if TYPE_CHECKING:
@@ -67,8 +68,8 @@ def hook_output(moment: str, text: str) -> dict[str, object]:
 def policy_path() -> str | None:
     """The shipped bus policy of the checkout relay runs from: next to its launcher, else (relay run
     from the sources) next to the package. None when it is not there."""
-    launcher = os.environ.get("RELAY_LAUNCHER")
-    if launcher and launcher.startswith("/"):
+    launcher = launcher_path()
+    if launcher:
         root = os.path.dirname(launcher)
     else:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

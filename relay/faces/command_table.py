@@ -164,6 +164,15 @@ SHAPES: dict[str, Spec] = {
             "--json": ("", "one JSON object per line", "off"),
         },
     ),
+    "ui": Spec(
+        "relay ui [--port N] [--no-open]",
+        "serve a local web page of the sessions and their threads, live, with a box to send from",
+        "ui_command",
+        options={
+            "--port": ("N", "listen on this port of 127.0.0.1; 0 picks a free one", "0, a free port"),
+            "--no-open": ("", "only print the URL; do not hand it to xdg-open", "off: opened when a display is set"),
+        },
+    ),
     "doorbell": Spec(
         "relay doorbell [--serve] [--per-minute N]",
         "list the hosts whose doorbell is served, or serve this host's (Redis store)",

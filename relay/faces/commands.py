@@ -459,6 +459,13 @@ def log_command(store: StoreAPI, parsed: Parsed) -> int:
     return main(store, parsed)
 
 
+def ui_command(store: StoreAPI, parsed: Parsed) -> int:
+    """Serve the web view on 127.0.0.1 and print its URL, until Ctrl-C (relay.faces.webview)."""
+    from relay.faces.webview import main
+
+    return main(store, parsed)
+
+
 def doorbell_command(store: StoreAPI, parsed: Parsed) -> int:
     """List the hosts whose doorbell is served, or serve this host's until SIGTERM or SIGINT
     (relay.faces.doorbell_server)."""

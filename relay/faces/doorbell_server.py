@@ -27,7 +27,6 @@ from relay.util.textsafe import one_line
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
 
     from relay.store.contract import DoorbellsAPI, StoreAPI
     from relay.usecases.wake import Started
@@ -132,43 +131,60 @@ def _retrying(step: "Callable[[], object]", stop: list[int], patience: float = f
 
 
 def _loop(store: "StoreAPI", bells: "DoorbellsAPI", per_minute: int, stop: list[int], running: list[_Running]) -> None:
-    state = {"backlog": True, "next_beat": 0.0}  # first what a killed server of this host read and never acked
-    rung: deque[float] = deque()
+    server = _Server(store, bells, per_minute, running)
     while not stop:
-        _retrying(lambda: _turn(store, bells, per_minute, running, rung, state), stop)
+        _retrying(server.turn, stop)
 
 
-def _turn(
-    store: "StoreAPI",
-    bells: "DoorbellsAPI",
-    per_minute: int,
-    running: list[_Running],
-    rung: "deque[float]",
-    state: dict[str, "Any"],
-) -> None:
-    """One round of the server: beat, reap, and read and ring at most one request. After a stall
-    it beats first (the liveness key may have expired) and reads what it had not acked again."""
-    try:
-        now = time.monotonic()
-        if now >= state["next_beat"]:
-            if not bells.heartbeat():
-                raise RelayError(f"another doorbell server took over {one_line(bells.here)}; this one stops")
-            state["next_beat"] = now + BEAT
-        _reap(bells, running)
-        while rung and rung[0] <= now - 60:
-            rung.popleft()
-        if len(running) >= RUNNING_MAX or len(rung) >= per_minute:
-            time.sleep(0.5)  # requests wait in the stream meanwhile
+class _Server:
+    """What the serving loop carries from one round to the next: when its liveness key is due again,
+    whether it still reads the backlog, and when the wakes of the last minute rang."""
+
+    def __init__(self, store: "StoreAPI", bells: "DoorbellsAPI", per_minute: int, running: list[_Running]) -> None:
+        self.store, self.bells, self.per_minute, self.running = store, bells, per_minute, running
+        self.next_beat = 0.0  # monotonic time the liveness key is refreshed again
+        self.backlog = True  # first what a killed server of this host read and never acked
+        self.rung: deque[float] = deque()  # monotonic times of the wakes rung within the last minute
+
+    def turn(self) -> None:
+        """One round: beat, reap, and read and ring at most one request."""
+        try:
+            now = time.monotonic()
+            self._beat_when_due(now)
+            _reap(self.bells, self.running)
+            if self._at_limit(now):
+                time.sleep(0.5)  # requests wait in the stream meanwhile
+                return
+            self._read_and_ring()
+        except StoreUnreachable:
+            self._after_stall()
+            raise
+
+    def _beat_when_due(self, now: float) -> None:
+        if now < self.next_beat:
             return
-        got = bells.read(state["backlog"], BLOCK_MS)
-        if state["backlog"] and not got:
-            state["backlog"] = False
+        if not self.bells.heartbeat():
+            raise RelayError(f"another doorbell server took over {one_line(self.bells.here)}; this one stops")
+        self.next_beat = now + BEAT
+
+    def _at_limit(self, now: float) -> bool:
+        """RUNNING_MAX programs run, or `per_minute` wakes rang in the last minute."""
+        while self.rung and self.rung[0] <= now - 60:
+            self.rung.popleft()
+        return len(self.running) >= RUNNING_MAX or len(self.rung) >= self.per_minute
+
+    def _read_and_ring(self) -> None:
+        got = self.bells.read(self.backlog, BLOCK_MS)
+        if self.backlog and not got:
+            self.backlog = False  # the backlog is drained: new requests from now on
         for stream_id, request in got:
-            if _handle(store, bells, stream_id, request, running):
-                rung.append(time.monotonic())
-    except StoreUnreachable:
-        state["backlog"], state["next_beat"] = True, 0.0
-        raise
+            if _handle(self.store, self.bells, stream_id, request, self.running):
+                self.rung.append(time.monotonic())
+
+    def _after_stall(self) -> None:
+        """Redis did not answer: beat first when it does (the liveness key may have expired), and read
+        again what this server had read and not acked."""
+        self.backlog, self.next_beat = True, 0.0
 
 
 def _handle(

@@ -197,6 +197,17 @@ TOPICS: dict[str, Topic] = {
         example="relay log --session payments-api --since 2h",
         exits={"0": "printed (with --follow: stopped by Ctrl-C)", "1": "", "2": ""},
     ),
+    "ui": Topic(
+        "Serves a web page of the conversation on 127.0.0.1: every registered session with its tool, project "
+        "and whether it is live, idle or ended, and every thread in the journal with each message and its "
+        "delivery state (queued, taken, delivered, replied or archived, as relay status says). New events "
+        "show within a second or two without a reload. A box on the page sends a message or a reply as "
+        "`user`, the way relay send does. Every request needs the random token in the printed URL; the "
+        "page shows bodies as text only.",
+        output=("one line: the URL to open, http://127.0.0.1:PORT/?token=TOKEN; then it serves until Ctrl-C",),
+        example="relay ui --port 8765 --no-open",
+        exits={"0": "stopped by Ctrl-C", "1": "the port is taken, or another error", "2": ""},
+    ),
     "doorbell": Topic(
         "Lists the hosts whose doorbell is served now. With --serve and the Redis store (AGENT_RELAY_URL), "
         "serves this host's doorbell: `relay wake` of a session on "

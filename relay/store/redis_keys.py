@@ -34,7 +34,7 @@ def take_lock(session_id: str) -> str:
 
 
 def quarantine(session_id: str) -> str:
-    """LIST of stream entries that did not parse, kept for a human."""
+    """LIST of stream entries set aside unread (too large, or not parsing), kept for a human."""
     return f"relay:quarantine:{session_id}"
 
 

@@ -14,7 +14,8 @@ cluster: scripts touch several keys):
     relay:rcpt:<msg id>        HASH receipt: `doc` (its JSON at queue time), `sid` (stream id),
                                `deliveredAt`, `repliedAt`, `replyId`, `changed` (epoch seconds)
     relay:takelock:<id>        held (SET NX PX) by one taker while it claims; never while it shows
-    relay:quarantine:<id>      LIST of stream entries that did not parse (kept for a human, never deleted)
+    relay:quarantine:<id>      LIST of stream entries set aside unread: larger than RELAY_MAILBOX_MAX or not
+                               parsing (kept for a human, never deleted; relay.store.redis_reads)
 
 Mail, at least once, like the file store:
 
@@ -61,6 +62,8 @@ from relay.store.files import (
 from relay.store.layout import mailbox_name
 from relay.store.lock import FileLock
 from relay.store.redis_client import UNLOCK, RedisConnection, redact
+from relay.store.redis_reads import Row, read_entries, read_field, read_hashes, read_journal, read_string
+from relay.store.redis_reads import mail_stamp as read_mail_stamp
 from relay.util import jsonlite
 from relay.util.clock import now_iso
 from relay.util.errors import LockBusy, RelayError
@@ -78,6 +81,7 @@ CLAIM_IDLE_MS = 20_000
 TAKE_LOCK_MS = 5_000
 TAKE_LOCK_WAIT = 3.0
 _READ_COUNT = 32
+_PEEK_PAGE = 256
 # The journal stream keeps about this many events (XADD MAXLEN ~); `relay gc` also trims it by age.
 JOURNAL_MAX = 200_000
 _JOURNAL_PAGE = 1000
@@ -299,12 +303,9 @@ class RedisStore(RedisConnection, StoreBase):
     # -- registry, names, markers ---------------------------------------------------------------
 
     def registry(self) -> Registry:
-        """A consistent snapshot of every entry and name (one MULTI/EXEC)."""
+        """A consistent snapshot of every entry and name (one script; values too large are left out)."""
         with self._guard():
-            pipe = self._redis().pipeline(transaction=True)
-            pipe.hgetall(redis_keys.AGENTS)
-            pipe.hgetall(redis_keys.NAMES)
-            agents_raw, names_raw = pipe.execute()
+            agents_raw, names_raw = read_hashes(self, redis_keys.AGENTS, redis_keys.NAMES)
         agents: dict[str, Entry] = {}
         for key, raw in agents_raw.items():
             try:
@@ -316,16 +317,12 @@ class RedisStore(RedisConnection, StoreBase):
         names = {k.decode(): v.decode() for k, v in names_raw.items()}
         return Registry({"agents": agents, "names": names})
 
-    @staticmethod
-    def _registry_maps(pipe: Any) -> tuple[dict[str, Entry], dict[str, str]]:
-        """Every entry and name, read inside a WATCH (before MULTI)."""
-        agents: dict[str, Entry] = {}
-        for key, raw in pipe.hgetall(redis_keys.AGENTS).items():
-            entry = _load_entry(raw)
-            if entry is not None:
-                agents[key.decode()] = entry
-        names = {k.decode(): v.decode() for k, v in pipe.hgetall(redis_keys.NAMES).items()}
-        return agents, names
+    def _registry_maps(self, pipe: Any) -> tuple[dict[str, Entry], dict[str, str]]:
+        """Every entry and name, read inside a WATCH (before MULTI). Read in one script on the main
+        connection (values too large left in Redis, relay.store.redis_reads): `pipe`'s WATCH still
+        fails the transaction when either hash changes after it."""
+        registry = self.registry()
+        return dict(registry.agents), dict(registry.names)
 
     def _in_registry_transaction(self, attempt: Callable[[Any], Any]) -> Any:
         """Run `attempt(pipe)` with the registry WATCHed: it reads, then calls pipe.multi() and queues
@@ -351,7 +348,7 @@ class RedisStore(RedisConnection, StoreBase):
 
         def attempt(pipe: Any) -> Entry:
             chosen = change.name
-            raw = pipe.hget(redis_keys.AGENTS, session_id)
+            raw = read_field(self, redis_keys.AGENTS, session_id)
             entry = _load_entry(raw) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
             fresh = raw is None
             if change.apply(entry):
@@ -398,9 +395,9 @@ class RedisStore(RedisConnection, StoreBase):
         """StoreBase.move_name: the registry change in one MULTI/EXEC (WATCHed), then the mail."""
 
         def attempt(pipe: Any) -> str | None:
-            names = {k.decode(): v.decode() for k, v in pipe.hgetall(redis_keys.NAMES).items()}
+            names = {k.decode(): v.decode() for k, v in read_hashes(self, redis_keys.NAMES)[0].items()}
             held = base.holds_name(names, holder, name)
-            entry = _load_entry(pipe.hget(redis_keys.AGENTS, taker))
+            entry = _load_entry(read_field(self, redis_keys.AGENTS, taker))
             if held is None or entry is None:
                 return None
             updates, drop_names = self._name_change(pipe, taker, held)
@@ -430,11 +427,10 @@ class RedisStore(RedisConnection, StoreBase):
         except redis.ResponseError:
             claimed = set()  # no group: nothing was ever taken
         moving: list[tuple[str, Message]] = []
-        for sid_raw, fields in client.xrange(stream, "-", "+"):
-            sid = sid_raw.decode()
-            message = _parse(fields.get(b"m"))
-            if message is not None and sid not in claimed and base.sent_to_name(message, name):
-                moving.append((sid, {**message, "to": taker, "toName": name}))
+        for row in self._peek_rows(holder, mailbox_max()):  # bounded: a planted entry is skipped
+            message = _parse(row.body)
+            if message is not None and row.sid not in claimed and base.sent_to_name(message, name):
+                moving.append((row.sid, {**message, "to": taker, "toName": name}))
         if not moving:
             return []
         keys = [
@@ -465,7 +461,7 @@ class RedisStore(RedisConnection, StoreBase):
 
     def marker(self, directory: str) -> str | None:
         with self._guard():
-            raw = self._redis().hget(redis_keys.MARKERS, directory)
+            raw = read_field(self, redis_keys.MARKERS, directory)
         return raw.decode() if raw else None
 
     def _record_start(self, session_id: str, directory: str, tool: str) -> Entry:
@@ -480,7 +476,7 @@ class RedisStore(RedisConnection, StoreBase):
                 with client.pipeline(transaction=True) as pipe:
                     try:
                         pipe.watch(redis_keys.AGENTS)
-                        entry = _load_entry(pipe.hget(redis_keys.AGENTS, session_id))
+                        entry = _load_entry(read_field(self, redis_keys.AGENTS, session_id))
                         if entry is None:
                             return
                         entry["endedAt"] = now_iso()
@@ -567,7 +563,7 @@ class RedisStore(RedisConnection, StoreBase):
         key = redis_keys.take_lock(recipient)
         alive: set[bytes] = set()  # holders already seen alive: one /proc look each
         while not client.set(key, token, nx=True, px=TAKE_LOCK_MS):
-            holder = client.get(key)
+            holder = read_string(self, key)
             if holder is not None and holder not in alive:
                 # A taker of this host killed while claiming: its lock goes now, not in TAKE_LOCK_MS
                 # (deleted only if it still holds it). Another host's holder is left to the expiry.
@@ -583,49 +579,28 @@ class RedisStore(RedisConnection, StoreBase):
     def _claim(
         self, client: Any, recipient: str, budget: int, select: Select | None
     ) -> tuple[list[str], list[int], list[Message]]:
+        """The three sources of a take, in the order their mail must come (docs/redis-store.md)."""
+        claim = _Claim(budget, select)
+        self._claim_from_dead_takers(client, recipient, claim)
+        self._claim_parked(client, recipient, claim)
+        self._claim_new(recipient, claim)
+        if claim.to_redeliver:
+            self._park(recipient, claim.to_redeliver, REDELIVER)
+        return claim.sids, claim.sizes, claim.messages
+
+    def _claim_from_dead_takers(self, client: Any, recipient: str, claim: "_Claim") -> None:
+        """Step 1: claims of dead takers (and this process's own closed-unacked ones) come first and
+        flagged; they are shown again, so the taker that held them may have shown them already."""
         stream = redis_keys.mbox(recipient)
-        sids: list[str] = []
-        sizes: list[int] = []
-        messages: list[Message] = []
-        used = 0
-        to_redeliver: list[str] = []
+        dead = sorted(self._dead_claims(client, stream), key=_sid_key)
+        if dead:
+            self._move(stream, dead, self._consumer)
+            self._take_rows(recipient, self._read(recipient, claim, ["ids", *dead]), claim, redelivered=True)
 
-        def add(entries: list, redelivered: bool, selective: bool) -> list[str]:
-            """Take what fits and `select` accepts; the stream ids taken. Entries left alone stay
-            where they are: parked ones (steps 2 and 3) stay parked, unflagged, in front."""
-            nonlocal used
-            taken: list[str] = []
-            for sid_raw, fields in entries:
-                sid = sid_raw.decode() if isinstance(sid_raw, bytes) else str(sid_raw)
-                raw = fields.get(b"m") if fields else None
-                message = _parse(raw)
-                if not isinstance(raw, bytes) or message is None:  # deleted meanwhile, or not relay's
-                    if isinstance(raw, bytes):  # kept for a human, never deleted (like quarantine/)
-                        client.rpush(redis_keys.quarantine(recipient), raw)
-                        self.warn(
-                            f"an unreadable message in the mailbox of {recipient} was kept in "
-                            f"{redis_keys.quarantine(recipient)}; the other messages were delivered"
-                        )
-                    self._ack(recipient, [sid], [len(raw) if isinstance(raw, bytes) else 0], [])
-                    continue
-                if selective and select is not None and not select(message):
-                    continue
-                if sids and used + len(raw) > budget:
-                    if redelivered:
-                        to_redeliver.append(sid)
-                    continue
-                if redelivered:
-                    message["redelivered"] = True
-                sids.append(sid)
-                sizes.append(len(raw))
-                messages.append(message)
-                taken.append(sid)
-                used += len(raw)
-            return taken
-
-        # 1. Claims of dead takers (and this process's own earlier, closed-unacked claims).
+    def _dead_claims(self, client: Any, stream: str) -> list[str]:
+        """The stream ids claimed by takers judged dead (_taker_is_dead), one /proc look per taker."""
         dead: list[str] = []
-        known: dict[str, bool] = {}  # same-host owners: one /proc look per taker, not per message
+        known: dict[str, bool] = {}
         for row in client.xpending_range(stream, GROUP, "-", "+", 10_000):
             owner = row["consumer"].decode()
             if owner == PARKED:
@@ -640,33 +615,76 @@ class RedisStore(RedisConnection, StoreBase):
                     known[owner] = is_dead
             if is_dead:
                 dead.append(row["message_id"].decode())
-        if dead:
-            add(_xclaim(client, stream, self._consumer, dead), True, False)
-        # 2. Parked mail: read but not shown by an earlier taker; still in front, in order.
-        # They are read where they are and only what is taken moves to this taker, so a taker that
-        # dies meanwhile leaves them parked: never flagged as redelivered, since none was shown.
+        return dead
+
+    def _claim_parked(self, client: Any, recipient: str, claim: "_Claim") -> None:
+        """Step 2: mail read but not shown by an earlier take, still in front, in order. It is read
+        where it is and only what is taken moves to this taker, so a taker that dies meanwhile leaves
+        it parked: never flagged as redelivered, since none of it was shown."""
+        stream = redis_keys.mbox(recipient)
         parked = [r["message_id"].decode() for r in client.xpending_range(stream, GROUP, "-", "+", 10_000, PARKED)]
         if parked:
-            pipe = client.pipeline(transaction=False)
-            for sid in parked:
-                pipe.xrange(stream, sid, sid)
-            entries = [row[0] for row in pipe.execute() if row]
-            self._move(stream, add(entries, False, True), self._consumer)
-        # 3. New mail, a few at a time, until the budget is spent (a selective take reads it all):
-        # read into the parked consumer, then what is taken moves to this taker (same reason).
-        while used < budget or select is not None:
-            got = client.xreadgroup(GROUP, PARKED, {stream: ">"}, count=_READ_COUNT)
-            entries = got[0][1] if got else []
-            if not entries:
-                break
-            taken = add(entries, False, True)
-            checkpoint("take:copied")  # a crash here leaves all of them parked: delivered later, unflagged
+            taken = self._take_rows(recipient, self._read(recipient, claim, ["ids", *parked]), claim)
             self._move(stream, taken, self._consumer)
-            if select is None and used >= budget:
+
+    def _claim_new(self, recipient: str, claim: "_Claim") -> None:
+        """Step 3: new mail, a few at a time, until the budget is spent (a selective take reads it
+        all): read into the parked consumer, then what is taken moves to this taker (same reason)."""
+        while claim.used < claim.budget or claim.select is not None:
+            rows = self._read(recipient, claim, ["new", _READ_COUNT, PARKED])
+            if not rows:
                 break
-        if to_redeliver:
-            self._park(recipient, to_redeliver, REDELIVER)
-        return sids, sizes, messages
+            taken = self._take_rows(recipient, rows, claim)
+            checkpoint("take:copied")  # a crash here leaves all of them parked: delivered later, unflagged
+            self._move(redis_keys.mbox(recipient), taken, self._consumer)
+            if claim.select is None and claim.used >= claim.budget:
+                break
+
+    def _read(self, recipient: str, claim: "_Claim", mode: list[object]) -> list[Row]:
+        """Entries as rows, measured in Redis: only bodies within the take's room cross the wire, and
+        one larger than RELAY_MAILBOX_MAX never does (it is moved aside, relay.store.redis_reads)."""
+        return read_entries(self, recipient, GROUP, claim.entry_max, claim.room(), not claim.sids, mode)
+
+    def _take_rows(self, recipient: str, rows: list[Row], claim: "_Claim", redelivered: bool = False) -> list[str]:
+        """Take what fits and `select` accepts (a redelivery ignores `select`: it was shown); the stream
+        ids taken. Rows left alone stay where they are: parked ones stay parked, unflagged, in front;
+        redelivered ones past the budget go to REDELIVER."""
+        taken: list[str] = []
+        for row in rows:
+            message = _parse(row.body)
+            if row.kind in ("big", "gone") or (row.kind == "ok" and message is None):
+                self._set_aside(recipient, row)
+                continue
+            if message is not None and not redelivered and claim.select is not None and not claim.select(message):
+                continue
+            if message is None or (claim.sids and claim.used + row.size > claim.budget):
+                if redelivered:
+                    claim.to_redeliver.append(row.sid)
+                continue
+            if redelivered:
+                message["redelivered"] = True
+            claim.add(row.sid, row.size, message)
+            taken.append(row.sid)
+        return taken
+
+    def _set_aside(self, recipient: str, row: Row) -> None:
+        """An entry that cannot be delivered: one too large was already moved to the quarantine list
+        in Redis, unread; one that does not parse is kept there too; one without a body is dropped."""
+        where = redis_keys.quarantine(recipient)
+        if row.kind == "big":
+            self.warn(
+                f"a {row.size}-byte entry in the mailbox of {recipient}, larger than RELAY_MAILBOX_MAX, was "
+                f"moved unread to {where}; the other messages were delivered (relay doctor names it)"
+            )
+            return
+        if row.body is not None:  # not relay's: kept for a human, never deleted (like quarantine/)
+            with self._guard():
+                self._redis().rpush(where, row.body)
+            self.warn(
+                f"an unreadable message in the mailbox of {recipient} was kept in {where}; "
+                "the other messages were delivered"
+            )
+        self._ack(recipient, [row.sid], [len(row.body) if row.body is not None else 0], [])
 
     def _move(self, stream: str, sids: list[str], consumer: str) -> None:
         """Hand these claims to `consumer` (min idle 0: the caller decided)."""
@@ -711,19 +729,20 @@ class RedisStore(RedisConnection, StoreBase):
                         claimed.add(row["message_id"].decode())
             except redis.ResponseError:
                 pass  # no group yet: nothing was ever taken
-            entries = client.xrange(stream, "-", "+")
+            rows = self._peek_rows(recipient, mailbox_max() if budget is None else budget)
         inflight: list[Message] = []
         pending: list[Message] = []
-        for sid_raw, fields in entries:
-            message = _parse(fields.get(b"m"))
+        unread = 0
+        for row in rows:
+            message = _parse(row.body)
+            unread += row.kind == "later"
             if message is None:
                 continue
-            sid = sid_raw.decode()
-            message["state"] = "inflight" if sid in claimed else "pending"
-            (inflight if sid in claimed else pending).append(message)
+            message["state"] = "inflight" if row.sid in claimed else "pending"
+            (inflight if row.sid in claimed else pending).append(message)
         every = inflight + pending
         if budget is None:
-            return every, 0
+            return every, unread
         shown: list[Message] = []
         left = budget
         for message in every:
@@ -732,7 +751,21 @@ class RedisStore(RedisConnection, StoreBase):
                 break
             shown.append(message)
             left -= size
-        return shown, len(every) - len(shown)
+        return shown, len(every) - len(shown) + unread
+
+    def _peek_rows(self, recipient: str, room: int) -> list[Row]:
+        """Every entry of the stream as rows, in pages, with bodies only within `room` bytes in all
+        (an entry larger than RELAY_MAILBOX_MAX is skipped, left where it is: a peek changes nothing)."""
+        rows: list[Row] = []
+        start, entry_max, first = "-", mailbox_max(), True
+        while True:
+            page = read_entries(self, recipient, GROUP, entry_max, room, first, ["range", start, _PEEK_PAGE], False)
+            rows += page
+            first = first and all(row.body is None for row in page)
+            room -= sum(row.size for row in page if row.body is not None)
+            if len(page) < _PEEK_PAGE:
+                return rows
+            start = f"({page[-1].sid}"
 
     def has_mail(self, recipient: SessionId) -> bool:
         with self._guard():
@@ -745,15 +778,11 @@ class RedisStore(RedisConnection, StoreBase):
     def mail_stamp(self, recipient: SessionId) -> tuple[int, ...] | None:
         """(entries, bytes, last stream id's milliseconds): changes whenever mail arrives or leaves."""
         with self._guard():
-            pipe = self._redis().pipeline(transaction=True)
-            pipe.xlen(redis_keys.mbox(recipient))
-            pipe.get(redis_keys.mbytes(recipient))
-            pipe.xrevrange(redis_keys.mbox(recipient), count=1)
-            count, size, last = pipe.execute()
+            count, size, last = read_mail_stamp(self, recipient)
         if not count:
             return None
-        ms, _, seq = last[0][0].decode().partition("-") if last else ("0", "", "0")
-        return (int(count), int(size or 0), int(ms), int(seq or 0))
+        ms, _, seq = last.partition("-")
+        return (count, size, int(ms), int(seq or 0))
 
     # -- receipts -------------------------------------------------------------------------------
 
@@ -761,7 +790,7 @@ class RedisStore(RedisConnection, StoreBase):
         if not is_uuid(message_id):
             return None
         with self._guard():
-            fields = self._redis().hgetall(redis_keys.receipt(message_id.lower()))
+            fields = read_hashes(self, redis_keys.receipt(message_id.lower()))[0]
         return _receipt_of(fields, message_id.lower())
 
     def message_state(self, message_id: str) -> Message | None:
@@ -770,7 +799,7 @@ class RedisStore(RedisConnection, StoreBase):
             return None
         with self._guard():
             client = self._redis()
-            fields = client.hgetall(redis_keys.receipt(message_id.lower()))
+            fields = read_hashes(self, redis_keys.receipt(message_id.lower()))[0]
             receipt = _receipt_of(fields, message_id.lower())
             if receipt is None:
                 return None
@@ -781,7 +810,7 @@ class RedisStore(RedisConnection, StoreBase):
             sid = (fields.get(b"sid") or b"").decode()
             stream = redis_keys.mbox(str(receipt.get("to")))
             state = "delivered"
-            if sid and client.xrange(stream, sid, sid):
+            if sid and self._in_stream(str(receipt.get("to")), sid):
                 state = "queued"
                 try:
                     rows = client.xpending_range(stream, GROUP, sid, sid, 1)
@@ -792,6 +821,11 @@ class RedisStore(RedisConnection, StoreBase):
             elif self._archived(client, str(receipt.get("to")), message_id.lower()):
                 state = "archived"
         return {**receipt, "state": state}
+
+    def _in_stream(self, recipient: str, sid: str) -> bool:
+        """Is the entry `sid` still in the recipient's stream? (Its id and size only, never its body.)"""
+        rows = read_entries(self, recipient, GROUP, mailbox_max(), 0, False, ["ids", sid], aside=False)
+        return bool(rows) and rows[0].kind != "gone"
 
     @staticmethod
     def _archived(client: Any, recipient: str, message_id: str) -> bool:
@@ -885,7 +919,7 @@ class RedisStore(RedisConnection, StoreBase):
 
     def auto_wakes(self, session_id: SessionId) -> int:
         with self._guard():
-            raw = self._redis().get(redis_keys.auto_wakes(session_id))
+            raw = read_string(self, redis_keys.auto_wakes(session_id))
         return int(raw) if raw and raw.isdigit() else 0
 
     def count_auto_wake(self, session_id: SessionId) -> int:
@@ -917,7 +951,7 @@ class RedisStore(RedisConnection, StoreBase):
         key = redis_keys.gc_stamp(self.host)
         with self._guard():
             client = self._redis()
-            raw = client.get(key)
+            raw = read_string(self, key)
             if raw is None:
                 client.set(key, repr(time.time()), nx=True)
                 return False
@@ -934,7 +968,7 @@ class RedisStore(RedisConnection, StoreBase):
             client = self._redis()
             for key in client.scan_iter(match=redis_keys.mbox("*"), count=500):
                 session_id = key.decode().removeprefix(redis_keys.mbox(""))
-                found.append((f"{session_id}.jsonl", int(client.get(redis_keys.mbytes(session_id)) or 0)))
+                found.append((f"{session_id}.jsonl", _count(read_string(self, redis_keys.mbytes(session_id)))))
         return found
 
     def drop_empty_mailbox(self, name: str) -> bool:
@@ -996,14 +1030,15 @@ class RedisStore(RedisConnection, StoreBase):
         start = "-" if since is None else f"{max(0, int(since * 1000))}-0"
         if cursor:
             start = f"({cursor}"
+        from relay.store.journal_files import MAX_EVENT_BYTES
+
         events: list[Message] = []
         with self._guard():
-            client = self._redis()
             while True:
-                page = client.xrange(redis_keys.JOURNAL, min=start, max="+", count=_JOURNAL_PAGE)
-                for sid, fields in page:
-                    cursor = sid.decode()
-                    event = _parse(fields.get(b"e"))
+                page = read_journal(self, start, _JOURNAL_PAGE, MAX_EVENT_BYTES)
+                for row in page:
+                    cursor = row.sid
+                    event = _parse(row.body)
                     if event is not None:
                         events.append(event)
                 if len(page) < _JOURNAL_PAGE:
@@ -1038,7 +1073,7 @@ class RedisStore(RedisConnection, StoreBase):
         with self._guard():
             client = self._redis()
             for key in client.scan_iter(match=redis_keys.receipt("*"), count=500):
-                changed = client.hget(key, "changed")
+                changed = read_field(self, key.decode(), "changed")
                 if changed is None or float(changed) < cutoff:
                     removed += int(client.delete(key))
         return removed
@@ -1055,15 +1090,46 @@ class RedisStore(RedisConnection, StoreBase):
             for name, size in self.mailbox_files():
                 if size > limit:
                     found.append(("over-quota", f"{where} {name}", str(size)))
+            found.extend(self._set_aside_facts(registry))
         except RelayError as err:
             found.append(("unreachable", where, str(err)))
         return found
 
+    def _set_aside_facts(self, registry: Registry) -> list[tuple[str, str, str]]:
+        """("set-aside", quarantine key, the session) for every session whose mail a take set aside
+        unread (too large, or not relay's); only the keys are read, never the entries."""
+        found = []
+        with self._guard():
+            for key in sorted(self._redis().scan_iter(match=redis_keys.quarantine("*"), count=500)):
+                session_id = key.decode().removeprefix(redis_keys.quarantine(""))
+                name = (registry.agents.get(session_id) or {}).get("name")
+                found.append(("set-aside", key.decode(), f"{name} ({session_id})" if name else session_id))
+        return found
 
-def _xclaim(client: Any, stream: str, consumer: str, sids: list[str]) -> list:
-    """Take over these claims (min idle 0: the caller decided), returning their entries in order."""
-    entries = client.xclaim(stream, GROUP, consumer, 0, sids)
-    return sorted(entries, key=lambda e: _sid_key(e[0]))
+
+class _Claim:
+    """One take's claim in progress: what it took so far, and the room left in its budget."""
+
+    def __init__(self, budget: int, select: Select | None) -> None:
+        self.budget = budget
+        self.select = select
+        self.entry_max = mailbox_max()
+        self.sids: list[str] = []
+        self.sizes: list[int] = []
+        self.messages: list[Message] = []
+        self.used = 0
+        self.to_redeliver: list[str] = []
+
+    def room(self) -> int:
+        """Bytes of bodies the next read may send: the budget's rest, or for a selective take (which
+        looks at mail it does not take) one mailbox's worth per read."""
+        return self.entry_max if self.select is not None else self.budget - self.used
+
+    def add(self, sid: str, size: int, message: Message) -> None:
+        self.sids.append(sid)
+        self.sizes.append(size)
+        self.messages.append(message)
+        self.used += size
 
 
 def _sid_key(sid: bytes | str) -> tuple[int, int]:
@@ -1080,6 +1146,11 @@ def _parse(raw: object) -> Message | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def _count(raw: bytes | None) -> int:
+    """A counter Redis holds (0 when absent, or not a whole number: planted)."""
+    return int(raw) if raw is not None and raw.lstrip(b"-").isdigit() else 0
 
 
 def _load_entry(raw: object) -> Entry | None:

@@ -44,6 +44,12 @@ _STORE_WORDS = {
         "",
     ),
     "unreadable": ("FAIL", "{path} cannot be read: {detail}", ""),
+    "set-aside": (
+        "FAIL",
+        "mail of session {detail} was set aside unread in the Redis list {path} (an entry larger than "
+        "RELAY_MAILBOX_MAX, or not relay's): never delivered; inspect it, then remove it",
+        'redis-cli -u "$AGENT_RELAY_URL" DEL {qpath}',
+    ),
     "lock-busy": ("FAIL", "the store lock is held by another process right now (normal while one works)", ""),
     "lock-error": ("FAIL", "the store lock: {detail}", ""),
     "unreachable": ("FAIL", "the store at {path} does not answer: {detail}", ""),

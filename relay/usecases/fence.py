@@ -294,14 +294,15 @@ def untrusted_line(boundary: str) -> str:
 
 
 def is_name(value: object) -> bool:
-    """A session name as relay writes one (docs/security.md), or `cli`, the name mail from the CLI carries."""
+    """A session name as relay writes one (docs/security.md), or `cli` / `user`, the names mail from
+    the CLI / from `relay ui`'s page carries (no session can hold either)."""
     return (
         isinstance(value, str)
         and 0 < len(value) <= 64
         and all(ch in NAME_CHARS for ch in value)
         and not value.startswith("-")
         and not is_session_id(value)
-        and (value.lower() not in ("user", "system", "relay", "session-relay"))
+        and (value == "user" or value.lower() not in ("user", "system", "relay", "session-relay"))
     )
 
 

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from shlex import quote
 
-from relay.util.env import usable_env
+from relay.util.env import launcher_path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def plugin_root() -> Path | None:
     """The plugin this relay runs from: the launcher's dir (RELAY_LAUNCHER), else the package's parent."""
     import relay
 
-    launcher = usable_env("RELAY_LAUNCHER")
+    launcher = launcher_path()
     candidates = [os.path.dirname(launcher)] if launcher else []
     candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(relay.__file__))))
     for candidate in candidates:

@@ -6,7 +6,7 @@ itself, without shlex or re (the hook renders hints).
 
 import os
 
-from relay.util.env import usable_env
+from relay.util.env import launcher_path, usable_env
 
 # Characters no POSIX shell (nor zsh, where a leading `=` or `%` means something) gives a meaning
 # to, in any position of a word.
@@ -30,7 +30,7 @@ def launcher_command() -> str:
     The launcher exports RELAY_LAUNCHER; a plugin host exports CLAUDE_PLUGIN_ROOT; a source
     checkout has the launcher next to the package. A path with a space or `$` in it is quoted.
     """
-    exported = usable_env("RELAY_LAUNCHER")
+    exported = launcher_path()
     if exported:
         return shell_quote(exported)
     for root in (usable_env("CLAUDE_PLUGIN_ROOT"), _checkout()):

@@ -256,20 +256,20 @@ def ring_request(store: "StoreAPI", request: dict[str, object] | None) -> "tuple
     if entry is None:
         return {"state": "error", "line": f"no session {session_id} is registered"}, None
     elsewhere = store.wake_host(entry)
-    label = str(Target.registered(entry).label)
+    target = Target.registered(entry)  # its dir and program: this host's record, once it is found below
     if elsewhere is not None:
-        line = f"{label} is not on this host: its entry names {one_line(elsewhere)}"
+        line = f"{target.label} is not on this host: its entry names {one_line(elsewhere)}"
         return {"state": "error", "line": line}, None
     hosted = store.hosted(require_uuid(session_id))
     if hosted is None:
         line = (
-            f"{label} was not registered on this host (by its hook, or `relay register --dir --tool` here): "
+            f"{target.label} was not registered on this host (by its hook, or `relay register --dir --tool` here): "
             "a wake from another host rings only sessions this host recorded"
         )
         return {"state": "error", "line": line}, None
     # The request chooses which local session rings, nothing else: the dir and program are this
     # host's record, and `force` (which overrides the live check) counts only for a local caller.
-    target = Target(require_uuid(session_id), hosted[0], hosted[1], label, entry)
+    target.directory, target.tool = hosted
     hops, queued = request.get("hops"), request.get("queued")
     least = hops if isinstance(hops, int) and not isinstance(hops, bool) else 0
     try:

@@ -20,6 +20,18 @@ def usable_env(name: str) -> str | None:
     return value
 
 
+def launcher_path() -> str | None:
+    """The real path of the launcher relay was started through (RELAY_LAUNCHER); None without one.
+
+    The launcher exports its path made absolute but, to start no process, leaves a symlinked
+    directory named in it unresolved; relay resolves it here, only where it names the launcher.
+    A relative value is not a launcher's (it would mean another file in every other directory)."""
+    value = usable_env("RELAY_LAUNCHER")
+    if value is None or not value.startswith("/"):
+        return None
+    return os.path.realpath(value)
+
+
 def whole_number_env(name: str, default: int, least: int = 0) -> int:
     """Setting `name` as a whole number >= `least`; `default` when unset or empty.
 

@@ -131,6 +131,56 @@ def test_through_symlinks_and_relative_paths(tmp_path: Path, sh: str) -> None:
     assert parse(result.stdout)[0] == expected
 
 
+@pytest.mark.parametrize("sh", SHELLS)
+def test_a_symlinked_directory_on_the_way_is_left_to_relay(tmp_path: Path, sh: str) -> None:
+    """A path through a symlinked directory is exported absolute but as named (resolving it would
+    take a process at every start); it still names the launcher, and bin/ is found through it."""
+    triple = host_triple()
+    if triple is None:
+        pytest.skip("this machine's platform has no binary name")
+    launcher = checkout(tmp_path / "real" / "repo", (triple,))
+    (tmp_path / "plugins").symlink_to(tmp_path / "real")
+    result = run([*shell(sh), str(tmp_path / "plugins" / "repo" / "launcher"), "x"])
+    assert result.returncode == 0, result.stderr
+    exported, binary, args = parse(result.stdout)
+    assert exported.startswith("/") and os.path.realpath(exported) == str(launcher.resolve())
+    assert os.path.realpath(binary) == str(launcher.resolve().parent / "bin" / f"relay-{triple}")
+    assert args == ["x"]
+
+
+@pytest.mark.parametrize("sh", SHELLS)
+@pytest.mark.parametrize("how", ["absolute", "dot-slash", "sh-launcher", "root-with-a-trailing-slash"])
+def test_the_common_starts_run_no_process_but_relay(tmp_path: Path, sh: str, how: str) -> None:
+    """The hook runs at every prompt and tool call: started by absolute path (as the CLIs' hook
+    configs do), as ./launcher or as `sh launcher`, the launcher forks nothing and execs only the
+    binary (one execve for the shell, one for relay)."""
+    strace = require_tool("strace")
+    triple = host_triple()
+    if triple is None:
+        pytest.skip("this machine's platform has no binary name")
+    if not Path("/proc/sys/kernel/arch").is_file():
+        pytest.skip("a kernel before 6.1: the platform takes one `uname` process")
+    launcher = checkout(tmp_path / "repo", (triple,))
+    binary = tmp_path / "repo" / "bin" / f"relay-{triple}"
+    binary.write_text("#!/bin/sh\n:\n")  # a builtin only: it forks nothing either
+    script = {
+        "absolute": str(launcher),
+        "dot-slash": "./launcher",
+        "sh-launcher": "launcher",
+        "root-with-a-trailing-slash": f"{launcher.parent}//launcher",  # "${PLUGIN_ROOT}/launcher", ROOT ending in /
+    }[how]
+    trace = tmp_path / "trace"
+    result = run(
+        [strace, "-f", "-qq", "-o", str(trace), "-e", "trace=fork,vfork,clone,clone3,execve", *shell(sh), script, "x"],
+        cwd=launcher.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    calls = [line.split(None, 1)[1] for line in trace.read_text().splitlines() if "(" in line]
+    assert [c for c in calls if c.startswith(("fork", "vfork", "clone"))] == [], calls
+    assert [c.split("(", 1)[0] for c in calls] == ["execve", "execve"], calls
+    assert os.path.normpath(calls[1].split('"')[1]) == str(binary), calls
+
+
 @pytest.mark.parametrize("sh", ["dash", "bash"])
 @pytest.mark.parametrize(
     ("system", "machine", "triple"),
@@ -241,6 +291,33 @@ def test_source_fallback_prefers_the_checkouts_venv(tmp_path: Path) -> None:
     missing = run(["dash", str(launcher), "demo"], path_prefix=tmp_path / "empty")
     if missing.returncode == 127:  # this machine's /usr/bin/python3 has no orjson: the hint says what to do
         assert "run ./run-tests once" in missing.stderr
+
+
+def test_source_fallback_finds_the_run_tests_venv_through_a_symlinked_directory(tmp_path: Path) -> None:
+    """./run-tests names its venv after the checkout's real path; the launcher, which leaves a
+    symlinked directory in its own path unresolved, still finds that venv."""
+    import sys
+
+    checkout(tmp_path / "real" / "repo")
+    real = (tmp_path / "real" / "repo").resolve()
+    package = real / "relay"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text("import sys\nprint('from-tests-venv', sys.argv[1:])\n")
+    sum_ = subprocess.run(["cksum"], input=str(real).encode(), capture_output=True, check=True).stdout.split()[0]
+    venv_python = (
+        tmp_path / "cache" / "session-relay" / "tests" / f"{real.name}-{sum_.decode()}" / "venv" / "bin" / "python"
+    )
+    venv_python.parent.mkdir(parents=True)
+    venv_python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')  # this venv has orjson
+    venv_python.chmod(0o755)
+    (tmp_path / "plugins").symlink_to(tmp_path / "real")
+    launcher = tmp_path / "plugins" / "repo" / "launcher"
+    result = run(
+        ["dash", str(launcher), "demo"], path_prefix=tmp_path / "empty", XDG_CACHE_HOME=str(tmp_path / "cache")
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "from-tests-venv ['demo']"
 
 
 def test_real_checkout_runs_the_committed_binary() -> None:

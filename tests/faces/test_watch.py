@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import fence_parts, new_id
+from test_liveness import wait_for
 
 HOST = Path(__file__).resolve().parents[1] / "fake_claude_host.py"
 
@@ -94,20 +95,21 @@ def watcher_pid(env: dict[str, str], sid: str) -> int | None:
     return None if value == "None" else int(value)
 
 
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def registered(run_relay, sid: str, tmp_path: Path, *register: str) -> None:
     event = {"session_id": sid, "hook_event_name": "SessionStart", "cwd": str(tmp_path)}
     assert run_relay("hook", input=json.dumps(event)).returncode == 0
     if register:
         assert run_relay("register", *register, "--id", sid).returncode == 0
+
+
+def watched_and_killed_at(hosts, env: dict[str, str], sid: str, point: str) -> Host:
+    """A Claude host for `sid` whose relay is killed (or signalled, as `point` says) at `point`, once its
+    watcher took the session's slot; the relays started later run without the kill point."""
+    env["RELAY_TEST_KILL_AT"] = point
+    host = hosts(sid)
+    del env["RELAY_TEST_KILL_AT"]
+    assert wait_for(lambda: watcher_pid(env, sid) is not None)
+    return host
 
 
 def pending(store_home: Path, sid: str) -> str:
@@ -256,10 +258,7 @@ def test_outside_claude_it_exits_at_once(run_relay, sid=None):
 def test_killed_while_delivering_the_mail_is_delivered_again(hosts, run_relay, env, store_home, tmp_path):
     sid = new_id()
     registered(run_relay, sid, tmp_path)
-    env["RELAY_TEST_KILL_AT"] = "take:claimed"
-    host = hosts(sid)
-    del env["RELAY_TEST_KILL_AT"]
-    assert wait_for(lambda: watcher_pid(env, sid) is not None)
+    host = watched_and_killed_at(hosts, env, sid, "take:claimed")
     assert run_relay("send", sid, "--", "survives").returncode == 0
     (result,) = host.wait_finished(1, 10)
     assert result["rc"] == -signal.SIGKILL or result["rc"] == 128 + signal.SIGKILL, result
@@ -293,10 +292,7 @@ def test_a_stop_signal_after_the_mail_was_confirmed_still_hands_it_over(hosts, r
     still exit 2 (Claude drops the stderr of any other exit, and the mail would be lost)."""
     sid = new_id()
     registered(run_relay, sid, tmp_path)
-    env["RELAY_TEST_KILL_AT"] = "watch:confirmed:TERM"
-    host = hosts(sid)
-    del env["RELAY_TEST_KILL_AT"]
-    assert wait_for(lambda: watcher_pid(env, sid) is not None)
+    host = watched_and_killed_at(hosts, env, sid, "watch:confirmed:TERM")
     assert run_relay("send", sid, "--", "not lost").returncode == 0
     (result,) = host.wait_finished(1, 10)
     assert result["rc"] == 2 and "not lost" in result["stderr"], result

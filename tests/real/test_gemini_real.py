@@ -174,13 +174,7 @@ def test_woken_gemini_reads_its_mail_and_answers_through_the_bus(
     assert planned["cmd"] == "gemini" and QUESTION not in nudge
     assert planned["args"] == ["--resume", target, "--policy", policy, "-o", "json", f"--prompt={nudge}"]
 
-    wake = {
-        "kind": "gemini",
-        "cwd": str(sandbox.root),  # not the project: wake changes into the target's dir itself
-        "argv": [str(plugin / "launcher"), "wake", target],
-        "calls": [[BUS + "send", {"to": asker, "body": ANSWER}]],
-        "timeout": 180,
-    }
+    wake = rc.gemini_wake_step(sandbox, plugin, target, [[BUS + "send", {"to": asker, "body": ANSWER}]])
     [woken] = rc.scenario({"steps": [wake]}, env, sandbox.project)["steps"]
     assert woken["rc"] == 0, woken["stderr"][-3000:]
     first, *_ = rc.gemini_turns(woken)

@@ -93,13 +93,7 @@ def test_codex_asks_gemini_answers_and_claude_watches_the_thread(
 
     # 3. The doorbell resumes Gemini headless; its model answers with the id and sender it read in the fence.
     answer = {"to": "{MAIL_FROM}", "body": ANSWER, "replyTo": "{MAIL_ID}"}
-    wake = {
-        "kind": "gemini",
-        "cwd": str(sandbox.root),
-        "argv": [str(plugin / "launcher"), "wake", gemini_name],
-        "calls": [[BUS + "send", answer]],
-        "timeout": 180,
-    }
+    wake = rc.gemini_wake_step(sandbox, plugin, gemini_name, [[BUS + "send", answer]])
     [woken] = rc.scenario({"steps": [wake]}, env, sandbox.project)["steps"]
     assert woken["rc"] == 0, woken["stderr"][-3000:]
     first, *later = rc.gemini_turns(woken)

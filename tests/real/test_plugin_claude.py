@@ -84,26 +84,8 @@ def test_session_runs_hook_delivers_mail_and_bus_knows_the_session(sandbox: rc.S
         check=False,
     )
     assert queued.returncode == 0, queued.stderr
-    whoami = rc.CLAUDE_TOOL_PREFIX + "whoami"
     debug_log = tmp_path / "claude-debug.log"
-    step = {
-        "kind": "claude",
-        "cwd": str(sandbox.project),
-        "tool": whoami,
-        "argv": [
-            str(rc.clients_bin() / "claude"),
-            "-p",
-            "who am i?",
-            "--plugin-dir",
-            str(rc.REPO),
-            "--session-id",
-            SESSION,
-            "--debug-file",
-            str(debug_log),
-            "--allowedTools",
-            whoami,
-        ],
-    }
+    step = rc.claude_whoami_step(sandbox.project, rc.REPO, SESSION, "--debug-file", str(debug_log))
     [run] = rc.scenario({"steps": [step]}, env, sandbox.project)["steps"]
     assert run["rc"] == 0, run
 

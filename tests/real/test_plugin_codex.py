@@ -161,23 +161,8 @@ def test_claude_and_codex_in_the_same_dir_each_know_themselves(sandbox: rc.Sandb
     Codex session by the Claude session's id (the 0.1 bug).
     """
     rc.skip_unless_runnable("codex", "claude")
-    whoami = rc.CLAUDE_TOOL_PREFIX + "whoami"
-    claude_step = {
-        "kind": "claude",
-        "cwd": str(sandbox.project),
-        "tool": whoami,
-        "argv": [
-            str(rc.clients_bin() / "claude"),
-            "-p",
-            "who am i?",
-            "--plugin-dir",
-            str(rc.plugin_under_test(tmp_path / "claude-plugin")),
-            "--session-id",
-            CLAUDE_SESSION,
-            "--allowedTools",
-            whoami,
-        ],
-    }
+    plugin = rc.plugin_under_test(tmp_path / "claude-plugin")
+    claude_step = rc.claude_whoami_step(sandbox.project, plugin, CLAUDE_SESSION)
     step = {**exec_step(sandbox, "say hi"), "during_first_request": claude_step}
     [run] = rc.scenario({"steps": [step]}, sandbox.env(), sandbox.project)["steps"]
     assert run["rc"] == 0, run["stderr"][-3000:]

@@ -584,7 +584,7 @@ def test_two_hosts_share_one_redis_and_a_killed_taker_there_is_redelivered_here(
 ACL_COMMANDS = (
     "ping select evalsha script|load xadd xack xdel xlen xrange xrevrange xpending xgroup|create xgroup|delconsumer "
     "xreadgroup xclaim get set del exists incr incrby decrby expire sadd srem scard hset hsetnx hget hgetall "
-    "hdel rpush zadd zrangebyscore zremrangebyscore scan watch multi exec unwatch blpop"
+    "hkeys hstrlen strlen hdel rpush zadd zrangebyscore zremrangebyscore scan watch multi exec unwatch blpop"
 )
 
 

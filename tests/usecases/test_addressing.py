@@ -166,6 +166,18 @@ def test_plugin_root_with_a_space_and_dollar_is_quoted(env, tmp_path, monkeypatc
     assert runs(tmp_path / "argv.jsonl") == [["inbox", "x"]]
 
 
+def test_hints_name_the_launchers_real_path(env, tmp_path, monkeypatch):
+    """The launcher leaves a symlinked directory in RELAY_LAUNCHER unresolved (that would cost it a
+    process at every start); hints name the real path all the same. A relative value is no launcher."""
+    launcher = fake_launcher(tmp_path / "real", tmp_path / "argv.jsonl")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.setenv("RELAY_LAUNCHER", str(tmp_path / "link" / launcher.name))
+    assert addressing.launcher_command() == str(launcher.resolve())
+    monkeypatch.setenv("RELAY_LAUNCHER", "real/" + launcher.name)
+    monkeypatch.delenv("CLAUDE_PLUGIN_ROOT", raising=False)
+    assert addressing.launcher_command() != "real/" + launcher.name
+
+
 def test_send_hint_through_the_bus_runs_as_written(run_relay, store_home, tmp_path):
     """The `send` result's hint, for a hand-planted hostile name, run by `sh -c` with a fake relay."""
     marker = tmp_path / "pwned"

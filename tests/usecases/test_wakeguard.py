@@ -303,6 +303,18 @@ def test_a_woken_agent_that_clears_relay_hops_still_sends_at_its_depth(run_relay
     assert (answer["body"], answer["hops"]) == ("answer from the woken", 4)
 
 
+def test_a_nearer_process_that_lowers_relay_hops_hides_no_deeper_ancestor(env):
+    """A woken agent (RELAY_HOPS=3) runs a shell with RELAY_HOPS=0 that sends: the depth is the most over
+    every ancestor's start, so a nearer, lower RELAY_HOPS does not end the walk up the process tree."""
+    probe = "from relay.usecases import wakeguard; print(wakeguard.hops_behind(None, None))"
+    # `; true` keeps each shell alive as a process of its own (no exec of the last command)
+    lowered = f"env RELAY_HOPS=0 sh -c '{sys.executable} -c \"{probe}\"; true'; true"
+    woken = {**env, "PYTHONPATH": os.pathsep.join(sys.path), "RELAY_HOPS": "3"}
+    done = subprocess.run(["sh", "-c", lowered], env=woken, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "3"
+
+
 def test_a_sender_inside_a_running_wake_carries_the_hops_relay_noted(env, tmp_path):
     """The store's note of the wake that started a session counts even with no RELAY_HOPS around."""
     from relay.domain.ids import require_uuid
