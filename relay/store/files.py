@@ -48,7 +48,7 @@ import sys
 import time
 from _collections_abc import Callable, Iterator, Mapping  # collections.abc would import all of collections
 
-from relay.domain.ids import NAME_CHARS, SessionId, is_uuid, name_from_dir, name_key
+from relay.domain.ids import MAX_NAME_CHARS, NAME_CHARS, SessionId, is_uuid, name_from_dir, name_key
 from relay.domain.policy import is_urgent
 from relay.store import fileio
 from relay.store.base import (
@@ -291,6 +291,7 @@ def _join(lines: list[bytes]) -> bytes:
 
 
 _UNUSABLE = object()  # a store file that is planted (a link, a FIFO) or does not parse
+_MAX_ID = 200  # longer ids are no session's; a file name of them would pass the file system's limit
 
 
 def _check_registry(data: object) -> dict | None:
@@ -333,7 +334,7 @@ def _only_seen_changed(before: Entry, entry: Entry) -> bool:
 def _name_file(name: str) -> str:
     """The file of the names index holding `name` and every name equal to it ignoring case."""
     key = name_key(name)
-    if key and key not in (".", "..") and all(ch in NAME_CHARS for ch in key):
+    if key and len(key) <= MAX_NAME_CHARS and key not in (".", "..") and all(ch in NAME_CHARS for ch in key):
         return f"{key}.json"
     import hashlib  # only for a name no check let in (planted before names were checked)
 
@@ -477,6 +478,8 @@ class Store(StoreBase):
 
     def _entry(self, session_id: str) -> Entry | None:
         """The entry of `session_id`, None when there is none (or its file is unusable: see _load_entry)."""
+        if len(session_id) > _MAX_ID:
+            return None  # no session id is that long (a name, or a planted word, looked up as an id first)
         entry = self._read_doc(self._agent_path(session_id))
         return entry if isinstance(entry, dict) and entry.get("id") == session_id else None
 
@@ -573,6 +576,8 @@ class Store(StoreBase):
         if not os.path.lexists(legacy):
             return  # it did not parse and was set aside
         for session_id, entry in data["agents"].items():
+            if len(session_id) > _MAX_ID:
+                continue  # planted: no session has such an id, and no file can be named after it
             self._write_entry({**entry, "id": session_id}, sync_dir=False, sync_file=False)
             checkpoint("migrate:entry")
         grouped: dict[str, dict[str, str]] = {}
