@@ -183,22 +183,12 @@ def real_python(given: str | None) -> str:
 
 def measure(specs: list[str], rounds: int, python: str) -> None:
     binaries = [parse_binary(spec) for spec in specs]
-    here = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="relay-bench-startup-") as workdir:
         base = Command("python3 -I -S -c pass", [python, "-I", "-S", "-c", "pass"], sandbox_env(workdir))
         commands = [base]
         for label, path in binaries:
             commands += binary_commands(label, path, workdir)
-        for command in commands:
-            command.check()
-        os.chdir(workdir)
-        try:
-            for r in range(rounds):
-                shift = r % len(commands)
-                for command in commands[shift:] + commands[:shift]:
-                    command.run()
-        finally:
-            os.chdir(here)
+        run_rounds(commands, rounds, workdir)
     load = os.getloadavg()
     print(f"{rounds} interleaved rounds, {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"  denominator: {python}")
@@ -206,7 +196,27 @@ def measure(specs: list[str], rounds: int, python: str) -> None:
         print(f"  {label}: {path}, {os.path.getsize(path) / (1 << 20):.1f} MiB")
     for name in sorted(os.listdir(REPO / "bin")) if (REPO / "bin").is_dir() else []:
         print(f"  committed bin/{name}: {os.path.getsize(REPO / 'bin' / name) / (1 << 20):.1f} MiB (target <= 12 MB)")
-    denominator = statistics.median(base.ms)
+    report(commands)
+
+
+def run_rounds(commands: list[Command], rounds: int, workdir: str) -> None:
+    """Check every command once, then time `rounds` rounds, each in an order rotated by one place."""
+    for command in commands:
+        command.check()
+    here = os.getcwd()
+    os.chdir(workdir)
+    try:
+        for r in range(rounds):
+            shift = r % len(commands)
+            for command in commands[shift:] + commands[:shift]:
+                command.run()
+    finally:
+        os.chdir(here)
+
+
+def report(commands: list[Command]) -> None:
+    """One line per command: median, p90, the ratio to the first command's median, peak RSS."""
+    denominator = statistics.median(commands[0].ms)
     width = max(len(c.label) for c in commands)
     print(f"{'command':<{width}}  {'median ms':>9}  {'p90 ms':>7}  {'x python':>8}  {'peak RSS MiB':>12}")
     for c in commands:

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -293,8 +294,7 @@ def stored_registry(store_home: Path) -> dict:
     entry's `host` left out (tests/store/test_redis_hosts.py checks hosts), so one assertion fits both."""
     url = os.environ.get("AGENT_RELAY_URL")
     if not url:
-        path = store_home / "registry.json"
-        return json.loads(path.read_text()) if path.exists() else {"agents": {}, "names": {}}
+        return file_registry(store_home)
     import redis
 
     with redis.Redis.from_url(url, socket_timeout=5) as client:
@@ -302,6 +302,22 @@ def stored_registry(store_home: Path) -> dict:
         names = {k.decode(): v.decode() for k, v in client.hgetall("relay:names").items()}
     for entry in agents.values():
         entry.pop("host", None)
+    return {"agents": agents, "names": names}
+
+
+def file_registry(store_home: Path) -> dict:
+    """{"agents", "names"} of a file store: a registry.json not yet migrated as it stands, else
+    gathered from its agents/<id>.json and names/<name>.json files (docs/store.md)."""
+    legacy = store_home / "registry.json"
+    if legacy.exists():
+        return json.loads(legacy.read_text())
+    agents: dict = {}
+    names: dict = {}
+    for path in sorted((store_home / "agents").glob("*.json")):
+        entry = json.loads(path.read_text())
+        agents[entry["id"]] = entry
+    for path in sorted((store_home / "names").glob("*.json")):
+        names.update(json.loads(path.read_text()))
     return {"agents": agents, "names": names}
 
 
@@ -331,6 +347,8 @@ def plant_registry(store_home: Path, data: dict) -> None:
     url = os.environ.get("AGENT_RELAY_URL")
     if not url:
         store_home.mkdir(mode=0o700, exist_ok=True)
+        for sub in ("agents", "names"):  # what is planted replaces the registry: the next access migrates it
+            shutil.rmtree(store_home / sub, ignore_errors=True)
         (store_home / "registry.json").write_text(json.dumps(data))
         return
     import redis

@@ -308,8 +308,9 @@ class Sandbox:
 
     def registry(self) -> dict[str, Any]:
         """The relay registry (empty when none was written)."""
-        path = self.relay_home / "registry.json"
-        return json.loads(path.read_text()) if path.exists() else {"agents": {}, "names": {}}
+        from conftest import file_registry
+
+        return file_registry(self.relay_home)
 
 
 def gemini_env(sandbox: Sandbox) -> dict[str, str]:

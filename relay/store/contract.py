@@ -26,7 +26,7 @@ import os
 
 TYPE_CHECKING = False  # typing stays off the hook's import path; only mypy reads what follows
 if TYPE_CHECKING:
-    from _collections_abc import Callable
+    from _collections_abc import Callable, Mapping
     from typing import Protocol
 
     from relay.domain.ids import SessionId
@@ -54,8 +54,8 @@ if TYPE_CHECKING:
     class RegistryAPI(Protocol):
         """A read-only snapshot of the registry (store.Registry)."""
 
-        agents: dict[str, Entry]
-        names: dict[str, str]
+        agents: Mapping[str, Entry]
+        names: Mapping[str, str]
 
         def resolve(self, target: str) -> Entry | None:
             """An exact id first, then a name; None when neither."""

@@ -157,13 +157,15 @@ def _explain(err: OSError, path: str) -> RelayError:
     return RelayError(f"session-relay: cannot write {path}: {err.strerror}")
 
 
-def atomic_write(path: str, data: bytes, sync_dir: bool = True) -> None:
+def atomic_write(path: str, data: bytes, sync_dir: bool = True, sync_file: bool = True) -> None:
     """Replace `path` with `data` all at once: temp file in the same dir, fsync, rename, fsync dir.
 
     A symlink at `path` is replaced, never followed. On any failure the temp file is removed and
     the old content stays. sync_dir=False leaves out the directory's fsync, for a change that may
     be undone by a power cut: the rename may then be lost, leaving the old content, but the file is
-    never found empty or torn, since its data was synced before the rename.
+    never found empty or torn, since its data was synced before the rename. sync_file=False leaves
+    out the file's fsync too, for a batch of files the caller syncs at once (os.sync) before it
+    relies on them.
     """
     folder, name = os.path.split(path)
     temp = os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
@@ -174,7 +176,8 @@ def atomic_write(path: str, data: bytes, sync_dir: bool = True) -> None:
     try:
         try:
             _write_all(fd, data)
-            os.fsync(fd)
+            if sync_file:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.rename(temp, path)

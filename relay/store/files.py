@@ -2,13 +2,18 @@
 
 Layout (the session-relay 0.1 format, so an upgrade keeps registrations and unread mail):
 
-    registry.json          {"agents": {id: Entry}, "names": {name: id}}
+    registry.json          {"agents": {id: Entry}, "names": {name: id}}: 0.1's registry, migrated
+                           at the first access into agents/ and names/ (below), then renamed
+                           registry.json.migrated
     mailbox/<id>.jsonl     mail, one JSON message per line, only appended to
     mailbox/<id>.offset    "<inode> <offset>": its read cursor, the first untaken byte (absent: 0)
     markers/<encoded-dir>  "<session-id>\\n", the session last registered for that dir
     .lock                  the lock file every mutation holds
 
 Added by this version, ignored by 0.1 readers:
+
+    agents/<id>.json       one session's Entry: a start rewrites only its own
+    names/<name>.json      {name: id}, one file per name ignoring case: the names index
 
     inflight/<id>.jsonl    mail a taker has claimed but not yet confirmed as shown
     inflight/<id>.lock     held by the one live taker of that mailbox
@@ -42,9 +47,9 @@ import os
 import stat
 import sys
 import time
-from _collections_abc import Callable  # collections.abc would import all of collections
+from _collections_abc import Callable, Iterator, Mapping  # collections.abc would import all of collections
 
-from relay.domain.ids import SessionId, is_uuid, name_key
+from relay.domain.ids import MAX_NAME_CHARS, NAME_CHARS, SessionId, is_uuid, name_from_dir, name_key
 from relay.domain.policy import is_urgent
 from relay.store import fileio
 from relay.store.base import (
@@ -52,14 +57,13 @@ from relay.store.base import (
     Registration,
     StoreBase,
     bind_name,
-    first_name,
     holds_name,
     is_message,
     new_receipt,
     sent_to_name,
     to_json,
 )
-from relay.store.layout import dir_digest, mailbox_name, marker_name, relay_home
+from relay.store.layout import dir_digest, mailbox_name, marker_name, relay_home, sha256_hex
 from relay.store.lock import FileLock, holder
 from relay.util import jsonlite
 from relay.util.clock import now_iso
@@ -80,25 +84,31 @@ def _warn_to_stderr(message: str) -> None:
 
 
 class Registry:
-    """A read-only view of registry.json."""
+    """A read-only view of the registry: `agents` {id: Entry} and `names` {name: id}."""
 
     def __init__(self, data: dict) -> None:
-        self.agents: dict[str, Entry] = data["agents"]
-        self.names: dict[str, str] = data["names"]
+        self.agents: Mapping[str, Entry] = data["agents"]
+        self.names: Mapping[str, str] = data["names"]
 
     def resolve(self, target: str) -> Entry | None:
         """An exact id first, then a name: as written, else the one name equal to it ignoring case."""
-        if target in self.agents:
-            return self.agents[target]
-        name = target
-        bound = self.names.get(target)
-        if bound is None:
-            key = name_key(target)
-            alike = [n for n in self.names if name_key(n) == key]
-            if len(alike) != 1:  # none; or several, left by a relay that told names apart by case
-                return None
-            name, bound = alike[0], self.names[alike[0]]
+        entry = self.agents.get(target)
+        if entry is not None:
+            return entry
+        alike = self._alike(target)
+        if target in alike:
+            name = target
+        elif len(alike) == 1:
+            (name,) = alike
+        else:  # none; or several, left by a relay that told names apart by case
+            return None
+        bound = alike[name]
         return self.agents.get(bound) or {"id": bound, "dir": None, "name": name, "tool": None}
+
+    def _alike(self, target: str) -> dict[str, str]:
+        """The names equal to `target` ignoring case, with their ids."""
+        key = name_key(target)
+        return {name: bound for name, bound in self.names.items() if name_key(name) == key}
 
     def ids_starting(self, prefix: str) -> list[str]:
         """The known session ids (registered, or bound to a name) that start with `prefix`, sorted."""
@@ -108,6 +118,48 @@ class Registry:
     def entries(self) -> list[Entry]:
         """Every entry, sorted by name, else id."""
         return sorted(self.agents.values(), key=lambda e: str(e.get("name") or e.get("id")))
+
+
+class _Listed(Mapping):
+    """A map of the store's agents/ or names/ files: one key reads one file; iterating lists the
+    directory once and reads every file (only `list`, `discover`, `gc`, doctor and prefix lookups do)."""
+
+    def __init__(self, lookup: Callable[[str], object], listing: Callable[[], dict]) -> None:
+        self._lookup, self._listing = lookup, listing
+        self._every: dict | None = None
+
+    def _all(self) -> dict:
+        if self._every is None:
+            self._every = self._listing()
+        return self._every
+
+    def __getitem__(self, key: str) -> object:
+        value = self._all().get(key) if self._every is not None else self._lookup(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+class FileRegistry(Registry):
+    """The file store's registry, read file by file (agents/<id>.json, names/<name>.json): a start
+    or a lookup by id or name reads one or two small files, whatever the number of sessions."""
+
+    def __init__(self, store: "Store", quarantine: bool = True) -> None:
+        self._store = store
+        self.agents = _Listed(store._entry, lambda: store._all_entries(quarantine))
+        self.names = _Listed(lambda name: store._bound(name).get(name), store._all_names)
+
+    def _alike(self, target: str) -> dict[str, str]:
+        return self._store._bound(target)
 
 
 # Mailboxes this process is taking right now. fcntl locks do not exclude within one process (and
@@ -239,6 +291,10 @@ def _join(lines: list[bytes]) -> bytes:
     return b"".join(line + b"\n" for line in lines)
 
 
+_UNUSABLE = object()  # a store file that is planted (a link, a FIFO) or does not parse
+_MAX_ID = 200  # longer ids are no session's; a file name of them would pass the file system's limit
+
+
 def _check_registry(data: object) -> dict | None:
     """The registry with both maps present, or None when its shape is not the store's."""
     if not isinstance(data, dict):
@@ -269,13 +325,27 @@ def _hashed_marker_name(directory: str) -> str:
     return f"{marker_name(directory)[:183]}-{dir_digest(directory)}"
 
 
-def _only_seen_changed(before: tuple[Entry, dict[str, str]], entry: Entry, names: dict[str, str]) -> bool:
-    """True when an upsert changed nothing but the entry's lastSeen: `before` is (the entry, the
-    names) as read, `entry` and `names` as they are to be written."""
-    old_entry, old_names = before
-    return names == old_names and {k: v for k, v in entry.items() if k != "lastSeen"} == {
-        k: v for k, v in old_entry.items() if k != "lastSeen"
-    }
+def _only_seen_changed(before: Entry, entry: Entry) -> bool:
+    """True when an upsert changed nothing of the entry but its lastSeen."""
+    return {k: v for k, v in entry.items() if k != "lastSeen"} == {k: v for k, v in before.items() if k != "lastSeen"}
+
+
+def _name_file(name: str) -> str:
+    """The file of the names index holding `name` and every name equal to it ignoring case."""
+    key = name_key(name)
+    if key and len(key) <= MAX_NAME_CHARS and key not in (".", "..") and all(ch in NAME_CHARS for ch in key):
+        return f"{key}.json"
+    return "~" + sha256_hex(key)[:32] + ".json"  # a name no check let in (planted before names were checked)
+
+
+class _TakenNames:
+    """The names index as name_from_dir's `taken`: a key is taken when its file exists (one stat)."""
+
+    def __init__(self, store: "Store") -> None:
+        self._store = store
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and os.path.lexists(self._store._path("names", _name_file(key)))
 
 
 class _StoreLock:
@@ -374,20 +444,154 @@ class Store(StoreBase):
             return
         self.warn(f"{path} {why}; {what} was moved to {kept} (inspect it, then delete it)")
 
-    # -- registry -----------------------------------------------------------------------------
+    # -- registry: agents/<id>.json, one file per session, and the names index names/<name>.json ---
+    #
+    # A start that only refreshes lastSeen rewrites its own entry file; a name change rewrites the
+    # one or two index files of the names concerned (a file per name ignoring case, holding
+    # {name: id} for each spelling). Nothing on a start's path reads the whole registry.
 
     def registry(self) -> Registry:
-        """The current registry (empty when there is none yet)."""
+        """The current registry (empty when there is none yet), read file by file as asked."""
         if not self._check_home():
             return Registry({"agents": {}, "names": {}})
-        data = self._parse_registry()
-        if data is None:
+        self._upgrade()
+        return FileRegistry(self)
+
+    def _agent_path(self, session_id: str) -> str:
+        return self._session_file("agents", session_id, ".json")
+
+    def _read_doc(self, path: str) -> object:
+        """A small JSON file's value: None when absent, _UNUSABLE when planted or torn."""
+        try:
+            raw = fileio.read_file(path)
+        except fileio.UnsafeFile:
+            return _UNUSABLE
+        if raw is None:
+            return None
+        try:
+            return jsonlite.loads(raw)
+        except ValueError:
+            return _UNUSABLE
+
+    def _entry(self, session_id: str) -> Entry | None:
+        """The entry of `session_id`, None when there is none (or its file is unusable: see _load_entry)."""
+        if len(session_id) > _MAX_ID:
+            return None  # no session id is that long (a name, or a planted word, looked up as an id first)
+        entry = self._read_doc(self._agent_path(session_id))
+        return entry if isinstance(entry, dict) and entry.get("id") == session_id else None
+
+    def _bound(self, name: str) -> dict[str, str]:
+        """The names equal to `name` ignoring case, with their ids: one file of the index."""
+        pairs = self._read_doc(self._path("names", _name_file(name)))
+        if not isinstance(pairs, dict):
+            return {}
+        key = name_key(name)
+        return {n: i for n, i in pairs.items() if isinstance(i, str) and name_key(n) == key}
+
+    def _unusable(self, path: str, value: object, what: str) -> bool:
+        """Under the lock: a file that is not the JSON object expected is moved to quarantine/
+        (never overwritten, never followed) and reported; True when it was."""
+        if value is not _UNUSABLE and (value is None or isinstance(value, dict)):
+            return False
+        self._set_aside(path, "is unreadable", what)
+        return True
+
+    def _load_entry(self, session_id: str) -> Entry | None:
+        """Under the lock: the entry, moving an unusable file aside so it is never overwritten."""
+        path = self._agent_path(session_id)
+        value = self._read_doc(path)
+        if self._unusable(path, value, "a registry entry") or not isinstance(value, dict):
+            return None
+        return value if value.get("id") == session_id else None
+
+    def _load_bound(self, name: str) -> dict[str, str]:
+        path = self._path("names", _name_file(name))
+        self._unusable(path, self._read_doc(path), "a names index file")
+        return self._bound(name)
+
+    def _write_entry(self, entry: Entry, sync_dir: bool = True, sync_file: bool = True) -> None:
+        fileio.ensure_private_dir(self._path("agents"))
+        data = to_json(entry, indent=2) + b"\n"
+        fileio.atomic_write(self._agent_path(str(entry["id"])), data, sync_dir, sync_file)
+
+    def _write_bound(self, name: str, pairs: dict[str, str], sync: bool = True) -> None:
+        """Under the lock: the index file of `name` holds `pairs` (removed when there are none)."""
+        path = self._path("names", _name_file(name))
+        if not pairs:
+            fileio.remove(path)
+            return
+        fileio.ensure_private_dir(self._path("names"))
+        fileio.atomic_write(path, to_json(pairs) + b"\n", sync, sync)
+
+    def _all_entries(self, quarantine: bool = True) -> dict[str, Entry]:
+        """Every entry, read from agents/ (the listings only); unusable files are set aside."""
+        found: dict[str, Entry] = {}
+        bad: list[str] = []
+        for file_name in _listdir(self._path("agents")):
+            if not file_name.endswith(".json"):
+                continue  # a writer's temp file
+            path = self._path("agents", file_name)
+            value = self._read_doc(path)
+            if isinstance(value, dict) and isinstance(value.get("id"), str):
+                found[value["id"]] = value
+            elif value is not None:
+                bad.append(path)
+        if bad and quarantine:
             with self._locked():
-                data = self._load_registry()
-        return Registry(data)
+                for path in bad:
+                    value = self._read_doc(path)
+                    if not (isinstance(value, dict) and isinstance(value.get("id"), str)):
+                        self._unusable(path, _UNUSABLE if value is not None else None, "a registry entry")
+        return found
+
+    def _all_names(self) -> dict[str, str]:
+        """Every name of the index with its id (the listings only)."""
+        found: dict[str, str] = {}
+        for file_name in _listdir(self._path("names")):
+            if file_name.endswith(".json"):
+                pairs = self._read_doc(self._path("names", file_name))
+                if isinstance(pairs, dict):
+                    found.update((n, i) for n, i in pairs.items() if isinstance(i, str))
+        return found
+
+    def _upgrade(self) -> None:
+        """One stat: a registry.json left by an older relay (or written by one since) is migrated first."""
+        if os.path.lexists(self._path("registry.json")):
+            with self._locked():
+                if os.path.lexists(self._path("registry.json")):
+                    self._migrate()
+
+    def _migrate(self) -> None:
+        """Under the lock: registry.json becomes agents/ and names/ files, then registry.json.migrated.
+
+        Its entries and names replace any files of the same sessions and names. Files are written
+        without a sync each, then synced at once, and only then is registry.json renamed: a
+        migration killed half-way leaves registry.json in place, and the next one writes it all again.
+        """
+        legacy = self._path("registry.json")
+        data = self._load_registry()
+        if not os.path.lexists(legacy):
+            return  # it did not parse and was set aside
+        for session_id, entry in data["agents"].items():
+            if len(session_id) > _MAX_ID:
+                continue  # planted: no session has such an id, and no file can be named after it
+            self._write_entry({**entry, "id": session_id}, sync_dir=False, sync_file=False)
+            checkpoint("migrate:entry")
+        grouped: dict[str, dict[str, str]] = {}
+        for name, session_id in data["names"].items():
+            grouped.setdefault(_name_file(name), {})[name] = session_id
+        for pairs in grouped.values():
+            self._write_bound(next(iter(pairs)), pairs, sync=False)
+        os.sync()  # one sync for every file written above (a large registry has thousands)
+        for sub in ("agents", "names"):
+            if os.path.isdir(self._path(sub)):
+                fileio.fsync_dir(self._path(sub))
+        checkpoint("migrate:written")
+        os.replace(legacy, self._path("registry.json.migrated"))
+        fileio.fsync_dir(self.home)
 
     def _parse_registry(self) -> dict | None:
-        """The parsed registry, `{}`-shaped when absent, None when it is corrupt or not a plain file."""
+        """The parsed registry.json, `{}`-shaped when absent, None when it is corrupt or not a plain file."""
         try:
             raw = fileio.read_file(self._path("registry.json"))
         except fileio.UnsafeFile:
@@ -400,7 +604,7 @@ class Store(StoreBase):
             return None
 
     def _load_registry(self) -> dict:
-        """Under the lock: the registry, moving a corrupt one aside (once) so it is never overwritten."""
+        """Under the lock: registry.json, moving a corrupt one aside (once) so it is never overwritten."""
         data = self._parse_registry()
         if data is not None:
             return data
@@ -413,49 +617,58 @@ class Store(StoreBase):
         )
         return {"agents": {}, "names": {}}
 
-    def _write_registry(self, data: dict, sync_dir: bool = True) -> None:
-        fileio.atomic_write(self._path("registry.json"), to_json(data, indent=2) + b"\n", sync_dir)
-
     def _register(self, session_id: str, change: Registration) -> Entry:
         with self._locked():
-            data = self._load_registry()
-            agents, names = data["agents"], data["names"]
-            known = agents.get(session_id)
-            before = (dict(known), dict(names)) if change.started and isinstance(known, dict) else None
-            entry = agents.get(session_id) or {"id": session_id, "dir": None, "name": None, "tool": "claude"}
+            self._upgrade()
+            known = self._load_entry(session_id)
+            fresh: Entry = {"id": session_id, "dir": None, "name": None, "tool": "claude"}
+            entry = dict(known) if known is not None else fresh
             name = change.name
-            if change.apply(entry):
-                name = first_name(agents, names, str(entry["dir"]))
-            if name is not UNSET:
-                self._bind_name(agents, names, session_id, None if name is None else str(name))
-                entry["name"] = name
+            if change.apply(entry):  # its first name: the dir's, unless that is taken (one stat a try)
+                name = name_from_dir(str(entry["dir"]), _TakenNames(self))  # type: ignore[arg-type]
             entry["lastSeen"] = now_iso()
-            agents[session_id] = entry
             checkpoint("register:before-write")
+            if name is not UNSET:  # the names index first: a crash before the entry leaves it ahead
+                self._bind(session_id, entry, None if name is None else str(name))
             # A session start of a session registered as it is (a resume, /clear, a compaction)
             # changes only its lastSeen: the directory is not synced after the rename, which spares
             # the start one of its two waits for the disk. A power cut may then undo the refresh
-            # (the old registry stays, whole); it cannot lose or tear anything else.
-            self._write_registry(data, sync_dir=before is None or not _only_seen_changed(before, entry, names))
+            # (the old entry stays, whole); it cannot lose or tear anything else.
+            only_seen = change.started and known is not None and _only_seen_changed(known, entry)
+            self._write_entry(entry, sync_dir=not only_seen)
             return dict(entry)
 
-    @staticmethod
-    def _bind_name(agents: dict[str, Entry], names: dict[str, str], session_id: str, name: str | None) -> None:
-        bind_name(agents, names, session_id, name)
+    def _bind(self, session_id: str, entry: Entry, name: str | None) -> None:
+        """Under the lock: bind `name` (or none) to the session, by bind_name's rule applied to the
+        index files of its old and new names; the entries of sessions that lose the name are
+        rewritten, the session's own `entry` is changed for the caller to write."""
+        spelled = [n for n in (entry.get("name"), name) if isinstance(n, str)]
+        names: dict[str, str] = {}
+        for held in spelled:
+            names.update(self._load_bound(held))
+        before = dict(names)
+        others = {i: e for i in set(names.values()) - {session_id} if (e := self._load_entry(i)) is not None}
+        for other in bind_name(others, names, session_id, name):
+            self._write_entry(others[other])
+        for held in {_name_file(n): n for n in spelled}.values():
+            key = name_key(held)
+            pairs = {n: i for n, i in names.items() if name_key(n) == key}
+            if pairs != {n: i for n, i in before.items() if name_key(n) == key}:
+                self._write_bound(held, pairs)
+        entry["name"] = name
 
     def move_name(self, name: str, holder: SessionId, taker: SessionId) -> list[str] | None:
         """StoreBase.move_name: the registry change, then the mail, under one hold of the store lock
         (every change to a pending mailbox holds it). The mail is appended to the taker's mailbox
         before it leaves the holder's: a crash between the two leaves a copy in both, never none."""
         with self._locked():
-            data = self._load_registry()
-            agents, names = data["agents"], data["names"]
-            held = holds_name(names, holder, name)
-            if held is None or taker not in agents:
+            self._upgrade()
+            held = holds_name(self._load_bound(name), holder, name)
+            entry = self._load_entry(taker)
+            if held is None or entry is None:
                 return None
-            bind_name(agents, names, taker, held)
-            agents[taker]["name"] = held
-            self._write_registry(data)
+            self._bind(taker, entry, held)
+            self._write_entry(entry)
             return self._move_mail(held, holder, taker)
 
     def _move_mail(self, name: str, holder: str, taker: str) -> list[str]:
@@ -530,11 +743,11 @@ class Store(StoreBase):
     def _update_entry(self, session_id: str, **fields: object) -> None:
         """Set fields of an existing entry, without touching lastSeen or names."""
         with self._locked():
-            data = self._load_registry()
-            entry = data["agents"].get(session_id)
-            if isinstance(entry, dict):
+            self._upgrade()
+            entry = self._load_entry(session_id)
+            if entry is not None:
                 entry.update(fields)
-                self._write_registry(data)
+                self._write_entry(entry)
 
     def marker(self, directory: str) -> str | None:
         """The session id the marker for `directory` names, if any."""
@@ -1290,13 +1503,12 @@ class Store(StoreBase):
                 held_by, _ = self._read_marker(name)
                 if held_by is not None and held_by.lower() == session_id.lower():
                     fileio.remove(self._path("markers", name))
-            data = self._load_registry()
-            if session_id in data["agents"] or session_id in data["names"].values():
-                data["agents"].pop(session_id, None)
-                for name, bound in list(data["names"].items()):
-                    if bound == session_id:
-                        del data["names"][name]
-                self._write_registry(data)
+            self._upgrade()
+            entry = self._load_entry(session_id)
+            if entry is not None:
+                if isinstance(entry.get("name"), str):
+                    self._bind(session_id, entry, None)
+                fileio.remove(self._agent_path(session_id))
             return archived
 
     # -- facts for `relay doctor` (read-only) -------------------------------------------------
@@ -1340,6 +1552,8 @@ class Store(StoreBase):
                 "watchers",
                 "wakes",
                 "journal",
+                "agents",
+                "names",
             ):
                 found.extend(self._entry_facts(path, expect="dir"))
                 for inner in _listdir(path):
@@ -1350,8 +1564,9 @@ class Store(StoreBase):
                         path, "file" if name in (".lock", "registry.json", "gc.stamp", "error.log") else "any"
                     )
                 )
-        if not os.path.lexists(self._path("registry.json")):
-            found.append(("registry", self._path("registry.json"), "0 0"))
+        if not os.path.lexists(self._path("registry.json")):  # registry.json is counted as it is read
+            counted = [sum(n.endswith(".json") for n in _listdir(self._path(sub))) for sub in ("agents", "names")]
+            found.append(("registry", self._path("agents"), f"{counted[0]} {counted[1]}"))
         probe = FileLock(self._path(".lock"), deadline=0.2)
         try:
             with probe:
@@ -1367,7 +1582,9 @@ class Store(StoreBase):
         one stays where it is for `facts` to show; `registry()` would quarantine it)."""
         if not self._check_home():
             return Registry({"agents": {}, "names": {}})
-        return Registry(self._parse_registry() or {"agents": {}, "names": {}})
+        if os.path.lexists(self._path("registry.json")):  # not migrated yet: read as it stands
+            return Registry(self._parse_registry() or {"agents": {}, "names": {}})
+        return FileRegistry(self, quarantine=False)
 
     def _entry_facts(self, path: str, expect: str, area: str = "") -> list[tuple[str, str, str]]:
         """Findings about one store entry: what it is, whose, its mode, links, and its content."""
@@ -1408,6 +1625,13 @@ class Store(StoreBase):
             if data is None:
                 return [("bad-registry", path, "")]
             return [("registry", path, f"{len(data['agents'])} {len(data['names'])}")]
+        if area == "agents" and name.endswith(".json"):
+            value = _read_plain(path, 64 << 10)
+            try:
+                entry = jsonlite.loads(value)
+            except ValueError:
+                entry = None
+            return [] if isinstance(entry, dict) and isinstance(entry.get("id"), str) else [("bad-entry", path, "")]
         if area == "markers" and not name.startswith("."):
             held_by, _ = _parse_marker(_read_plain(path, 64 << 10))
             from relay.domain.ids import is_session_id

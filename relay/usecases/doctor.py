@@ -34,6 +34,7 @@ _STORE_WORDS = {
     "not-regular": ("FAIL", "{path} is a {kind}, not what the store expects: relay sets it aside", "rm -r -- {qpath}"),
     "hard-links": ("FAIL", "{path} has {detail} hard links: relay never writes through it", "rm -- {qpath}"),
     "bad-registry": ("FAIL", "registry.json does not parse ({path}); the next change moves it to quarantine/", ""),
+    "bad-entry": ("FAIL", "{path}: registry entry does not parse; the next change moves it to quarantine/", ""),
     "bad-marker": ("FAIL", "{path}: marker does not parse; relay ignores it", "rm -- {qpath}"),
     "bad-lines": ("FAIL", "{path}: {detail} line(s) does not parse; relay sets unreadable parts aside", ""),
     "quarantine": ("FAIL", "kept in quarantine, inspect it, then remove it: {path}", "rm -r -- {qpath}"),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from agent_files import uuid7
-from conftest import new_id
+from conftest import file_registry, new_id, plant_registry
 
 from relay import agents
 from relay.agents import claude
@@ -293,9 +293,9 @@ def test_gc_never_retires_a_running_claude_session(store_home, claude_config, pr
     store = Store(store_home)
     sid = new_id()
     store.register(sid, name="busy", tool="claude")
-    registry = json.loads((store_home / "registry.json").read_text())
+    registry = file_registry(store_home)
     registry["agents"][sid]["lastSeen"] = "2020-01-01T00:00:00.000Z"
-    (store_home / "registry.json").write_text(json.dumps(registry))
+    plant_registry(store_home, registry)
     proc = procs.start(["claude", "60"], executable=sleep_binary())
     assert wait_for(lambda: claude.is_claude_process(proc.pid))
     write_session(claude_config, proc.pid, sid, procStart=proc_start(proc.pid))

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import file_registry
 
 from relay.agents import opencode
 
@@ -22,7 +23,7 @@ def event(name: str, session_id: str, cwd: Path, **extra) -> bytes:
 
 
 def registry(store_home: Path) -> dict:
-    return json.loads((store_home / "registry.json").read_text())
+    return file_registry(store_home)
 
 
 def test_the_plugin_events_register_deliver_and_answer_with_text(run_relay, store_home, tmp_path):
@@ -67,7 +68,7 @@ def test_a_bad_id_from_the_plugin_is_refused(run_relay, store_home, tmp_path, ba
     done = run_relay("hook", "opencode", input=event("session.created", bad, tmp_path))
     assert done.returncode == 0 and done.stdout == b""
     assert b"invalid session id" in done.stderr
-    assert not (store_home / "registry.json").exists()
+    assert not (store_home / "agents").exists()
 
 
 def make_db(path: Path, rows: list[tuple]) -> None:

@@ -34,6 +34,7 @@ from binary_support import (
     require_unshare,
     source_version,
 )
+from conftest import file_registry
 
 NOBODY = 54321  # a uid/gid with no passwd entry
 
@@ -44,7 +45,7 @@ def as_nobody(setpriv: str) -> list[str]:
 
 
 def registered(store: Path) -> dict:
-    return json.loads((store / "registry.json").read_text())["agents"]
+    return file_registry(store)["agents"]
 
 
 def check_in_root(root: Path, env: dict[str, str]) -> None:

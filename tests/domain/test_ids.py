@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from agent_files import uuid7
-from conftest import REPO, new_id
+from conftest import REPO, file_registry, new_id
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -300,9 +300,9 @@ def test_store_home_black_box(run_relay, env, tmp_path, agent, session, where):
     sid = new_id()
     assert run_relay("register", "probe", "--id", sid, extra_env=extra).returncode == 0
     for key, path in locations.items():
-        registry = path / "registry.json"
+        registry = path / "agents" / f"{sid}.json"
         if key == where:
-            assert json.loads(registry.read_text())["names"] == {"probe": sid}
+            assert file_registry(path)["names"] == {"probe": sid}
             assert (path.stat().st_mode & 0o777) == 0o700
             assert (registry.stat().st_mode & 0o777) == 0o600
         else:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from agent_files import fake_agent_cli, read_record
-from conftest import new_id, queued_to, stored_registry
+from conftest import file_registry, new_id, queued_to, stored_registry
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -129,7 +129,7 @@ def test_usage_errors_exit_2(run_relay, args, store_home):
     result = run_relay(*args, input=b"")
     assert result.returncode == 2, (args, result.returncode, result.stderr)
     one_line_error(result)
-    assert not (store_home / "registry.json").exists()
+    assert not (store_home / "agents").exists()
     assert not (store_home / "mailbox").exists() or not any((store_home / "mailbox").iterdir())
 
 
@@ -206,7 +206,7 @@ def test_wake_missing_dir_exits_1(run_relay, tmp_path):
 def test_lock_busy_exits_1(run_relay, store_home):
     sid = new_id()
     assert run_relay("register", "alice", "--id", sid).returncode == 0
-    before = (store_home / "registry.json").read_bytes()
+    before = file_registry(store_home)
     fd = os.open(store_home / ".lock", os.O_RDWR)
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -217,7 +217,7 @@ def test_lock_busy_exits_1(run_relay, store_home):
     assert result.returncode == 1
     assert one_line_error(result) == "session-relay: lock busy (held > 3s)\n"
     assert send.returncode == 1 and "lock busy" in one_line_error(send)
-    assert (store_home / "registry.json").read_bytes() == before
+    assert file_registry(store_home) == before
     assert peek(run_relay, "alice")["count"] == 0
 
 
@@ -284,7 +284,7 @@ def test_flag_value_is_the_next_argument_as_given(run_relay, store_home, value):
     assert f"--id: invalid session id {value!r}" in err
     assert "UUID" in err
     assert registry(store_home)["agents"] == {}
-    assert not (store_home / "registry.json").exists()
+    assert not (store_home / "agents").exists()
 
 
 def test_send_id_flag_value_refused(run_relay, store_home):

@@ -177,7 +177,7 @@ def test_a_usage_error_is_one_line_ending_with_where_the_help_is(run_relay, stor
     err = result.stderr.decode()
     assert err.count("\n") == 1 and err.startswith("relay: "), err
     assert err.endswith(f"(see relay {command} --help)\n"), err
-    assert not (store_home / "registry.json").exists()
+    assert not (store_home / "agents").exists()
 
 
 def test_help_for_no_such_command_is_a_usage_error(run_relay):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from agent_files import claude_hook_event, codex_hook_event, fake_agent_cli, read_record
-from conftest import new_id, plain_tags
+from conftest import file_registry, new_id, plain_tags
 from test_bus import HOOK_NOTE, by_id, call, req, run_bus
 
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -19,7 +19,7 @@ def marker_file(store_home: Path, directory: str) -> Path:
 
 
 def registry(store_home: Path) -> dict:
-    return json.loads((store_home / "registry.json").read_text())
+    return file_registry(store_home)
 
 
 def write_mail(store_home: Path, recipient: str, messages: list[dict]) -> None:
@@ -223,7 +223,7 @@ def test_non_uuid_session_id(run_relay, store_home, tmp_path, session_id):
     event = json.dumps({"session_id": session_id, "cwd": str(tmp_path), "hook_event_name": "SessionStart"})
     err = assert_quiet_failure(run_relay("hook", input=event))
     assert "session id" in err
-    assert not (store_home / "registry.json").exists()
+    assert not (store_home / "agents").exists()
     assert not (store_home / "markers").exists() or not any((store_home / "markers").iterdir())
 
 

@@ -339,13 +339,13 @@ def test_a_store_that_fails_is_one_line_in_the_view_and_the_server_goes_on(ui, t
     if os.geteuid() != 0:
         pytest.skip("giving a file to another user needs root")
     assert {s["name"] for s in ui.view()["sessions"]} == {"api", "web", "docs"}
-    registry = store_home / "registry.json"
+    registry = store_home / "agents" / f"{trio['web']}.json"
     os.chown(registry, 65534, -1)  # a store file that is not yours is refused (docs/security.md)
     try:
         deadline = time.monotonic() + 10
         while "error" not in (view := ui.view()) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert "\n" not in view["error"] and "registry.json" in view["error"], view
+        assert "\n" not in view["error"] and f"{trio['web']}.json" in view["error"], view
         assert {s["name"] for s in view["sessions"]} == {"api", "web", "docs"}  # the last view stays
     finally:
         os.chown(registry, os.getuid(), -1)

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import mcp.types
 import pytest
-from conftest import new_id
+from conftest import file_registry, new_id
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.shared.exceptions import MCPError
@@ -161,7 +161,7 @@ def test_whoami_register_roster(relay_cmd, env, project, store_home, run_relay):
             assert [a["name"] for a in roster] == ["alpha", "mike2", "zulu"]
 
     run(test)
-    registry = json.loads((store_home / "registry.json").read_text())
+    registry = file_registry(store_home)
     assert registry["names"] == {"alpha": other2, "mike2": me, "zulu": other1}
 
 
@@ -377,12 +377,12 @@ def test_bad_arguments_are_is_error_results_naming_the_field(relay_cmd, env, pro
         async with connect(relay_cmd, env, project, CLAUDE_CODE_SESSION_ID=me) as session:
             await session.initialize()
             assert run_relay("register", "bob", "--id", bob).returncode == 0
-            before = (store_home / "registry.json").read_bytes()
+            before = file_registry(store_home)
             for tool, arguments, needle in BAD_CALLS:
                 text = error_text(await session.call_tool(tool, arguments))
                 assert needle in text, (tool, arguments, text)
             # nothing stored by any of them, and the server is still fine
-            assert (store_home / "registry.json").read_bytes() == before
+            assert file_registry(store_home) == before
             assert mailbox_files(store_home) == []
             await session.send_ping()
             empty = payload(await session.call_tool("inbox", {}))

@@ -7,7 +7,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from conftest import fence_parts, new_id
+from conftest import fence_parts, file_registry, new_id
 
 SENDERS = 16
 SENDS_EACH = 25
@@ -58,7 +58,7 @@ def test_16_senders_x_25_plus_concurrent_registers(relay_cmd, env, store_home, t
         assert mine == list(range(SENDS_EACH))
 
     # Every registration present, registry parses.
-    registry = json.loads((store_home / "registry.json").read_text())
+    registry = file_registry(store_home)
     assert registry["names"] == {"target": recipient, **register_ids}
     assert set(registry["agents"]) == {recipient, *register_ids.values()}
 

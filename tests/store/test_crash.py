@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import REPO, fence_parts, new_id, plant_mail
+from conftest import REPO, fence_parts, file_registry, new_id, plant_mail
 
 from relay.store.files import Store
 from relay.store.lock import FileLock
@@ -153,7 +153,7 @@ def test_killed_at_register_before_write_keeps_the_old_registry(run_relay, store
     result = run_relay("register", "new", "--id", sid, "--tool", "codex", extra_env=kill_at("register:before-write"))
     assert result.returncode == KILLED
     assert store_files(store_home) == before  # registry intact, no temp file left
-    assert json.loads((store_home / "registry.json").read_text())["names"] == {"old": sid}
+    assert file_registry(store_home)["names"] == {"old": sid}
     assert run_relay("register", "new", "--id", sid).returncode == 0
 
 
@@ -444,7 +444,7 @@ def test_random_sigkill_of_concurrent_senders_and_takers(relay_cmd, env, store_h
     # The lock is never stuck, and the store still works.
     assert_lock_free(run_relay, store_home)
     assert run_relay("register", "after", "--id", new_id()).returncode == 0
-    registry = json.loads((store_home / "registry.json").read_text())  # never torn
+    registry = file_registry(store_home)  # never torn
     assert set(recipients) <= set(registry["agents"])
     assert not list(store_home.glob("quarantine/registry*"))
 

@@ -68,8 +68,10 @@ def test_store_register_and_marker_are_synced(env, store_home, tmp_path, fsyncs)
     store = Store(store_home)
     sid = new_id()
     store.register(sid, name="n")
-    assert (_ino(store_home / "registry.json"), False) in fsyncs
-    assert (_ino(store_home), True) in fsyncs
+    assert (_ino(store_home / "agents" / f"{sid}.json"), False) in fsyncs
+    assert (_ino(store_home / "agents"), True) in fsyncs
+    assert (_ino(store_home / "names" / "n.json"), False) in fsyncs
+    assert (_ino(store_home / "names"), True) in fsyncs
     fsyncs.clear()
     store.set_marker(str(tmp_path), sid)
     markers = store_home / "markers"
@@ -84,8 +86,8 @@ def test_a_session_start_that_only_refreshes_last_seen_skips_the_directory_sync(
     store = Store(store_home)
     sid = new_id()
     store.record_start(sid, str(tmp_path), "claude")
-    assert (_ino(store_home / "registry.json"), False) in fsyncs
-    assert (_ino(store_home), True) in fsyncs
+    assert (_ino(store_home / "agents" / f"{sid}.json"), False) in fsyncs
+    assert (_ino(store_home / "agents"), True) in fsyncs
     for directory, tool, dir_synced in [
         (tmp_path, "claude", False),
         (tmp_path / "sub", "claude", True),
@@ -97,12 +99,12 @@ def test_a_session_start_that_only_refreshes_last_seen_skips_the_directory_sync(
         entry = store.record_start(sid, str(directory), tool)
         assert (entry["dir"], entry["tool"]) == (str(directory), tool)
         assert entry["lastSeen"] >= before
-        assert (_ino(store_home / "registry.json"), False) in fsyncs
-        assert ((_ino(store_home), True) in fsyncs) is dir_synced, (directory, tool)
+        assert (_ino(store_home / "agents" / f"{sid}.json"), False) in fsyncs
+        assert ((_ino(store_home / "agents"), True) in fsyncs) is dir_synced, (directory, tool)
     store.record_end(sid)
     fsyncs.clear()
     store.record_start(sid, str(tmp_path / "sub"), "codex")  # resumed after its end: endedAt goes
-    assert (_ino(store_home), True) in fsyncs
+    assert (_ino(store_home / "agents"), True) in fsyncs
     assert "endedAt" not in store.registry().agents[sid]
 
 

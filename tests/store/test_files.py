@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import new_id, queued_to
+from conftest import file_registry, new_id, plant_registry, queued_to
 
 import relay.store.files as store_module
 from relay.store.files import Store
@@ -115,9 +115,10 @@ def test_files_we_write_have_the_v01_shape(run_relay, store_home, tmp_path):
     assert run_relay("hook", input=event).returncode == 0
     assert run_relay("send", "alice", "--", "one", "two").returncode == 0
 
-    raw = (store_home / "registry.json").read_text()
-    assert raw.startswith("{\n  "), "registry.json must be pretty JSON"
-    registry = json.loads(raw)
+    raw = (store_home / "agents" / f"{alice}.json").read_text()
+    assert raw.startswith("{\n  "), "an entry file must be pretty JSON"
+    assert json.loads((store_home / "names" / "alice.json").read_text()) == {"alice": alice}
+    registry = file_registry(store_home)
     assert set(registry) == {"agents", "names"}
     assert registry["names"] == {"alice": alice, "bob": bob}
     for session_id, entry in registry["agents"].items():
@@ -182,7 +183,7 @@ def test_register_upserts_and_refreshes_last_seen(env, store_home, monkeypatch):
     assert second == first | {"lastSeen": "2026-01-01T00:00:05.002Z"}
     third = store.register(sid, directory="/work/b")
     assert third == first | {"dir": "/work/b", "lastSeen": "2026-01-01T00:00:09.003Z"}
-    on_disk = json.loads((Path(store.home) / "registry.json").read_text())
+    on_disk = file_registry(Path(store.home))
     assert on_disk["agents"][sid] == third
     assert on_disk["names"] == {"alpha": sid}
 
@@ -205,7 +206,7 @@ def test_resolve_takes_an_id_before_a_name(env, store_home):
         },
         "names": {b: a, "bee": b},
     }
-    (store_home / "registry.json").write_text(json.dumps(registry, indent=2))
+    plant_registry(store_home, registry)
     reg = Store(store_home).registry()
     assert reg.resolve(b)["id"] == b
     assert reg.resolve("bee")["id"] == b
@@ -222,7 +223,7 @@ def test_cli_send_to_an_id_goes_to_that_id_not_a_name(run_relay, store_home):
         },
         "names": {b: a},
     }
-    (store_home / "registry.json").write_text(json.dumps(registry, indent=2))
+    plant_registry(store_home, registry)
     assert run_relay("send", b, "--", "for b").returncode == 0
     assert (store_home / "mailbox" / f"{b}.jsonl").exists()
     assert not (store_home / "mailbox" / f"{a}.jsonl").exists()
@@ -253,8 +254,8 @@ def _exercise(store: Store, tmp: Path) -> None:
     (Path(store.home) / "mailbox" / f"{a}.jsonl").open("ab").write(b"not json\n")
     with store.take(a) as delivery:  # quarantines the bad line
         delivery.ack()
-    (Path(store.home) / "registry.json").write_bytes(b"{broken")
-    store.register(b, name="bravo")  # moves the corrupt registry aside
+    (Path(store.home) / "agents" / f"{b}.json").write_bytes(b"{broken")
+    store.register(b, name="bravo")  # moves the corrupt entry aside
 
 
 def test_store_is_private_even_with_umask_000(env, store_home, tmp_path):
@@ -337,14 +338,20 @@ def test_symlinked_mailbox_file_is_not_written_through(env, store_home, victim, 
 
 def test_symlinked_registry_is_not_written_through(env, store_home, victim, run_relay):
     _prepared(store_home)
-    (store_home / "registry.json").unlink()
-    (store_home / "registry.json").symlink_to(victim)
-    # Handled like a corrupt registry: moved aside, never followed; a fresh one is started.
-    Store(store_home, warn=lambda _m: None).register(new_id(), name="evil")
-    assert not (store_home / "registry.json").is_symlink()
-    (store_home / "registry.json").unlink()
-    (store_home / "registry.json").symlink_to(victim)
-    assert run_relay("register", "evil2", "--id", new_id()).returncode == 0
+    sid = new_id()
+    entry = store_home / "agents" / f"{sid}.json"
+    entry.symlink_to(victim)
+    # Handled like a corrupt entry: moved aside, never followed; a fresh one is written.
+    Store(store_home, warn=lambda _m: None).register(sid, name="evil")
+    assert not entry.is_symlink()
+    entry.unlink()
+    entry.symlink_to(victim)
+    assert run_relay("register", "evil2", "--id", sid).returncode == 0
+    assert not entry.is_symlink()
+    names = store_home / "names" / "evil3.json"
+    names.symlink_to(victim)  # the names index is guarded the same way
+    assert run_relay("register", "evil3", "--id", sid).returncode == 0
+    assert not names.is_symlink()
     _unchanged(victim)
 
 
@@ -366,7 +373,7 @@ def test_symlinked_marker_is_not_written_through(env, store_home, victim, tmp_pa
     _unchanged(victim)
 
 
-@pytest.mark.parametrize("sub", ["mailbox", "markers", "inflight", "quarantine"])
+@pytest.mark.parametrize("sub", ["mailbox", "markers", "inflight", "quarantine", "agents", "names"])
 def test_symlinked_store_subdir_is_not_written_through(env, store_home, victim, tmp_path, run_relay, sub):
     store = _prepared(store_home)
     target_dir = victim.parent
@@ -381,7 +388,9 @@ def test_symlinked_store_subdir_is_not_written_through(env, store_home, victim, 
     project.mkdir(exist_ok=True)
     with pytest.raises(RelayError):
         if sub == "quarantine":
-            (store_home / "registry.json").write_bytes(b"{corrupt")
+            (store_home / "agents" / f"{sid}.json").write_bytes(b"{corrupt")
+            store.register(sid, name="q")
+        elif sub in ("agents", "names"):
             store.register(sid, name="q")
         else:
             store.set_marker(str(project), sid)
@@ -449,8 +458,7 @@ def test_cli_and_hook_refuse_non_uuid_ids(run_relay, store_home, tmp_path):
         assert list((store_home / "markers").iterdir()) == []
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "evil" in p.name)
     assert after == [], after
-    if (store_home / "registry.json").exists():
-        assert json.loads((store_home / "registry.json").read_text())["agents"] == {}
+    assert file_registry(store_home)["agents"] == {}
     created = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     # (the frozen binary unpacks itself under $HOME/.cache: that is not the store)
     stray = [p for p in created if p not in before and not str(p).startswith(("store/", "home/.cache/"))]
@@ -518,10 +526,10 @@ def test_a_home_writable_by_others_is_refused_and_never_chmodded(run_relay, stor
 def test_a_store_file_owned_by_another_user_is_refused(run_relay, store_home, tmp_path):
     sid = new_id()
     assert _hook(run_relay, sid, tmp_path).returncode == 0
-    registry = store_home / "registry.json"
+    registry = store_home / "agents" / f"{sid}.json"
     os.chown(registry, 12345, 12345)
     before = registry.read_bytes()
-    line = _refused_by_hook(_hook(run_relay, new_id(), tmp_path))
+    line = _refused_by_hook(_hook(run_relay, sid, tmp_path))
     assert "uid 12345" in line
     assert registry.read_bytes() == before and os.stat(registry).st_uid == 12345
     mailbox = store_home / "mailbox" / f"{sid}.jsonl"
@@ -605,7 +613,7 @@ def test_a_planted_file_never_blocks_the_hook(run_relay, store_home, tmp_path, v
     project.mkdir()
     assert _hook(run_relay, sid, project).returncode == 0
     paths = {
-        "registry": store_home / "registry.json",
+        "registry": store_home / "agents" / f"{sid}.json",
         "marker": store_home / "markers" / marker_name(str(project)),
         "inflight": store_home / "inflight" / f"{sid}.jsonl",
         "take-lock": store_home / "inflight" / f"{sid}.lock",
@@ -621,7 +629,7 @@ def test_a_planted_file_never_blocks_the_hook(run_relay, store_home, tmp_path, v
         assert result.returncode == 0
         context = json.loads(result.stdout)["hookSpecificOutput"]["additionalContext"]
         assert f"): mail {round_}" in context
-        entry = json.loads((store_home / "registry.json").read_text())["agents"][sid]
+        entry = file_registry(store_home)["agents"][sid]
         assert entry["dir"] == str(project)
         assert Store(store_home).marker(str(project)) == sid
     _unchanged(victim)

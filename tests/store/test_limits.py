@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import fence_parts, new_id
+from conftest import fence_parts, file_registry, new_id
 
 from relay.store.files import Store
 from relay.usecases.mail import MAX_BODY_BYTES, check_body
@@ -235,7 +235,8 @@ def test_corrupt_registry_is_kept_aside_reported_once_and_relay_keeps_working(ru
         result = run_relay(*args)
         assert result.returncode == 0, (args, result.stderr)
         assert result.stderr == b"", (args, result.stderr)
-    assert [e["id"] for e in json.loads(run_relay("list", "--json").stdout)] == [sid]
+    # the sessions registered before (migrated from an earlier registry.json) stay
+    assert [e["id"] for e in json.loads(run_relay("list", "--json").stdout)] == [sid, old]
     assert [m["body"] for m in inbox(run_relay, sid)["messages"]] == ["hi"]
     # never overwritten
     assert kept[0].read_bytes() == garbage
@@ -259,7 +260,7 @@ def test_hook_with_corrupt_registry_still_registers_and_delivers(run_relay, stor
     assert result.returncode == 0
     assert one_line(result.stderr).startswith("[session-relay/hook] ")
     assert "waiting" in hook_text(result.stdout)
-    assert sid in json.loads((store_home / "registry.json").read_text())["agents"]
+    assert sid in file_registry(store_home)["agents"]
     kept = list((store_home / "quarantine").iterdir())
     assert [p.read_bytes() for p in kept] == [b"not json at all"]
 

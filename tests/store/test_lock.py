@@ -12,7 +12,7 @@ from pathlib import Path
 
 import fasteners
 import pytest
-from conftest import REPO, new_id
+from conftest import REPO, file_registry, new_id
 
 from relay.store.files import Store
 from relay.store.lock import FileLock
@@ -93,7 +93,7 @@ def test_deadline_is_three_seconds_with_the_exact_message(env, store_home, holde
 
 def test_cli_reports_lock_busy_in_one_line_and_exit_1(run_relay, store_home, holders):
     assert run_relay("register", "seed", "--id", new_id()).returncode == 0
-    registry_before = (store_home / "registry.json").read_bytes()
+    registry_before = file_registry(store_home)
     holders(HOLD_OURS, store_home / ".lock")
     start = time.monotonic()
     result = run_relay("register", "blocked", "--id", new_id())
@@ -101,7 +101,7 @@ def test_cli_reports_lock_busy_in_one_line_and_exit_1(run_relay, store_home, hol
     assert result.returncode == 1
     assert result.stderr.decode() == BUSY + "\n"
     assert 2.9 <= waited < 10
-    assert (store_home / "registry.json").read_bytes() == registry_before
+    assert file_registry(store_home) == registry_before
 
     sid = new_id()
     sent = run_relay("send", "--id", sid, "--", "blocked")

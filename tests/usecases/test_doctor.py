@@ -122,11 +122,14 @@ def test_every_planted_or_broken_file_is_reported_not_just_the_first(run_relay, 
 
 
 def test_doctor_never_blocks_on_a_fifo(run_relay, store_home):
-    _start(run_relay, new_id())
-    (store_home / "registry.json").unlink()
-    os.mkfifo(store_home / "registry.json")
+    sid = new_id()
+    _start(run_relay, sid)
+    (store_home / "agents" / f"{sid}.json").unlink()
+    os.mkfifo(store_home / "agents" / f"{sid}.json")
+    os.mkfifo(store_home / "registry.json")  # as an older relay's registry, not migrated yet
     result = run_relay("doctor", timeout=20)
     assert result.returncode == 1
+    assert f"{sid}.json is a FIFO".encode() in result.stdout
     assert b"registry.json is a FIFO" in result.stdout
 
 

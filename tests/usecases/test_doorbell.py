@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from agent_files import fake_agent_cli, read_record, uuid7
-from conftest import fence_parts, new_id
+from conftest import fence_parts, file_registry, new_id, plant_registry
 
 from relay.agents import claude
 from relay.store.files import Store
@@ -144,8 +144,7 @@ def test_unregistered_session_by_id_dir_tool(run_relay, fakes, project, tool, st
     assert run["prog"] == tool
     assert run["argv"][:-1] == (claude_args(sid) if tool == "claude" else codex_args(sid))
     assert os.path.realpath(run["cwd"]) == os.path.realpath(project)
-    registry = store_home / "registry.json"
-    assert not registry.exists() or json.loads(registry.read_text())["agents"] == {}  # waking registers nothing
+    assert file_registry(store_home)["agents"] == {}  # waking registers nothing
     assert [(m["body"], m["from"], m["fromName"]) for m in peek(run_relay, sid)] == [("hi", None, "cli")]
 
 
@@ -311,7 +310,7 @@ def test_dry_with_missing_dir_still_plans(run_relay, fakes, tmp_path):
 
 def write_registry(store_home: Path, entries: dict[str, dict], names: dict[str, str]) -> None:
     store_home.mkdir(mode=0o700, exist_ok=True)
-    (store_home / "registry.json").write_text(json.dumps({"agents": entries, "names": names}, indent=2))
+    plant_registry(store_home, {"agents": entries, "names": names})
 
 
 @pytest.mark.parametrize(

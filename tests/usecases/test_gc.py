@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from agent_files import claude_transcript
-from conftest import new_id
+from conftest import file_registry, new_id, plant_registry
 
 from relay.store.files import Store
 from relay.store.layout import marker_name
@@ -17,7 +17,7 @@ DAY = 86400
 
 
 def _registry(store_home: Path) -> dict:
-    return json.loads((store_home / "registry.json").read_text())
+    return file_registry(store_home)
 
 
 def _age(store_home: Path, sid: str, days: float) -> None:
@@ -25,7 +25,7 @@ def _age(store_home: Path, sid: str, days: float) -> None:
     data = _registry(store_home)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - days * DAY))
     data["agents"][sid]["lastSeen"] = stamp
-    (store_home / "registry.json").write_text(json.dumps(data))
+    plant_registry(store_home, data)
 
 
 def _hook(run_relay, sid: str, cwd: Path):
@@ -82,6 +82,7 @@ def test_gc_retires_stale_sessions_and_archives_their_mail(run_relay, store_home
 
 def test_gc_dry_changes_nothing_and_older_than_is_honoured(run_relay, store_home, tmp_path):
     ids = _world(run_relay, store_home, tmp_path)
+    assert run_relay("list").returncode == 0  # migrates the registry.json _world planted
     before = {p: p.read_bytes() for p in store_home.rglob("*") if p.is_file() and p.name != ".lock"}
     dry = run_relay("gc", "--dry")
     assert dry.returncode == 0
@@ -118,7 +119,7 @@ def test_a_live_session_is_never_collected(env, store_home, tmp_path, monkeypatc
     store.register(new_id(), name="today")  # seen now: the clock is believable
     data = _registry(store_home)
     data["agents"][sid]["lastSeen"] = "2020-01-01T00:00:00.000Z"
-    (store_home / "registry.json").write_text(json.dumps(data))
+    plant_registry(store_home, data)
     monkeypatch.setattr(gc, "is_live", lambda session_id, tool: session_id == sid)
     assert gc.collect(store)["retired"] == []
     monkeypatch.setattr(gc, "is_live", lambda session_id, tool: False)
