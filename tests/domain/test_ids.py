@@ -245,7 +245,7 @@ def test_dir_digest_does_not_load_openssl():
     """hashlib loads OpenSSL (~10 M instructions); the MCP server's marker lookup must not pay for it."""
     code = "import sys; from relay.store import layout; layout.dir_digest('/x'); print('_hashlib' in sys.modules)"
     done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {str(REPO)!r}); {code}"],
+        [sys.executable, "-I", "-S", "-B", "-c", f"import sys; sys.path.insert(0, {str(REPO)!r}); {code}"],
         capture_output=True,
         text=True,
         check=True,

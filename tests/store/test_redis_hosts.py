@@ -399,6 +399,8 @@ def test_gc_on_redis_judges_only_this_hosts_sessions(run_relay, on_redis, redis_
     for sid in (a, b):
         assert run_relay("send", sid, "--", f"unread for {sid}").returncode == 0
         _age(redis_server, sid, 30)
+    recent = new_id()  # a session seen today: gc trusts the clock only when something shows life
+    _start_on(run_relay, on_redis("alpha"), recent, tmp_path / "recent")
     done = run_relay("gc", "--json", extra_env=on_redis("alpha"))
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -406,7 +408,7 @@ def test_gc_on_redis_judges_only_this_hosts_sessions(run_relay, on_redis, redis_
     assert report["retired"][0]["archived"] == 1
     assert "relay:archive:" in report["archive"] and redis_server.password not in report["archive"]
     listed = json.loads(run_relay("list", "--json").stdout)
-    assert [row["id"] for row in listed] == [b]
+    assert sorted(row["id"] for row in listed) == sorted([b, recent])
     # beta's mail is untouched, and beta's own gc retires it, archiving the mail
     assert json.loads(run_relay("peek", b).stdout)["count"] == 1
     done = run_relay("gc", "--json", extra_env=on_redis("beta"))
