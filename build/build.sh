@@ -109,9 +109,15 @@ if [ "$(uname -s)" = Darwin ]; then
     (cd "$SRC" && "$VENV/bin/python" -m nuitka "$@" relay)
     cp "$WORK/nuitka/relay-$TRIPLE" "$OUT.tmp"
 else
+    # -no-pie: relay.bin is linked at a fixed address. As a position-independent executable it
+    # carried ~42 700 relative relocations that the loader applied at every start, writing (and so
+    # copying, ~3 us a page on this VM) ~180 pages of its data that a start otherwise only reads.
+    # The cost is that the program's own code and data are not placed at a random address (its
+    # libraries, heap and stack still are), as with Debian's own /usr/bin/python3, also non-PIE.
     log "nuitka (standalone) ..."
     rm -rf "$WORK/nuitka/relay.dist"
-    (cd "$SRC" && "$VENV/bin/python" -m nuitka --mode=standalone "$@" --output-filename=relay.bin relay) \
+    (cd "$SRC" && LDFLAGS="${LDFLAGS:+$LDFLAGS }-no-pie" \
+        "$VENV/bin/python" -m nuitka --mode=standalone "$@" --output-filename=relay.bin relay) \
         >"$WORK/nuitka.log" 2>&1 || { tail -30 "$WORK/nuitka.log" >&2; exit 1; }
 
     # 3. The stub: static musl, with Debian's libzstd.a for the payload (zstd.h copied to a

@@ -27,6 +27,12 @@ objects Nuitka's own start-up imports allocate are no garbage, yet it ran ~9 tim
 hook's instructions) before relay's entry point, which turns it off first thing anyway, could do
 so; relay's long-lived commands turn it back on.
 
+And a standalone program restores the PATH it changed for its start without importing `os`: Nuitka
+imported `os` (with `stat`, `posixpath` and `_collections_abc`'s ~30 abstract classes; 7.5 M
+instructions, a quarter of `relay --version`) only to write the old value back through `os.environ`.
+While `os` is not loaded yet, the C environment and the `posix.environ` dict that `os.environ` will
+wrap once it is imported are set directly, so a start that needs no `os` pays for none.
+
 Every file is checked against the sha256 of the exact Nuitka text this was written for: on any other
 Nuitka the build stops with an error instead of silently building unpatched. Running it again on a
 venv it already patched is a no-op.
@@ -137,6 +143,48 @@ _WRAPPER_USE = """\
     // Use a replacement that also handles compiled coroutine and generator
     // objects, which the original "types.coroutine" will not recognize.
     if (types_coroutine_wrapped != NULL) {
+"""
+
+# undoEnvironmentVariable()'s start: the way that needs no `os`, taken while `os` is not loaded.
+_ENVIRONMENT_HEAD = """\
+void undoEnvironmentVariable(PyThreadState *tstate, char const *variable_name, environment_char_t const *old_value) {
+"""
+
+_ENVIRONMENT_WITHOUT_OS = f"""\
+#ifndef _WIN32
+    // {MARK}: without importing "os" while it is not loaded. posix.environ
+    // (bytes to bytes) is the very dict that os.environ wraps once "os" is imported, so setting the
+    // C environment and that dict is what os.environ's own assignment does.
+    PyObject *relay_modules = PyImport_GetModuleDict();
+    PyObject *relay_posix = PyDict_GetItemString(relay_modules, "posix");
+    if (PyDict_GetItemString(relay_modules, "os") == NULL && relay_posix != NULL) {{
+        PyObject *relay_environ = PyObject_GetAttrString(relay_posix, "environ");
+        if (relay_environ != NULL && PyDict_Check(relay_environ)) {{
+            PyObject *relay_key = PyBytes_FromString(variable_name);
+            CHECK_OBJECT(relay_key);
+            if (old_value) {{
+                setEnvironmentVariable(variable_name, old_value);
+                PyObject *relay_value = PyBytes_FromString(old_value);
+                CHECK_OBJECT(relay_value);
+                if (unlikely(PyDict_SetItem(relay_environ, relay_key, relay_value) != 0)) {{
+                    PyErr_PrintEx(1);
+                    Py_Exit(1);
+                }}
+                Py_DECREF(relay_value);
+            }} else {{
+                unsetEnvironmentVariable(variable_name);
+                if (PyDict_DelItem(relay_environ, relay_key) != 0) {{
+                    CLEAR_ERROR_OCCURRED(tstate);
+                }}
+            }}
+            Py_DECREF(relay_key);
+            Py_DECREF(relay_environ);
+            return;
+        }}
+        Py_XDECREF(relay_environ);
+        CLEAR_ERROR_OCCURRED(tstate);
+    }}
+#endif
 """
 
 # (path under the nuitka package, sha256 of Nuitka 4.3.3's file, sha256 once patched, [(old, new)]).
@@ -253,6 +301,12 @@ PATCHES: list[tuple[str, str, str, list[tuple[str, str]]]] = [
                 "static richcmpfunc original_PyType_tp_richcompare = NULL;\n",
             ),
         ],
+    ),
+    (
+        "build/static_src/HelpersEnvironmentVariables.c",
+        "5a19f388b12524e7e194d18320feae05d1a6fae8b61693414219dcaec5587400",
+        "1a9628c2952e1451c9e4d233d125c0c9afcf382fafc0c1aa2b028518854ae919",
+        [(_ENVIRONMENT_HEAD, _ENVIRONMENT_HEAD + _ENVIRONMENT_WITHOUT_OS)],
     ),
 ]
 
