@@ -341,7 +341,7 @@ def test_exit_code_stdio_signals_and_no_child_process(tmp_path: Path) -> None:
     assert outcomes[0] == outcomes[1], outcomes
 
 
-def test_spawned_programs_see_the_callers_locale(tmp_path: Path) -> None:
+def test_spawned_programs_see_the_callers_locale_and_path(tmp_path: Path) -> None:
     """The payload runs under LC_ALL=C; `wake` must hand `claude` the caller's locale back."""
     binary = linux_binary()
     fake_bin = tmp_path / "fakebin"
@@ -363,6 +363,10 @@ def test_spawned_programs_see_the_callers_locale(tmp_path: Path) -> None:
     seen = dict(line.split("=", 1) for line in dump.read_text().splitlines() if "=" in line)
     assert seen.get("LANG") == "de_DE.UTF-8" and seen.get("LC_MESSAGES") == "fr_FR.UTF-8"
     assert "LC_ALL" not in seen and "RELAY_ORIG_LOCALE" not in seen
+    # Nuitka's start sets PATH to "/" and PYTHONHOME to its own dir while the interpreter starts and
+    # puts the caller's back (without importing os: build/patch_nuitka.py); relay found `claude` on
+    # that PATH, and the program it started sees the caller's PATH exactly, and no PYTHONHOME.
+    assert seen.get("PATH") == env["PATH"] and "PYTHONHOME" not in seen
 
 
 def test_aarch64_binary_under_qemu(tmp_path: Path) -> None:
