@@ -66,7 +66,9 @@ def test_hook_with_nothing_to_deliver_imports_nothing_heavy(env, store_home, tmp
 # paid at every prompt and tool call, in the frozen binary as much as here; raise a figure only in
 # a commit that means that cost. Neither adapter loads relay.host (processes, transcripts) here;
 # Claude's and Codex's adapters are not loaded at all (relay.agents.hook_moment names their events).
-HOOK_MODULES = {"claude": 28, "codex": 28, "gemini": 30, "qwen": 30}
+# relay.store.markers (+1): the store reads markers through the functions the MCP server uses to
+# answer without loading relay.store.files.
+HOOK_MODULES = {"claude": 29, "codex": 29, "gemini": 30, "qwen": 30}
 
 
 def _event_name(tool: str, moment: str) -> str:
@@ -105,6 +107,11 @@ def test_the_probe_sees_a_heavy_import(env, store_home, tmp_path):
     assert "relay.faces.hook" in loaded and "json" in loaded
 
 
+# What an MCP session's first requests do not need (initialize, tools/list, whoami of a session
+# no CLI names): the whole file store is opened only by a call that reads more than a marker.
+MCP_UNNEEDED = ("relay.store.files", "relay.store.lock", "relay.store.base", "relay.util.clock", "select")
+
+
 def test_an_mcp_session_imports_nothing_heavy(env, store_home, tmp_path):
     """The MCP server starts with every Claude Code and Codex session: initialize, tools/list and
     a whoami call must not import typing, orjson, dataclasses (...) either."""
@@ -118,6 +125,21 @@ def test_an_mcp_session_imports_nothing_heavy(env, store_home, tmp_path):
     loaded = modules_after(tmp_path, {**env, "RELAY_NO_ANCESTRY": ""}, ["bus"], stdin)
     assert "relay.faces.mcp_tools" in loaded and "relay.usecases.identity" in loaded
     assert sorted(loaded & set(HEAVY)) == []
+    # No session is named and the dir has no marker: the marker lookup (relay.store.markers) is all
+    # these requests need of the store, so the store class and its lock, base and clock stay
+    # unloaded; `select` is for `wait` alone.
+    assert sorted(loaded & set(MCP_UNNEEDED)) == []
+    assert "relay.store.markers" in loaded  # it did look for the dir's marker
+
+
+def test_an_mcp_session_opens_the_store_for_a_registered_whoami(env, store_home, tmp_path):
+    """The check above is not vacuous: a whoami of a registered session reads the registry, which
+    loads the store class."""
+    sid = new_id()
+    modules_after(tmp_path, env, ["hook"], json.dumps({"session_id": sid, "cwd": str(tmp_path)}).encode())
+    env = {**env, "RELAY_NO_ANCESTRY": "", "CLAUDE_CODE_SESSION_ID": sid}
+    loaded = modules_after(tmp_path, env, ["bus"], _BUS_START)
+    assert "relay.store.files" in loaded
 
 
 @pytest.mark.parametrize(
@@ -222,7 +244,8 @@ def test_without_a_redis_url_no_face_imports_redis(env, store_home, tmp_path, fa
     sid = new_id()
     modules_after(tmp_path, env, ["hook"], json.dumps({"session_id": sid, "cwd": str(tmp_path)}).encode())
     loaded = _redis_probe(tmp_path, env, face, sid)
-    assert "relay.faces.cli" in loaded and "relay.store.files" in loaded
+    # the probe reached the store (the bus's start reads only a marker: relay.store.markers)
+    assert "relay.faces.cli" in loaded and ("relay.store.markers" if face == "bus" else "relay.store.files") in loaded
     assert sorted(name for name in loaded if name == "redis" or name.startswith("redis.")) == []
 
 
