@@ -108,8 +108,17 @@ def test_the_probe_sees_a_heavy_import(env, store_home, tmp_path):
 
 
 # What an MCP session's first requests do not need (initialize, tools/list, whoami of a session
-# no CLI names): the whole file store is opened only by a call that reads more than a marker.
-MCP_UNNEEDED = ("relay.store.files", "relay.store.lock", "relay.store.base", "relay.util.clock", "select")
+# no CLI names): the whole file store is opened only by a call that reads more than a marker, and
+# outside Codex the session is looked for without the Codex adapter (relay.agents.codex_session).
+MCP_UNNEEDED = (
+    "relay.store.files",
+    "relay.store.lock",
+    "relay.store.base",
+    "relay.util.clock",
+    "select",
+    "relay.agents.codex",
+    "relay.agents.hook_protocol",
+)
 
 
 def test_an_mcp_session_imports_nothing_heavy(env, store_home, tmp_path):
@@ -127,7 +136,7 @@ def test_an_mcp_session_imports_nothing_heavy(env, store_home, tmp_path):
     assert sorted(loaded & set(HEAVY)) == []
     # No session is named and the dir has no marker: the marker lookup (relay.store.markers) is all
     # these requests need of the store, so the store class and its lock, base and clock stay
-    # unloaded; `select` is for `wait` alone.
+    # unloaded; `select` is for `wait` alone; no Codex ancestor: the Codex adapter stays unloaded.
     assert sorted(loaded & set(MCP_UNNEEDED)) == []
     assert "relay.store.markers" in loaded  # it did look for the dir's marker
 
