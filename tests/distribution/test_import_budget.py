@@ -151,6 +151,23 @@ def test_an_mcp_session_opens_the_store_for_a_registered_whoami(env, store_home,
     assert "relay.store.files" in loaded
 
 
+def test_a_long_lived_face_collects_garbage_but_not_its_start_up():
+    """relay.faces.boundary.long_lived: the collector `python -m relay` turned off is back on, and
+    what start-up allocated is frozen out of its collections (none of it is garbage)."""
+    probe = (
+        "import gc, sys; gc.disable(); sys.path.insert(0, sys.argv[1]);"
+        "from relay.faces.boundary import long_lived; long_lived();"
+        "print(gc.isenabled(), gc.get_freeze_count() > 1000)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", probe, str(REPO)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == ["True", "True"]
+
+
 @pytest.mark.parametrize(
     "argv",
     [
