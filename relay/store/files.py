@@ -65,7 +65,6 @@ from relay.store.base import (
 )
 from relay.store.layout import mailbox_name, marker_name, relay_home, sha256_hex
 from relay.store.lock import FileLock, holder
-from relay.store.markers import hashed_marker_name, home_exists, marked_session, parse_marker, read_marker
 from relay.util import jsonlite
 from relay.util.clock import now_iso
 from relay.util.errors import LockBusy, RelayError
@@ -398,7 +397,7 @@ class Store(StoreBase):
     def _check_home(self) -> bool:
         """For reads: False when there is no store yet; ForeignFile when it is not the user's."""
         if not self._trusted:
-            self._trusted = home_exists(self.home)
+            self._trusted = fileio.home_exists(self.home)
         return self._trusted
 
     def _path(self, *parts: str) -> str:
@@ -684,7 +683,9 @@ class Store(StoreBase):
 
     def _read_marker(self, name: str) -> tuple[str | None, str | None]:
         """(id, dir) of one marker file; a planted symlink or FIFO reads as no marker."""
-        return read_marker(self.home, name)
+        from relay.store import markers  # only where a marker is read: not on a hook with nothing to do
+
+        return markers.read_marker(self.home, name)
 
     def set_marker(self, directory: str, session_id: SessionId) -> None:
         """Record that `session_id` is the session last registered for `directory`."""
@@ -696,6 +697,8 @@ class Store(StoreBase):
             name = marker_name(directory)
             held_by, held_dir = self._read_marker(name)
             if held_by is not None and held_dir is not None and held_dir != directory:
+                from relay.store.markers import hashed_marker_name
+
                 name = hashed_marker_name(directory)  # another dir encodes to the same name
             path = self._path("markers", name)
             try:
@@ -730,7 +733,9 @@ class Store(StoreBase):
         """The session id the marker for `directory` names, if any."""
         if not self._check_home():
             return None
-        return marked_session(self.home, directory)
+        from relay.store import markers
+
+        return markers.marked_session(self.home, directory)
 
     # -- watchers -----------------------------------------------------------------------------
 
@@ -1606,6 +1611,8 @@ class Store(StoreBase):
                 entry = None
             return [] if isinstance(entry, dict) and isinstance(entry.get("id"), str) else [("bad-entry", path, "")]
         if area == "markers" and not name.startswith("."):
+            from relay.store.markers import parse_marker
+
             held_by, _ = parse_marker(_read_plain(path, 64 << 10))
             from relay.domain.ids import is_session_id
 

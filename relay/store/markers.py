@@ -4,25 +4,15 @@ An MCP server that no CLI tells its session id (no CLAUDE_CODE_SESSION_ID, no Co
 asks this at its first request, before it needs anything else of the store. Loading
 relay.store.files (and its lock, base, clock, ... modules) for these one or two small reads made
 up a fifth of the bus's start, so the reads live here and `relay.store.files.Store` reads markers
-through the same functions: one rule for both. Writing a marker stays in the store (it takes the
-store lock).
+through the same functions: one rule for both (the store imports this module where it reads a
+marker, so a hook that reads none does not load it). Writing a marker stays in the store (it takes
+the store lock).
 """
 
 import os
 
 from relay.store import fileio
 from relay.store.layout import dir_digest, marker_name
-
-
-def home_exists(home: str) -> bool:
-    """For reads: False when there is no store yet; ForeignFile (or RelayError) when `home` is not
-    the user's private directory."""
-    try:
-        info = os.stat(home)
-    except FileNotFoundError:
-        return False
-    fileio.check_dir(home, info, is_home=True)
-    return True
 
 
 def parse_marker(raw: bytes | None) -> tuple[str | None, str | None]:
@@ -50,7 +40,7 @@ def read_marker(home: str, name: str) -> tuple[str | None, str | None]:
 
 def marked_session(home: str, directory: str) -> str | None:
     """The session id the marker for `directory` names, if any; `home` is already checked
-    (home_exists). A 0.1 marker (no dir line) counts for the dir its name encodes; a dir whose
+    (relay.store.fileio.home_exists). A 0.1 marker (no dir line) counts for the dir its name encodes; a dir whose
     encoded name another dir holds has its marker under the hashed name."""
     held_by, held_dir = read_marker(home, marker_name(directory))
     if held_by is not None and held_dir in (None, directory):
@@ -62,4 +52,4 @@ def marked_session(home: str, directory: str) -> str | None:
 def marker_at(home: str, directory: str) -> str | None:
     """The session id the marker for `directory` names in the store at `home`; None when there is
     no store or no such marker."""
-    return marked_session(home, directory) if home_exists(home) else None
+    return marked_session(home, directory) if fileio.home_exists(home) else None

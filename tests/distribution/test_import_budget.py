@@ -66,8 +66,8 @@ def test_hook_with_nothing_to_deliver_imports_nothing_heavy(env, store_home, tmp
 # paid at every prompt and tool call, in the frozen binary as much as here; raise a figure only in
 # a commit that means that cost. Neither adapter loads relay.host (processes, transcripts) here;
 # Claude's and Codex's adapters are not loaded at all (relay.agents.hook_moment names their events).
-# relay.store.markers (+1): the store reads markers through the functions the MCP server uses to
-# answer without loading relay.store.files.
+# relay.store.markers (+1, SessionStart only, which writes the dir's marker): the store reads
+# markers through the functions the MCP server uses to answer without loading relay.store.files.
 HOOK_MODULES = {"claude": 29, "codex": 29, "gemini": 30, "qwen": 30}
 
 
@@ -97,6 +97,7 @@ def test_hook_with_nothing_to_deliver_keeps_to_its_module_budget(env, store_home
     else:
         assert f"relay.agents.{tool}" in extra  # the probe really ran this CLI's hook
     assert sorted(name for name in extra if name.startswith("relay.host")) == []
+    assert ("relay.store.markers" in extra) is (moment == "SessionStart")  # the only event that reads one
     assert len(extra) <= HOOK_MODULES[tool], " ".join(sorted(extra))
 
 
