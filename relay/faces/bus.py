@@ -301,8 +301,8 @@ class _FileStoreOnDemand:
 
     A session's first requests (initialize, tools/list, and whoami when no CLI names the session)
     read at most the marker of the server's dir: relay.store.markers reads it, the rule the store
-    itself uses, without importing relay.store.files and what it imports (a fifth of the server's
-    start). Any other use opens the store through open_store and goes to it from then on.
+    itself uses, without importing relay.store.files and what it imports (over a tenth of the
+    server's start-up instructions). Any other use opens the store through open_store and goes to it from then on.
     """
 
     def __init__(self, warn: Callable[[str], None]) -> None:

@@ -2,8 +2,8 @@
 
 An MCP server that no CLI tells its session id (no CLAUDE_CODE_SESSION_ID, no Codex `_meta`)
 asks this at its first request, before it needs anything else of the store. Loading
-relay.store.files (and its lock, base, clock, ... modules) for these one or two small reads made
-up a fifth of the bus's start, so the reads live here and `relay.store.files.Store` reads markers
+relay.store.files (and its lock, base, clock, ... modules) for these one or two small reads was
+over a tenth of the server's start-up instructions, so the reads live here and `relay.store.files.Store` reads markers
 through the same functions: one rule for both (the store imports this module where it reads a
 marker, so a hook that reads none does not load it). Writing a marker stays in the store (it takes
 the store lock).
@@ -40,8 +40,8 @@ def read_marker(home: str, name: str) -> tuple[str | None, str | None]:
 
 def marked_session(home: str, directory: str) -> str | None:
     """The session id the marker for `directory` names, if any; `home` is already checked
-    (relay.store.fileio.home_exists). A 0.1 marker (no dir line) counts for the dir its name encodes; a dir whose
-    encoded name another dir holds has its marker under the hashed name."""
+    (relay.store.fileio.home_exists). A 0.1 marker (no dir line) counts for the dir its name
+    encodes; a dir whose encoded name another dir holds has its marker under the hashed name."""
     held_by, held_dir = read_marker(home, marker_name(directory))
     if held_by is not None and held_dir in (None, directory):
         return held_by
