@@ -58,6 +58,17 @@ def ensure_private_dir(directory: str, allow_symlink: bool = False, is_home: boo
         ) from None
 
 
+def home_exists(home: str) -> bool:
+    """For reads: False when there is no store at `home` yet; ForeignFile (or RelayError) when it
+    is not the user's private directory (check_dir)."""
+    try:
+        info = os.stat(home)
+    except FileNotFoundError:
+        return False
+    check_dir(home, info, is_home=True)
+    return True
+
+
 def check_dir(directory: str, info: os.stat_result, is_home: bool) -> None:
     """Refuse a store dir owned by another user, or a home writable by group or others."""
     if not stat.S_ISDIR(info.st_mode):

@@ -63,7 +63,7 @@ from relay.store.base import (
     sent_to_name,
     to_json,
 )
-from relay.store.layout import dir_digest, mailbox_name, marker_name, relay_home, sha256_hex
+from relay.store.layout import mailbox_name, marker_name, relay_home, sha256_hex
 from relay.store.lock import FileLock, holder
 from relay.util import jsonlite
 from relay.util.clock import now_iso
@@ -310,21 +310,6 @@ def _check_registry(data: object) -> dict | None:
     return data
 
 
-def _parse_marker(raw: bytes | None) -> tuple[str | None, str | None]:
-    """(session id, dir) of a marker's bytes; the dir is None for a 0.1 marker ("<id>\\n")."""
-    if raw is None:
-        return None, None
-    text = raw.decode("utf-8", "surrogateescape")
-    first, _, rest = text.partition("\n")
-    rest = rest[:-1] if rest.endswith("\n") else rest
-    return first.strip() or None, rest or None
-
-
-def _hashed_marker_name(directory: str) -> str:
-    """The marker name of a dir whose encoded name another dir already holds."""
-    return f"{marker_name(directory)[:183]}-{dir_digest(directory)}"
-
-
 def _only_seen_changed(before: Entry, entry: Entry) -> bool:
     """True when an upsert changed nothing of the entry but its lastSeen."""
     return {k: v for k, v in entry.items() if k != "lastSeen"} == {k: v for k, v in before.items() if k != "lastSeen"}
@@ -411,15 +396,9 @@ class Store(StoreBase):
 
     def _check_home(self) -> bool:
         """For reads: False when there is no store yet; ForeignFile when it is not the user's."""
-        if self._trusted:
-            return True
-        try:
-            info = os.stat(self.home)
-        except FileNotFoundError:
-            return False
-        fileio.check_dir(self.home, info, is_home=True)
-        self._trusted = True
-        return True
+        if not self._trusted:
+            self._trusted = fileio.home_exists(self.home)
+        return self._trusted
 
     def _path(self, *parts: str) -> str:
         return os.path.join(self.home, *parts)
@@ -704,10 +683,9 @@ class Store(StoreBase):
 
     def _read_marker(self, name: str) -> tuple[str | None, str | None]:
         """(id, dir) of one marker file; a planted symlink or FIFO reads as no marker."""
-        try:
-            return _parse_marker(fileio.read_file(self._path("markers", name)))
-        except fileio.UnsafeFile:
-            return None, None
+        from relay.store import markers  # only where a marker is read: not on a hook with nothing to do
+
+        return markers.read_marker(self.home, name)
 
     def set_marker(self, directory: str, session_id: SessionId) -> None:
         """Record that `session_id` is the session last registered for `directory`."""
@@ -719,7 +697,9 @@ class Store(StoreBase):
             name = marker_name(directory)
             held_by, held_dir = self._read_marker(name)
             if held_by is not None and held_dir is not None and held_dir != directory:
-                name = _hashed_marker_name(directory)  # another dir encodes to the same name
+                from relay.store.markers import hashed_marker_name
+
+                name = hashed_marker_name(directory)  # another dir encodes to the same name
             path = self._path("markers", name)
             try:
                 current = fileio.read_file(path)
@@ -753,11 +733,9 @@ class Store(StoreBase):
         """The session id the marker for `directory` names, if any."""
         if not self._check_home():
             return None
-        held_by, held_dir = self._read_marker(marker_name(directory))
-        if held_by is not None and held_dir in (None, directory):
-            return held_by
-        held_by, held_dir = self._read_marker(_hashed_marker_name(directory))
-        return held_by if held_dir == directory else None
+        from relay.store import markers
+
+        return markers.marked_session(self.home, directory)
 
     # -- watchers -----------------------------------------------------------------------------
 
@@ -1633,7 +1611,9 @@ class Store(StoreBase):
                 entry = None
             return [] if isinstance(entry, dict) and isinstance(entry.get("id"), str) else [("bad-entry", path, "")]
         if area == "markers" and not name.startswith("."):
-            held_by, _ = _parse_marker(_read_plain(path, 64 << 10))
+            from relay.store.markers import parse_marker
+
+            held_by, _ = parse_marker(_read_plain(path, 64 << 10))
             from relay.domain.ids import is_session_id
 
             return [] if is_session_id(held_by) else [("bad-marker", path, "")]

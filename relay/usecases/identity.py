@@ -43,7 +43,7 @@ def current_session(store: "StoreAPI", meta: object = None) -> Identity:
     `meta` is the `params._meta` of the tool call being answered: Codex names its session there
     (see `relay.agents.codex`), and one Codex process can host several sessions over time.
     """
-    from relay.agents import codex
+    from relay.agents import codex_session  # not the whole Codex adapter: most servers run outside Codex
 
     directory = project_dir()
     claimed = usable_env("CLAUDE_CODE_SESSION_ID")
@@ -52,7 +52,7 @@ def current_session(store: "StoreAPI", meta: object = None) -> Identity:
     claimed = usable_env("QWEN_CODE_SESSION_ID")  # Qwen Code starts its MCP servers with its session's id
     if is_uuid(claimed):
         return Identity(require_uuid(claimed), directory, "QWEN_CODE_SESSION_ID", "qwen")
-    served = codex.resolve(meta)
+    served = codex_session.resolve(meta)
     if served is not None:
         return Identity(require_uuid(served.session_id), served.cwd or directory, served.source, "codex")
     marked = store.marker(directory)

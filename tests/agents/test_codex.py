@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.agents import codex
+from relay.agents import codex, codex_session
 from relay.host import procinfo
 
 SESSION = "01a20ac4-c162-73e0-9a27-27cf0166dbc6"
@@ -47,7 +47,7 @@ def test_planted_non_uuid_falls_through_to_the_next_field() -> None:
 
 
 def test_resolve_prefers_the_call_meta(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(codex, "_codex_of", lambda pid: None)
+    monkeypatch.setattr(codex_session, "_codex_of", lambda pid: None)
     found = codex.resolve({"sessionId": SESSION})
     assert found == codex.CodexSession(SESSION, None, "Codex tools/call _meta.sessionId")
     assert codex.resolve(None) is None

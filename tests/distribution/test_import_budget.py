@@ -66,7 +66,9 @@ def test_hook_with_nothing_to_deliver_imports_nothing_heavy(env, store_home, tmp
 # paid at every prompt and tool call, in the frozen binary as much as here; raise a figure only in
 # a commit that means that cost. Neither adapter loads relay.host (processes, transcripts) here;
 # Claude's and Codex's adapters are not loaded at all (relay.agents.hook_moment names their events).
-HOOK_MODULES = {"claude": 28, "codex": 28, "gemini": 30, "qwen": 30}
+# relay.store.markers (+1, SessionStart only, which writes the dir's marker): the store reads
+# markers through the functions the MCP server uses to answer without loading relay.store.files.
+HOOK_MODULES = {"claude": 29, "codex": 29, "gemini": 30, "qwen": 30}
 
 
 def _event_name(tool: str, moment: str) -> str:
@@ -95,6 +97,7 @@ def test_hook_with_nothing_to_deliver_keeps_to_its_module_budget(env, store_home
     else:
         assert f"relay.agents.{tool}" in extra  # the probe really ran this CLI's hook
     assert sorted(name for name in extra if name.startswith("relay.host")) == []
+    assert ("relay.store.markers" in extra) is (moment == "SessionStart")  # the only event that reads one
     assert len(extra) <= HOOK_MODULES[tool], " ".join(sorted(extra))
 
 
@@ -103,6 +106,20 @@ def test_the_probe_sees_a_heavy_import(env, store_home, tmp_path):
     package (relay.util.jsonlite asks it only then), is caught importing json."""
     loaded = modules_after(tmp_path, env, ["hook"], b'{"session_id": "trunc')
     assert "relay.faces.hook" in loaded and "json" in loaded
+
+
+# What an MCP session's first requests do not need (initialize, tools/list, whoami of a session
+# no CLI names): the whole file store is opened only by a call that reads more than a marker, and
+# outside Codex the session is looked for without the Codex adapter (relay.agents.codex_session).
+MCP_UNNEEDED = (
+    "relay.store.files",
+    "relay.store.lock",
+    "relay.store.base",
+    "relay.util.clock",
+    "select",
+    "relay.agents.codex",
+    "relay.agents.hook_protocol",
+)
 
 
 def test_an_mcp_session_imports_nothing_heavy(env, store_home, tmp_path):
@@ -118,6 +135,38 @@ def test_an_mcp_session_imports_nothing_heavy(env, store_home, tmp_path):
     loaded = modules_after(tmp_path, {**env, "RELAY_NO_ANCESTRY": ""}, ["bus"], stdin)
     assert "relay.faces.mcp_tools" in loaded and "relay.usecases.identity" in loaded
     assert sorted(loaded & set(HEAVY)) == []
+    # No session is named and the dir has no marker: the marker lookup (relay.store.markers) is all
+    # these requests need of the store, so the store class and its lock, base and clock stay
+    # unloaded; `select` is for `wait` alone; no Codex ancestor: the Codex adapter stays unloaded.
+    assert sorted(loaded & set(MCP_UNNEEDED)) == []
+    assert "relay.store.markers" in loaded  # it did look for the dir's marker
+
+
+def test_an_mcp_session_opens_the_store_for_a_registered_whoami(env, store_home, tmp_path):
+    """The check above is not vacuous: a whoami of a registered session reads the registry, which
+    loads the store class."""
+    sid = new_id()
+    modules_after(tmp_path, env, ["hook"], json.dumps({"session_id": sid, "cwd": str(tmp_path)}).encode())
+    env = {**env, "RELAY_NO_ANCESTRY": "", "CLAUDE_CODE_SESSION_ID": sid}
+    loaded = modules_after(tmp_path, env, ["bus"], _BUS_START)
+    assert "relay.store.files" in loaded
+
+
+def test_a_long_lived_face_collects_garbage_but_not_its_start_up():
+    """relay.faces.boundary.long_lived: the collector `python -m relay` turned off is back on, and
+    what start-up allocated is frozen out of its collections (none of it is garbage)."""
+    probe = (
+        "import gc, sys; gc.disable(); sys.path.insert(0, sys.argv[1]);"
+        "from relay.faces.boundary import long_lived; long_lived();"
+        "print(gc.isenabled(), gc.get_freeze_count() > 1000)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", probe, str(REPO)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == ["True", "True"]
 
 
 @pytest.mark.parametrize(
@@ -222,7 +271,8 @@ def test_without_a_redis_url_no_face_imports_redis(env, store_home, tmp_path, fa
     sid = new_id()
     modules_after(tmp_path, env, ["hook"], json.dumps({"session_id": sid, "cwd": str(tmp_path)}).encode())
     loaded = _redis_probe(tmp_path, env, face, sid)
-    assert "relay.faces.cli" in loaded and "relay.store.files" in loaded
+    # the probe reached the store (the bus's start reads only a marker: relay.store.markers)
+    assert "relay.faces.cli" in loaded and ("relay.store.markers" if face == "bus" else "relay.store.files") in loaded
     assert sorted(name for name in loaded if name == "redis" or name.startswith("redis.")) == []
 
 
