@@ -227,6 +227,14 @@ def auto_suffixed(name: str, base: str) -> bool:
     return name_key(head) == name_key(base[: MAX_NAME_CHARS - 1 - len(number)].rstrip("-._"))
 
 
+def numbered_in_dir(name: object, directory: object) -> bool:
+    """Is `name` (an entry's) the numbered one a session in `directory` got because its project's
+    name was held (`api-2` in a dir named `api`)? Only such a session may take the project's name
+    over (relay.usecases.names); a test of two strings, so the hook makes it at every start
+    before it loads anything for that."""
+    return isinstance(name, str) and isinstance(directory, str) and auto_suffixed(name, dir_name(directory))
+
+
 def name_from_dir(directory: str, taken: "set[str]") -> str:
     """A session's first name: its project dir's base name, made safe (`My App` -> `My-App`) and
     unique: `api`, then `api-2`, `api-3`, ... A session is addressable by name from its start.

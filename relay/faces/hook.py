@@ -13,7 +13,7 @@ runs `relay gc`'s collection (one stat when that is not due).
 import os
 import sys
 
-from relay.domain.ids import AGENT_CLIS, SessionId, dir_name, require_uuid
+from relay.domain.ids import AGENT_CLIS, SessionId, numbered_in_dir, require_uuid
 from relay.domain.policy import started_by_relay
 from relay.faces.boundary import described, say
 from relay.faces.hookevent import read_event
@@ -71,7 +71,7 @@ def handle(event: dict, tool: str, stdout: "BinaryIO", store: "StoreAPI") -> Non
     if name == "SessionStart":
         directory = _session_dir(event)
         entry = store.record_start(session_id, directory, tool)
-        if entry.get("name") != dir_name(directory):  # numbered or renamed: maybe the project's name is free
+        if numbered_in_dir(entry.get("name"), entry.get("dir")):  # the project's name was held: maybe it is free
             _follow_project(store, entry)
         if store.has_mail(session_id):  # two stats; the take (locks, reads) only when there is mail
             from relay.usecases.mail import deliver

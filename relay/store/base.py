@@ -7,10 +7,18 @@ Imported by the file store, so it stays on the hook's path: no typing, nothing h
 from relay.domain.ids import AGENT_CLIS, SessionId, check_name, is_uuid, name_from_dir, name_key
 from relay.domain.policy import check_mode
 from relay.util import jsonlite
+from relay.util.clock import epoch_from_iso
 from relay.util.errors import RelayError
 
 # A field `register` was not given (None is a value: it clears a name or a dir).
 UNSET = object()
+
+# How stale a session's lastSeen may grow before a start that changes nothing else rewrites its
+# entry (Registration.only_refreshes): a resume, /clear or compaction within this of the last
+# rewrite writes nothing. lastSeen is thus the session's latest start to within this; its readers
+# count in days (`relay gc --older-than`, its clock check) or show it as how long ago (`relay list`,
+# the web view), and none of them tells a running session from a stopped one by it.
+SEEN_REFRESH_SECONDS = 600.0
 
 # The receipt of a message copies these fields of it (docs/delivery.md: what became of a message).
 RECEIPT_FIELDS = ("from", "fromName", "to", "toName", "thread", "replyTo", "expectsReply")
@@ -90,6 +98,21 @@ class Registration:
             return False
         entry.pop("endedAt", None)
         return not entry.get("name") and isinstance(entry.get("dir"), str)
+
+    def changes(self, entry: dict[str, object]) -> bool:
+        """Would applying it change `entry` (the stored one) in anything but lastSeen: a field, its
+        `endedAt`, a first name?"""
+        probe = dict(entry)
+        return self.apply(probe) or probe != entry
+
+    def only_refreshes(self, entry: dict[str, object], now: float) -> bool:
+        """Is this start one that may leave `entry` as stored: it changes nothing of it (`changes`)
+        and its lastSeen is at most SEEN_REFRESH_SECONDS old (and not ahead of `now`: a clock set
+        back gets a true lastSeen at once)? A store need not write such a start at all."""
+        seen = epoch_from_iso(entry.get("lastSeen"))
+        return (
+            self.started and seen is not None and now - SEEN_REFRESH_SECONDS <= seen <= now and not self.changes(entry)
+        )
 
 
 def bind_name(

@@ -310,11 +310,6 @@ def _check_registry(data: object) -> dict | None:
     return data
 
 
-def _only_seen_changed(before: Entry, entry: Entry) -> bool:
-    """True when an upsert changed nothing of the entry but its lastSeen."""
-    return {k: v for k, v in entry.items() if k != "lastSeen"} == {k: v for k, v in before.items() if k != "lastSeen"}
-
-
 def _name_file(name: str) -> str:
     """The file of the names index holding `name` and every name equal to it ignoring case."""
     key = name_key(name)
@@ -613,7 +608,7 @@ class Store(StoreBase):
             # changes only its lastSeen: the directory is not synced after the rename, which spares
             # the start one of its two waits for the disk. A power cut may then undo the refresh
             # (the old entry stays, whole); it cannot lose or tear anything else.
-            only_seen = change.started and known is not None and _only_seen_changed(known, entry)
+            only_seen = change.started and known is not None and not change.changes(known)
             self._write_entry(entry, sync_dir=not only_seen)
             return dict(entry)
 
@@ -692,27 +687,61 @@ class Store(StoreBase):
         self._set_marker(directory, session_id)
 
     def _set_marker(self, directory: str, session_id: str) -> None:
-        content = f"{session_id}\n{directory}\n".encode("utf-8", "surrogateescape")
         with self._locked():
-            name = marker_name(directory)
-            held_by, held_dir = self._read_marker(name)
-            if held_by is not None and held_dir is not None and held_dir != directory:
-                from relay.store.markers import hashed_marker_name
+            change = self._marker_change(directory, session_id)
+            if change is not None:
+                fileio.atomic_write(*change)
 
-                name = hashed_marker_name(directory)  # another dir encodes to the same name
-            path = self._path("markers", name)
-            try:
-                current = fileio.read_file(path)
-            except fileio.UnsafeFile:
-                current = None  # a planted link or FIFO: replaced atomically below, never followed
-            if current != content:
-                fileio.atomic_write(path, content)
+    def _marker_change(self, directory: str, session_id: str) -> tuple[str, bytes] | None:
+        """The marker file of `directory` and what it must hold to name `session_id`; None when
+        it holds that already. Each file is read once."""
+        content = f"{session_id}\n{directory}\n".encode("utf-8", "surrogateescape")
+        path = self._path("markers", marker_name(directory))
+        current = self._marker_bytes(path)
+        from relay.store import markers  # only where a marker is read: not on a hook with nothing to do
+
+        held_by, held_dir = markers.parse_marker(current)
+        if held_by is not None and held_dir is not None and held_dir != directory:
+            path = self._path("markers", markers.hashed_marker_name(directory))  # another dir encodes to the same name
+            current = self._marker_bytes(path)
+        return None if current == content else (path, content)
+
+    def _marker_bytes(self, path: str) -> bytes | None:
+        try:
+            return fileio.read_file(path)
+        except fileio.UnsafeFile:
+            return None  # a planted link or FIFO: a write replaces it atomically, never follows it
 
     def _record_start(self, session_id: str, directory: str, tool: str) -> Entry:
-        """record_start's writes under one lock hold: the marker, then the entry in one registry write."""
+        """record_start's writes under one lock hold: the marker, then the entry in one registry
+        write; nothing at all for a start that only refreshes (_as_registered)."""
+        change = Registration(directory, tool=tool, started=True)
+        entry = self._as_registered(session_id, change)
+        if entry is not None:
+            return entry
         with self._locked():
             self._set_marker(directory, session_id)
-            return self._register(session_id, Registration(directory, tool=tool, started=True))
+            return self._register(session_id, change)
+
+    def _as_registered(self, session_id: str, change: Registration) -> Entry | None:
+        """The stored entry when this start need write nothing: the entry would change in nothing
+        but a recent lastSeen (Registration.only_refreshes) and the dir's marker names the session
+        already; None when anything is to be written (the caller then takes the lock and writes).
+
+        A resume, /clear or compaction is such a start, and skipping it spares the start its
+        lock, its directory checks and the entry's temp file, fsync and rename. It reads without
+        the lock: entries and markers are replaced whole by rename, so each read is of one
+        version, and a start that writes nothing is the same as one ordered just before any
+        writer that races it. A store still to be migrated from registry.json, or an unusable
+        entry (set aside under the lock), takes the writing path."""
+        if not self._check_home() or os.path.lexists(self._path("registry.json")):
+            return None
+        entry = self._entry(session_id)
+        if entry is None or not change.only_refreshes(entry, time.time()):
+            return None
+        if self._marker_change(str(change.directory), session_id) is not None:
+            return None
+        return entry
 
     def record_end(self, session_id: SessionId) -> None:
         """SessionEnd: stamp the (registered) session's entry with `endedAt`; unknown ids (and a

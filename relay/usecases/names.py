@@ -3,11 +3,12 @@ held by an earlier session of the same CLI that no longer runs takes the name ov
 sent to that name and not yet read.
 
 The hook asks only when its start gave the session a numbered name (`api-2` in a project named
-`api`): every other start pays nothing for this. One function makes the move, so whatever must
+`api`, relay.domain.ids.numbered_in_dir): every other start, a renamed session's too, pays
+nothing for this, not even this module's import. One function makes the move, so whatever must
 happen at a rename (its journal entry) happens in one place.
 """
 
-from relay.domain.ids import SessionId, auto_suffixed, dir_name, require_uuid
+from relay.domain.ids import SessionId, dir_name, numbered_in_dir, require_uuid
 from relay.store.files import Entry
 from relay.util.values import Record
 
@@ -29,20 +30,13 @@ class Renamed(Record):
         self._fields(name=name, holder=holder, taker=taker, moved=moved)
 
 
-def may_follow(entry: Entry) -> bool:
-    """Could this just-started session take its project's name? Only when it was given a numbered
-    one (the project's name was held): the cheap test the hook makes at every start."""
-    name, directory = entry.get("name"), entry.get("dir")
-    return isinstance(name, str) and isinstance(directory, str) and auto_suffixed(name, dir_name(directory))
-
-
 def follow_project(store: "StoreAPI", entry: Entry) -> Renamed | None:
     """Give the session `entry` (just started) its project's name when the session holding it ran
     in the same dir with the same CLI and is not running now (its SessionEnd was seen, or no
     process of its CLI runs it). The old session keeps its id and loses the name; the mail sent to
     the name and not yet taken moves along (relay.store.base.StoreBase.move_name), mail sent to
     its id stays. None when nothing moved."""
-    if not may_follow(entry):
+    if not numbered_in_dir(entry.get("name"), entry.get("dir")):
         return None
     directory, tool = str(entry["dir"]), entry.get("tool")
     holder = store.registry().resolve(dir_name(directory))

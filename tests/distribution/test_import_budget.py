@@ -61,6 +61,25 @@ def test_hook_with_nothing_to_deliver_imports_nothing_heavy(env, store_home, tmp
     assert sorted(m for m in loaded if "journal" in m) == []
 
 
+def test_only_a_numbered_sessions_start_loads_the_name_moving_code(env, store_home, tmp_path):
+    """A session may take its project's name over only when it was numbered (`proj-2`): the start of
+    one named after its dir, or renamed, does not load relay.usecases.names (~1.3 M instructions)."""
+
+    def start(sid: str) -> set[str]:
+        event = {"session_id": sid, "hook_event_name": "SessionStart", "cwd": str(tmp_path)}
+        loaded = modules_after(tmp_path, env, ["hook"], json.dumps(event).encode())
+        assert "relay.faces.hook" in loaded  # the probe really ran the hook
+        return loaded
+
+    first, second = new_id(), new_id()
+    start(first)
+    assert "relay.usecases.names" not in start(first)  # named after its dir
+    start(second)  # proj was held (by a session no longer running): proj-2, then proj taken over
+    assert "relay.usecases.names" in start(first)  # numbered at its start (proj-2): it may take proj back
+    modules_after(tmp_path, env, ["register", "frontend", "--id", second])
+    assert "relay.usecases.names" not in start(second)  # renamed: its project's name is not its to take
+
+
 # How many modules the hook with nothing to deliver may import beyond a bare `python3 -I -S` (that has imported os):
 # relay's own (seven package __init__s among them) and _json, errno, fcntl, select. Each one more is
 # paid at every prompt and tool call, in the frozen binary as much as here; raise a figure only in

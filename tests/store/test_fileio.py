@@ -1,6 +1,7 @@
 """relay.store.fileio: synced writes, nothing half-written on failure, no write through a symlink."""
 
 import errno
+import json
 import os
 import stat
 import subprocess
@@ -79,10 +80,16 @@ def test_store_register_and_marker_are_synced(env, store_home, tmp_path, fsyncs)
     assert (_ino(markers), True) in fsyncs
 
 
+def _seen_long_ago(store_home: Path, sid: str) -> None:
+    path = store_home / "agents" / f"{sid}.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "lastSeen": "2026-01-01T00:00:00.000Z"}))
+
+
 def test_a_session_start_that_only_refreshes_last_seen_skips_the_directory_sync(env, store_home, tmp_path, fsyncs):
     """A first start, and a start that changes the entry (here its dir, then its tool), are synced
-    whole; a start of a session registered as it is only refreshes lastSeen: the new registry's data
-    is still synced before the rename (never an empty file after a power cut), the dir is not."""
+    whole; a start of a session registered as it is but seen long ago only refreshes lastSeen: the
+    new registry's data is still synced before the rename (never an empty file after a power cut),
+    the dir is not; one seen lately writes nothing at all."""
     store = Store(store_home)
     sid = new_id()
     store.record_start(sid, str(tmp_path), "claude")
@@ -94,13 +101,16 @@ def test_a_session_start_that_only_refreshes_last_seen_skips_the_directory_sync(
         (tmp_path / "sub", "codex", True),
         (tmp_path / "sub", "codex", False),
     ]:
+        _seen_long_ago(store_home, sid)
         fsyncs.clear()
-        before = store.registry().agents[sid]["lastSeen"]
         entry = store.record_start(sid, str(directory), tool)
         assert (entry["dir"], entry["tool"]) == (str(directory), tool)
-        assert entry["lastSeen"] >= before
+        assert entry["lastSeen"] > "2026-01-01T00:00:00.000Z"
         assert (_ino(store_home / "agents" / f"{sid}.json"), False) in fsyncs
         assert ((_ino(store_home / "agents"), True) in fsyncs) is dir_synced, (directory, tool)
+        fsyncs.clear()
+        assert store.record_start(sid, str(directory), tool) == entry  # seen just now
+        assert fsyncs == []
     store.record_end(sid)
     fsyncs.clear()
     store.record_start(sid, str(tmp_path / "sub"), "codex")  # resumed after its end: endedAt goes

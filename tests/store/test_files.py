@@ -195,6 +195,60 @@ def test_register_defaults_and_real_timestamp_format(env, store_home):
     assert ISO_MS.match(entry["lastSeen"])
 
 
+def _files(home: Path) -> dict[str, tuple[int, int, int]]:
+    """(inode, mtime in ns, size) of every file under the store, the lock file included."""
+    found = {}
+    for folder, _, names in os.walk(home):
+        for name in names:
+            info = os.lstat(os.path.join(folder, name))
+            found[os.path.relpath(os.path.join(folder, name), home)] = (info.st_ino, info.st_mtime_ns, info.st_size)
+    return found
+
+
+def _set_last_seen(home: Path, sid: str, stamp: str) -> None:
+    path = home / "agents" / f"{sid}.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"lastSeen": stamp}))
+
+
+def test_a_start_that_changes_nothing_writes_nothing(env, store_home, tmp_path):
+    """A resume, /clear or compaction of a session registered as it is, seen within the refresh
+    interval and still named by its dir's marker, writes no file and takes no lock (the store lock
+    counts its holders in its file, so a lock taken shows in the snapshot)."""
+    store, sid = Store(store_home), new_id()
+    first = store.record_start(sid, str(tmp_path), "claude")
+    before = _files(store_home)
+    again = store.record_start(sid, str(tmp_path), "claude")
+    assert _files(store_home) == before
+    assert again == first == file_registry(store_home)["agents"][sid]
+
+
+def _other_start_in_the_dir(store: Store, sid: str, directory: Path) -> None:
+    store.record_start(new_id(), str(directory), "claude")
+
+
+@pytest.mark.parametrize(
+    ("meanwhile", "tool", "changed"),
+    [
+        (lambda store, sid, d: None, "codex", {"tool": "codex"}),  # the session now runs under another CLI
+        (lambda store, sid, d: store.record_end(sid), "claude", {}),  # resumed after its SessionEnd
+        (_other_start_in_the_dir, "claude", {}),  # another session took the dir's marker
+        (lambda store, sid, d: _set_last_seen(Path(store.home), sid, "2020-01-01T00:00:00.000Z"), "claude", {}),
+        (lambda store, sid, d: _set_last_seen(Path(store.home), sid, "2999-01-01T00:00:00.000Z"), "claude", {}),
+        (lambda store, sid, d: store.register(sid, name=None), "claude", {}),  # unnamed: the start names it
+    ],
+    ids=["tool", "ended", "marker", "seen-long-ago", "seen-in-the-future", "unnamed"],
+)
+def test_a_start_that_changes_something_is_written(env, store_home, tmp_path, meanwhile, tool, changed):
+    store, sid = Store(store_home), new_id()
+    first = store.record_start(sid, str(tmp_path), "claude")
+    meanwhile(store, sid, tmp_path)
+    entry = store.record_start(sid, str(tmp_path), tool)
+    stored = file_registry(store_home)["agents"][sid]
+    assert entry == stored == first | changed | {"lastSeen": stored["lastSeen"]}
+    assert stored["lastSeen"] != "2020-01-01T00:00:00.000Z" and stored["lastSeen"] < "2999"
+    assert store.marker(str(tmp_path)) == sid
+
+
 def test_resolve_takes_an_id_before_a_name(env, store_home):
     a, b = new_id(), new_id()
     store_home.mkdir(mode=0o700)

@@ -71,9 +71,17 @@ def test_a_start_among_many_sessions_writes_only_its_own_files(run_relay, store_
     assert entry["dir"] == str(project) and entry["name"] == "p0" and entry["lastSeen"] != "2026-11-30T12:00:00.000Z"
 
     before = after
-    _start(run_relay, resumed, project, "resume")  # registered as it is: only its lastSeen is rewritten
+    _start(run_relay, resumed, project, "resume")  # registered as it is, seen just now: nothing is written
+    after = _snapshot(store_home)
+    assert after == before
+
+    entry_file = store_home / "agents" / f"{resumed}.json"
+    entry_file.write_text(json.dumps({**json.loads(entry_file.read_text()), "lastSeen": "2026-11-30T12:00:00.000Z"}))
+    before = _snapshot(store_home)
+    _start(run_relay, resumed, project, "resume")  # seen long ago: only its lastSeen is rewritten
     after = _snapshot(store_home)
     assert {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)} == {f"agents/{resumed}.json"}
+    assert json.loads(entry_file.read_text())["lastSeen"] > "2026-11-30T12:00:00.000Z"
 
     before = after
     fresh_dir = tmp_path / "fresh"
