@@ -17,10 +17,7 @@ Defusing works on a normalised *view* of the text with a map back to the origina
 spans that read as a tag change; all other text stays byte-for-byte as sent.
 """
 
-from __future__ import annotations
-
 import os
-import unicodedata
 
 from relay.domain.ids import NAME_CHARS, is_session_id, is_uuid, require_uuid
 from relay.domain.policy import MAIL_HEADER_END
@@ -96,10 +93,10 @@ _TAG = (
     + r"(?![a-z0-9])(?:[^<>]{0,256}>)?"
 )
 
-_COMPILED: dict[str, re.Pattern[str]] = {}
+_COMPILED: "dict[str, re.Pattern[str]]" = {}
 
 
-def _re(source: str) -> re.Pattern[str]:
+def _re(source: str) -> "re.Pattern[str]":
     """`source` compiled on first use: compiling all of them costs milliseconds that most hook runs never need."""
     pattern = _COMPILED.get(source)
     if pattern is None:
@@ -117,6 +114,8 @@ def _fold(ch: str) -> str:
     folded = _FOLDED.get(ch)
     if folded is not None:
         return folded
+    import unicodedata  # only text with a character that may read as `<` gets here
+
     out = []
     for part in unicodedata.normalize("NFKD", ch):
         mapped = _MAP.get(part)
