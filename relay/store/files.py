@@ -1219,7 +1219,9 @@ class Store(StoreBase):
             with self._locked():
                 self._requeue(recipient, _join(rest))
             checkpoint("take:requeued")  # a crash here leaves the rest in both files: deduped
-        fileio.remove(inflight)
+        # Not synced: a power cut that undoes this removal leaves the batch in flight, and the next
+        # take delivers it again (at least once, as for a taker killed before this line).
+        fileio.remove(inflight, sync=False)
 
     def _requeue(self, recipient: str, rest: bytes) -> None:
         """Under the store lock: put unshown mail back in front of the mailbox. When it is the bytes
@@ -1311,10 +1313,11 @@ class Store(StoreBase):
         stems = (name.removesuffix(".json") for name in _listdir(self._path("receipts")) if name.endswith(".json"))
         return [stem for stem in stems if stem.startswith(prefix) and is_uuid(stem)]
 
-    def _write_receipt(self, receipt: Message) -> None:
-        """Under the store lock: replace one receipt (a planted link in its place is replaced, not followed)."""
+    def _write_receipt(self, receipt: Message, sync_dir: bool = True) -> None:
+        """Under the store lock: replace one receipt (a planted link in its place is replaced, not
+        followed); sync_dir as for fileio.atomic_write."""
         fileio.ensure_private_dir(self._path("receipts"))
-        fileio.atomic_write(self._receipt_path(str(receipt["id"])), to_json(receipt))
+        fileio.atomic_write(self._receipt_path(str(receipt["id"])), to_json(receipt), sync_dir=sync_dir)
 
     def _record_queued(self, message: Message) -> None:
         """Under the store lock: the new message's receipt, and its parent's first reply."""
@@ -1328,13 +1331,17 @@ class Store(StoreBase):
             self._write_receipt({**parent, "repliedAt": message.get("ts"), "replyId": receipt["id"]})
 
     def _mark_delivered(self, messages: list[Message]) -> None:
-        """Stamp `deliveredAt` on the receipts of messages a taker confirmed it showed."""
+        """Stamp `deliveredAt` on the receipts of messages a taker confirmed it showed.
+
+        Each receipt's data is synced before its rename, the directory is not (one fsync per
+        message, not two): a power cut may undo a stamp, never tear a receipt, and a message whose
+        stamp was undone still reads as delivered, being in neither mail file (`message_state`)."""
         stamp = now_iso()
         with self._locked(prepare=False):
             for message in messages:
                 receipt = self.receipt(str(message.get("id"))) or new_receipt(message)
                 if receipt is not None and not receipt.get("deliveredAt"):
-                    self._write_receipt({**receipt, "deliveredAt": stamp})
+                    self._write_receipt({**receipt, "deliveredAt": stamp}, sync_dir=False)
 
     def message_state(self, message_id: str) -> Message | None:
         """A message's receipt with its `state` (queued, taken, delivered, replied, archived); None when unknown."""
