@@ -1313,11 +1313,18 @@ class Store(StoreBase):
         stems = (name.removesuffix(".json") for name in _listdir(self._path("receipts")) if name.endswith(".json"))
         return [stem for stem in stems if stem.startswith(prefix) and is_uuid(stem)]
 
-    def _write_receipt(self, receipt: Message, sync_dir: bool = True) -> None:
-        """Under the store lock: replace one receipt (a planted link in its place is replaced, not
-        followed); sync_dir as for fileio.atomic_write."""
+    def _write_receipt(self, receipt: Message) -> None:
+        """Under the store lock: replace one receipt (a planted link in its place is replaced, not followed)."""
+        self._write_receipts([receipt])
+
+    def _write_receipts(self, receipts: list[Message], sync_dir: bool = True) -> None:
+        """Under the store lock: replace receipts, their dir checked once for them all; sync_dir as
+        for fileio.atomic_write."""
+        if not receipts:
+            return
         fileio.ensure_private_dir(self._path("receipts"))
-        fileio.atomic_write(self._receipt_path(str(receipt["id"])), to_json(receipt), sync_dir=sync_dir)
+        for receipt in receipts:
+            fileio.atomic_write(self._receipt_path(str(receipt["id"])), to_json(receipt), sync_dir=sync_dir)
 
     def _record_queued(self, message: Message) -> None:
         """Under the store lock: the new message's receipt, and its parent's first reply."""
@@ -1338,10 +1345,12 @@ class Store(StoreBase):
         stamp was undone still reads as delivered, being in neither mail file (`message_state`)."""
         stamp = now_iso()
         with self._locked(prepare=False):
+            stamped: list[Message] = []
             for message in messages:
                 receipt = self.receipt(str(message.get("id"))) or new_receipt(message)
                 if receipt is not None and not receipt.get("deliveredAt"):
-                    self._write_receipt({**receipt, "deliveredAt": stamp}, sync_dir=False)
+                    stamped.append({**receipt, "deliveredAt": stamp})
+            self._write_receipts(stamped, sync_dir=False)
 
     def message_state(self, message_id: str) -> Message | None:
         """A message's receipt with its `state` (queued, taken, delivered, replied, archived); None when unknown."""
