@@ -13,6 +13,8 @@ from relay.domain.ids import AGENT_CLIS, is_session_id, require_uuid
 
 TYPE_CHECKING = False  # typing stays off the hook's path
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from relay.agents.adapter_protocol import Adapter
 
 
@@ -64,6 +66,19 @@ def hook_moment(tool: str, event: dict) -> str | None:
     if refine is not None:
         return refine(event)
     return agent.EVENTS.get(raw) if isinstance(raw, str) else None
+
+
+def answer_shape(tool: str) -> "tuple[str | None, Callable[[str, str], dict[str, object]]]":
+    """What the hook needs of `tool`'s adapter to show mail: its ANSWER_NOTE and its hook_output.
+
+    For Claude and Codex both come from relay.agents.hook_protocol, so delivering mail to them does
+    not load the whole adapter (transcripts, liveness, doctor checks: ~1 M instructions of a start)."""
+    if tool in _PLAIN_HOOK_PROTOCOL:
+        from relay.agents import hook_protocol
+
+        return hook_protocol.ANSWER_NOTES[tool], hook_protocol.hook_output
+    agent = adapter(tool)
+    return agent.ANSWER_NOTE, agent.hook_output
 
 
 def adapters(tool: object = None) -> "list[Adapter]":

@@ -15,6 +15,7 @@ Everything read here is read-only and best effort: what cannot be read counts as
 
 import os
 
+from relay.agents.hook_protocol import ANSWER_NOTES
 from relay.agents.hook_protocol import EVENTS as EVENTS  # this CLI speaks Claude's hook protocol
 from relay.agents.hook_protocol import hook_output as hook_output
 from relay.domain.ids import is_uuid
@@ -33,9 +34,8 @@ if TYPE_CHECKING:
 
 NAME = "claude"
 
-# Claude Code (2.1.224+) has a SendMessage tool of its own that reaches other Claude sessions only and
-# knows nothing of relay's replyTo: wherever a Claude model reads how to answer, it is told so.
-ANSWER_NOTE = "Claude's SendMessage cannot reach non-Claude sessions"
+# Claude's own SendMessage is not relay's `send` (the note's text and why: relay.agents.hook_protocol).
+ANSWER_NOTE = ANSWER_NOTES[NAME]
 
 # A real sessions/<pid>.json is a few hundred bytes.
 _MAX_SESSION_FILE = 64 * 1024

@@ -44,6 +44,7 @@ from relay.agents.codex_session import open_sessions as open_sessions
 from relay.agents.codex_session import resolve as resolve
 from relay.agents.codex_session import rollout_id as rollout_id
 from relay.agents.codex_session import session_meta as session_meta
+from relay.agents.hook_protocol import ANSWER_NOTES
 from relay.agents.hook_protocol import EVENTS as EVENTS  # this CLI speaks Claude's hook protocol
 from relay.agents.hook_protocol import hook_output as hook_output
 from relay.domain.ids import is_uuid
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
 
 NAME = "codex"
 
-ANSWER_NOTE = None  # a Codex model has no messaging tool of its own to mistake for relay's `send`
+ANSWER_NOTE = ANSWER_NOTES[NAME]  # None: no messaging tool of its own (relay.agents.hook_protocol)
 
 # Enough of a rollout's end to hold the current turn's start event; a turn's events are small.
 TAIL_BYTES = 256 * 1024

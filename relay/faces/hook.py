@@ -24,9 +24,9 @@ from relay.util.errors import RelayError
 
 TYPE_CHECKING = False  # typing stays off the hook's import path; only mypy reads these
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import BinaryIO
 
-    from relay.agents.adapter_protocol import Adapter
     from relay.store.contract import StoreAPI
 
 # The hook collects stale registrations (`relay gc`) at most this often, counted from its first run.
@@ -62,11 +62,11 @@ def handle(event: dict, tool: str, stdout: "BinaryIO", store: "StoreAPI") -> Non
     def show(batch: list[Message], remaining: int) -> int:
         if not batch:
             return 0
-        from relay.agents import adapter
+        from relay.agents import answer_shape
         from relay.usecases.deliver import shell_command
 
         launcher = shell_command(store, tool, where)
-        return _show(stdout, adapter(tool), name, session_id, batch, remaining, launcher)
+        return _show(stdout, answer_shape(tool), name, session_id, batch, remaining, launcher)
 
     if name == "SessionStart":
         directory = _session_dir(event)
@@ -134,7 +134,7 @@ def _stop_watcher(store: "StoreAPI", session_id: SessionId) -> None:
 
 def _show(
     stdout: "BinaryIO",
-    agent: "Adapter",
+    shape: "tuple[str | None, Callable[[str, str], dict[str, object]]]",
     name: str,
     session_id: str,
     batch: list[Message],
@@ -142,13 +142,15 @@ def _show(
     launcher: str,
 ) -> int:
     """Write as much of the batch as fits one hook result, in the shape event `name` takes; how many.
-    `launcher`: how the model's shell runs relay ("" when it cannot reach the store there)."""
+    `shape`: the reader's CLI's ANSWER_NOTE and hook_output (relay.agents.answer_shape); `launcher`:
+    how the model's shell runs relay ("" when it cannot reach the store there)."""
     if not batch:
         return 0
     from relay.usecases.deliver import fenced_text
 
-    text, shown = fenced_text(session_id, batch, remaining, agent.ANSWER_NOTE, launcher)
-    stdout.write(jsonlite.dumps(agent.hook_output(name, text)).encode("utf-8", "replace") + b"\n")
+    note, hook_output = shape
+    text, shown = fenced_text(session_id, batch, remaining, note, launcher)
+    stdout.write(jsonlite.dumps(hook_output(name, text)).encode("utf-8", "replace") + b"\n")
     stdout.flush()
     return shown
 

@@ -431,13 +431,15 @@ def lines_with(path: str, needle: bytes) -> "Iterator[bytes]":
         os.close(fd)
 
 
-def remove(path: str) -> None:
-    """Delete `path` (gone already is fine) and sync its directory."""
+def remove(path: str, sync: bool = True) -> None:
+    """Delete `path` (gone already is fine) and sync its directory; sync=False leaves that out, for
+    a removal a power cut may undo (the file then comes back whole)."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         return
-    fsync_dir(os.path.dirname(path))
+    if sync:
+        fsync_dir(os.path.dirname(path))
 
 
 def move_aside(path: str, new_path: str) -> None:

@@ -1226,7 +1226,9 @@ class Store(StoreBase):
             with self._locked():
                 self._requeue(recipient, _join(rest))
             checkpoint("take:requeued")  # a crash here leaves the rest in both files: deduped
-        fileio.remove(inflight)
+        # Not synced: a power cut that undoes this removal leaves the batch in flight, and the next
+        # take delivers it again (at least once, as for a taker killed before this line).
+        fileio.remove(inflight, sync=False)
 
     def _requeue(self, recipient: str, rest: bytes) -> None:
         """Under the store lock: put unshown mail back in front of the mailbox. When it is the bytes
@@ -1320,8 +1322,16 @@ class Store(StoreBase):
 
     def _write_receipt(self, receipt: Message) -> None:
         """Under the store lock: replace one receipt (a planted link in its place is replaced, not followed)."""
+        self._write_receipts([receipt])
+
+    def _write_receipts(self, receipts: list[Message], sync_dir: bool = True) -> None:
+        """Under the store lock: replace receipts, their dir checked once for them all; sync_dir as
+        for fileio.atomic_write."""
+        if not receipts:
+            return
         fileio.ensure_private_dir(self._path("receipts"))
-        fileio.atomic_write(self._receipt_path(str(receipt["id"])), to_json(receipt))
+        for receipt in receipts:
+            fileio.atomic_write(self._receipt_path(str(receipt["id"])), to_json(receipt), sync_dir=sync_dir)
 
     def _record_queued(self, message: Message) -> None:
         """Under the store lock: the new message's receipt, and its parent's first reply."""
@@ -1335,13 +1345,19 @@ class Store(StoreBase):
             self._write_receipt({**parent, "repliedAt": message.get("ts"), "replyId": receipt["id"]})
 
     def _mark_delivered(self, messages: list[Message]) -> None:
-        """Stamp `deliveredAt` on the receipts of messages a taker confirmed it showed."""
+        """Stamp `deliveredAt` on the receipts of messages a taker confirmed it showed.
+
+        Each receipt's data is synced before its rename, the directory is not (one fsync per
+        message, not two): a power cut may undo a stamp, never tear a receipt, and a message whose
+        stamp was undone still reads as delivered, being in neither mail file (`message_state`)."""
         stamp = now_iso()
         with self._locked(prepare=False):
+            stamped: list[Message] = []
             for message in messages:
                 receipt = self.receipt(str(message.get("id"))) or new_receipt(message)
                 if receipt is not None and not receipt.get("deliveredAt"):
-                    self._write_receipt({**receipt, "deliveredAt": stamp})
+                    stamped.append({**receipt, "deliveredAt": stamp})
+            self._write_receipts(stamped, sync_dir=False)
 
     def message_state(self, message_id: str) -> Message | None:
         """A message's receipt with its `state` (queued, taken, delivered, replied, archived); None when unknown."""

@@ -17,10 +17,7 @@ Defusing works on a normalised *view* of the text with a map back to the origina
 spans that read as a tag change; all other text stays byte-for-byte as sent.
 """
 
-from __future__ import annotations
-
 import os
-import unicodedata
 
 from relay.domain.ids import NAME_CHARS, is_session_id, is_uuid, require_uuid
 from relay.domain.policy import MAIL_HEADER_END
@@ -96,10 +93,10 @@ _TAG = (
     + r"(?![a-z0-9])(?:[^<>]{0,256}>)?"
 )
 
-_COMPILED: dict[str, re.Pattern[str]] = {}
+_COMPILED: "dict[str, re.Pattern[str]]" = {}
 
 
-def _re(source: str) -> re.Pattern[str]:
+def _re(source: str) -> "re.Pattern[str]":
     """`source` compiled on first use: compiling all of them costs milliseconds that most hook runs never need."""
     pattern = _COMPILED.get(source)
     if pattern is None:
@@ -117,6 +114,8 @@ def _fold(ch: str) -> str:
     folded = _FOLDED.get(ch)
     if folded is not None:
         return folded
+    import unicodedata  # only text with a character that may read as `<` gets here
+
     out = []
     for part in unicodedata.normalize("NFKD", ch):
         mapped = _MAP.get(part)
@@ -306,19 +305,21 @@ def is_name(value: object) -> bool:
     )
 
 
-_DIGITS = frozenset("0123456789")
+# Every digit read as 0: an ASCII date and time has its shape's literal characters and digits
+# elsewhere when, so translated, it equals "0000-00-00T00:00" (one C call, no per-character loop).
+_ZEROED = str.maketrans("123456789", "000000000")
 
 
 def is_timestamp(value: object) -> bool:
     """An ISO-8601 date and time: YYYY-MM-DDTHH:MM[:SS[.fraction]] and an optional Z or +HH:MM / -HH:MM / +HHMM."""
     if not isinstance(value, str) or not 16 <= len(value) <= 40 or not value.isascii():
         return False
-    shape = "dddd-dd-ddTdd:dd"
-    if not all((ch in _DIGITS) if want == "d" else (ch == want) for ch, want in zip(value, shape, strict=False)):
+    shape = "0000-00-00T00:00"
+    if value[: len(shape)].translate(_ZEROED) != shape:
         return False
-    rest = value[len(shape) :]
+    rest = value[len(shape) :]  # ASCII, so isdigit() below means 0-9 only
     if rest.startswith(":"):
-        if len(rest) < 3 or not all(ch in _DIGITS for ch in rest[1:3]):
+        if len(rest) < 3 or not rest[1:3].isdigit():
             return False
         rest = rest[3:]
         if rest.startswith((".", ",")):
@@ -329,7 +330,7 @@ def is_timestamp(value: object) -> bool:
     if rest in ("", "Z", "z"):
         return True
     zone = rest[1:].replace(":", "", 1) if len(rest) == 6 and rest[3] == ":" else rest[1:]
-    return rest[0] in "+-" and len(zone) == 4 and all(ch in _DIGITS for ch in zone)
+    return rest[0] in "+-" and len(zone) == 4 and zone.isdigit()
 
 
 def _an_id(value: object) -> str | None:
@@ -440,7 +441,7 @@ def mail_line(message: Message, launcher: str = "relay", note: str | None = None
     body = view.get("body")
     body = defuse(indent_lines(_clip("" if body is None else str(body), _BODY_CLIP)))
     line = f"- from {one_line_field(label)} ({head}){again}: {body}"
-    answer = how_to_answer(message, launcher, note)
+    answer = _answer(view, message, launcher, note)
     return f"{line}\n  To answer: {answer}" if answer else line
 
 
@@ -450,7 +451,11 @@ def how_to_answer(message: Message, launcher: str, note: str | None = None) -> s
     (`launcher` is relay's own command, already quoted). Shown in the hook's text and with each
     question `inbox` returns. `note` is what the reader's CLI says its model must be told beside
     relay's `send` (its adapter's ANSWER_NOTE: Claude's own SendMessage is not the way)."""
-    view = checked(message)
+    return _answer(checked(message), message, launcher, note)
+
+
+def _answer(view: Message, message: Message, launcher: str, note: str | None) -> str | None:
+    """`how_to_answer` from the message's checked `view` (a caller that has one checks it only once)."""
     _, to = _sender(view, message)
     about = view.get("id")
     if to is None or view.get("expectsReply") is not True or not isinstance(about, str):

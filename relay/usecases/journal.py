@@ -32,9 +32,10 @@ def journal_days() -> int:
     return whole_number_env("RELAY_JOURNAL_DAYS", DEFAULT_DAYS)
 
 
-def _event(kind: str, **fields: object) -> "Message":
+def _event(kind: str, ts: str | None = None, **fields: object) -> "Message":
+    """An event of `kind` at `ts` (now when None)."""
     event: Message = dict.fromkeys(FIELDS)
-    event.update(fields, ts=now_iso(), event=kind)
+    event.update(fields, ts=ts or now_iso(), event=kind)
     return event
 
 
@@ -50,9 +51,10 @@ def _record(store: "StoreAPI", events: "list[Message]") -> None:
         record("journal", err)
 
 
-def _of_message(kind: str, message: "Message", **fields: object) -> "Message":
+def _of_message(kind: str, message: "Message", ts: str | None = None, **fields: object) -> "Message":
     return _event(
         kind,
+        ts,
         id=message.get("id"),
         **{key: message.get(key) for key in ("from", "fromName", "to", "toName", "replyTo", "body")},
         thread=message.get("thread") or message.get("id"),
@@ -73,10 +75,15 @@ def sent(store: "StoreAPI", message: "Message") -> None:
 
 
 def delivered(store: "StoreAPI", messages: "list[Message]") -> None:
-    """A taker confirmed it showed these messages to their recipient."""
+    """A taker confirmed it showed these messages to their recipient: one confirmation, one time
+    for all of them (formatting the time is the costly part of an event)."""
+    ts = now_iso()
     _record(
         store,
-        [_of_message("delivered", m, detail="redelivered" if m.get("redelivered") is True else None) for m in messages],
+        [
+            _of_message("delivered", m, ts=ts, detail="redelivered" if m.get("redelivered") is True else None)
+            for m in messages
+        ],
     )
 
 

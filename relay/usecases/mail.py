@@ -9,7 +9,6 @@ from _collections_abc import Callable  # collections.abc would import all of col
 
 from relay.domain.ids import SessionId, is_uuid, new_uuid4, require_uuid
 from relay.store.files import Entry, Message, Select, Show
-from relay.usecases.addressing import by_name, resolve, seen_by
 from relay.util.clock import now_iso
 from relay.util.errors import RelayError
 
@@ -57,6 +56,9 @@ def send(
     wakes behind the sending process (relay.domain.loopguard); `reply_to` names the message this answers,
     whose thread it joins (a new message starts its own). Optional fields are written only when
     set, so ordinary mail keeps 0.1's shape."""
+    # Resolving names is for sending only: the hook's take and show never load it.
+    from relay.usecases.addressing import by_name, resolve
+
     body = check_body(body)
     parent = answered(store, reply_to, sender_id) if reply_to is not None else None
     recipient = resolve(store, target)
@@ -101,6 +103,8 @@ def quoted_id(message_id: object) -> str:
 
 def answered(store: "StoreAPI", message_id: str, viewer: str | None) -> Message:
     """The receipt of the message a reply answers; an error when there is none `viewer` may see."""
+    from relay.usecases.addressing import seen_by
+
     receipt = seen_by(store, message_id, viewer)
     if receipt is None:
         raise RelayError(

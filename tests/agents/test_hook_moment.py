@@ -4,7 +4,7 @@ the CLIs that speak Claude's hook protocol as it is, and gets the same answer as
 import pytest
 
 from relay import agents
-from relay.agents import adapter, hook_moment, hook_protocol
+from relay.agents import adapter, answer_shape, hook_moment, hook_protocol
 from relay.domain.ids import AGENT_CLIS
 
 EVENT_NAMES = sorted({name for tool in AGENT_CLIS for name in adapter(tool).EVENTS} | {"Notification", "", "x"})
@@ -35,6 +35,17 @@ def test_the_shortcut_holds_only_for_plain_hook_protocol_adapters(tool):
     agent = adapter(tool)
     assert agent.EVENTS is hook_protocol.EVENTS
     assert getattr(agent, "moment_of", None) is None
+
+
+@pytest.mark.parametrize("tool", AGENT_CLIS)
+@pytest.mark.parametrize("moment", ["SessionStart", "UserPromptSubmit", "PostToolUse", "Stop"])
+def test_the_answer_shape_is_the_adapters(tool, moment):
+    """The hook shows mail with answer_shape, which spares Claude and Codex their adapters' import:
+    the same note, and the same answer at every moment, as the adapter module itself gives."""
+    note, hook_output = answer_shape(tool)
+    agent = adapter(tool)
+    assert note == agent.ANSWER_NOTE
+    assert hook_output(moment, "some mail") == agent.hook_output(moment, "some mail")
 
 
 def test_an_unknown_tool_is_refused():

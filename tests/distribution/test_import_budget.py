@@ -257,6 +257,46 @@ def test_the_hook_delivering_plain_mail_imports_nothing_heavy(env, store_home, t
     loaded = modules_after(tmp_path, env, ["hook"], json.dumps(payload).encode())
     assert "relay.usecases.fence" in loaded  # it really delivered
     assert sorted(loaded & set(HEAVY)) == []
+    # Nor what only rare mail or other commands need: each costs ~0.5-1 M instructions of the start.
+    assert sorted(loaded & set(NOT_FOR_PLAIN_MAIL)) == []
+
+
+# What delivering ordinary mail to Claude must not load: the whole adapter (the hook
+# takes its answer's shape from relay.agents.hook_protocol), name resolution (only sending
+# resolves names), unicodedata (only a character that may read as `<` is normalised) and
+# __future__ (no module on the path needs it).
+NOT_FOR_PLAIN_MAIL = (
+    "relay.agents.claude",
+    "relay.agents.codex",
+    "relay.usecases.addressing",
+    "unicodedata",
+    "__future__",
+)
+# How many modules the hook delivering ten plain messages may import beyond a bare `python3 -I -S`:
+# the no-mail hook's and the delivery path's own (relay.usecases with deliver, mail, launcher, fence,
+# journal; relay.util.textsafe; relay.store.journal_files). Raise it only in a commit that means it.
+DELIVERY_MODULES = 36
+
+
+def test_the_hook_delivering_ten_keeps_to_its_module_budget(env, store_home, tmp_path):
+    """benchmarks/startup_budget.py's "hook delivering 10", to Claude. (Codex's hook loads its adapter
+    when it has mail: the hints' shell commands depend on its sandbox, read from its config.toml.)"""
+    bare = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", "import os, sys; print(' '.join(sys.modules))"],
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout.split()
+    sid = new_id()
+    start = {"session_id": sid, "hook_event_name": "SessionStart", "cwd": str(tmp_path)}
+    modules_after(tmp_path, env, ["hook"], json.dumps(start).encode())
+    for i in range(10):
+        modules_after(tmp_path, env, ["send", sid, "--", f"message {i}"])
+    payload = {**start, "hook_event_name": "UserPromptSubmit", "prompt": "hello"}
+    extra = modules_after(tmp_path, env, ["hook"], json.dumps(payload).encode()) - set(bare)
+    assert "relay.usecases.fence" in extra and "relay.store.journal_files" in extra  # it delivered and journaled
+    assert sorted(extra & set(NOT_FOR_PLAIN_MAIL)) == []
+    assert len(extra) <= DELIVERY_MODULES, " ".join(sorted(extra))
 
 
 # The shapes of start that run most often: the hook per event, send, list, and the bus's start.

@@ -36,6 +36,24 @@ def test_is_uuid_accepts(value):
     assert ids.require_uuid(value).lower() == value.lower()
 
 
+def _uuid_like() -> st.SearchStrategy[str]:
+    """Strings near the UUID shape: hex digits, dashes, lookalikes, around 36 characters."""
+    chars = st.sampled_from("0123456789abcdefABCDEFgG- _\n\uff11\u0660")
+    mutated = st.builds(
+        lambda base, at, ch: base[:at] + ch + base[at + 1 :],
+        st.just("123e4567-e89b-12d3-a456-426614174000"),
+        st.integers(0, 36),
+        chars,
+    )
+    return st.one_of(st.text(chars, min_size=30, max_size=40), mutated)
+
+
+@given(_uuid_like())
+def test_is_uuid_is_the_uuid_pattern(value):
+    """is_uuid checks without re what UUID_PATTERN says, for strings built to sit near its edge."""
+    assert ids.is_uuid(value) == bool(re.fullmatch(ids.UUID_PATTERN.strip("^$"), value))
+
+
 def test_uuid7_accepted():
     value = uuid7()
     assert value[14] == "7"

@@ -777,3 +777,25 @@ def test_take_select_accepting_nothing_leaves_the_mailbox_untouched(env, store_h
     after = mailbox.stat()
     assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
     assert not (store_home / "inflight" / mailbox_name(sid)).exists()
+
+
+def test_delivering_a_batch_syncs_its_move_into_flight_and_each_receipt_once(tmp_path, monkeypatch):
+    """docs/delivery.md: taking ten messages and confirming them syncs the move into flight (both
+    dirs) and each receipt's data before its rename, no more: neither the removal from flight nor
+    the receipts' dir is synced (a power cut may undo them: the batch comes again, a stamp is lost)."""
+    from relay.domain.ids import require_uuid
+    from relay.usecases import mail
+
+    store = Store(tmp_path / "store")
+    sid = require_uuid(new_id())
+    store.record_start(sid, str(tmp_path), "claude")
+    sent = [mail.send(store, sid, f"message {i}", None, "cli")[1]["id"] for i in range(10)]
+    synced: list[str] = []
+    fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), fsync(fd))[1])
+    assert mail.deliver(store, sid, lambda batch, remaining: len(batch)) == 10
+    assert sorted(os.path.basename(path) for path in synced if os.path.isdir(path)) == ["inflight", "mailbox"]
+    receipts = [path for path in synced if not os.path.isdir(path)]
+    assert len(receipts) == 10 and all(os.path.basename(os.path.dirname(p)) == "receipts" for p in receipts)
+    assert [store.message_state(message_id)["state"] for message_id in sent] == ["delivered"] * 10
+    assert not (tmp_path / "store" / "inflight" / f"{sid}.jsonl").exists()

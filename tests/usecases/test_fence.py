@@ -669,3 +669,27 @@ def test_huge_fields_are_cut_before_defusing():
     line = next(line for line in text.split("\n") if line.startswith("- from "))
     assert line.endswith(f" [... {len(huge) + len(CLOSE) - 2 * 32 * 1024} more characters not shown]")
     assert len(text) < 3 * 32 * 1024
+
+
+# What fence.is_timestamp accepts, as a pattern (ASCII digits only; at most 40 characters).
+_TIMESTAMP = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}"  # date, hours, minutes
+    r"(?::[0-9]{2}(?:[.,][0-9]+)?)?"  # seconds and a fraction
+    r"(?:[Zz]|[+-][0-9]{2}:?[0-9]{2})?"  # the zone
+)
+
+
+@given(
+    st.one_of(
+        st.text(st.sampled_from("0129-T:.,Zz+ d\uff11\u0660"), min_size=14, max_size=42),
+        st.builds(
+            lambda base, at, ch: base[:at] + ch + base[at + 1 :],
+            st.sampled_from(["2026-11-30T12:00:00.123Z", "2026-11-30T12:00+01:00", "2026-11-30T12:00:00,5-0130"]),
+            st.integers(0, 26),
+            st.sampled_from("0-T:.,Z+ d\uff11"),
+        ),
+    )
+)
+def test_a_timestamp_is_what_the_pattern_says(value):
+    """is_timestamp, written without re for the hook's path, accepts exactly the ISO shapes it names."""
+    assert fence.is_timestamp(value) == (len(value) <= 40 and _TIMESTAMP.fullmatch(value) is not None)
