@@ -107,16 +107,16 @@ def test_hook_with_nothing_to_deliver_keeps_to_its_module_budget(env, store_home
 
 
 @pytest.mark.parametrize("moment", QUICK_MOMENTS)
-@pytest.mark.parametrize("tool", ["claude", "codex"])
+@pytest.mark.parametrize("tool", sorted(HOOK_MODULES))
 def test_the_hook_with_nothing_to_deliver_loads_neither_os_nor_the_store(env, store_home, tmp_path, moment, tool):
     """The commonest starts of all (docs/startup.md): a frozen start that imports os pays millions of
     instructions for it, and relay.store.files millions more, so these events ask the store's few
     read-only questions through relay.store.glance, written against posix."""
     argv = ["hook"] if tool == "claude" else ["hook", tool]
     sid = new_id()
-    start = {"session_id": sid, "hook_event_name": "SessionStart", "cwd": str(tmp_path)}
+    start = {"session_id": sid, "hook_event_name": _event_name(tool, "SessionStart"), "cwd": str(tmp_path)}
     modules_after(tmp_path, env, argv, json.dumps(start).encode())
-    payload = {**start, "hook_event_name": moment, "prompt": "hello"}
+    payload = {**start, "hook_event_name": _event_name(tool, moment), "prompt": "hello"}
     loaded = modules_after(tmp_path, env, argv, json.dumps(payload).encode())
     assert "relay.faces.hook" in loaded and "relay.store.layout" in loaded  # the probe really asked the store
     store_modules = {"os", "relay.store.files", "relay.store.fileio", "relay.store.lock", "relay.store.base"}
