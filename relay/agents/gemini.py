@@ -17,9 +17,10 @@
   the same dir at once: only the newest counts as live (docs/agents/gemini.md).
 - Wake: `gemini --resume <id> --policy <clone>/gemini/bus-policy.toml -o json --prompt=<nudge>`
   (headless; the policy lets the woken model call the bus's tools and nothing else).
-"""
 
-import os
+`os` is imported inside the functions that use it: the hook loads this module to name its
+events, and with nothing to deliver it imports no `os` (docs/startup.md).
+"""
 
 from relay.domain.ids import is_uuid
 from relay.util.env import launcher_path
@@ -68,6 +69,8 @@ def hook_output(moment: str, text: str) -> dict[str, object]:
 def policy_path() -> str | None:
     """The shipped bus policy of the checkout relay runs from: next to its launcher, else (relay run
     from the sources) next to the package. None when it is not there."""
+    import os
+
     launcher = launcher_path()
     if launcher:
         root = os.path.dirname(launcher)
@@ -120,6 +123,8 @@ def short_id(name: str) -> str | None:
 
 def project_root(project: str) -> str | None:
     """The project dir Gemini wrote into `<project>/.project_root` (absolute), else None."""
+    import os
+
     from relay.host import transcripts
 
     raw = transcripts.read_small(os.path.join(project, ".project_root"), _PROJECT_ROOT_LIMIT)
@@ -131,6 +136,8 @@ def project_root(project: str) -> str | None:
 
 def transcript_files(root: "Path | str", since: float) -> "Iterator[tuple[str, str, float]]":
     """(project dir in tmp/, transcript path, mtime) of every `session-*.jsonl` changed since `since`."""
+    import os
+
     from relay.host import transcripts
 
     for project in transcripts.scan_dir(root):
@@ -146,6 +153,8 @@ def transcript_files(root: "Path | str", since: float) -> "Iterator[tuple[str, s
 
 def session_id_of(path: str) -> str | None:
     """The `sessionId` of a transcript's first line, when it is a UUID whose start the file name repeats."""
+    import os
+
     from relay.host import transcripts
 
     line = None
@@ -187,6 +196,8 @@ _ID_OPTIONS = ("--resume", "-r", "--session-id")
 def is_gemini_command(argv: list[str]) -> bool:
     """Is this command line Gemini CLI? Its own binary (`gemini`), or a node running its script
     (the npm link `.../bin/gemini`, or `.../bundle/gemini.js` when it relaunches itself)."""
+    import os
+
     if not argv:
         return False
     program = os.path.basename(argv[0])
@@ -226,6 +237,8 @@ def _gemini_processes() -> "list[tuple[list[str], str]]":
 def live_sessions() -> set[str]:
     """Ids (lower case) of the sessions a running Gemini process has open, as far as can be told:
     the one its command line names, else the newest transcript of the project it works in."""
+    import os
+
     processes = _gemini_processes()
     if not processes:
         return set()
@@ -285,6 +298,7 @@ def link_command(root: "Path") -> str:
 
 def runs_checkout(root: "Path | None") -> "list[Finding]":
     """Is the extension linked to this checkout's gemini/ directory?"""
+    import os
     from shlex import join
 
     record = install_record()

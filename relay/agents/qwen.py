@@ -16,9 +16,10 @@
   start a turn in an open idle session: its mail waits for the next prompt.
 
 Everything read here is read-only and best effort: what cannot be read counts as not there.
-"""
 
-import os
+`os` is imported inside the functions that use it: the hook loads this module to name its
+events, and with nothing to deliver it imports no `os` (docs/startup.md).
+"""
 
 from relay.agents.hook_protocol import EVENTS as EVENTS  # this CLI speaks Claude's hook protocol
 from relay.agents.hook_protocol import hook_output as hook_output
@@ -88,6 +89,8 @@ def projects_root() -> "Path":
 
 def transcript_files(root: "Path", since: float) -> "Iterator[tuple[str, str, float]]":
     """(id, path, mtime) of `<root>/<dir>/chats/<uuid>.jsonl` changed since `since`."""
+    import os
+
     from relay.host import transcripts
 
     for project in transcripts.scan_dir(root):
@@ -128,6 +131,8 @@ def transcript_times() -> "Iterator[tuple[str, float]]":
 def is_qwen_process(pid: int) -> bool:
     """True when `pid` is a running Qwen Code: a node running the npm package's `cli.js`, or a
     program called `qwen`."""
+    import os
+
     from relay.host import procinfo
 
     argv = procinfo.command_line(pid)
@@ -184,6 +189,7 @@ def reinstall(root: "Path") -> str:
 
 def doctor_findings(store: "StoreAPI", root: "Path | None") -> "list[Finding]":
     """Qwen Code's install check: is the extension installed, and does it run this checkout?"""
+    import os
     from pathlib import Path
 
     from relay.agents.install_files import compare, read_json, version

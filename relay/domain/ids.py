@@ -4,7 +4,7 @@ Both CLIs mint UUIDs. An id that reaches a file name or another program's argv m
 that a planted, flag-shaped id such as `--config=evil` can never become an option of `claude`.
 """
 
-import os
+import posix  # the C module under os: the hook's path never imports os (docs/startup.md)
 
 from relay.util.errors import RelayError
 
@@ -125,7 +125,7 @@ PREFIX_RULE = f"an id prefix needs at least {MIN_ID_PREFIX} hex characters of th
 
 def new_uuid4() -> str:
     """A random (version 4) UUID, without importing the uuid module on the hot path."""
-    raw = bytearray(os.urandom(16))
+    raw = bytearray(posix.urandom(16))
     raw[6] = (raw[6] & 0x0F) | 0x40
     raw[8] = (raw[8] & 0x3F) | 0x80
     h = raw.hex()
@@ -220,7 +220,7 @@ def _name_base(text: str) -> str:
 
 def dir_name(directory: str) -> str:
     """The name a session in `directory` is after, before any `-2` suffix: the project's name."""
-    return _name_base(os.path.basename(directory.rstrip("/")))
+    return _name_base(directory.rstrip("/").rpartition("/")[2])  # its last component, as basename
 
 
 def auto_suffixed(name: str, base: str) -> bool:

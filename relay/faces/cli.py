@@ -6,7 +6,6 @@ made safe for a terminal (it may quote a planted name or path), and an unexpecte
 traceback in `<home>/error.log`, which the line names.
 """
 
-import os
 import sys
 
 from relay import __version__
@@ -108,9 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except BrokenPipeError:
         # The reader went away (e.g. `relay list | head`): stop quietly, and point stdout at
-        # /dev/null so the interpreter's final flush does not complain either.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        # /dev/null so the interpreter's final flush does not complain either. `posix`, not `os`:
+        # --version imports no os (relay.__main__).
+        import posix
+
+        devnull = posix.open("/dev/null", posix.O_WRONLY)
+        posix.dup2(devnull, sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
         return 130

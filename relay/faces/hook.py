@@ -10,7 +10,7 @@ relay.usecases.mail's one protocol, shows at most 32 KiB (saying how many messag
 runs `relay gc`'s collection (one stat when that is not due).
 """
 
-import os
+import posix  # not os: an event with nothing to deliver never imports it (docs/startup.md)
 import sys
 
 from relay.domain.ids import AGENT_CLIS, SessionId, numbered_in_dir, require_uuid
@@ -18,8 +18,8 @@ from relay.domain.policy import started_by_relay
 from relay.faces.boundary import described, say
 from relay.faces.hookevent import read_event
 from relay.store.contract import open_store
-from relay.store.files import Message
 from relay.util import jsonlite
+from relay.util.env import env_value, usable_env
 from relay.util.errors import RelayError
 
 TYPE_CHECKING = False  # typing stays off the hook's import path; only mypy reads these
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from typing import BinaryIO
 
     from relay.store.contract import StoreAPI
+    from relay.store.files import Message
 
 # The hook collects stale registrations (`relay gc`) at most this often, counted from its first run.
 GC_INTERVAL_SECONDS = 24 * 3600
@@ -57,9 +58,9 @@ def handle(event: dict, tool: str, stdout: "BinaryIO", store: "StoreAPI") -> Non
     session_id = require_uuid(session_id)  # checked once here; everything inward trusts it
 
     cwd = event.get("cwd")
-    where = cwd if isinstance(cwd, str) and cwd.startswith("/") else os.getcwd()
+    where = cwd if isinstance(cwd, str) and cwd.startswith("/") else posix.getcwd()
 
-    def show(batch: list[Message], remaining: int) -> int:
+    def show(batch: "list[Message]", remaining: int) -> int:
         if not batch:
             return 0
         from relay.agents import answer_shape
@@ -100,9 +101,7 @@ def _session_dir(event: dict) -> str:
     cwd; an error unless it is absolute (the store keys markers by it)."""
     directory = event.get("cwd")
     if not isinstance(directory, str) or not directory:
-        from relay.util.env import usable_env
-
-        directory = usable_env("CLAUDE_PROJECT_DIR") or os.getcwd()
+        directory = usable_env("CLAUDE_PROJECT_DIR") or posix.getcwd()
     if not directory.startswith("/"):
         raise RelayError(f"invalid session dir {directory!r}: expected an absolute path")
     return directory
@@ -123,11 +122,11 @@ def _stop_watcher(store: "StoreAPI", session_id: SessionId) -> None:
     """Make the session's idle-mail watcher (relay.faces.watch), if one runs, leave. Nothing is written;
     one failed open when none runs."""
     pid = store.watcher(session_id)
-    if pid is not None and pid != os.getpid():
+    if pid is not None and pid != posix.getpid():
         import signal
 
         try:
-            os.kill(pid, signal.SIGTERM)
+            posix.kill(pid, signal.SIGTERM)
         except OSError:
             pass  # it has just left
 
@@ -137,7 +136,7 @@ def _show(
     shape: "tuple[str | None, Callable[[str, str], dict[str, object]]]",
     name: str,
     session_id: str,
-    batch: list[Message],
+    batch: "list[Message]",
     remaining: int,
     launcher: str,
 ) -> int:
@@ -169,7 +168,7 @@ def _collect_if_due(store: "StoreAPI", session_id: str) -> None:
 def _running_under(tool: str, event: dict) -> str:
     """The CLI that runs this hook: `tool` as the command line named it, except that Qwen Code,
     converting the Claude plugin, runs Claude's `relay hook`; its own environment tells it apart."""
-    if tool == "claude" and os.environ.get("QWEN_CODE_SESSION_ID"):
+    if tool == "claude" and env_value("QWEN_CODE_SESSION_ID"):
         from relay.agents.qwen import is_qwen_event
 
         return "qwen" if is_qwen_event(event) else tool
@@ -189,7 +188,7 @@ def main(argv: list[str]) -> int:
         event = read_event(sys.stdin.buffer, PREFIX)
         if event is not None:
             tool = _running_under(tool, event)
-            handle(event, tool, sys.stdout.buffer, open_store(warn=_log))
+            handle(event, tool, sys.stdout.buffer, open_store(warn=_log, lazily=True))
     except Exception as err:  # the hook must never break a session, whatever the cause
         _log(described(f"hook {tool}", err)[0])
     return 0

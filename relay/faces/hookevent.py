@@ -4,7 +4,7 @@ The agent CLI is expected to close stdin, but a hook must not hang its session i
 reading stops at EOF, as soon as what came parses, or at the deadline.
 """
 
-import os
+import posix  # not os: the hook with nothing to deliver never imports it (docs/startup.md)
 import select
 import time
 
@@ -30,7 +30,7 @@ def _read_json(fd: int, deadline: float) -> object:
         ready, _, _ = select.select([fd], [], [], left)
         if not ready:
             break
-        chunk = os.read(fd, 65536)
+        chunk = posix.read(fd, 65536)
         if not chunk:
             break
         data += chunk

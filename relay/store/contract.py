@@ -2,8 +2,9 @@
 default) and Redis (relay.store.redisdb.RedisStore, docs/redis-store.md). Faces and core name `StoreAPI` in
 their hints and call `open_store()` once at start; they never learn which store they hold.
 
-Everything below the TYPE_CHECKING guard exists only for mypy: at run time this module imports
-nothing but os (the hook's path pays for neither typing nor redis-py).
+The protocols under the TYPE_CHECKING guard exist only for mypy: at run time this module imports
+relay.store.glance and what it needs (the hook's path pays for neither typing, os nor redis-py).
+`LocalStore` is the file store as the hook opens it: loaded only when a question needs more than a stat.
 
 Choosing the store (`open_store`), once per process, at start:
 
@@ -22,12 +23,14 @@ The contract of each method is the file store's (its docstrings in relay/store/f
 relay/store/base.py are the long form); the summaries below are what any implementation must keep.
 """
 
-import os
+from relay.store import glance
+from relay.store.layout import relay_home
+from relay.util.env import env_value
 
 TYPE_CHECKING = False  # typing stays off the hook's import path; only mypy reads what follows
 if TYPE_CHECKING:
     from _collections_abc import Callable, Mapping
-    from typing import Protocol
+    from typing import Any, Protocol
 
     from relay.domain.ids import SessionId
     from relay.store.files import Entry, Message, Select
@@ -311,13 +314,55 @@ REDIS_SCHEMES = ("redis://", "rediss://")
 
 def store_url() -> str | None:
     """AGENT_RELAY_URL when set and not empty, else None (the local file store)."""
-    return os.environ.get("AGENT_RELAY_URL") or None
+    return env_value("AGENT_RELAY_URL")
 
 
-def open_store(warn: "Callable[[str], None] | None" = None) -> "StoreAPI":
+class LocalStore:
+    """The local file store as the hook sees it (`open_store(lazily=True)`): relay.store.glance's
+    read-only questions answered without loading the store, and the whole store
+    (relay.store.files.Store) opened at the first call of anything else. An event with nothing to
+    deliver and nothing to change never loads it."""
+
+    def __init__(self, warn: "Callable[[str], None] | None" = None) -> None:
+        self.home = relay_home()
+        self._warn = warn
+        self._store: StoreAPI | None = None
+
+    def _full(self) -> "StoreAPI":
+        if self._store is None:
+            from relay.store.files import Store
+
+            self._store = Store(self.home) if self._warn is None else Store(self.home, warn=self._warn)
+        return self._store
+
+    def __getattr__(self, name: str) -> "Any":
+        """Everything but the questions below: the whole store's."""
+        return getattr(self._full(), name)
+
+    def watcher(self, session_id: "SessionId") -> int | None:
+        return glance.watcher(self.home, session_id)
+
+    def has_mail(self, recipient: "SessionId") -> bool:
+        return glance.mail_stamp(self.home, recipient) is not None
+
+    def mail_stamp(self, recipient: "SessionId") -> tuple[int, ...] | None:
+        return glance.mail_stamp(self.home, recipient)
+
+    def reset_auto_wakes(self, session_id: "SessionId") -> None:
+        if glance.auto_wakes_counted(self.home, session_id):  # the store removes the count (and the ring note)
+            self._full().reset_auto_wakes(session_id)
+
+
+def open_store(warn: "Callable[[str], None] | None" = None, lazily: bool = False) -> "StoreAPI":
     """The store this process uses, chosen once from AGENT_RELAY_URL (see the module docstring).
-    Every face (CLI, hook, hook watch, bus) opens its store here; the demo keeps its own file store."""
+    Every face (CLI, hook, hook watch, bus) opens its store here; the demo keeps its own file store.
+
+    `lazily` (the hook): the local store answers its read-only stat-level questions (watcher,
+    has_mail, ...) without loading relay.store.files, which it loads at the first other call
+    (relay.store.glance.LocalStore)."""
     url = store_url()
+    if url is None and lazily:
+        return LocalStore(warn)
     if url is None:
         from relay.store.files import Store
 

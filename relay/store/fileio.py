@@ -1,5 +1,8 @@
 """File primitives for the store: private dirs, atomic replace, durable append.
 
+What a store file must be to be opened at all (`open_regular`, `check_file`) is in
+relay.store.glance, which the hook's read-only questions use without importing os.
+
 Every write is synced (file, then directory) before it is reported done, a failed write leaves
 nothing half-written behind, and no write ever follows a symlink planted in the store.
 """
@@ -8,6 +11,11 @@ import errno
 import os
 import stat
 
+from relay.store.glance import PRIVATE_FILE as _PRIVATE_FILE
+from relay.store.glance import ForeignFile as ForeignFile  # the store's refusals, named here as before
+from relay.store.glance import UnsafeFile as UnsafeFile
+from relay.store.glance import check_file as check_file
+from relay.store.glance import open_regular as open_regular
 from relay.util.errors import RelayError
 
 TYPE_CHECKING = False
@@ -15,7 +23,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 _PRIVATE_DIR = 0o700
-_PRIVATE_FILE = 0o600
 
 
 def fsync_dir(directory: str) -> None:
@@ -25,20 +32,6 @@ def fsync_dir(directory: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-class UnsafeFile(RelayError):
-    """A store path holds something the store must not use: a symlink, FIFO or other non-regular
-    file, or a file with more than one hard link. The store moves it aside or replaces it."""
-
-    def __init__(self, path: str, why: str) -> None:
-        super().__init__(f"session-relay: {path} {why}; the store will not use it")
-        self.path = path
-        self.why = why
-
-
-class ForeignFile(RelayError):
-    """A store path belongs to another user: refused, never changed (not even its mode)."""
 
 
 def ensure_private_dir(directory: str, allow_symlink: bool = False, is_home: bool = False) -> None:
@@ -109,46 +102,6 @@ def _make_private_dir(directory: str, allow_symlink: bool, is_home: bool) -> Non
     check_dir(directory, info, is_home)
     if info.st_mode & 0o077:
         os.chmod(directory, _PRIVATE_DIR)
-
-
-def open_regular(path: str, flags: int, mode: int = _PRIVATE_FILE, links_ok: bool = False) -> int:
-    """Open a store file that must be a regular file of the user's, never through a symlink and
-    never blocking.
-
-    O_NONBLOCK keeps a FIFO planted in the store from hanging the open (and the lock holder);
-    it has no effect on regular files. Anything but a regular file, and (unless `links_ok`) a
-    file with more than one hard link, is UnsafeFile; another user's file is ForeignFile. A file
-    of the user's with a loose mode is tightened to 0600.
-    """
-    try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise UnsafeFile(path, "is a symlink") from None
-        if err.errno == errno.ENXIO:  # a FIFO opened for writing with no reader
-            raise UnsafeFile(path, "is not a regular file") from None
-        raise
-    try:
-        check_file(path, os.fstat(fd), links_ok)
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, _PRIVATE_FILE)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def check_file(path: str, info: os.stat_result, links_ok: bool = False) -> None:
-    """Raise UnsafeFile or ForeignFile for a store file the store must not use as it is."""
-    if not stat.S_ISREG(info.st_mode):
-        raise UnsafeFile(path, "is not a regular file")
-    if info.st_uid != os.geteuid():
-        raise ForeignFile(
-            f"session-relay: {path} belongs to uid {info.st_uid}, not to you; "
-            "the store will not use it: inspect and remove it"
-        )
-    if info.st_nlink > 1 and not links_ok:
-        raise UnsafeFile(path, f"has {info.st_nlink} hard links")
 
 
 def _write_all(fd: int, data: bytes) -> None:

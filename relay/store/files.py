@@ -51,7 +51,7 @@ from _collections_abc import Callable, Iterator, Mapping  # collections.abc woul
 
 from relay.domain.ids import MAX_NAME_CHARS, NAME_CHARS, SessionId, is_uuid, name_from_dir, name_key
 from relay.domain.policy import is_urgent
-from relay.store import fileio
+from relay.store import fileio, glance
 from relay.store.base import (
     UNSET,
     Registration,
@@ -63,8 +63,9 @@ from relay.store.base import (
     sent_to_name,
     to_json,
 )
+from relay.store.glance import holder
 from relay.store.layout import mailbox_name, marker_name, relay_home, sha256_hex
-from relay.store.lock import FileLock, holder
+from relay.store.lock import FileLock
 from relay.util import jsonlite
 from relay.util.clock import now_iso
 from relay.util.errors import LockBusy, RelayError
@@ -399,10 +400,10 @@ class Store(StoreBase):
         return os.path.join(self.home, *parts)
 
     def _mailbox(self, session_id: str) -> str:
-        return self._path("mailbox", mailbox_name(session_id))
+        return glance.mailbox_path(self.home, session_id)
 
     def _inflight(self, session_id: str) -> str:
-        return self._path("inflight", mailbox_name(session_id))
+        return glance.inflight_path(self.home, session_id)
 
     def _quarantine_path(self, stem: str) -> str:
         directory = self._path("quarantine")
@@ -769,11 +770,11 @@ class Store(StoreBase):
     # -- watchers -----------------------------------------------------------------------------
 
     def _session_file(self, area: str, session_id: str, suffix: str) -> str:
-        """The one name rule for a session's small files: `<area>/<mailbox stem><suffix>`."""
-        return self._path(area, mailbox_name(session_id).removesuffix(".jsonl") + suffix)
+        """`<area>/<mailbox stem><suffix>`: the name rule is relay.store.glance's."""
+        return glance.session_file(self.home, area, session_id, suffix)
 
     def _watch_path(self, session_id: str) -> str:
-        return self._session_file("watchers", session_id, ".pid")
+        return glance.watch_path(self.home, session_id)
 
     def claim_watch(self, session_id: SessionId) -> FileLock | None:
         """The session's one watcher slot, held and stamped with this pid; None when another
@@ -800,16 +801,12 @@ class Store(StoreBase):
         return True
 
     def watcher(self, session_id: SessionId) -> int | None:
-        """The pid of the session's live watcher, if one runs. Read-only, one stat when none ever ran."""
-        note = holder(self._watch_path(session_id))
-        if note is None:
-            return None
-        text = note.decode("ascii", "replace").strip()
-        return int(text) if text.isdigit() and int(text) > 1 else None
+        """The pid of the session's live watcher, if one runs. Read-only, one failed open when none ever ran."""
+        return glance.watcher(self.home, session_id)
 
     def _auto_wake_count_path(self, session_id: str) -> str:
         """The watcher's count of wakes it rang on its own since the session last took mail."""
-        return self._session_file("watchers", session_id, ".wakes")
+        return glance.auto_wake_count_path(self.home, session_id)
 
     def auto_wakes(self, session_id: SessionId) -> int:
         """How many turns relay started by itself in this session since its user last prompted it."""
@@ -831,7 +828,7 @@ class Store(StoreBase):
     def reset_auto_wakes(self, session_id: SessionId) -> None:
         """The session's user prompted it: relay may start turns by itself again. One failed stat
         (nothing written) when there is nothing to reset."""
-        if os.path.lexists(self._auto_wake_count_path(session_id)):
+        if glance.auto_wakes_counted(self.home, session_id):
             fileio.remove(self._auto_wake_count_path(session_id))
             fileio.remove(self._ring_path(session_id))
 
@@ -944,15 +941,7 @@ class Store(StoreBase):
     def mail_stamp(self, recipient: SessionId) -> tuple[int, ...] | None:
         """Sizes and change times of the recipient's pending and in-flight mail; None when there is
         none. Equal stamps mean nothing arrived in between (the idle watcher's cheap check)."""
-        stamp: list[int] = []
-        for path in (self._mailbox(recipient), self._inflight(recipient)):
-            try:
-                info = os.stat(path)
-            except OSError:
-                stamp += (0, 0)
-                continue
-            stamp += (info.st_size, info.st_mtime_ns)
-        return tuple(stamp) if stamp[0] or stamp[2] else None
+        return glance.mail_stamp(self.home, recipient)
 
     def enqueue(self, recipient: SessionId, message: Message) -> None:
         """Append one message to the recipient's mailbox; synced to disk when this returns.

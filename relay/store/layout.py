@@ -4,9 +4,7 @@ Only names are computed here; `relay.store.files` is the one module that touches
 plain strings on the hook's path: importing pathlib costs milliseconds of every session start.
 """
 
-import os
-
-from relay.util.env import env_value
+from relay.util.env import env_value, home_dir
 
 
 class _DashOthers(dict[int, int]):
@@ -31,8 +29,22 @@ _MAX_FILE_NAME = 200
 
 def relay_home() -> str:
     """The store directory: $AGENT_RELAY_HOME, else $SESSION_RELAY_HOME, else ~/.agent-relay."""
-    chosen = env_value("AGENT_RELAY_HOME") or env_value("SESSION_RELAY_HOME")
-    return os.path.expanduser(chosen or "~/.agent-relay")
+    chosen = env_value("AGENT_RELAY_HOME") or env_value("SESSION_RELAY_HOME") or "~/.agent-relay"
+    return expand_user(chosen)
+
+
+def expand_user(path: str) -> str:
+    """`os.path.expanduser(path)`, without importing os where $HOME says it: a leading `~` or `~/`
+    becomes $HOME. `~user/...`, and `~` with no $HOME (the password database is asked then), are
+    left to os.path."""
+    if not path.startswith("~"):
+        return path
+    home = home_dir()
+    if home is None or (len(path) > 1 and path[1] != "/"):
+        import os.path
+
+        return os.path.expanduser(path)
+    return (home.rstrip("/") + path[1:]) or "/"
 
 
 def marker_name(directory: str) -> str:

@@ -12,7 +12,7 @@ import os
 import stat
 import time
 
-from relay.store.fileio import open_regular
+from relay.store.glance import open_regular
 from relay.util.errors import LockBusy, RelayError
 
 DEADLINE_SECONDS = 3.0
@@ -61,28 +61,6 @@ class FileLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
-
-
-def holder(path: str) -> bytes | None:
-    """What the live holder of the lock on `path` recorded in it; None when nobody holds it.
-
-    Read-only: it opens the file for reading and only tests for a shared lock, so asking writes
-    nothing and never blocks. A planted link or FIFO reads as unheld.
-    """
-    try:
-        fd = open_regular(path, os.O_RDONLY | os.O_NONBLOCK, links_ok=True)
-    except (OSError, RelayError):
-        return None
-    try:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as err:
-            if err.errno in (errno.EAGAIN, errno.EACCES):
-                return os.pread(fd, 64, 0)
-            return None
-        return None  # we got it: nobody holds it (closing the descriptor drops it again)
-    finally:
-        os.close(fd)
 
 
 def _open_lock_file(path: str) -> int:

@@ -1,12 +1,25 @@
-"""Reading relay's settings from the environment: one place that says what counts as set."""
+"""Reading relay's settings from the environment: one place that says what counts as set.
 
-import os
+The environment is read from `posix.environ`, the dict `os.environ` wraps (writes through
+`os.environ` land in it too): the hook's quick path and `--version` never import `os`, whose
+import is a large share of a frozen start (docs/startup.md). Its bytes are decoded as `os.environ`
+decodes them: the file system encoding with surrogateescape.
+"""
+
+import posix
+import sys
 
 
 def env_value(name: str) -> str | None:
     """An environment variable, with an empty value counting as unset."""
-    value = os.environ.get(name)
-    return value or None
+    value = posix.environ.get(name.encode(sys.getfilesystemencoding(), "surrogateescape"))
+    return value.decode(sys.getfilesystemencoding(), "surrogateescape") if value else None
+
+
+def home_dir() -> str | None:
+    """$HOME as `os.path.expanduser` reads it (set but empty counts); None when it is not set."""
+    value = posix.environ.get(b"HOME")
+    return None if value is None else value.decode(sys.getfilesystemencoding(), "surrogateescape")
 
 
 def usable_env(name: str) -> str | None:
@@ -29,6 +42,8 @@ def launcher_path() -> str | None:
     value = usable_env("RELAY_LAUNCHER")
     if value is None or not value.startswith("/"):
         return None
+    import os.path
+
     return os.path.realpath(value)
 
 

@@ -518,15 +518,15 @@ def test_stray_writes_to_fd_1_do_not_reach_stdout(run_relay, relay_cmd, tmp_path
     hooks = tmp_path / "site"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(
-        # `python -m relay` ends with os._exit (no atexit handlers), so the stray writes are
+        # `python -m relay` ends with posix._exit (no atexit handlers), so the stray writes are
         # made from a wrapper around it: the last moment of the run, fd 1 still redirected.
-        "import os\n"
-        "_real_exit = os._exit\n"
+        "import posix\n"
+        "_real_exit = posix._exit\n"
         "def _stray_then_exit(code):\n"
         "    print('stray print at exit', flush=True)\n"
-        "    os.write(1, b'stray fd-1 write at exit\\n')\n"
+        "    posix.write(1, b'stray fd-1 write at exit\\n')\n"
         "    _real_exit(code)\n"
-        "os._exit = _stray_then_exit\n"
+        "posix._exit = _stray_then_exit\n"
     )
     result = run_relay(
         "bus",

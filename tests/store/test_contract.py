@@ -25,13 +25,19 @@ if TYPE_CHECKING:
     from relay.store.contract import StoreAPI
 
 
-@pytest.fixture(params=["files", "redis"])
+@pytest.fixture(params=["files", "files-lazily", "redis"])
 def store(request: pytest.FixtureRequest, env: dict[str, str], store_home: Path, tmp_path: Path) -> "StoreAPI":
     if request.param == "redis":
         from relay.store.redisdb import RedisStore
 
         url = request.getfixturevalue("redis_url")  # skips, or fails under RELAY_REQUIRE_REDIS=1
         return RedisStore(url, home=str(tmp_path / "local"))
+    if request.param == "files-lazily":  # the hook's: relay.store.glance answers first, the rest opens Store
+        from relay.store.contract import open_store
+
+        lazy = open_store(lazily=True)
+        assert type(lazy).__name__ == "LocalStore" and lazy.home == str(store_home)
+        return lazy
     from relay.store.files import Store
 
     return Store(store_home)
