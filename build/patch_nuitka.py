@@ -33,6 +33,14 @@ instructions, a quarter of `relay --version`) only to write the old value back t
 While `os` is not loaded yet, the C environment and the `posix.environ` dict that `os.environ` will
 wrap once it is imported are set directly, so a start that needs no `os` pays for none.
 
+Two more imports every start made for nothing: every compiled package computed its `__path__` as
+`os.path.dirname(__file__)`, importing `os` at the program's first package (relay) whatever the
+program did next, and is given `__file__.rpartition(os.sep)[0]` instead, the same dir for the
+`.../pkg/__init__.py` paths Nuitka gives packages; and the loader asked for "importlib._bootstrap",
+which imports the `importlib` package and `warnings` (~1.5 M instructions), where "_frozen_importlib",
+the same module object and loaded since the interpreter's start, is enough for the functions it
+takes from it (`_spec_from_module`, `ModuleSpec`, the module locks).
+
 Every file is checked against the sha256 of the exact Nuitka text this was written for: on any other
 Nuitka the build stops with an error instead of silently building unpatched. Running it again on a
 venv it already patched is a no-op.
@@ -187,6 +195,53 @@ _ENVIRONMENT_WITHOUT_OS = f"""\
 #endif
 """
 
+# A compiled package's `__path__`: os.path.dirname(__file__) becomes __file__.rpartition(sep)[0].
+_PACKAGE_PATH_WITH_OS = """\
+            elements = [
+                ExpressionCallNoKeywords(
+                    called=makeExpressionAttributeLookup(
+                        expression=makeExpressionImportModuleNameHard(
+                            module_name="os",
+                            import_name="path",
+                            module_guaranteed=True,
+                            source_ref=source_ref,
+                        ),
+                        attribute_name="dirname",
+                        source_ref=source_ref,
+                    ),
+                    args=makeExpressionMakeTuple(
+                        elements=(file_ref_node,),
+                        source_ref=source_ref,
+                    ),
+                    source_ref=source_ref,
+                )
+            ]
+"""
+
+_PACKAGE_PATH_WITHOUT_OS = f"""\
+            # {MARK}: the package's dir without importing os.
+            from nuitka.nodes.SubscriptNodes import makeExpressionIndexLookup
+
+            elements = [
+                makeExpressionIndexLookup(
+                    expression=ExpressionCallNoKeywords(
+                        called=makeExpressionAttributeLookup(
+                            expression=file_ref_node,
+                            attribute_name="rpartition",
+                            source_ref=source_ref,
+                        ),
+                        args=makeExpressionMakeTuple(
+                            elements=(makeConstantRefNode(constant=os.path.sep, source_ref=source_ref),),
+                            source_ref=source_ref,
+                        ),
+                        source_ref=source_ref,
+                    ),
+                    index_value=0,
+                    source_ref=source_ref,
+                )
+            ]
+"""
+
 # (path under the nuitka package, sha256 of Nuitka 4.3.3's file, sha256 once patched, [(old, new)]).
 # Each old text must occur exactly once.
 PATCHES: list[tuple[str, str, str, list[tuple[str, str]]]] = [
@@ -230,7 +285,7 @@ PATCHES: list[tuple[str, str, str, list[tuple[str, str]]]] = [
     (
         "build/static_src/MetaPathBasedLoader.c",
         "e3e45e49118bb0cda28d1340371432356bf81e4ada7a2588cccd4546ebd671e4",
-        "faa948dc741a39708f90eac65e5381411e127260c49832aa67d6e6bb321b5512",
+        "bb31795682d5dbc7fc72eb0fd79f8ae552cbfb1e7e300d2edafbff141b900131",
         [
             (
                 "    Nuitka_LoadTriggeredModule(tstate, entry != NULL ? entry->m_post_load : NULL);\n"
@@ -249,6 +304,13 @@ PATCHES: list[tuple[str, str, str, list[tuple[str, str]]]] = [
             # strcmp: the lookups cost in proportion to everything frozen in, used or not. A plain
             # entry (no name hooks, as all of a standalone program's are) is compared in place, and
             # only when its first character matches (strcmp was still 2.7 % of a hook's instructions).
+            # importlib._bootstrap is _frozen_importlib, loaded since the interpreter started; asking
+            # for it by that name imported the importlib package and warnings at every start.
+            (
+                '        importlib = PyImport_ImportModule("importlib._bootstrap");\n',
+                f"        // {MARK}: the same module, without importing importlib and warnings.\n"
+                '        importlib = PyImport_ImportModule("_frozen_importlib");\n',
+            ),
             (
                 "    for (int i = 0; i < loader_entry_count; i++) {\n"
                 "        if (compareToEntryName(name, loader_entries[i])) {\n",
@@ -301,6 +363,12 @@ PATCHES: list[tuple[str, str, str, list[tuple[str, str]]]] = [
                 "static richcmpfunc original_PyType_tp_richcompare = NULL;\n",
             ),
         ],
+    ),
+    (
+        "tree/ReformulationNamespacePackages.py",
+        "3c008203397101ae601d3021c4ab86af37699a805bb6c041d35aaa8193f34fc4",
+        "b89583bf92a58d34c0b845682cbc80e6021a60111127a37c97b0212ab007260a",
+        [(_PACKAGE_PATH_WITH_OS, _PACKAGE_PATH_WITHOUT_OS)],
     ),
     (
         "build/static_src/HelpersEnvironmentVariables.c",
