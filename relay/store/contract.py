@@ -348,6 +348,21 @@ class LocalStore:
     def mail_stamp(self, recipient: "SessionId") -> tuple[int, ...] | None:
         return glance.mail_stamp(self.home, recipient)
 
+    def record_start(self, session_id: "SessionId", directory: str, tool: str) -> "Entry":
+        """A start that need write nothing (relay.store.markers.unchanged_start: a resume, /clear or
+        compaction of a registered session) is answered from the entry as stored; any other is the
+        whole store's."""
+        from relay.store.base import Registration, check_tool
+        from relay.store.markers import unchanged_start
+
+        check_tool(tool)
+        entry = unchanged_start(self.home, session_id, Registration(directory, tool=tool, started=True))
+        return entry if entry is not None else self._full().record_start(session_id, directory, tool)
+
+    def gc_due(self, interval: float) -> bool:
+        """One lstat of the stamp; the whole store only when a collection is due or there is no stamp."""
+        return glance.gc_stamp_due(self.home, interval) is not False and self._full().gc_due(interval)
+
     def reset_auto_wakes(self, session_id: "SessionId") -> None:
         if glance.auto_wakes_counted(self.home, session_id):  # the store removes the count (and the ring note)
             self._full().reset_auto_wakes(session_id)

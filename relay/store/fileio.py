@@ -1,7 +1,8 @@
 """File primitives for the store: private dirs, atomic replace, durable append.
 
-What a store file must be to be opened at all (`open_regular`, `check_file`) is in
-relay.store.glance, which the hook's read-only questions use without importing os.
+What a store file must be to be opened at all (`open_regular`, `check_file`, `check_dir`) and how a
+small document is read (`read_file`) are in relay.store.glance, which the hook's read-only questions
+use without importing os.
 
 Every write is synced (file, then directory) before it is reported done, a failed write leaves
 nothing half-written behind, and no write ever follows a symlink planted in the store.
@@ -14,8 +15,12 @@ import stat
 from relay.store.glance import PRIVATE_FILE as _PRIVATE_FILE
 from relay.store.glance import ForeignFile as ForeignFile  # the store's refusals, named here as before
 from relay.store.glance import UnsafeFile as UnsafeFile
+from relay.store.glance import check_dir as check_dir
 from relay.store.glance import check_file as check_file
+from relay.store.glance import home_exists as home_exists
+from relay.store.glance import open_for_reading as open_for_reading
 from relay.store.glance import open_regular as open_regular
+from relay.store.glance import read_file as read_file
 from relay.util.errors import RelayError
 
 TYPE_CHECKING = False
@@ -49,34 +54,6 @@ def ensure_private_dir(directory: str, allow_symlink: bool = False, is_home: boo
             f"session-relay: cannot use {directory} as a store directory: {err.strerror}; "
             "check AGENT_RELAY_HOME and the permissions of its parent"
         ) from None
-
-
-def home_exists(home: str) -> bool:
-    """For reads: False when there is no store at `home` yet; ForeignFile (or RelayError) when it
-    is not the user's private directory (check_dir)."""
-    try:
-        info = os.stat(home)
-    except FileNotFoundError:
-        return False
-    check_dir(home, info, is_home=True)
-    return True
-
-
-def check_dir(directory: str, info: os.stat_result, is_home: bool) -> None:
-    """Refuse a store dir owned by another user, or a home writable by group or others."""
-    if not stat.S_ISDIR(info.st_mode):
-        raise RelayError(f"session-relay: {directory} is not a directory; move it out of the way")
-    if info.st_uid != os.geteuid():
-        raise ForeignFile(
-            f"session-relay: the store directory {directory} belongs to uid {info.st_uid}, not to you; "
-            "point AGENT_RELAY_HOME at a directory of your own"
-        )
-    if is_home and info.st_mode & 0o022:
-        raise ForeignFile(
-            f"session-relay: the store directory {directory} is writable by group or others "
-            f"(mode {stat.S_IMODE(info.st_mode):o}); point AGENT_RELAY_HOME at a private directory "
-            "(relay never changes the mode of a shared one)"
-        )
 
 
 def _make_private_dir(directory: str, allow_symlink: bool, is_home: bool) -> None:
@@ -206,32 +183,6 @@ def _unlink_quietly(path: str) -> None:
         pass  # already failing: the caller reports the first error
 
 
-def read_file(path: str, links_ok: bool = False) -> bytes | None:
-    """The whole file, or None when it does not exist; UnsafeFile for a symlink, FIFO or hard link.
-
-    Only for the store's small documents (registry, markers); mailboxes are read by `read_head`.
-    """
-    fd = _open_for_reading(path, links_ok)
-    if fd is None:
-        return None
-    try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def _open_for_reading(path: str, links_ok: bool = False) -> int | None:
-    try:
-        return open_regular(path, os.O_RDONLY, links_ok=links_ok)
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise RelayError(f"session-relay: cannot read {path}: {err.strerror}") from None
-
-
 _CHUNK = 1 << 16
 
 
@@ -245,7 +196,7 @@ def read_head(path: str, budget: int, max_line: int, start: int = 0) -> tuple[by
     newline (a torn write) counts as a line. `size` is the whole file's. None when the file does
     not exist.
     """
-    fd = _open_for_reading(path)
+    fd = open_for_reading(path)
     if fd is None:
         return None
     try:
@@ -289,7 +240,7 @@ def replace_prefix(path: str, drop: int, prepend: bytes = b"", keep_from: str | 
     temp = os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     lines = prepend.count(b"\n")
     written = len(prepend)
-    src = _open_for_reading(source)
+    src = open_for_reading(source)
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _PRIVATE_FILE)
     except OSError as err:
@@ -348,7 +299,7 @@ def count_lines(path: str, start: int = 0, window: int | None = None) -> int:
     With `window`, at most that many bytes are read: the lines past it are estimated from the
     mean length of those counted, so a huge planted file costs a bounded read, not a whole one.
     """
-    fd = _open_for_reading(path)
+    fd = open_for_reading(path)
     if fd is None:
         return 0
     try:
@@ -370,7 +321,7 @@ def count_lines(path: str, start: int = 0, window: int | None = None) -> int:
 def lines_with(path: str, needle: bytes) -> "Iterator[bytes]":
     """Each line of `path` that holds `needle`, read in chunks so a large file (an archive) is
     never loaded whole; nothing when it is absent."""
-    fd = _open_for_reading(path)
+    fd = open_for_reading(path)
     if fd is None:
         return
     try:
@@ -423,7 +374,7 @@ def _pour(source: str, destination: str, fresh: bool, pour: "Callable[[int, int,
     """Stream `source` into `destination` with `pour(src, fd, torn)`, then sync the file and its
     directory: the one shape of every copy the store makes of a mailbox (quarantine, archive).
     `fresh`: a new 0600 file (never an existing one), else appended to. Nothing when `source` is absent."""
-    src = _open_for_reading(source)
+    src = open_for_reading(source)
     if src is None:
         return
     try:

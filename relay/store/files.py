@@ -64,7 +64,7 @@ from relay.store.base import (
     to_json,
 )
 from relay.store.glance import holder
-from relay.store.layout import mailbox_name, marker_name, relay_home, sha256_hex
+from relay.store.layout import mailbox_name, relay_home, sha256_hex
 from relay.store.lock import FileLock
 from relay.util import jsonlite
 from relay.util.clock import now_iso
@@ -293,7 +293,6 @@ def _join(lines: list[bytes]) -> bytes:
 
 
 _UNUSABLE = object()  # a store file that is planted (a link, a FIFO) or does not parse
-_MAX_ID = 200  # longer ids are no session's; a file name of them would pass the file system's limit
 
 
 def _check_registry(data: object) -> dict | None:
@@ -433,7 +432,7 @@ class Store(StoreBase):
         return FileRegistry(self)
 
     def _agent_path(self, session_id: str) -> str:
-        return self._session_file("agents", session_id, ".json")
+        return glance.entry_path(self.home, session_id)
 
     def _read_doc(self, path: str) -> object:
         """A small JSON file's value: None when absent, _UNUSABLE when planted or torn."""
@@ -450,10 +449,9 @@ class Store(StoreBase):
 
     def _entry(self, session_id: str) -> Entry | None:
         """The entry of `session_id`, None when there is none (or its file is unusable: see _load_entry)."""
-        if len(session_id) > _MAX_ID:
+        if len(session_id) > glance.MAX_ID:
             return None  # no session id is that long (a name, or a planted word, looked up as an id first)
-        entry = self._read_doc(self._agent_path(session_id))
-        return entry if isinstance(entry, dict) and entry.get("id") == session_id else None
+        return glance.own_entry(self._read_doc(self._agent_path(session_id)), session_id)
 
     def _bound(self, name: str) -> dict[str, str]:
         """The names equal to `name` ignoring case, with their ids: one file of the index."""
@@ -475,9 +473,9 @@ class Store(StoreBase):
         """Under the lock: the entry, moving an unusable file aside so it is never overwritten."""
         path = self._agent_path(session_id)
         value = self._read_doc(path)
-        if self._unusable(path, value, "a registry entry") or not isinstance(value, dict):
+        if self._unusable(path, value, "a registry entry"):
             return None
-        return value if value.get("id") == session_id else None
+        return glance.own_entry(value, session_id)
 
     def _load_bound(self, name: str) -> dict[str, str]:
         path = self._path("names", _name_file(name))
@@ -548,7 +546,7 @@ class Store(StoreBase):
         if not os.path.lexists(legacy):
             return  # it did not parse and was set aside
         for session_id, entry in data["agents"].items():
-            if len(session_id) > _MAX_ID:
+            if len(session_id) > glance.MAX_ID:
                 continue  # planted: no session has such an id, and no file can be named after it
             self._write_entry({**entry, "id": session_id}, sync_dir=False, sync_file=False)
             checkpoint("migrate:entry")
@@ -694,55 +692,22 @@ class Store(StoreBase):
                 fileio.atomic_write(*change)
 
     def _marker_change(self, directory: str, session_id: str) -> tuple[str, bytes] | None:
-        """The marker file of `directory` and what it must hold to name `session_id`; None when
-        it holds that already. Each file is read once."""
-        content = f"{session_id}\n{directory}\n".encode("utf-8", "surrogateescape")
-        path = self._path("markers", marker_name(directory))
-        current = self._marker_bytes(path)
         from relay.store import markers  # only where a marker is read: not on a hook with nothing to do
 
-        held_by, held_dir = markers.parse_marker(current)
-        if held_by is not None and held_dir is not None and held_dir != directory:
-            path = self._path("markers", markers.hashed_marker_name(directory))  # another dir encodes to the same name
-            current = self._marker_bytes(path)
-        return None if current == content else (path, content)
-
-    def _marker_bytes(self, path: str) -> bytes | None:
-        try:
-            return fileio.read_file(path)
-        except fileio.UnsafeFile:
-            return None  # a planted link or FIFO: a write replaces it atomically, never follows it
+        return markers.marker_change(self.home, directory, session_id)
 
     def _record_start(self, session_id: str, directory: str, tool: str) -> Entry:
         """record_start's writes under one lock hold: the marker, then the entry in one registry
-        write; nothing at all for a start that only refreshes (_as_registered)."""
+        write; nothing at all for a start that only refreshes (relay.store.markers.unchanged_start)."""
+        from relay.store import markers
+
         change = Registration(directory, tool=tool, started=True)
-        entry = self._as_registered(session_id, change)
+        entry = markers.unchanged_start(self.home, session_id, change)
         if entry is not None:
             return entry
         with self._locked():
             self._set_marker(directory, session_id)
             return self._register(session_id, change)
-
-    def _as_registered(self, session_id: str, change: Registration) -> Entry | None:
-        """The stored entry when this start need write nothing: the entry would change in nothing
-        but a recent lastSeen (Registration.only_refreshes) and the dir's marker names the session
-        already; None when anything is to be written (the caller then takes the lock and writes).
-
-        A resume, /clear or compaction is such a start, and skipping it spares the start its
-        lock, its directory checks and the entry's temp file, fsync and rename. It reads without
-        the lock: entries and markers are replaced whole by rename, so each read is of one
-        version, and a start that writes nothing is the same as one ordered just before any
-        writer that races it. A store still to be migrated from registry.json, or an unusable
-        entry (set aside under the lock), takes the writing path."""
-        if not self._check_home() or os.path.lexists(self._path("registry.json")):
-            return None
-        entry = self._entry(session_id)
-        if entry is None or not change.only_refreshes(entry, time.time()):
-            return None
-        if self._marker_change(str(change.directory), session_id) is not None:
-            return None
-        return entry
 
     def record_end(self, session_id: SessionId) -> None:
         """SessionEnd: stamp the (registered) session's entry with `endedAt`; unknown ids (and a
@@ -1427,11 +1392,10 @@ class Store(StoreBase):
     def gc_due(self, interval: float) -> bool:
         """True once `interval` seconds have passed since the last collection, counting from the
         first call on this store (which only writes the stamp). One stat when not due."""
+        due = glance.gc_stamp_due(self.home, interval)
+        if due is not None:
+            return due
         stamp = self._path("gc.stamp")
-        try:
-            return os.lstat(stamp).st_mtime + interval <= time.time()
-        except FileNotFoundError:
-            pass
         if self._check_home():
             with self._locked():
                 if not os.path.lexists(stamp):

@@ -13,9 +13,11 @@ waiting mail, which files the store refuses) is written once.
 
 import errno
 import posix
-from _stat import S_ISREG
+import time
+from _stat import S_IMODE, S_ISDIR, S_ISREG
 
 from relay.store.layout import mailbox_name
+from relay.util import jsonlite
 from relay.util.errors import RelayError
 
 TYPE_CHECKING = False  # typing stays off the hook's import path; only mypy reads this
@@ -80,6 +82,76 @@ def check_file(path: str, info: "stat_result", links_ok: bool = False) -> None:
         raise UnsafeFile(path, f"has {info.st_nlink} hard links")
 
 
+def home_exists(home: str) -> bool:
+    """For reads: False when there is no store at `home` yet; ForeignFile (or RelayError) when it
+    is not the user's private directory (check_dir)."""
+    try:
+        info = posix.stat(home)
+    except FileNotFoundError:
+        return False
+    check_dir(home, info, is_home=True)
+    return True
+
+
+def check_dir(directory: str, info: "stat_result", is_home: bool) -> None:
+    """Refuse a store dir owned by another user, or a home writable by group or others."""
+    if not S_ISDIR(info.st_mode):
+        raise RelayError(f"session-relay: {directory} is not a directory; move it out of the way")
+    if info.st_uid != posix.geteuid():
+        raise ForeignFile(
+            f"session-relay: the store directory {directory} belongs to uid {info.st_uid}, not to you; "
+            "point AGENT_RELAY_HOME at a directory of your own"
+        )
+    if is_home and info.st_mode & 0o022:
+        raise ForeignFile(
+            f"session-relay: the store directory {directory} is writable by group or others "
+            f"(mode {S_IMODE(info.st_mode):o}); point AGENT_RELAY_HOME at a private directory "
+            "(relay never changes the mode of a shared one)"
+        )
+
+
+def lexists(path: str) -> bool:
+    """Is there anything at `path` (a dangling link counts), as os.path.lexists answers."""
+    try:
+        posix.lstat(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def read_file(path: str, links_ok: bool = False, limit: int | None = None) -> bytes | None:
+    """The whole file, or None when it does not exist; UnsafeFile for a symlink, FIFO or hard link,
+    and (with a `limit`) for a file longer than `limit` bytes.
+
+    Only for the store's small documents (registry, markers); mailboxes are read by
+    relay.store.fileio.read_head.
+    """
+    fd = open_for_reading(path, links_ok)
+    if fd is None:
+        return None
+    try:
+        chunks = []
+        size = 0
+        while chunk := posix.read(fd, 1 << 20 if limit is None else limit + 1 - size):
+            chunks.append(chunk)
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise UnsafeFile(path, f"is longer than {limit} bytes")
+        return b"".join(chunks)
+    finally:
+        posix.close(fd)
+
+
+def open_for_reading(path: str, links_ok: bool = False) -> int | None:
+    """A descriptor of the store file at `path` for reading (open_regular); None when it does not exist."""
+    try:
+        return open_regular(path, posix.O_RDONLY, links_ok=links_ok)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise RelayError(f"session-relay: cannot read {path}: {err.strerror}") from None
+
+
 def holder(path: str) -> bytes | None:
     """What the live holder of the lock on `path` recorded in it; None when nobody holds it.
 
@@ -130,6 +202,11 @@ def inflight_path(home: str, session_id: str) -> str:
     return in_store(home, "inflight", mailbox_name(session_id))
 
 
+def entry_path(home: str, session_id: str) -> str:
+    """The session's registry entry: `agents/<id>.json`."""
+    return session_file(home, "agents", session_id, ".json")
+
+
 def watch_path(home: str, session_id: str) -> str:
     """Locked by the session's one idle-mail watcher, holding its pid."""
     return session_file(home, "watchers", session_id, ".pid")
@@ -153,12 +230,45 @@ def watcher(home: str, session_id: str) -> int | None:
 
 
 def auto_wakes_counted(home: str, session_id: str) -> bool:
-    """Is a count of relay's own wakes kept for the session (anything at its name, as os.path.lexists)?"""
+    """Is a count of relay's own wakes kept for the session (anything at its name)?"""
+    return lexists(auto_wake_count_path(home, session_id))
+
+
+# Longer ids are no session's: a file name of them would pass the file system's limit.
+MAX_ID = 200
+# What a start reads of an entry when it only asks whether to write (stored_entry): relay writes
+# entries of a few hundred bytes; a longer file is left to the store's full read under its lock.
+ENTRY_READ_MAX = 64 << 10
+
+
+def own_entry(value: object, session_id: str) -> "dict[str, object] | None":
+    """`value` (a parsed entry file) when it is the entry of `session_id`: a JSON object whose id is
+    that session's. Anything else at the session's name is no entry of it."""
+    return value if isinstance(value, dict) and value.get("id") == session_id else None
+
+
+def stored_entry(home: str, session_id: str) -> "dict[str, object] | None":
+    """The session's entry as stored, read without the lock and without writing; None when there is
+    none or it cannot be used as it is: planted (a link, a FIFO, a hard link), longer than
+    ENTRY_READ_MAX, not JSON, or another session's. The store's writing path then reads it again
+    under its lock and sets an unusable file aside. Another user's file, or one that cannot be
+    read, is the store's error as at any read."""
+    if len(session_id) > MAX_ID:
+        return None
     try:
-        posix.lstat(auto_wake_count_path(home, session_id))
-    except (OSError, ValueError):
-        return False
-    return True
+        raw = read_file(entry_path(home, session_id), limit=ENTRY_READ_MAX)
+        return None if raw is None else own_entry(jsonlite.loads(raw), session_id)
+    except (UnsafeFile, ValueError):
+        return None
+
+
+def gc_stamp_due(home: str, interval: float) -> bool | None:
+    """Has `interval` passed since the last collection (the mtime of `gc.stamp`)? One lstat; None
+    when there is no stamp yet (the store writes the first)."""
+    try:
+        return posix.lstat(in_store(home, "gc.stamp")).st_mtime + interval <= time.time()
+    except FileNotFoundError:
+        return None
 
 
 def mail_stamp(home: str, session_id: str) -> tuple[int, ...] | None:
