@@ -86,11 +86,13 @@ def test_only_a_numbered_sessions_start_loads_the_name_moving_code(env, store_ho
 # frozen binary as much as here; raise a figure only in a commit that means that cost. Neither
 # adapter loads relay.host (processes, transcripts) here; Claude's and Codex's adapters are not
 # loaded at all (relay.agents.hook_moment names their events).
-# At SessionStart and SessionEnd, which write, the whole local store is loaded; relay.store.glance
-# (the read-only questions the store shares with the quick path) is one of its modules.
-# relay.store.markers (+1, SessionStart only, which writes the dir's marker): the store reads
-# markers through the functions the MCP server uses to answer without loading relay.store.files.
+# At SessionEnd, which writes, the whole local store is loaded; relay.store.glance (the read-only
+# questions the store shares with the quick path) is one of its modules.
 HOOK_MODULES = {"claude": 30, "codex": 30, "gemini": 32, "qwen": 32}
+# The SessionStart of a registered session that changes nothing writes nothing and loads no store
+# (relay.store.files, fileio, lock, relay.util.faults stay out): it reads its entry and its dir's
+# marker through relay.store.markers and glance, and checks the entry with relay.store.base's rule.
+START_HOOK_MODULES = {"claude": 25, "codex": 25, "gemini": 25, "qwen": 26}
 # At a prompt, after a tool call and at the end of a turn with nothing to deliver, the store is only
 # asked (relay.store.glance): relay.store.files, fileio, lock, base, relay.util.clock and faults stay out.
 QUICK_HOOK_MODULES = {"claude": 22, "codex": 22, "gemini": 22, "qwen": 23}
@@ -124,7 +126,7 @@ def test_hook_with_nothing_to_deliver_keeps_to_its_module_budget(env, store_home
         assert f"relay.agents.{tool}" in extra  # the probe really ran this CLI's hook
     assert sorted(name for name in extra if name.startswith("relay.host")) == []
     assert ("relay.store.markers" in extra) is (moment == "SessionStart")  # the only event that reads one
-    budget = QUICK_HOOK_MODULES if moment in QUICK_MOMENTS else HOOK_MODULES
+    budget = {"SessionStart": START_HOOK_MODULES, "SessionEnd": HOOK_MODULES}.get(moment, QUICK_HOOK_MODULES)
     assert len(extra) <= budget[tool], " ".join(sorted(extra))
 
 
@@ -146,6 +148,22 @@ def test_the_hook_with_nothing_to_deliver_loads_neither_os_nor_the_store(env, st
     # not vacuous: with mail waiting, the same event opens the whole store to take it
     modules_after(tmp_path, env, ["send", sid, "--", "something to take"])
     assert store_modules <= modules_after(tmp_path, env, argv, json.dumps(payload).encode())
+
+
+@pytest.mark.parametrize("tool", sorted(HOOK_MODULES))
+def test_a_registered_sessions_start_loads_neither_os_nor_the_store(env, store_home, tmp_path, tool):
+    """A resume, /clear or compaction starts a registered session again, changing nothing: the start
+    asks relay.store.markers.unchanged_start (the entry and the dir's marker, read through
+    relay.store.glance) and, with nothing to write, deliver or collect, opens neither `os` nor the
+    store. A first start writes, and loads both (the control: the probe sees them when loaded)."""
+    argv = ["hook"] if tool == "claude" else ["hook", tool]
+    start = {"session_id": new_id(), "hook_event_name": _event_name(tool, "SessionStart"), "cwd": str(tmp_path)}
+    store_modules = {"os", "relay.store.files", "relay.store.fileio", "relay.store.lock"}
+    first = modules_after(tmp_path, env, argv, json.dumps(start).encode())
+    assert store_modules <= first
+    again = modules_after(tmp_path, env, argv, json.dumps(start).encode())
+    assert "relay.faces.hook" in again and "relay.store.markers" in again  # the probe really checked the start
+    assert sorted(again & store_modules) == []
 
 
 def test_version_loads_no_os(env, tmp_path):
