@@ -19,6 +19,7 @@ from _stat import S_IMODE, S_ISDIR, S_ISREG
 from relay.store.layout import mailbox_name
 from relay.util import jsonlite
 from relay.util.errors import RelayError
+from relay.util.paths import join, lexists
 
 TYPE_CHECKING = False  # typing stays off the hook's import path; only mypy reads this
 if TYPE_CHECKING:
@@ -110,15 +111,6 @@ def check_dir(directory: str, info: "stat_result", is_home: bool) -> None:
         )
 
 
-def lexists(path: str) -> bool:
-    """Is there anything at `path` (a dangling link counts), as os.path.lexists answers."""
-    try:
-        posix.lstat(path)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
 def read_file(path: str, links_ok: bool = False, limit: int | None = None) -> bytes | None:
     """The whole file, or None when it does not exist; UnsafeFile for a symlink, FIFO or hard link,
     and (with a `limit`) for a file longer than `limit` bytes.
@@ -180,11 +172,8 @@ def holder(path: str) -> bytes | None:
 
 
 def in_store(home: str, *parts: str) -> str:
-    """`<home>/<parts...>`, joined as os.path.join joins relative parts."""
-    path = home
-    for part in parts:
-        path += part if not path or path.endswith("/") else "/" + part
-    return path
+    """`<home>/<parts...>`: the store's own relative names under its home."""
+    return join(home, *parts)
 
 
 def session_file(home: str, area: str, session_id: str, suffix: str) -> str:
