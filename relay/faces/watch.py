@@ -34,7 +34,6 @@ from relay.faces.boundary import described, say
 from relay.faces.hookevent import read_event
 from relay.host.procinfo import ProcInfo, command_line, same_process
 from relay.store.contract import open_store
-from relay.store.files import Show
 from relay.usecases.deliver import deliver_live, fenced_text
 from relay.util.errors import RelayError
 from relay.util.faults import checkpoint
@@ -42,6 +41,7 @@ from relay.util.faults import checkpoint
 TYPE_CHECKING = False  # typing stays off the import path; only mypy reads this
 if TYPE_CHECKING:
     from relay.store.contract import StoreAPI
+    from relay.store.files import Show
 
 # How often the watcher looks for mail (two stats) and whether its session still runs.
 POLL_SECONDS = 0.5
@@ -105,7 +105,7 @@ def _input_ended(pid: int) -> bool:
         os.close(fd)
 
 
-def _deliver_and_leave(store: "StoreAPI", session_id: SessionId, show: Show) -> None:
+def _deliver_and_leave(store: "StoreAPI", session_id: SessionId, show: "Show") -> None:
     """Deliver what the policy lets through and, if anything was shown, exit 2 right here.
 
     The prompt hook's SIGTERM is held off meanwhile: mail confirmed taken must leave with exit 2

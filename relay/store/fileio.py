@@ -2,15 +2,15 @@
 
 What a store file must be to be opened at all (`open_regular`, `check_file`, `check_dir`) and how a
 small document is read (`read_file`) are in relay.store.glance, which the hook's read-only questions
-use without importing os.
+use without importing posix.
 
 Every write is synced (file, then directory) before it is reported done, a failed write leaves
 nothing half-written behind, and no write ever follows a symlink planted in the store.
 """
 
 import errno
-import os
-import stat
+import posix
+from _stat import S_ISLNK
 
 from relay.store.glance import PRIVATE_FILE as _PRIVATE_FILE
 from relay.store.glance import ForeignFile as ForeignFile  # the store's refusals, named here as before
@@ -21,6 +21,7 @@ from relay.store.glance import home_exists as home_exists
 from relay.store.glance import open_for_reading as open_for_reading
 from relay.store.glance import open_regular as open_regular
 from relay.store.glance import read_file as read_file
+from relay.util import paths
 from relay.util.errors import RelayError
 
 TYPE_CHECKING = False
@@ -28,15 +29,17 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 _PRIVATE_DIR = 0o700
+# How the store creates a file of its own: new (never an existing one), and never through a link.
+NEW_FILE = posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW | posix.O_CLOEXEC
 
 
 def fsync_dir(directory: str) -> None:
     """Make a rename or a new file inside `directory` survive a power cut."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd = posix.open(directory, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
     try:
-        os.fsync(fd)
+        posix.fsync(fd)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def ensure_private_dir(directory: str, allow_symlink: bool = False, is_home: bool = False) -> None:
@@ -58,33 +61,33 @@ def ensure_private_dir(directory: str, allow_symlink: bool = False, is_home: boo
 
 def _make_private_dir(directory: str, allow_symlink: bool, is_home: bool) -> None:
     try:
-        os.mkdir(directory, _PRIVATE_DIR)
+        posix.mkdir(directory, _PRIVATE_DIR)
         return
     except FileExistsError:
         pass
     except FileNotFoundError:
-        os.makedirs(os.path.dirname(directory), exist_ok=True)
-        os.mkdir(directory, _PRIVATE_DIR)
+        paths.make_dirs(paths.dirname(directory))
+        posix.mkdir(directory, _PRIVATE_DIR)
         return
-    info = os.lstat(directory)
-    if stat.S_ISLNK(info.st_mode):
+    info = posix.lstat(directory)
+    if S_ISLNK(info.st_mode):
         if not allow_symlink:
             raise RelayError(f"session-relay: {directory} is a symlink; the store will not write through it")
-        if info.st_uid != os.geteuid():  # another user's link could be pointed anywhere at any time
+        if info.st_uid != posix.geteuid():  # another user's link could be pointed anywhere at any time
             raise ForeignFile(
                 f"session-relay: the store home {directory} is a symlink owned by uid {info.st_uid}, not by "
                 "you; point AGENT_RELAY_HOME at a directory of your own"
             )
-        info = os.stat(directory)  # the target: check_dir refuses one that is not the user's
+        info = posix.stat(directory)  # the target: check_dir refuses one that is not the user's
     check_dir(directory, info, is_home)
     if info.st_mode & 0o077:
-        os.chmod(directory, _PRIVATE_DIR)
+        posix.chmod(directory, _PRIVATE_DIR)
 
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        written = posix.write(fd, view)
         view = view[written:]
 
 
@@ -105,42 +108,42 @@ def atomic_write(path: str, data: bytes, sync_dir: bool = True, sync_file: bool 
     the old content stays. sync_dir=False leaves out the directory's fsync, for a change that may
     be undone by a power cut: the rename may then be lost, leaving the old content, but the file is
     never found empty or torn, since its data was synced before the rename. sync_file=False leaves
-    out the file's fsync too, for a batch of files the caller syncs at once (os.sync) before it
+    out the file's fsync too, for a batch of files the caller syncs at once (posix.sync) before it
     relies on them.
     """
-    folder, name = os.path.split(path)
-    temp = os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    folder, name = paths.split(path)
+    temp = paths.join(folder, f".{name}.{posix.getpid()}.{posix.urandom(4).hex()}.tmp")
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _PRIVATE_FILE)
+        fd = posix.open(temp, NEW_FILE, _PRIVATE_FILE)
     except OSError as err:
         raise _explain(err, path) from None
     try:
         try:
             _write_all(fd, data)
             if sync_file:
-                os.fsync(fd)
+                posix.fsync(fd)
         finally:
-            os.close(fd)
-        os.rename(temp, path)
+            posix.close(fd)
+        posix.rename(temp, path)
     except OSError as err:
         _unlink_quietly(temp)
         raise _explain(err, path) from None
     if sync_dir:
-        fsync_dir(os.path.dirname(path))
+        fsync_dir(paths.dirname(path))
 
 
 def _open_to_append(path: str) -> tuple[int, int, bool]:
     """(fd, size, torn) of `path` opened to append (created 0600): `torn` when an earlier writer
     died mid-line, so the file does not end in a newline and the next line must start one."""
     try:
-        fd = open_regular(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+        fd = open_regular(path, posix.O_RDWR | posix.O_APPEND | posix.O_CREAT)
     except OSError as err:
         raise _explain(err, path) from None
     try:
-        size = os.fstat(fd).st_size
-        return fd, size, bool(size) and os.pread(fd, 1, size - 1) != b"\n"
+        size = posix.fstat(fd).st_size
+        return fd, size, bool(size) and posix.pread(fd, 1, size - 1) != b"\n"
     except OSError as err:
-        os.close(fd)
+        posix.close(fd)
         raise _explain(err, path) from None
 
 
@@ -156,29 +159,29 @@ def append_durably(path: str, data: bytes) -> None:
             data = b"\n" + data
         try:
             _write_all(fd, data)
-            os.fsync(fd)
+            posix.fsync(fd)
         except OSError as err:
             _truncate_quietly(fd, size)
             if size == 0:
                 _unlink_quietly(path)  # a mailbox this failed write created: leave no empty file
             raise _explain(err, path) from None
     finally:
-        os.close(fd)
+        posix.close(fd)
     if size == 0:
-        fsync_dir(os.path.dirname(path))
+        fsync_dir(paths.dirname(path))
 
 
 def _truncate_quietly(fd: int, size: int) -> None:
     try:
-        os.ftruncate(fd, size)
-        os.fsync(fd)
+        posix.ftruncate(fd, size)
+        posix.fsync(fd)
     except OSError:
         pass  # already failing: the caller reports the first error
 
 
 def _unlink_quietly(path: str) -> None:
     try:
-        os.unlink(path)
+        posix.unlink(path)
     except OSError:
         pass  # already failing: the caller reports the first error
 
@@ -200,15 +203,15 @@ def read_head(path: str, budget: int, max_line: int, start: int = 0) -> tuple[by
     if fd is None:
         return None
     try:
-        size = os.fstat(fd).st_size
+        size = posix.fstat(fd).st_size
         left = max(size - start, 0)
-        data = os.pread(fd, min(budget, left), start)
+        data = posix.pread(fd, min(budget, left), start)
         if len(data) == left:
             return data, 0, size
         cut = data.rfind(b"\n")
         if cut >= 0:
             return data[: cut + 1], 0, size
-        data += os.pread(fd, max_line + 1 - len(data), start + len(data))
+        data += posix.pread(fd, max_line + 1 - len(data), start + len(data))
         cut = data.find(b"\n")
         if cut >= 0:
             return data[: cut + 1], 0, size
@@ -216,7 +219,7 @@ def read_head(path: str, budget: int, max_line: int, start: int = 0) -> tuple[by
             return data, 0, size
         offset = start + len(data)
         while offset < size:  # an oversize line: find where it ends without keeping it
-            chunk = os.pread(fd, _CHUNK, offset)
+            chunk = posix.pread(fd, _CHUNK, offset)
             if not chunk:
                 break
             cut = chunk.find(b"\n")
@@ -225,7 +228,7 @@ def read_head(path: str, budget: int, max_line: int, start: int = 0) -> tuple[by
             offset += len(chunk)
         return b"", offset - start, size
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def replace_prefix(path: str, drop: int, prepend: bytes = b"", keep_from: str | None = None) -> int:
@@ -236,36 +239,36 @@ def replace_prefix(path: str, drop: int, prepend: bytes = b"", keep_from: str | 
     replaces the old one, so nothing is ever written through a link.
     """
     source = keep_from or path
-    folder, name = os.path.split(path)
-    temp = os.path.join(folder, f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    folder, name = paths.split(path)
+    temp = paths.join(folder, f".{name}.{posix.getpid()}.{posix.urandom(4).hex()}.tmp")
     lines = prepend.count(b"\n")
     written = len(prepend)
     src = open_for_reading(source)
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _PRIVATE_FILE)
+        fd = posix.open(temp, NEW_FILE, _PRIVATE_FILE)
     except OSError as err:
         if src is not None:
-            os.close(src)
+            posix.close(src)
         raise _explain(err, path) from None
     try:
         try:
             _write_all(fd, prepend)
             offset = drop
-            while src is not None and (chunk := os.pread(src, 1 << 20, offset)):
+            while src is not None and (chunk := posix.pread(src, 1 << 20, offset)):
                 _write_all(fd, chunk)
                 lines += chunk.count(b"\n")
                 written += len(chunk)
                 offset += len(chunk)
-            os.fsync(fd)
+            posix.fsync(fd)
         finally:
-            os.close(fd)
+            posix.close(fd)
             if src is not None:
-                os.close(src)
+                posix.close(src)
         if written == 0:
-            os.unlink(temp)
+            posix.unlink(temp)
             remove(path)
             return 0
-        os.rename(temp, path)
+        posix.rename(temp, path)
     except OSError as err:
         _unlink_quietly(temp)
         raise _explain(err, path) from None
@@ -279,7 +282,7 @@ def _stream(src: int, fd: int, length: int | None = None, start: int = 0) -> byt
     offset, last = 0, b""
     while length is None or offset < length:
         piece = 1 << 20 if length is None else min(1 << 20, length - offset)
-        chunk = os.pread(src, piece, start + offset)
+        chunk = posix.pread(src, piece, start + offset)
         if not chunk:
             break
         _write_all(fd, chunk)
@@ -303,10 +306,10 @@ def count_lines(path: str, start: int = 0, window: int | None = None) -> int:
     if fd is None:
         return 0
     try:
-        size = os.fstat(fd).st_size
+        size = posix.fstat(fd).st_size
         end = size if window is None else min(size, start + window)
         lines, offset, last = 0, start, b"\n"
-        while offset < end and (chunk := os.pread(fd, min(1 << 20, end - offset), offset)):
+        while offset < end and (chunk := posix.pread(fd, min(1 << 20, end - offset), offset)):
             lines += chunk.count(b"\n")
             offset += len(chunk)
             last = chunk[-1:]
@@ -315,7 +318,7 @@ def count_lines(path: str, start: int = 0, window: int | None = None) -> int:
         read = offset - start
         return lines + max(1, round((size - offset) * lines / read) if lines else 1)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def lines_with(path: str, needle: bytes) -> "Iterator[bytes]":
@@ -326,32 +329,32 @@ def lines_with(path: str, needle: bytes) -> "Iterator[bytes]":
         return
     try:
         rest = b""
-        while chunk := os.read(fd, 1 << 20):
+        while chunk := posix.read(fd, 1 << 20):
             *lines, rest = (rest + chunk).split(b"\n")
             yield from (line for line in lines if needle in line)
         if needle in rest:
             yield rest
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def remove(path: str, sync: bool = True) -> None:
     """Delete `path` (gone already is fine) and sync its directory; sync=False leaves that out, for
     a removal a power cut may undo (the file then comes back whole)."""
     try:
-        os.unlink(path)
+        posix.unlink(path)
     except FileNotFoundError:
         return
     if sync:
-        fsync_dir(os.path.dirname(path))
+        fsync_dir(paths.dirname(path))
 
 
 def move_aside(path: str, new_path: str) -> None:
     """Rename `path` to a fresh name chosen by the caller (timestamped, never reused)."""
-    if os.path.lexists(new_path):
+    if paths.lexists(new_path):
         raise RelayError(f"session-relay: {new_path} already exists; not overwriting it")
-    os.rename(path, new_path)
-    fsync_dir(os.path.dirname(path))
+    posix.rename(path, new_path)
+    fsync_dir(paths.dirname(path))
 
 
 def append_file(source: str, destination: str, start: int = 0) -> None:
@@ -379,15 +382,14 @@ def _pour(source: str, destination: str, fresh: bool, pour: "Callable[[int, int,
         return
     try:
         if fresh:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd, torn = os.open(destination, flags, _PRIVATE_FILE), False
+            fd, torn = posix.open(destination, NEW_FILE, _PRIVATE_FILE), False
         else:
             fd, _, torn = _open_to_append(destination)
         try:
             pour(src, fd, torn)
-            os.fsync(fd)
+            posix.fsync(fd)
         finally:
-            os.close(fd)
+            posix.close(fd)
     finally:
-        os.close(src)
-    fsync_dir(os.path.dirname(destination))
+        posix.close(src)
+    fsync_dir(paths.dirname(destination))

@@ -43,11 +43,10 @@ marked `"redelivered": true`. A message id seen twice in one take (a crash betwe
 a claim or an ack leaves a copy in both files) is delivered once.
 """
 
-import os
-import stat
+import posix
 import sys
 import time
-from _collections_abc import Callable, Iterator, Mapping  # collections.abc would import all of collections
+from _stat import S_IMODE, S_ISDIR, S_ISFIFO, S_ISLNK, S_ISREG
 
 from relay.domain.ids import MAX_NAME_CHARS, NAME_CHARS, SessionId, is_uuid, name_from_dir, name_key
 from relay.domain.policy import is_urgent
@@ -66,18 +65,26 @@ from relay.store.base import (
 from relay.store.glance import holder
 from relay.store.layout import mailbox_name, relay_home, sha256_hex
 from relay.store.lock import FileLock
-from relay.util import jsonlite
+from relay.util import jsonlite, paths
 from relay.util.clock import now_iso
+from relay.util.env import env_value
 from relay.util.errors import LockBusy, RelayError
 from relay.util.faults import checkpoint
+
+TYPE_CHECKING = False  # _collections_abc stays off the path of a hook that takes mail; only mypy reads this
+if TYPE_CHECKING:
+    from _collections_abc import Callable, Iterator, Mapping
+    from os import PathLike
+    from typing import Any
 
 # JSON objects as stored; `object` rather than typing.Any keeps typing off the hook's import path.
 Entry = dict[str, object]
 Message = dict[str, object]
-Select = Callable[[Message], bool]
-# show(batch, remaining) -> how many of the batch's first messages a face showed; `remaining`
-# counts the messages queued behind the batch (relay.usecases.mail's delivery protocol).
-Show = Callable[[list[Message], int], int]
+if TYPE_CHECKING:
+    Select = Callable[[Message], bool]
+    # show(batch, remaining) -> how many of the batch's first messages a face showed; `remaining`
+    # counts the messages queued behind the batch (relay.usecases.mail's delivery protocol).
+    Show = Callable[[list[Message], int], int]
 
 
 def _warn_to_stderr(message: str) -> None:
@@ -121,11 +128,20 @@ class Registry:
         return sorted(self.agents.values(), key=lambda e: str(e.get("name") or e.get("id")))
 
 
-class _Listed(Mapping):
-    """A map of the store's agents/ or names/ files: one key reads one file; iterating lists the
-    directory once and reads every file (only `list`, `discover`, `gc`, doctor and prefix lookups do)."""
+if TYPE_CHECKING:
+    _ReadOnlyMap = Mapping[str, Any]
+else:
+    _ReadOnlyMap = object  # _collections_abc (~5 M instructions of a frozen start) stays unloaded
 
-    def __init__(self, lookup: Callable[[str], object], listing: Callable[[], dict]) -> None:
+
+class _Listed(_ReadOnlyMap):
+    """A map of the store's agents/ or names/ files: one key reads one file; iterating lists the
+    directory once and reads every file (only `list`, `discover`, `gc`, doctor and prefix lookups do).
+
+    A Mapping for mypy; at run time it defines the reads of Mapping that the store's callers use
+    itself, so a hook taking mail does not load _collections_abc for this one base class."""
+
+    def __init__(self, lookup: "Callable[[str], object]", listing: "Callable[[], dict]") -> None:
         self._lookup, self._listing = lookup, listing
         self._every: dict | None = None
 
@@ -143,11 +159,31 @@ class _Listed(Mapping):
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.get(key) is not None
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> "Iterator[str]":
         return iter(self._all())
 
     def __len__(self) -> int:
         return len(self._all())
+
+    if not TYPE_CHECKING:  # Mapping's own methods, as it defines them, for mypy
+
+        def get(self, key, default=None):
+            try:
+                return self[key]
+            except KeyError:
+                return default
+
+        def keys(self):
+            return self._all().keys()
+
+        def values(self):
+            return self._all().values()
+
+        def items(self):
+            return self._all().items()
+
+        def __eq__(self, other):
+            return self._all() == (other._all() if isinstance(other, _Listed) else other)
 
 
 class FileRegistry(Registry):
@@ -177,7 +213,7 @@ DEFAULT_MAILBOX_MAX = 8 * 1024 * 1024
 
 def mailbox_max() -> int:
     """RELAY_MAILBOX_MAX (bytes of pending and in-flight mail per mailbox), default 8 MiB."""
-    raw = os.environ.get("RELAY_MAILBOX_MAX") or ""
+    raw = env_value("RELAY_MAILBOX_MAX") or ""
     if not raw:
         return DEFAULT_MAILBOX_MAX
     try:
@@ -244,14 +280,14 @@ class Delivery:
 
 def _listdir(directory: str) -> list[str]:
     try:
-        return sorted(os.listdir(directory))
+        return sorted(posix.listdir(directory))
     except (FileNotFoundError, NotADirectoryError):
         return []
 
 
 def _size(path: str) -> int:
     try:
-        return os.lstat(path).st_size
+        return posix.lstat(path).st_size
     except FileNotFoundError:
         return 0
 
@@ -325,7 +361,7 @@ class _TakenNames:
         self._store = store
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and os.path.lexists(self._store._path("names", _name_file(key)))
+        return isinstance(key, str) and paths.lexists(self._store._path("names", _name_file(key)))
 
 
 class _StoreLock:
@@ -359,7 +395,7 @@ class WakeLock(FileLock):
     def note(self) -> bytes:
         """What the last woken program noted, read through the held descriptor (opening the file
         again and closing it would drop this process's lock)."""
-        return os.pread(self._fd, 64, 0) if self._fd is not None else b""
+        return posix.pread(self._fd, 64, 0) if self._fd is not None else b""
 
 
 class Store(StoreBase):
@@ -369,9 +405,9 @@ class Store(StoreBase):
     """
 
     def __init__(
-        self, home: str | os.PathLike[str] | None = None, warn: Callable[[str], None] = _warn_to_stderr
+        self, home: "str | PathLike[str] | None" = None, warn: "Callable[[str], None]" = _warn_to_stderr
     ) -> None:
-        self.home = os.fspath(home) if home is not None else relay_home()
+        self.home = posix.fspath(home) if home is not None else relay_home()
         self.warn = warn
         self._held = False
         self._trusted = False
@@ -396,7 +432,7 @@ class Store(StoreBase):
         return self._trusted
 
     def _path(self, *parts: str) -> str:
-        return os.path.join(self.home, *parts)
+        return paths.join(self.home, *parts)
 
     def _mailbox(self, session_id: str) -> str:
         return glance.mailbox_path(self.home, session_id)
@@ -407,11 +443,11 @@ class Store(StoreBase):
     def _quarantine_path(self, stem: str) -> str:
         directory = self._path("quarantine")
         fileio.ensure_private_dir(directory)
-        return os.path.join(directory, f"{stem}-{time.time_ns()}")
+        return paths.join(directory, f"{stem}-{time.time_ns()}")
 
     def _set_aside(self, path: str, why: str, what: str) -> None:
         """Move a planted or unusable file to quarantine/ (never writing to it) and say so."""
-        kept = self._quarantine_path(f"{os.path.basename(path)}.{why.replace(' ', '-')}")
+        kept = self._quarantine_path(f"{paths.basename(path)}.{why.replace(' ', '-')}")
         try:
             fileio.move_aside(path, kept)
         except FileNotFoundError:
@@ -529,9 +565,9 @@ class Store(StoreBase):
 
     def _upgrade(self) -> None:
         """One stat: a registry.json left by an older relay (or written by one since) is migrated first."""
-        if os.path.lexists(self._path("registry.json")):
+        if paths.lexists(self._path("registry.json")):
             with self._locked():
-                if os.path.lexists(self._path("registry.json")):
+                if paths.lexists(self._path("registry.json")):
                     self._migrate()
 
     def _migrate(self) -> None:
@@ -543,7 +579,7 @@ class Store(StoreBase):
         """
         legacy = self._path("registry.json")
         data = self._load_registry()
-        if not os.path.lexists(legacy):
+        if not paths.lexists(legacy):
             return  # it did not parse and was set aside
         for session_id, entry in data["agents"].items():
             if len(session_id) > glance.MAX_ID:
@@ -555,12 +591,12 @@ class Store(StoreBase):
             grouped.setdefault(_name_file(name), {})[name] = session_id
         for pairs in grouped.values():
             self._write_bound(next(iter(pairs)), pairs, sync=False)
-        os.sync()  # one sync for every file written above (a large registry has thousands)
+        posix.sync()  # one sync for every file written above (a large registry has thousands)
         for sub in ("agents", "names"):
-            if os.path.isdir(self._path(sub)):
+            if paths.is_dir(self._path(sub)):
                 fileio.fsync_dir(self._path(sub))
         checkpoint("migrate:written")
-        os.replace(legacy, self._path("registry.json.migrated"))
+        posix.replace(legacy, self._path("registry.json.migrated"))
         fileio.fsync_dir(self.home)
 
     def _parse_registry(self) -> dict | None:
@@ -747,14 +783,14 @@ class Store(StoreBase):
         lock = FileLock(self._watch_path(session_id), deadline=0)
         if not self._claim_lock(lock, "a watcher's lock"):
             return None
-        lock.record(f"{os.getpid()}\n".encode())
+        lock.record(f"{posix.getpid()}\n".encode())
         return lock
 
     def _claim_lock(self, lock: FileLock, what: str) -> bool:
         """Acquire `lock` at once (creating its dir): False while another process holds it. A
         planted link or FIFO in its place is moved to quarantine/ first."""
         self._prepare()
-        fileio.ensure_private_dir(os.path.dirname(lock.path))
+        fileio.ensure_private_dir(paths.dirname(lock.path))
         try:
             try:
                 lock.acquire()
@@ -936,7 +972,7 @@ class Store(StoreBase):
             checkpoint("send:appended")
             self._record_queued(message)
 
-    def take(self, recipient: SessionId, budget: int = TAKE_BUDGET, select: Select | None = None) -> Delivery:
+    def take(self, recipient: SessionId, budget: int = TAKE_BUDGET, select: "Select | None" = None) -> Delivery:
         """Claim a bounded batch of the recipient's mail; confirm what was shown with
         `Delivery.ack`, then close.
 
@@ -974,7 +1010,7 @@ class Store(StoreBase):
         except fileio.UnsafeFile as err:
             with self._locked(prepare=False):
                 try:
-                    fileio.check_file(lock.path, os.lstat(lock.path), links_ok=True)
+                    fileio.check_file(lock.path, posix.lstat(lock.path), links_ok=True)
                 except fileio.UnsafeFile:
                     self._set_aside(lock.path, err.why, "the take lock")
                 except FileNotFoundError:
@@ -1015,7 +1051,7 @@ class Store(StoreBase):
             data, skip, size = head
             if not skip:
                 return start, data, size
-            kept = self._quarantine_path(f"{os.path.basename(path)}.oversize")
+            kept = self._quarantine_path(f"{paths.basename(path)}.oversize")
             fileio.copy_range(path, skip, kept, start)
             if cursor_of is None:
                 fileio.replace_prefix(path, skip)
@@ -1037,7 +1073,7 @@ class Store(StoreBase):
         rewritten by an older relay is read from its start."""
         try:
             raw = fileio.read_file(self._cursor_path(recipient))
-            info = os.lstat(self._mailbox(recipient))
+            info = posix.lstat(self._mailbox(recipient))
         except (OSError, RelayError):
             return 0
         fields = (raw or b"").split()
@@ -1052,7 +1088,7 @@ class Store(StoreBase):
         if offset <= 0:
             fileio.remove(path)
             return
-        inode = os.lstat(self._mailbox(recipient)).st_ino
+        inode = posix.lstat(self._mailbox(recipient)).st_ino
         fileio.atomic_write(path, f"{inode} {offset}\n".encode())
 
     def _drop_pending(self, recipient: str) -> None:
@@ -1065,7 +1101,7 @@ class Store(StoreBase):
         """Under the store lock: append whole lines to a mailbox, durably. A cursor without its
         mailbox (a crash while emptying it) goes first: it must not count for a new file."""
         pending = self._mailbox(recipient)
-        if not os.path.lexists(pending) and os.path.lexists(self._cursor_path(recipient)):
+        if not paths.lexists(pending) and paths.lexists(self._cursor_path(recipient)):
             fileio.remove(self._cursor_path(recipient))
         fileio.append_durably(pending, data)
 
@@ -1082,7 +1118,7 @@ class Store(StoreBase):
         (all of any mailbox relay itself filled), estimated past them (a planted backlog)."""
         return fileio.count_lines(self._mailbox(recipient), start, mailbox_max())
 
-    def _claim(self, recipient: str, budget: int, take_lock: FileLock, select: Select | None) -> Delivery:
+    def _claim(self, recipient: str, budget: int, take_lock: FileLock, select: "Select | None") -> Delivery:
         """Under the store lock: move a bounded batch of pending mail into flight, deduplicated.
 
         What is taken is passed by the mailbox's cursor, not cut out of the file: the take costs
@@ -1135,9 +1171,9 @@ class Store(StoreBase):
                         self._drop_pending(recipient)
                     remaining = self._count_pending(recipient, cursor)  # nothing taken, nothing written
                 elif not cursor and not old_lines and not old_bad and not dropped and not kept and end == size:
-                    os.rename(self._mailbox(recipient), inflight)  # the common case: all of it, in one step
-                    fileio.fsync_dir(os.path.dirname(inflight))
-                    fileio.fsync_dir(os.path.dirname(self._mailbox(recipient)))
+                    posix.rename(self._mailbox(recipient), inflight)  # the common case: all of it, in one step
+                    fileio.fsync_dir(paths.dirname(inflight))
+                    fileio.fsync_dir(paths.dirname(self._mailbox(recipient)))
                     fileio.remove(self._cursor_path(recipient))  # one an older crash left, if any
                 else:
                     if new_lines:
@@ -1191,14 +1227,14 @@ class Store(StoreBase):
         cursor = self._cursor(recipient)
         if 0 < len(rest) <= cursor:
             try:
-                fd = fileio.open_regular(self._mailbox(recipient), os.O_RDONLY)
+                fd = fileio.open_regular(self._mailbox(recipient), posix.O_RDONLY)
             except (OSError, RelayError):
                 fd = None
             if fd is not None:
                 try:
-                    same = os.pread(fd, len(rest), cursor - len(rest)) == rest
+                    same = posix.pread(fd, len(rest), cursor - len(rest)) == rest
                 finally:
-                    os.close(fd)
+                    posix.close(fd)
                 if same:
                     self._set_cursor(recipient, cursor - len(rest))
                     return
@@ -1328,7 +1364,7 @@ class Store(StoreBase):
 
     def _archived(self, recipient: str, message_id: str) -> bool:
         """Did gc archive the message, undelivered, when it retired its recipient?"""
-        path = os.path.join(self._path("archive"), mailbox_name(recipient))
+        path = paths.join(self._path("archive"), mailbox_name(recipient))
         return any(is_message(raw, message_id) for raw in fileio.lines_with(path, message_id.encode()))
 
     def _waiting_state(self, recipient: str, message_id: str) -> str | None:
@@ -1354,9 +1390,9 @@ class Store(StoreBase):
         directory = self._path("receipts")
         with self._locked():
             for name in _listdir(directory):
-                path = os.path.join(directory, name)
+                path = paths.join(directory, name)
                 try:
-                    if os.lstat(path).st_mtime < cutoff:
+                    if posix.lstat(path).st_mtime < cutoff:
                         fileio.remove(path)
                         removed += 1
                 except FileNotFoundError:
@@ -1398,7 +1434,7 @@ class Store(StoreBase):
         stamp = self._path("gc.stamp")
         if self._check_home():
             with self._locked():
-                if not os.path.lexists(stamp):
+                if not paths.lexists(stamp):
                     self.touch_gc_stamp()
         return False
 
@@ -1416,25 +1452,25 @@ class Store(StoreBase):
         found = []
         for name in _listdir(self._path("mailbox")):
             try:
-                info = os.lstat(self._path("mailbox", name))
+                info = posix.lstat(self._path("mailbox", name))
             except FileNotFoundError:
                 continue
-            if name.endswith(".jsonl") and stat.S_ISREG(info.st_mode):
+            if name.endswith(".jsonl") and S_ISREG(info.st_mode):
                 found.append((name, info.st_size))
         return found
 
     def drop_empty_mailbox(self, name: str) -> bool:
         """Remove mailbox file `name` if it is (still) an empty plain file of the user's."""
-        path = self._path("mailbox", os.path.basename(name))
+        path = self._path("mailbox", paths.basename(name))
         with self._locked():
             try:
-                fileio.check_file(path, os.lstat(path))
+                fileio.check_file(path, posix.lstat(path))
             except (FileNotFoundError, RelayError):
                 return False
             if _size(path):
                 return False
             fileio.remove(path)
-            fileio.remove(self._path("mailbox", os.path.basename(name).removesuffix(".jsonl") + ".offset"))
+            fileio.remove(self._path("mailbox", paths.basename(name).removesuffix(".jsonl") + ".offset"))
             return True
 
     def on_this_host(self, entry: Entry) -> bool:
@@ -1457,7 +1493,7 @@ class Store(StoreBase):
             archived = 0
             archive = self._path("archive")
             for path in (self._inflight(session_id), self._mailbox(session_id)):
-                if not os.path.lexists(path):
+                if not paths.lexists(path):
                     continue
                 start = self._cursor(session_id) if path == self._mailbox(session_id) else 0
                 try:
@@ -1466,7 +1502,7 @@ class Store(StoreBase):
                     self._set_aside(path, err.why, "a mail file")
                     continue
                 fileio.ensure_private_dir(archive)
-                fileio.append_file(path, os.path.join(archive, mailbox_name(session_id)), start)
+                fileio.append_file(path, paths.join(archive, mailbox_name(session_id)), start)
                 fileio.remove(path)
             fileio.remove(self._cursor_path(session_id))
             # The take lock file stays: unlinking a held lock would let two takers hold two inodes.
@@ -1499,23 +1535,23 @@ class Store(StoreBase):
         it is safe while sessions run.
         """
         try:
-            info = os.stat(self.home)
+            info = posix.stat(self.home)
         except (FileNotFoundError, NotADirectoryError):
             blocked = _cannot_create(self.home)
             return [("cannot-create", self.home, blocked) if blocked else ("no-store", self.home, "")]
         found: list[tuple[str, str, str]] = [("store", self.home, "")]
-        if not stat.S_ISDIR(info.st_mode):
+        if not S_ISDIR(info.st_mode):
             return [("cannot-create", self.home, "it is a file, not a directory")]
-        if info.st_uid != os.geteuid():
+        if info.st_uid != posix.geteuid():
             found.append(("foreign", self.home, str(info.st_uid)))
         else:
             unwritable = _cannot_write(self.home)
             if unwritable:
                 found.append(("not-writable", self.home, unwritable))
         if info.st_mode & 0o022:
-            found.append(("shared-home", self.home, f"{stat.S_IMODE(info.st_mode):o}"))
+            found.append(("shared-home", self.home, f"{S_IMODE(info.st_mode):o}"))
         elif info.st_mode & 0o077:
-            found.append(("loose-mode", self.home, f"{stat.S_IMODE(info.st_mode):o}"))
+            found.append(("loose-mode", self.home, f"{S_IMODE(info.st_mode):o}"))
         for name in _listdir(self.home):
             path = self._path(name)
             if name in (
@@ -1533,14 +1569,14 @@ class Store(StoreBase):
             ):
                 found.extend(self._entry_facts(path, expect="dir"))
                 for inner in _listdir(path):
-                    found.extend(self._entry_facts(os.path.join(path, inner), expect="file", area=name))
+                    found.extend(self._entry_facts(paths.join(path, inner), expect="file", area=name))
             else:
                 found.extend(
                     self._entry_facts(
                         path, "file" if name in (".lock", "registry.json", "gc.stamp", "error.log") else "any"
                     )
                 )
-        if not os.path.lexists(self._path("registry.json")):  # registry.json is counted as it is read
+        if not paths.lexists(self._path("registry.json")):  # registry.json is counted as it is read
             counted = [sum(n.endswith(".json") for n in _listdir(self._path(sub))) for sub in ("agents", "names")]
             found.append(("registry", self._path("agents"), f"{counted[0]} {counted[1]}"))
         probe = FileLock(self._path(".lock"), deadline=0.2)
@@ -1558,32 +1594,32 @@ class Store(StoreBase):
         one stays where it is for `facts` to show; `registry()` would quarantine it)."""
         if not self._check_home():
             return Registry({"agents": {}, "names": {}})
-        if os.path.lexists(self._path("registry.json")):  # not migrated yet: read as it stands
+        if paths.lexists(self._path("registry.json")):  # not migrated yet: read as it stands
             return Registry(self._parse_registry() or {"agents": {}, "names": {}})
         return FileRegistry(self, quarantine=False)
 
     def _entry_facts(self, path: str, expect: str, area: str = "") -> list[tuple[str, str, str]]:
         """Findings about one store entry: what it is, whose, its mode, links, and its content."""
         try:
-            info = os.lstat(path)
+            info = posix.lstat(path)
         except OSError as err:
             return [("unreadable", path, err.strerror or "")]
         found: list[tuple[str, str, str]] = []
         if area == "quarantine":
             found.append(("quarantine", path, ""))
-        if stat.S_ISLNK(info.st_mode):
-            return [*found, ("symlink", path, os.readlink(path))]
-        is_dir, is_file = stat.S_ISDIR(info.st_mode), stat.S_ISREG(info.st_mode)
+        if S_ISLNK(info.st_mode):
+            return [*found, ("symlink", path, posix.readlink(path))]
+        is_dir, is_file = S_ISDIR(info.st_mode), S_ISREG(info.st_mode)
         if not (is_dir if expect == "dir" else is_file if expect == "file" else is_dir or is_file):
-            kind = "fifo" if stat.S_ISFIFO(info.st_mode) else "dir" if is_dir else "file" if is_file else "other"
+            kind = "fifo" if S_ISFIFO(info.st_mode) else "dir" if is_dir else "file" if is_file else "other"
             return [*found, ("not-regular", path, kind)]
-        if info.st_uid != os.geteuid():
+        if info.st_uid != posix.geteuid():
             found.append(("foreign", path, str(info.st_uid)))
         if info.st_mode & 0o077:
-            found.append(("loose-mode", path, f"{stat.S_IMODE(info.st_mode):o}"))
-        if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+            found.append(("loose-mode", path, f"{S_IMODE(info.st_mode):o}"))
+        if S_ISREG(info.st_mode) and info.st_nlink > 1:
             found.append(("hard-links", path, str(info.st_nlink)))
-        if not stat.S_ISREG(info.st_mode) or (found and found[-1][0] in ("foreign", "hard-links")):
+        if not S_ISREG(info.st_mode) or (found and found[-1][0] in ("foreign", "hard-links")):
             return found
         try:
             found.extend(self._content_facts(path, area, info.st_size))
@@ -1592,7 +1628,7 @@ class Store(StoreBase):
         return found
 
     def _content_facts(self, path: str, area: str, size: int) -> list[tuple[str, str, str]]:
-        name = os.path.basename(path)
+        name = paths.basename(path)
         if area == "" and name == "registry.json":
             try:
                 data = _check_registry(jsonlite.loads(_read_plain(path, 64 << 20)))
@@ -1631,18 +1667,20 @@ class Store(StoreBase):
 def _cannot_create(home: str) -> str:
     """Why the store `home` could not be made (its nearest existing parent is no directory, or is not
     writable: read-only, not the user's, or a full disk), or "" when it could. Nothing is created."""
-    parent = os.path.dirname(os.path.abspath(home))
+    import os.path  # only when the store cannot be made: the error path may pay for os
+
+    parent = paths.dirname(os.path.abspath(home))
     while True:
         try:
-            info = os.stat(parent)
+            info = posix.stat(parent)
             break
         except (FileNotFoundError, NotADirectoryError):
-            if parent == os.path.dirname(parent):
+            if parent == paths.dirname(parent):
                 return "none of its parent directories exists"
-            parent = os.path.dirname(parent)
-    if not stat.S_ISDIR(info.st_mode):
+            parent = paths.dirname(parent)
+    if not S_ISDIR(info.st_mode):
         return f"{parent} is a file, not a directory"
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if not posix.access(parent, posix.W_OK | posix.X_OK):
         return f"{parent} is not writable (read-only file system, or not yours)"
     if _no_space(parent):
         return f"the disk holding {parent} is full"
@@ -1652,22 +1690,24 @@ def _cannot_create(home: str) -> str:
 def _cannot_write(home: str) -> str:
     """Why nothing can be written in the store `home` (read-only, full disk), or "" when a probe file
     was written, synced and removed there."""
-    if not os.access(home, os.W_OK | os.X_OK):
+    if not posix.access(home, posix.W_OK | posix.X_OK):
         return "it is not writable (read-only file system, or its mode)"
-    probe = os.path.join(home, f".doctor-probe.{os.getpid()}.{os.urandom(4).hex()}")
+    probe = paths.join(home, f".doctor-probe.{posix.getpid()}.{posix.urandom(4).hex()}")
     try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = posix.open(
+            probe, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW | posix.O_CLOEXEC, 0o600
+        )
     except OSError as err:
         return err.strerror or str(err)
     try:
-        os.write(fd, b"\0" * 4096)
-        os.fsync(fd)
+        posix.write(fd, b"\0" * 4096)
+        posix.fsync(fd)
     except OSError as err:
         return err.strerror or str(err)
     finally:
-        os.close(fd)
+        posix.close(fd)
         try:
-            os.unlink(probe)
+            posix.unlink(probe)
         except OSError:
             pass
     return "full disk" if _no_space(home) else ""
@@ -1675,27 +1715,27 @@ def _cannot_write(home: str) -> str:
 
 def _no_space(path: str) -> bool:
     try:
-        return os.statvfs(path).f_bavail == 0
+        return posix.statvfs(path).f_bavail == 0
     except OSError:
         return False
 
 
 def _read_plain(path: str, limit: int) -> bytes:
     """At most `limit` bytes of a file checked to be regular, without changing it (for facts)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    fd = posix.open(path, posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_NONBLOCK | posix.O_CLOEXEC)
     try:
-        return os.read(fd, limit)
+        return posix.read(fd, limit)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def _count_lines(path: str, start: int = 0) -> tuple[int, int]:
     """(message lines, unparseable lines) of a mail file from byte `start`, read line by line with
     a bounded line."""
     good = bad = 0
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    os.lseek(fd, start, os.SEEK_SET)
-    with os.fdopen(fd, "rb") as stream:
+    fd = posix.open(path, posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_NONBLOCK | posix.O_CLOEXEC)
+    posix.lseek(fd, start, 0)  # SEEK_SET
+    with open(fd, "rb") as stream:
         while line := stream.readline(MAX_LINE + 1):
             if len(line) > MAX_LINE:
                 bad += 1

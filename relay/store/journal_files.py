@@ -12,11 +12,11 @@ read. A line still being written (no newline yet) is left for the next read.
 Loaded only by the paths that write or read the journal, never by a hook with nothing to deliver.
 """
 
-import os
+import posix
 import time
 
 from relay.store import fileio
-from relay.util import jsonlite
+from relay.util import jsonlite, paths
 
 DIR = "journal"
 SUFFIX = ".jsonl"
@@ -39,7 +39,7 @@ def _is_day(stem: str) -> bool:
 def days(home: str) -> list[str]:
     """The days that have a journal file, oldest first."""
     try:
-        names = os.listdir(os.path.join(home, DIR))
+        names = posix.listdir(paths.join(home, DIR))
     except (FileNotFoundError, NotADirectoryError):
         return []
     return sorted(n[: -len(SUFFIX)] for n in names if n.endswith(SUFFIX) and _is_day(n[: -len(SUFFIX)]))
@@ -68,18 +68,18 @@ def encode(event: dict[str, object]) -> bytes:
 
 def append(home: str, events: "tuple[dict[str, object], ...]") -> None:
     """Append events to their days' files, one write per file (creating the 0700 dir and 0600 files)."""
-    directory = os.path.join(home, DIR)
+    directory = paths.join(home, DIR)
     fileio.ensure_private_dir(home, allow_symlink=True, is_home=True)
     fileio.ensure_private_dir(directory)
     lines: dict[str, list[bytes]] = {}
     for event in events:
         lines.setdefault(day_of(str(event.get("ts") or "")), []).append(encode(event))
     for day, day_lines in lines.items():
-        fd = fileio.open_regular(os.path.join(directory, day + SUFFIX), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        fd = fileio.open_regular(paths.join(directory, day + SUFFIX), posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT)
         try:
-            os.write(fd, b"".join(day_lines))  # one write(2) of whole lines: O_APPEND keeps writers apart
+            posix.write(fd, b"".join(day_lines))  # one write(2) of whole lines: O_APPEND keeps writers apart
         finally:
-            os.close(fd)
+            posix.close(fd)
 
 
 def _parse_cursor(cursor: str | None) -> tuple[str, int]:
@@ -101,7 +101,7 @@ def read(home: str, cursor: str | None, since: float | None) -> tuple[list[dict[
         if day < start_day or day < floor:
             continue
         offset = start_offset if day == start_day else 0
-        path = os.path.join(home, DIR, day + SUFFIX)
+        path = paths.join(home, DIR, day + SUFFIX)
         while True:
             data = _read_from(path, offset)
             whole = data[: data.rfind(b"\n") + 1]
@@ -122,13 +122,13 @@ def read(home: str, cursor: str | None, since: float | None) -> tuple[list[dict[
 
 def _read_from(path: str, offset: int) -> bytes:
     try:
-        fd = fileio.open_regular(path, os.O_RDONLY)
+        fd = fileio.open_regular(path, posix.O_RDONLY)
     except (FileNotFoundError, fileio.UnsafeFile):
         return b""
     try:
-        return os.pread(fd, READ_CHUNK, offset)
+        return posix.pread(fd, READ_CHUNK, offset)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def prune(home: str, keep_days: int, now: float) -> int:
@@ -137,6 +137,6 @@ def prune(home: str, keep_days: int, now: float) -> int:
     removed = 0
     for day in days(home):
         if day < oldest_kept:
-            fileio.remove(os.path.join(home, DIR, day + SUFFIX))
+            fileio.remove(paths.join(home, DIR, day + SUFFIX))
             removed += 1
     return removed

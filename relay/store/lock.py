@@ -8,12 +8,16 @@ its holder dies, so a crashed process never blocks anyone.
 
 import errno
 import fcntl
-import os
-import stat
+import posix
 import time
+from _stat import S_ISDIR
 
 from relay.store.glance import open_regular
 from relay.util.errors import LockBusy, RelayError
+
+TYPE_CHECKING = False  # only mypy reads this
+if TYPE_CHECKING:
+    from os import PathLike
 
 DEADLINE_SECONDS = 3.0
 PATIENCE = 10  # a waiter in a queue that moves waits at most this many deadlines in all
@@ -22,10 +26,10 @@ PATIENCE = 10  # a waiter in a queue that moves waits at most this many deadline
 class FileLock:
     """An exclusive lock on one file, held for the life of a `with` block."""
 
-    def __init__(self, path: str | os.PathLike[str], deadline: float = DEADLINE_SECONDS, counted: bool = False) -> None:
+    def __init__(self, path: "str | PathLike[str]", deadline: float = DEADLINE_SECONDS, counted: bool = False) -> None:
         """`counted`: every holder adds one to a count kept in the file, so a waiter can tell a lock
         that keeps changing hands (a queue that moves) from one that is held (see _acquire)."""
-        self.path = os.fspath(path)
+        self.path = posix.fspath(path)
         self.deadline = deadline
         self.counted = counted
         self._fd: int | None = None
@@ -36,9 +40,9 @@ class FileLock:
         try:
             _acquire(fd, self.deadline)
             if self.counted:
-                os.pwrite(fd, b"%020d\n" % (_count(fd) + 1), 0)
+                posix.pwrite(fd, b"%020d\n" % (_count(fd) + 1), 0)
         except BaseException:
-            os.close(fd)
+            posix.close(fd)
             raise
         self._fd = fd
 
@@ -46,13 +50,13 @@ class FileLock:
         """Replace the held lock file's content with `note` (e.g. the holder's pid, for others to read)."""
         if self._fd is None:
             raise RelayError(f"session-relay: {self.path} is not held")
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, note, 0)
+        posix.ftruncate(self._fd, 0)
+        posix.pwrite(self._fd, note, 0)
 
     def release(self) -> None:
         """Let go of the lock (closing the descriptor releases it); safe to call twice."""
         if self._fd is not None:
-            os.close(self._fd)
+            posix.close(self._fd)
             self._fd = None
 
     def __enter__(self) -> "FileLock":
@@ -72,7 +76,7 @@ def _open_lock_file(path: str) -> int:
     """
     for _ in range(3):
         try:
-            return open_regular(path, os.O_RDWR | os.O_CREAT, links_ok=True)
+            return open_regular(path, posix.O_RDWR | posix.O_CREAT, links_ok=True)
         except IsADirectoryError:
             _remove_leftover_lock_dir(path)
         except OSError as err:
@@ -86,10 +90,10 @@ def _open_lock_file(path: str) -> int:
 
 def _remove_leftover_lock_dir(path: str) -> None:
     try:
-        info = os.lstat(path)
+        info = posix.lstat(path)
     except FileNotFoundError:
         return
-    if stat.S_ISDIR(info.st_mode):
+    if S_ISDIR(info.st_mode):
         import shutil  # only ever needed once per store, after a 0.1 upgrade
 
         shutil.rmtree(path, ignore_errors=True)
@@ -124,7 +128,7 @@ def _acquire(fd: int, deadline: float) -> None:
 
 def _count(fd: int) -> int:
     """The count a counted lock's holders keep in its file (0 for none, or any other content)."""
-    raw = os.pread(fd, 32, 0)
+    raw = posix.pread(fd, 32, 0)
     return int(raw) if raw[:20].isdigit() and raw[20:] == b"\n" else 0
 
 

@@ -54,7 +54,6 @@ from relay.store.files import (
     Entry,
     Message,
     Registry,
-    Select,
     Store,
     WakeLock,
     mailbox_max,
@@ -70,6 +69,7 @@ from relay.util.errors import LockBusy, RelayError
 from relay.util.faults import checkpoint
 
 if TYPE_CHECKING:
+    from relay.store.files import Select
     from relay.store.redis_doorbells import RedisDoorbells
 
 GROUP = "takers"
@@ -526,7 +526,7 @@ class RedisStore(RedisConnection, StoreBase):
                 "nothing was queued; send again after that session has read its mail"
             )
 
-    def take(self, recipient: SessionId, budget: int = TAKE_BUDGET, select: Select | None = None) -> RedisDelivery:
+    def take(self, recipient: SessionId, budget: int = TAKE_BUDGET, select: "Select | None" = None) -> RedisDelivery:
         """Claim a bounded batch: dead takers' claims first (redelivered), then parked, then new mail."""
         if recipient in _TAKING:
             return RedisDelivery(self, recipient, [], [], [], 0, active=False)
@@ -577,7 +577,7 @@ class RedisStore(RedisConnection, StoreBase):
         return token
 
     def _claim(
-        self, client: Any, recipient: str, budget: int, select: Select | None
+        self, client: Any, recipient: str, budget: int, select: "Select | None"
     ) -> tuple[list[str], list[int], list[Message]]:
         """The three sources of a take, in the order their mail must come (docs/redis-store.md)."""
         claim = _Claim(budget, select)
@@ -1110,7 +1110,7 @@ class RedisStore(RedisConnection, StoreBase):
 class _Claim:
     """One take's claim in progress: what it took so far, and the room left in its budget."""
 
-    def __init__(self, budget: int, select: Select | None) -> None:
+    def __init__(self, budget: int, select: "Select | None") -> None:
         self.budget = budget
         self.select = select
         self.entry_max = mailbox_max()

@@ -17,7 +17,7 @@ Defusing works on a normalised *view* of the text with a map back to the origina
 spans that read as a tag change; all other text stays byte-for-byte as sent.
 """
 
-import os
+import posix
 
 from relay.domain.ids import NAME_CHARS, is_session_id, is_uuid, require_uuid
 from relay.domain.policy import MAIL_HEADER_END
@@ -263,11 +263,11 @@ BOUNDARY_CHARS = 24  # about 143 bits: a sender can neither guess nor reuse one
 def new_boundary(size: int = BOUNDARY_CHARS) -> str:
     """A fresh random boundary of `size` characters of [A-Za-z0-9], from the OS's CSPRNG.
 
-    os.urandom with rejection sampling (bytes 248-255 are dropped, so each letter is equally
+    posix.urandom with rejection sampling (bytes 248-255 are dropped, so each letter is equally
     likely) costs nothing on the hook's path; the secrets module would pull in base64, hmac, random."""
     out: list[str] = []
     while len(out) < size:
-        out += [_BASE62[byte % 62] for byte in os.urandom(2 * size) if byte < 248]
+        out += [_BASE62[byte % 62] for byte in posix.urandom(2 * size) if byte < 248]
     return "".join(out[:size])
 
 

@@ -4,8 +4,9 @@ Hints are pasted into shells, so every word here comes out as one shell word tha
 itself, without shlex or re (the hook renders hints).
 """
 
-import os
+import posix
 
+from relay.util import paths
 from relay.util.env import launcher_path, usable_env
 
 # Characters no POSIX shell (nor zsh, where a leading `=` or `%` means something) gives a meaning
@@ -34,12 +35,12 @@ def launcher_command() -> str:
     if exported:
         return shell_quote(exported)
     for root in (usable_env("CLAUDE_PLUGIN_ROOT"), _checkout()):
-        if root and os.access(os.path.join(root, "launcher"), os.X_OK):
-            return shell_quote(os.path.join(root, "launcher"))
+        if root and posix.access(paths.join(root, "launcher"), posix.X_OK):
+            return shell_quote(paths.join(root, "launcher"))
     return "relay"
 
 
 def _checkout() -> str:
     """The directory above the relay package: a source checkout keeps the launcher there."""
-    here = os.path.realpath(__file__)  # <checkout>/relay/usecases/launcher.py
-    return os.path.dirname(os.path.dirname(os.path.dirname(here)))
+    here = paths.real_path(__file__)  # <checkout>/relay/usecases/launcher.py
+    return paths.dirname(paths.dirname(paths.dirname(here)))

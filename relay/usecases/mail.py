@@ -5,16 +5,17 @@ take a bounded batch, show what fits one result, and confirm only what was shown
 was written. A new face (another hook event) passes its own `show` and adds no copy of it.
 """
 
-from _collections_abc import Callable  # collections.abc would import all of collections
-
 from relay.domain.ids import SessionId, is_uuid, new_uuid4, require_uuid
-from relay.store.files import Entry, Message, Select, Show
+from relay.store.files import Entry, Message
 from relay.util.clock import now_iso
 from relay.util.errors import RelayError
 
 TYPE_CHECKING = False  # typing stays off the import path; only mypy reads this
 if TYPE_CHECKING:
+    from _collections_abc import Callable
+
     from relay.store.contract import StoreAPI
+    from relay.store.files import Select, Show
 
 # A message must fit whole in the hook's context budget (32 KiB of mail text) with room for
 # its header line and the fence, and one agent must not flood another's context.
@@ -120,8 +121,8 @@ RESULT_BUDGET = 32 * 1024
 
 
 def open_delivery(
-    store: "StoreAPI", recipient: SessionId, show: Show, select: Select | None = None
-) -> Callable[[bool], int]:
+    store: "StoreAPI", recipient: SessionId, show: "Show", select: "Select | None" = None
+) -> "Callable[[bool], int]":
     """Take a batch and show it now; the returned `confirm(written)` acks what was shown, only
     when the output really was written, and releases the mailbox. Returns how many were acked.
 
@@ -150,12 +151,12 @@ def open_delivery(
     return confirm
 
 
-def deliver(store: "StoreAPI", recipient: SessionId, show: Show, select: Select | None = None) -> int:
+def deliver(store: "StoreAPI", recipient: SessionId, show: "Show", select: "Select | None" = None) -> int:
     """take -> show -> confirm: `show` writes the output and returns how many it showed."""
     return open_delivery(store, recipient, show, select)(True)
 
 
-def fit(count: int, size: Callable[[int], int], budget: int = RESULT_BUDGET) -> int:
+def fit(count: int, size: "Callable[[int], int]", budget: int = RESULT_BUDGET) -> int:
     """The largest k <= count (at least 1 when count > 0) whose output `size(k)` fits `budget`."""
     if count == 0 or size(count) <= budget:
         return count
@@ -169,7 +170,7 @@ def fit(count: int, size: Callable[[int], int], budget: int = RESULT_BUDGET) -> 
     return low
 
 
-def cut_body(message: Message, size: Callable[[Message], int], budget: int = RESULT_BUDGET) -> Message:
+def cut_body(message: Message, size: "Callable[[Message], int]", budget: int = RESULT_BUDGET) -> Message:
     """A copy of a message too big for one result, its body shortened (and saying so) to fit.
 
     Only mail queued by an older relay (or planted) can be this big: `check_body` keeps new mail
@@ -192,8 +193,8 @@ def cut_body(message: Message, size: Callable[[Message], int], budget: int = RES
 
 def fit_output(
     batch: list[Message],
-    build: Callable[[list[Message]], tuple[object, int]],
-    size: Callable[[object], int],
+    build: "Callable[[list[Message]], tuple[object, int]]",
+    size: "Callable[[object], int]",
     budget: int = RESULT_BUDGET,
 ) -> tuple[object, int]:
     """The output `build` makes of as many of the batch's first messages as fit `budget` (a lone

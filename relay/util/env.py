@@ -42,9 +42,9 @@ def launcher_path() -> str | None:
     value = usable_env("RELAY_LAUNCHER")
     if value is None or not value.startswith("/"):
         return None
-    import os.path
+    from relay.util.paths import real_path
 
-    return os.path.realpath(value)
+    return real_path(value)
 
 
 def whole_number_env(name: str, default: int, least: int = 0) -> int:

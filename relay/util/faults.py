@@ -4,9 +4,11 @@ Crash-safety tests set RELAY_TEST_KILL_AT=<step> to prove that dying at exactly 
 loses nothing. When the variable is unset (always, outside tests) `checkpoint` does nothing.
 """
 
-import os
+import posix
 
-_KILL_AT = os.environ.get("RELAY_TEST_KILL_AT") or None
+from relay.util.env import env_value
+
+_KILL_AT = env_value("RELAY_TEST_KILL_AT")
 
 
 def checkpoint(step: str) -> None:
@@ -15,4 +17,4 @@ def checkpoint(step: str) -> None:
     if _KILL_AT is not None and _KILL_AT.partition(":TERM")[0] == step:
         import signal  # only under the test switch: every store operation imports this module
 
-        os.kill(os.getpid(), signal.SIGTERM if _KILL_AT.endswith(":TERM") else signal.SIGKILL)
+        posix.kill(posix.getpid(), signal.SIGTERM if _KILL_AT.endswith(":TERM") else signal.SIGKILL)

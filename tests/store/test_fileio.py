@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import posix
 import stat
 import subprocess
 import sys
@@ -27,7 +28,7 @@ def fsyncs(monkeypatch):
         seen.append((info.st_ino, stat.S_ISDIR(info.st_mode)))
         return real(fd)
 
-    monkeypatch.setattr(os, "fsync", spy)
+    monkeypatch.setattr(posix, "fsync", spy)
     return seen
 
 
@@ -125,7 +126,7 @@ def test_atomic_write_failure_keeps_old_content_and_leaves_no_temp(tmp_path, mon
     def no_space(fd, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "write", no_space)
+    monkeypatch.setattr(posix, "write", no_space)
     with pytest.raises(RelayError, match="no space"):
         fileio.atomic_write(str(path), b"new content\n")
     monkeypatch.undo()
@@ -145,7 +146,7 @@ def test_append_failure_midway_cuts_the_file_back(tmp_path, monkeypatch):
             return real_write(fd, bytes(data[:5]))  # a short write lands ...
         raise OSError(errno.ENOSPC, "No space left on device")  # ... then the disk is full
 
-    monkeypatch.setattr(os, "write", partial_then_full)
+    monkeypatch.setattr(posix, "write", partial_then_full)
     with pytest.raises(RelayError, match="no space"):
         fileio.append_durably(str(path), b'{"new":"' + b"x" * 100 + b'"}\n')
     monkeypatch.undo()

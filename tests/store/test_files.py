@@ -6,6 +6,7 @@ In-process tests call relay.store.files directly; the format and id checks also 
 
 import json
 import os
+import posix
 import re
 import stat
 from pathlib import Path
@@ -792,7 +793,7 @@ def test_delivering_a_batch_syncs_its_move_into_flight_and_each_receipt_once(tmp
     sent = [mail.send(store, sid, f"message {i}", None, "cli")[1]["id"] for i in range(10)]
     synced: list[str] = []
     fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), fsync(fd))[1])
+    monkeypatch.setattr(posix, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), fsync(fd))[1])
     assert mail.deliver(store, sid, lambda batch, remaining: len(batch)) == 10
     assert sorted(os.path.basename(path) for path in synced if os.path.isdir(path)) == ["inflight", "mailbox"]
     receipts = [path for path in synced if not os.path.isdir(path)]

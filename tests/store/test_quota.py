@@ -4,6 +4,7 @@ costs the hook its memory or its time, and every result (hook text, CLI and MCP 
 
 import json
 import os
+import posix
 import re
 import resource
 import subprocess
@@ -226,7 +227,7 @@ def test_take_reads_a_bounded_prefix(env, store_home, monkeypatch):
         reads.append(len(data))
         return data
 
-    monkeypatch.setattr(os, "pread", pread)
+    monkeypatch.setattr(posix, "pread", pread)
     store = Store(store_home)
     with store.take(sid) as delivery:
         taken = sum(len(m["body"]) for m in delivery.messages)
