@@ -88,14 +88,16 @@ def test_only_a_numbered_sessions_start_loads_the_name_moving_code(env, store_ho
 # loaded at all (relay.agents.hook_moment names their events).
 # At SessionEnd, which writes, the whole local store is loaded; relay.store.glance (the read-only
 # questions the store shares with the quick path) is one of its modules.
-HOOK_MODULES = {"claude": 30, "codex": 30, "gemini": 32, "qwen": 32}
+# relay.util.paths names files without os (one module more on every path since the store reads and
+# writes through posix alone, so delivering mail loads no os either).
+HOOK_MODULES = {"claude": 31, "codex": 31, "gemini": 33, "qwen": 33}
 # The SessionStart of a registered session that changes nothing writes nothing and loads no store
 # (relay.store.files, fileio, lock, relay.util.faults stay out): it reads its entry and its dir's
 # marker through relay.store.markers and glance, and checks the entry with relay.store.base's rule.
-START_HOOK_MODULES = {"claude": 25, "codex": 25, "gemini": 25, "qwen": 26}
+START_HOOK_MODULES = {"claude": 26, "codex": 26, "gemini": 26, "qwen": 27}
 # At a prompt, after a tool call and at the end of a turn with nothing to deliver, the store is only
 # asked (relay.store.glance): relay.store.files, fileio, lock, base, relay.util.clock and faults stay out.
-QUICK_HOOK_MODULES = {"claude": 22, "codex": 22, "gemini": 22, "qwen": 23}
+QUICK_HOOK_MODULES = {"claude": 23, "codex": 23, "gemini": 23, "qwen": 24}
 QUICK_MOMENTS = ("UserPromptSubmit", "PostToolUse", "Stop")
 
 
@@ -143,24 +145,29 @@ def test_the_hook_with_nothing_to_deliver_loads_neither_os_nor_the_store(env, st
     payload = {**start, "hook_event_name": _event_name(tool, moment), "prompt": "hello"}
     loaded = modules_after(tmp_path, env, argv, json.dumps(payload).encode())
     assert "relay.faces.hook" in loaded and "relay.store.layout" in loaded  # the probe really asked the store
-    store_modules = {"os", "relay.store.files", "relay.store.fileio", "relay.store.lock", "relay.store.base"}
-    assert sorted(loaded & store_modules) == []
-    # not vacuous: with mail waiting, the same event opens the whole store to take it
+    store_modules = {"relay.store.files", "relay.store.fileio", "relay.store.lock", "relay.store.base"}
+    assert sorted(loaded & {"os", *store_modules}) == []
+    # not vacuous: with mail waiting, the same event opens the whole store to take it; it names files
+    # through relay.util.paths and posix, so taking, showing and confirming mail loads no os either.
+    # Codex's hints first ask its sandbox settings (config.toml, real paths) through its adapter.
     modules_after(tmp_path, env, ["send", sid, "--", "something to take"])
-    assert store_modules <= modules_after(tmp_path, env, argv, json.dumps(payload).encode())
+    delivering = modules_after(tmp_path, env, argv, json.dumps(payload).encode())
+    assert store_modules <= delivering
+    if tool != "codex":
+        assert sorted(delivering & {"os", "_collections_abc", "stat", "posixpath"}) == []
 
 
 @pytest.mark.parametrize("tool", sorted(HOOK_MODULES))
 def test_a_registered_sessions_start_loads_neither_os_nor_the_store(env, store_home, tmp_path, tool):
     """A resume, /clear or compaction starts a registered session again, changing nothing: the start
     asks relay.store.markers.unchanged_start (the entry and the dir's marker, read through
-    relay.store.glance) and, with nothing to write, deliver or collect, opens neither `os` nor the
-    store. A first start writes, and loads both (the control: the probe sees them when loaded)."""
+    relay.store.glance) and, with nothing to write, deliver or collect, does not open the store. A
+    first start writes, and loads it (the control: the probe sees it when loaded); neither loads os."""
     argv = ["hook"] if tool == "claude" else ["hook", tool]
     start = {"session_id": new_id(), "hook_event_name": _event_name(tool, "SessionStart"), "cwd": str(tmp_path)}
-    store_modules = {"os", "relay.store.files", "relay.store.fileio", "relay.store.lock"}
+    store_modules = {"relay.store.files", "relay.store.fileio", "relay.store.lock"}
     first = modules_after(tmp_path, env, argv, json.dumps(start).encode())
-    assert store_modules <= first
+    assert store_modules <= first and "os" not in first  # the store writes through posix alone
     again = modules_after(tmp_path, env, argv, json.dumps(start).encode())
     assert "relay.faces.hook" in again and "relay.store.markers" in again  # the probe really checked the start
     assert sorted(again & store_modules) == []
@@ -345,15 +352,17 @@ NOT_FOR_PLAIN_MAIL = (
 # How many modules the hook delivering ten plain messages may import beyond a bare `python3 -I -S`:
 # the no-mail hook's and the delivery path's own (relay.usecases with deliver, mail, launcher, fence,
 # journal; relay.util.textsafe; relay.store.journal_files; relay.store.glance, the read-only checks
-# the store shares with the quick path). Raise it only in a commit that means it.
-DELIVERY_MODULES = 37
+# the store shares with the quick path; relay.util.paths, the file names without os). Counted over a
+# `python3 -I -S` that has not imported os (so _stat, built in, counts), for it imports no os at all.
+# Raise it only in a commit that means it.
+DELIVERY_MODULES = 39
 
 
 def test_the_hook_delivering_ten_keeps_to_its_module_budget(env, store_home, tmp_path):
     """benchmarks/startup_budget.py's "hook delivering 10", to Claude. (Codex's hook loads its adapter
     when it has mail: the hints' shell commands depend on its sandbox, read from its config.toml.)"""
     bare = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", "import os, sys; print(' '.join(sys.modules))"],
+        [sys.executable, "-I", "-S", "-c", "import sys; print(' '.join(sys.modules))"],
         capture_output=True,
         check=True,
         text=True,
@@ -367,6 +376,7 @@ def test_the_hook_delivering_ten_keeps_to_its_module_budget(env, store_home, tmp
     extra = modules_after(tmp_path, env, ["hook"], json.dumps(payload).encode()) - set(bare)
     assert "relay.usecases.fence" in extra and "relay.store.journal_files" in extra  # it delivered and journaled
     assert sorted(extra & set(NOT_FOR_PLAIN_MAIL)) == []
+    assert sorted(extra & {"os", "_collections_abc", "stat", "posixpath", "genericpath"}) == []
     assert len(extra) <= DELIVERY_MODULES, " ".join(sorted(extra))
 
 
