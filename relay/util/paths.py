@@ -80,11 +80,18 @@ def make_dirs(path: str, mode: int = 0o777) -> None:
 
 
 def real_path(path: str) -> str:
-    """`os.path.realpath` of an absolute path that exists: every symlink on the way resolved.
+    """`os.path.realpath` of an absolute path: every symlink on the way resolved.
 
-    Linux names an open file's real path in /proc; elsewhere (or without /proc) os.path answers."""
+    Linux names an open file's real path in /proc; a missing file is its dir's real path and its
+    name (a frozen module's `__file__` names no file). Elsewhere, for a relative path or a dangling
+    link, os.path answers."""
     try:
         fd = posix.open(path, posix.O_PATH | posix.O_CLOEXEC)
+    except FileNotFoundError:
+        head, tail = split(path)
+        if head.startswith("/") and head != path and tail and not lexists(path):
+            return join(real_path(head), tail)
+        fd = None
     except (AttributeError, OSError):
         fd = None
     if fd is not None:

@@ -75,4 +75,23 @@ def test_real_path_resolves_links_on_the_way(tmp_path):
     (tmp_path / "real" / "bin" / "alias").symlink_to("launcher")
     for path in (tmp_path / "linked" / "bin" / "launcher", tmp_path / "linked" / "bin" / "alias", tmp_path):
         assert paths.real_path(str(path)) == os.path.realpath(path)
-    assert paths.real_path(str(tmp_path / "linked" / "missing")) == os.path.realpath(tmp_path / "linked" / "missing")
+    for missing in (tmp_path / "linked" / "missing", tmp_path / "linked" / "no" / "such" / "file.py"):
+        assert paths.real_path(str(missing)) == os.path.realpath(missing)
+    (tmp_path / "dangling").symlink_to(tmp_path / "linked" / "gone")
+    assert paths.real_path(str(tmp_path / "dangling")) == os.path.realpath(tmp_path / "dangling")
+
+
+def test_real_path_of_a_missing_file_needs_no_os(tmp_path):
+    """A frozen module's __file__ names no file: resolving it (the hints' launcher, when relay runs
+    without one) must not fall back to os.path, which would load os into a hook delivering mail."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from relay.util.paths import real_path; "
+        "print(real_path(sys.argv[2])); print('os' in sys.modules)"
+    )
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    missing = str(tmp_path / "bundle" / "relay" / "usecases" / "launcher.py")
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", probe, repo, missing], capture_output=True, text=True)
+    assert done.stdout.split() == [os.path.realpath(missing), "False"], done.stderr
