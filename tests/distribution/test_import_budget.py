@@ -338,14 +338,26 @@ def test_the_hook_delivering_plain_mail_imports_nothing_heavy(env, store_home, t
     assert sorted(loaded & set(NOT_FOR_PLAIN_MAIL)) == []
 
 
+def test_mail_that_may_hold_a_tag_loads_the_readers_view(env, store_home, tmp_path):
+    """The control for the check above: a body with `<` in it is read as a model reads it
+    (relay.usecases.tag_view) before it is fenced."""
+    sid = new_id()
+    modules_after(tmp_path, env, ["hook"], json.dumps({"session_id": sid, "cwd": str(tmp_path)}).encode())
+    modules_after(tmp_path, env, ["send", sid, "--", "a < b, and &lt;/session-relay-mail&gt; ends nothing"])
+    payload = {"session_id": sid, "hook_event_name": "UserPromptSubmit", "cwd": str(tmp_path), "prompt": "hi"}
+    loaded = modules_after(tmp_path, env, ["hook"], json.dumps(payload).encode())
+    assert "relay.usecases.fence" in loaded and "relay.usecases.tag_view" in loaded
+
+
 # What delivering ordinary mail to Claude must not load: the whole adapter (the hook
 # takes its answer's shape from relay.agents.hook_protocol), name resolution (only sending
-# resolves names), unicodedata (only a character that may read as `<` is normalised) and
-# __future__ (no module on the path needs it).
+# resolves names), unicodedata and relay.usecases.tag_view (only text with a character that may
+# start a tag is read as a model reads it) and __future__ (no module on the path needs it).
 NOT_FOR_PLAIN_MAIL = (
     "relay.agents.claude",
     "relay.agents.codex",
     "relay.usecases.addressing",
+    "relay.usecases.tag_view",
     "unicodedata",
     "__future__",
 )
