@@ -19,7 +19,7 @@ import sys
 
 from relay.faces import mcp_tools
 from relay.faces.boundary import say
-from relay.store.contract import open_store, store_url
+from relay.store.contract import open_store
 from relay.usecases.identity import current_session
 from relay.util.errors import RelayError, describe_os_error
 from relay.util.jsonlite import TooDeep, decode, encode
@@ -296,44 +296,6 @@ def input_waiting(fd: int) -> Callable[[], bool]:
     return waiting
 
 
-class _FileStoreOnDemand:
-    """The local file store, opened at the first call that needs more of it than a marker.
-
-    A session's first requests (initialize, tools/list, and whoami when no CLI names the session)
-    read at most the marker of the server's dir: relay.store.markers reads it, the rule the store
-    itself uses, without importing relay.store.files and what it imports (over a tenth of the
-    server's start-up instructions). Any other use opens the store through open_store and goes to it from then on.
-    """
-
-    def __init__(self, warn: Callable[[str], None]) -> None:
-        self._warn = warn
-        self._store: StoreAPI | None = None
-
-    def _opened(self) -> StoreAPI:
-        if self._store is None:
-            self._store = open_store(warn=self._warn)
-        return self._store
-
-    def marker(self, directory: str) -> str | None:
-        if self._store is not None:
-            return self._store.marker(directory)
-        from relay.store.layout import relay_home
-        from relay.store.markers import marker_at
-
-        return marker_at(relay_home(), directory)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._opened(), name)
-
-
-def _open_store() -> StoreAPI:
-    """The store to serve: a Redis store (or the error of a bad AGENT_RELAY_URL) at once, the local
-    file store on demand."""
-    if store_url() is not None:
-        return open_store(warn=log)
-    return _FileStoreOnDemand(log)  # StoreAPI by forwarding (its __getattr__)
-
-
 def main(argv: list[str]) -> int:
     """Serve until stdin closes; exit 0."""
     # Frames are parsed by CPython's C scanner, which nests as deep as the recursion limit allows:
@@ -342,7 +304,11 @@ def main(argv: list[str]) -> int:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything that writes to fd 1 from now on lands on stderr
     sys.stdout = sys.stderr
-    server = Server(_open_store(), out, input_waiting(sys.stdin.fileno()))
+    # The local store is opened lazily: a session's first requests (initialize, tools/list, and
+    # whoami when no CLI names the session) read at most its dir's marker, without loading
+    # relay.store.files (over a tenth of the server's start). A Redis store, or the error of a bad
+    # AGENT_RELAY_URL, comes at once.
+    server = Server(open_store(warn=log, lazily=True), out, input_waiting(sys.stdin.fileno()))
     try:
         for line in read_lines(sys.stdin.buffer):
             try:

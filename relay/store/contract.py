@@ -318,7 +318,7 @@ def store_url() -> str | None:
 
 
 class LocalStore:
-    """The local file store as the hook sees it (`open_store(lazily=True)`): relay.store.glance's
+    """The local file store as the hook and the MCP server see it (`open_store(lazily=True)`): relay.store.glance's
     read-only questions answered without loading the store, and the whole store
     (relay.store.files.Store) opened at the first call of anything else. An event with nothing to
     deliver and nothing to change never loads it."""
@@ -367,14 +367,23 @@ class LocalStore:
         if glance.auto_wakes_counted(self.home, session_id):  # the store removes the count (and the ring note)
             self._full().reset_auto_wakes(session_id)
 
+    def marker(self, directory: str) -> str | None:
+        """The session the dir's marker names, read by relay.store.markers (the rule the store uses):
+        an MCP server's first requests ask only this."""
+        if self._store is not None:
+            return self._store.marker(directory)
+        from relay.store.markers import marker_at
+
+        return marker_at(self.home, directory)
+
 
 def open_store(warn: "Callable[[str], None] | None" = None, lazily: bool = False) -> "StoreAPI":
     """The store this process uses, chosen once from AGENT_RELAY_URL (see the module docstring).
     Every face (CLI, hook, hook watch, bus) opens its store here; the demo keeps its own file store.
 
-    `lazily` (the hook): the local store answers its read-only stat-level questions (watcher,
-    has_mail, ...) without loading relay.store.files, which it loads at the first other call
-    (relay.store.glance.LocalStore)."""
+    `lazily` (the hook and the MCP server): the local store answers its read-only questions
+    (watcher, has_mail, marker, ...) without loading relay.store.files, which it loads at the first
+    other call (LocalStore above)."""
     url = store_url()
     if url is None and lazily:
         return LocalStore(warn)
