@@ -322,6 +322,10 @@ def test_an_unreachable_redis_fails_within_3s_with_the_password_hidden(tmp_path)
 def test_an_unreachable_redis_fails_within_3s_in_a_fresh_process(tmp_path):
     url = f"redis://:s3cret-pw@127.0.0.1:{redis_server_mod.free_port()}/0"
     probe = "import sys\nfrom relay.store.redisdb import RedisStore\nRedisStore(sys.argv[1], home=sys.argv[2]).ping()"
+    # What starting a process that imports the store costs right now (a busy machine does not count).
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import relay.store.redisdb"], env=_child_env(), timeout=30, check=True)
+    start_cost = time.monotonic() - started
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-c", probe, url, str(tmp_path / "local")],
@@ -331,7 +335,7 @@ def test_an_unreachable_redis_fails_within_3s_in_a_fresh_process(tmp_path):
         timeout=30,
         check=False,
     )
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started - start_cost < 3
     assert done.returncode != 0 and "s3cret" not in done.stdout + done.stderr
 
 
